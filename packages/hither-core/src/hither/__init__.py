@@ -1,0 +1,73 @@
+"""hither: run pure Python functions as cached, parallel, containerized jobs.
+
+    import hither as hi
+
+    @hi.function('add', '0.1.0')
+    def add(x, y):
+        return x + y
+
+    assert add.run(x=1, y=2).wait() == 3
+
+Names provided by other hither packages (``SlurmJobHandler``, ``RemoteJobHandler``,
+``ComputeResource``) are loaded on first use through entry points; without the package
+they raise an error that says what to install.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from . import errors
+from .__about__ import __version__
+from .config import Config
+from .errors import (DependencyFailedError, HitherError, JobCancelledException, JobError,
+                     JobTimeoutError, WorkerDiedError)
+from .file import File
+from .function import HitherFunction, additional_files, container, function, local_modules, opts, run
+from .handlers.default import DefaultJobHandler
+from .interfaces import CacheBackend, ContainerRunner, JobHandler, Store
+from .job import Job
+from .job_cache import JobCache
+from .models import Database, JobStatus, RuntimeInfo
+from .tempdir import TemporaryDirectory
+
+
+def wait(timeout: Optional[float] = None) -> None:
+    """Wait until every job started so far has ended (failed jobs do not raise here: their
+    ``wait()``/``get_result()`` does). ``TimeoutError`` if ``timeout`` seconds pass first."""
+    from .manager import manager
+
+    manager.wait_all(timeout)
+
+
+def reset() -> None:
+    """Cancel every unfinished job and shut down every job handler used so far."""
+    from .manager import manager
+
+    manager.reset()
+
+
+_LAZY_CORE = {"ParallelJobHandler": ("hither.handlers.parallel", "ParallelJobHandler")}
+_PLUGIN_EXPORTS = ("SlurmJobHandler", "RemoteJobHandler", "ComputeResource")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_CORE:
+        import importlib
+
+        mod, attr = _LAZY_CORE[name]
+        return getattr(importlib.import_module(mod), attr)
+    if name in _PLUGIN_EXPORTS:
+        from . import registry
+
+        return registry.load("exports", name)
+    raise AttributeError(f"module 'hither' has no attribute {name!r}")
+
+
+__all__ = [
+    "__version__", "errors", "Config", "File", "function", "container", "additional_files",
+    "local_modules", "opts", "run", "wait", "reset", "Job", "JobStatus", "RuntimeInfo",
+    "JobCache", "Database", "DefaultJobHandler", "ParallelJobHandler", "TemporaryDirectory",
+    "JobCancelledException", "JobTimeoutError", "JobError", "WorkerDiedError",
+    "DependencyFailedError", "HitherError", "HitherFunction", "JobHandler", "CacheBackend",
+    "Store", "ContainerRunner", "SlurmJobHandler", "RemoteJobHandler", "ComputeResource",
+]

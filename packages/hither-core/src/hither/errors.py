@@ -1,0 +1,74 @@
+"""Errors raised by hither. Each says what was wrong and what to do about it."""
+from __future__ import annotations
+
+
+class HitherError(Exception):
+    """Base class of every error hither raises on its own account."""
+
+
+class FunctionDefinitionError(HitherError, ValueError):
+    """A ``@hi.function`` decoration is invalid (e.g. the name does not match)."""
+
+
+class UnknownFunctionError(HitherError, KeyError):
+    """``hi.run(name)`` was given a name no ``@hi.function`` registered."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(HitherError, ValueError):
+    """A ``hi.Config``/``hi.JobCache`` option is invalid or cannot be honoured."""
+
+
+class PluginNotInstalledError(HitherError, ImportError):
+    """A feature lives in a hither package that is not installed."""
+
+
+class PluginError(HitherError):
+    """A plugin registry problem, e.g. two plugins registered under one name."""
+
+
+class JobError(HitherError):
+    """A job failed and its original exception type could not be rebuilt here.
+
+    ``remote_type`` names the original type; ``remote_traceback`` holds the traceback text
+    from where the job ran.
+    """
+
+    def __init__(self, message: str, remote_type: str = "", remote_traceback: str = "") -> None:
+        super().__init__(message)
+        self.remote_type = remote_type
+        self.remote_traceback = remote_traceback
+
+
+class JobCancelledException(HitherError):
+    """The job was cancelled (``job.cancel()`` or ``hi.reset()``)."""
+
+
+class JobTimeoutError(HitherError, TimeoutError):
+    """The job ran longer than ``hi.Config(job_timeout=...)`` and was killed.
+
+    Distinct from the builtin ``TimeoutError`` raised by ``job.wait(timeout)``, which only
+    means the *wait* ended; a ``JobTimeoutError`` means the job itself was stopped.
+    """
+
+
+class WorkerDiedError(HitherError):
+    """The process running the job died (killed, segfault, out of memory, os._exit)."""
+
+
+class DependencyFailedError(HitherError):
+    """An input job of this job failed or was cancelled, so this job could not run."""
+
+
+class JobNotFinishedError(HitherError):
+    """``job.get_result()`` was called before the job finished; call ``job.wait()``."""
+
+
+class BundleTooLargeError(HitherError):
+    """The code bundle of a function is larger than the configured limit."""
+
+
+class CodeLoadError(HitherError):
+    """A worker or runner could not load the function's code."""

@@ -1,0 +1,1 @@
+"""The job handlers that ship with hither-core."""

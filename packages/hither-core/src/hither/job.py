@@ -1,0 +1,164 @@
+"""``hi.Job``: one run of a hither function with given arguments."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+
+from .errors import JobNotFinishedError
+from .models import JobStatus, RuntimeInfo
+from .values import job_hash
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import ConfigState
+    from .function import HitherFunction
+    from .interfaces import JobHandler
+
+logger = logging.getLogger("hither.job")
+
+_ids = itertools.count(1)
+_id_prefix = os.urandom(4).hex()
+
+
+class Job:
+    """A running (or finished) hither function call. Create with ``f.run(**kwargs)``."""
+
+    def __init__(self, function: "HitherFunction", kwargs: Dict[str, Any], config: "ConfigState",
+                 handler: "JobHandler", container: Optional[str], deps: List["Job"]) -> None:
+        self.id = f"{_id_prefix}-{next(_ids)}"
+        self.function = function
+        self.kwargs = kwargs
+        self.config = config
+        self.handler = handler
+        self.container = container  # image URL the job runs in, or None for the host
+        self.dependencies = deps
+        self.resolved_kwargs: Optional[Dict[str, Any]] = None if deps else kwargs
+        self._hash: Optional[str] = None
+        self._status = JobStatus.PENDING
+        self._result: Any = None
+        self._error: Optional[BaseException] = None
+        self._runtime_info = RuntimeInfo(handler=getattr(handler, "name", ""))
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._callbacks: List[Callable[["Job"], None]] = []
+        self._manager: Any = None  # set by the manager; receives report_* calls
+        self.handler_data: Any = None  # private slot for the handler running the job
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def function_name(self) -> str:
+        return self.function.name
+
+    @property
+    def function_version(self) -> str:
+        return self.function.version
+
+    @property
+    def job_hash(self) -> str:
+        """sha1 of (name, version, arguments); after input jobs finish, over their results."""
+        if self._hash is not None:
+            return self._hash
+        args = self.resolved_kwargs if self.resolved_kwargs is not None else self.kwargs
+        h = job_hash(self.function.name, self.function.version, args)
+        if self.resolved_kwargs is not None:
+            self._hash = h
+        return h
+
+    # ------------------------------------------------------------------ user API
+    def get_status(self) -> JobStatus:
+        return self._status
+
+    def is_done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: Optional[float] = None) -> Any:
+        """Wait for the job and return its result (or raise its error).
+
+        ``timeout`` (seconds) raises the builtin ``TimeoutError`` when the wait ends first;
+        the job keeps going.
+        """
+        if not self._done.is_set():
+            from .progress import wait_with_progress
+
+            if not wait_with_progress([self], timeout):
+                raise TimeoutError(f"job {self.function.name} ({self.id}) did not finish within "
+                                   f"{timeout} s (still {self._status.value}); it keeps running: "
+                                   "wait again, or job.cancel() it")
+        return self.get_result()
+
+    def get_result(self) -> Any:
+        """The result of a finished job; raises its error if it failed."""
+        if not self._done.is_set():
+            raise JobNotFinishedError(f"job {self.function.name} ({self.id}) is {self._status.value}, "
+                                      "not finished; call job.wait() first")
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def get_error(self) -> Optional[BaseException]:
+        return self._error
+
+    def cancel(self) -> bool:
+        """Cancel a pending, queued or running job; ``wait()`` then raises
+        ``hi.JobCancelledException``. False if the job had already ended."""
+        return self._manager.cancel(self)
+
+    def get_runtime_info(self) -> RuntimeInfo:
+        """Console output, start/end times, elapsed, host, pid, status (a copy)."""
+        ri = self._runtime_info.model_copy()
+        ri.status = self._status
+        return ri
+
+    def print_console_out(self) -> None:
+        """Write the job's captured stdout and stderr to this process's console."""
+        import sys
+
+        ri = self._runtime_info
+        sys.stdout.write(f"--- console output of job {self.function.name} ({self.id}) ---\n")
+        sys.stdout.write(ri.stdout)
+        if ri.stderr:
+            sys.stdout.write("--- stderr ---\n" + ri.stderr)
+        sys.stdout.write("--- end of console output ---\n")
+        sys.stdout.flush()
+
+    def __await__(self):  # type: ignore[no-untyped-def]
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+
+        def done(_job: "Job") -> None:
+            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(None))
+
+        self.add_done_callback(done)
+        yield from fut.__await__()
+        return self.get_result()
+
+    def __repr__(self) -> str:
+        return f"<hi.Job {self.function.name} {self.id} {self._status.value}>"
+
+    # ------------------------------------------------------------------ for handlers
+    def report_running(self) -> None:
+        self._manager.on_running(self)
+
+    def report_result(self, value: Any, runtime_info: Optional[RuntimeInfo] = None) -> None:
+        self._manager.complete(self, JobStatus.FINISHED, value, None, runtime_info)
+
+    def report_error(self, error: BaseException, runtime_info: Optional[RuntimeInfo] = None) -> None:
+        self._manager.complete(self, JobStatus.ERROR, None, error, runtime_info)
+
+    def report_cancelled(self) -> None:
+        from .errors import JobCancelledException
+
+        self._manager.complete(self, JobStatus.CANCELLED, None,
+                               JobCancelledException(f"job {self.function.name} ({self.id}) was cancelled"),
+                               None)
+
+    def add_done_callback(self, cb: Callable[["Job"], None]) -> None:
+        """Call ``cb(job)`` once the job ends (at once, here, if it already has)."""
+        with self._lock:
+            if not self._done.is_set():
+                self._callbacks.append(cb)
+                return
+        cb(self)

@@ -1,0 +1,262 @@
+"""The job manager: creates jobs, waits for their input jobs, asks the cache, hands ready
+jobs to their handler, records results, and wakes dependent jobs."""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import weakref
+from typing import Any, Dict, List, Optional, Set
+
+from . import config as _config
+from . import registry
+from .errors import ConfigError, DependencyFailedError, PluginNotInstalledError
+from .function import HitherFunction
+from .interfaces import JobHandler
+from .job import Job
+from .models import JobStatus, RuntimeInfo
+from .values import scan, substitute
+
+logger = logging.getLogger("hither.manager")
+
+
+class JobManager:
+    """Process-wide coordinator of jobs (one instance: ``hither.manager.manager``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active: Dict[str, Job] = {}
+        self._handlers: "weakref.WeakSet[JobHandler]" = weakref.WeakSet()
+        self._default_handler: Optional[JobHandler] = None
+        self._dispatch_q: "queue.SimpleQueue[Optional[Job]]" = queue.SimpleQueue()
+        self._dispatch_thread: Optional[threading.Thread] = None
+
+    # ------------------------------------------------------------------ creation
+    def default_handler(self) -> JobHandler:
+        with self._lock:
+            if self._default_handler is None:
+                from .handlers.default import DefaultJobHandler
+
+                self._default_handler = DefaultJobHandler()
+            return self._default_handler
+
+    def create_job(self, fn: HitherFunction, args: tuple, kwargs: dict) -> Job:
+        try:
+            bound = fn.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{fn.name}.run(): {exc}") from None
+        given = bound.arguments
+        deps: List[Job] = []
+        for name, value in given.items():
+            deps.extend(scan(value, name))
+        # defaults join the arguments (so f.run(x=1) and f.run(x=1, d=None) share a hash)
+        # when they are hither values; others are part of the code, covered by the version
+        for pname, param in fn.signature.parameters.items():
+            if pname not in given and param.default is not param.empty:
+                try:
+                    scan(param.default, pname, allow_jobs=False)
+                except TypeError:
+                    continue
+                given[pname] = param.default
+        cfg = _config.current()
+        handler = cfg.job_handler or self.default_handler()
+        container = self._container_for(fn, cfg)
+        unique_deps = list({id(d): d for d in deps}.values())
+        job = Job(fn, dict(given), cfg, handler, container, unique_deps)
+        job._manager = self
+        handler.check_config(job)
+        with self._lock:
+            self._active[job.id] = job
+            self._handlers.add(handler)
+        if not unique_deps:
+            self._ready(job, inline=True)
+            return job
+        pending = [len(unique_deps)]
+        plock = threading.Lock()
+        created = threading.get_ident()
+
+        def dep_done(_dep: Job) -> None:
+            with plock:
+                pending[0] -= 1
+                last = pending[0] == 0
+            if last:
+                if threading.get_ident() == created and not job._done.is_set() and not started[0]:
+                    # every input finished while we were registering: continue right here
+                    self._deps_ready(job, inline=True)
+                else:
+                    self._dispatch(job)
+
+        started = [False]
+        for d in unique_deps:
+            d.add_done_callback(dep_done)
+        started[0] = True
+        return job
+
+    def _container_for(self, fn: HitherFunction, cfg: _config.ConfigState) -> Optional[str]:
+        image: Optional[str]
+        if isinstance(cfg.container, str):
+            image = cfg.container
+        elif cfg.container is True:
+            image = fn.container
+        else:
+            image = None
+        if image is None:
+            return None
+        scheme = image.split("://", 1)[0]
+        try:
+            registry.load("container_runners", "singularity" if scheme in ("shub", "library") else scheme)
+        except PluginNotInstalledError as exc:
+            raise ConfigError(
+                f"{fn.name} is configured to run in the container {image!r} (hi.Config(container="
+                f"{cfg.container!r})), but no container runner for {scheme}:// is available: {exc}. "
+                "Install it (pip install hither-container), or set hi.Config(container=False) to "
+                "run on the host.") from None
+        return image
+
+    # ------------------------------------------------------------------ readiness
+    def _dispatch(self, job: Job) -> None:
+        """Continue ``job`` on the dispatch thread (never block a handler's own thread)."""
+        with self._lock:
+            if self._dispatch_thread is None or not self._dispatch_thread.is_alive():
+                self._dispatch_thread = threading.Thread(target=self._dispatch_loop,
+                                                         name="hither-dispatch", daemon=True)
+                self._dispatch_thread.start()
+        self._dispatch_q.put(job)
+
+    def _dispatch_loop(self) -> None:
+        while True:
+            job = self._dispatch_q.get()
+            if job is None:
+                return
+            try:
+                self._deps_ready(job, inline=False)
+            except Exception:  # never let one job take the dispatcher down
+                logger.exception("hither internal error while starting %s", job)
+
+    def _deps_ready(self, job: Job, inline: bool) -> None:
+        if job._done.is_set():
+            return
+        for d in job.dependencies:
+            if d._status != JobStatus.FINISHED:
+                cause = d._error
+                self.complete(job, JobStatus.ERROR, None, DependencyFailedError(
+                    f"job {job.function_name} ({job.id}) could not run: its input job "
+                    f"{d.function_name} ({d.id}) {d._status.value}"
+                    + (f": {type(cause).__name__}: {cause}" if cause is not None else "")), None)
+                return
+        job.resolved_kwargs = substitute(job.kwargs, lambda d: d._result)
+        self._ready(job, inline)
+
+    def _ready(self, job: Job, inline: bool) -> None:
+        cfg = job.config
+        cache = cfg.job_cache
+        try:
+            if cache is not None and not cfg.force_run:
+                entry = cache.lookup(job)
+                if entry is not None:
+                    from .job_cache import entry_error
+
+                    ri = entry.runtime_info.model_copy()
+                    ri.cached = True
+                    if entry.status == JobStatus.FINISHED:
+                        self.complete(job, JobStatus.FINISHED, entry.result, None, ri)
+                    else:
+                        self.complete(job, JobStatus.ERROR, None, entry_error(entry), ri)
+                    return
+            with job._lock:
+                if job._done.is_set():
+                    return
+                job._status = JobStatus.QUEUED
+            job.handler.submit(job, inline)
+        except Exception as exc:
+            self.complete(job, JobStatus.ERROR, None, exc, None)
+
+    # ------------------------------------------------------------------ reports
+    def on_running(self, job: Job) -> None:
+        with job._lock:
+            if not job._done.is_set():
+                job._status = JobStatus.RUNNING
+
+    def complete(self, job: Job, status: JobStatus, result: Any, error: Optional[BaseException],
+                 runtime_info: Optional[RuntimeInfo]) -> bool:
+        """Record the end of ``job`` (first report wins); store it in the cache; wake waiters."""
+        with job._lock:
+            if job._done.is_set() or getattr(job, "_completing", False):
+                return False
+            job._completing = True  # type: ignore[attr-defined]
+        if runtime_info is not None:
+            runtime_info.handler = runtime_info.handler or job._runtime_info.handler
+            job._runtime_info = runtime_info
+        job._runtime_info.status = status
+        cache = job.config.job_cache
+        if cache is not None and not job._runtime_info.cached and status != JobStatus.CANCELLED:
+            try:
+                cache.store(job, status, result, error, job._runtime_info)
+            except Exception as exc:
+                logger.warning("could not store %s (%s) in the job cache: %s: %s",
+                               job.function_name, job.id, type(exc).__name__, exc)
+        with job._lock:
+            job._result, job._error, job._status = result, error, status
+            callbacks, job._callbacks = job._callbacks, []
+            job._done.set()
+        with self._lock:
+            self._active.pop(job.id, None)
+        for cb in callbacks:
+            try:
+                cb(job)
+            except Exception:
+                logger.exception("error in a done-callback of %s", job)
+        return True
+
+    # ------------------------------------------------------------------ control
+    def cancel(self, job: Job) -> bool:
+        if job._done.is_set():
+            return False
+        status = job._status
+        if status == JobStatus.PENDING:
+            job.report_cancelled()
+            return True
+        stopped = job.handler.cancel(job)
+        if not stopped and not job._done.is_set() and job._status == JobStatus.QUEUED:
+            job.report_cancelled()
+            return True
+        return stopped
+
+    def active_jobs(self) -> List[Job]:
+        with self._lock:
+            return list(self._active.values())
+
+    def wait_all(self, timeout: Optional[float] = None) -> None:
+        from .progress import wait_with_progress
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            jobs = self.active_jobs()
+            if not jobs:
+                return
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not wait_with_progress(jobs, remaining):
+                raise TimeoutError(f"hi.wait(): {len(self.active_jobs())} job(s) still unfinished "
+                                   f"after {timeout} s; they keep running")
+
+    def reset(self) -> None:
+        """Cancel every unfinished job and shut down every handler used so far."""
+        for job in self.active_jobs():
+            try:
+                self.cancel(job)
+            except Exception:
+                logger.exception("could not cancel %s", job)
+        with self._lock:
+            handlers: Set[JobHandler] = set(self._handlers)
+            self._handlers = weakref.WeakSet()
+        for h in handlers:
+            try:
+                h.shutdown(wait=False)
+            except Exception:
+                logger.exception("could not shut down %s", h)
+        for job in self.active_jobs():  # whatever a handler could not stop
+            job.report_cancelled()
+
+
+manager = JobManager()

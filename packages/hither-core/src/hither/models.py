@@ -1,0 +1,117 @@
+"""Pydantic models for everything hither serializes: runtime info, cache entries, job specs.
+
+Plain classes are used inside one process; these models are the boundary formats.
+"""
+from __future__ import annotations
+
+import time
+from enum import Enum
+from typing import Any, Dict, List, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class JobStatus(str, Enum):
+    """Life cycle of a job: PENDING (waiting for input jobs) -> QUEUED -> RUNNING -> an end state."""
+
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_done(self) -> bool:
+        return self in (JobStatus.FINISHED, JobStatus.ERROR, JobStatus.CANCELLED)
+
+
+class RuntimeInfo(BaseModel):
+    """What is known about one run of a job: console output, times, where it ran."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: JobStatus = JobStatus.PENDING
+    stdout: str = ""
+    stderr: str = ""
+    start_time: Optional[float] = None
+    end_time: Optional[float] = None
+    host: str = ""
+    pid: Optional[int] = None
+    handler: str = ""
+    cached: bool = False
+
+    @property
+    def elapsed(self) -> Optional[float]:
+        """Seconds between start and end, or None while unknown."""
+        if self.start_time is None or self.end_time is None:
+            return None
+        return self.end_time - self.start_time
+
+    @property
+    def console_out(self) -> str:
+        """Stdout and stderr together, stdout first."""
+        return self.stdout + self.stderr
+
+
+class ErrorInfo(BaseModel):
+    """A job's exception in a form that survives any boundary."""
+
+    type_module: str = "builtins"
+    type_name: str = "Exception"
+    message: str = ""
+    args_json: Optional[List[Any]] = None  # constructor args when they were JSON-able
+    traceback: str = ""
+
+
+class Database(BaseModel):
+    """Where a MongoDB lives: ``hi.Database(mongo_url="mongodb://...", database="hither")``.
+
+    Only a descriptor: the packages that talk to MongoDB (hither-cache, hither-remote) open
+    the connection, so hither-core needs no pymongo.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    mongo_url: str = "mongodb://localhost:27017"
+    database: str = "hither"
+
+
+class CacheEntry(BaseModel):
+    """One job-cache record. ``result`` is the decoded Python value (backends choose how to
+    store arrays: see ``hither.serialization``)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    job_hash: str
+    function_name: str
+    function_version: str
+    status: JobStatus
+    result: Any = None
+    error: Optional[ErrorInfo] = None
+    runtime_info: RuntimeInfo = Field(default_factory=RuntimeInfo)
+    code_hash: Optional[str] = None
+    hither_version: str = ""
+    created_at: float = Field(default_factory=time.time)
+
+
+class JobSpec(BaseModel):
+    """Everything a process outside the caller needs to run one job with ``hither.runner``.
+
+    Written as ``spec.json`` into a job directory; arguments live beside it (``args.json``
+    plus ``.npy`` files), the code bundle in ``code.zip``.
+    """
+
+    job_id: str
+    job_hash: str
+    function_name: str
+    function_version: str
+    module: str  # dotted module name, or "__main__"
+    qualname: str
+    module_relpath: str  # path of the function's file inside the bundle
+    code_hash: str
+    container: Optional[str] = None
+    timeout: Optional[float] = None
+    no_resolve_input_files: bool = False
+    sys_paths: List[str] = Field(default_factory=list)  # bundle-relative import roots
+    extra: Dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,194 @@
+"""Hither-allowed values: validation (with the argument path in errors), the jobs nested in
+arguments, substitution of their results, and the canonical job hash.
+
+Allowed, nested anywhere: None, bool, int, float, str, numpy arrays (not object dtype),
+numpy scalars, list, tuple (kept distinct from list), dict with str keys, ``hi.File`` and
+``Job`` (a pipeline dependency; arguments only).
+"""
+from __future__ import annotations
+
+import hashlib
+import struct
+from typing import TYPE_CHECKING, Any, Callable, List
+
+import numpy as np
+
+from .file import File
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .job import Job
+
+_SCALARS = (str, int, float, bool, type(None))
+_HASH_CHUNK = 64 * 1024 * 1024
+
+
+def _job_type() -> type:
+    from .job import Job
+
+    return Job
+
+
+def scan(value: Any, path: str, allow_jobs: bool = True) -> List["Job"]:
+    """Validate ``value``; return the Jobs nested in it. ``TypeError`` names the path."""
+    jobs: List["Job"] = []
+    _scan(value, path, jobs, allow_jobs, _job_type())
+    return jobs
+
+
+def _scan(v: Any, path: str, jobs: list, allow_jobs: bool, job_type: type) -> None:
+    t = type(v)
+    if t in _SCALARS:
+        return
+    if t is list or t is tuple:
+        for i, item in enumerate(v):
+            _scan(item, f"{path}[{i}]", jobs, allow_jobs, job_type)
+        return
+    if t is dict:
+        for k, item in v.items():
+            if type(k) is not str:
+                raise TypeError(f"{path} has a key {k!r} of type {type(k).__name__}: hither "
+                                "dicts need str keys (convert the keys with str())")
+            _scan(item, f"{path}[{k!r}]", jobs, allow_jobs, job_type)
+        return
+    if isinstance(v, np.ndarray):
+        if v.dtype.hasobject:
+            raise TypeError(f"{path} is a numpy array of dtype {v.dtype}: object arrays are not "
+                            "allowed (use a numeric dtype, or a list)")
+        return
+    if isinstance(v, np.generic):
+        if v.dtype.hasobject:
+            raise TypeError(f"{path} is a numpy object scalar: not allowed")
+        return
+    if isinstance(v, File):
+        return
+    if isinstance(v, job_type):
+        if not allow_jobs:
+            raise TypeError(f"{path} is a hither Job: a function cannot return a Job "
+                            "(return its result, or run the job from the caller)")
+        jobs.append(v)
+        return
+    if isinstance(v, _SCALARS):  # subclasses of str/int/float (e.g. IntEnum, np.float64)
+        return
+    raise TypeError(f"{path} has type {t.__module__}.{t.__qualname__}, which hither cannot pass "
+                    "to or from a job; allowed: None, bool, int, float, str, numpy arrays and "
+                    "scalars, list, tuple, dict with str keys, hi.File, and Job")
+
+
+def substitute(value: Any, result_of: Callable[["Job"], Any]) -> Any:
+    """A copy of ``value`` with every Job replaced by ``result_of(job)``."""
+    job_type = _job_type()
+
+    def sub(v: Any) -> Any:
+        t = type(v)
+        if t is list:
+            return [sub(x) for x in v]
+        if t is tuple:
+            return tuple(sub(x) for x in v)
+        if t is dict:
+            return {k: sub(x) for k, x in v.items()}
+        if isinstance(v, job_type):
+            return result_of(v)
+        return v
+
+    return sub(value)
+
+
+def map_files(value: Any, fn: Callable[[File], Any]) -> Any:
+    """A copy of ``value`` with every ``hi.File`` replaced by ``fn(file)``."""
+    t = type(value)
+    if t is list:
+        return [map_files(x, fn) for x in value]
+    if t is tuple:
+        return tuple(map_files(x, fn) for x in value)
+    if t is dict:
+        return {k: map_files(x, fn) for k, x in value.items()}
+    if isinstance(value, File):
+        return fn(value)
+    return value
+
+
+def has_files(value: Any) -> bool:
+    t = type(value)
+    if t is list or t is tuple:
+        return any(has_files(x) for x in value)
+    if t is dict:
+        return any(has_files(x) for x in value.values())
+    return isinstance(value, File)
+
+
+# ---------------------------------------------------------------- canonical hashing
+def update_hash(h: "hashlib._Hash", v: Any) -> None:
+    """Feed a canonical, type-tagged encoding of ``v`` into ``h``.
+
+    Dict order does not matter; list and tuple differ; arrays are hashed by dtype, shape and
+    bytes straight from their buffer (no copy when C-contiguous, bounded chunks otherwise);
+    Files by content; Jobs (not yet resolved) by their own hash.
+    """
+    t = type(v)
+    if v is None:
+        h.update(b"N")
+    elif t is bool:
+        h.update(b"T" if v else b"F")
+    elif t is int:
+        s = str(v).encode()
+        h.update(b"i%d:" % len(s) + s)
+    elif t is float:
+        h.update(b"f" + struct.pack("<d", v))
+    elif t is str:
+        b = v.encode("utf-8", "surrogatepass")
+        h.update(b"s%d:" % len(b) + b)
+    elif t is list or t is tuple:
+        h.update((b"L%d:" if t is list else b"U%d:") % len(v))
+        for x in v:
+            update_hash(h, x)
+    elif t is dict:
+        h.update(b"D%d:" % len(v))
+        for k in sorted(v):
+            kb = k.encode("utf-8", "surrogatepass")
+            h.update(b"%d:" % len(kb) + kb)
+            update_hash(h, v[k])
+    elif isinstance(v, np.ndarray):
+        _hash_array(h, v)
+    elif isinstance(v, np.generic):
+        d = repr(v.dtype.descr if v.dtype.fields else v.dtype.str).encode()
+        raw = v.tobytes()
+        h.update(b"g%d:" % len(d) + d + raw)
+    elif isinstance(v, File):
+        h.update(b"P" + v.sha1.encode())
+    elif isinstance(v, _job_type()):
+        h.update(b"J" + v.job_hash.encode())
+    elif isinstance(v, bool):
+        h.update(b"T" if v else b"F")
+    elif isinstance(v, int):
+        update_hash(h, int(v))
+    elif isinstance(v, float):
+        update_hash(h, float(v))
+    elif isinstance(v, str):
+        update_hash(h, str(v))
+    else:  # scan() rejects these before hashing; keep the error precise anyway
+        raise TypeError(f"cannot hash a value of type {t.__qualname__}")
+
+
+def _hash_array(h: "hashlib._Hash", a: np.ndarray) -> None:
+    d = repr(a.dtype.descr if a.dtype.fields else a.dtype.str).encode()
+    shape = ",".join(map(str, a.shape)).encode()
+    h.update(b"A%d:" % len(d) + d + b"(" + shape + b")")
+    if a.size == 0:
+        return
+    if a.flags.c_contiguous:
+        h.update(memoryview(a).cast("B"))  # hashlib reads the buffer in place, GIL released
+        return
+    # non-contiguous: hash C-ordered slabs along the first axis, bounded in size
+    row_bytes = max(1, a.itemsize * int(np.prod(a.shape[1:], dtype=np.int64)))
+    step = max(1, _HASH_CHUNK // row_bytes)
+    for i in range(0, a.shape[0], step):
+        h.update(memoryview(np.ascontiguousarray(a[i:i + step])).cast("B"))
+
+
+def job_hash(name: str, version: str, kwargs: dict) -> str:
+    """sha1 over the canonical encoding of (function name, version, arguments)."""
+    h = hashlib.sha1(b"hither-job-v1\0")
+    update_hash(h, name)
+    update_hash(h, version)
+    update_hash(h, kwargs)
+    return h.hexdigest()
