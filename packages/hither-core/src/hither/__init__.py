@@ -14,6 +14,7 @@ they raise an error that says what to install.
 """
 from __future__ import annotations
 
+import importlib
 from typing import Any, Optional
 
 from . import errors
@@ -23,12 +24,24 @@ from .errors import (DependencyFailedError, HitherError, JobCancelledException, 
                      JobTimeoutError, WorkerDiedError)
 from .file import File
 from .function import HitherFunction, additional_files, container, function, local_modules, opts, run
-from .handlers.default import DefaultJobHandler
-from .interfaces import CacheBackend, ContainerRunner, JobHandler, Store
-from .job import Job
-from .job_cache import JobCache
-from .models import Database, JobStatus, RuntimeInfo
+from .status import JobStatus
 from .tempdir import TemporaryDirectory
+
+# Loaded on first use, so that ``import hither`` stays light (worker processes and code
+# that only declares functions pay neither for numpy nor for pydantic).
+_LAZY = {
+    "Job": ("hither.job", "Job"),
+    "JobCache": ("hither.job_cache", "JobCache"),
+    "Database": ("hither.models", "Database"),
+    "RuntimeInfo": ("hither.models", "RuntimeInfo"),
+    "DefaultJobHandler": ("hither.handlers.default", "DefaultJobHandler"),
+    "ParallelJobHandler": ("hither.handlers.parallel", "ParallelJobHandler"),
+    "JobHandler": ("hither.interfaces", "JobHandler"),
+    "CacheBackend": ("hither.interfaces", "CacheBackend"),
+    "Store": ("hither.interfaces", "Store"),
+    "ContainerRunner": ("hither.interfaces", "ContainerRunner"),
+}
+_PLUGIN_EXPORTS = ("SlurmJobHandler", "RemoteJobHandler", "ComputeResource")
 
 
 def wait(timeout: Optional[float] = None) -> None:
@@ -46,16 +59,12 @@ def reset() -> None:
     manager.reset()
 
 
-_LAZY_CORE = {"ParallelJobHandler": ("hither.handlers.parallel", "ParallelJobHandler")}
-_PLUGIN_EXPORTS = ("SlurmJobHandler", "RemoteJobHandler", "ComputeResource")
-
-
 def __getattr__(name: str) -> Any:
-    if name in _LAZY_CORE:
-        import importlib
-
-        mod, attr = _LAZY_CORE[name]
-        return getattr(importlib.import_module(mod), attr)
+    if name in _LAZY:
+        mod, attr = _LAZY[name]
+        value = getattr(importlib.import_module(mod), attr)
+        globals()[name] = value
+        return value
     if name in _PLUGIN_EXPORTS:
         from . import registry
 

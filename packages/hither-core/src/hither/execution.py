@@ -1,19 +1,13 @@
 """Running one job's function in this process, with console capture and runtime info."""
 from __future__ import annotations
 
-import os
-import socket
-import time
-import traceback
 from typing import Any, Dict, Optional, Tuple
 
-from .console import capture
 from .error_info import attach_traceback
 from .file import File
-from .models import JobStatus, RuntimeInfo
+from .status import JobStatus
+from .runner import call_function
 from .values import map_files, scan
-
-_HOST = socket.gethostname()
 
 
 def prepare_kwargs(kwargs: Dict[str, Any], no_resolve_input_files: bool) -> Dict[str, Any]:
@@ -23,24 +17,28 @@ def prepare_kwargs(kwargs: Dict[str, Any], no_resolve_input_files: bool) -> Dict
     return {k: map_files(v, File.resolve) for k, v in kwargs.items()}
 
 
+def check_result(result: Any, error: Optional[BaseException]) -> Optional[BaseException]:
+    """A TypeError naming the offending part when a result is not a hither value."""
+    if error is None:
+        try:
+            scan(result, "the result", allow_jobs=False)
+        except TypeError as exc:
+            return exc
+    return error
+
+
 def call_captured(fn: Any, kwargs: Dict[str, Any], handler: str = "",
                   no_resolve_input_files: bool = False
-                  ) -> Tuple[JobStatus, Any, Optional[BaseException], RuntimeInfo]:
+                  ) -> Tuple[JobStatus, Any, Optional[BaseException], Dict[str, Any]]:
     """Call ``fn(**kwargs)`` here, capturing its console output; never raises for job errors."""
-    ri = RuntimeInfo(host=_HOST, pid=os.getpid(), handler=handler, status=JobStatus.RUNNING)
-    ri.start_time = time.time()
-    result: Any = None
-    error: Optional[BaseException] = None
-    with capture() as (out, err):
-        try:
-            result = fn(**prepare_kwargs(kwargs, no_resolve_input_files))
-            scan(result, "the result", allow_jobs=False)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - the job's error (even SystemExit) is data here
-            error = attach_traceback(exc, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-    ri.end_time = time.time()
-    ri.stdout, ri.stderr = "".join(out), "".join(err)
+    try:
+        args = prepare_kwargs(kwargs, no_resolve_input_files)
+    except Exception as exc:
+        return JobStatus.ERROR, None, exc, {"handler": handler, "status": JobStatus.ERROR}
+    result, error, tb_text, ri = call_function(fn, args, handler)
+    if error is not None:
+        attach_traceback(error, tb_text)
+    error = check_result(result, error)
     status = JobStatus.ERROR if error is not None else JobStatus.FINISHED
-    ri.status = status
-    return status, result, error, ri
+    ri["status"] = status
+    return status, (None if error is not None else result), error, ri

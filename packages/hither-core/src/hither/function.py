@@ -43,8 +43,21 @@ class HitherFunction:
         except TypeError:
             self.source_file = None
         self._bundle: Any = None
+        self._worker_ref: Any = None
         self._lock = threading.Lock()
         functools.update_wrapper(self, fn)
+
+    def __getstate__(self) -> Dict[str, Any]:  # picklable by value (cloudpickle, __main__)
+        state = dict(self.__dict__)
+        for k in ("_lock", "_bundle", "_worker_ref"):
+            state.pop(k, None)
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._bundle = None
+        self._worker_ref = None
+        self._lock = threading.Lock()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.raw(*args, **kwargs)

@@ -9,11 +9,12 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from .errors import JobNotFinishedError
-from .models import JobStatus, RuntimeInfo
+from .status import JobStatus
 from .values import job_hash
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import ConfigState
+    from .models import RuntimeInfo
     from .function import HitherFunction
     from .interfaces import JobHandler
 
@@ -40,7 +41,8 @@ class Job:
         self._status = JobStatus.PENDING
         self._result: Any = None
         self._error: Optional[BaseException] = None
-        self._runtime_info = RuntimeInfo(handler=getattr(handler, "name", ""))
+        # a plain dict on the hot path; a RuntimeInfo model is built when asked for
+        self._runtime_info: Dict[str, Any] = {"handler": getattr(handler, "name", "")}
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._callbacks: List[Callable[["Job"], None]] = []
@@ -106,11 +108,11 @@ class Job:
         ``hi.JobCancelledException``. False if the job had already ended."""
         return self._manager.cancel(self)
 
-    def get_runtime_info(self) -> RuntimeInfo:
-        """Console output, start/end times, elapsed, host, pid, status (a copy)."""
-        ri = self._runtime_info.model_copy()
-        ri.status = self._status
-        return ri
+    def get_runtime_info(self) -> "RuntimeInfo":
+        """Console output, start/end times, elapsed, host, pid, status (a ``hi.RuntimeInfo``)."""
+        from .models import RuntimeInfo
+
+        return RuntimeInfo(**{**self._runtime_info, "status": self._status})
 
     def print_console_out(self) -> None:
         """Write the job's captured stdout and stderr to this process's console."""
@@ -118,9 +120,9 @@ class Job:
 
         ri = self._runtime_info
         sys.stdout.write(f"--- console output of job {self.function.name} ({self.id}) ---\n")
-        sys.stdout.write(ri.stdout)
-        if ri.stderr:
-            sys.stdout.write("--- stderr ---\n" + ri.stderr)
+        sys.stdout.write(ri.get("stdout", ""))
+        if ri.get("stderr"):
+            sys.stdout.write("--- stderr ---\n" + ri["stderr"])
         sys.stdout.write("--- end of console output ---\n")
         sys.stdout.flush()
 
@@ -142,10 +144,11 @@ class Job:
     def report_running(self) -> None:
         self._manager.on_running(self)
 
-    def report_result(self, value: Any, runtime_info: Optional[RuntimeInfo] = None) -> None:
+    def report_result(self, value: Any, runtime_info: "Optional[RuntimeInfo | Dict[str, Any]]" = None) -> None:
         self._manager.complete(self, JobStatus.FINISHED, value, None, runtime_info)
 
-    def report_error(self, error: BaseException, runtime_info: Optional[RuntimeInfo] = None) -> None:
+    def report_error(self, error: BaseException,
+                     runtime_info: "Optional[RuntimeInfo | Dict[str, Any]]" = None) -> None:
         self._manager.complete(self, JobStatus.ERROR, None, error, runtime_info)
 
     def report_cancelled(self) -> None:

@@ -14,7 +14,7 @@ from .errors import ConfigError, DependencyFailedError, PluginNotInstalledError
 from .function import HitherFunction
 from .interfaces import JobHandler
 from .job import Job
-from .models import JobStatus, RuntimeInfo
+from .status import JobStatus
 from .values import scan, substitute
 
 logger = logging.getLogger("hither.manager")
@@ -156,8 +156,7 @@ class JobManager:
                 if entry is not None:
                     from .job_cache import entry_error
 
-                    ri = entry.runtime_info.model_copy()
-                    ri.cached = True
+                    ri = {**entry.runtime_info.model_dump(), "cached": True}
                     if entry.status == JobStatus.FINISHED:
                         self.complete(job, JobStatus.FINISHED, entry.result, None, ri)
                     else:
@@ -178,20 +177,22 @@ class JobManager:
                 job._status = JobStatus.RUNNING
 
     def complete(self, job: Job, status: JobStatus, result: Any, error: Optional[BaseException],
-                 runtime_info: Optional[RuntimeInfo]) -> bool:
+                 runtime_info: Any) -> bool:
         """Record the end of ``job`` (first report wins); store it in the cache; wake waiters."""
         with job._lock:
             if job._done.is_set() or getattr(job, "_completing", False):
                 return False
             job._completing = True  # type: ignore[attr-defined]
+        ri = job._runtime_info
         if runtime_info is not None:
-            runtime_info.handler = runtime_info.handler or job._runtime_info.handler
-            job._runtime_info = runtime_info
-        job._runtime_info.status = status
+            if not isinstance(runtime_info, dict):
+                runtime_info = runtime_info.model_dump(exclude_unset=True)
+            ri.update({k: v for k, v in runtime_info.items() if v is not None and v != ""})
+        ri["status"] = status
         cache = job.config.job_cache
-        if cache is not None and not job._runtime_info.cached and status != JobStatus.CANCELLED:
+        if cache is not None and not ri.get("cached") and status != JobStatus.CANCELLED:
             try:
-                cache.store(job, status, result, error, job._runtime_info)
+                cache.store(job, status, result, error, job.get_runtime_info())
             except Exception as exc:
                 logger.warning("could not store %s (%s) in the job cache: %s: %s",
                                job.function_name, job.id, type(exc).__name__, exc)

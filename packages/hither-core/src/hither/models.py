@@ -5,25 +5,11 @@ Plain classes are used inside one process; these models are the boundary formats
 from __future__ import annotations
 
 import time
-from enum import Enum
 from typing import Any, Dict, List, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-class JobStatus(str, Enum):
-    """Life cycle of a job: PENDING (waiting for input jobs) -> QUEUED -> RUNNING -> an end state."""
-
-    PENDING = "pending"
-    QUEUED = "queued"
-    RUNNING = "running"
-    FINISHED = "finished"
-    ERROR = "error"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_done(self) -> bool:
-        return self in (JobStatus.FINISHED, JobStatus.ERROR, JobStatus.CANCELLED)
+from .status import JobStatus
 
 
 class RuntimeInfo(BaseModel):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict
 
 from .file import File
-from .wire import decode_value, encode_value
+from .runner import decode_value, encode_value
 
 
 def _file_to_wire(f: File) -> Dict[str, Any]:

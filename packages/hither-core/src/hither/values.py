@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import sys
 from typing import TYPE_CHECKING, Any, Callable, List
-
-import numpy as np
 
 from .file import File
 
@@ -37,6 +36,7 @@ def scan(value: Any, path: str, allow_jobs: bool = True) -> List["Job"]:
 
 def _scan(v: Any, path: str, jobs: list, allow_jobs: bool, job_type: type) -> None:
     t = type(v)
+    np = sys.modules.get("numpy")  # no numpy loaded: no value can be an array
     if t in _SCALARS:
         return
     if t is list or t is tuple:
@@ -50,12 +50,12 @@ def _scan(v: Any, path: str, jobs: list, allow_jobs: bool, job_type: type) -> No
                                 "dicts need str keys (convert the keys with str())")
             _scan(item, f"{path}[{k!r}]", jobs, allow_jobs, job_type)
         return
-    if isinstance(v, np.ndarray):
+    if np is not None and isinstance(v, np.ndarray):
         if v.dtype.hasobject:
             raise TypeError(f"{path} is a numpy array of dtype {v.dtype}: object arrays are not "
                             "allowed (use a numeric dtype, or a list)")
         return
-    if isinstance(v, np.generic):
+    if np is not None and isinstance(v, np.generic):
         if v.dtype.hasobject:
             raise TypeError(f"{path} is a numpy object scalar: not allowed")
         return
@@ -147,9 +147,9 @@ def update_hash(h: "hashlib._Hash", v: Any) -> None:
             kb = k.encode("utf-8", "surrogatepass")
             h.update(b"%d:" % len(kb) + kb)
             update_hash(h, v[k])
-    elif isinstance(v, np.ndarray):
+    elif _is_array(v):
         _hash_array(h, v)
-    elif isinstance(v, np.generic):
+    elif t.__module__ == "numpy":
         d = repr(v.dtype.descr if v.dtype.fields else v.dtype.str).encode()
         raw = v.tobytes()
         h.update(b"g%d:" % len(d) + d + raw)
@@ -169,7 +169,14 @@ def update_hash(h: "hashlib._Hash", v: Any) -> None:
         raise TypeError(f"cannot hash a value of type {t.__qualname__}")
 
 
-def _hash_array(h: "hashlib._Hash", a: np.ndarray) -> None:
+def _is_array(v: Any) -> bool:
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(v, np.ndarray)
+
+
+def _hash_array(h: "hashlib._Hash", a: Any) -> None:
+    import numpy as np
+
     d = repr(a.dtype.descr if a.dtype.fields else a.dtype.str).encode()
     shape = ",".join(map(str, a.shape)).encode()
     h.update(b"A%d:" % len(d) + d + b"(" + shape + b")")

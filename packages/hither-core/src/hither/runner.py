@@ -1,0 +1,396 @@
+"""The hither job runner: ``python -m hither.runner JOB_DIR`` (or ``python3 runner.py JOB_DIR``).
+
+One self-contained, stdlib-only module (numpy is imported only when arrays are present),
+in Python 3.8 syntax, so it can be copied into any image or cluster node that has Python.
+It also holds what every process that runs jobs shares: the JSON wire format of values,
+console capture, and calling a function with runtime info.
+
+A job directory holds ``spec.json`` (a ``hither.models.JobSpec``), ``args.json`` (+ ``.npy``
+files under ``arrays/``), ``code.zip`` (the function's code bundle) and optionally
+``files/``. The runner writes ``result.json`` (+ arrays) or ``error.json``, and
+``runtime.json``; each atomically. Exit code 0 when those were written (even if the
+function raised), 3 when the job directory itself is unusable.
+"""
+from __future__ import print_function
+
+import ast
+import io
+import json
+import math
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+import types
+import zipfile
+from contextlib import contextmanager
+
+TAG = "_hither"
+RESULT, ERROR, RUNTIME = "result.json", "error.json", "runtime.json"
+
+
+# ------------------------------------------------------------------ wire format of values
+def encode_value(v, array_sink, file_encoder=None):
+    """A JSON-able form of a hither value. ``array_sink(ndarray) -> ref`` stores an array;
+    ``file_encoder(file) -> dict`` describes a File (default: its uri and path).
+
+    Tagged forms (key ``"_hither"``): tuple, ndarray (ref), npscalar (dtype, hex bytes),
+    file (uri, path), float (non-finite, as repr), dict (a dict that has a "_hither" key).
+    """
+    t = type(v)
+    if v is None or t is bool or t is int or t is str:
+        return v
+    if t is float:
+        return v if math.isfinite(v) else {TAG: "float", "repr": repr(v)}
+    if t is list:
+        return [encode_value(x, array_sink, file_encoder) for x in v]
+    if t is tuple:
+        return {TAG: "tuple", "items": [encode_value(x, array_sink, file_encoder) for x in v]}
+    if t is dict:
+        items = {k: encode_value(x, array_sink, file_encoder) for k, x in v.items()}
+        return {TAG: "dict", "items": items} if TAG in v else items
+    if t.__module__ == "numpy":
+        import numpy as np
+
+        if isinstance(v, np.ndarray):
+            return {TAG: "ndarray", "ref": array_sink(v)}
+        if isinstance(v, np.generic):
+            return {TAG: "npscalar", "dtype": v.dtype.str, "hex": v.tobytes().hex()}
+    if hasattr(v, "__fspath__") and hasattr(v, "uri"):  # hither.File or the runner's stand-in
+        if file_encoder is not None:
+            return file_encoder(v)
+        return {TAG: "file", "uri": v.uri, "path": getattr(v, "path", None)}
+    for base in (bool, int, float, str):
+        if isinstance(v, base):
+            return encode_value(base(v), array_sink, file_encoder)
+    raise TypeError("cannot encode a value of type %s.%s for hither" % (t.__module__, t.__qualname__))
+
+
+def decode_value(d, array_source, file_decoder=None):
+    """Inverse of ``encode_value``: ``array_source(ref) -> ndarray``; ``file_decoder(dict)``."""
+    t = type(d)
+    if t is list:
+        return [decode_value(x, array_source, file_decoder) for x in d]
+    if t is not dict:
+        return d
+    tag = d.get(TAG)
+    if tag is None:
+        return {k: decode_value(x, array_source, file_decoder) for k, x in d.items()}
+    if tag == "tuple":
+        return tuple(decode_value(x, array_source, file_decoder) for x in d["items"])
+    if tag == "dict":
+        return {k: decode_value(x, array_source, file_decoder) for k, x in d["items"].items()}
+    if tag == "ndarray":
+        return array_source(d["ref"])
+    if tag == "npscalar":
+        import numpy as np
+
+        return np.frombuffer(bytes.fromhex(d["hex"]), dtype=np.dtype(d["dtype"]))[0]
+    if tag == "float":
+        return float(d["repr"])
+    if tag == "file":
+        return file_decoder(d) if file_decoder is not None else d
+    raise ValueError("unknown hither wire tag %r" % (tag,))
+
+
+# ------------------------------------------------------------------ console capture
+_local = threading.local()
+_install_lock = threading.Lock()
+
+
+class _Tee(io.TextIOBase):
+    """Stands in for sys.stdout/stderr: output reaches the original stream and, while the
+    current thread runs a job, that job's record too (other threads never mix in)."""
+
+    def __init__(self, original, slot):
+        self._original = original
+        self._slot = slot
+
+    def write(self, s):
+        stack = getattr(_local, self._slot, None)
+        if stack:
+            buf, echo = stack[-1]
+            buf.append(s)
+            if not echo:
+                return len(s)
+        return self._original.write(s)
+
+    def flush(self):
+        self._original.flush()
+
+    def isatty(self):
+        return self._original.isatty()
+
+    def fileno(self):
+        return self._original.fileno()
+
+    @property
+    def encoding(self):
+        return getattr(self._original, "encoding", "utf-8")
+
+    def __getattr__(self, name):
+        return getattr(self._original, name)
+
+
+@contextmanager
+def capture(echo=True):
+    """Collect what this thread prints inside the block: yields (stdout parts, stderr parts)."""
+    if not isinstance(sys.stdout, _Tee) or not isinstance(sys.stderr, _Tee):
+        with _install_lock:
+            if not isinstance(sys.stdout, _Tee):
+                sys.stdout = _Tee(sys.stdout, "out")
+            if not isinstance(sys.stderr, _Tee):
+                sys.stderr = _Tee(sys.stderr, "err")
+    out, err = [], []
+    for slot, buf in (("out", out), ("err", err)):
+        stack = getattr(_local, slot, None)
+        if stack is None:
+            stack = []
+            setattr(_local, slot, stack)
+        stack.append((buf, echo))
+    try:
+        yield out, err
+    finally:
+        _local.out.pop()
+        _local.err.pop()
+
+
+# ------------------------------------------------------------------ calling a function
+_HOST = socket.gethostname()
+
+
+def error_dict(exc, tb_text=None):
+    """An exception as a JSON-able dict (the fields of ``hither.models.ErrorInfo``)."""
+    args = None
+    try:
+        json.dumps(list(exc.args))
+        args = list(exc.args)
+    except (TypeError, ValueError):
+        pass
+    if tb_text is None:
+        tb_text = getattr(exc, "remote_traceback", None) or "".join(
+            traceback.format_exception(type(exc), exc, exc.__traceback__))
+    t = type(exc)
+    return {"type_module": t.__module__, "type_name": t.__qualname__, "message": str(exc),
+            "args_json": args, "traceback": tb_text}
+
+
+def call_function(fn, kwargs, handler="", echo=True):
+    """Call ``fn(**kwargs)`` capturing console output.
+
+    Returns (result, exception or None, traceback text, runtime info dict); never raises
+    for an error of the function (even SystemExit), except KeyboardInterrupt.
+    """
+    ri = {"host": _HOST, "pid": os.getpid(), "handler": handler, "start_time": time.time()}
+    result, error, tb_text = None, None, ""
+    with capture(echo) as (out, err):
+        try:
+            result = fn(**kwargs)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the job's error is data here
+            error = exc
+            tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    ri["end_time"] = time.time()
+    ri["stdout"], ri["stderr"] = "".join(out), "".join(err)
+    ri["status"] = "error" if error is not None else "finished"
+    return result, error, tb_text, ri
+
+
+# ------------------------------------------------------------------ stand-in hither module
+class _StandInFile(object):
+    """``hi.File`` where hither is not installed (inside a bare container image)."""
+
+    def __init__(self, path=None, uri=None):
+        self.path = os.path.abspath(path) if path is not None else None
+        self._uri = uri
+
+    @property
+    def uri(self):
+        if self._uri is None:
+            import hashlib
+
+            h = hashlib.sha1()
+            with open(self.path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 22), b""):
+                    h.update(chunk)
+            self._uri = "sha1://%s/%s" % (h.hexdigest(), os.path.basename(self.path))
+        return self._uri
+
+    def resolve(self):
+        return self.path
+
+    def __fspath__(self):
+        return self.path
+
+
+def _install_stand_in():
+    """Make ``import hither as hi`` work in code loaded here when hither is not installed:
+    the decorators only mark the function, ``hi.File`` is a path-based stand-in."""
+    try:
+        import hither  # noqa: F401
+        return
+    except ImportError:
+        pass
+    mod = types.ModuleType("hither")
+
+    def passthrough(*_a, **_k):
+        return lambda f: f
+
+    for name in ("function", "container", "additional_files", "local_modules", "opts"):
+        setattr(mod, name, passthrough)
+
+    class Config(object):
+        def __init__(self, **_k):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return None
+
+    mod.Config = Config
+    mod.File = _StandInFile
+    mod.__hither_stand_in__ = True
+    sys.modules["hither"] = mod
+
+
+# ------------------------------------------------------------------ loading the code
+_KEEP = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def _definition_only(stmt):
+    if isinstance(stmt, _KEEP):
+        return True
+    if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+        value = stmt.value
+        return value is None or not any(isinstance(n, ast.Call) for n in ast.walk(value))
+    if isinstance(stmt, ast.Try):
+        return all(_definition_only(s) or isinstance(s, ast.Pass) for s in stmt.body)
+    return False
+
+
+def load_script_definitions(path, module_name="__hither_main__"):
+    """Load a script's definitions only: imports, functions, classes and assignments
+    without calls; other top-level statements (the script's own work, its
+    ``if __name__ == '__main__':`` block) are skipped, so loading never re-runs a pipeline."""
+    with open(path, "rb") as f:
+        tree = ast.parse(f.read(), filename=path)
+    tree.body = [s for s in tree.body if _definition_only(s)]
+    mod = types.ModuleType(module_name)
+    mod.__file__ = path
+    sys.modules[module_name] = mod
+    exec(compile(tree, path, "exec"), mod.__dict__)
+    return mod
+
+
+def load_job_function(spec, code_dir):
+    """The raw function of a job spec, from its extracted code bundle."""
+    for p in reversed(spec.get("sys_paths") or [""]):
+        full = os.path.join(code_dir, p) if p else code_dir
+        if full not in sys.path:
+            sys.path.insert(0, full)
+    if spec["module"] == "__main__":
+        mod = load_script_definitions(os.path.join(code_dir, spec["module_relpath"]))
+    else:
+        import importlib
+
+        mod = importlib.import_module(spec["module"])
+    obj = mod
+    for part in spec["qualname"].split("."):
+        obj = getattr(obj, part)
+    return getattr(obj, "raw", obj)
+
+
+# ------------------------------------------------------------------ the job directory
+def _write_json_atomic(path, data):
+    tmp = path + ".tmp%d" % os.getpid()
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def run_job_dir(job_dir):
+    """Run the job in ``job_dir`` and write its outputs there. Returns the exit code."""
+    job_dir = os.path.abspath(job_dir)
+    try:
+        with open(os.path.join(job_dir, "spec.json")) as f:
+            spec = json.load(f)
+        with open(os.path.join(job_dir, "args.json")) as f:
+            args_data = json.load(f)
+    except (OSError, ValueError) as exc:
+        sys.stderr.write("hither runner: %s is not a usable job directory: %s\n" % (job_dir, exc))
+        return 3
+    _install_stand_in()
+    ri = {"host": _HOST, "pid": os.getpid(), "handler": spec.get("handler", "")}
+    try:
+        code_dir = os.path.join(job_dir, "code")
+        with zipfile.ZipFile(os.path.join(job_dir, "code.zip")) as z:
+            z.extractall(code_dir)
+        fn = load_job_function(spec, code_dir)
+        no_resolve = bool(spec.get("no_resolve_input_files"))
+
+        def array_source(ref):
+            import numpy as np
+
+            return np.load(os.path.join(job_dir, ref), mmap_mode="c")
+
+        def file_decoder(d):
+            local = d.get("local")
+            path = os.path.join(job_dir, local) if local else d.get("path")
+            file_cls = getattr(sys.modules.get("hither"), "File", _StandInFile)
+            if no_resolve:
+                try:
+                    return file_cls(path)
+                except Exception:
+                    return _StandInFile(path)
+            return path
+
+        kwargs = decode_value(args_data, array_source, file_decoder)
+    except BaseException as exc:  # noqa: BLE001
+        err = error_dict(exc)
+        err["stage"] = "load"
+        _write_json_atomic(os.path.join(job_dir, ERROR), err)
+        ri.update(status="error", stdout="", stderr="")
+        _write_json_atomic(os.path.join(job_dir, RUNTIME), ri)
+        return 0
+    result, error, tb_text, ri2 = call_function(fn, kwargs, spec.get("handler", ""))
+    ri.update(ri2)
+    if error is None:
+        counter = [0]
+        os.makedirs(os.path.join(job_dir, "arrays"), exist_ok=True)
+
+        def array_sink(a):
+            import numpy as np
+
+            counter[0] += 1
+            rel = "arrays/result-%d.npy" % counter[0]
+            np.save(os.path.join(job_dir, rel), a, allow_pickle=False)
+            return rel
+
+        try:
+            _write_json_atomic(os.path.join(job_dir, RESULT), {"value": encode_value(result, array_sink)})
+        except BaseException as exc:  # noqa: BLE001 - e.g. a result type hither cannot carry
+            error, tb_text = exc, traceback.format_exc()
+    if error is not None:
+        _write_json_atomic(os.path.join(job_dir, ERROR), error_dict(error, tb_text))
+        ri["status"] = "error"
+    _write_json_atomic(os.path.join(job_dir, RUNTIME), ri)
+    return 0
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        sys.stderr.write("usage: python -m hither.runner JOB_DIR\n")
+        return 2
+    return run_job_dir(argv[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Moving values between this process and a local worker process.
+
+Values are pickled (protocol 5); buffers of large arrays go out-of-band through files in
+shared memory (``/dev/shm``): one copy in, a copy-on-write memory map out (no copy).
+Small buffers stay inside the pickle.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import pickle
+import tempfile
+import uuid
+from typing import Any, List, Tuple
+
+#: arrays at least this large go through shared memory instead of the pipe
+SHM_THRESHOLD = int(os.environ.get("HITHER_SHM_THRESHOLD", 1 << 20))
+
+
+def _shm_dir() -> str:
+    d = "/dev/shm"
+    if os.path.isdir(d) and os.access(d, os.W_OK):
+        return d
+    return tempfile.gettempdir()
+
+
+SHM_DIR = _shm_dir()
+
+
+def _has_room(nbytes: int) -> bool:
+    try:
+        st = os.statvfs(SHM_DIR)
+        return st.f_bavail * st.f_frsize > 2 * nbytes
+    except OSError:
+        return False
+
+
+def dumps(value: Any) -> Tuple[bytes, List[str]]:
+    """Pickle ``value``; returns (pickle bytes, paths of out-of-band buffer files)."""
+    paths: List[str] = []
+
+    def out_of_band(buf: pickle.PickleBuffer) -> bool:
+        raw = buf.raw()
+        if raw.nbytes < SHM_THRESHOLD or not _has_room(raw.nbytes):
+            return True  # keep in-band
+        path = os.path.join(SHM_DIR, f"hither-{uuid.uuid4().hex}.buf")
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        try:
+            view = memoryview(raw)
+            written = 0
+            while written < raw.nbytes:
+                written += os.write(fd, view[written:written + (1 << 30)])
+        finally:
+            os.close(fd)
+        paths.append(path)
+        return False
+
+    try:
+        data = pickle.dumps(value, protocol=5, buffer_callback=out_of_band)
+    except BaseException:
+        discard(paths)
+        raise
+    return data, paths
+
+
+def loads(data: bytes, paths: List[str], unlink: bool) -> Any:
+    """Unpickle, mapping out-of-band buffers copy-on-write (writable, no copy up front)."""
+    buffers = []
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            buffers.append(mmap.mmap(fd, size, access=mmap.ACCESS_COPY) if size else b"")
+        finally:
+            os.close(fd)
+        if unlink:
+            _unlink(path)
+    return pickle.loads(data, buffers=buffers)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def discard(paths: List[str]) -> None:
+    for p in paths:
+        _unlink(p)
