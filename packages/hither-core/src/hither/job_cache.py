@@ -123,10 +123,14 @@ def entry_error(entry: CacheEntry) -> BaseException:
 
 
 def _code_hash(job: "Job") -> Optional[str]:
+    # advisory only (it drives the "code changed" warning): never let it break caching,
+    # e.g. where code packaging is unavailable or fails for this function
     try:
         return job.function.code_bundle().code_hash
-    except HitherError as exc:
-        logger.debug("no code hash for %s: %s", job.function_name, exc)
+    except Exception as exc:  # noqa: BLE001
+        log = logger.debug if isinstance(exc, HitherError) else logger.info
+        log("no code hash for %s (%s: %s); its cache entries skip the code check",
+            job.function_name, type(exc).__name__, exc)
         return None
 
 

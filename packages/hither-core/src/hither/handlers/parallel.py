@@ -124,6 +124,7 @@ class ParallelJobHandler(JobHandler):
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._closed = False
+        self._container_slots = threading.Semaphore(num_workers)
         _all_handlers.add(self)
         # start the pool now: workers warm up while the caller prepares its jobs
         with self._lock:
@@ -135,15 +136,14 @@ class ParallelJobHandler(JobHandler):
         return f"hi.ParallelJobHandler(num_workers={self.num_workers})"
 
     # ------------------------------------------------------------------ JobHandler
-    def check_config(self, job: "Job") -> None:
-        if job.container is not None:
-            raise ConfigError(f"{job.function_name}: ParallelJobHandler runs jobs on the host; "
-                              "container jobs go through their container runner with the "
-                              "DefaultJobHandler or a cluster handler for now")
-
     def submit(self, job: "Job", inline: bool) -> None:
         if self._closed:
             raise HitherError("this ParallelJobHandler was shut down (hi.reset()); create a new one")
+        if job.container is not None:
+            # the container is the job's process: drive it from a thread, num_workers at a time
+            threading.Thread(target=self._run_container, args=(job,), daemon=True,
+                             name=f"hither-container-{job.id}").start()
+            return
         ref = function_ref(job.function)
         payload, paths = transfer.dumps(job.resolved_kwargs or {})
         job.handler_data = (ref, payload, paths)
@@ -152,7 +152,22 @@ class ParallelJobHandler(JobHandler):
             self._ensure_io()
             self._pump()
 
+    def _run_container(self, job: "Job") -> None:
+        from ..jobdir import run_in_container
+
+        with self._container_slots:
+            if job.is_done():
+                return
+            job.report_running()
+            run_in_container(job)
+
     def cancel(self, job: "Job") -> bool:
+        if job.container is not None:
+            data = job.handler_data
+            if data:
+                data[0].kill(data[1])
+            job.report_cancelled()
+            return True
         with self._lock:
             if job in self._queue:
                 self._queue.remove(job)
