@@ -152,9 +152,7 @@ def _set_attr(name: str, value: Any) -> Callable[[Any], Any]:
                 fn.opts.update(value)
             fn._bundle = None
         else:
-            if name == "_hither_opts":
-                value = {**getattr(fn, name, {}), **value}
-            setattr(fn, name, value)
+            setattr(fn, name, {**getattr(fn, name, {}), **value} if name == "_hither_opts" else value)
         return fn
 
     return deco

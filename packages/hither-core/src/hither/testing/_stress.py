@@ -49,11 +49,14 @@ def check_entry(entry: CacheEntry, job_hash: str, array_bytes: int) -> List[str]
 
 
 def stress_worker(spec: Tuple[Any, Dict[str, Any]], writer: int, hashes: List[str], rounds: int,
-                  array_bytes: int) -> List[str]:
-    """Write and read ``hashes`` ``rounds`` times; return every inconsistency seen."""
+                  array_bytes: int, barrier: Any = None) -> List[str]:
+    """Write and read ``hashes`` ``rounds`` times; return every inconsistency seen.
+    ``barrier`` (if given) is waited on first, so that all workers overlap."""
     cls, kwargs = spec
     backend = cls(**kwargs)
     problems: List[str] = []
+    if barrier is not None:
+        barrier.wait(timeout=120)
     for r in range(rounds):
         for i, h in enumerate(hashes):
             if (i + writer + r) % 2 == 0:
@@ -62,3 +65,13 @@ def stress_worker(spec: Tuple[Any, Dict[str, Any]], writer: int, hashes: List[st
             if got is not None:
                 problems += check_entry(got, h, array_bytes)
     return problems
+
+
+def stress_process(spec: Tuple[Any, Dict[str, Any]], writer: int, hashes: List[str], rounds: int,
+                   array_bytes: int, barrier: Any, results: Any) -> None:
+    """Entry point of one stress process: puts ``(writer, problems)`` on ``results``."""
+    try:
+        problems = stress_worker(spec, writer, hashes, rounds, array_bytes, barrier)
+    except BaseException as exc:  # noqa: BLE001 - report, never hang the parent
+        problems = [f"writer {writer}: {type(exc).__name__}: {exc}"]
+    results.put((writer, problems))
