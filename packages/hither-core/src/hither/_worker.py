@@ -20,6 +20,12 @@ from typing import Any, Callable, Dict, Tuple
 _functions: Dict[Any, Callable[..., Any]] = {}
 
 
+def _with_filename(code: Any, filename: str) -> Any:
+    consts = tuple(_with_filename(c, filename) if isinstance(c, type(code)) else c
+                   for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)
+
+
 def load_function(ref: Tuple[Any, ...]) -> Callable[..., Any]:
     """The raw function for a reference made by ``ParallelJobHandler.function_ref``."""
     fn = _functions.get(ref)
@@ -28,7 +34,11 @@ def load_function(ref: Tuple[Any, ...]) -> Callable[..., Any]:
     if ref[0] == "val":
         import cloudpickle
 
-        obj: Any = cloudpickle.loads(ref[1])
+        obj = cloudpickle.loads(ref[1])
+        raw = getattr(obj, "raw", obj)
+        if ref[2] and hasattr(raw, "__code__"):
+            # cloudpickle drops the file name: restore it so tracebacks show source lines
+            raw.__code__ = _with_filename(raw.__code__, ref[2])
     else:
         _, module, qualname, path = ref
         mod = sys.modules.get(module)
@@ -44,7 +54,7 @@ def load_function(ref: Tuple[Any, ...]) -> Callable[..., Any]:
                 mod = importlib.util.module_from_spec(spec)
                 sys.modules[module] = mod
                 spec.loader.exec_module(mod)
-        obj = mod
+        obj: Any = mod
         for part in qualname.split("."):
             obj = getattr(obj, part)
     obj = getattr(obj, "raw", obj)  # a HitherFunction: call the function it wraps

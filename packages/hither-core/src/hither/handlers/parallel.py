@@ -40,7 +40,7 @@ def function_ref(fn: "HitherFunction") -> Tuple[Any, ...]:
         if fn.module == "__main__" or "<locals>" in fn.qualname:
             import cloudpickle
 
-            ref = ("val", cloudpickle.dumps(fn.raw))
+            ref = ("val", cloudpickle.dumps(fn.raw), fn.source_file or "")
         else:
             ref = ("ref", fn.module, fn.qualname, fn.source_file or "")
         fn._worker_ref = ref  # type: ignore[attr-defined]
@@ -209,11 +209,6 @@ class ParallelJobHandler(JobHandler):
             job.report_cancelled()
         if wait and self._io is not None and self._io is not threading.current_thread():
             self._io.join(5)
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
     # ------------------------------------------------------------------ internals
     def _ensure_io(self) -> None:
@@ -235,7 +230,6 @@ class ParallelJobHandler(JobHandler):
         """Hand queued jobs to idle workers (and small ones to busy workers, one deep)."""
         if not self._queue:
             return
-        spawned = False
         for depth in (0, 1):
             for i in range(self.num_workers):
                 if not self._queue:
@@ -245,7 +239,7 @@ class ParallelJobHandler(JobHandler):
                     if depth:
                         continue
                     w = self._workers[i] = _Worker(i)
-                    spawned = True
+                    self._wake()  # the I/O loop must watch the new worker's connection
                 if len(w.inflight) != depth:
                     continue
                 job = self._queue[0]
@@ -260,12 +254,12 @@ class ParallelJobHandler(JobHandler):
                     self._send(w, ("job", job.id, ref, payload, paths, job.function.no_resolve_input_files))
                 except (OSError, EOFError):
                     pass  # the worker died: the I/O loop sees EOF and handles its jobs
-        if spawned:
-            self._wake()  # the I/O loop must watch the new worker's connection
 
     def _started(self, w: _Worker, job: "Job") -> None:
         timeout = job.config.job_timeout
         w.deadline = time.monotonic() + timeout if timeout else None
+        if timeout and threading.current_thread() is not self._io:
+            self._wake()  # the I/O loop must start watching this deadline
         job.report_running()
 
     def _cleanup(self, job: "Job") -> None:
@@ -288,39 +282,40 @@ class ParallelJobHandler(JobHandler):
     def _io_loop(self) -> None:
         sel = selectors.DefaultSelector()
         sel.register(self._wake_r, selectors.EVENT_READ, None)
-        watched: Dict[int, _Worker] = {}
+        watched: Dict[_Worker, int] = {}  # worker -> the fd it was registered under
         while True:
-            with self._lock:
-                if self._closed:
-                    break
-                live = {id(w): w for w in self._workers if w is not None}
-                for key, w in list(watched.items()):
-                    if key not in live:
-                        try:
-                            sel.unregister(w.conn)
-                        except (KeyError, ValueError, OSError):
-                            pass
-                        del watched[key]
-                for key, w in live.items():
-                    if key not in watched:
-                        sel.register(w.conn, selectors.EVENT_READ, w)
-                        watched[key] = w
-                deadlines = [w.deadline for w in live.values() if w.deadline and w.inflight]
-            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             try:
+                with self._lock:
+                    if self._closed:
+                        break
+                    live = [w for w in self._workers if w is not None]
+                    for w in [w for w in watched if w not in live]:
+                        # by fd number: the connection may be closed already, and its
+                        # number reused by a new worker's connection
+                        sel.unregister(watched.pop(w))
+                    for w in live:
+                        if w not in watched:
+                            fd = w.conn.fileno()
+                            sel.register(fd, selectors.EVENT_READ, w)
+                            watched[w] = fd
+                    deadlines = [w.deadline for w in live if w.deadline and w.inflight]
+                timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
                 events = sel.select(timeout)
-            except (OSError, ValueError):
-                continue
-            for key, _ in events:
-                if key.data is None:
-                    try:
+                for key, _ in events:
+                    if key.data is None:
                         os.read(self._wake_r, 4096)
-                    except OSError:
-                        pass
-                    continue
-                self._on_readable(key.data)
-            self._check_deadlines()
+                    elif key.data in watched and self._workers[key.data.index] is key.data:
+                        self._on_readable(key.data)
+                self._check_deadlines()
+            except Exception:  # the loop must survive anything, or every waiter would hang
+                logger.exception("hither ParallelJobHandler I/O loop error (continuing)")
+                time.sleep(0.01)
         sel.close()
+        for fd in (self._wake_r, self._wake_w):  # closed here, where they are last used
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def _on_readable(self, w: _Worker) -> None:
         try:
