@@ -8,4 +8,5 @@ command -v hatch >/dev/null 2>&1 || python3 -m pip install -q "hatch>=1.16"
 bash scripts/services.sh
 hatch env create >/dev/null 2>&1 || true
 hatch env prune >/dev/null 2>&1 && hatch env create   # pick up newly declared entry points
+hatch run python scripts/check_workspace.py
 exec hatch run test "$@"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import concurrent.futures as cf
 import logging
 import os
 import pickle
@@ -125,6 +126,7 @@ class ParallelJobHandler(JobHandler):
         os.set_blocking(self._wake_w, False)
         self._closed = False
         self._container_slots = threading.Semaphore(num_workers)
+        self._completer_pool: "Optional[cf.ThreadPoolExecutor]" = None
         _all_handlers.add(self)
         # start the pool now: workers warm up while the caller prepares its jobs
         with self._lock:
@@ -209,6 +211,8 @@ class ParallelJobHandler(JobHandler):
             job.report_cancelled()
         if wait and self._io is not None and self._io is not threading.current_thread():
             self._io.join(5)
+        if self._completer_pool is not None:
+            self._completer_pool.shutdown(wait=wait)
 
     # ------------------------------------------------------------------ internals
     def _ensure_io(self) -> None:
@@ -343,7 +347,17 @@ class ParallelJobHandler(JobHandler):
             if msg is not None:
                 transfer.discard(msg[3] if msg[0] == "ok" else [])  # a cancelled job's result
             return
-        self._finish(job, msg)
+        if job.config.job_cache is not None:
+            # storing in a cache may take a while: keep this loop free to feed the workers
+            self._completer().submit(self._finish, job, msg)
+        else:
+            self._finish(job, msg)
+
+    def _completer(self) -> "cf.ThreadPoolExecutor":
+        with self._lock:
+            if self._completer_pool is None:
+                self._completer_pool = cf.ThreadPoolExecutor(1, thread_name_prefix="hither-complete")
+            return self._completer_pool
 
     def _finish(self, job: "Job", msg: Optional[Tuple[Any, ...]]) -> None:
         self._cleanup(job)
