@@ -45,14 +45,25 @@ class JobManager:
             bound = fn.signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"{fn.name}.run(): {exc}") from None
-        given = bound.arguments
+        given: Dict[str, Any] = {}
+        for pname, value in bound.arguments.items():
+            kind = fn.signature.parameters[pname].kind
+            if kind is kind.VAR_KEYWORD:
+                given.update(value)  # jobs pass arguments by name: flatten **kwargs
+            elif kind in (kind.VAR_POSITIONAL, kind.POSITIONAL_ONLY):
+                raise TypeError(f"{fn.name}.run(): hither passes arguments by name, so "
+                                f"*{pname} / positional-only parameters are not supported; "
+                                "make it a keyword parameter")
+            else:
+                given[pname] = value
         deps: List[Job] = []
         for name, value in given.items():
             deps.extend(scan(value, name))
         # defaults join the arguments (so f.run(x=1) and f.run(x=1, d=None) share a hash)
         # when they are hither values; others are part of the code, covered by the version
         for pname, param in fn.signature.parameters.items():
-            if pname not in given and param.default is not param.empty:
+            if pname not in given and param.default is not param.empty \
+                    and param.kind not in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
                 try:
                     scan(param.default, pname, allow_jobs=False)
                 except TypeError:

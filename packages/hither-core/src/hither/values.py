@@ -8,6 +8,7 @@ numpy scalars, list, tuple (kept distinct from list), dict with str keys, ``hi.F
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 import sys
 from typing import TYPE_CHECKING, Any, Callable, List
@@ -60,6 +61,9 @@ def _scan(v: Any, path: str, jobs: list, allow_jobs: bool, job_type: type) -> No
             raise TypeError(f"{path} is a numpy object scalar: not allowed")
         return
     if isinstance(v, File):
+        if v._uri is None and not os.path.exists(v.path or ""):
+            raise FileNotFoundError(f"{path} is hi.File({v.path!r}), but that file does not exist "
+                                    "(check the path, or pass hi.File.from_uri(...) for stored content)")
         return
     if isinstance(v, job_type):
         if not allow_jobs:
