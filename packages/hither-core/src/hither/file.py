@@ -38,6 +38,26 @@ def file_sha1(path: Union[str, Path]) -> str:
     return digest
 
 
+def known_file_sha1(path: Union[str, Path]) -> Optional[str]:
+    """The memoized sha1 of a file unchanged (path, size, mtime) since it was hashed, else
+    None, without reading the file. Lets a store skip copying content it already holds."""
+    p = os.path.abspath(os.fspath(path))
+    try:
+        st = os.stat(p)
+    except OSError:
+        return None
+    with _sha1_lock:
+        return _sha1_cache.get((p, st.st_size, st.st_mtime_ns))
+
+
+def remember_file_sha1(path: Union[str, Path], digest: str, st: os.stat_result) -> None:
+    """Record a file's sha1 computed elsewhere (a store hashes while it copies), keyed by
+    ``st``, the file's stat taken before it was read; ``file_sha1`` then skips reading it."""
+    p = os.path.abspath(os.fspath(path))
+    with _sha1_lock:
+        _sha1_cache[(p, st.st_size, st.st_mtime_ns)] = digest
+
+
 def parse_uri(uri: str) -> Tuple[str, str]:
     """Split ``sha1://<hex>/<name>`` into (hex, name), rejecting anything else."""
     if not uri.startswith("sha1://"):

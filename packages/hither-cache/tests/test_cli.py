@@ -1,0 +1,143 @@
+"""The hither-cache command, through click's CliRunner and once as a real process."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from hither.models import ErrorInfo, JobStatus, RuntimeInfo
+from hither.testing.cache_conformance import entry, job_hash
+from hither_cache.cli import main, parse_duration
+from hither_cache.file_backend import FileCacheBackend
+from hither_cache.mongo_backend import MongoCacheBackend
+
+DAY = 86400.0
+
+
+def _fill(backend) -> None:
+    now = time.time()
+    backend.put(entry("old", result={"a": np.arange(1000.0)}, function_name="add",
+                      created_at=now - 10 * DAY,
+                      runtime_info=RuntimeInfo(stdout="adding\n", host="h1", start_time=1.0, end_time=3.5)))
+    backend.put(entry("new", result=(1, "two"), function_name="mul", created_at=now - 3600))
+    backend.put(entry("bad", status=JobStatus.ERROR, function_name="add", created_at=now - 2 * DAY,
+                      error=ErrorInfo(type_name="ValueError", message="bad input",
+                                      traceback="Traceback...\nValueError: bad input\n")))
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> str:
+    path = str(tmp_path / "jc")
+    _fill(FileCacheBackend(path))
+    return path
+
+
+def run(*args: str, input: str = None):
+    result = CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
+    return result
+
+
+@pytest.mark.parametrize("text,seconds", [("7d", 7 * DAY), ("12h", 43200), ("1d12h", 1.5 * DAY),
+                                          ("90m", 5400), ("30s", 30), ("2w", 14 * DAY), ("0.5h", 1800)])
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "7", "d", "7x", "7d garbage", "-1d"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
+
+
+def test_stats(cache_dir: str) -> None:
+    r = run("--path", cache_dir, "stats")
+    assert r.exit_code == 0, r.output
+    assert "entries: 3" in r.output and "error 1" in r.output and "finished 2" in r.output
+    assert "add 0.1.0" in r.output
+    data = json.loads(run("--path", cache_dir, "stats", "--json").output)
+    assert data["entries"] == 3 and data["by_function"] == {"add 0.1.0": 2, "mul 0.1.0": 1}
+    assert data["bytes"] > 8000
+
+
+def test_ls(cache_dir: str) -> None:
+    r = run("--path", cache_dir, "ls")
+    assert r.exit_code == 0, r.output
+    lines = r.output.strip().splitlines()
+    assert [ln.split()[0] for ln in lines] == [job_hash("new"), job_hash("bad"), job_hash("old")]
+    assert "mul 0.1.0" in lines[0] and "error" in lines[1]
+    only_add = run("--path", cache_dir, "ls", "--function", "add", "--limit", "1").output
+    assert only_add.split()[0] == job_hash("bad") and len(only_add.strip().splitlines()) == 1
+    rows = [json.loads(x) for x in run("--path", cache_dir, "ls", "--json").output.splitlines()]
+    assert {r["job_hash"] for r in rows} == {job_hash(x) for x in ("old", "new", "bad")}
+
+
+def test_show(cache_dir: str) -> None:
+    r = run("--path", cache_dir, "show", job_hash("old")[:8])
+    assert r.exit_code == 0, r.output
+    assert job_hash("old") in r.output and "add 0.1.0" in r.output and "finished" in r.output
+    assert "elapsed:    2.500 s" in r.output and "adding" in r.output and "h1" in r.output
+    assert "shape=(1000,)" in r.output
+    r = run("--path", cache_dir, "show", job_hash("bad"))
+    assert "ValueError: bad input" in r.output and "--- traceback ---" in r.output
+    r = run("--path", cache_dir, "show", "ffffffffff")
+    assert r.exit_code == 1 and "no entry" in r.output
+
+
+def test_clear_older_than_then_all(cache_dir: str) -> None:
+    r = run("--path", cache_dir, "clear", "--older-than", "7d", "--yes")
+    assert r.exit_code == 0 and "deleted 1 entry" in r.output
+    assert sorted(FileCacheBackend(cache_dir).iter_hashes()) == sorted([job_hash("new"), job_hash("bad")])
+    r = run("--path", cache_dir, "clear", input="n\n")  # asks first
+    assert r.exit_code == 1 and "Aborted" in r.output
+    r = run("--path", cache_dir, "clear", input="y\n")
+    assert r.exit_code == 0 and "deleted 2 entries" in r.output
+    assert list(FileCacheBackend(cache_dir).iter_hashes()) == []
+
+
+def test_usage_errors(cache_dir: str, tmp_path: Path) -> None:
+    r = run("stats")
+    assert r.exit_code == 2 and "exactly one of --path" in r.output
+    r = run("--path", cache_dir, "--mongo-url", "mongodb://x", "stats")
+    assert r.exit_code == 2
+    r = run("--path", str(tmp_path / "nope"), "stats")
+    assert r.exit_code == 2 and "does not exist" in r.output
+    r = run("--path", cache_dir, "clear", "--older-than", "soon")
+    assert r.exit_code == 2 and "not a duration" in r.output
+
+
+def test_mongo_cache(mongo_db) -> None:
+    _fill(MongoCacheBackend(mongo_db))
+    base = ["--mongo-url", mongo_db.mongo_url, "--database", mongo_db.database]
+    r = run(*base, "stats")
+    assert r.exit_code == 0 and "entries: 3" in r.output and "MongoDB" in r.output
+    r = run(*base, "ls")
+    assert r.output.split()[0] == job_hash("new")
+    assert "bad input" in run(*base, "show", job_hash("bad")[:10]).output
+    assert "deleted 1 entry" in run(*base, "clear", "--older-than", "1w", "-y").output
+    assert "entries: 2" in run(*base, "stats").output
+
+
+def test_unreachable_mongo_is_a_clear_error(dead_mongo_url: str) -> None:
+    pytest.importorskip("pymongo")
+    r = run("--mongo-url", dead_mongo_url, "--retry-timeout", "0.5", "stats")
+    assert r.exit_code == 1
+    assert "did not answer" in r.output and dead_mongo_url in r.output
+    assert "Traceback" not in r.output
+
+
+def test_as_a_real_command(cache_dir: str) -> None:
+    exe = Path(sys.executable).with_name("hither-cache")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "hither_cache.cli"]
+    proc = subprocess.run(cmd + ["--path", cache_dir, "ls"], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONWARNINGS": "error"})
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.strip().splitlines()) == 3 and job_hash("new") in proc.stdout
+    proc = subprocess.run(cmd + ["--version"], capture_output=True, text=True, timeout=60)
+    assert "0.1.0" in proc.stdout

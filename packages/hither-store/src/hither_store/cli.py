@@ -1,0 +1,173 @@
+"""The ``hither-store`` command: put, get, verify and count content in a store.
+
+    hither-store put data.csv                   # prints sha1://<40 hex>/data.csv
+    hither-store get sha1://…/data.csv out/     # copies the content to out/data.csv
+    hither-store --url s3://bucket/hither verify   # re-hashes every blob; exit code 1 if one is bad
+    hither-store stats
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import uuid
+from typing import Any, Dict, Optional, Tuple
+
+import click
+
+from hither.errors import HitherError
+
+from .errors import BlobNotFoundError
+from .locations import ENV_OPTIONS, ENV_URL
+
+
+def _parse_options(raw: Optional[str]) -> Optional[Dict[str, Any]]:
+    if raw is None:
+        return None
+    try:
+        opts = json.loads(raw)
+    except ValueError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--storage-options") from None
+    if not isinstance(opts, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--storage-options")
+    return opts
+
+
+class _Ctx:
+    def __init__(self, url: Optional[str], options: Optional[Dict[str, Any]]) -> None:
+        self.url, self.options = url, options
+        self._store = None
+
+    @property
+    def store(self):
+        if self._store is None:
+            from .store import Store
+
+            self._store = _run(lambda: Store(self.url, storage_options=self.options))
+        return self._store
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--url", metavar="URL", default=None,
+              help=f"Store URL: a folder or an fsspec URL (memory://, s3://bucket/prefix, ...). "
+                   f"Default: ${ENV_URL}, else ~/.cache/hither/store.")
+@click.option("--storage-options", metavar="JSON", default=None,
+              help=f"fsspec options as a JSON object, e.g. "
+                   f"'{{\"client_kwargs\": {{\"endpoint_url\": \"http://127.0.0.1:5555\"}}}}'. "
+                   f"Default for ${ENV_URL}: ${ENV_OPTIONS}.")
+@click.option("-v", "--verbose", is_flag=True, help="Log what the store does.")
+@click.version_option(package_name="hither-store")
+@click.pass_context
+def main(ctx: click.Context, url: Optional[str], storage_options: Optional[str], verbose: bool) -> None:
+    """Content-addressed store of hither: files and arrays by sha1 on any fsspec file system."""
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+    ctx.obj = _Ctx(url, _parse_options(storage_options))
+
+
+def _run(fn, *args):
+    try:
+        return fn(*args)
+    except HitherError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", default=None, help="File name in the URI (default: the file's own; one FILE only).")
+@click.pass_obj
+def put(obj: _Ctx, files: Tuple[str, ...], name: Optional[str]) -> None:
+    """Store FILES; print one sha1:// URI per file."""
+    if name is not None and len(files) != 1:
+        raise click.UsageError("--name needs exactly one FILE")
+    for path in files:
+        click.echo(_run(obj.store.put_file, path, name))
+
+
+@main.command()
+@click.argument("uri")
+@click.argument("dest", required=False, type=click.Path())
+@click.pass_obj
+def get(obj: _Ctx, uri: str, dest: Optional[str]) -> None:
+    """Print a local path holding URI's content, or copy it to DEST (a file or a folder)."""
+    src = _run(obj.store.get_path, uri)
+    if dest is None:
+        click.echo(src)
+        return
+    if os.path.isdir(dest):
+        from hither.file import parse_uri
+
+        digest, name = parse_uri(uri)
+        dest = os.path.join(dest, name or digest)
+    # copy next to DEST, then rename: DEST is never seen half-written
+    tmp = os.path.join(os.path.dirname(os.path.abspath(dest)), f".{os.path.basename(dest)}.{uuid.uuid4().hex}.part")
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {dest}: {exc.strerror or exc}") from exc
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    click.echo(dest)
+
+
+@main.command()
+@click.argument("uris", nargs=-1)
+@click.option("--remove-bad", is_flag=True, help="Delete blobs whose content does not match their sha1.")
+@click.pass_obj
+def verify(obj: _Ctx, uris: Tuple[str, ...], remove_bad: bool) -> None:
+    """Re-hash URIS (default: every blob in the store); exit code 1 if any is bad or missing."""
+    store = obj.store
+    if not uris:
+        uris = tuple(f"sha1://{digest}/" for digest, _size in _run(lambda: list(store.iter_blobs())))
+    ok = bad = missing = 0
+    for uri in uris:
+        try:
+            good = store.verify(uri)
+        except BlobNotFoundError:
+            missing += 1
+            click.echo(f"MISSING {uri}")
+            continue
+        except HitherError as exc:  # e.g. a malformed URI
+            raise click.ClickException(str(exc)) from exc
+        if good:
+            ok += 1
+            click.echo(f"ok {uri}")
+        else:
+            bad += 1
+            removed = remove_bad and store.remove(uri)
+            click.echo(f"BAD {uri}: its content does not match its sha1" + (" (removed)" if removed else ""))
+    click.echo(f"{ok} ok, {bad} bad, {missing} missing")
+    if bad and not remove_bad:
+        click.echo(f"remove bad blobs with: hither-store --url {store.url} verify --remove-bad, "
+                   "then put their content again", err=True)
+    if bad or missing:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@click.pass_obj
+def stats(obj: _Ctx, as_json: bool) -> None:
+    """Print the number of blobs in the store and their total size."""
+    store = obj.store
+    st = _run(store.stats)
+    if as_json:
+        click.echo(json.dumps({"url": store.url, "count": st.count, "bytes": st.bytes}))
+    else:
+        click.echo(f"store: {store.describe()}\nblobs: {st.count}\nbytes: {st.bytes} ({_human(st.bytes)})")
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
