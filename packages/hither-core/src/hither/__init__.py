@@ -78,5 +78,5 @@ __all__ = [
     "JobCache", "Database", "DefaultJobHandler", "ParallelJobHandler", "TemporaryDirectory",
     "JobCancelledException", "JobTimeoutError", "JobError", "WorkerDiedError",
     "DependencyFailedError", "HitherError", "HitherFunction", "JobHandler", "CacheBackend",
-    "Store", "ContainerRunner", "SlurmJobHandler", "RemoteJobHandler", "ComputeResource",
-]
+    "Store", "ContainerRunner",
+]  # SlurmJobHandler, RemoteJobHandler, ComputeResource resolve on access (their packages)

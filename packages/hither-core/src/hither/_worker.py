@@ -96,6 +96,13 @@ def run_one(conn: Connection, msg: Tuple[Any, ...]) -> None:
     result, error, tb_text, ri = call_function(fn, kwargs, "parallel")
     del kwargs
     if error is None:
+        from hither.values import scan
+
+        try:  # a clear TypeError naming the part, rather than a pickling error
+            scan(result, "the result", allow_jobs=False)
+        except TypeError as exc:
+            error, tb_text, result = exc, traceback.format_exc(), None
+    if error is None:
         try:
             data, out_paths = transfer.dumps(result)
         except BaseException as exc:  # noqa: BLE001

@@ -195,6 +195,12 @@ def call_function(fn, kwargs, handler="", echo=True):
             tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     ri["end_time"] = time.time()
     ri["stdout"], ri["stderr"] = "".join(out), "".join(err)
+    if out or err:  # show it now, even where the stream is block-buffered (a pipe)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
     ri["status"] = "error" if error is not None else "finished"
     return result, error, tb_text, ri
 
@@ -262,24 +268,46 @@ def _install_stand_in():
 _KEEP = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
-def _definition_only(stmt):
+def _root_name(node):
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _module_aliases(tree):
+    """Names bound to imported modules (``import numpy as np`` -> np), hither's excluded."""
+    names = set()
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Import):
+            for a in stmt.names:
+                if a.name.split(".")[0] != "hither":
+                    names.add(a.asname or a.name.split(".")[0])
+    return names
+
+
+def _definition_only(stmt, modules):
+    """Whether a top-level statement only defines things: imports, functions, classes, and
+    assignments whose calls all go to imported modules (``logger = logging.getLogger()``,
+    ``DATA = os.path.join(...)``), never to hither or the script's own functions."""
     if isinstance(stmt, _KEEP):
         return True
     if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
         value = stmt.value
-        return value is None or not any(isinstance(n, ast.Call) for n in ast.walk(value))
+        return value is None or all(_root_name(n.func) in modules
+                                    for n in ast.walk(value) if isinstance(n, ast.Call))
     if isinstance(stmt, ast.Try):
-        return all(_definition_only(s) or isinstance(s, ast.Pass) for s in stmt.body)
+        return all(_definition_only(s, modules) or isinstance(s, ast.Pass) for s in stmt.body)
     return False
 
 
 def load_script_definitions(path, module_name="__hither_main__"):
     """Load a script's definitions only: imports, functions, classes and assignments
-    without calls; other top-level statements (the script's own work, its
+    that call only imported modules; other top-level statements (the script's own work, its
     ``if __name__ == '__main__':`` block) are skipped, so loading never re-runs a pipeline."""
     with open(path, "rb") as f:
         tree = ast.parse(f.read(), filename=path)
-    tree.body = [s for s in tree.body if _definition_only(s)]
+    modules = _module_aliases(tree)
+    tree.body = [s for s in tree.body if _definition_only(s, modules)]
     mod = types.ModuleType(module_name)
     mod.__file__ = path
     sys.modules[module_name] = mod

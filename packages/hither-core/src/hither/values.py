@@ -52,6 +52,11 @@ def _scan(v: Any, path: str, jobs: list, allow_jobs: bool, job_type: type) -> No
             _scan(item, f"{path}[{k!r}]", jobs, allow_jobs, job_type)
         return
     if np is not None and isinstance(v, np.ndarray):
+        if type(v) is not np.ndarray and not isinstance(v, np.memmap):
+            # a masked array or matrix carries meaning beyond its data buffer
+            raise TypeError(f"{path} is a {t.__module__}.{t.__qualname__}, a numpy array subclass "
+                            "hither cannot carry faithfully; pass np.asarray(...) (and a mask "
+                            "as an array of its own)")
         if v.dtype.hasobject:
             raise TypeError(f"{path} is a numpy array of dtype {v.dtype}: object arrays are not "
                             "allowed (use a numeric dtype, or a list)")

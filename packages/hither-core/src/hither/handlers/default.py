@@ -67,8 +67,12 @@ class DefaultJobHandler(JobHandler):
 
             run_in_container(job)
             return
-        status, result, error, ri = call_captured(job.function.raw, job.resolved_kwargs or {},
-                                                  self.name, job.function.no_resolve_input_files)
+        try:
+            status, result, error, ri = call_captured(job.function.raw, job.resolved_kwargs or {},
+                                                      self.name, job.function.no_resolve_input_files)
+        except BaseException as exc:  # KeyboardInterrupt: end the job, then let it propagate
+            job.report_error(exc)
+            raise
         if error is None:
             job.report_result(result, ri)
         else:

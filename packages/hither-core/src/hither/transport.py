@@ -1,0 +1,145 @@
+"""Moving a job directory between machines through a content store.
+
+A job directory (see ``hither.jobdir``) is local files. To cross to a machine that does
+not share the file system (a compute resource, a cluster node), ``pack_job`` turns it into
+one JSON-able document: the spec and arguments inline, arrays of at least
+``inline_max_bytes`` and every input file as ``sha1://`` URIs in the store, small arrays
+inline (base64 ``.npy``), the code bundle in the store. ``unpack_job`` rebuilds the
+directory on the other side (verifying content through the store), and ``pack_outputs`` /
+``unpack_outputs`` carry the outcome back the same way. The runner only ever sees local files.
+
+    doc = pack_job(job_dir, store)          # here
+    unpack_job(doc, other_dir, store)       # there; run ``runner.py other_dir``
+    back = pack_outputs(other_dir, store)   # there
+    status, value, error, ri = unpack_outputs(back, scratch_dir, store)   # here
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from .interfaces import Store
+from .jobdir import RUNNER_SOURCE, read_job_outputs
+from .runner import ERROR, RESULT, RUNTIME
+
+#: arrays below this many bytes travel inside the document (configurable per call and by
+#: ``$HITHER_INLINE_MAX_BYTES``)
+INLINE_MAX_BYTES = int(os.environ.get("HITHER_INLINE_MAX_BYTES", 256 * 1024))
+
+
+def _walk(value: Any, fn: Callable[[Dict[str, Any]], Dict[str, Any]]) -> Any:
+    """Apply ``fn`` to every tagged ndarray/file node of an encoded value."""
+    if isinstance(value, list):
+        return [_walk(v, fn) for v in value]
+    if isinstance(value, dict):
+        tag = value.get("_hither")
+        if tag in ("ndarray", "file"):
+            return fn(value)
+        if tag in ("tuple", "dict"):
+            return {**value, "items": _walk(value["items"], fn)}
+        return {k: _walk(v, fn) for k, v in value.items()}
+    return value
+
+
+def _link_or_copy(src: str, dest: str) -> None:
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    if os.path.exists(dest):
+        return
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
+
+
+def _pack_value(data: Any, job_dir: str, store: Store, inline_max: int) -> Any:
+    def pack(node: Dict[str, Any]) -> Dict[str, Any]:
+        if node["_hither"] == "ndarray":
+            path = os.path.join(job_dir, node["ref"])
+            if os.path.getsize(path) < inline_max:
+                with open(path, "rb") as f:
+                    return {**node, "ref": None, "inline": base64.b64encode(f.read()).decode()}
+            return {**node, "ref": None, "uri": store.put_file(path, name=os.path.basename(path))}
+        local = node.get("local")
+        src = os.path.join(job_dir, local) if local else node.get("path")
+        uri = store.put_file(src, name=os.path.basename(src)) if src and os.path.exists(src) else node["uri"]
+        return {"_hither": "file", "uri": uri, "path": node.get("path")}
+
+    return _walk(data, pack)
+
+
+def _unpack_value(data: Any, job_dir: str, store: Store, prefix: str) -> Any:
+    counter = [0]
+
+    def unpack(node: Dict[str, Any]) -> Dict[str, Any]:
+        if node["_hither"] == "ndarray":
+            counter[0] += 1
+            rel = f"arrays/{prefix}-{counter[0]}.npy"
+            dest = os.path.join(job_dir, rel)
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            if node.get("inline") is not None:
+                with open(dest, "wb") as f:
+                    f.write(base64.b64decode(node["inline"]))
+            else:
+                _link_or_copy(store.get_path(node["uri"]), dest)
+            return {"_hither": "ndarray", "ref": rel}
+        digest, _, name = node["uri"][len("sha1://"):].partition("/")
+        rel = f"files/{digest}/{name}"
+        _link_or_copy(store.get_path(node["uri"]), os.path.join(job_dir, rel))
+        return {**node, "local": rel}
+
+    return _walk(data, unpack)
+
+
+def pack_job(job_dir: str, store: Store, inline_max_bytes: Optional[int] = None) -> Dict[str, Any]:
+    """The job in ``job_dir`` as a JSON-able document; large content goes to ``store``."""
+    limit = INLINE_MAX_BYTES if inline_max_bytes is None else inline_max_bytes
+    with open(os.path.join(job_dir, "spec.json")) as f:
+        spec = json.load(f)
+    with open(os.path.join(job_dir, "args.json")) as f:
+        args = json.load(f)
+    return {"spec": spec, "args": _pack_value(args, job_dir, store, limit),
+            "code": store.put_file(os.path.join(job_dir, "code.zip"), name="code.zip")}
+
+
+def unpack_job(doc: Dict[str, Any], job_dir: str, store: Store) -> None:
+    """Rebuild a runnable job directory from a ``pack_job`` document."""
+    os.makedirs(job_dir, exist_ok=True)
+    with open(os.path.join(job_dir, "spec.json"), "w") as f:
+        json.dump(doc["spec"], f)
+    with open(os.path.join(job_dir, "args.json"), "w") as f:
+        json.dump(_unpack_value(doc["args"], job_dir, store, "arg"), f)
+    _link_or_copy(store.get_path(doc["code"]), os.path.join(job_dir, "code.zip"))
+    shutil.copyfile(RUNNER_SOURCE, os.path.join(job_dir, "runner.py"))
+
+
+def pack_outputs(job_dir: str, store: Store, inline_max_bytes: Optional[int] = None) -> Dict[str, Any]:
+    """The outcome a runner wrote in ``job_dir`` as a JSON-able document."""
+    limit = INLINE_MAX_BYTES if inline_max_bytes is None else inline_max_bytes
+    doc: Dict[str, Any] = {}
+    for key, name in (("runtime", RUNTIME), ("error", ERROR), ("result", RESULT)):
+        path = os.path.join(job_dir, name)
+        if os.path.exists(path):
+            with open(path) as f:
+                doc[key] = json.load(f)
+    if "result" in doc:
+        doc["result"] = {"value": _pack_value(doc["result"]["value"], job_dir, store, limit)}
+    return doc
+
+
+def unpack_outputs(doc: Dict[str, Any], scratch_dir: str, store: Store
+                   ) -> Tuple[Any, Any, Optional[BaseException], Dict[str, Any]]:
+    """(status, result, error, runtime info) from a ``pack_outputs`` document; arrays and
+    files are fetched (and verified) through the store into ``scratch_dir`` first."""
+    os.makedirs(scratch_dir, exist_ok=True)
+    for key, name in (("runtime", RUNTIME), ("error", ERROR)):
+        if key in doc:
+            with open(os.path.join(scratch_dir, name), "w") as f:
+                json.dump(doc[key], f)
+    if "result" in doc:
+        value = _unpack_value(doc["result"]["value"], scratch_dir, store, "result")
+        with open(os.path.join(scratch_dir, RESULT), "w") as f:
+            json.dump({"value": value}, f)
+    return read_job_outputs(scratch_dir)

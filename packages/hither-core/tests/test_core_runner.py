@@ -1,0 +1,442 @@
+"""hither.runner (the stdlib-only job runner) run on hand-written job directories, and the
+FAQ's parallel example run as a script."""
+import ast
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import zipfile
+
+import numpy as np
+import pytest
+
+import hither.runner as runner_mod
+from hither.runner import decode_value, encode_value
+
+RUNNER = os.path.abspath(runner_mod.__file__)
+T = "_hither"
+
+
+def _clean_env():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def _write_job_dir(job_dir, script, qualname, args, arrays=None, extra_spec=None, files=None):
+    os.makedirs(os.path.join(job_dir, "arrays"), exist_ok=True)
+    spec = {"job_id": "j-1", "job_hash": "0" * 40, "function_name": qualname,
+            "function_version": "0.1.0", "module": "__main__", "qualname": qualname,
+            "module_relpath": "script.py", "code_hash": "c" * 40, "sys_paths": [""],
+            "no_resolve_input_files": False, "handler": "test-runner"}
+    spec.update(extra_spec or {})
+    with open(os.path.join(job_dir, "spec.json"), "w") as f:
+        json.dump(spec, f)
+    with open(os.path.join(job_dir, "args.json"), "w") as f:
+        json.dump(args, f)
+    for rel, arr in (arrays or {}).items():
+        np.save(os.path.join(job_dir, rel), arr, allow_pickle=False)
+    for rel, text in (files or {}).items():
+        p = os.path.join(job_dir, rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "w") as f:
+            f.write(text)
+    with zipfile.ZipFile(os.path.join(job_dir, "code.zip"), "w") as z:
+        z.writestr("script.py", textwrap.dedent(script))
+
+
+def _run(job_dir, cwd, flags=("-I",), env=None, timeout=60):
+    return subprocess.run([sys.executable, *flags, RUNNER, str(job_dir)], cwd=str(cwd),
+                          capture_output=True, text=True, timeout=timeout,
+                          env=env if env is not None else _clean_env())
+
+
+def _read(job_dir, name):
+    with open(os.path.join(job_dir, name)) as f:
+        return json.load(f)
+
+
+# a __main__ script: definitions plus a pipeline at top level that must never run in the runner
+SCRIPT_NUMPY = """
+    import sys
+    import logging
+    import numpy as np
+    import hither as hi
+
+    NOTE = "-kept"                      # plain assignment: kept
+    log = logging.getLogger("scale-script")   # calls into imported modules only: kept
+    BASE = np.full(2, 7)
+    TABLE = {"k": [1, 2]}
+
+    def helper(v):
+        return v * 2
+
+    @hi.function('scale', '0.1.0')
+    @hi.container('docker://python:3.11')
+    def scale(a, factor, pair, label, f32):
+        print("scaling " + label)
+        print("a warning", file=sys.stderr)
+        return {"scaled": a * factor, "pair": pair, "label": label + NOTE,
+                "doubled": helper(TABLE["k"][1]), "f32": f32 * 2, "mean": np.float64(a.mean()),
+                "stand_in": bool(getattr(hi, "__hither_stand_in__", False)),
+                "weird": {"_hither": "not a tag"}, "base": int(BASE.sum()), "log": log.name}
+
+    open('SHOULD_NOT_EXIST', 'w').write('top level ran')
+    RESULT = helper(3)
+    jh = hi.ParallelJobHandler(num_workers=2)
+    with hi.Config(job_handler=jh):
+        scale.run(a=np.ones(3), factor=2, pair=(1, 2), label='x', f32=np.float32(1))
+    for i in range(3):
+        open('SHOULD_NOT_EXIST_LOOP', 'w').write('x')
+    if __name__ == '__main__':
+        open('SHOULD_NOT_EXIST_MAIN', 'w').write('x')
+"""
+
+
+def _assert_no_side_effects(*dirs):
+    for d in dirs:
+        for n in ("SHOULD_NOT_EXIST", "SHOULD_NOT_EXIST_LOOP", "SHOULD_NOT_EXIST_MAIN"):
+            assert not os.path.exists(os.path.join(d, n)), f"the script's top level ran ({n} in {d})"
+
+
+def test_runner_file_runs_job_dir_with_arrays(tmp_path):
+    job_dir, cwd = tmp_path / "job", tmp_path / "cwd"
+    cwd.mkdir()
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    args = {"a": {T: "ndarray", "ref": "arrays/a.npy"}, "factor": 3,
+            "pair": {T: "tuple", "items": [1, [2, {T: "tuple", "items": []}]]}, "label": "lbl",
+            "f32": {T: "npscalar", "dtype": "<f4", "hex": np.float32(1.25).tobytes().hex()}}
+    _write_job_dir(str(job_dir), SCRIPT_NUMPY, "scale", args, arrays={"arrays/a.npy": a})
+    t0 = time.time()
+    proc = _run(job_dir, cwd)
+    assert proc.returncode == 0, proc.stderr
+    _assert_no_side_effects(str(cwd), str(job_dir), str(job_dir / "code"))
+    assert not (job_dir / "error.json").exists(), (job_dir / "error.json").read_text()
+    res = _read(job_dir, "result.json")
+    value = decode_value(res["value"], lambda ref: np.load(os.path.join(job_dir, ref)))
+    assert np.array_equal(value["scaled"], a * 3) and value["scaled"].dtype == np.float32
+    assert res["value"]["scaled"][T] == "ndarray"
+    assert res["value"]["scaled"]["ref"].startswith("arrays/")
+    assert os.path.exists(os.path.join(job_dir, res["value"]["scaled"]["ref"]))
+    assert value["pair"] == (1, [2, ()]) and type(value["pair"]) is tuple
+    assert value["label"] == "lbl-kept" and value["doubled"] == 4
+    assert type(value["f32"]) is np.float32 and value["f32"] == np.float32(2.5)
+    assert type(value["mean"]) is np.float64 and value["mean"] == a.mean()
+    assert value["weird"] == {"_hither": "not a tag"}
+    assert value["base"] == 14 and value["log"] == "scale-script"
+    assert value["stand_in"] is False  # hither itself is importable with -I (site-packages)
+    ri = _read(job_dir, "runtime.json")
+    assert ri["status"] == "finished"
+    assert "scaling lbl" in ri["stdout"] and "a warning" in ri["stderr"]
+    assert "a warning" not in ri["stdout"]
+    assert ri["pid"] != os.getpid() and ri["host"]
+    assert t0 - 1 <= ri["start_time"] <= ri["end_time"] <= time.time() + 1
+    assert ri["handler"] == "test-runner"
+    assert "scaling lbl" in proc.stdout  # also shown on the console
+
+
+SCRIPT_PLAIN = """
+    import os
+    import sys
+    import hither as hi
+
+    @hi.function('combine', '0.1.0')
+    @hi.container('docker://python:3.11')
+    @hi.additional_files(['*.txt'])
+    @hi.opts(no_resolve_input_files=False)
+    def combine(xs, path, named, opts=None):
+        print("combining", len(xs))
+        with open(path) as f:
+            text = f.read()
+        with open(named) as f:
+            text2 = f.read()
+        return {"sum": sum(xs), "text": text, "text2": text2, "opts": opts,
+                "stand_in": bool(getattr(hi, "__hither_stand_in__", False)),
+                "has_numpy": "numpy" in sys.modules, "inf": float("inf"),
+                "hither_file": hi.File.__name__}
+
+    @hi.function('keeps_file', '0.1.0')
+    @hi.opts(no_resolve_input_files=True)
+    def keeps_file(f):
+        with open(os.fspath(f)) as fh:
+            return [type(f).__name__, fh.read(), f.uri]
+
+    @hi.function('fails', '0.1.0')
+    def fails(n):
+        raise ValueError("bad input %d" % n)
+
+    @hi.function('returns_bad', '0.1.0')
+    def returns_bad():
+        return {"s": {1, 2}}
+
+    open('SHOULD_NOT_EXIST', 'w').write('top level ran')
+    with hi.Config(job_handler=hi.ParallelJobHandler(num_workers=2)):
+        combine.run(xs=[1, 2], path='x', named='y')
+    if __name__ == '__main__':
+        open('SHOULD_NOT_EXIST_MAIN', 'w').write('x')
+"""
+
+
+def test_runner_with_hither_not_importable_uses_stand_in(tmp_path):
+    job_dir, cwd = tmp_path / "job", tmp_path / "cwd"
+    cwd.mkdir()
+    outside = tmp_path / "outside.txt"
+    outside.write_text("by absolute path")
+    args = {"xs": [1, 2, 3.5], "path": {T: "file", "uri": "sha1://" + "a" * 40 + "/outside.txt",
+                                        "path": str(outside)},
+            "named": {T: "file", "uri": "sha1://" + "b" * 40 + "/in.txt", "path": "/nonexistent/in.txt",
+                      "local": "files/bb/in.txt"},
+            "opts": {"a": None, "b": [True, False]}}
+    _write_job_dir(str(job_dir), SCRIPT_PLAIN, "combine", args, files={"files/bb/in.txt": "shipped file"})
+    # -I: no PYTHONPATH, no user site; -S: no site-packages either -> neither hither nor numpy
+    proc = _run(job_dir, cwd, flags=("-I", "-S"))
+    assert proc.returncode == 0, proc.stderr
+    _assert_no_side_effects(str(cwd), str(job_dir), str(job_dir / "code"))
+    assert not (job_dir / "error.json").exists(), (job_dir / "error.json").read_text()
+    value = decode_value(_read(job_dir, "result.json")["value"], None)
+    assert value["stand_in"] is True and value["has_numpy"] is False
+    assert value["sum"] == 6.5 and value["text"] == "by absolute path" and value["text2"] == "shipped file"
+    assert value["opts"] == {"a": None, "b": [True, False]}
+    assert value["inf"] == float("inf")
+    assert value["hither_file"] == "_StandInFile"
+    ri = _read(job_dir, "runtime.json")
+    assert ri["status"] == "finished" and "combining 3" in ri["stdout"]
+
+
+@pytest.mark.parametrize("flags,cls", [(("-I",), "File"), (("-I", "-S"), "_StandInFile")])
+def test_runner_no_resolve_input_files_gives_file_object(tmp_path, flags, cls):
+    job_dir = tmp_path / "job"
+    uri = "sha1://" + "c" * 40 + "/in.txt"
+    args = {"f": {T: "file", "uri": uri, "path": None, "local": "files/cc/in.txt"}}
+    _write_job_dir(str(job_dir), SCRIPT_PLAIN, "keeps_file", args, files={"files/cc/in.txt": "kept"},
+                   extra_spec={"no_resolve_input_files": True})
+    proc = _run(job_dir, tmp_path, flags=flags)
+    assert proc.returncode == 0, proc.stderr
+    assert not (job_dir / "error.json").exists(), (job_dir / "error.json").read_text()
+    name, text, _uri = _read(job_dir, "result.json")["value"]
+    assert name == cls and text == "kept"
+
+
+def test_runner_hither_really_absent_check():
+    # the premise of the test above: with -I -S this Python cannot import hither nor numpy
+    code = "import importlib.util as u; print(u.find_spec('hither') is None, u.find_spec('numpy') is None)"
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True,
+                         env=_clean_env(), timeout=30).stdout.split()
+    assert out == ["True", "True"]
+    # whereas -I alone keeps site-packages (hither installed there stays importable)
+    out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
+                         env=_clean_env(), timeout=30).stdout.split()
+    assert out == ["False", "False"]
+
+
+@pytest.mark.parametrize("flags", [("-I",), ("-I", "-S")])
+def test_runner_function_error_writes_error_json(tmp_path, flags):
+    job_dir = tmp_path / "job"
+    _write_job_dir(str(job_dir), SCRIPT_PLAIN, "fails", {"n": 7})
+    proc = _run(job_dir, tmp_path, flags=flags)
+    assert proc.returncode == 0, proc.stderr
+    assert not (job_dir / "result.json").exists()
+    err = _read(job_dir, "error.json")
+    assert err["type_module"] == "builtins" and err["type_name"] == "ValueError"
+    assert err["message"] == "bad input 7" and err["args_json"] == ["bad input 7"]
+    assert 'raise ValueError("bad input %d" % n)' in err["traceback"]
+    assert "in fails" in err["traceback"]
+    assert _read(job_dir, "runtime.json")["status"] == "error"
+    _assert_no_side_effects(str(tmp_path), str(job_dir))
+
+
+def test_runner_bad_result_type_is_an_error(tmp_path):
+    job_dir = tmp_path / "job"
+    _write_job_dir(str(job_dir), SCRIPT_PLAIN, "returns_bad", {})
+    proc = _run(job_dir, tmp_path, flags=("-I", "-S"))
+    assert proc.returncode == 0, proc.stderr
+    err = _read(job_dir, "error.json")
+    assert err["type_name"] == "TypeError" and "set" in err["message"]
+    assert _read(job_dir, "runtime.json")["status"] == "error"
+
+
+def test_runner_missing_function_is_load_error(tmp_path):
+    job_dir = tmp_path / "job"
+    _write_job_dir(str(job_dir), SCRIPT_PLAIN, "no_such_function", {})
+    proc = _run(job_dir, tmp_path, flags=("-I", "-S"))
+    assert proc.returncode == 0, proc.stderr
+    err = _read(job_dir, "error.json")
+    assert err.get("stage") == "load" and "no_such_function" in err["message"]
+    assert _read(job_dir, "runtime.json")["status"] == "error"
+
+
+def test_runner_unusable_job_dir_exit_code_3(tmp_path):
+    proc = _run(tmp_path / "nothing_here", tmp_path)
+    assert proc.returncode == 3
+    assert "not a usable job directory" in proc.stderr
+    proc = subprocess.run([sys.executable, "-I", RUNNER], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "usage" in proc.stderr
+
+
+def test_runner_as_module_with_isolated_flag(tmp_path):
+    # python -I -m hither.runner works where hither is installed in site-packages
+    job_dir = tmp_path / "job"
+    _write_job_dir(str(job_dir), SCRIPT_PLAIN, "fails", {"n": 1})
+    proc = subprocess.run([sys.executable, "-I", "-m", "hither.runner", str(job_dir)], cwd=str(tmp_path),
+                          capture_output=True, text=True, timeout=60, env=_clean_env())
+    assert proc.returncode == 0, proc.stderr
+    assert _read(job_dir, "error.json")["message"] == "bad input 1"
+
+
+def test_runner_importable_module_function(tmp_path):
+    # spec.module names an importable module of the bundle (not __main__)
+    job_dir = tmp_path / "job"
+    os.makedirs(job_dir / "arrays")
+    spec = {"module": "mymod", "qualname": "Holder.triple", "module_relpath": "mymod.py",
+            "sys_paths": [""], "handler": "t"}
+    (job_dir / "spec.json").write_text(json.dumps(spec))
+    (job_dir / "args.json").write_text(json.dumps({"x": 5}))
+    with zipfile.ZipFile(job_dir / "code.zip", "w") as z:
+        z.writestr("mymod.py", "class Holder:\n    @staticmethod\n    def triple(x):\n        return x * 3\n")
+    proc = _run(job_dir, tmp_path, flags=("-I", "-S"))
+    assert proc.returncode == 0, proc.stderr
+    assert _read(job_dir, "result.json")["value"] == 15
+
+
+def test_runner_source_is_python38_and_stdlib_only():
+    with open(RUNNER) as f:
+        src = f.read()
+    tree = ast.parse(src, feature_version=(3, 8))
+    top_imports = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            top_imports |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "relative import at the top of runner.py"
+            top_imports.add(node.module.split(".")[0])
+    assert top_imports, "no imports found?"
+    not_std = {m for m in top_imports if m not in sys.stdlib_module_names}
+    assert not not_std, f"runner.py imports non-stdlib modules at top level: {not_std}"
+    # and nowhere does it import hither's own modules except through the guarded stand-in check
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            assert node.level == 0
+
+
+def test_runner_imports_in_bare_interpreter():
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c",
+                           f"import runpy; runpy.run_path({RUNNER!r}, run_name='x'); print('ok')"],
+                          capture_output=True, text=True, timeout=30, env=_clean_env())
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_wire_format_round_trip():
+    arrays = []
+
+    def sink(a):
+        arrays.append(a)
+        return len(arrays) - 1
+
+    v = {"t": (1, (2,), []), "l": [None, True, 1.5, float("nan"), float("-inf")], "s": "x",
+         "a": np.arange(4), "g": np.int8(-3), "d": {"_hither": 1, "x": (3,)}}
+    enc = encode_value(v, sink)
+    json.dumps(enc)  # JSON-able
+    back = decode_value(json.loads(json.dumps(enc)), lambda r: arrays[r])
+    assert back["t"] == (1, (2,), []) and type(back["t"][1]) is tuple
+    assert back["l"][:3] == [None, True, 1.5] and np.isnan(back["l"][3]) and back["l"][4] == float("-inf")
+    assert np.array_equal(back["a"], v["a"]) and type(back["g"]) is np.int8 and back["g"] == -3
+    assert back["d"] == {"_hither": 1, "x": (3,)}
+    with pytest.raises(TypeError):
+        encode_value({1, 2}, sink)
+
+
+# ----------------------------------------------------------------- the FAQ example as a script
+FAQ_PARALLEL_EXAMPLE = '''\
+print('SCRIPT-START', flush=True)
+import hither as hi
+import time
+
+# Define a hither function that squares the input
+# and simulates a long computation with a delay
+@hi.function('sqr_with_delay', '0.1.0')
+def sqr_with_delay(x, delay=None):
+    if delay is not None:
+        time.sleep(delay)
+    return x * x
+
+# Create a parallel job handler
+job_handler = hi.ParallelJobHandler(num_workers=4)
+
+# Time the overall execution
+timer = time.time()
+
+# Accumulate the results in an array
+results = []
+
+# Configure hither to use the parallel job handler
+with hi.Config(job_handler=job_handler):
+    for j in range(8):
+        # Create the job and append output to results
+        y = sqr_with_delay.run(x=j, delay=1)
+        results.append(y)
+
+    # Wait for all jobs to complete
+    hi.wait()
+
+# Print the results
+print('Results:', [y.get_result() for y in results])
+print(f'Elapsed time: {time.time() - timer} sec')
+'''
+
+
+def test_faq_parallel_example_as_script(tmp_path):
+    script = tmp_path / "parallel_example.py"
+    script.write_text(FAQ_PARALLEL_EXAMPLE)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, str(script)], cwd=str(tmp_path), capture_output=True,
+                          text=True, timeout=120, env=env)
+    took = time.time() - t0
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert out.count("SCRIPT-START") == 1, "a worker re-ran the __main__ script:\n" + out
+    assert out.count("Results:") == 1
+    assert "Results: [0, 1, 4, 9, 16, 25, 36, 49]" in out
+    elapsed = float(out.split("Elapsed time:")[1].split()[0])
+    assert elapsed < 8, f"not parallel: {elapsed} s"
+    assert took < 60
+
+
+def _find_python38():
+    import glob
+    import shutil
+
+    cands = [shutil.which("python3.8")] + sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.8*/bin/python3.8")))
+    for c in cands:
+        if not c:
+            continue
+        try:
+            out = subprocess.run([c, "-I", "-S", "-c", "import sys; print(sys.version_info[:2])"],
+                                 capture_output=True, text=True, timeout=30, env=_clean_env()).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if out.strip() == "(3, 8)":
+            return c
+    return None
+
+
+def test_runner_runs_under_python38(tmp_path):
+    py38 = _find_python38()
+    if py38 is None:
+        pytest.skip("no Python 3.8 interpreter on this machine")
+    job_dir = tmp_path / "job"
+    outside = tmp_path / "outside.txt"
+    outside.write_text("py38 file")
+    args = {"xs": [1, 2], "path": {T: "file", "uri": "sha1://" + "a" * 40 + "/outside.txt", "path": str(outside)},
+            "named": {T: "file", "uri": "sha1://" + "b" * 40 + "/in.txt", "local": "files/bb/in.txt"}}
+    _write_job_dir(str(job_dir), SCRIPT_PLAIN, "combine", args, files={"files/bb/in.txt": "shipped"})
+    proc = subprocess.run([py38, "-I", "-S", RUNNER, str(job_dir)], cwd=str(tmp_path), capture_output=True,
+                          text=True, timeout=60, env=_clean_env())
+    assert proc.returncode == 0, proc.stderr
+    assert not (job_dir / "error.json").exists(), (job_dir / "error.json").read_text()
+    value = _read(job_dir, "result.json")["value"]
+    assert value["sum"] == 3 and value["text"] == "py38 file" and value["text2"] == "shipped"
+    assert value["stand_in"] is True
+    _assert_no_side_effects(str(tmp_path), str(job_dir))

@@ -1,0 +1,21 @@
+"""Hither functions for the transport tests (a module of their own: the runner imports it
+from the code bundle)."""
+import numpy as np
+
+import hither as hi
+
+
+@hi.function('describe_inputs', '0.1.0')
+def describe_inputs(big, small, pair, text_file):
+    with open(text_file) as f:
+        text = f.read()
+    print("got", big.shape, small.shape)
+    return {'big_doubled': big * 2, 'small_sum': float(small.sum()), 'pair': pair,
+            'text': text.upper()}
+
+
+@hi.function('write_report', '0.1.0')
+def write_report(text, out_name):
+    with open(out_name, 'w') as f:
+        f.write(text)
+    return hi.File(out_name)
