@@ -151,69 +151,6 @@ def test_faq_ones_add_pipeline(make_pjh):
     assert a.handler is jh and b.handler is not jh
 
 
-def test_faq_parallel_squares(make_pjh):
-    # Create a parallel job handler
-    job_handler = make_pjh(4)
-
-    # Time the overall execution
-    timer = time.time()
-
-    # Accumulate the results in an array
-    results = []
-
-    # Configure hither to use the parallel job handler
-    with hi.Config(job_handler=job_handler):
-        for j in range(8):
-            # Create the job and append output to results
-            y = sqr_with_delay.run(x=j, delay=1)
-            results.append(y)
-
-        # Wait for all jobs to complete
-        hi.wait()
-
-    elapsed = time.time() - timer
-    assert [y.get_result() for y in results] == [j * j for j in range(8)]
-    assert elapsed < 8, f"8 jobs of 1 s on 4 workers took {elapsed:.1f} s: not parallel"
-    assert len({y.get_runtime_info().pid for y in results}) > 1
-
-
-def test_faq_linear_algebra_pipeline_runs_on_host(make_pjh):
-    mult, invert, dot = cf.mult, cf.invert, cf.dot
-    jh = make_pjh(2)
-    with hi.Config(job_handler=jh):
-        # solve for x in xA = B, with extra computation to find x from its roots
-        xroot = np.array([4, 5])
-        a = np.array([[3, 4], [5, 6]])
-        b = np.array([173, 214])
-
-        ainv_job = invert.run(x=a)
-        product_job = dot.run(x=b, y=ainv_job)
-        x_job = mult.run(x=xroot, y=xroot)
-
-        x = x_job.wait()
-        product = product_job.wait()
-
-        assert np.allclose(x, product)
-    assert np.allclose(x, [16, 25])
-    for j in (ainv_job, product_job, x_job):
-        assert j.container is None
-        assert j.get_runtime_info().pid != os.getpid()
-
-
-# ----------------------------------------------------------------- allowed values
-ALLOWED = {
-    "none": None, "t": True, "f": False, "i": -7, "big": 2 ** 80, "fl": 1.5, "s": "héllo",
-    "list": [1, "a", None, [2.5]],
-    "tuple": (1, (2, 3), [4, (5,)]),
-    "empty": ((), [], {}),
-    "dict": {"a": {"b": (1, 2)}, "c": []},
-    "arr": np.arange(12, dtype=np.int16).reshape(3, 4),
-    "farr": np.linspace(0, 1, 5, dtype=np.float32),
-    "empty_arr": np.zeros((0, 3)),
-    "npf": np.float32(2.5), "npi": np.int64(3), "npb": np.bool_(True),
-}
-
-
 def _assert_same(a, b, path="x"):
     assert type(a) is type(b), f"{path}: {type(a)} != {type(b)}"
     if isinstance(a, (list, tuple)):
@@ -230,6 +167,20 @@ def _assert_same(a, b, path="x"):
         assert a.dtype == b.dtype and a == b, path
     else:
         assert a == b, path
+
+
+
+ALLOWED = {
+    "none": None, "t": True, "f": False, "i": -7, "big": 2 ** 80, "fl": 1.5, "s": "héllo",
+    "list": [1, "a", None, [2.5]],
+    "tuple": (1, (2, 3), [4, (5,)]),
+    "empty": ((), [], {}),
+    "dict": {"a": {"b": (1, 2)}, "c": []},
+    "arr": np.arange(12, dtype=np.int16).reshape(3, 4),
+    "farr": np.linspace(0, 1, 5, dtype=np.float32),
+    "empty_arr": np.zeros((0, 3)),
+    "npf": np.float32(2.5), "npi": np.int64(3), "npb": np.bool_(True),
+}
 
 
 def test_allowed_values_round_trip_with_types(handler):

@@ -347,63 +347,6 @@ def test_wire_format_round_trip():
         encode_value({1, 2}, sink)
 
 
-# ----------------------------------------------------------------- the FAQ example as a script
-FAQ_PARALLEL_EXAMPLE = '''\
-print('SCRIPT-START', flush=True)
-import hither as hi
-import time
-
-# Define a hither function that squares the input
-# and simulates a long computation with a delay
-@hi.function('sqr_with_delay', '0.1.0')
-def sqr_with_delay(x, delay=None):
-    if delay is not None:
-        time.sleep(delay)
-    return x * x
-
-# Create a parallel job handler
-job_handler = hi.ParallelJobHandler(num_workers=4)
-
-# Time the overall execution
-timer = time.time()
-
-# Accumulate the results in an array
-results = []
-
-# Configure hither to use the parallel job handler
-with hi.Config(job_handler=job_handler):
-    for j in range(8):
-        # Create the job and append output to results
-        y = sqr_with_delay.run(x=j, delay=1)
-        results.append(y)
-
-    # Wait for all jobs to complete
-    hi.wait()
-
-# Print the results
-print('Results:', [y.get_result() for y in results])
-print(f'Elapsed time: {time.time() - timer} sec')
-'''
-
-
-def test_faq_parallel_example_as_script(tmp_path):
-    script = tmp_path / "parallel_example.py"
-    script.write_text(FAQ_PARALLEL_EXAMPLE)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    t0 = time.time()
-    proc = subprocess.run([sys.executable, str(script)], cwd=str(tmp_path), capture_output=True,
-                          text=True, timeout=120, env=env)
-    took = time.time() - t0
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
-    assert out.count("SCRIPT-START") == 1, "a worker re-ran the __main__ script:\n" + out
-    assert out.count("Results:") == 1
-    assert "Results: [0, 1, 4, 9, 16, 25, 36, 49]" in out
-    elapsed = float(out.split("Elapsed time:")[1].split()[0])
-    assert elapsed < 8, f"not parallel: {elapsed} s"
-    assert took < 60
-
-
 def _find_python38():
     import glob
     import shutil

@@ -62,19 +62,6 @@ def load_function(ref: Tuple[Any, ...]) -> Callable[..., Any]:
     return obj
 
 
-def _resolve_files(value: Any) -> Any:
-    t = type(value)
-    if t is list:
-        return [_resolve_files(x) for x in value]
-    if t is tuple:
-        return tuple(_resolve_files(x) for x in value)
-    if t is dict:
-        return {k: _resolve_files(x) for k, x in value.items()}
-    if hasattr(value, "resolve") and hasattr(value, "uri"):  # hi.File
-        return value.resolve()
-    return value
-
-
 def run_one(conn: Connection, msg: Tuple[Any, ...]) -> None:
     # only stdlib-only hither modules here: a worker starts fast and imports numpy only
     # when a job's arguments hold arrays
@@ -86,7 +73,9 @@ def run_one(conn: Connection, msg: Tuple[Any, ...]) -> None:
         fn = load_function(ref)
         kwargs = transfer.loads(payload, paths, unlink=False)
         if not no_resolve:
-            kwargs = _resolve_files(kwargs)
+            from hither.values import prepare_kwargs
+
+            kwargs = prepare_kwargs(kwargs, False)
     except BaseException as exc:  # noqa: BLE001
         err = error_dict(exc)
         err["message"] = (f"the worker (pid {os.getpid()}) could not load the job's function or "

@@ -3,28 +3,16 @@ from __future__ import annotations
 
 import builtins
 import importlib
-import json
-import traceback
 from typing import Any, Optional
 
 from .errors import JobError
 from .models import ErrorInfo
+from .runner import error_dict
 
 
 def to_error_info(exc: BaseException, tb_text: Optional[str] = None) -> ErrorInfo:
     """Describe ``exc`` (its type, message, constructor args when JSON-able, traceback)."""
-    args: Optional[list] = None
-    try:
-        json.dumps(list(exc.args))
-        args = list(exc.args)
-    except (TypeError, ValueError):
-        pass
-    if tb_text is None:
-        tb_text = getattr(exc, "remote_traceback", None) or "".join(
-            traceback.format_exception(type(exc), exc, exc.__traceback__))
-    t = type(exc)
-    return ErrorInfo(type_module=t.__module__, type_name=t.__qualname__, message=str(exc),
-                     args_json=args, traceback=tb_text)
+    return ErrorInfo(**error_dict(exc, tb_text))
 
 
 def attach_traceback(exc: BaseException, tb_text: str, where: str = "") -> BaseException:

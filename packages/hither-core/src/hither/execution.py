@@ -4,17 +4,9 @@ from __future__ import annotations
 from typing import Any, Dict, Optional, Tuple
 
 from .error_info import attach_traceback
-from .file import File
 from .status import JobStatus
 from .runner import call_function
-from .values import map_files, scan
-
-
-def prepare_kwargs(kwargs: Dict[str, Any], no_resolve_input_files: bool) -> Dict[str, Any]:
-    """Arguments as the function sees them: each ``hi.File`` becomes a local path string."""
-    if no_resolve_input_files:
-        return kwargs
-    return {k: map_files(v, File.resolve) for k, v in kwargs.items()}
+from .values import prepare_kwargs, scan
 
 
 def check_result(result: Any, error: Optional[BaseException]) -> Optional[BaseException]:

@@ -116,6 +116,13 @@ def map_files(value: Any, fn: Callable[[File], Any]) -> Any:
     return value
 
 
+def prepare_kwargs(kwargs: dict, no_resolve_input_files: bool) -> dict:
+    """Arguments as the function sees them: each ``hi.File`` becomes a local path string."""
+    if no_resolve_input_files:
+        return kwargs
+    return {k: map_files(v, File.resolve) for k, v in kwargs.items()}
+
+
 def has_files(value: Any) -> bool:
     t = type(value)
     if t is list or t is tuple:
