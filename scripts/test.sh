@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # Set up and run the whole test suite: installs hatch if needed, starts the services the
-# tests use (scripts/services.sh), creates the workspace environment, runs pytest.
-#   bash scripts/test.sh [pytest args]
+# tests use (scripts/services.sh), creates the workspace environment (every package
+# editable), runs pytest over all packages, then each package's tests again in an
+# environment with hither-core and that package only (catches undeclared dependencies).
+#   bash scripts/test.sh            # everything
+#   bash scripts/test.sh ARGS...    # only: pytest ARGS in the all-in-one environment
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v hatch >/dev/null 2>&1 || python3 -m pip install -q "hatch>=1.16"
 bash scripts/services.sh
-hatch env create >/dev/null 2>&1 || true
-hatch env prune >/dev/null 2>&1 && hatch env create   # pick up newly declared entry points
+hatch env prune >/dev/null 2>&1 || true   # pick up newly declared entry points
+hatch env create
 hatch run python scripts/check_workspace.py
-exec hatch run test "$@"
+hatch run test "$@"
+if [ $# -eq 0 ]; then
+  for env in core-only cache-only store-only; do
+    echo "== per-package environment: $env"
+    hatch run "$env:test" -q
+  done
+fi
