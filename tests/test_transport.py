@@ -69,6 +69,7 @@ def test_job_crosses_through_the_store(tmp_path, store):
 
 def test_file_result_comes_back_through_the_store(tmp_path, store, monkeypatch):
     monkeypatch.setenv("HITHER_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.chdir(tmp_path)  # making the Job runs it here too (DefaultJobHandler)
     job = tf.write_report.run(text="report body", out_name="report.txt")
     here = tmp_path / "here"
     here.mkdir()

@@ -732,3 +732,39 @@ def test_keyboard_interrupt_in_inline_job_does_not_leave_a_running_job():
     stale = [j for j in manager.active_jobs() if j.function_name == 'core_interrupted']
     assert not stale, f"job left {stale[0].get_status().value} after KeyboardInterrupt"
     hi.wait(timeout=2)
+
+
+MODULE_WITH_HANDLER = '''
+import os
+import hither as hi
+
+jh = hi.ParallelJobHandler(num_workers=2)   # at import time, as user modules do
+
+
+@hi.function('count_my_children', '0.1.0')
+def count_my_children():
+    me = str(os.getpid())
+    n = 0
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open(f'/proc/{entry}/stat') as f:
+                    n += f.read().rsplit(')', 1)[1].split()[1] == me
+            except OSError:
+                pass
+    return n
+'''
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="counts processes through /proc")
+def test_worker_importing_a_module_with_a_handler_starts_no_processes(tmp_path, monkeypatch):
+    (tmp_path / "module_with_handler.py").write_text(MODULE_WITH_HANDLER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import module_with_handler as m
+
+    try:
+        with hi.Config(job_handler=m.jh):
+            # the worker imports the module (and so makes a handler) to find the function
+            assert m.count_my_children.run().wait(60) == 0
+    finally:
+        m.jh.shutdown()

@@ -65,7 +65,7 @@ def _describe_exit(code: Optional[int]) -> str:
 class _Worker:
     def __init__(self, index: int) -> None:
         parent_sock, child_sock = socket.socketpair()
-        env = dict(os.environ)
+        env = dict(os.environ, HITHER_IN_WORKER="1")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hither._worker", str(child_sock.fileno())],
             pass_fds=(child_sock.fileno(),), env=env, cwd=os.getcwd())
@@ -128,11 +128,13 @@ class ParallelJobHandler(JobHandler):
         self._container_slots = threading.Semaphore(num_workers)
         self._completer_pool: "Optional[cf.ThreadPoolExecutor]" = None
         _all_handlers.add(self)
-        # start the pool now: workers warm up while the caller prepares its jobs
-        with self._lock:
-            for i in range(num_workers):
-                self._workers[i] = _Worker(i)
-            self._ensure_io()
+        # start the pool now, so workers warm up while the caller prepares its jobs; but not
+        # inside a worker, which may import a module that makes a handler at top level
+        if not os.environ.get("HITHER_IN_WORKER"):
+            with self._lock:
+                for i in range(num_workers):
+                    self._workers[i] = _Worker(i)
+                self._ensure_io()
 
     def __repr__(self) -> str:
         return f"hi.ParallelJobHandler(num_workers={self.num_workers})"
