@@ -6,7 +6,7 @@ import logging
 import queue
 import threading
 import weakref
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from . import config as _config
 from . import registry
@@ -18,6 +18,39 @@ from .status import JobStatus
 from .values import scan, substitute
 
 logger = logging.getLogger("hither.manager")
+
+
+def bind_arguments(fn: HitherFunction, args: tuple, kwargs: dict) -> Tuple[Dict[str, Any], List[Job]]:
+    """The job's arguments by name (defaults included when they are hither values, so
+    ``f.run(x=1)`` and ``f.run(x=1, d=None)`` share a hash) and its distinct input jobs.
+    Raises ``TypeError`` naming the argument for anything hither cannot carry."""
+    try:
+        bound = fn.signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"{fn.name}.run(): {exc}") from None
+    given: Dict[str, Any] = {}
+    for pname, value in bound.arguments.items():
+        kind = fn.signature.parameters[pname].kind
+        if kind is kind.VAR_KEYWORD:
+            given.update(value)  # jobs pass arguments by name: flatten **kwargs
+        elif kind in (kind.VAR_POSITIONAL, kind.POSITIONAL_ONLY):
+            raise TypeError(f"{fn.name}.run(): hither passes arguments by name, so "
+                            f"*{pname} / positional-only parameters are not supported; "
+                            "make it a keyword parameter")
+        else:
+            given[pname] = value
+    deps: List[Job] = []
+    for name, value in given.items():
+        deps.extend(scan(value, name))
+    for pname, param in fn.signature.parameters.items():
+        if pname not in given and param.default is not param.empty \
+                and param.kind not in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+            try:
+                scan(param.default, pname, allow_jobs=False)
+            except TypeError:
+                continue  # not a hither value: part of the code, covered by the version
+            given[pname] = param.default
+    return given, list({id(d): d for d in deps}.values())
 
 
 class JobManager:
@@ -41,67 +74,42 @@ class JobManager:
             return self._default_handler
 
     def create_job(self, fn: HitherFunction, args: tuple, kwargs: dict) -> Job:
-        try:
-            bound = fn.signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"{fn.name}.run(): {exc}") from None
-        given: Dict[str, Any] = {}
-        for pname, value in bound.arguments.items():
-            kind = fn.signature.parameters[pname].kind
-            if kind is kind.VAR_KEYWORD:
-                given.update(value)  # jobs pass arguments by name: flatten **kwargs
-            elif kind in (kind.VAR_POSITIONAL, kind.POSITIONAL_ONLY):
-                raise TypeError(f"{fn.name}.run(): hither passes arguments by name, so "
-                                f"*{pname} / positional-only parameters are not supported; "
-                                "make it a keyword parameter")
-            else:
-                given[pname] = value
-        deps: List[Job] = []
-        for name, value in given.items():
-            deps.extend(scan(value, name))
-        # defaults join the arguments (so f.run(x=1) and f.run(x=1, d=None) share a hash)
-        # when they are hither values; others are part of the code, covered by the version
-        for pname, param in fn.signature.parameters.items():
-            if pname not in given and param.default is not param.empty \
-                    and param.kind not in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
-                try:
-                    scan(param.default, pname, allow_jobs=False)
-                except TypeError:
-                    continue
-                given[pname] = param.default
+        given, deps = bind_arguments(fn, args, kwargs)
         cfg = _config.current()
         handler = cfg.job_handler or self.default_handler()
-        container = self._container_for(fn, cfg)
-        unique_deps = list({id(d): d for d in deps}.values())
-        job = Job(fn, dict(given), cfg, handler, container, unique_deps)
+        job = Job(fn, given, cfg, handler, self._container_for(fn, cfg), deps)
         job._manager = self
         handler.check_config(job)
         with self._lock:
             self._active[job.id] = job
             self._handlers.add(handler)
-        if not unique_deps:
+        if deps:
+            self._await_inputs(job)
+        else:
             self._ready(job, inline=True)
-            return job
-        pending = [len(unique_deps)]
-        plock = threading.Lock()
-        created = threading.get_ident()
+        return job
 
-        def dep_done(_dep: Job) -> None:
+    def _await_inputs(self, job: Job) -> None:
+        """Continue ``job`` once every input job has ended: right here if they all already
+        have, else on the dispatch thread (never in a handler's thread)."""
+        pending = [len(job.dependencies)]
+        plock = threading.Lock()
+        creator = threading.get_ident()
+        registering = [True]
+
+        def input_done(_dep: Job) -> None:
             with plock:
                 pending[0] -= 1
                 last = pending[0] == 0
             if last:
-                if threading.get_ident() == created and not job._done.is_set() and not started[0]:
-                    # every input finished while we were registering: continue right here
+                if registering[0] and threading.get_ident() == creator:
                     self._deps_ready(job, inline=True)
                 else:
                     self._dispatch(job)
 
-        started = [False]
-        for d in unique_deps:
-            d.add_done_callback(dep_done)
-        started[0] = True
-        return job
+        for d in job.dependencies:
+            d.add_done_callback(input_done)
+        registering[0] = False
 
     def _container_for(self, fn: HitherFunction, cfg: _config.ConfigState) -> Optional[str]:
         image: Optional[str]
