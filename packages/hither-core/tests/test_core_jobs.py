@@ -768,3 +768,24 @@ def test_worker_importing_a_module_with_a_handler_starts_no_processes(tmp_path, 
             assert m.count_my_children.run().wait(60) == 0
     finally:
         m.jh.shutdown()
+
+
+def test_finished_pipeline_does_not_keep_intermediate_jobs_alive(handler):
+    import gc
+    import weakref
+
+    def build():
+        with hi.Config(job_handler=handler):
+            first = identity.run(x=np.ones(1000))
+            middle = identity.run(x=first)
+            last = identity.run(x=middle)
+        return last, weakref.ref(first), weakref.ref(middle)
+
+    last, first_ref, middle_ref = build()
+    result = last.wait(60)
+    np.testing.assert_array_equal(result, np.ones(1000))
+    gc.collect()
+    assert first_ref() is None and middle_ref() is None, \
+        "a finished job still holds its input jobs (and so every intermediate result)"
+    assert last.dependencies == []  # weakly held: gone with them
+    np.testing.assert_array_equal(last.kwargs["x"], np.ones(1000))  # its own inputs stay

@@ -6,6 +6,7 @@ import itertools
 import logging
 import os
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from .errors import JobNotFinishedError
@@ -35,7 +36,8 @@ class Job:
         self.config = config
         self.handler = handler
         self.container = container  # image URL the job runs in, or None for the host
-        self.dependencies = deps
+        self._deps: List["Job"] = deps  # held strongly only until this job ends
+        self._dep_refs: List["weakref.ref[Job]"] = []
         self.resolved_kwargs: Optional[Dict[str, Any]] = None if deps else kwargs
         self._hash: Optional[str] = None
         self._status = JobStatus.PENDING
@@ -68,6 +70,22 @@ class Job:
         if self.resolved_kwargs is not None:
             self._hash = h
         return h
+
+    @property
+    def dependencies(self) -> List["Job"]:
+        """The input jobs (Jobs in the arguments). Once this job has ended they are only
+        weakly held, so a long pipeline does not keep every intermediate result alive."""
+        if self._dep_refs:
+            return [d for d in (r() for r in self._dep_refs) if d is not None]
+        return list(self._deps)
+
+    def _release_inputs(self) -> None:
+        """At the end: keep the input values, let go of the input jobs."""
+        if self._deps:
+            self._dep_refs = [weakref.ref(d) for d in self._deps]
+            self._deps = []
+            if self.resolved_kwargs is not None:
+                self.kwargs = self.resolved_kwargs
 
     # ------------------------------------------------------------------ user API
     def get_status(self) -> JobStatus:

@@ -219,6 +219,7 @@ class JobManager:
             job._result, job._error, job._status = result, error, status
             callbacks, job._callbacks = job._callbacks, []
             job._done.set()
+        job._release_inputs()
         with self._lock:
             self._active.pop(job.id, None)
         for cb in callbacks:
