@@ -1,5 +1,6 @@
 """hi.Config, the plugin registry, hi.wait / hi.reset and the progress summary."""
 import asyncio
+import os
 import threading
 import time
 import types
@@ -406,3 +407,59 @@ def test_wait_with_progress_display(make_pjh, capfd):
     assert all(j.get_status() == hi.JobStatus.FINISHED for j in jobs)
     err = capfd.readouterr().err  # the display goes to the process's stderr
     assert "hither:" in err and "2 done" in err and "running" in err
+
+
+PROGRESS_SCRIPT = '''
+import time
+import hither as hi
+
+@hi.function('nap', '0.1.0')
+def nap(t):
+    time.sleep(t)
+    return t
+
+with hi.Config(job_handler=hi.ParallelJobHandler(num_workers=2)):
+    jobs = [nap.run(t=0.8) for _ in range(4)]
+hi.wait()
+print("RESULTS", [j.get_result() for j in jobs])
+'''
+
+
+def _run_script(tmp_path, use_pty):
+    import pty
+    import subprocess
+    import sys
+
+    script = tmp_path / "progress_script.py"
+    script.write_text(PROGRESS_SCRIPT)
+    env = dict(os.environ, HITHER_PROGRESS_AFTER="0.2")
+    if not use_pty:
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                              timeout=120, env=env)
+        return proc.stdout + proc.stderr
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, str(script)], stdin=slave, stdout=slave,
+                            stderr=slave, env=env, close_fds=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(120)
+    os.close(master)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_wait_shows_progress_on_a_terminal_only(tmp_path):
+    on_tty = _run_script(tmp_path, use_pty=True)
+    assert "RESULTS [0.8, 0.8, 0.8, 0.8]" in on_tty
+    assert "hither: " in on_tty and "running" in on_tty, on_tty
+    assert "hither: 4 done, 0 running, 0 queued, 0 failed, 0 cancelled" in on_tty, on_tty
+    piped = _run_script(tmp_path, use_pty=False)
+    assert "RESULTS [0.8, 0.8, 0.8, 0.8]" in piped
+    assert "hither: " not in piped, "progress must stay quiet when not at a terminal"

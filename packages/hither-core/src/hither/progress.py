@@ -10,7 +10,10 @@ from .models import JobStatus
 
 logger = logging.getLogger("hither.progress")
 
-_FIRST_DISPLAY_AFTER = 2.0  # seconds of waiting before the display appears
+import os
+
+# seconds of waiting before the display appears (short waits stay quiet)
+_FIRST_DISPLAY_AFTER = float(os.environ.get("HITHER_PROGRESS_AFTER", "2.0"))
 _REFRESH = 0.5
 
 
