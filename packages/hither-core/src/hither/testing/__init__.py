@@ -1,5 +1,8 @@
 """Test helpers for packages that implement hither's plugin interfaces (need pytest).
 
-``hither.testing.cache_conformance.CacheBackendConformance``: the behaviour every
-``CacheBackend`` must show; a backend's tests subclass it and say how to make one.
+- ``hither.testing.cache_conformance.CacheBackendConformance``: the behaviour every
+  ``CacheBackend`` must show; a backend's tests subclass it and say how to make one.
+- ``hither.testing.store_conformance.StoreConformance``: the same for every ``Store``; the
+  tests provide a ``store`` fixture (see hither-store's tests, or the dict-backed store in
+  hither-core's ``tests/test_core_store_conformance.py``).
 """
