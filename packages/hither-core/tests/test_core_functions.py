@@ -470,3 +470,29 @@ def test_missing_file_argument_is_an_error_at_run(tmp_path):
     assert str(missing) in str(ei.value) and "path" in str(ei.value)
     with pytest.raises(FileNotFoundError):
         cf.read_paths.run(paths={"files": [hi.File(str(missing))]})
+
+
+def test_code_bundle_failure_is_remembered(tmp_path, monkeypatch):
+    import hither.packaging as packaging
+
+    calls = []
+    real = packaging.build_bundle
+
+    def counting(fn):
+        calls.append(fn.name)
+        return real(fn)
+
+    monkeypatch.setattr(packaging, "MAX_BUNDLE_BYTES", 1)  # every bundle is "too large"
+    monkeypatch.setattr(packaging, "build_bundle", counting)
+    fn = hi.function("remembered", "0.1.0")(_remembered)
+    for _ in range(3):
+        with pytest.raises(hi.errors.BundleTooLargeError, match="biggest files"):
+            fn.code_bundle()
+    assert calls == ["remembered"], "the directory walk must not be repeated after a failure"
+
+
+def _remembered():
+    return 1
+
+
+_remembered.__name__ = "remembered"

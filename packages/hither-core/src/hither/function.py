@@ -76,9 +76,15 @@ class HitherFunction:
         """This function's packaged code (``hither.packaging.CodeBundle``), built once."""
         with self._lock:
             if self._bundle is None:
+                from .errors import HitherError
                 from .packaging import build_bundle
 
-                self._bundle = build_bundle(self)
+                try:
+                    self._bundle = build_bundle(self)
+                except HitherError as exc:  # remembered: every cache lookup asks again
+                    self._bundle = exc
+            if isinstance(self._bundle, BaseException):
+                raise self._bundle
             return self._bundle
 
     def __repr__(self) -> str:

@@ -147,9 +147,12 @@ def run_in_container(job: "Job") -> None:
     image = job.container or ""
     scheme = image.split("://", 1)[0]
     runner_cls = registry.load("container_runners", "singularity" if scheme in ("shub", "library") else scheme)
-    base = os.environ.get("HITHER_TEMP_DIR") or None
-    job_dir = tempfile.mkdtemp(prefix=f"hither-job-{job.function_name}-", dir=base)
+    job_dir = ""
     try:
+        base = os.environ.get("HITHER_TEMP_DIR") or None
+        if base:
+            os.makedirs(base, exist_ok=True)
+        job_dir = tempfile.mkdtemp(prefix=f"hither-job-{job.function_name}-", dir=base)
         write_job_dir(job, job_dir)
         cr = runner_cls()
         job.handler_data = (cr, job_dir)
@@ -170,4 +173,5 @@ def run_in_container(job: "Job") -> None:
         job.report_error(exc)
     finally:
         job.handler_data = None
-        shutil.rmtree(job_dir, ignore_errors=True)
+        if job_dir:
+            shutil.rmtree(job_dir, ignore_errors=True)
