@@ -18,7 +18,7 @@ import hither as hi
 from hither import registry
 from hither.errors import BundleTooLargeError, HitherError
 from hither.interfaces import ContainerRunner
-from hither.jobdir import read_job_outputs, write_job_dir
+from hither.jobdir import read_job_outputs, run_job_dir_subprocess, write_job_dir
 from hither.packaging import build_bundle
 
 # each test writes its project afresh: the same function names from new files, on purpose
@@ -187,14 +187,7 @@ class HostPythonRunner(ContainerRunner):
         if HostPythonRunner.crash_next:
             HostPythonRunner.crash_next = False
             return 137  # as if the container was OOM-killed before writing anything
-        proc = subprocess.Popen([sys.executable, "-I", os.path.join(job_dir, "runner.py"), job_dir],
-                                cwd=job_dir)
-        try:
-            return proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise
+        return run_job_dir_subprocess(job_dir, timeout=timeout)
 
 
 @pytest.fixture
