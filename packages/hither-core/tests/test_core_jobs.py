@@ -789,3 +789,20 @@ def test_finished_pipeline_does_not_keep_intermediate_jobs_alive(handler):
         "a finished job still holds its input jobs (and so every intermediate result)"
     assert last.dependencies == []  # weakly held: gone with them
     np.testing.assert_array_equal(last.kwargs["x"], np.ones(1000))  # its own inputs stay
+
+
+def test_a_shut_down_handler_refuses_new_jobs_clearly():
+    jh = hi.ParallelJobHandler(num_workers=1)
+    jh.shutdown()
+    with hi.Config(job_handler=jh):
+        job = identity.run(x=1)
+    with pytest.raises(hi.HitherError, match="shut down"):
+        job.wait(10)
+
+
+def test_unstarted_handlers_leave_no_open_files(monkeypatch):
+    monkeypatch.setenv("HITHER_IN_WORKER", "1")  # as inside a worker: the pool starts lazily
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        hi.ParallelJobHandler(num_workers=2).shutdown()
+    assert len(os.listdir("/proc/self/fd")) <= before

@@ -152,6 +152,9 @@ class ParallelJobHandler(JobHandler):
         payload, paths = transfer.dumps(job.resolved_kwargs or {})
         job.handler_data = (ref, payload, paths)
         with self._lock:
+            if self._closed:  # shut down meanwhile
+                transfer.discard(paths)
+                raise HitherError("this ParallelJobHandler was shut down (hi.reset()); create a new one")
             self._queue.append(job)
             self._ensure_io()
             self._pump()
@@ -211,7 +214,10 @@ class ParallelJobHandler(JobHandler):
         for job in pending:
             self._cleanup(job)
             job.report_cancelled()
-        if wait and self._io is not None and self._io is not threading.current_thread():
+        if self._io is None:  # never started: nobody else will close the wake pipe
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
+        elif wait and self._io is not threading.current_thread():
             self._io.join(5)
         if self._completer_pool is not None:
             self._completer_pool.shutdown(wait=wait)
