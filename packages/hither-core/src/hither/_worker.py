@@ -34,7 +34,7 @@ def load_function(ref: Tuple[Any, ...]) -> Callable[..., Any]:
     if ref[0] == "val":
         import cloudpickle
 
-        obj = cloudpickle.loads(ref[1])
+        obj: Any = cloudpickle.loads(ref[1])
         raw = getattr(obj, "raw", obj)
         if ref[2] and hasattr(raw, "__code__"):
             # cloudpickle drops the file name: restore it so tracebacks show source lines
@@ -54,7 +54,7 @@ def load_function(ref: Tuple[Any, ...]) -> Callable[..., Any]:
                 mod = importlib.util.module_from_spec(spec)
                 sys.modules[module] = mod
                 spec.loader.exec_module(mod)
-        obj: Any = mod
+        obj = mod
         for part in qualname.split("."):
             obj = getattr(obj, part)
     obj = getattr(obj, "raw", obj)  # a HitherFunction: call the function it wraps

@@ -132,8 +132,8 @@ class Store(abc.ABC):
     name: ClassVar[str] = ""
 
     @abc.abstractmethod
-    def put_file(self, path: "str | Path") -> str:
-        """Store a file's content; return its URI."""
+    def put_file(self, path: "str | Path", name: Optional[str] = None) -> str:
+        """Store a file's content; return its URI (named ``name``, default the file's name)."""
 
     @abc.abstractmethod
     def put_bytes(self, data: bytes, name: str = "data") -> str:

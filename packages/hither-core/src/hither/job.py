@@ -47,6 +47,7 @@ class Job:
         self._runtime_info: Dict[str, Any] = {"handler": getattr(handler, "name", "")}
         self._lock = threading.Lock()
         self._done = threading.Event()
+        self._completing = False  # the first report wins; set by the manager
         self._callbacks: List[Callable[["Job"], None]] = []
         self._manager: Any = None  # set by the manager; receives report_* calls
         self.handler_data: Any = None  # private slot for the handler running the job

@@ -199,9 +199,9 @@ class JobManager:
                  runtime_info: Any) -> bool:
         """Record the end of ``job`` (first report wins); store it in the cache; wake waiters."""
         with job._lock:
-            if job._done.is_set() or getattr(job, "_completing", False):
+            if job._done.is_set() or job._completing:
                 return False
-            job._completing = True  # type: ignore[attr-defined]
+            job._completing = True
         ri = job._runtime_info
         if runtime_info is not None:
             if not isinstance(runtime_info, dict):

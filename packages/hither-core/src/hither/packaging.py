@@ -17,7 +17,7 @@ import logging
 import os
 import zipfile
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List
+from typing import TYPE_CHECKING, Callable, Dict, List
 
 from .errors import BundleTooLargeError, HitherError
 
@@ -73,7 +73,7 @@ def _lazy_init(modules: List[str]) -> bytes:
             "    raise AttributeError(name)\n").encode()
 
 
-def _walk(root: str, include: "callable", skip_top_init: bool) -> Dict[str, str]:  # type: ignore[valid-type]
+def _walk(root: str, include: Callable[[str], bool], skip_top_init: bool) -> Dict[str, str]:
     """relpath -> absolute path of the files under ``root`` that ``include(name)`` accepts."""
     found: Dict[str, str] = {}
     for dirpath, dirnames, filenames in os.walk(root):

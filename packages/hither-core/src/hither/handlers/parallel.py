@@ -380,9 +380,9 @@ class ParallelJobHandler(JobHandler):
                 job.report_error(HitherError(f"the result of {job.function_name} could not be "
                                              f"unpickled here: {type(exc).__name__}: {exc}"), ri)
                 return
-            error = check_result(value, None)
-            if error is not None:
-                job.report_error(error, ri)
+            bad = check_result(value, None)
+            if bad is not None:
+                job.report_error(bad, ri)
             else:
                 job.report_result(value, ri)
             return
@@ -390,17 +390,17 @@ class ParallelJobHandler(JobHandler):
         from ..models import ErrorInfo
 
         info = ErrorInfo(**a)
-        exc: Optional[BaseException] = None
+        error: Optional[BaseException] = None
         if b is not None:
             try:
-                exc = pickle.loads(b)
+                error = pickle.loads(b)
             except Exception:
-                exc = None
-        if exc is None:
-            exc = from_error_info(info, where=f"worker pid {ri['pid'] if ri else '?'}")
+                error = None
+        if error is None:
+            error = from_error_info(info, where=f"worker pid {ri['pid'] if ri else '?'}")
         else:
-            attach_traceback(exc, info.traceback, where=f"worker pid {ri['pid'] if ri else '?'}")
-        job.report_error(exc, ri)
+            attach_traceback(error, info.traceback, where=f"worker pid {ri['pid'] if ri else '?'}")
+        job.report_error(error, ri)
 
     def _on_worker_died(self, w: _Worker) -> None:
         try:
