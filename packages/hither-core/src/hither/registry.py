@@ -114,9 +114,9 @@ def load(group: str, name: str) -> Any:
         if target is None:
             target = _discover(group).get(name)
         if target is None:
-            raise PluginNotInstalledError(
-                f"hither has no {group.rstrip('s').replace('_', ' ')} plugin named {name!r}; "
-                + install_hint(group, name))
+            what = (f"hi.{name}" if group == "exports"
+                    else f"the {group.rstrip('s').replace('_', ' ')} plugin {name!r}")
+            raise PluginNotInstalledError(f"{what} is not available: " + install_hint(group, name))
         if isinstance(target, str):
             try:
                 obj = _import_target(target)
