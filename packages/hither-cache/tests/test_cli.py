@@ -90,6 +90,12 @@ def test_show(cache_dir: str) -> None:
     assert r.exit_code == 1 and "no entry" in r.output
 
 
+def test_show_rejects_what_is_not_a_hash(cache_dir: str) -> None:
+    for bad in ("z" * 40, "ab/../cd"):
+        r = run("--path", cache_dir, "show", bad)
+        assert r.exit_code == 2 and "is not a job hash" in r.output, r.output
+
+
 def test_clear_older_than_then_all(cache_dir: str) -> None:
     r = run("--path", cache_dir, "clear", "--older-than", "7d", "--yes")
     assert r.exit_code == 0 and "deleted 1 entry" in r.output

@@ -115,6 +115,12 @@ def test_unreadable_entries_show_in_summaries_and_clear(backend: FileCacheBacken
     by_hash = {s.job_hash: s for s in backend.iter_summaries()}
     assert by_hash[job_hash("ok")].problem is None and by_hash[job_hash("ok")].size_bytes > 0
     assert by_hash[job_hash("bad")].problem
+    # an unreadable entry is as old as its files
+    assert backend.clear(older_than=time.time() - 3600) == 0
+    assert backend.clear(older_than=time.time() + 60) == 2
+    backend.put(entry("ok", result=1))
+    backend.put(entry("bad", result=2))
+    (backend.entry_dir(job_hash("bad")) / "entry.json").write_text("{")
     assert backend.clear() == 2
 
 

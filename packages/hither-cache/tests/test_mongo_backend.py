@@ -218,6 +218,16 @@ def test_no_server_gives_a_clear_error_quickly(dead_mongo_url: str) -> None:
     assert time.monotonic() - t0 < 0.5
 
 
+def test_put_during_the_cooldown_does_not_offload_content(dead_mongo_url: str, store) -> None:
+    b = MongoCacheBackend(hi.Database(mongo_url=dead_mongo_url, database="x"), store=store,
+                          inline_limit=0, retry_timeout=0.5, cooldown=30)
+    with pytest.raises(CacheUnavailableError):
+        b.get(job_hash("a"))
+    with pytest.raises(CacheUnavailableError, match="not trying again"):
+        b.put(entry("a", result=np.arange(1000.0)))
+    assert store.stats().count == 0  # nothing was uploaded for an entry that cannot be written
+
+
 def test_a_server_that_never_answers_is_bounded_too() -> None:
     import socket
 

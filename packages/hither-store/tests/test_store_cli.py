@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -120,6 +121,23 @@ def test_bad_options(tmp_path):
     assert out.exit_code == 2 and "JSON object" in out.output
     out = run("--url", "nope://x", "stats")
     assert out.exit_code == 1 and "cannot open the store" in out.output
+
+
+def test_a_store_that_is_down_is_an_error_message_not_a_traceback(sample, monkeypatch):
+    pytest.importorskip("s3fs")
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, "hither-test")
+    options = {"client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}"},
+               "config_kwargs": {"retries": {"max_attempts": 1}}}
+    args = ["--url", "s3://hither-down/x", "--storage-options", json.dumps(options)]
+    for command in (["stats"], ["put", str(sample)], ["verify"]):
+        out = run(*args, *command)
+        assert out.exit_code == 1, out.output
+        assert "Check that the store s3://hither-down/x is reachable" in out.output
+        assert "Traceback" not in out.output
 
 
 def test_default_url_comes_from_the_environment(tmp_path, monkeypatch, sample):

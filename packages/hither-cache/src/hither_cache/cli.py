@@ -25,6 +25,7 @@ from .documents import EntrySummary
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_HEX_RE = re.compile(r"^[0-9a-f]+$")
 
 
 def parse_duration(text: str) -> float:
@@ -83,8 +84,7 @@ def _summaries(backend: CacheBackend) -> List[EntrySummary]:
     for h in backend.iter_hashes():  # a backend without summaries: read each entry
         e = backend.get(h)
         if e is None:
-            out.append(EntrySummary(job_hash=h, function_name="?", function_version="?",
-                                    status="error", created_at=0.0, problem="unreadable"))
+            out.append(EntrySummary.unreadable(h, "unreadable"))
         else:
             out.append(EntrySummary(**{k: getattr(e, k) for k in EntrySummary.model_fields
                                        if hasattr(e, k)}))
@@ -186,6 +186,10 @@ def ls_cmd(ctx: click.Context, function_name: Optional[str], limit: Optional[int
 
 def _resolve(backend: CacheBackend, prefix: str) -> str:
     prefix = prefix.lower()
+    if not _HEX_RE.match(prefix):
+        raise click.BadParameter(f"{prefix!r} is not a job hash: give the hexadecimal hash "
+                                 "(or its first digits) that hither-cache ls shows",
+                                 param_hint="JOB_HASH")
     if len(prefix) == 40:
         return prefix
     matches = [h for h in backend.iter_hashes() if h.startswith(prefix)]

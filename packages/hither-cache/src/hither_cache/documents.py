@@ -42,6 +42,13 @@ class EntrySummary(EntryMeta):
     size_bytes: int = 0
     problem: Optional[str] = None
 
+    @classmethod
+    def unreadable(cls, job_hash: str, problem: str, created_at: float = 0.0,
+                   size_bytes: int = 0) -> "EntrySummary":
+        """The summary of an entry whose metadata cannot be read."""
+        return cls(job_hash=job_hash, function_name="?", function_version="?", status="error",
+                   created_at=created_at, size_bytes=size_bytes, problem=problem)
+
 
 # ------------------------------------------------------------------------ file backend
 class ArrayMeta(BaseModel):

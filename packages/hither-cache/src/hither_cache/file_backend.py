@@ -22,7 +22,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Union
+from typing import Any, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -165,10 +165,7 @@ class FileCacheBackend(CacheBackend):
         return True
 
     def delete(self, job_hash: str) -> bool:
-        target = self.entry_dir(job_hash)
-        if not target.exists():
-            return False
-        return self._move_aside(target)
+        return self._move_aside(self.entry_dir(job_hash))  # False when there is no entry
 
     # ------------------------------------------------------------------ read
     def get(self, job_hash: str) -> Optional[CacheEntry]:
@@ -217,13 +214,18 @@ class FileCacheBackend(CacheBackend):
             return npy.from_file(f, meta, os.fstat(f.fileno()).st_size, self.mmap_min_bytes)
 
     # ------------------------------------------------------------------ listing
-    def iter_hashes(self) -> Iterator[str]:
+    def _shard_entries(self) -> Iterator[Tuple[str, "os.DirEntry[str]"]]:
+        """(shard name, item) of everything in the shard folders: entries, and leftovers of
+        writers."""
         for shard in _scandir(self.root):
-            if not (_SHARD_RE.match(shard.name) and shard.is_dir()):
-                continue
-            for d in _scandir(Path(shard.path)):
-                if _HASH_RE.match(d.name) and d.name.startswith(shard.name) and d.is_dir():
-                    yield d.name
+            if _SHARD_RE.match(shard.name) and shard.is_dir():
+                for d in _scandir(Path(shard.path)):
+                    yield shard.name, d
+
+    def iter_hashes(self) -> Iterator[str]:
+        for shard, d in self._shard_entries():
+            if _HASH_RE.match(d.name) and d.name.startswith(shard) and d.is_dir():
+                yield d.name
 
     def iter_summaries(self) -> Iterator[EntrySummary]:
         """Metadata and size of every entry, reading only the ``entry.json`` files."""
@@ -245,15 +247,15 @@ class FileCacheBackend(CacheBackend):
             meta = EntryMeta.model_validate_json((d / _ENTRY).read_bytes())
             return EntrySummary(**meta.model_dump(), size_bytes=size)
         except Exception as exc:  # noqa: BLE001
-            return EntrySummary(job_hash=job_hash, function_name="?", function_version="?",
-                                status="error", created_at=mtime, size_bytes=size,
-                                problem=f"unreadable: {type(exc).__name__}")
+            return EntrySummary.unreadable(job_hash, f"unreadable: {type(exc).__name__}",
+                                           created_at=mtime, size_bytes=size)
 
     def clear(self, older_than: Optional[float] = None) -> int:
-        n = 0
-        for s in list(self.iter_summaries()):
-            if older_than is None or s.created_at < older_than:
-                n += int(self.delete(s.job_hash))
+        if older_than is None:  # everything: no entry needs to be read
+            doomed = list(self.iter_hashes())
+        else:  # an unreadable entry counts as created when its files were last written
+            doomed = [s.job_hash for s in self.iter_summaries() if s.created_at < older_than]
+        n = sum(self.delete(h) for h in doomed)
         self._sweep()
         return n
 
@@ -261,16 +263,13 @@ class FileCacheBackend(CacheBackend):
         """Remove what writers that died left behind (temporary and moved-aside folders
         older than ``min_age`` seconds; younger ones may belong to a put in progress)."""
         now = time.time()
-        for shard in _scandir(self.root):
-            if not (_SHARD_RE.match(shard.name) and shard.is_dir()):
-                continue
-            for d in _scandir(Path(shard.path)):
-                if d.name.startswith((_TMP_PREFIX, _OLD_PREFIX)):
-                    try:
-                        if now - d.stat().st_mtime >= min_age:
-                            shutil.rmtree(d.path, ignore_errors=True)
-                    except OSError:
-                        continue
+        for _shard, d in self._shard_entries():
+            if d.name.startswith((_TMP_PREFIX, _OLD_PREFIX)):
+                try:
+                    if now - d.stat().st_mtime >= min_age:
+                        shutil.rmtree(d.path, ignore_errors=True)
+                except OSError:
+                    continue
 
 
 class _Folder:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import logging
 import re
-import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, TypeVar
 
@@ -37,7 +36,8 @@ T = TypeVar("T")
 
 #: documents are kept well below MongoDB's 16 MB limit
 MAX_INLINE_LIMIT = 8 * 1024 * 1024
-_SUMMARY_FIELDS = list(EntryMeta.model_fields) + ["size_bytes"]
+#: what iter_summaries reads of a document (never the result)
+_SUMMARY_PROJECTION = {**{k: 1 for k in EntryMeta.model_fields}, "size_bytes": 1, "_id": 0}
 
 
 def _pymongo() -> Any:
@@ -98,7 +98,6 @@ class MongoCacheBackend(CacheBackend):
         self.cooldown = float(cooldown)
         self.connect_timeout = float(connect_timeout)
         self._store = store
-        self._lock = threading.Lock()
         self._down_until = 0.0
         self._indexed = False
         pymongo = _pymongo()
@@ -124,9 +123,7 @@ class MongoCacheBackend(CacheBackend):
         self._client.close()
 
     def __getstate__(self) -> dict:  # picklable: the client is rebuilt on the other side
-        state = {k: v for k, v in self.__dict__.items() if k not in ("_client", "_lock")}
-        state["_indexed"] = False
-        return state
+        return {k: v for k, v in self.__dict__.items() if k != "_client"}
 
     def __setstate__(self, state: dict) -> None:
         store = state.pop("_store")
@@ -143,15 +140,20 @@ class MongoCacheBackend(CacheBackend):
             self._indexed = True
         return coll
 
+    def _check_cooldown(self) -> None:
+        """Fail at once while the server is in its ``cooldown`` after not answering."""
+        now = time.monotonic()
+        if now < self._down_until:
+            raise CacheUnavailableError(
+                f"the {self.describe()} did not answer a moment ago; not trying again for "
+                f"{self._down_until - now:.0f} s. Check that the MongoDB server is running and "
+                "reachable from this machine.")
+
     def _call(self, what: str, op: Callable[["Collection"], T]) -> T:
         """Run ``op`` on the collection, retrying while the server does not answer."""
         pymongo = _pymongo()
+        self._check_cooldown()
         start = time.monotonic()
-        if start < self._down_until:
-            raise CacheUnavailableError(
-                f"the {self.describe()} did not answer a moment ago; not trying again for "
-                f"{self._down_until - start:.0f} s. Check that the MongoDB server is running and "
-                "reachable from this machine.")
         delay = 0.1
         attempt = 0
         while True:
@@ -193,6 +195,7 @@ class MongoCacheBackend(CacheBackend):
 
     # ------------------------------------------------------------------ write
     def put(self, entry: CacheEntry) -> None:
+        self._check_cooldown()  # before offloading content to the store for nothing
         arrays: List[MongoArray] = []
         inline = 0
 
@@ -285,22 +288,13 @@ class MongoCacheBackend(CacheBackend):
 
     def iter_summaries(self) -> Iterator[EntrySummary]:
         """Metadata and size of every entry, without reading any result."""
-        proj = {k: 1 for k in _SUMMARY_FIELDS}
-        proj["_id"] = 0
-        docs = self._call("list the cache", lambda c: list(c.find({}, proj)))
+        docs = self._call("list the cache", lambda c: list(c.find({}, _SUMMARY_PROJECTION)))
         for d in docs:
             try:
                 yield EntrySummary.model_validate(d)
             except Exception as exc:  # noqa: BLE001
-                yield EntrySummary(job_hash=str(d.get("job_hash", "?")), function_name="?",
-                                   function_version="?", status="error", created_at=0.0,
-                                   problem=f"unreadable: {type(exc).__name__}")
-
-    def summary(self, job_hash: str) -> Optional[EntrySummary]:
-        proj = {k: 1 for k in _SUMMARY_FIELDS}
-        proj["_id"] = 0
-        d = self._call(f"read job {job_hash}", lambda c: c.find_one({"job_hash": job_hash}, proj))
-        return None if d is None else EntrySummary.model_validate(d)
+                yield EntrySummary.unreadable(str(d.get("job_hash", "?")),
+                                              f"unreadable: {type(exc).__name__}")
 
     def raw_document(self, job_hash: str) -> Optional[dict]:
         """The stored document as is (for tests and debugging)."""

@@ -19,20 +19,19 @@ import click
 
 from hither.errors import HitherError
 
-from .errors import BlobNotFoundError
-from .locations import ENV_OPTIONS, ENV_URL
+from .errors import BlobNotFoundError, StoreError
+from .locations import ENV_OPTIONS, ENV_URL, parse_storage_options
+
+logger = logging.getLogger("hither.store")
 
 
 def _parse_options(raw: Optional[str]) -> Optional[Dict[str, Any]]:
     if raw is None:
         return None
     try:
-        opts = json.loads(raw)
-    except ValueError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--storage-options") from None
-    if not isinstance(opts, dict):
-        raise click.BadParameter("must be a JSON object", param_hint="--storage-options")
-    return opts
+        return parse_storage_options(raw, "the value")
+    except StoreError as exc:
+        raise click.BadParameter(str(exc), param_hint="--storage-options") from None
 
 
 class _Ctx:
@@ -70,8 +69,19 @@ def main(ctx: click.Context, url: Optional[str], storage_options: Optional[str],
 def _run(fn, *args):
     try:
         return fn(*args)
-    except HitherError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - every failure of the store is an error message
+        raise _error(exc) from exc
+
+
+def _error(exc: Exception) -> click.ClickException:
+    if isinstance(exc, HitherError):
+        return click.ClickException(str(exc))
+    # the file system's own error, e.g. an S3 endpoint that does not answer
+    logger.debug("store operation failed", exc_info=exc)
+    url = click.get_current_context().obj.url or f"${ENV_URL}"
+    return click.ClickException(
+        f"{type(exc).__name__}: {exc}. Check that the store {url} is reachable and that "
+        "--storage-options (endpoint, credentials) are right; -v shows the traceback")
 
 
 @main.command()
@@ -131,8 +141,8 @@ def verify(obj: _Ctx, uris: Tuple[str, ...], remove_bad: bool) -> None:
             missing += 1
             click.echo(f"MISSING {uri}")
             continue
-        except HitherError as exc:  # e.g. a malformed URI
-            raise click.ClickException(str(exc)) from exc
+        except Exception as exc:  # noqa: BLE001 - e.g. a malformed URI or a store that is down
+            raise _error(exc) from exc
         if good:
             ok += 1
             click.echo(f"ok {uri}")

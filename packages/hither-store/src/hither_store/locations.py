@@ -36,13 +36,18 @@ def env_storage_options() -> Optional[Dict[str, Any]]:
     raw = os.environ.get(ENV_OPTIONS)
     if not raw:
         return None
+    return parse_storage_options(raw, f"${ENV_OPTIONS}")
+
+
+def parse_storage_options(raw: str, source: str) -> Dict[str, Any]:
+    """The fsspec options in the JSON text ``raw`` (``source`` names where it came from)."""
     try:
         opts = json.loads(raw)
     except ValueError as exc:
-        raise StoreError(f"${ENV_OPTIONS} is not valid JSON ({exc}); set it to a JSON object "
+        raise StoreError(f"{source} is not valid JSON ({exc}); set it to a JSON object "
                          'of fsspec options, e.g. {"client_kwargs": {"endpoint_url": "..."}}') from None
     if not isinstance(opts, dict):
-        raise StoreError(f"${ENV_OPTIONS} must be a JSON object of fsspec options, not {raw!r}")
+        raise StoreError(f"{source} must be a JSON object of fsspec options, not {raw!r}")
     return opts
 
 

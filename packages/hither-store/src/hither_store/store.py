@@ -128,7 +128,7 @@ class Store(StoreInterface):
 
     def put_array(self, array: "np.ndarray", name: str = "array.npy") -> str:
         """Store an array as a .npy file (the bytes ``np.save`` writes, without a full copy in
-        memory); return ``sha1://<sha1>/array.npy``."""
+        memory); return ``sha1://<sha1>/<name>``."""
         _check_name(name)
         make_parts, nbytes = _npy_parts(array)
         digest = self._put_parts(make_parts, nbytes)
@@ -175,12 +175,9 @@ class Store(StoreInterface):
         ``BlobNotFoundError`` when the store does not hold it."""
         digest, _name = parse_uri(uri)
         try:
-            if self.is_local:
-                with open(self._blobs.path(digest), "rb", buffering=0) as f:
-                    got, _n = copy_hashing(f.readinto, None)
-            else:
-                with self.fs.open(self._key(digest), "rb", block_size=CHUNK) as f:
-                    got, _n = copy_hashing(f.readinto, None)
+            with (open(self._blobs.path(digest), "rb", buffering=0) if self.is_local
+                  else self.fs.open(self._key(digest), "rb", block_size=CHUNK)) as f:
+                got, _n = copy_hashing(f.readinto, None)
         except FileNotFoundError:
             raise self._not_found(uri) from None
         if got != digest:
@@ -229,6 +226,7 @@ class Store(StoreInterface):
         return StoreStats(count, total)
 
     def describe(self) -> str:
+        """Where the content lives, and for a non-local store where its local cache is."""
         return self.url if self.is_local else f"{self.url} (cache: {self._blobs.root})"
 
     def __repr__(self) -> str:
