@@ -58,13 +58,18 @@ def remember_file_sha1(path: Union[str, Path], digest: str, st: os.stat_result) 
         _sha1_cache[(p, st.st_size, st.st_mtime_ns)] = digest
 
 
+def is_sha1_hex(text: str) -> bool:
+    """Whether ``text`` is a sha1 digest as hither writes it: 40 lowercase hex digits."""
+    return len(text) == 40 and all(c in "0123456789abcdef" for c in text)
+
+
 def parse_uri(uri: str) -> Tuple[str, str]:
     """Split ``sha1://<hex>/<name>`` into (hex, name), rejecting anything else."""
     if not uri.startswith("sha1://"):
         raise HitherError(f"not a hither content URI: {uri!r} (expected sha1://<40 hex digits>/<name>)")
     rest = uri[len("sha1://"):]
     digest, _, name = rest.partition("/")
-    if len(digest) != 40 or any(c not in "0123456789abcdef" for c in digest):
+    if not is_sha1_hex(digest):
         raise HitherError(f"bad sha1 in content URI {uri!r}: expected 40 lowercase hex digits")
     if "/" in name or "\\" in name or name in (".", ".."):
         raise HitherError(f"bad file name in content URI {uri!r}: it must be a plain file name")

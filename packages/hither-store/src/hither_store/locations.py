@@ -5,6 +5,8 @@ import json
 import os
 from typing import Any, Dict, Optional
 
+from hither.file import is_sha1_hex
+
 from .errors import StoreError
 
 #: the store URL (any fsspec URL or a local folder)
@@ -56,5 +58,4 @@ def blob_relpath(digest: str) -> str:
     return f"sha1/{digest[:2]}/{digest[2:4]}/{digest}"
 
 
-def is_digest(name: str) -> bool:
-    return len(name) == 40 and all(c in "0123456789abcdef" for c in name)
+is_digest = is_sha1_hex  # blob file names are bare digests
