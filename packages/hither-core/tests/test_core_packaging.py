@@ -19,7 +19,7 @@ import hither as hi
 from hither import registry
 from hither.errors import BundleTooLargeError, HitherError
 from hither.interfaces import JobHandler
-from hither.testing.container_conformance import ContainerRunnerConformance, HostPythonRunner
+from hither.testing.container_conformance import ContainerRunnerConformance, HostPythonRunner, ParkedHandler
 from hither.jobdir import read_job_outputs, write_job_dir
 from hither.packaging import build_bundle
 
@@ -304,19 +304,6 @@ def test_returned_file_is_the_jobs_content_not_the_hosts(tmp_path, monkeypatch, 
     sys.modules.pop("rf_funcs", None)
 
 
-class Parked(JobHandler):
-    """Keeps jobs queued (they are written to job directories by hand in these tests)."""
-
-    name = "parked"
-    supports_timeout = True
-
-    def submit(self, job, inline):
-        pass
-
-    def cancel(self, job):
-        return False
-
-
 def test_runner_stops_itself_at_the_job_timeout(tmp_path):
     """The runner's own watchdog: a job directory run with no supervisor at all (a plain
     subprocess wait, no timeout) still ends at spec.timeout, with a JobTimeoutError as its
@@ -338,7 +325,7 @@ def sleeper(marker):
     try:
         import wd_funcs
 
-        with hi.Config(job_handler=Parked(), job_timeout=1.5):
+        with hi.Config(job_handler=ParkedHandler(), job_timeout=1.5):
             job = wd_funcs.sleeper.run(marker=str(tmp_path / "child.pid"))
         job_dir = str(tmp_path / "jd")
         write_job_dir(job, job_dir)

@@ -78,6 +78,8 @@ def _scan(v: Any, path: str, jobs: list, allow_jobs: bool, job_type: type) -> No
             raise FileNotFoundError(f"{path} is hi.File({v.path!r}), but that file does not exist "
                                     "(check the path, or pass hi.File.from_uri(...) for stored content)")
         return
+    if getattr(t, "_hither_ref", False) is True:  # a hither.refs.StoredResult
+        return
     if isinstance(v, job_type):
         if not allow_jobs:
             raise TypeError(f"{path} is a hither Job: a function cannot return a Job "
@@ -181,6 +183,8 @@ def update_hash(h: "hashlib._Hash", v: Any) -> None:
         h.update(b"P" + v.sha1.encode())
     elif isinstance(v, _job_type()):
         h.update(b"J" + v.job_hash.encode())
+    elif getattr(t, "_hither_ref", False) is True:  # a result held in a store
+        h.update(b"R" + v.digest.encode())
     elif isinstance(v, bool):
         h.update(b"T" if v else b"F")
     elif isinstance(v, int):
