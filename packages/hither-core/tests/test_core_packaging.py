@@ -416,3 +416,20 @@ def test_packaging_errors_at_run_for_container_jobs(host_runner):
     with hi.Config(container="hostpython://img"):
         with pytest.raises(hi.errors.HitherError, match="nested"):
             nested_fn.run(x=1)
+
+
+def test_interactive_and_over_limit_functions_refused_at_run(host_runner, box, monkeypatch):
+    ns = {}
+    exec(compile("import hither as hi\n@hi.function('typed_in', '0.1.0')\ndef typed_in(x):\n    return x\n",
+                 "<stdin>", "exec"), ns)
+    with hi.Config(container="hostpython://img"):
+        with pytest.raises(HitherError, match="no source file"):
+            ns["typed_in"].run(x=1)
+    import hither.packaging as packaging
+
+    monkeypatch.setattr(packaging, "MAX_BUNDLE_BYTES", 10)
+    box.in_box._bundle = None  # built again under the tiny limit
+    with hi.Config(container=True):
+        with pytest.raises(BundleTooLargeError, match="over the"):
+            box.in_box.run(a=np.ones(1))
+    box.in_box._bundle = None
