@@ -185,7 +185,8 @@ def _copy_fields(dst: np.ndarray, src: np.ndarray) -> None:
 
 
 def _x87_bytes(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(a).view(np.uint8).reshape(a.shape + (-1,))[..., :10]
+    a = np.ascontiguousarray(a)
+    return a.reshape(-1).view(np.uint8).reshape(a.size, a.dtype.itemsize)[:, :10]
 
 
 def different_values(v: Any) -> List[Any]:
