@@ -103,3 +103,24 @@ def test_every_value_comes_back_exactly_from_the_mongo_cache(mongo_db, v):
         assert_exact(got.result, v)
     finally:
         backend.close()
+
+
+def test_equal_arguments_with_other_padding_or_layout_hit_the_cache(tmp_path):
+    # issue 8: padding bytes were hashed (equal values missed) and datetime64 arrays could
+    # not be hashed at all ("cannot include dtype 'M' in a buffer")
+    dt = np.dtype([("a", "u1"), ("b", "<f8")], align=True)
+    a = np.zeros(3, dt)
+    noisy = np.frombuffer(bytearray(b"\x77" * a.nbytes), dtype=dt).copy()
+    noisy["a"], noisy["b"] = 0, 0.0
+    ld = np.array([1 / 3], np.longdouble)
+    ld2 = ld.copy()
+    ld2.view(np.uint8)[10:] = 0x33
+    when = np.array(["2020-01-01T00:00", "NaT"], "M8[m]")
+    grid = np.arange(12.0).reshape(3, 4)
+    with hi.Config(job_cache=hi.JobCache(path=str(tmp_path / "jc"))):
+        for first, second in [(a, noisy), (ld, ld2), (when, when.copy()),
+                              (grid, np.asfortranarray(grid))]:
+            rt_echo.run(x=first).wait()
+            job = rt_echo.run(x=second)
+            assert_exact(job.wait(), first)
+            assert job.get_runtime_info().cached, f"{second!r} missed"
