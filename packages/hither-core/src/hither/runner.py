@@ -41,14 +41,18 @@ def encode_value(v, array_sink, file_encoder=None):
     """A JSON-able form of a hither value. ``array_sink(ndarray) -> ref`` stores an array;
     ``file_encoder(file) -> dict`` describes a File (default: its uri and path).
 
-    Tagged forms (key ``"_hither"``): tuple, ndarray (ref), npscalar (dtype and hex bytes;
+    Tagged forms (key ``"_hither"``): str (hex of UTF-8 with lone surrogates), tuple,
+    ndarray (ref), npscalar (dtype and hex bytes;
     a void scalar as a 0-d "array"), npstr / npbytes (numpy str_ / bytes_: the value),
     typed (an int/float/str subclass such as an Enum: "type" module:qualname and the plain
     "value"), file (uri, path), float (non-finite, as repr), dict (a dict that has a
-    "_hither" key).
+    "_hither" key), pairs (a dict with a key that UTF-8 cannot encode: [key, value]
+    items).
     """
     t = type(v)
-    if v is None or t is bool or t is int or t is str:
+    if t is str:
+        return _encode_str(v)
+    if v is None or t is bool or t is int:
         return v
     if t is float:
         return v if math.isfinite(v) else {TAG: "float", "repr": repr(v)}
@@ -57,6 +61,10 @@ def encode_value(v, array_sink, file_encoder=None):
     if t is tuple:
         return {TAG: "tuple", "items": [encode_value(x, array_sink, file_encoder) for x in v]}
     if t is dict:
+        if any(type(k) is str and type(_encode_str(k)) is not str for k in v):
+            # a key UTF-8 JSON cannot hold: the dict as a list of (key, value) pairs
+            return {TAG: "pairs", "items": [[_encode_str(k), encode_value(x, array_sink, file_encoder)]
+                                            for k, x in v.items()]}
         items = {k: encode_value(x, array_sink, file_encoder) for k, x in v.items()}
         return {TAG: "dict", "items": items} if TAG in v else items
     np = sys.modules.get("numpy")  # a numpy value means numpy is loaded
@@ -64,7 +72,7 @@ def encode_value(v, array_sink, file_encoder=None):
         return {TAG: "ndarray", "ref": array_sink(v)}
     if np is not None and isinstance(v, np.generic):
         if isinstance(v, np.str_):  # the Python value: numpy's buffer drops trailing NULs
-            return {TAG: "npstr", "value": str.__str__(v)}
+            return {TAG: "npstr", "value": _encode_str(str.__str__(v))}
         if isinstance(v, np.bytes_):
             return {TAG: "npbytes", "hex": bytes(v).hex()}
         if isinstance(v, np.void):  # its dtype (fields, offsets) travels as an array's does
@@ -80,8 +88,20 @@ def encode_value(v, array_sink, file_encoder=None):
         return {TAG: "typed", "type": _type_name(t),
                 "value": encode_value(float.__float__(v), array_sink, file_encoder)}
     if isinstance(v, str):
-        return {TAG: "typed", "type": _type_name(t), "value": str.__str__(v)}
+        return {TAG: "typed", "type": _type_name(t), "value": _encode_str(str.__str__(v))}
     raise TypeError("cannot encode a value of type %s.%s for hither" % (t.__module__, t.__qualname__))
+
+
+def _encode_str(s):
+    """``s``, or a tagged form when it holds lone surrogates (e.g. an undecodable file name
+    from ``os.listdir``), which UTF-8 JSON cannot carry."""
+    if s.isascii():
+        return s
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return {TAG: "str", "hex": s.encode("utf-8", "surrogatepass").hex()}
 
 
 def _resolve_class(name):
@@ -138,8 +158,13 @@ def decode_value(d, array_source, file_decoder=None, exact=False):
         return {k: decode_value(x, array_source, file_decoder, exact) for k, x in d.items()}
     if tag == "tuple":
         return tuple(decode_value(x, array_source, file_decoder, exact) for x in d["items"])
+    if tag == "pairs":
+        return {decode_value(k, None): decode_value(x, array_source, file_decoder, exact)
+                for k, x in d["items"]}
     if tag == "dict":
         return {k: decode_value(x, array_source, file_decoder, exact) for k, x in d["items"].items()}
+    if tag == "str":
+        return bytes.fromhex(d["hex"]).decode("utf-8", "surrogatepass")
     if tag == "ndarray":
         return array_source(d["ref"])
     if tag == "npscalar":
@@ -151,7 +176,7 @@ def decode_value(d, array_source, file_decoder=None, exact=False):
     if tag == "npstr":
         import numpy as np
 
-        return np.str_(d["value"])
+        return np.str_(decode_value(d["value"], None))
     if tag == "npbytes":
         import numpy as np
 

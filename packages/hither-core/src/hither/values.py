@@ -60,10 +60,12 @@ def _scan(v: Any, path: str, jobs: list, allow_jobs: bool, job_type: type) -> No
         if v.dtype.hasobject:
             raise TypeError(f"{path} is a numpy array of dtype {v.dtype}: object arrays are not "
                             "allowed (use a numeric dtype, or a list)")
+        _check_dtype(v.dtype, path)
         return
     if np is not None and isinstance(v, np.generic):
         if v.dtype.hasobject:
             raise TypeError(f"{path} is a numpy object scalar: not allowed")
+        _check_dtype(v.dtype, path)
         return
     if isinstance(v, File):
         if v._uri is None and not os.path.exists(v.path or ""):
@@ -82,6 +84,18 @@ def _scan(v: Any, path: str, jobs: list, allow_jobs: bool, job_type: type) -> No
     raise TypeError(f"{path} has type {t.__module__}.{t.__qualname__}, which hither cannot pass "
                     "to or from a job; allowed: None, bool, int, float, str, numpy arrays and "
                     "scalars, list, tuple, dict with str keys, hi.File, and Job")
+
+
+def _check_dtype(dt: Any, path: str) -> None:
+    """Refuse a structured dtype that ``.npy`` (hence the cache and job directories) cannot
+    describe: overlapping or out-of-order fields."""
+    if dt.names is not None:
+        try:
+            dt.descr
+        except ValueError:
+            raise TypeError(f"{path} has a structured dtype with overlapping or out-of-order "
+                            f"fields ({dt}), which hither cannot store faithfully; pass "
+                            "numpy.lib.recfunctions.repack_fields(a) (fields in offset order)") from None
 
 
 def substitute(value: Any, result_of: Callable[["Job"], Any]) -> Any:
@@ -317,6 +331,8 @@ def _meaningful_ranges(dt: Any) -> List[Tuple[int, int]]:
     if dt.subdtype is not None:
         base, shape = dt.subdtype
         one = _meaningful_ranges(base)
+        if one == [(0, base.itemsize)]:  # no padding in the items: all of it
+            return [(0, dt.itemsize)]
         n = int(np.prod(shape, dtype=np.int64))
         return _merge([(i * base.itemsize + a, i * base.itemsize + b) for i in range(n) for a, b in one])
     if dt.type in (np.longdouble, np.clongdouble) and np.finfo(np.longdouble).nmant == 63:

@@ -101,20 +101,26 @@ def numpy_scalars() -> st.SearchStrategy:
     """One numpy scalar of every kind (structured ``np.void`` included)."""
     plain = st.sampled_from(SCALAR_DTYPES + STRUCTURED_DTYPES + STRUCTURED_DTYPES + [RAW_VOID]).flatmap(
         lambda dt: arrays(dt).filter(lambda a: a.size > 0).map(lambda a: a.reshape(-1)[0]))
-    strs = st.text(max_size=4).map(np.str_) | st.binary(max_size=4).map(np.bytes_)
+    strs = texts(4).map(np.str_) | st.binary(max_size=4).map(np.bytes_)
     return st.sampled_from([plain, plain, strs]).flatmap(lambda kind: kind)
 
 
 def subclass_values() -> st.SearchStrategy:
     """Enum members and instances of int/float/str subclasses."""
     return (st.sampled_from([Color.RED, Color.GREEN, Level.LOW, Level.HIGH, Perm.R, Perm.R | Perm.W])
-            | st.text(max_size=4).map(Tag) | st.integers().map(Count)
+            | texts(4).map(Tag) | st.integers().map(Count)
             | st.floats().map(Meters))
+
+
+def texts(max_size: int = 6) -> st.SearchStrategy:
+    """Strings, some with lone surrogates (as ``os.listdir`` gives for undecodable names)."""
+    odd = st.characters() | st.characters(categories=["Cs"])  # st.text() drops surrogates
+    return st.text(max_size=max_size) | st.lists(odd, max_size=max_size).map("".join)
 
 
 def python_scalars() -> st.SearchStrategy:
     return (st.none() | st.booleans() | st.integers() | st.integers(min_value=2 ** 63)
-            | st.floats() | st.text(max_size=6))
+            | st.floats() | texts())
 
 
 def hither_values(max_leaves: int = 6) -> st.SearchStrategy:
@@ -127,7 +133,7 @@ def hither_values(max_leaves: int = 6) -> st.SearchStrategy:
         leaves,
         lambda children: (st.lists(children, max_size=3)
                           | st.lists(children, max_size=3).map(tuple)
-                          | st.dictionaries(st.text(max_size=3), children, max_size=3)),
+                          | st.dictionaries(texts(3), children, max_size=3)),
         max_leaves=max_leaves)
 
 
