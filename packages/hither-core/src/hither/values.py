@@ -298,6 +298,12 @@ def _hash_np_scalar(h: "hashlib._Hash", v: Any) -> None:
         b = str.__str__(v).encode("utf-8", "surrogatepass") if isinstance(v, np.str_) else bytes(v)
         h.update((b"gU%d:" if isinstance(v, np.str_) else b"gS%d:") % len(b) + b)
         return
+    dt = v.dtype
+    if dt.names is None and dt.kind != "V" and _meaningful_ranges(dt) == [(0, dt.itemsize)]:
+        # the same bytes _hash_array gives for the 0-d array, without making one
+        d = _dtype_tag(dt).encode()
+        h.update(b"g%d:" % len(d) + d + b"()" + v.tobytes())
+        return
     _hash_array(h, np.asarray(v), tag=b"g")
 
 

@@ -248,7 +248,7 @@ def _array_variants(a: np.ndarray) -> List[Any]:
     # another dtype, same item values where a cast can keep them
     other = np.dtype("<i8") if a.dtype != np.dtype("<i8") else np.dtype("<i4")
     try:
-        out.append(a.astype(other) if a.dtype.names is None and a.dtype.kind != "V"
+        out.append(a.astype(other) if a.dtype.names is None and a.dtype.kind not in "Vc"
                    else np.zeros(a.shape, other))
     except (TypeError, ValueError, OverflowError):
         out.append(np.zeros(a.shape, other))
