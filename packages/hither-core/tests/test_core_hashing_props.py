@@ -9,7 +9,6 @@ from __future__ import annotations
 import enum
 import json
 import os
-import pickle
 import subprocess
 import sys
 import time
@@ -41,17 +40,35 @@ def test_equal_values_in_any_layout_share_a_hash(data):
     assert h(equal_twin(v, data)) == h(v)
 
 
+_CHILD = """
+import json, sys
+import numpy as np
+from hither.runner import decode_value
+from hither.values import job_hash
+folder = sys.argv[1]
+with open(folder + "/corpus.json") as f:
+    vals = decode_value(json.load(f), lambda ref: np.load(folder + "/" + ref), exact=True)
+print(json.dumps([job_hash("f", "1", {"x": v}) for v in vals]))
+"""
+
+
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(hither_values(), min_size=8, max_size=16))
 def test_hashes_are_the_same_in_other_processes_and_hash_seeds(tmp_path_factory, corpus):
-    path = tmp_path_factory.mktemp("corpus") / "values.pkl"
-    path.write_bytes(pickle.dumps(corpus, protocol=5))  # (protocol < 5 drops byte order)
+    # the corpus travels as hither's wire format with .npy arrays (pickle drops the byte
+    # order of some dtypes, e.g. '>M8[ns]' comes back '<M8[ns]')
+    folder = tmp_path_factory.mktemp("corpus")
+    names = []
+
+    def sink(a):
+        names.append(f"a{len(names)}.npy")
+        np.save(folder / names[-1], a, allow_pickle=False)
+        return names[-1]
+
+    (folder / "corpus.json").write_text(json.dumps(encode_value(corpus, sink)))
     here = [h(v) for v in corpus]
-    code = ("import pickle, sys, json; from hither.values import job_hash; "
-            "vals = pickle.load(open(sys.argv[1], 'rb')); "
-            "print(json.dumps([job_hash('f', '1', {'x': v}) for v in vals]))")
     for seed in ("0", "4242"):
-        out = subprocess.run([sys.executable, "-c", code, str(path)], check=True, timeout=60,
+        out = subprocess.run([sys.executable, "-c", _CHILD, str(folder)], check=True, timeout=60,
                              capture_output=True, text=True,
                              env={**os.environ, "PYTHONHASHSEED": seed})
         assert json.loads(out.stdout) == here, f"hashes differ with PYTHONHASHSEED={seed}"
