@@ -118,19 +118,21 @@ def substitute(value: Any, result_of: Callable[["Job"], Any]) -> Any:
 
 
 #: writeable arrays up to this many bytes are copied at ``.run()`` (see ``snapshot``)
-SNAPSHOT_MAX_BYTES = int(os.environ.get("HITHER_SNAPSHOT_MAX_BYTES", 64 * 1024 * 1024))
+SNAPSHOT_MAX_BYTES = int(os.environ.get("HITHER_SNAPSHOT_MAX_BYTES", 16 * 1024 * 1024))
 
 
 def snapshot(value: Any) -> Any:
     """``value`` as it is now, for a job that may read it later (when its input jobs end, or
-    when a worker frees up): lists, tuples and dicts are copied at every depth, so changing
-    them after ``.run()`` never changes the job. A numpy array is copied when its memory can
-    still be written (it, or an array it views, is writeable) and it holds at most
-    ``SNAPSHOT_MAX_BYTES`` (64 MiB; ``$HITHER_SNAPSHOT_MAX_BYTES``). A larger writeable
-    array is passed by reference, not doubled in memory: do not modify it until the job has
-    ended, or pass a read-only one (``a.setflags(write=False)``), which is never copied.
-    Everything else (numbers, strings, numpy scalars, ``hi.File``, ``Job``) is immutable
-    and kept as is."""
+    when its container or cluster job starts): lists, tuples and dicts are copied at every
+    depth, so changing them after ``.run()`` never changes the job.
+
+    A numpy array is copied when its memory can still be written (it, or an array it is a
+    view of, is writeable) and it holds at most ``SNAPSHOT_MAX_BYTES`` (16 MiB, set by
+    ``$HITHER_SNAPSHOT_MAX_BYTES``; such a copy costs a few ms). A larger writeable array is
+    passed by reference rather than doubled in memory: do not modify it until the job has
+    ended, or pass a read-only array (``a.setflags(write=False)`` on an array that owns its
+    memory), which is never copied. Everything else (numbers, strings, numpy scalars,
+    ``hi.File``, ``Job``) is immutable and kept as is."""
     t = type(value)
     if t is list:
         return [snapshot(x) for x in value]
