@@ -275,3 +275,43 @@ def test_snapshot_rules():
         assert snapshot(big) is big
     finally:
         values.SNAPSHOT_MAX_BYTES = old
+
+
+_ENUM_SCRIPT = '''
+import enum
+
+class Mode(str, enum.Enum):
+    FAST = "fast"
+    SLOW = "slow"
+
+def which(m, other):
+    return [m, type(m).__name__, isinstance(m, Mode), other, type(other).__name__]
+'''
+
+
+def test_runner_rebuilds_a_scripts_enum_arguments_and_results(tmp_path):
+    # a job directory (containers, clusters): the function's own __main__ classes come back
+    # as themselves; a class the runner cannot import arrives as its plain value
+    import zipfile
+
+    import hither.runner as runner_mod
+
+    job_dir = tmp_path / "job"
+    (job_dir / "arrays").mkdir(parents=True)
+    spec = {"job_id": "j-1", "job_hash": "0" * 40, "function_name": "which",
+            "function_version": "0.1.0", "module": "__main__", "qualname": "which",
+            "module_relpath": "script.py", "code_hash": "c" * 40, "sys_paths": [""],
+            "no_resolve_input_files": False, "handler": "test"}
+    (job_dir / "spec.json").write_text(json.dumps(spec))
+    args = {"m": {"_hither": "typed", "type": "__main__:Mode", "value": "slow"},
+            "other": {"_hither": "typed", "type": "not_here_hp:Other", "value": 3}}
+    (job_dir / "args.json").write_text(json.dumps(args))
+    with zipfile.ZipFile(job_dir / "code.zip", "w") as z:
+        z.writestr("script.py", _ENUM_SCRIPT)
+    proc = subprocess.run([sys.executable, runner_mod.__file__, str(job_dir)], capture_output=True,
+                          text=True, timeout=60, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert not (job_dir / "error.json").exists(), (job_dir / "error.json").read_text()
+    value = json.loads((job_dir / "result.json").read_text())["value"]
+    assert value[0] == {"_hither": "typed", "type": "__main__:Mode", "value": "slow"}
+    assert value[1:] == ["Mode", True, 3, "int"]
