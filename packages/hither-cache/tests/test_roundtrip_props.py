@@ -124,3 +124,23 @@ def test_equal_arguments_with_other_padding_or_layout_hit_the_cache(tmp_path):
             job = rt_echo.run(x=second)
             assert_exact(job.wait(), first)
             assert job.get_runtime_info().cached, f"{second!r} missed"
+
+
+_DT = np.dtype([("a", "u1"), ("t", "<M8[ms]"), ("x", "<i2", (2,))], align=True)
+EVERY_SCALAR_KIND = [
+    np.bool_(True), np.int8(-3), np.uint16(7), np.int32(-9), np.uint64(2 ** 64 - 1),
+    np.float16(1.5), np.float32(-0.0), np.float64(np.nan), np.longdouble(1) / 3,
+    np.complex64(1 - 2j), np.complex128(np.inf), np.clongdouble(1 + 1j) / 3,
+    np.str_(""), np.str_("héllo"), np.bytes_(b""), np.bytes_(b"\x00a"),
+    np.datetime64("2020-01-01T12:00", "m"), np.datetime64("NaT"), np.timedelta64(-5, "us"),
+    np.void(b"\x01\x02\x03"), np.array([(1, 5, [2, 3])], _DT)[0],
+]
+
+
+@pytest.mark.parametrize("v", EVERY_SCALAR_KIND, ids=lambda v: f"{type(v).__name__}-{v.dtype.str}")
+def test_each_numpy_scalar_kind_comes_back_from_the_file_cache(file_backend, v):
+    e = _entry([v])
+    file_backend[0].put(e)
+    got = file_backend[0].get(e.job_hash)
+    assert got is not None, f"{v!r} made the entry unreadable"
+    assert_exact(got.result, [v])

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import socket
+import struct
 import sys
 import threading
 import time
@@ -45,7 +46,7 @@ def encode_value(v, array_sink, file_encoder=None):
     ndarray (ref), npscalar (dtype and hex bytes;
     a void scalar as a 0-d "array"), npstr / npbytes (numpy str_ / bytes_: the value),
     typed (an int/float/str subclass such as an Enum: "type" module:qualname and the plain
-    "value"), file (uri, path), float (non-finite, as repr), dict (a dict that has a
+    "value"), file (uri, path), float (non-finite, as repr; a NaN also as "hex" of its bytes), dict (a dict that has a
     "_hither" key), pairs (a dict with a key that UTF-8 cannot encode: [key, value]
     items).
     """
@@ -55,7 +56,11 @@ def encode_value(v, array_sink, file_encoder=None):
     if v is None or t is bool or t is int:
         return v
     if t is float:
-        return v if math.isfinite(v) else {TAG: "float", "repr": repr(v)}
+        if math.isfinite(v):
+            return v
+        if math.isnan(v):  # its sign and payload bits too: a NaN is not just "nan"
+            return {TAG: "float", "repr": repr(v), "hex": struct.pack("<d", v).hex()}
+        return {TAG: "float", "repr": repr(v)}
     if t is list:
         return [encode_value(x, array_sink, file_encoder) for x in v]
     if t is tuple:
@@ -184,6 +189,8 @@ def decode_value(d, array_source, file_decoder=None, exact=False):
     if tag == "typed":
         return _decode_typed(d, exact)
     if tag == "float":
+        if "hex" in d:
+            return struct.unpack("<d", bytes.fromhex(d["hex"]))[0]
         return float(d["repr"])
     if tag == "file":
         return file_decoder(d) if file_decoder is not None else d
