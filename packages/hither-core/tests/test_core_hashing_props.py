@@ -178,6 +178,16 @@ def test_types_that_cannot_be_hashed_faithfully_are_refused_at_run():
     with pytest.raises(TypeError, match=r"x\[0\] is a .*WithState whose instance carries attributes \(unit\)"):
         hp_echo.run(x=[v])
 
+    class Slotted(float):
+        __slots__ = ("unit",)
+
+    Slotted.__qualname__ = "Slotted"
+    w = Slotted(1.5)
+    w.unit = "m"
+    with pytest.raises(TypeError, match=r"x\['w'\] is a .*Slotted whose instance carries attributes \(unit\)"):
+        hp_echo.run(x={"w": w})
+    assert hp_echo.run(x=Slotted(2.5)).wait() == 2.5  # no attribute set: nothing lost
+
 
 def test_enum_arguments_run_and_come_back(tmp_path):
     with hi.Config(job_cache=hi.JobCache(path=str(tmp_path))):

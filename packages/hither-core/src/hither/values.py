@@ -285,11 +285,21 @@ def _check_subclass(v: Any, path: str) -> None:
                         f"{_subclass_base(v).__name__}(value))")  # type: ignore[union-attr]
     import enum
 
-    if not isinstance(v, enum.Enum) and getattr(v, "__dict__", None):
+    if isinstance(v, enum.Enum):  # a member is its class and value (attributes come with the class)
+        return
+    state = sorted(getattr(v, "__dict__", None) or ())
+    state += [n for c in t.__mro__ for n in _slot_names(c) if hasattr(v, n)]
+    if state:
         raise TypeError(f"{path} is a {t.__module__}.{t.__qualname__} whose instance carries "
-                        f"attributes ({', '.join(sorted(v.__dict__))}) besides its "
+                        f"attributes ({', '.join(state)}) besides its "
                         f"{_subclass_base(v).__name__} value; hither cannot hash or carry those: "  # type: ignore[union-attr]
                         "pass the plain value, or a dict of the parts")
+
+
+def _slot_names(c: type) -> List[str]:
+    slots = c.__dict__.get("__slots__", ())
+    names = [slots] if isinstance(slots, str) else list(slots)
+    return [n for n in names if n not in ("__dict__", "__weakref__")]
 
 
 def _hash_np_scalar(h: "hashlib._Hash", v: Any) -> None:
