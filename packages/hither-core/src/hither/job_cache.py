@@ -193,8 +193,8 @@ def _error_class(module: str, name: str) -> Optional[type]:
 
 
 def _code_hash(job: "Job") -> Optional[str]:
-    # advisory only (it drives the "code changed" warning): never let it break caching,
-    # e.g. where code packaging is unavailable or fails for this function
+    # None where code packaging is unavailable or fails for this function: caching goes on
+    # (the "code changed" check is skipped, or with check_code=True the entry is a miss)
     try:
         return job.function.code_bundle().code_hash
     except Exception as exc:  # noqa: BLE001
