@@ -15,7 +15,7 @@ from .job import Job
 from .placement import check_placement
 from .refs import is_stored
 from .status import JobStatus
-from .values import scan, substitute
+from .values import scan, snapshot, substitute
 
 if TYPE_CHECKING:  # pragma: no cover
     from .protocols import JobFunction
@@ -26,7 +26,12 @@ logger = logging.getLogger("hither.manager")
 def bind_arguments(fn: "JobFunction", args: tuple, kwargs: dict) -> Tuple[Dict[str, Any], List[Job]]:
     """The job's arguments by name (defaults included when they are hither values, so
     ``f.run(x=1)`` and ``f.run(x=1, d=None)`` share a hash) and its distinct input jobs.
-    Raises ``TypeError`` naming the argument for anything hither cannot carry."""
+    Raises ``TypeError`` naming the argument for anything hither cannot carry.
+
+    The arguments are captured here, at ``.run()``: containers are copied, and so are
+    writeable arrays up to ``hither.values.SNAPSHOT_MAX_BYTES`` (see ``values.snapshot``),
+    so a job that starts later (after its input jobs, or when a worker frees up) sees the
+    values as they were at ``.run()``."""
     try:
         bound = fn.signature.bind(*args, **kwargs)
     except TypeError as exc:
@@ -45,6 +50,7 @@ def bind_arguments(fn: "JobFunction", args: tuple, kwargs: dict) -> Tuple[Dict[s
     deps: List[Job] = []
     for name, value in given.items():
         deps.extend(scan(value, name))
+    given = {name: snapshot(value) for name, value in given.items()}
     for pname, param in fn.signature.parameters.items():
         if pname not in given and param.default is not param.empty \
                 and param.kind not in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
@@ -52,7 +58,7 @@ def bind_arguments(fn: "JobFunction", args: tuple, kwargs: dict) -> Tuple[Dict[s
                 scan(param.default, pname, allow_jobs=False)
             except TypeError:
                 continue  # not a hither value: part of the code, covered by the version
-            given[pname] = param.default
+            given[pname] = snapshot(param.default)
     return given, list({id(d): d for d in deps}.values())
 
 
