@@ -70,16 +70,10 @@ def load_function(ref: Tuple[Any, ...]) -> Callable[..., Any]:
     return obj
 
 
-def _result_error(exc: BaseException, fn_name: str) -> BaseException:
-    """What the caller sees when a job's result cannot be checked or sent back."""
-    if isinstance(exc, RecursionError):
-        return TypeError(f"the result of {fn_name} is nested too deeply or contains itself (a "
-                         "cycle), so hither cannot check or send it; return a flatter value "
-                         f"without cycles (RecursionError: {exc})")
-    if isinstance(exc, (TypeError, FileNotFoundError)):
-        return exc  # hither.values.scan names the offending part of the result
-    return TypeError(f"the result of {fn_name} could not be checked or sent back from the "
-                     f"worker: {type(exc).__name__}: {exc}")
+def _send_error(exc: BaseException, fn_name: str) -> BaseException:
+    """What the caller sees when a checked result cannot be sent back (e.g. pickling)."""
+    return TypeError(f"the result of {fn_name} could not be sent back from the worker: "
+                     f"{type(exc).__name__}: {exc}")
 
 
 def _safe_error_dict(error: BaseException, tb_text: str) -> Dict[str, Any]:
@@ -118,13 +112,17 @@ def run_one(conn: Connection, msg: P.RunJob) -> None:
     result, error, tb_text, ri = call_function(fn, kwargs, "parallel")
     del kwargs
     if error is None:
-        try:
-            from hither.values import scan
+        from hither.execution import check_result
 
-            scan(result, "the result", allow_jobs=False)
+        fn_name = getattr(fn, "__qualname__", "the job")
+        error = check_result(result, None, fn_name)
+        if error is not None:
+            tb_text = ""
+    if error is None:
+        try:
             data, out_paths = transfer.dumps(result, owner=_owner_pid)
         except BaseException as exc:  # noqa: BLE001 - any failure here is the job's error
-            error = _result_error(exc, getattr(fn, "__qualname__", "the job"))
+            error = _send_error(exc, fn_name)
             tb_text = traceback.format_exc()
         else:
             del result
