@@ -20,7 +20,6 @@ import socket
 import sys
 import threading
 import traceback
-from multiprocessing.connection import Connection
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from hither import worker_protocol as P
@@ -88,7 +87,7 @@ def _safe_error_dict(error: BaseException, tb_text: str) -> Dict[str, Any]:
                 "args_json": None, "traceback": tb_text}
 
 
-def run_one(conn: Connection, msg: P.RunJob) -> None:
+def run_one(conn: P.Channel, msg: P.RunJob) -> None:
     """Run one job and send its outcome; never raises for anything the job or its result
     does (the worker must outlive a bad job)."""
     # only stdlib-only hither modules here: a worker starts fast and imports numpy only
@@ -188,10 +187,7 @@ def watch_owner(owner: int) -> None:
 
 def main() -> None:
     global _owner_pid
-    fd = int(sys.argv[1])
-    sock = socket.socket(fileno=fd)
-    conn = Connection(os.dup(sock.fileno()))
-    sock.close()
+    conn = P.Channel(socket.socket(fileno=int(sys.argv[1])))
     init: P.Init = conn.recv()
     sys.path[:] = init.sys_path
     _owner_pid = init.owner_pid

@@ -217,23 +217,31 @@ def _on_sigint(signum, frame):
     raise KeyboardInterrupt
 
 
-@contextmanager
+try:  # the C module: signal's wrappers convert to enums, ~20 us per job
+    import _signal as _sig
+except ImportError:  # pragma: no cover - not CPython
+    _sig = signal
+
+
 def _watch_sigint():
-    install = False
-    if threading.current_thread() is threading.main_thread():
-        try:
-            install = signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        except (ValueError, AttributeError):
-            install = False
-    if install:
-        _sigint["real"] = False
-        signal.signal(signal.SIGINT, _on_sigint)
+    """Install the SIGINT recorder for a job in the main thread; True if installed (then
+    ``_unwatch_sigint`` must follow). A plain function pair: a context manager per job
+    costs more than the job itself when jobs are tiny."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
     try:
-        yield
-    finally:
-        if install:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            _sigint["real"] = False
+        if _sig.getsignal(_sig.SIGINT) is not _sig.default_int_handler:
+            return False  # the program's own handler, or an outer job's recorder
+        _sigint["real"] = False
+        _sig.signal(_sig.SIGINT, _on_sigint)
+    except (ValueError, AttributeError):
+        return False
+    return True
+
+
+def _unwatch_sigint():
+    _sig.signal(_sig.SIGINT, _sig.default_int_handler)
+    _sigint["real"] = False
 
 
 def call_function(fn, kwargs, handler="", echo=True):
@@ -246,7 +254,8 @@ def call_function(fn, kwargs, handler="", echo=True):
     """
     ri = {"host": _HOST, "pid": os.getpid(), "handler": handler, "start_time": time.time()}
     result, error, tb_text = None, None, ""
-    with capture(echo) as (out, err), _watch_sigint():
+    with capture(echo) as (out, err):
+        watching = _watch_sigint()
         try:
             result = fn(**kwargs)
         except BaseException as exc:  # noqa: BLE001 - the job's error is data here
@@ -255,6 +264,9 @@ def call_function(fn, kwargs, handler="", echo=True):
                 raise
             tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             error = exc if isinstance(exc, Exception) else _exit_error(exc)
+        finally:
+            if watching:
+                _unwatch_sigint()
     ri["end_time"] = time.time()
     ri["stdout"], ri["stderr"] = "".join(out), "".join(err)
     if out or err:  # show it now, even where the stream is block-buffered (a pipe)

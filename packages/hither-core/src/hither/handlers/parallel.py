@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 import weakref
-from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Tuple
 
 from .. import transfer
@@ -30,6 +29,12 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger("hither.handlers.parallel")
 
 _PREFETCH_LIMIT = 64 * 1024  # prefetch a job to a busy worker only if its message is this small
+# jobs handed to a busy worker ahead of time: a few while jobs take long (a slow job delays
+# only the few queued behind it), more while recent jobs were tiny, to cover about
+# _PREFETCH_SECONDS of work (the threads of this process may wait ~5 ms for the GIL)
+_PREFETCH_DEPTH = 2
+_PREFETCH_DEPTH_MAX = 32
+_PREFETCH_SECONDS = 0.005
 #: longest single wait of the I/O loop: a far deadline (job_timeout of weeks) is reached in
 #: steps, since selectors cannot wait longer than about 24 days
 _MAX_WAIT = 3600.0
@@ -89,8 +94,7 @@ class _Worker:
             pass_fds=(child_sock.fileno(),), env=env, cwd=os.getcwd(),
             start_new_session=hasattr(os, "setsid"))
         child_sock.close()
-        self.conn = Connection(os.dup(parent_sock.fileno()))
-        parent_sock.close()
+        self.conn = P.Channel(parent_sock)
         # the worker's exit, seen even when a process it forked keeps the socket open
         self.pidfd: Optional[int] = None
         if hasattr(os, "pidfd_open"):
@@ -160,6 +164,8 @@ class ParallelJobHandler(JobHandler):
         self._closed = False
         self._container_slots = threading.Semaphore(num_workers)
         self._completer_pool: "Optional[cf.ThreadPoolExecutor]" = None
+        self._depth = _PREFETCH_DEPTH
+        self._avg_run = 1.0  # seconds, a moving average of recent jobs' run times
         _all_handlers.add(self)
         _sweep_once()
         # start the pool now, so workers warm up while the caller prepares its jobs; but not
@@ -270,16 +276,18 @@ class ParallelJobHandler(JobHandler):
 
     def _send(self, w: _Worker, msg: Any) -> None:
         with w.send_lock:
-            w.conn.send(msg)
+            w.conn.send_many((msg,))
 
     def _pump(self) -> None:
-        """Hand queued jobs to idle workers (and small ones to busy workers, one deep)."""
+        """Hand queued jobs to idle workers (and small ones to busy workers, a few deep, so
+        a worker never waits for this process between jobs); one write per worker."""
         if not self._queue:
             return
-        for depth in (0, 1):
+        out: Dict[_Worker, List[Any]] = {}
+        for depth in range(self._depth + 1):
             for i in range(self.num_workers):
                 if not self._queue:
-                    return
+                    break
                 w = self._workers[i]
                 if w is None:
                     if depth:
@@ -296,10 +304,23 @@ class ParallelJobHandler(JobHandler):
                 w.inflight[job.id] = job
                 if depth == 0:
                     self._started(w, job)
-                try:
-                    self._send(w, P.RunJob(job.id, ref, payload, paths, job.function.no_resolve_input_files))
-                except (OSError, EOFError):
-                    pass  # the worker died: the I/O loop sees EOF and handles its jobs
+                out.setdefault(w, []).append(
+                    P.RunJob(job.id, ref, payload, paths, job.function.no_resolve_input_files))
+        for w, msgs in out.items():
+            try:
+                with w.send_lock:
+                    w.conn.send_many(msgs)
+            except (OSError, EOFError):
+                pass  # the worker died: the I/O loop sees its exit and handles its jobs
+
+    def _learn(self, done: List[Tuple["Job", Any]]) -> None:
+        """Adjust the prefetch depth to how long jobs have been taking."""
+        for _, msg in done:
+            ri = msg.runtime_info if msg is not None else None
+            if ri and "end_time" in ri and "start_time" in ri:
+                self._avg_run = 0.8 * self._avg_run + 0.2 * max(0.0, ri["end_time"] - ri["start_time"])
+        depth = int(_PREFETCH_SECONDS / max(self._avg_run, 1e-6))
+        self._depth = min(_PREFETCH_DEPTH_MAX, max(_PREFETCH_DEPTH, depth))
 
     def _started(self, w: _Worker, job: "Job") -> None:
         timeout = job.config.job_timeout
@@ -381,45 +402,52 @@ class ParallelJobHandler(JobHandler):
 
     def _on_worker_exit(self, w: _Worker) -> None:
         """The worker process ended: take what it sent before dying, then fail its job."""
-        try:
-            while self._workers[w.index] is w and w.conn.poll(0):
-                self._on_readable(w)
-        except (EOFError, OSError):
-            pass
+        msgs = w.conn.drain()
+        if msgs and self._workers[w.index] is w:
+            self._on_messages(w, msgs)
         if self._workers[w.index] is w:
             self._on_worker_died(w)
 
     def _on_readable(self, w: _Worker) -> None:
         try:
-            msg = w.conn.recv()
+            msgs: List[Any] = w.conn.read_available()
         except (EOFError, OSError):
             self._on_worker_died(w)
             return
-        except Exception as exc:  # a result that cannot be unpickled here
-            logger.error("could not read a result from worker %s: %s", w.proc.pid, exc)
-            msg = None
+        except Exception as exc:  # a message that cannot be unpickled here
+            logger.error("could not read a message from worker %s: %s", w.proc.pid, exc)
+            msgs = [None]
+        if msgs:
+            self._on_messages(w, msgs)
+
+    def _on_messages(self, w: _Worker, msgs: List[Any]) -> None:
+        """Book the outcomes, hand out the next jobs (one write per worker), then report."""
+        done: List[Tuple["Job", Any]] = []
         with self._lock:
-            if msg is None:
-                job = w.running
+            for msg in msgs:
+                if msg is None:
+                    job = w.running
+                    if job is not None:
+                        del w.inflight[job.id]
+                else:
+                    job = w.inflight.pop(msg.job_id, None)
                 if job is not None:
-                    del w.inflight[job.id]
-            else:
-                job = w.inflight.pop(msg.job_id, None)
+                    done.append((job, msg))
+                elif type(msg) is P.JobDone:
+                    transfer.discard(msg.paths)  # a cancelled job's result
             nxt = w.running
             if nxt is not None:
                 self._started(w, nxt)
             else:
                 w.deadline = None
+            self._learn(done)
             self._pump()
-        if job is None:
-            if type(msg) is P.JobDone:
-                transfer.discard(msg.paths)  # a cancelled job's result
-            return
-        if job.config.job_cache is not None:
-            # storing in a cache may take a while: keep this loop free to feed the workers
-            self._completer().submit(self._finish, job, msg)
-        else:
-            self._finish(job, msg)
+        for job, msg in done:
+            if job.config.job_cache is not None:
+                # storing in a cache may take a while: keep this loop free to feed the workers
+                self._completer().submit(self._finish, job, msg)
+            else:
+                self._finish(job, msg)
 
     def _completer(self) -> "cf.ThreadPoolExecutor":
         with self._lock:
