@@ -89,3 +89,15 @@ def fault_fail(delay=0.0):
 @hi.function('fault_inc', '0.1.0')
 def fault_inc(x):
     return x + 1
+
+
+@hi.function('fault_leave_child', '0.1.0')
+def fault_leave_child(pid_file):
+    """Starts ``sleep 1000`` (and a grandchild through a shell) and returns at once."""
+    child = subprocess.Popen(["sleep", "1000"])
+    shell = subprocess.Popen(["sh", "-c", "sleep 1000 & echo $!"], stdout=subprocess.PIPE, text=True)
+    grandchild = int(shell.stdout.readline())
+    shell.wait()
+    with open(pid_file, "w") as f:
+        f.write(f"{child.pid} {grandchild}")
+    return os.getpid()

@@ -22,7 +22,7 @@ from hither.errors import (ConfigError, DependencyFailedError, JobCancelledExcep
 from hither.runner import JobExitError
 
 from fault_funcs import (fault_cyclic_result, fault_exit, fault_fail, fault_fork_then_die,
-                         fault_inc, fault_pid, fault_sleep, fault_sleep_with_child,
+                         fault_inc, fault_leave_child, fault_pid, fault_sleep, fault_sleep_with_child,
                          fault_weird_result)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
@@ -264,6 +264,16 @@ def test_cancel_and_timeout_kill_the_jobs_subprocesses(make_pjh, tmp_path, how):
             job.wait(timeout=20)
         _assert_gone([worker, child], 5)
         assert fault_inc.run(x=1).wait(timeout=20) == 2
+
+
+@pytest.mark.timeout(60)
+def test_processes_a_finished_job_left_running_are_killed(make_pjh, tmp_path):
+    pid_file = str(tmp_path / "pids")
+    with hi.Config(job_handler=make_pjh(1)):
+        worker = fault_leave_child.run(pid_file=pid_file).wait(timeout=20)
+        child, orphan = (int(x) for x in _wait_for_file(pid_file).split())
+        _assert_gone([child, orphan], 5)  # the worker killed them after the job returned
+        assert fault_pid.run().wait(timeout=20) == worker  # and goes on
 
 
 # ------------------------------------------------------------------ 6. the program killed
