@@ -350,8 +350,8 @@ def test_failure_at_the_head_of_a_long_chain_keeps_messages_small(make_pjh, wher
 def test_cyclic_or_too_deep_result_is_a_clear_job_error(handler, kind):
     with hi.Config(job_handler=handler):
         before = fault_pid.run().wait(timeout=20)
-        with pytest.raises(TypeError, match="result of fault_cyclic_result is nested too deeply "
-                                            r"or contains itself \(a cycle\)"):
+        # the words of hither.execution.check_result, or of a cycle/depth guard in values.scan
+        with pytest.raises(TypeError, match=r"the result.*(contains itself|cycle|deep)"):
             fault_cyclic_result.run(kind=kind).wait(timeout=20)
         assert fault_pid.run().wait(timeout=20) == before  # same process: the worker lives
 

@@ -279,33 +279,30 @@ class ParallelJobHandler(JobHandler):
             w.conn.send_many((msg,))
 
     def _pump(self) -> None:
-        """Hand queued jobs to idle workers (and small ones to busy workers, a few deep, so
-        a worker never waits for this process between jobs); one write per worker."""
+        """Hand queued jobs to idle workers, then small ones to busy workers, a few deep (so
+        a worker never waits for this process between jobs), least loaded first; one write
+        per worker."""
         if not self._queue:
             return
+        for i in range(self.num_workers):
+            if self._workers[i] is None:
+                self._workers[i] = _Worker(i)
+                self._wake()  # the I/O loop must watch the new worker's connection
+        workers: List[_Worker] = self._workers  # type: ignore[assignment]
         out: Dict[_Worker, List[Any]] = {}
-        for depth in range(self._depth + 1):
-            for i in range(self.num_workers):
-                if not self._queue:
-                    break
-                w = self._workers[i]
-                if w is None:
-                    if depth:
-                        continue
-                    w = self._workers[i] = _Worker(i)
-                    self._wake()  # the I/O loop must watch the new worker's connection
-                if len(w.inflight) != depth:
-                    continue
-                job = self._queue[0]
-                ref, payload, paths = job.handler_data
-                if depth and len(payload) > _PREFETCH_LIMIT:
-                    continue
-                self._queue.popleft()
-                w.inflight[job.id] = job
-                if depth == 0:
-                    self._started(w, job)
-                out.setdefault(w, []).append(
-                    P.RunJob(job.id, ref, payload, paths, job.function.no_resolve_input_files))
+        while self._queue:
+            w = min(workers, key=lambda x: len(x.inflight))
+            depth = len(w.inflight)
+            job = self._queue[0]
+            ref, payload, paths = job.handler_data
+            if depth > self._depth or (depth and len(payload) > _PREFETCH_LIMIT):
+                break
+            self._queue.popleft()
+            w.inflight[job.id] = job
+            if depth == 0:
+                self._started(w, job)
+            out.setdefault(w, []).append(
+                P.RunJob(job.id, ref, payload, paths, job.function.no_resolve_input_files))
         for w, msgs in out.items():
             try:
                 with w.send_lock:
