@@ -217,8 +217,8 @@ def test_ctrl_c_at_the_terminal_does_not_reach_the_workers(tmp_path):
             job = fault_sleep.run(seconds=3, value=42)
         while job.get_status().value != "running":
             time.sleep(0.02)
-        open("ready", "w").close()
         try:
+            open("ready", "w").close()  # inside the try: the signal may come at once
             time.sleep(60)
             print("NOT INTERRUPTED", flush=True)
         except KeyboardInterrupt:

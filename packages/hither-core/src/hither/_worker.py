@@ -22,7 +22,13 @@ import threading
 import traceback
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from hither import transfer
 from hither import worker_protocol as P
+# hither modules that import neither numpy nor pydantic: a worker starts fast and imports
+# numpy only when a job's arguments hold arrays
+from hither.execution import check_result
+from hither.runner import call_function
+from hither.values import prepare_kwargs
 
 _functions: Dict[Any, Callable[..., Any]] = {}
 
@@ -90,17 +96,10 @@ def _safe_error_dict(error: BaseException, tb_text: str) -> Dict[str, Any]:
 def run_one(conn: P.Channel, msg: P.RunJob) -> None:
     """Run one job and send its outcome; never raises for anything the job or its result
     does (the worker must outlive a bad job)."""
-    # only stdlib-only hither modules here: a worker starts fast and imports numpy only
-    # when a job's arguments hold arrays
-    from hither import transfer
-    from hither.runner import call_function
-
     try:
         fn = load_function(msg.function_ref)
         kwargs = transfer.loads(msg.payload, msg.paths, unlink=False)
         if not msg.no_resolve_input_files:
-            from hither.values import prepare_kwargs
-
             kwargs = prepare_kwargs(kwargs, False)
     except BaseException as exc:  # noqa: BLE001
         err = _safe_error_dict(exc, traceback.format_exc())
@@ -111,8 +110,6 @@ def run_one(conn: P.Channel, msg: P.RunJob) -> None:
     result, error, tb_text, ri = call_function(fn, kwargs, "parallel")
     del kwargs
     if error is None:
-        from hither.execution import check_result
-
         fn_name = getattr(fn, "__qualname__", "the job")
         error = check_result(result, None, fn_name)
         if error is not None:

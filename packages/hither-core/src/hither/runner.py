@@ -135,9 +135,8 @@ class _Tee(io.TextIOBase):
         return getattr(self._original, name)
 
 
-@contextmanager
-def capture(echo=True):
-    """Collect what this thread prints inside the block: yields (stdout parts, stderr parts)."""
+def _start_capture(echo):
+    """Begin collecting this thread's output; returns (stdout parts, stderr parts)."""
     if not isinstance(sys.stdout, _Tee) or not isinstance(sys.stderr, _Tee):
         with _install_lock:
             if not isinstance(sys.stdout, _Tee):
@@ -151,11 +150,22 @@ def capture(echo=True):
             stack = []
             setattr(_local, slot, stack)
         stack.append((buf, echo))
+    return out, err
+
+
+def _end_capture():
+    _local.out.pop()
+    _local.err.pop()
+
+
+@contextmanager
+def capture(echo=True):
+    """Collect what this thread prints inside the block: yields (stdout parts, stderr parts)."""
+    parts = _start_capture(echo)
     try:
-        yield out, err
+        yield parts
     finally:
-        _local.out.pop()
-        _local.err.pop()
+        _end_capture()
 
 
 # ------------------------------------------------------------------ calling a function
@@ -254,19 +264,20 @@ def call_function(fn, kwargs, handler="", echo=True):
     """
     ri = {"host": _HOST, "pid": os.getpid(), "handler": handler, "start_time": time.time()}
     result, error, tb_text = None, None, ""
-    with capture(echo) as (out, err):
-        watching = _watch_sigint()
-        try:
-            result = fn(**kwargs)
-        except BaseException as exc:  # noqa: BLE001 - the job's error is data here
-            if isinstance(exc, KeyboardInterrupt) and _sigint["real"] \
-                    and threading.current_thread() is threading.main_thread():
-                raise
-            tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            error = exc if isinstance(exc, Exception) else _exit_error(exc)
-        finally:
-            if watching:
-                _unwatch_sigint()
+    out, err = _start_capture(echo)  # not a context manager: tiny jobs pay per call
+    watching = _watch_sigint()
+    try:
+        result = fn(**kwargs)
+    except BaseException as exc:  # noqa: BLE001 - the job's error is data here
+        if isinstance(exc, KeyboardInterrupt) and _sigint["real"] \
+                and threading.current_thread() is threading.main_thread():
+            raise
+        tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        error = exc if isinstance(exc, Exception) else _exit_error(exc)
+    finally:
+        if watching:
+            _unwatch_sigint()
+        _end_capture()
     ri["end_time"] = time.time()
     ri["stdout"], ri["stderr"] = "".join(out), "".join(err)
     if out or err:  # show it now, even where the stream is block-buffered (a pipe)
