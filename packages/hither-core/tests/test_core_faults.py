@@ -310,6 +310,22 @@ def test_killed_program_takes_its_workers_and_their_children_along(tmp_path, sig
     assert not [n for n in _buffers() if n.startswith(mine)]
 
 
+@pytest.mark.timeout(60)
+def test_workers_outlive_the_thread_that_started_them(make_pjh):
+    """PR_SET_PDEATHSIG fires when the *thread* that started a worker ends; the worker
+    must then check that its owner process is really gone, and go on."""
+    import threading
+
+    made = []
+    t = threading.Thread(target=lambda: made.append(make_pjh(1)))
+    t.start()
+    t.join()
+    with hi.Config(job_handler=made[0]):
+        first = fault_pid.run().wait(timeout=20)
+        time.sleep(1.0)  # the watchdog has seen the death signal by now
+        assert fault_pid.run().wait(timeout=20) == first
+
+
 @pytest.mark.timeout(30)
 def test_sweep_removes_only_buffers_of_dead_owners(tmp_path):
     dead = subprocess.Popen(["true"])
