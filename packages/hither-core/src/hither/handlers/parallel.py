@@ -107,6 +107,7 @@ class _Worker:
         self.inflight: "collections.OrderedDict[str, Job]" = collections.OrderedDict()
         self.deadline: Optional[float] = None
         self.send_lock = threading.Lock()
+        self.exited = False  # its process ended: hand it no more jobs
 
     @property
     def running(self) -> Optional["Job"]:
@@ -288,9 +289,9 @@ class ParallelJobHandler(JobHandler):
             if self._workers[i] is None:
                 self._workers[i] = _Worker(i)
                 self._wake()  # the I/O loop must watch the new worker's connection
-        workers: List[_Worker] = self._workers  # type: ignore[assignment]
+        workers = [w for w in self._workers if w is not None and not w.exited]
         out: Dict[_Worker, List[Any]] = {}
-        while self._queue:
+        while self._queue and workers:
             w = min(workers, key=lambda x: len(x.inflight))
             depth = len(w.inflight)
             job = self._queue[0]
@@ -399,6 +400,7 @@ class ParallelJobHandler(JobHandler):
 
     def _on_worker_exit(self, w: _Worker) -> None:
         """The worker process ended: take what it sent before dying, then fail its job."""
+        w.exited = True
         msgs = w.conn.drain()
         if msgs and self._workers[w.index] is w:
             self._on_messages(w, msgs)
