@@ -29,11 +29,12 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger("hither.handlers.parallel")
 
 _PREFETCH_LIMIT = 64 * 1024  # prefetch a job to a busy worker only if its message is this small
-# jobs handed to a busy worker ahead of time: a few while jobs take long (a slow job delays
-# only the few queued behind it), more while recent jobs were tiny, to cover about
-# _PREFETCH_SECONDS of work (the threads of this process may wait ~5 ms for the GIL)
-_PREFETCH_DEPTH = 2
-_PREFETCH_DEPTH_MAX = 32
+# jobs handed to a busy worker ahead of time: one while jobs take long (a slow job delays
+# only the one queued behind it), more while recent jobs were tiny, to cover about
+# _PREFETCH_SECONDS of work (the threads of this process may wait ~5 ms for the GIL). The
+# cost: a job that turns out long after a run of tiny ones holds up to 16 small jobs.
+_PREFETCH_DEPTH = 1
+_PREFETCH_DEPTH_MAX = 16
 _PREFETCH_SECONDS = 0.005
 #: longest single wait of the I/O loop: a far deadline (job_timeout of weeks) is reached in
 #: steps, since selectors cannot wait longer than about 24 days
