@@ -54,7 +54,7 @@ def row_median(name: str, values: list, unit: str, baseline_name: str, baselines
     return {"name": name, "line": line}
 
 
-def bench_many_noops(n: int, rounds: int = 7) -> list:
+def bench_many_noops(n: int, rounds: int = 11) -> list:
     """ParallelJobHandler(2) against ProcessPoolExecutor(2), side by side: both pools stay
     warm and each round times one then the other."""
     jh = hi.ParallelJobHandler(num_workers=2)
@@ -166,7 +166,7 @@ def bench_hash(size_mb: int) -> list:
     return rows
 
 
-def bench_big_array(size_mb: int, rounds: int = 5) -> list:
+def bench_big_array(size_mb: int, rounds: int = 7) -> list:
     a = np.random.default_rng(1).random(size_mb * 1024 * 1024 // 8)
     jh = hi.ParallelJobHandler(num_workers=1)
     d = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
