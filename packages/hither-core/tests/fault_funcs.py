@@ -93,11 +93,13 @@ def fault_inc(x):
 
 @hi.function('fault_leave_child', '0.1.0')
 def fault_leave_child(pid_file):
-    """Starts ``sleep 1000`` (and a grandchild through a shell) and returns at once."""
+    """Starts ``sleep 1000`` three ways (a child, a grandchild through a shell, a child in a
+    session of its own) and returns at once."""
     child = subprocess.Popen(["sleep", "1000"])
+    own_session = subprocess.Popen(["sleep", "1000"], start_new_session=True)
     shell = subprocess.Popen(["sh", "-c", "sleep 1000 & echo $!"], stdout=subprocess.PIPE, text=True)
     grandchild = int(shell.stdout.readline())
     shell.wait()
     with open(pid_file, "w") as f:
-        f.write(f"{child.pid} {grandchild}")
+        f.write(f"{child.pid} {grandchild} {own_session.pid}")
     return os.getpid()

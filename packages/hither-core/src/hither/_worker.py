@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -152,14 +153,16 @@ def reap_leftovers() -> None:
             continue
         try:
             with open(f"/proc/{entry}/stat") as f:
-                pgrp = int(f.read().rsplit(")", 1)[1].split()[2])
-            if pgrp == me:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[2]) == me or int(fields[1]) == me:  # in the group, or a child
                 os.kill(int(entry), signal.SIGKILL)
         except (OSError, ValueError, IndexError):
             continue
-    try:
-        while os.waitpid(-1, 0):
-            pass
+    deadline = time.monotonic() + 1.0
+    try:  # reap them; never block on one that would not die
+        while time.monotonic() < deadline:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                time.sleep(0.005)
     except ChildProcessError:
         pass
 
