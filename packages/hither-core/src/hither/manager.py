@@ -62,6 +62,31 @@ def bind_arguments(fn: "JobFunction", args: tuple, kwargs: dict) -> Tuple[Dict[s
     return given, list({id(d): d for d in deps}.values())
 
 
+_CAUSE_MAX = 2000  # characters of the root cause's message quoted in a DependencyFailedError
+
+
+def _dependency_failed(job: Job, dep: Job) -> DependencyFailedError:
+    """The error of ``job`` whose input ``dep`` failed or was cancelled. It names the input
+    and the root cause once (the first job that failed in the chain, shared, not nested), so
+    a failure at the head of a long chain costs the same small message at every link."""
+    cause = dep.get_error()
+    root = getattr(cause, "root_cause", None) if isinstance(cause, DependencyFailedError) else None
+    if root is None:
+        root = f"job {dep.function_name} ({dep.id}) {dep.get_status().value}"
+        if cause is not None:
+            text = str(cause)
+            if len(text) > _CAUSE_MAX:
+                text = text[:_CAUSE_MAX] + f"... ({len(text) - _CAUSE_MAX} more characters)"
+            root += f": {type(cause).__name__}: {text}"
+        msg = f"job {job.function_name} ({job.id}) could not run: its input {root}"
+    else:
+        msg = (f"job {job.function_name} ({job.id}) could not run: its input job "
+               f"{dep.function_name} ({dep.id}) could not run; root cause: {root}")
+    err = DependencyFailedError(msg)
+    err.root_cause = root  # type: ignore[attr-defined]
+    return err
+
+
 class JobManager:
     """Process-wide coordinator of jobs (one instance: ``hither.manager.manager``)."""
 
@@ -154,11 +179,7 @@ class JobManager:
             return
         for d in job.dependencies:
             if d.get_status() != JobStatus.FINISHED:
-                cause = d.get_error()
-                self.complete(job, JobStatus.ERROR, None, DependencyFailedError(
-                    f"job {job.function_name} ({job.id}) could not run: its input job "
-                    f"{d.function_name} ({d.id}) {d.get_status().value}"
-                    + (f": {type(cause).__name__}: {cause}" if cause is not None else "")), None)
+                self.complete(job, JobStatus.ERROR, None, _dependency_failed(job, d), None)
                 return
         job.resolved_kwargs = substitute(job.kwargs, lambda d: d.result_for(job))
         self._ready(job, inline)

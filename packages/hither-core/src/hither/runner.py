@@ -18,6 +18,7 @@ import io
 import json
 import math
 import os
+import signal
 import socket
 import struct
 import sys
@@ -239,9 +240,8 @@ class _Tee(io.TextIOBase):
         return getattr(self._original, name)
 
 
-@contextmanager
-def capture(echo=True):
-    """Collect what this thread prints inside the block: yields (stdout parts, stderr parts)."""
+def _start_capture(echo):
+    """Begin collecting this thread's output; returns (stdout parts, stderr parts)."""
     if not isinstance(sys.stdout, _Tee) or not isinstance(sys.stderr, _Tee):
         with _install_lock:
             if not isinstance(sys.stdout, _Tee):
@@ -255,11 +255,22 @@ def capture(echo=True):
             stack = []
             setattr(_local, slot, stack)
         stack.append((buf, echo))
+    return out, err
+
+
+def _end_capture():
+    _local.out.pop()
+    _local.err.pop()
+
+
+@contextmanager
+def capture(echo=True):
+    """Collect what this thread prints inside the block: yields (stdout parts, stderr parts)."""
+    parts = _start_capture(echo)
     try:
-        yield out, err
+        yield parts
     finally:
-        _local.out.pop()
-        _local.err.pop()
+        _end_capture()
 
 
 # ------------------------------------------------------------------ calling a function
@@ -282,22 +293,96 @@ def error_dict(exc, tb_text=None):
             "args_json": args, "traceback": tb_text}
 
 
+class JobExitError(Exception):
+    """A job's function raised SystemExit, KeyboardInterrupt or another exception that is
+    not an ``Exception`` (e.g. ``sys.exit(3)``, an argparse error, ``raise KeyboardInterrupt``).
+    A job cannot end the program that runs it: this is the job's error, and ``exit_type``
+    names what was raised."""
+
+    def __init__(self, message, exit_type=""):
+        Exception.__init__(self, message, exit_type)
+        self.exit_type = exit_type
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
+JobExitError.__module__ = "hither.runner"  # the same class when this file runs as a script
+
+
+def _exit_error(exc):
+    t = type(exc)
+    name = t.__name__ if t.__module__ == "builtins" else "%s.%s" % (t.__module__, t.__qualname__)
+    what = "%s(%s)" % (name, ", ".join(repr(a) for a in exc.args))
+    hint = (" (it tried to end the process: sys.exit(), exit(), or an argparse error, whose "
+            "message is in the job's stderr)" if isinstance(exc, SystemExit) else "")
+    err = JobExitError("the job's function raised %s%s; a job cannot end or interrupt the "
+                       "program running it, so this is the job's error" % (what, hint), name)
+    err.__cause__ = exc
+    return err
+
+
+# a real Ctrl-C (SIGINT) while a job runs in the main thread, told apart from a job raising
+# KeyboardInterrupt itself: only the former ends the calling program
+_sigint = {"real": False}
+
+
+def _on_sigint(signum, frame):
+    _sigint["real"] = True
+    raise KeyboardInterrupt
+
+
+try:  # the C module: signal's wrappers convert to enums, ~20 us per job
+    import _signal as _sig
+except ImportError:  # pragma: no cover - not CPython
+    _sig = signal
+
+
+def _watch_sigint():
+    """Install the SIGINT recorder for a job in the main thread; True if installed (then
+    ``_unwatch_sigint`` must follow). A plain function pair: a context manager per job
+    costs more than the job itself when jobs are tiny."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        if _sig.getsignal(_sig.SIGINT) is not _sig.default_int_handler:
+            return False  # the program's own handler, or an outer job's recorder
+        _sigint["real"] = False
+        _sig.signal(_sig.SIGINT, _on_sigint)
+    except (ValueError, AttributeError):
+        return False
+    return True
+
+
+def _unwatch_sigint():
+    _sig.signal(_sig.SIGINT, _sig.default_int_handler)
+    _sigint["real"] = False
+
+
 def call_function(fn, kwargs, handler="", echo=True):
     """Call ``fn(**kwargs)`` capturing console output.
 
     Returns (result, exception or None, traceback text, runtime info dict); never raises
-    for an error of the function (even SystemExit), except KeyboardInterrupt.
+    for an error of the function: a SystemExit, KeyboardInterrupt or other non-``Exception``
+    the function raises becomes a ``JobExitError``. Only a real Ctrl-C (SIGINT) that arrives
+    while the job runs in the main thread propagates, as KeyboardInterrupt.
     """
     ri = {"host": _HOST, "pid": os.getpid(), "handler": handler, "start_time": time.time()}
     result, error, tb_text = None, None, ""
-    with capture(echo) as (out, err):
-        try:
-            result = fn(**kwargs)
-        except KeyboardInterrupt:
+    out, err = _start_capture(echo)  # not a context manager: tiny jobs pay per call
+    watching = _watch_sigint()
+    try:
+        result = fn(**kwargs)
+    except BaseException as exc:  # noqa: BLE001 - the job's error is data here
+        if isinstance(exc, KeyboardInterrupt) and _sigint["real"] \
+                and threading.current_thread() is threading.main_thread():
             raise
-        except BaseException as exc:  # noqa: BLE001 - the job's error is data here
-            error = exc
-            tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        error = exc if isinstance(exc, Exception) else _exit_error(exc)
+    finally:
+        if watching:
+            _unwatch_sigint()
+        _end_capture()
     ri["end_time"] = time.time()
     ri["stdout"], ri["stderr"] = "".join(out), "".join(err)
     if out or err:  # show it now, even where the stream is block-buffered (a pipe)
