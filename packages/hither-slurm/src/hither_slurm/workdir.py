@@ -1,0 +1,128 @@
+"""The working folder shared by a SlurmJobHandler and its pilots, and its atomic steps.
+
+    WORKING_DIR/
+      jobs/<key>/            a job directory (written by the client) + outcome.json (by a pilot)
+      logs/<key>.log         the job's console output, written while it runs
+      queue/<key>            a queued job: {"timeout": s} (appears by rename, once complete)
+      running/<batch>/<key>  a claim: the queue entry renamed here by the pilot of <batch>
+      cancel/<key>           a cancel request for a running job
+      pilots/<batch>.json    the pilot of a batch: pid, host, Slurm job id, end time
+      batches/<batch>/       the batch script and Slurm's output of the batch
+
+Claims are ``rename(queue/<key>, running/<batch>/<key>)``: exactly one pilot wins, on any
+POSIX file system (NFS included). Every file is written to a temporary name and renamed.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Iterator, List, Optional
+
+OUTCOME = "outcome.json"
+SUBDIRS = ("jobs", "logs", "queue", "running", "cancel", "pilots", "batches", "tmp")
+
+
+class WorkDir:
+    """Paths and atomic operations of one working folder."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+
+    def create(self) -> "WorkDir":
+        for d in SUBDIRS:
+            os.makedirs(os.path.join(self.root, d), exist_ok=True)
+        return self
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts)
+
+    def job_dir(self, key: str) -> str:
+        return self.path("jobs", key)
+
+    def log_file(self, key: str) -> str:
+        return self.path("logs", key + ".log")
+
+    def write_json(self, path: str, data: Dict[str, Any]) -> None:
+        """Write ``data`` at ``path`` atomically (a reader sees all of it or nothing)."""
+        tmp = self.path("tmp", f"{os.path.basename(path)}.{os.getpid()}.tmp")
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+
+    @staticmethod
+    def read_json(path: str) -> Optional[Dict[str, Any]]:
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    # ------------------------------------------------------------------ client side
+    def enqueue(self, key: str, timeout: Optional[float]) -> None:
+        self.write_json(self.path("queue", key), {"timeout": timeout})
+
+    def dequeue(self, key: str) -> bool:
+        """Take a queued job back; False if a pilot has claimed it already."""
+        try:
+            os.remove(self.path("queue", key))
+            return True
+        except FileNotFoundError:
+            return False
+
+    def claims(self) -> Dict[str, str]:
+        """key -> batch of every claimed job."""
+        out: Dict[str, str] = {}
+        for batch in self._listdir(self.path("running")):
+            for key in self._listdir(self.path("running", batch)):
+                out[key] = batch
+        return out
+
+    def request_cancel(self, key: str) -> None:
+        with open(self.path("cancel", key), "w"):
+            pass
+
+    def outcome(self, key: str) -> Optional[Dict[str, Any]]:
+        return self.read_json(os.path.join(self.job_dir(key), OUTCOME))
+
+    def release(self, key: str, batch: str) -> None:
+        """Drop a claim (its pilot is gone)."""
+        try:
+            os.remove(self.path("running", batch, key))
+        except FileNotFoundError:
+            pass
+
+    def pilot_info(self, batch: str) -> Optional[Dict[str, Any]]:
+        return self.read_json(self.path("pilots", batch + ".json"))
+
+    # ------------------------------------------------------------------ pilot side
+    def queued(self) -> List[str]:
+        return sorted(self._listdir(self.path("queue")))
+
+    def claim(self, key: str, batch: str) -> Optional[Dict[str, Any]]:
+        """Claim a queued job for ``batch``: its queue entry, or None if another pilot won."""
+        src = self.path("queue", key)
+        info = self.read_json(src)
+        try:
+            os.rename(src, self.path("running", batch, key))
+        except FileNotFoundError:
+            return None
+        return info if info is not None else {}
+
+    def cancel_requests(self) -> List[str]:
+        return self._listdir(self.path("cancel"))
+
+    def finish(self, key: str, batch: str, outcome: Dict[str, Any]) -> None:
+        """Record a job's end: outcome first, then the claim goes (a reader that sees no
+        claim always sees the outcome)."""
+        self.write_json(os.path.join(self.job_dir(key), OUTCOME), outcome)
+        self.release(key, batch)
+
+    @staticmethod
+    def _listdir(path: str) -> List[str]:
+        try:
+            return [n for n in os.listdir(path) if not n.startswith(".")]
+        except FileNotFoundError:
+            return []
+
+    def iter_batches(self) -> Iterator[str]:
+        yield from self._listdir(self.path("running"))
