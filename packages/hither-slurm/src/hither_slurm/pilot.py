@@ -97,8 +97,12 @@ class Pilot:
             if not run.done():
                 continue
             end = run.wait()
+            if end.signal == signal.SIGTERM and not self.stop.is_set():
+                # scancel sends SIGTERM to every process of the batch: the job may have got
+                # it an instant before this pilot did; then it was lost, not failed
+                self.stop.wait(1.0)
             del self.runs[key]
-            if end.reason in ("shutdown", "server-died"):
+            if end.reason in ("shutdown", "server-died") or (self.stop.is_set() and end.reason == "signal"):
                 continue  # this pilot is going away: leave the claim for the client to requeue
             self.wd.finish(key, self.batch, {
                 "exit_code": end.exit_code, "reason": end.reason, "signal": end.signal,
