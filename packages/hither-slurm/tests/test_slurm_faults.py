@@ -131,3 +131,51 @@ def test_program_exit_cancels_the_batches(mode, tmp_path):
         while os.path.exists(f"/proc/{ident}") and "Z" not in open(f"/proc/{ident}/stat").read().rsplit(")", 1)[1].split()[0]:
             assert time.monotonic() < deadline, f"pilot {ident} outlived its program"
             time.sleep(0.1)
+
+
+def test_restart_after_the_program_was_killed(mode, tmp_path):
+    """The program killed (SIGKILL) and started again on the same working_dir: its pilots
+    stop, its running job is killed, its queued job is taken away; a job it finished is a
+    cache hit for the new program."""
+    work, cache, pidfile = tmp_path / "w", tmp_path / "cache", tmp_path / "pids"
+    script = tmp_path / "killed.py"
+    script.write_text(
+        "import sys, time\n"
+        f"sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})\n"
+        "import hither as hi, slurm_funcs as sf\n"
+        f"jh = hi.SlurmJobHandler(working_dir={str(work)!r}, num_workers_per_batch=1,\n"
+        f"    num_cores_per_job=1, idle_timeout=300, use_slurm={mode == 'slurm'})\n"
+        f"with hi.Config(job_handler=jh, job_cache=hi.JobCache(path={str(cache)!r})):\n"
+        "    assert sf.slurm_add.run(x=20, y=22).wait(60) == 42\n"
+        f"    running = sf.slurm_sleep.run(seconds=120, pidfile={str(pidfile)!r})\n"
+        "    queued = sf.slurm_add.run(x=1, y=2)\n"
+        "while running.get_status() != hi.JobStatus.RUNNING:\n"
+        "    time.sleep(0.05)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(300)\n")
+    proc = subprocess.Popen([os.sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        pids = _wait_pidfile(str(pidfile))
+        (pilot_file,) = os.listdir(work / "pilots")
+        with open(work / "pilots" / pilot_file) as f:
+            pilot = json.load(f)
+        assert len(os.listdir(work / "queue")) == 1
+    finally:
+        proc.kill()
+        proc.wait()
+    jh = hi.SlurmJobHandler(working_dir=str(work), num_workers_per_batch=1, num_cores_per_job=1,
+                            idle_timeout=5, use_slurm=(mode == "slurm"))
+    try:
+        assert os.listdir(work / "queue") == []  # the old program's queued job was taken away
+        deadline = time.monotonic() + 30
+        while any(os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+                  for p in pids + [pilot["pid"]]):
+            assert time.monotonic() < deadline, "the killed program's pilot or job still runs"
+            time.sleep(0.1)
+        with hi.Config(job_handler=jh, job_cache=hi.JobCache(path=str(cache))):
+            hit = sf.slurm_add.run(x=20, y=22)
+            assert hit.wait(60) == 42 and hit.get_runtime_info().cached
+            assert sf.slurm_add.run(x=1, y=2).wait(60) == 3
+    finally:
+        jh.shutdown()

@@ -137,3 +137,15 @@ def test_batches_grow_with_the_queue_up_to_the_limit(make_handler):
         for j in jobs[4:]:
             j.wait(60)
     assert len(batches) <= 2 and len(os.listdir(os.path.join(jh.wd.root, "batches"))) == 2
+
+
+def test_a_job_too_long_for_the_rest_of_a_batch_goes_to_a_new_batch(make_handler):
+    # batch limit 20 s, a start needs job_timeout + 5 s left: after 6 s, a 14 s job no longer fits
+    jh = make_handler(use_slurm=False, num_workers_per_batch=1, time_limit_per_batch=20)
+    with hi.Config(job_handler=jh, job_timeout=14):
+        first = sf.slurm_sleep.run(seconds=6)
+        time.sleep(0.5)
+        second = sf.slurm_where.run()
+        assert first.wait(60) == 6
+        where = second.wait(60)
+    assert where["batch"] != first.get_runtime_info().batch

@@ -60,15 +60,16 @@ def _run(cmd: List[str], timeout: float = 30.0) -> str:
 class Launcher:
     """Starts, watches and cancels the batches of one handler."""
 
-    def __init__(self, opts: SlurmOptions, wd: WorkDir) -> None:
+    def __init__(self, opts: SlurmOptions, wd: WorkDir, client: str) -> None:
         self.opts = opts
+        self.client = client
         self.wd = wd
         self._last_squeue = 0.0
 
     def pilot_command(self, batch_id: str) -> List[str]:
         o = self.opts
         cmd = [o.python or sys.executable, "-m", "hither_slurm.pilot", "--working-dir", self.wd.root,
-               "--batch", batch_id, "--workers", str(o.num_workers_per_batch),
+               "--batch", batch_id, "--client", self.client, "--workers", str(o.num_workers_per_batch),
                "--idle-timeout", str(o.idle_timeout)]
         if o.time_limit_per_batch:
             cmd += ["--end-in", str(o.time_limit_per_batch)]

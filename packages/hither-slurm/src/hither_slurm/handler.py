@@ -8,6 +8,7 @@ import os
 import shutil
 import threading
 import time
+import uuid
 import weakref
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
@@ -93,11 +94,15 @@ class SlurmJobHandler(JobHandler):
             partition=partition, account=account, mem_per_job=mem_per_job, gpus_per_job=gpus_per_job,
             additional_sbatch_opts=additional_sbatch_opts or [], idle_timeout=idle_timeout,
             python=python, poll_interval=poll_interval)
+        self._client = uuid.uuid4().hex[:12]
         try:
             self.wd = WorkDir(self.options.working_dir).create()
+            self.wd.reclaim_stale()
+            self.wd.register_client(self._client)
         except OSError as exc:
             raise ConfigError(f"SlurmJobHandler cannot use working_dir={working_dir!r}: {exc}") from None
-        self._launcher = Launcher(self.options, self.wd)
+        self._touched = time.monotonic()
+        self._launcher = Launcher(self.options, self.wd, self._client)
         self._lock = threading.RLock()
         self._entries: Dict[str, _Entry] = {}  # key -> entry
         self._batches: List[Batch] = []
@@ -138,7 +143,7 @@ class SlurmJobHandler(JobHandler):
     def submit(self, job: "Job", inline: bool) -> None:
         if self._closed:
             raise HitherError("this SlurmJobHandler was shut down (hi.reset()); create a new one")
-        key = f"{next(_counter):06d}-{job.id}"
+        key = f"{self._client}.{next(_counter):06d}"
         entry = _Entry(job, key)
         try:
             _prepare(job, self.wd.job_dir(key))
@@ -184,6 +189,7 @@ class SlurmJobHandler(JobHandler):
         for e in entries:
             e.job.report_cancelled()
             self._forget(e)
+        self.wd.unregister_client(self._client)
         if wait and self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(10)
 
@@ -206,6 +212,9 @@ class SlurmJobHandler(JobHandler):
                     busy = bool(self._entries)
                 if busy:
                     self._step()
+                if time.monotonic() - self._touched > 10:  # others see this client alive
+                    self._touched = time.monotonic()
+                    self.wd.touch_client(self._client)
             except Exception:  # the loop must survive anything, or every waiter would hang
                 logger.exception("SlurmJobHandler monitor error (continuing)")
             self._wake.wait(self.options.poll_interval)

@@ -4,9 +4,10 @@ One pilot runs per batch (a Slurm allocation, or a local process with ``use_slur
 It claims queued job directories from the working folder, runs up to ``--workers`` of them
 at once through one ``hither.jobserver.JobServer`` (a fresh fork per job, so jobs never
 share modules), writes each job's outcome, and exits after ``--idle-timeout`` seconds without
-work. A job that would not finish before the batch's end (``--end-in``) is left for another
-batch. SIGTERM (``scancel``) kills its running jobs and exits; their claims stay, and the
-client requeues them.
+work, or soon after its client (the handler's program) is gone. A job that would not
+finish before the batch's end (``--end-in``) is left for another batch. SIGTERM
+(``scancel``) kills its running jobs and exits; their claims stay, and the client
+requeues them.
 """
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ END_MARGIN = 5.0
 
 class Pilot:
     def __init__(self, wd: WorkDir, batch: str, workers: int, idle_timeout: float,
-                 end_in: Optional[float], poll: float = 0.02) -> None:
+                 end_in: Optional[float], client: str, poll: float = 0.02) -> None:
         self.wd = wd
+        self.client = client
         self.batch = batch
         self.workers = workers
         self.idle_timeout = idle_timeout
@@ -50,9 +52,14 @@ class Pilot:
                 "start": self.start, "end_time": self.end_time, "workers": self.workers}
         self.wd.write_json(self.wd.path("pilots", self.batch + ".json"), info)
         server = JobServer().start()
-        last_busy = time.monotonic()
+        last_busy = last_check = time.monotonic()
         try:
             while not self.stop.is_set():
+                if time.monotonic() - last_check > 2.0:
+                    last_check = time.monotonic()
+                    if not self.wd.client_alive(self.client):
+                        logger.warning("the client of batch %s is gone: stopping", self.batch)
+                        break
                 self._collect()
                 self._cancels()
                 skipped = self._claim(server) if len(self.runs) < self.workers else False
@@ -73,6 +80,8 @@ class Pilot:
         it would not fit in this batch's remaining time."""
         skipped = False
         for key in self.wd.queued():
+            if not key.startswith(self.client + "."):
+                continue  # another handler's job: its own batches run it
             if len(self.runs) >= self.workers:
                 break
             entry = self.wd.read_json(self.wd.path("queue", key))
@@ -119,12 +128,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m hither_slurm.pilot", description=__doc__.splitlines()[0])
     ap.add_argument("--working-dir", required=True)
     ap.add_argument("--batch", required=True)
+    ap.add_argument("--client", required=True, help="the handler whose jobs this pilot runs")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--idle-timeout", type=float, default=60.0)
     ap.add_argument("--end-in", type=float, default=None, help="seconds until the batch ends")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s pilot %(message)s")
-    pilot = Pilot(WorkDir(a.working_dir), a.batch, a.workers, a.idle_timeout, a.end_in)
+    pilot = Pilot(WorkDir(a.working_dir), a.batch, a.workers, a.idle_timeout, a.end_in, a.client)
 
     def on_term(signum: int, _frame: object) -> None:
         logger.info("signal %d: stopping (running jobs are killed and requeued by the client)", signum)

@@ -7,19 +7,30 @@
       running/<batch>/<key>  a claim: the queue entry renamed here by the pilot of <batch>
       cancel/<key>           a cancel request for a running job
       pilots/<batch>.json    the pilot of a batch: pid, host, Slurm job id, end time
+      clients/<client>.json  a handler using the folder (pid, host; touched while it lives)
       batches/<batch>/       the batch script and Slurm's output of the batch
 
+Job keys are ``<client>.<sequence>``, so a handler that starts in a folder left by a killed
+program finds that program's queued and claimed jobs and takes them away (``reclaim_stale``).
 Claims are ``rename(queue/<key>, running/<batch>/<key>)``: exactly one pilot wins, on any
 POSIX file system (NFS included). Every file is written to a temporary name and renamed.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
+import socket
+import time
 from typing import Any, Dict, Iterator, List, Optional
 
+logger = logging.getLogger("hither_slurm.workdir")
+
 OUTCOME = "outcome.json"
-SUBDIRS = ("jobs", "logs", "queue", "running", "cancel", "pilots", "batches", "tmp")
+SUBDIRS = ("jobs", "logs", "queue", "running", "cancel", "pilots", "batches", "clients", "tmp")
+#: a client on another host is dead when its file has not been touched for this long
+CLIENT_STALE_SECONDS = 120.0
 
 
 class WorkDir:
@@ -93,6 +104,79 @@ class WorkDir:
 
     def pilot_info(self, batch: str) -> Optional[Dict[str, Any]]:
         return self.read_json(self.path("pilots", batch + ".json"))
+
+    # ------------------------------------------------------------------ clients
+    def register_client(self, client: str) -> None:
+        self.write_json(self.path("clients", client + ".json"),
+                        {"pid": os.getpid(), "host": socket.gethostname(), "start": time.time()})
+
+    def touch_client(self, client: str) -> None:
+        try:
+            os.utime(self.path("clients", client + ".json"))
+        except FileNotFoundError:
+            self.register_client(client)
+
+    def unregister_client(self, client: str) -> None:
+        try:
+            os.remove(self.path("clients", client + ".json"))
+        except FileNotFoundError:
+            pass
+
+    def client_alive(self, client: str) -> bool:
+        path = self.path("clients", client + ".json")
+        info = self.read_json(path)
+        if info is None:
+            return False
+        if info.get("host") == socket.gethostname():
+            try:
+                os.kill(int(info["pid"]), 0)
+                return True
+            except (OSError, ValueError, KeyError):
+                return False
+        try:
+            return time.time() - os.path.getmtime(path) < CLIENT_STALE_SECONDS
+        except OSError:
+            return False
+
+    def reclaim_stale(self) -> int:
+        """Take away the queued and claimed jobs of clients that are gone (a killed program):
+        queue entries and job directories go, running ones get a cancel request. Returns
+        how many jobs were reclaimed."""
+        alive: Dict[str, bool] = {}
+
+        def dead(key: str) -> bool:
+            client = key.split(".", 1)[0]
+            if client not in alive:
+                alive[client] = self.client_alive(client)
+            return not alive[client]
+
+        n = 0
+        for key in self.queued():
+            if dead(key) and self.dequeue(key):
+                n += 1
+        for key, batch in self.claims().items():
+            if dead(key):
+                self.request_cancel(key)  # a live pilot kills it
+                self.release(key, batch)
+                n += 1
+        for key in self._listdir(self.path("jobs")):
+            if dead(key):
+                shutil.rmtree(self.job_dir(key), ignore_errors=True)
+        for key in self.cancel_requests():
+            # kept a while, so a live pilot still running the job sees the request
+            path = self.path("cancel", key)
+            try:
+                old = time.time() - os.path.getmtime(path) > 60
+            except OSError:
+                continue
+            if dead(key) and old:
+                os.remove(path)
+        for client, ok in alive.items():
+            if not ok:
+                self.unregister_client(client)
+        if n:
+            logger.warning("reclaimed %d job(s) left in %s by a program that ended", n, self.root)
+        return n
 
     # ------------------------------------------------------------------ pilot side
     def queued(self) -> List[str]:
