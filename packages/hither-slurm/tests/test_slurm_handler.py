@@ -149,3 +149,24 @@ def test_a_job_too_long_for_the_rest_of_a_batch_goes_to_a_new_batch(make_handler
         assert first.wait(60) == 6
         where = second.wait(60)
     assert where["batch"] != first.get_runtime_info().batch
+
+
+@pytest.mark.parametrize("setup, match", [
+    ("no_sbatch", "sbatch is not installed here"),
+    ("no_python", "cannot start a local pilot"),
+    ("dying_pilot", "ended before it started working"),
+])
+def test_batches_that_cannot_start_fail_the_jobs_clearly(make_handler, monkeypatch, setup, match):
+    from hither_slurm import SlurmError
+
+    if setup == "no_sbatch":  # Slurm commands absent from PATH
+        monkeypatch.setenv("PATH", os.path.dirname(os.sys.executable))
+        jh = make_handler(use_slurm=True)
+    elif setup == "no_python":
+        jh = make_handler(use_slurm=False, python="/nonexistent/python3")
+    else:  # a "Python" that exits at once (as one without hither_slurm would)
+        jh = make_handler(use_slurm=False, python="/bin/false")
+    with hi.Config(job_handler=jh):
+        job = sf.slurm_add.run(x=1, y=2)
+        with pytest.raises(SlurmError, match=match):
+            job.wait(30)

@@ -85,8 +85,12 @@ class Launcher:
         if not o.use_slurm:
             with open(os.path.join(bdir, "pilot.log"), "ab") as log:
                 # own session: a Ctrl-C in the terminal reaches the client, which cancels
-                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                        start_new_session=True)
+                try:
+                    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                            start_new_session=True)
+                except OSError as exc:
+                    raise SlurmError(f"cannot start a local pilot ({cmd[0]}): {exc}; check "
+                                     "SlurmJobHandler(python=...)") from None
             batch = Batch(batch_id, o.num_workers_per_batch, proc=proc)
         else:
             cpus = o.num_workers_per_batch * o.num_cores_per_job
