@@ -222,14 +222,16 @@ class SlurmJobHandler(JobHandler):
 
     def _step(self) -> None:
         claims = self.wd.claims()
+        done = set(self.wd.finished())
         with self._lock:
             entries = list(self._entries.values())
         finished = []
         for e in entries:
-            outcome = self.wd.outcome(e.key)
-            if outcome is not None:
-                finished.append((e, outcome))
-                continue
+            if e.key in done:
+                outcome = self.wd.outcome(e.key)
+                if outcome is not None:
+                    finished.append((e, outcome))
+                    continue
             batch = claims.get(e.key)
             if batch is not None and e.batch != batch:
                 e.batch = batch
@@ -284,19 +286,15 @@ class SlurmJobHandler(JobHandler):
         except BaseException as exc:  # noqa: BLE001 - a failure to read is the job's failure
             job.report_error(exc)
         finally:
-            shutil.rmtree(self.wd.job_dir(e.key), ignore_errors=True)
+            self.wd.discard(e.key)
 
     def _forget(self, e: _Entry, keep_dir: bool = False) -> None:
         with self._lock:
             self._entries.pop(e.key, None)
         if e.job.handler_data == e.key:
             e.job.handler_data = None
-        try:
-            os.remove(self.wd.path("cancel", e.key))
-        except FileNotFoundError:
-            pass
         if not keep_dir:
-            shutil.rmtree(self.wd.job_dir(e.key), ignore_errors=True)
+            self.wd.discard(e.key)
 
     def _registered(self, b: Batch) -> bool:
         """Whether the batch's pilot has started (it writes pilots/<batch>.json first)."""

@@ -1,7 +1,8 @@
 """The working folder shared by a SlurmJobHandler and its pilots, and its atomic steps.
 
     WORKING_DIR/
-      jobs/<key>/            a job directory (written by the client) + outcome.json (by a pilot)
+      jobs/<key>/            a job directory (written by the client)
+      done/<key>             a job's end (exit code, reason, batch), written by its pilot
       logs/<key>.log         the job's console output, written while it runs
       queue/<key>            a queued job: {"timeout": s} (appears by rename, once complete)
       running/<batch>/<key>  a claim: the queue entry renamed here by the pilot of <batch>
@@ -27,8 +28,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 logger = logging.getLogger("hither_slurm.workdir")
 
-OUTCOME = "outcome.json"
-SUBDIRS = ("jobs", "logs", "queue", "running", "cancel", "pilots", "batches", "clients", "tmp")
+SUBDIRS = ("jobs", "logs", "queue", "running", "done", "cancel", "pilots", "batches", "clients", "tmp")
 #: a client on another host is dead when its file has not been touched for this long
 CLIENT_STALE_SECONDS = 120.0
 
@@ -93,7 +93,20 @@ class WorkDir:
             pass
 
     def outcome(self, key: str) -> Optional[Dict[str, Any]]:
-        return self.read_json(os.path.join(self.job_dir(key), OUTCOME))
+        return self.read_json(self.path("done", key))
+
+    def finished(self) -> List[str]:
+        """Keys of jobs whose outcome is written (one listing, however many jobs wait)."""
+        return self._listdir(self.path("done"))
+
+    def discard(self, key: str) -> None:
+        """Remove what is left of a collected (or abandoned) job, its log excepted."""
+        shutil.rmtree(self.job_dir(key), ignore_errors=True)
+        for sub in ("done", "cancel"):
+            try:
+                os.remove(self.path(sub, key))
+            except FileNotFoundError:
+                pass
 
     def release(self, key: str, batch: str) -> None:
         """Drop a claim (its pilot is gone)."""
@@ -159,9 +172,13 @@ class WorkDir:
                 self.request_cancel(key)  # a live pilot kills it
                 self.release(key, batch)
                 n += 1
-        for key in self._listdir(self.path("jobs")):
+        for key in set(self._listdir(self.path("jobs"))) | set(self.finished()):
             if dead(key):
                 shutil.rmtree(self.job_dir(key), ignore_errors=True)
+                try:
+                    os.remove(self.path("done", key))
+                except FileNotFoundError:
+                    pass
         for key in self.cancel_requests():
             # kept a while, so a live pilot still running the job sees the request
             path = self.path("cancel", key)
@@ -198,7 +215,7 @@ class WorkDir:
     def finish(self, key: str, batch: str, outcome: Dict[str, Any]) -> None:
         """Record a job's end: outcome first, then the claim goes (a reader that sees no
         claim always sees the outcome)."""
-        self.write_json(os.path.join(self.job_dir(key), OUTCOME), outcome)
+        self.write_json(self.path("done", key), outcome)
         self.release(key, batch)
 
     @staticmethod
