@@ -5,6 +5,7 @@ import atexit
 import itertools
 import logging
 import os
+import queue
 import shutil
 import threading
 import time
@@ -110,6 +111,8 @@ class SlurmJobHandler(JobHandler):
         self._wake = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._launch_error: Optional[BaseException] = None
+        self._trash: "queue.SimpleQueue[str]" = queue.SimpleQueue()
+        self._cleaner: Optional[threading.Thread] = None
         _all_handlers.add(self)
 
     def __repr__(self) -> str:
@@ -286,7 +289,29 @@ class SlurmJobHandler(JobHandler):
         except BaseException as exc:  # noqa: BLE001 - a failure to read is the job's failure
             job.report_error(exc)
         finally:
-            self.wd.discard(e.key)
+            self._discard_later(e.key)
+
+    def _discard_later(self, key: str) -> None:
+        """Remove a collected job's directory off the monitor thread (an rmtree of the
+        extracted code costs more than the rest of collecting a small job)."""
+        with self._lock:
+            self._trash.put(key)
+            if self._cleaner is None or not self._cleaner.is_alive():
+                self._cleaner = threading.Thread(target=self._clean_loop, daemon=True,
+                                                 name="hither-slurm-cleaner")
+                self._cleaner.start()
+
+    def _clean_loop(self) -> None:
+        while True:
+            try:
+                key = self._trash.get(timeout=5)
+            except queue.Empty:
+                with self._lock:
+                    if self._trash.empty():
+                        self._cleaner = None
+                        return
+                continue
+            self.wd.discard(key)
 
     def _forget(self, e: _Entry, keep_dir: bool = False) -> None:
         with self._lock:
