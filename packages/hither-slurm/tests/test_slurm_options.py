@@ -61,3 +61,13 @@ def test_refusals_at_run(tmp_path):
     with pytest.raises(Exception, match="shut down"):
         with hi.Config(job_handler=jh):
             sf.slurm_add.run(x=1, y=2)
+
+
+def test_found_through_entry_points():
+    import hither.registry as registry
+    from hither_slurm import SlurmJobHandler
+
+    assert hi.SlurmJobHandler is SlurmJobHandler
+    assert registry.load("job_handlers", "slurm") is SlurmJobHandler
+    assert registry.load("exports", "SlurmJobHandler") is SlurmJobHandler
+    assert SlurmJobHandler.name == "slurm" and issubclass(SlurmJobHandler, hi.JobHandler)
