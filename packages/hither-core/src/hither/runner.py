@@ -727,5 +727,313 @@ def main(argv=None):
     return run_job_dir(argv[0])
 
 
-if __name__ == "__main__":
+# ------------------------------------------------------------------ the job server
+# ``python -m hither.runner --serve``: a long-lived process that runs many job directories,
+# each in a fork of this (clean) process, so jobs of two code bundles that share a module
+# name never see each other's modules. The server never imports user code. Per job:
+#
+#   server --fork--> supervisor (own process group G) --fork--> job process (in G)
+#
+# The supervisor only waits: when the job process ends it kills what the job left behind in
+# G and exits with the job's status; when the server dies (its death pipe reaches EOF) it
+# kills the whole group. Timeout and cancel kill the group G from the server.
+#
+# Input, one line each on stdin: a job directory path (run it), or JSON:
+#   {"op": "run", "job_dir": ..., "timeout": s, "log": path, "env": {...}}
+#   {"op": "cancel", "job_dir": ...}     {"op": "shutdown"}   (kills running jobs, exits)
+# Output, one JSON line each on stdout: {"event": "ready", "pid": ...}, then per job
+#   {"event": "started", "job_dir": ..., "pgid": ...} and
+#   {"event": "ended", "job_dir": ..., "exit_code": int, "reason": "exited" | "signal" |
+#    "timeout" | "cancelled" | "shutdown", "signal": int or null, "seconds": float}
+# and {"event": "error", "job_dir": ..., "message": ...} for a request it cannot take.
+# End of input: with --on-eof=drain (default) wait for running jobs, then exit; with
+# --on-eof=kill (what a client that owns the server uses) kill them and exit.
+
+SERVE_USAGE = ("usage: python -m hither.runner --serve [--on-eof drain|kill] [--preload MOD,...]\n"
+               "       then one job directory (or JSON request) per line on stdin\n")
+
+
+def _emit(obj):
+    """One event line on stdout (the server's only use of it), flushed."""
+    os.write(1, (json.dumps(obj) + "\n").encode("utf-8"))
+
+
+def _reset_child_signals(signal_mod):
+    signal_mod.set_wakeup_fd(-1)
+    for s in (signal_mod.SIGCHLD, signal_mod.SIGTERM, signal_mod.SIGHUP, signal_mod.SIGPIPE):
+        signal_mod.signal(s, signal_mod.SIG_DFL)
+    signal_mod.signal(signal_mod.SIGINT, signal_mod.default_int_handler)
+
+
+def _job_process(job_dir, log, env):
+    """In the job process (forked): run the job directory; never returns."""
+    code = 70
+    try:
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        if log:
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            os.close(fd)
+        else:  # stdout carries the server's events: the job's console goes to stderr
+            os.dup2(2, 1)
+        if env:
+            os.environ.update(env)
+        if os.path.isdir(job_dir):  # else run_job_dir says what is wrong (exit code 3)
+            os.chdir(job_dir)
+        code = run_job_dir(job_dir)
+    except BaseException:  # noqa: BLE001 - a crash of the runner itself
+        try:
+            traceback.print_exc()
+        except BaseException:  # noqa: BLE001
+            pass
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:  # noqa: BLE001
+                pass
+        os._exit(code)
+
+
+def _supervisor(job_dir, log, env, death_r, signal_mod):
+    """In the supervisor (forked, leader of its own process group): start the job process,
+    wait for it or for the server's death; never returns."""
+    import select
+
+    try:
+        os.dup2(2, 1)  # stdout is the server's event stream: only the server writes there
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        signal_mod.signal(signal_mod.SIGCHLD, lambda *_: None)
+        signal_mod.set_wakeup_fd(wake_w)
+        pid = os.fork()
+        if pid == 0:
+            for fd in (wake_r, wake_w, death_r):
+                os.close(fd)
+            _reset_child_signals(signal_mod)
+            _job_process(job_dir, log, env)
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            ready = select.select([death_r, wake_r], [], [])[0]
+            if death_r in ready:  # the server is gone: so is this job
+                os.killpg(0, signal_mod.SIGKILL)
+            if wake_r in ready:
+                os.read(wake_r, 512)
+        # what the job started and left behind dies with it: leave the group, kill it
+        group = os.getpgrp()
+        try:
+            os.setpgid(0, os.getpgid(os.getppid()))
+            os.killpg(group, signal_mod.SIGKILL)
+        except OSError:
+            pass
+        if os.WIFSIGNALED(status):  # pass the job's signal on, as the job's own end
+            sig = os.WTERMSIG(status)
+            try:
+                import resource
+
+                resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            except Exception:  # noqa: BLE001 - no core file is a nicety
+                pass
+            signal_mod.set_wakeup_fd(-1)
+            if sig not in (signal_mod.SIGKILL, signal_mod.SIGSTOP):
+                signal_mod.signal(sig, signal_mod.SIG_DFL)
+            os.kill(os.getpid(), sig)
+            time.sleep(1)
+            os._exit(128 + sig)
+        os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 70)
+    except BaseException:  # noqa: BLE001
+        try:
+            traceback.print_exc()
+        finally:
+            os._exit(71)
+
+
+class _Running(object):
+    __slots__ = ("job_dir", "pid", "start", "deadline", "reason")
+
+    def __init__(self, job_dir, pid, deadline):
+        self.job_dir, self.pid, self.deadline = job_dir, pid, deadline
+        self.start = time.time()
+        self.reason = None  # set when the server kills it: timeout, cancelled, shutdown
+
+
+def _parse_request(line):
+    line = line.strip()
+    if not line:
+        return None
+    if line.startswith("{"):
+        req = json.loads(line)
+        if not isinstance(req, dict) or req.get("op") not in ("run", "cancel", "shutdown"):
+            raise ValueError("a request needs op: run, cancel or shutdown")
+        return req
+    return {"op": "run", "job_dir": line}
+
+
+def serve(on_eof="drain", preload=()):
+    """Run the job server on stdin/stdout until end of input or shutdown. Returns 0."""
+    import select
+    import signal as signal_mod
+
+    _install_stand_in()  # import hither once here, not in every job
+    for name in preload:
+        __import__(name)
+    death_r, death_w = os.pipe()  # only this process holds death_w: EOF = server gone
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    stop = []
+    signal_mod.signal(signal_mod.SIGCHLD, lambda *_: None)
+    for s in (signal_mod.SIGTERM, signal_mod.SIGHUP, signal_mod.SIGINT):
+        signal_mod.signal(s, lambda *_: stop.append(1))
+    signal_mod.set_wakeup_fd(wake_w)
+    running = {}  # pid -> _Running
+    by_dir = {}  # job_dir -> _Running
+    buf = b""
+    eof = False
+
+    def kill(r, reason):
+        if r.reason is None:
+            r.reason = reason
+        try:
+            os.killpg(r.pid, signal_mod.SIGKILL)
+        except OSError:
+            pass
+
+    def start(req):
+        job_dir = req.get("job_dir")
+        if not isinstance(job_dir, str) or not job_dir:
+            _emit({"event": "error", "job_dir": job_dir, "message": "no job_dir given"})
+            return
+        job_dir = os.path.abspath(job_dir)
+        if job_dir in by_dir:
+            _emit({"event": "error", "job_dir": job_dir, "message": "this job directory is already running"})
+            return
+        timeout = req.get("timeout")
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            _emit({"event": "error", "job_dir": job_dir, "message": "cannot fork: %s" % exc})
+            return
+        if pid == 0:
+            try:
+                os.setpgid(0, 0)
+                for fd in (death_w, wake_r, wake_w, 0):
+                    os.close(fd)
+                _reset_child_signals(signal_mod)
+            except BaseException:  # noqa: BLE001
+                os._exit(72)
+            _supervisor(job_dir, req.get("log"), req.get("env"), death_r, signal_mod)
+        try:
+            os.setpgid(pid, pid)  # also here: no window where a kill misses the group
+        except OSError:
+            pass
+        r = _Running(job_dir, pid, time.monotonic() + float(timeout) if timeout else None)
+        running[pid] = by_dir[job_dir] = r
+        _emit({"event": "started", "job_dir": job_dir, "pgid": pid})
+
+    def reap():
+        while running:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            r = running.pop(pid, None)
+            if r is None:
+                continue
+            by_dir.pop(r.job_dir, None)
+            try:  # the group may hold leftovers of a job killed with its supervisor
+                os.killpg(pid, signal_mod.SIGKILL)
+            except OSError:
+                pass
+            sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+            code = -sig if sig is not None else os.WEXITSTATUS(status)
+            _emit({"event": "ended", "job_dir": r.job_dir, "exit_code": code,
+                   "reason": r.reason or ("signal" if sig is not None else "exited"),
+                   "signal": sig, "seconds": round(time.time() - r.start, 6)})
+
+    _emit({"event": "ready", "pid": os.getpid()})
+    try:
+        while True:
+            if stop:
+                break
+            if eof and (on_eof == "kill" or not running):
+                break
+            now = time.monotonic()
+            deadlines = [r.deadline for r in running.values() if r.deadline and r.reason is None]
+            wait = max(0.0, min(deadlines) - now) if deadlines else None
+            fds = [wake_r] if eof else [0, wake_r]
+            ready = select.select(fds, [], [], wait)[0]
+            if wake_r in ready:
+                try:
+                    os.read(wake_r, 512)
+                except OSError:
+                    pass
+            reap()
+            if 0 in ready:
+                chunk = os.read(0, 65536)
+                if not chunk:
+                    eof = True
+                buf += chunk
+                while b"\n" in buf or (eof and buf):
+                    line, _, buf = buf.partition(b"\n")
+                    try:
+                        req = _parse_request(line.decode("utf-8"))
+                    except ValueError as exc:
+                        _emit({"event": "error", "job_dir": None, "message": "bad request: %s" % exc})
+                        continue
+                    if req is None:
+                        continue
+                    if req["op"] == "run":
+                        start(req)
+                    elif req["op"] == "cancel":
+                        r = by_dir.get(os.path.abspath(str(req.get("job_dir"))))
+                        if r is not None:
+                            kill(r, "cancelled")
+                    else:
+                        stop.append(1)
+            now = time.monotonic()
+            for r in list(running.values()):
+                if r.deadline is not None and r.reason is None and now >= r.deadline:
+                    kill(r, "timeout")
+    finally:
+        for r in list(running.values()):
+            kill(r, "shutdown")
+        deadline = time.monotonic() + 10
+        while running and time.monotonic() < deadline:
+            reap()
+            if running:
+                time.sleep(0.005)
+        os.close(death_w)
+    return 0
+
+
+def _serve_main(argv):
+    on_eof, preload = "drain", []
+    it = iter(argv)
+    for a in it:
+        if a == "--on-eof":
+            on_eof = next(it, "")
+        elif a.startswith("--on-eof="):
+            on_eof = a.split("=", 1)[1]
+        elif a == "--preload":
+            preload += [m for m in next(it, "").split(",") if m]
+        elif a.startswith("--preload="):
+            preload += [m for m in a.split("=", 1)[1].split(",") if m]
+        else:
+            on_eof = "?"
+    if on_eof not in ("drain", "kill"):
+        sys.stderr.write(SERVE_USAGE)
+        return 2
+    return serve(on_eof, preload)
+
+
+if __name__ == "__main__":  # at the end: the job server above must be defined first
+    if sys.argv[1:2] == ["--serve"]:
+        sys.exit(_serve_main(sys.argv[2:]))
     sys.exit(main())
