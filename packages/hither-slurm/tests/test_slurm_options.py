@@ -54,7 +54,7 @@ def test_refusals_at_run(tmp_path):
         return 1
 
     with hi.Config(job_handler=jh):
-        with pytest.raises(ConfigError, match="inside another function"):
+        with pytest.raises(hi.errors.HitherError, match="nested function"):
             nested.run()
     assert jh.batches() == []  # nothing was started for refused jobs
     jh.shutdown()

@@ -206,8 +206,8 @@ class JobManager:
             self.complete(job, JobStatus.ERROR, None, exc, None)
 
     # ------------------------------------------------------------------ reports
-    def on_running(self, job: Job) -> None:
-        job.mark_running()
+    def on_running(self, job: Job, runtime_info: Any = None) -> None:
+        job.mark_running(runtime_info)
 
     def complete(self, job: Job, status: JobStatus, result: Any, error: Optional[BaseException],
                  runtime_info: Any) -> bool:

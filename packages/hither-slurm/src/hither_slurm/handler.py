@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from hither.errors import ConfigError, HitherError, JobTimeoutError
 from hither.interfaces import JobHandler
+from hither.jobdir import read_job_outputs
+from hither.outcome import Outcome, report
+from hither.outside import prepare
 
 from .batches import Batch, Launcher
 from .errors import AllocationLostError, SlurmError
@@ -30,31 +33,26 @@ _all_handlers: "weakref.WeakSet[SlurmJobHandler]" = weakref.WeakSet()
 _counter = itertools.count(1)
 
 
-# The one place that writes and reads job directories: core's prepare/collect API replaces
-# these two calls when it lands.
+# Job directories are written and read by core's one out-of-process path
+# (hither.outside): prepare into the queue folder, read the outcome a pilot left.
 def _prepare(job: "Job", job_dir: str) -> None:
-    from hither.jobdir import write_job_dir
-
-    write_job_dir(job, job_dir)
+    prepare(job, job_dir=job_dir)
 
 
-def _collect(job_dir: str, exit_code: Optional[int]) -> Any:
-    from hither.jobdir import read_job_outputs
-
+def _collect(job_dir: str, exit_code: Optional[int]) -> Outcome:
     return read_job_outputs(job_dir, exit_code)
 
 
 class _Entry:
     """What the handler knows of one submitted job."""
 
-    __slots__ = ("job", "key", "batch", "requeued", "running_reported", "cancelled")
+    __slots__ = ("job", "key", "batch", "requeued", "cancelled")
 
     def __init__(self, job: "Job", key: str) -> None:
         self.job = job
         self.key = key
         self.batch: Optional[str] = None  # the batch whose pilot claimed it
         self.requeued = 0
-        self.running_reported = False
         self.cancelled = False
 
 
@@ -78,6 +76,8 @@ class SlurmJobHandler(JobHandler):
 
     name = "slurm"
     supports_timeout = True
+    needs_code_bundle = True
+    containers_run_here = False  # pilots would run them (refused below until they do)
 
     def __init__(self, working_dir: str, num_workers_per_batch: int = 14, num_cores_per_job: int = 2,
                  time_limit_per_batch: Optional[float] = None,
@@ -136,12 +136,8 @@ class SlurmJobHandler(JobHandler):
                 f"{job.function_name}: job_timeout={timeout} s exceeds this SlurmJobHandler's "
                 f"time_limit_per_batch={limit} s, so no batch could finish it; lower the "
                 "job_timeout or raise time_limit_per_batch")
-        fn = job.function
-        if "<locals>" in fn.qualname:
-            raise ConfigError(
-                f"{fn.name} is defined inside another function ({fn.qualname}); a Slurm pilot loads "
-                "it from its code bundle by name, so define it at module level")
-        fn.code_bundle()  # packaging errors (no source, bundle too large) now, not in a pilot
+        # packaging errors (nested, no source, too large) are refused before this, at .run()
+        # (hither.placement: needs_code_bundle)
 
     def submit(self, job: "Job", inline: bool) -> None:
         if self._closed:
@@ -258,12 +254,8 @@ class SlurmJobHandler(JobHandler):
         info = self.wd.pilot_info(e.batch or "") or {}
         ri = {"host": info.get("host", ""), "slurm_job_id": info.get("slurm_job_id"),
               "batch": e.batch, "log_file": self.wd.log_file(e.key), "start_time": time.time()}
-        # core's report_running takes no runtime info yet: put it where get_runtime_info()
-        # reads it, so a running job shows its batch and its log file
-        e.job._runtime_info.update({k: v for k, v in ri.items() if v is not None})
-        if not e.running_reported:
-            e.running_reported = True
-            e.job.report_running()
+        # a running job shows its batch and its log file in get_runtime_info()
+        e.job.report_running({k: v for k, v in ri.items() if v is not None})
 
     def _finish(self, e: _Entry, outcome: Dict[str, Any]) -> None:
         self._forget(e, keep_dir=True)
@@ -280,12 +272,9 @@ class SlurmJobHandler(JobHandler):
                     f"job_timeout={job.config.job_timeout} s in Slurm batch {outcome.get('slurm_job_id') or e.batch}; "
                     "raise hi.Config(job_timeout=...) if it needs longer"), ri)
                 return
-            status, value, error, ri2 = _collect(self.wd.job_dir(e.key), outcome.get("exit_code"))
-            ri2.update({k: v for k, v in ri.items() if v is not None})
-            if error is None:
-                job.report_result(value, ri2)
-            else:
-                job.report_error(error, ri2)
+            result = _collect(self.wd.job_dir(e.key), outcome.get("exit_code"))
+            result.runtime_info.update({k: v for k, v in ri.items() if v is not None})
+            report(job, result)
         except BaseException as exc:  # noqa: BLE001 - a failure to read is the job's failure
             job.report_error(exc)
         finally:
