@@ -426,3 +426,26 @@ def test_large_array_round_trip_leaves_no_buffer(make_pjh):
     with hi.Config(job_handler=make_pjh(1)):
         b = fault_sleep.run(seconds=0, value=a).wait(timeout=30)
     assert np.array_equal(a, b)
+
+
+def test_cyclic_and_very_deep_arguments_are_clear_errors_at_run():
+    import hither as hi
+
+    @hi.function('takes_anything', '0.1.0')
+    def takes_anything(x):
+        return 1
+
+    cyclic = {"a": []}
+    cyclic["a"].append(cyclic)
+    with pytest.raises(TypeError, match=r"x\['a'\]\[0\] contains itself \(a cycle\)"):
+        takes_anything.run(x=cyclic)
+    deep = []
+    cur = deep
+    for _ in range(10_000):
+        nxt = []
+        cur.append(nxt)
+        cur = nxt
+    with pytest.raises(TypeError, match="nested more than 500 levels deep"):
+        takes_anything.run(x=deep)
+    shared = [1, 2]
+    assert takes_anything.run(x=[shared, shared]).wait() == 1  # shared, not cyclic: fine

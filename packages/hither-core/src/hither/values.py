@@ -43,21 +43,39 @@ def scan(value: Any, path: str, allow_jobs: bool = True) -> List["Job"]:
     return jobs
 
 
-def _scan(v: Any, path: str, jobs: list, allow_jobs: bool, job_type: type) -> None:
+#: containers nested deeper than this are refused (well below Python's recursion limit)
+MAX_DEPTH = 500
+
+
+def _scan(v: Any, path: str, jobs: list, allow_jobs: bool, job_type: type,
+          active: Optional[set] = None, depth: int = 0) -> None:
     t = type(v)
     np = sys.modules.get("numpy")  # no numpy loaded: no value can be an array
     if t in _SCALARS:
         return
-    if t is list or t is tuple:
-        for i, item in enumerate(v):
-            _scan(item, f"{path}[{i}]", jobs, allow_jobs, job_type)
-        return
-    if t is dict:
-        for k, item in v.items():
-            if type(k) is not str:
-                raise TypeError(f"{path} has a key {k!r} of type {type(k).__name__}: hither "
-                                "dicts need str keys (convert the keys with str())")
-            _scan(item, f"{path}[{k!r}]", jobs, allow_jobs, job_type)
+    if t is list or t is tuple or t is dict:
+        if depth >= MAX_DEPTH:
+            short = path if len(path) < 120 else f"{path[:60]}...{path[-30:]}"
+            raise TypeError(f"{short} is nested more than {MAX_DEPTH} levels deep: hither cannot "
+                            "check, hash or send it; flatten it")
+        if active is None:
+            active = set()
+        if id(v) in active:
+            raise TypeError(f"{path} contains itself (a cycle): hither values must be trees; pass a "
+                            "copy without the cycle")
+        active.add(id(v))
+        try:
+            if t is dict:
+                for k, item in v.items():
+                    if type(k) is not str:
+                        raise TypeError(f"{path} has a key {k!r} of type {type(k).__name__}: hither "
+                                        "dicts need str keys (convert the keys with str())")
+                    _scan(item, f"{path}[{k!r}]", jobs, allow_jobs, job_type, active, depth + 1)
+            else:
+                for i, item in enumerate(v):
+                    _scan(item, f"{path}[{i}]", jobs, allow_jobs, job_type, active, depth + 1)
+        finally:
+            active.discard(id(v))
         return
     if np is not None and isinstance(v, np.ndarray):
         if type(v) is not np.ndarray and not isinstance(v, np.memmap):
