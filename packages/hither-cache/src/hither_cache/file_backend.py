@@ -32,6 +32,7 @@ from hither.serialization import decode, encode
 
 from . import npy
 from .documents import ArrayFile, EntryMeta, EntrySummary, FileEntryDoc
+from .errors import CacheError
 
 logger = logging.getLogger("hither.cache")
 
@@ -165,7 +166,16 @@ class FileCacheBackend(CacheBackend):
         return True
 
     def delete(self, job_hash: str) -> bool:
-        return self._move_aside(self.entry_dir(job_hash))  # False when there is no entry
+        target = self.entry_dir(job_hash)
+        try:
+            return self._move_aside(target)  # False when there is no entry
+        except OSError as exc:
+            raise self._cannot_delete(exc, f"the entry {job_hash}") from exc
+
+    def _cannot_delete(self, exc: OSError, what: str) -> CacheError:
+        return CacheError(f"cannot delete {what} of the {self.describe()}: {exc.strerror or exc}; "
+                          "make the folder writable (not on a read-only file system, no immutable "
+                          "flag, owned by this user) and run clear again")
 
     # ------------------------------------------------------------------ read
     def get(self, job_hash: str) -> Optional[CacheEntry]:
@@ -255,7 +265,16 @@ class FileCacheBackend(CacheBackend):
             doomed = list(self.iter_hashes())
         else:  # an unreadable entry counts as created when its files were last written
             doomed = [s.job_hash for s in self.iter_summaries() if s.created_at < older_than]
-        n = sum(self.delete(h) for h in doomed)
+        n = 0
+        failed: List[OSError] = []
+        for h in doomed:
+            try:
+                n += self._move_aside(self.entry_dir(h))
+            except OSError as exc:  # go on: report every entry that stays, once
+                failed.append(exc)
+        if failed:
+            raise self._cannot_delete(failed[0], f"{len(failed)} of {len(doomed)} entries "
+                                      f"(deleted {n})")
         self._sweep()
         return n
 
