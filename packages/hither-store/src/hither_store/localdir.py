@@ -6,6 +6,10 @@ read-only, then linked to ``sha1/ab/cd/<sha1>``: a reader sees a whole blob or n
 process killed mid-write leaves only a file in ``tmp/``, and content that is already there
 is never rewritten (unless what is there is not a whole blob: then it is repaired).
 
+``sizes/<n>`` (empty files) note that a blob of ``n`` bytes (at least ``SIZE_HINT_MIN``) was
+stored: a put of that size hashes before it copies, as the content is probably stored
+already. They are hints only: stale or missing ones cost time, never correctness.
+
 Reading (``checked_path``) serves only a regular file (never a symlink), re-hashed once per
 process and again whenever its inode, size, mtime or ctime change (any write changes ctime).
 """
@@ -28,6 +32,9 @@ logger = logging.getLogger("hither.store")
 
 #: blobs are read-only so that a path handed out by get_path cannot alter the store
 _BLOB_MODE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+
+#: blobs from this size on leave a size hint (``sizes/<n>``)
+SIZE_HINT_MIN = 32 * 1024 * 1024
 
 Stamp = Tuple[int, int, int, int, int]
 #: blob path -> stamp of the file when this process last found (or wrote) the right content
@@ -111,6 +118,7 @@ class TempBlob:
             self.committed = True
             if placed:  # we hashed exactly these bytes: this process need not re-hash them
                 _remember(final, os.lstat(final))
+        self._dir.note_size(self.nbytes)
         return final
 
     def _settle_existing(self, final: str, digest: str) -> bool:
@@ -163,6 +171,7 @@ class LocalBlobDir:
                  hint: str = "use another store (--url / $HITHER_STORE_URL)") -> None:
         self.root = os.path.abspath(os.path.expanduser(root))
         self.tmp_dir = os.path.join(self.root, "tmp")
+        self.sizes_dir = os.path.join(self.root, "sizes")
         self.what = what
         self.hint = hint
 
@@ -229,6 +238,20 @@ class LocalBlobDir:
                 _remember(path, st)
         except OSError:
             pass
+
+    def note_size(self, nbytes: int) -> None:
+        """Leave the hint that a blob of ``nbytes`` is stored (large blobs only)."""
+        if nbytes < SIZE_HINT_MIN:
+            return
+        try:
+            os.makedirs(self.sizes_dir, exist_ok=True)
+            os.close(os.open(os.path.join(self.sizes_dir, str(nbytes)), os.O_CREAT | os.O_WRONLY, 0o644))
+        except OSError as exc:  # a hint: the blob is stored all the same
+            logger.debug("no size hint for %d bytes in %s: %s", nbytes, self.root, exc)
+
+    def may_hold_size(self, nbytes: int) -> bool:
+        """Whether a blob of ``nbytes`` was probably stored (always False below the hint size)."""
+        return nbytes >= SIZE_HINT_MIN and os.path.exists(os.path.join(self.sizes_dir, str(nbytes)))
 
     def new_blob(self) -> TempBlob:
         return TempBlob(self)

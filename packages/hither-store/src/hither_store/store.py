@@ -19,7 +19,7 @@ from .errors import BlobNotFoundError, StoreError, StoreIntegrityError
 from .hashing import CHUNK, copy_hashing, sha1_of_buffers, write_all
 from .locations import (ENV_CACHE, ENV_URL, blob_relpath, default_cache_dir, default_store_url,
                         env_storage_options, is_digest)
-from .localdir import BadBlob, LocalBlobDir, kind_of
+from .localdir import SIZE_HINT_MIN, BadBlob, LocalBlobDir, kind_of
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -27,8 +27,9 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger("hither.store")
 
 #: from this size on, a local put of in-memory data writes while it hashes and drops the
-#: write if the content turns out to be stored already: new content costs max(hash, write)
-_SPECULATE_MIN = 32 * 1024 * 1024
+#: write if the content turns out to be stored already: new content costs max(hash, write).
+#: (Not when the size hint says a blob of that size is stored: then it hashes first.)
+_SPECULATE_MIN = SIZE_HINT_MIN
 #: S3 allows at most 10,000 parts per upload: grow the part size for very large files
 _MAX_PARTS = 9000
 
@@ -290,8 +291,15 @@ class Store(StoreInterface):
         regular = stat.S_ISREG(st.st_mode)
         size = st.st_size if regular else None
         known = known_file_sha1(path) or (_inode_digest(st) if regular else None)
+        if known is None and size is not None and self._blobs.may_hold_size(size):
+            # a blob of this size is stored: probably this content, so hash before copying
+            with _open_source(path) as src:
+                known, _n = copy_hashing(_reading(path, src.readinto), None, size)
         if known is not None and self._blobs.has(known, size):
             logger.debug("%s is already stored as %s", path, known)
+            if _same_file(os.stat(path), st):
+                remember_file_sha1(path, known, st)
+                _remember_inode(st, known)
             return known
         with self._blobs.new_blob() as tmp, _open_source(path) as src:
             # one read pass: the blob is named by the sha1 of exactly the bytes it holds
@@ -331,7 +339,7 @@ class Store(StoreInterface):
 
     def _put_parts(self, make_parts: MakeParts, nbytes: int) -> str:
         """Store in-memory content given as byte buffers (``make_parts`` can be called twice)."""
-        if self.is_local and nbytes >= _SPECULATE_MIN:
+        if self.is_local and nbytes >= _SPECULATE_MIN and not self._blobs.may_hold_size(nbytes):
             return self._put_parts_speculating(make_parts, nbytes)
         digest, _n = sha1_of_buffers(make_parts())
         if self.is_local:
@@ -449,17 +457,20 @@ def _check_name(name: str) -> None:
     parse_uri(f"sha1://{'0' * 40}/{name}")  # the same rule URIs are read with
 
 
-#: (dev, inode, size, mtime, ctime) of files this process stored -> their sha1: a hard link or
-#: a renamed file is recognised without reading it (any write changes the ctime)
-_inode_digests: Dict[Tuple[int, int, int, int, int], str] = {}
+#: (dev, inode, size, mtime) of files this process stored -> their sha1: a hard link or a
+#: renamed file is recognised without reading it
+_inode_digests: Dict[Tuple[int, int, int, int], str] = {}
 _inode_lock = threading.Lock()
 
 
-def _inode_key(st: os.stat_result) -> Tuple[int, int, int, int, int]:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+def _inode_key(st: os.stat_result) -> Tuple[int, int, int, int]:
+    # not the ctime: a hard link or a rename changes it. The same trust as hither's sha1 memo
+    # by path: a rewrite with the same size and the mtime put back goes unnoticed
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _inode_digest(st: os.stat_result) -> Optional[str]:
+    """The sha1 this process found for the file ``st`` describes, if unchanged since."""
     with _inode_lock:
         return _inode_digests.get(_inode_key(st))
 
