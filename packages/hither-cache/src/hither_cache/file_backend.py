@@ -44,6 +44,8 @@ _OLD_PREFIX = ".old-"
 #: leftovers of writers that died are removed by clear() once older than this
 _STALE_SECONDS = 3600.0
 _DIR_FD = os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
+#: an entry's files are never read through a symlink (it could lead out of the cache)
+_O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
 
 
 class _Unreadable(Exception):
@@ -307,14 +309,14 @@ class _Folder:
         if "/" in name or "\\" in name or name.startswith("."):
             raise _Unreadable(f"bad file name {name!r}")
         if self.fd is not None:
-            return os.fdopen(os.open(name, os.O_RDONLY, dir_fd=self.fd), "rb")
-        return open(os.path.join(self.path, name), "rb")
+            return os.fdopen(os.open(name, _O_READ, dir_fd=self.fd), "rb")
+        return os.fdopen(os.open(os.path.join(self.path, name), _O_READ), "rb")
 
     def read_bytes(self, name: str) -> bytes:
         if self.fd is None:
             with self.open(name) as f:
                 return f.read()
-        fd = os.open(name, os.O_RDONLY, dir_fd=self.fd)
+        fd = os.open(name, _O_READ, dir_fd=self.fd)
         try:  # unbuffered: one read of the whole file on the hit path
             chunks = [os.read(fd, max(os.fstat(fd).st_size, 1 << 12))]
             while chunks[-1]:
