@@ -9,9 +9,12 @@ import tempfile
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
+
+pytest.importorskip("hypothesis", reason="pip install 'hither-store[test]' (hypothesis) to run "
+                    "the property-based tests")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
 
 from hither_store import Store
 

@@ -5,9 +5,9 @@ import io
 import logging
 import os
 import stat
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-import threading
 from threading import Event
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, Optional, Tuple
