@@ -293,12 +293,11 @@ class _Writing:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, typ: object, exc: object, tb: object) -> bool:
+    def __exit__(self, typ: object, exc: object, tb: object) -> None:
         if isinstance(exc, OSError) and not isinstance(exc, StoreWriteError):
             where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
             raise StoreWriteError(
                 f"cannot write to {self._dir.what} at {self._dir.root}: "
                 f"{exc.strerror or exc}{where}; make the folder writable with free space, or "
                 f"{self._dir.hint}") from exc
-        return False
 

@@ -484,7 +484,7 @@ def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
     return _inode_key(a) == _inode_key(b)
 
 
-def _open_source(path: str) -> IO[bytes]:
+def _open_source(path: str) -> io.FileIO:
     try:
         return open(path, "rb", buffering=0)
     except OSError as exc:
