@@ -184,3 +184,11 @@ def test_entry_file_replaced_by_a_symlink_is_a_miss(backend: FileCacheBackend, t
     with caplog.at_level(logging.WARNING, logger="hither.cache"):
         assert backend.get(h) is None
     assert "unreadable" in caplog.text
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), 1.5, "big", True])
+def test_mmap_min_bytes_is_checked(tmp_path: Path, bad) -> None:
+    from hither.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="mmap_min_bytes"):
+        FileCacheBackend(tmp_path / "c", mmap_min_bytes=bad)

@@ -21,11 +21,13 @@ import shutil
 import tempfile
 import time
 import uuid
+from numbers import Integral
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
+from hither.errors import ConfigError
 from hither.interfaces import CacheBackend
 from hither.models import CacheEntry
 from hither.serialization import decode, encode
@@ -78,6 +80,9 @@ class FileCacheBackend(CacheBackend):
         self.root = Path(os.path.expanduser(os.fspath(path))).absolute()
         self.root.mkdir(parents=True, exist_ok=True)
         self._root = str(self.root)  # plain strings on the hit path: pathlib costs ~10 us a hit
+        if isinstance(mmap_min_bytes, bool) or not isinstance(mmap_min_bytes, Integral) or mmap_min_bytes < 0:
+            raise ConfigError(f"FileCacheBackend(mmap_min_bytes={mmap_min_bytes!r}) must be a whole "
+                              "number of bytes, 0 or more (0: memory-map every array)")
         self.mmap_min_bytes = int(mmap_min_bytes)
         self.fsync = bool(fsync)
 
