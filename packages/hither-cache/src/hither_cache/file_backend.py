@@ -83,8 +83,8 @@ class FileCacheBackend(CacheBackend):
         if isinstance(mmap_min_bytes, bool) or not isinstance(mmap_min_bytes, Integral) or mmap_min_bytes < 0:
             raise ConfigError(f"FileCacheBackend(mmap_min_bytes={mmap_min_bytes!r}) must be a whole "
                               "number of bytes, 0 or more (0: memory-map every array)")
-        self.mmap_min_bytes = int(mmap_min_bytes)
-        self.fsync = bool(fsync)
+        self.mmap_min_bytes: int = int(mmap_min_bytes)
+        self.fsync: bool = bool(fsync)
 
     def __repr__(self) -> str:
         return f"FileCacheBackend({str(self.root)!r})"
