@@ -27,7 +27,6 @@ from typing import Any, Optional, Protocol
 
 from .content import known_file_sha1, parse_uri, remember_file_sha1, sha1_of_fd
 from .errors import PluginNotInstalledError
-from .runner import _copy_hashing
 from .stores import default_store
 
 logger = logging.getLogger("hither.filestore")
@@ -93,8 +92,8 @@ class ContentFolder:
 
     def put_file(self, path: str, name: Optional[str] = None) -> str:
         """Store the content of ``path``; return ``sha1://<sha1>/<name>``. The stored blob is
-        a clone of the file where the file system can, else a copy hashed as it is written,
-        so it is always named by the sha1 of exactly the bytes it holds."""
+        a clone of the file where the file system can, else a copy (``shutil.copyfile``:
+        in the kernel), hashed once written."""
         path = os.fspath(path)
         name = os.path.basename(path) if name is None else name
         parse_uri(f"sha1://{'0' * 40}/{name}")  # a plain file name, as URIs need
@@ -105,16 +104,14 @@ class ContentFolder:
         os.makedirs(self.tmp_dir, exist_ok=True)
         tmp = os.path.join(self.tmp_dir, f"{os.getpid()}-{uuid.uuid4().hex}.part")
         try:
-            with open(path, "rb") as src, open(tmp, "xb") as dst:
-                cloned = clone_fd(src.fileno(), dst.fileno())
-            if cloned:  # hash the clone: it cannot change under us, the source can
-                fd = os.open(tmp, os.O_RDONLY)
-                try:
-                    digest = sha1_of_fd(fd)
-                finally:
-                    os.close(fd)
-            else:
-                digest = _copy_hashing(path, tmp)
+            # a private clone or copy first, then its hash: the source may change meanwhile,
+            # the copy cannot, so the blob is named by exactly the bytes it holds
+            clone_or_copy(path, tmp)
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                digest = sha1_of_fd(fd)
+            finally:
+                os.close(fd)
             self._publish(tmp, digest)
         finally:
             try:
