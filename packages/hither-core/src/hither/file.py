@@ -2,7 +2,7 @@
 
 A File's content is fixed when it is made: ``hi.File(path)`` hashes the file and keeps a
 copy (a copy-on-write clone where the file system can) in this machine's content store
-(``hither.stores.file_store()``), so editing or deleting ``path`` afterwards never changes
+(``hither.filestore.file_store()``), so editing or deleting ``path`` afterwards never changes
 what the File refers to.
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ class File:
     """A file for a hither job: ``hi.File("data.csv")`` or ``hi.File.from_uri("sha1://...")``.
 
     ``hi.File(path)`` fixes the content at creation: it hashes the file and keeps a copy in
-    this machine's content store (``hither.stores.file_store()``: hither-store's local store,
+    this machine's content store (``hither.filestore.file_store()``: hither-store's local store,
     or hither-core's built-in content folder), a copy-on-write clone where the file system
     can. Its identity (job hash, cache, equality) is ``uri``, ``sha1://<sha1>/<name>``;
     editing or deleting ``path`` afterwards changes nothing about it. ``path`` stays the
