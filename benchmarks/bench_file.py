@@ -96,14 +96,15 @@ def bench_make_file(work: str, size_mb: int, runs: int) -> None:
         copy = os.path.join(work, f"copy-{i}.bin")
         os.environ["HITHER_STORE_URL"] = store_dir
         set_default_store(None)
-        kind = type(file_store()).__module__.split(".")[0]
+        kind = type(file_store()).__module__.split(".")[0]  # opened once per process, untimed
+        folder = ContentFolder(folder_dir)
         made: List[str] = []
 
         def ours() -> None:
             made.append(hi.File(path).sha1)
 
         def builtin() -> None:  # hither-core's own content folder (no hither-store)
-            made.append(ContentFolder(folder_dir).put_file(path2)[7:47])
+            made.append(folder.put_file(path2)[7:47])
 
         def base() -> None:
             nonlocal expected
