@@ -3,6 +3,7 @@ way to do the same by hand: ``hashlib.sha1`` of the file plus ``shutil.copyfile`
 
     python benchmarks/bench_file.py            # a 1 GB file, 5 interleaved runs (~3 GB free disk)
     python benchmarks/bench_file.py --quick    # a 64 MB file
+    python benchmarks/bench_file.py --dir /dev/shm   # in memory: no disk writeback noise
 
 Prints one line per figure: the median of each side over the interleaved runs, the ratio of
 the medians and the spread of the per-run ratios (min-max), and the target. Each run uses a
@@ -132,9 +133,11 @@ def main(argv: "List[str] | None" = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a 64 MB file instead of 1 GB")
     parser.add_argument("--size-mb", type=int, default=None, help="file size (default 1024)")
     parser.add_argument("--runs", type=int, default=5, help="interleaved runs (default 5)")
+    parser.add_argument("--dir", default=SCRATCH,
+                        help="scratch folder (default benchmarks/_scratch; /dev/shm leaves the disk out)")
     args = parser.parse_args(argv)
     size_mb = args.size_mb or (64 if args.quick else 1024)
-    work = os.path.join(SCRATCH, f"bench-file-{uuid.uuid4().hex[:8]}")
+    work = os.path.join(args.dir, f"bench-file-{uuid.uuid4().hex[:8]}")
     os.makedirs(work)
     try:
         import hither as hi
