@@ -190,6 +190,7 @@ def test_types_that_cannot_be_hashed_faithfully_are_refused_at_run():
 
 
 def test_enum_arguments_run_and_come_back(tmp_path):
+    pytest.importorskip("hither_cache", reason="the file job cache is in hither-cache")
     with hi.Config(job_cache=hi.JobCache(path=str(tmp_path))):
         assert hp_echo.run(x=Color.RED).wait() is Color.RED
         r = hp_echo.run(x="Color.RED").wait()
