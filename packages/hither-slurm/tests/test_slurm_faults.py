@@ -137,6 +137,7 @@ def test_restart_after_the_program_was_killed(mode, tmp_path):
     """The program killed (SIGKILL) and started again on the same working_dir: its pilots
     stop, its running job is killed, its queued job is taken away; a job it finished is a
     cache hit for the new program."""
+    pytest.importorskip("hither_cache", reason="the job cache of this test is in hither-cache")
     work, cache, pidfile = tmp_path / "w", tmp_path / "cache", tmp_path / "pids"
     script = tmp_path / "killed.py"
     script.write_text(
