@@ -1,0 +1,237 @@
+"""Warm Docker containers: one long-lived container per (image, job base folder, options)
+and concurrent job, fed job directories through a control folder (``warm_loop.py`` runs
+inside), so a job costs a fork instead of a ``docker run``. A job that crashes or times out
+takes its container down; idle containers stop after ``idle_timeout`` and at exit."""
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+
+from hither.errors import JobCancelledException, JobTimeoutError
+
+from ._compat import ContainerError
+from .jobmount import crashed, has_outcome, job_binds
+
+if TYPE_CHECKING:  # pragma: no cover
+    import docker
+
+    from .docker_runner import DockerRunner
+
+logger = logging.getLogger("hither_container.warm")
+
+LOOP_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "warm_loop.py")
+DEFAULT_IDLE = 60.0
+_HEALTH_EVERY = 0.5  # seconds between checks that a warm container still runs
+
+
+class WarmContainer:
+    """One long-lived container and its control folder; runs one job at a time."""
+
+    def __init__(self, c: "docker.DockerClient", ref: str, base: str, runner: "DockerRunner",
+                 idle: float) -> None:
+        from .docker_runner import create_kwargs
+
+        self.ref, self.base, self.idle = ref, base, idle
+        self.ctl = tempfile.mkdtemp(prefix="hither-warm-")
+        shutil.copyfile(LOOP_SOURCE, os.path.join(self.ctl, "warm_loop.py"))
+        # the job base folder (every job directory of this pool lives there) and the control
+        # folder, both at their own paths
+        binds = job_binds(base, runner.options) + [(self.ctl, self.ctl, "rw")]
+        # the loop outlives idle by a margin: the host stops it first when it is alive
+        cmd = ["python3", os.path.join(self.ctl, "warm_loop.py"), self.ctl, str(idle + 30)]
+        kw = create_kwargs(ref, runner.options, binds, cmd, self.ctl, "warm")
+        self.memory = runner.options.memory
+        self.ct = c.containers.create(**kw)
+        self.ct.start()
+        self.last_used = time.monotonic()
+        self.job_dir: Optional[str] = None
+        self.dead = False
+        self.killed: Optional[str] = None
+
+    def run(self, job_dir: str, timeout: Optional[float]) -> int:
+        """Hand ``job_dir`` to the loop and wait for its answer."""
+        jid = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        tmp = os.path.join(self.ctl, jid + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(job_dir)
+        self.job_dir = job_dir
+        os.rename(tmp, os.path.join(self.ctl, jid + ".job"))
+        done = os.path.join(self.ctl, jid + ".done")
+        started = time.monotonic()
+        next_health = started + _HEALTH_EVERY
+        pause = 0.0005
+        try:
+            while not os.path.exists(done):
+                now = time.monotonic()
+                if self.killed == job_dir:
+                    raise JobCancelledException(f"job {os.path.basename(job_dir)} was cancelled")
+                if timeout is not None and now - started > timeout:
+                    self.stop()
+                    raise JobTimeoutError(f"job {os.path.basename(job_dir)} in {self.ref} was "
+                                          f"stopped after {timeout} s (job_timeout); its warm "
+                                          "container was taken down")
+                if now >= next_health:
+                    next_health = now + _HEALTH_EVERY
+                    self.ct.reload()
+                    if self.ct.status != "running":
+                        if self.killed == job_dir:
+                            continue
+                        raise self._died(job_dir)
+                time.sleep(pause)
+                pause = min(pause * 2, 0.005)
+            with open(done) as f:
+                out = json.load(f)
+            os.remove(done)
+        finally:
+            self.job_dir = None
+            self.last_used = time.monotonic()
+        code = out.get("exit_code")
+        if code == 0 and has_outcome(job_dir):
+            return 0
+        # a crashed job takes its container down: the next job gets a fresh one
+        sig = out.get("signal")
+        self.stop()
+        logs = self._logs()
+        if has_outcome(job_dir) and not out.get("oom_killed"):
+            return int(code) if code is not None else 128 + int(sig or 0)
+        raise crashed(self.ref, job_dir, code if code is not None else 128 + int(sig or 0),
+                      bool(out.get("oom_killed")), self.memory, logs)
+
+    def _died(self, job_dir: str) -> Exception:
+        state = self.ct.attrs.get("State", {})
+        logs = self._logs()
+        self.stop()
+        return crashed(self.ref, job_dir, state.get("ExitCode"), bool(state.get("OOMKilled")),
+                       self.memory, logs)
+
+    def _logs(self) -> str:
+        try:
+            return self.ct.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+        except Exception:  # noqa: BLE001 - removed already
+            return ""
+
+    def stop(self) -> None:
+        """Take the container down (SIGKILL and remove) and drop its control folder."""
+        if self.dead:
+            return
+        self.dead = True
+        try:
+            self.ct.remove(force=True)
+        except Exception as exc:  # noqa: BLE001 - already gone
+            logger.debug("removing warm container %s: %s", self.ct.name, exc)
+        shutil.rmtree(self.ctl, ignore_errors=True)
+
+
+class WarmPool:
+    """This process's warm containers, keyed by (image, job base folder, options)."""
+
+    def __init__(self, c: "docker.DockerClient") -> None:
+        self.c = c
+        self.lock = threading.Lock()
+        self.idle: Dict[Tuple[str, str, str], List[WarmContainer]] = {}
+        self.busy: List[WarmContainer] = []
+        self._reaper: Optional[threading.Thread] = None
+        self._closed = threading.Event()
+
+    def run(self, runner: "DockerRunner", ref: str, job_dir: str, timeout: Optional[float]) -> int:
+        base = os.path.dirname(job_dir)
+        idle = float(runner.options.extra.get("idle_timeout", DEFAULT_IDLE))
+        key = (ref, base, runner.options.model_dump_json())
+        with self.lock:
+            free = [w for w in self.idle.get(key, []) if not w.dead]
+            w = free.pop() if free else None
+            self.idle[key] = free
+        if w is None:
+            try:
+                w = WarmContainer(self.c, ref, base, runner, idle)
+            except Exception as exc:  # noqa: BLE001
+                raise ContainerError(f"could not start a warm container of {ref}: {exc}") from exc
+            self._start_reaper()
+        with self.lock:
+            self.busy.append(w)
+        try:
+            return w.run(job_dir, timeout)
+        finally:
+            with self.lock:
+                self.busy.remove(w)
+                if not w.dead:
+                    self.idle.setdefault(key, []).append(w)
+
+    def kill(self, job_dir: str) -> None:
+        with self.lock:
+            targets = [w for w in self.busy if w.job_dir == job_dir]
+        for w in targets:
+            w.killed = job_dir
+            w.stop()
+
+    def _start_reaper(self) -> None:
+        with self.lock:
+            if self._reaper is None:
+                self._reaper = threading.Thread(target=self._reap, name="hither-warm-reaper",
+                                                daemon=True)
+                self._reaper.start()
+
+    def _reap(self) -> None:
+        while not self._closed.wait(1.0):
+            now = time.monotonic()
+            with self.lock:
+                stale = [w for ws in self.idle.values() for w in ws if now - w.last_used > w.idle]
+                for ws in self.idle.values():
+                    ws[:] = [w for w in ws if w not in stale]
+            for w in stale:
+                logger.debug("warm container %s idle for %.0f s: stopping", w.ct.name, w.idle)
+                w.stop()
+
+    def close(self) -> None:
+        """Stop every warm container of this process (also registered with atexit)."""
+        with self.lock:
+            everything = [w for ws in self.idle.values() for w in ws] + list(self.busy)
+            self.idle.clear()
+        for w in everything:
+            w.stop()
+
+
+_pool: Optional[WarmPool] = None
+_pool_lock = threading.Lock()
+
+
+def pool(c: "docker.DockerClient") -> WarmPool:
+    """The process-wide warm pool (created on first use; closed at exit)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = WarmPool(c)
+            atexit.register(_pool.close)
+            _chain_sigterm()
+        return _pool
+
+
+def close_all() -> None:
+    """Stop every warm container of this process."""
+    if _pool is not None:
+        _pool.close()
+
+
+def _chain_sigterm() -> None:
+    """On SIGTERM, stop the warm containers before the default action (atexit does not run
+    then). Only when the handler is the default one, and only from the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def on_term(signum: int, frame: Any) -> None:
+        close_all()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_term)

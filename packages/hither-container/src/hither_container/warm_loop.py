@@ -1,0 +1,90 @@
+"""The long-lived loop of a warm hither container (stdlib only, Python >= 3.8; copied into
+the container's control folder and run as ``python3 warm_loop.py CTL_DIR IDLE_SECONDS``).
+
+The host drops ``<id>.job`` files (a job directory's path) into CTL_DIR; the loop runs each
+in a forked child (a clean process started from the loop's state, with numpy and hither
+already imported, in the job's own folder) and answers with ``<id>.done`` (JSON: exit code,
+signal, whether the memory cgroup killed something). It exits after IDLE_SECONDS without a
+job, so a container whose owner vanished stops by itself.
+"""
+import json
+import os
+import sys
+import time
+
+
+def _oom_kills():
+    """The container's out-of-memory kill count (cgroup v2, else v1), or -1 if unknown."""
+    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+        try:
+            with open(path) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return -1
+
+
+def _run_child(job_dir):
+    """In the forked child: run the job directory's own runner.py; never returns."""
+    code = 1
+    try:
+        os.chdir(job_dir)
+        import runpy
+
+        ns = runpy.run_path(os.path.join(job_dir, "runner.py"), run_name="__hither_runner__")
+        sys.argv = [os.path.join(job_dir, "runner.py"), job_dir]
+        code = ns["main"]([job_dir])
+    except BaseException as exc:  # noqa: BLE001 - reported as the child's exit code
+        sys.stderr.write("hither warm loop: %r\n" % (exc,))
+        code = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code if isinstance(code, int) else 1)
+
+
+def main(ctl_dir, idle):
+    for name in ("numpy", "hither"):  # paid once here, not per job
+        try:
+            __import__(name)
+        except Exception:  # noqa: BLE001 - the job will say what is missing
+            pass
+    last = time.monotonic()
+    pause = 0.0005
+    while True:
+        jobs = sorted(n for n in os.listdir(ctl_dir) if n.endswith(".job"))
+        if not jobs:
+            if time.monotonic() - last > idle:
+                return 0
+            time.sleep(pause)
+            pause = min(pause * 2, 0.005)
+            continue
+        pause = 0.0005
+        for name in jobs:
+            path = os.path.join(ctl_dir, name)
+            with open(path) as f:
+                job_dir = f.read().strip()
+            os.remove(path)
+            before = _oom_kills()
+            pid = os.fork()
+            if pid == 0:
+                _run_child(job_dir)
+            _, status = os.waitpid(pid, 0)
+            after = _oom_kills()
+            out = {"exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+                   "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+                   "oom_killed": before >= 0 and after > before}
+            done = os.path.join(ctl_dir, name[:-4] + ".done")
+            with open(done + ".tmp", "w") as f:
+                json.dump(out, f)
+            os.rename(done + ".tmp", done)
+            last = time.monotonic()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], float(sys.argv[2])))
