@@ -299,7 +299,7 @@ def test_discover_same_entry_point_twice_is_fine(monkeypatch):
     monkeypatch.setattr(registry, "_loaded", {})
     import json
 
-    assert registry.load("caches", "x") is json.dumps
+    assert registry.load("exports", "x") is json.dumps
 
 
 # ----------------------------------------------------------------- hi.wait / hi.reset / progress
@@ -463,3 +463,49 @@ def test_wait_shows_progress_on_a_terminal_only(tmp_path):
     piped = _run_script(tmp_path, use_pty=False)
     assert "RESULTS [0.8, 0.8, 0.8, 0.8]" in piped
     assert "hither: " not in piped, "progress must stay quiet when not at a terminal"
+
+
+# ----------------------------------------------------------------- plugin checks and exports
+def test_registry_checks_interface_and_name():
+    from hither.interfaces import CacheBackend
+
+    class NotABackend:
+        name = "nab"
+
+    class Misnamed(CacheBackend):
+        name = "other"
+
+        def get(self, job_hash):
+            return None
+
+        def put(self, entry):
+            pass
+
+        def delete(self, job_hash):
+            return False
+
+        def iter_hashes(self):
+            return iter(())
+
+    registry.register("caches", "nab", NotABackend)
+    registry.register("caches", "misnamed", Misnamed)
+    try:
+        with pytest.raises(hi.errors.PluginError, match="not a subclass of hither.interfaces.CacheBackend"):
+            registry.load("caches", "nab")
+        with pytest.raises(hi.errors.PluginError, match="registered as 'misnamed'.*name = 'other'"):
+            registry.load("caches", "misnamed")
+    finally:
+        registry.unregister("caches", "nab")
+        registry.unregister("caches", "misnamed")
+
+
+def test_exports_are_data_driven():
+    """Any package can add hi.<Name> through the hither.exports group, without editing core."""
+    marker = object()
+    registry.register("exports", "SomethingNew", marker)
+    try:
+        assert hi.SomethingNew is marker
+    finally:
+        registry.unregister("exports", "SomethingNew")
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchThing'"):
+        hi.NoSuchThing

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import zipfile
 
 import numpy as np
@@ -17,8 +18,9 @@ import pytest
 import hither as hi
 from hither import registry
 from hither.errors import BundleTooLargeError, HitherError
-from hither.interfaces import ContainerRunner
-from hither.jobdir import read_job_outputs, run_job_dir_subprocess, write_job_dir
+from hither.interfaces import JobHandler
+from hither.testing.container_conformance import ContainerRunnerConformance, HostPythonRunner
+from hither.jobdir import read_job_outputs, write_job_dir
 from hither.packaging import build_bundle
 
 # each test writes its project afresh: the same function names from new files, on purpose
@@ -171,25 +173,6 @@ def test_packaged_package_function_runs_elsewhere(project, tmp_path):
 
 
 # ------------------------------------------------------------------ the container path
-class HostPythonRunner(ContainerRunner):
-    """A real ContainerRunner that runs the job directory with this host's Python instead
-    of an image: the whole container path of the handlers (job directory, runner, outcome,
-    timeout, crash) is exercised; only the isolation of a real engine is missing."""
-
-    name = "hostpython"
-    schemes = ("hostpython",)
-    crash_next = False
-
-    def is_available(self) -> bool:
-        return True
-
-    def run(self, image, job_dir, timeout=None, env=None):
-        if HostPythonRunner.crash_next:
-            HostPythonRunner.crash_next = False
-            return 137  # as if the container was OOM-killed before writing anything
-        return run_job_dir_subprocess(job_dir, timeout=timeout)
-
-
 @pytest.fixture
 def host_runner():
     registry.register("container_runners", "hostpython", HostPythonRunner)
@@ -256,7 +239,7 @@ def test_container_job_timeout_and_crash(box):
             slow = box.in_box.run(a=np.ones(1), t=30)
             with pytest.raises(hi.JobTimeoutError):
                 slow.wait(60)
-        HostPythonRunner.crash_next = True
+        HostPythonRunner.fake_exit_codes = [137]  # as if OOM-killed before writing anything
         with hi.Config(job_handler=jh, container=True):
             crashed = box.in_box.run(a=np.ones(3))
             with pytest.raises(hi.WorkerDiedError, match="exit code 137"):
@@ -264,3 +247,185 @@ def test_container_job_timeout_and_crash(box):
             assert box.in_box.run(a=np.ones(3)).wait(60)["sum"] == 3.0
     finally:
         jh.shutdown()
+
+
+# ------------------------------------------------------------------ the outside path
+class TestHostPythonConformance(ContainerRunnerConformance):
+    """The container-runner conformance suite on the host-Python runner (no engine here)."""
+
+    large_array_bytes = 8 * 1024 * 1024
+
+    @pytest.fixture
+    def runner_name(self, host_runner):
+        return "hostpython"
+
+    @pytest.fixture
+    def image(self):
+        return "hostpython://any-image"
+
+
+RETURNS_FILE = '''
+import os
+import hither as hi
+
+
+@hi.function('writes_at', '0.1.0')
+@hi.container('hostpython://any-image')
+def writes_at(rel, text):
+    # relative to the job's working folder: the job directory where it runs
+    with open(rel, 'w') as fh:
+        fh.write(text)
+    return hi.File(rel)
+'''
+
+
+def test_returned_file_is_the_jobs_content_not_the_hosts(tmp_path, monkeypatch, host_runner):
+    """A job run from a job directory returns a File whose path also exists here, with
+    other content: the caller gets the job's content (it was read back by sha1), and the
+    File stays readable after the job directory is gone."""
+    d = tmp_path / "rfmod"
+    write(str(d / "rf_funcs.py"), RETURNS_FILE)
+    monkeypatch.syspath_prepend(str(d))
+    monkeypatch.setenv("HITHER_TEMP_DIR", str(tmp_path / "jobs"))
+    monkeypatch.setenv("HITHER_RESULTS_DIR", str(tmp_path / "results"))
+    sys.modules.pop("rf_funcs", None)
+    import rf_funcs
+
+    here = tmp_path / "host"
+    here.mkdir()
+    (here / "out.txt").write_text("the host's own file")
+    monkeypatch.chdir(here)
+    with hi.Config(container=True):
+        f = rf_funcs.writes_at.run(rel="out.txt", text="what the job wrote").wait(60)
+    assert isinstance(f, hi.File)
+    assert f.read_text() == "what the job wrote"
+    assert (here / "out.txt").read_text() == "the host's own file"  # untouched
+    assert os.listdir(str(tmp_path / "jobs")) == []
+    sys.modules.pop("rf_funcs", None)
+
+
+class Parked(JobHandler):
+    """Keeps jobs queued (they are written to job directories by hand in these tests)."""
+
+    name = "parked"
+    supports_timeout = True
+
+    def submit(self, job, inline):
+        pass
+
+    def cancel(self, job):
+        return False
+
+
+def test_runner_stops_itself_at_the_job_timeout(tmp_path):
+    """The runner's own watchdog: a job directory run with no supervisor at all (a plain
+    subprocess wait, no timeout) still ends at spec.timeout, with a JobTimeoutError as its
+    outcome, and the processes the job started die with it."""
+    d = tmp_path / "wd"
+    write(str(d / "wd_funcs.py"), '''
+import subprocess
+import hither as hi
+
+
+@hi.function('sleeper', '0.1.0')
+def sleeper(marker):
+    child = subprocess.Popen(['sleep', '300'])
+    with open(marker, 'w') as fh:
+        fh.write(str(child.pid))
+    child.wait()
+''')
+    sys.path.insert(0, str(d))
+    try:
+        import wd_funcs
+
+        with hi.Config(job_handler=Parked(), job_timeout=1.5):
+            job = wd_funcs.sleeper.run(marker=str(tmp_path / "child.pid"))
+        job_dir = str(tmp_path / "jd")
+        write_job_dir(job, job_dir)
+        job.cancel()
+    finally:
+        sys.path.remove(str(d))
+        sys.modules.pop("wd_funcs", None)
+    t0 = time.monotonic()
+    proc = subprocess.Popen([sys.executable, os.path.join(job_dir, "runner.py"), job_dir],
+                            start_new_session=True)
+    proc.wait(60)
+    assert time.monotonic() - t0 < 30
+    status, value, error, ri = read_job_outputs(job_dir, proc.returncode)
+    assert isinstance(error, hi.JobTimeoutError), error
+    assert "job_timeout=1.5" in str(error)
+    child = int((tmp_path / "child.pid").read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, 9)
+        pytest.fail("the job's child process outlived the runner's timeout")
+
+
+def test_container_needs_a_runner_here_only_where_the_handler_runs_it(box):
+    """The handler owns placement: a handler that runs jobs elsewhere accepts
+    container=True without a runner installed here; the local handlers refuse it at .run()."""
+    class Elsewhere(JobHandler):
+        name = "elsewhere"
+        containers_run_here = False
+        needs_code_bundle = True
+
+        def submit(self, job, inline):
+            job.report_running()
+            job.report_result("ran elsewhere")
+
+        def cancel(self, job):
+            return False
+
+    with hi.Config(container="nosuchengine://image"):
+        with pytest.raises(hi.errors.ConfigError, match="no installed container runner runs nosuchengine"):
+            box.in_box.run(a=np.ones(1))
+        with hi.Config(job_handler=Elsewhere()):
+            assert box.in_box.run(a=np.ones(1)).wait(10) == "ran elsewhere"
+
+
+def test_container_engine_and_options_from_config(box):
+    seen = []
+
+    class Recording(HostPythonRunner):
+        name = "recording"
+        schemes = ("hostpython", "docker")
+
+        def run(self, image, job_dir, timeout=None):
+            seen.append((image, self.options))
+            return super().run(image, job_dir, timeout)
+
+    registry.register("container_runners", "recording", Recording)
+    try:
+        with hi.Config(container="docker://python:3.11", container_engine="recording",
+                       container_options={"env": {"A": "1"}, "binds": ["/data:/data:ro"], "gpus": 1}):
+            assert box.in_box.run(a=np.ones(2)).wait(60)["sum"] == 2.0
+        image, opts = seen[0]
+        assert image == "docker://python:3.11"
+        assert opts.env == {"A": "1"} and opts.binds == ["/data:/data:ro"] and opts.gpus == 1
+        with pytest.raises(hi.errors.ConfigError, match="binds"):
+            hi.Config(container_options={"binds": ["nocolon"]})
+        with pytest.raises(hi.errors.ConfigError, match="cannot run 'library://x'"):
+            with hi.Config(container="library://x", container_engine="hostpython"):
+                box.in_box.run(a=np.ones(1))
+        with pytest.raises(hi.errors.ConfigError, match="container_engine='nope'"):
+            with hi.Config(container=True, container_engine="nope"):
+                box.in_box.run(a=np.ones(1))
+    finally:
+        registry.unregister("container_runners", "recording")
+
+
+def test_packaging_errors_at_run_for_container_jobs(host_runner):
+    """A nested function cannot be packaged: refused at .run(), before anything runs."""
+    @hi.function('nested_fn', '0.1.0')
+    def nested_fn(x):
+        return x
+
+    with hi.Config(container="hostpython://img"):
+        with pytest.raises(hi.errors.HitherError, match="nested"):
+            nested_fn.run(x=1)

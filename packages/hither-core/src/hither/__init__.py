@@ -9,8 +9,9 @@
     assert add.run(x=1, y=2).wait() == 3
 
 Names provided by other hither packages (``SlurmJobHandler``, ``RemoteJobHandler``,
-``ComputeResource``) are loaded on first use through entry points; without the package
-they raise an error that says what to install.
+``ComputeResource``, or any name a package declares in the ``hither.exports`` entry-point
+group) are loaded on first use; a known name whose package is missing raises an error that
+says what to install.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ _LAZY = {
     "JobCache": ("hither.job_cache", "JobCache"),
     "Database": ("hither.models", "Database"),
     "RuntimeInfo": ("hither.models", "RuntimeInfo"),
+    "ContainerOptions": ("hither.models", "ContainerOptions"),
     "DefaultJobHandler": ("hither.handlers.default", "DefaultJobHandler"),
     "ParallelJobHandler": ("hither.handlers.parallel", "ParallelJobHandler"),
     "JobHandler": ("hither.interfaces", "JobHandler"),
@@ -41,7 +43,6 @@ _LAZY = {
     "Store": ("hither.interfaces", "Store"),
     "ContainerRunner": ("hither.interfaces", "ContainerRunner"),
 }
-_PLUGIN_EXPORTS = ("SlurmJobHandler", "RemoteJobHandler", "ComputeResource")
 
 
 def wait(timeout: Optional[float] = None) -> None:
@@ -65,10 +66,12 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(mod), attr)
         globals()[name] = value
         return value
-    if name in _PLUGIN_EXPORTS:
-        from . import registry
-
-        return registry.load("exports", name)
+    if not name.startswith("_") and name != "registry":
+        # names other hither packages add (``hi.SlurmJobHandler``...): any package can
+        # declare one in the ``hither.exports`` entry-point group
+        registry = importlib.import_module("hither.registry")
+        if name in registry.names("exports") or ("exports", name) in registry.KNOWN_PROVIDERS:
+            return registry.load("exports", name)
     raise AttributeError(f"module 'hither' has no attribute {name!r}")
 
 
@@ -78,5 +81,5 @@ __all__ = [
     "JobCache", "Database", "DefaultJobHandler", "ParallelJobHandler", "TemporaryDirectory",
     "JobCancelledException", "JobTimeoutError", "JobError", "WorkerDiedError",
     "DependencyFailedError", "HitherError", "HitherFunction", "JobHandler", "CacheBackend",
-    "Store", "ContainerRunner",
+    "Store", "ContainerRunner", "ContainerOptions",
 ]  # SlurmJobHandler, RemoteJobHandler, ComputeResource resolve on access (their packages)

@@ -8,36 +8,31 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-from typing import TYPE_CHECKING, Any, List, Optional, Union
+from typing import Any, List
 
+from .config_state import _DEFAULT, ConfigState, _current, current
 from .errors import ConfigError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .interfaces import JobHandler
-    from .job_cache import JobCache
+__all__ = ["Config", "ConfigState", "current", "_DEFAULT"]
 
 _UNSET: Any = object()
 
 
-@dataclasses.dataclass(frozen=True)
-class ConfigState:
-    """The options in force; a snapshot is attached to every Job at ``.run()``."""
+def _container_options(value: Any) -> Any:
+    from pydantic import ValidationError
 
-    job_handler: Optional["JobHandler"] = None  # None: the process-wide DefaultJobHandler
-    container: Union[bool, str, None] = None  # True: the function's own container; str: this image
-    job_cache: Optional["JobCache"] = None
-    download_results: Optional[bool] = None
-    job_timeout: Optional[float] = None
-    force_run: bool = False
+    from .models import ContainerOptions
 
-
-_DEFAULT = ConfigState()
-_current: contextvars.ContextVar[ConfigState] = contextvars.ContextVar("hither_config", default=_DEFAULT)
-
-
-def current() -> ConfigState:
-    """The configuration in force here."""
-    return _current.get()
+    if isinstance(value, ContainerOptions):
+        return value
+    if not isinstance(value, dict):
+        raise ConfigError("hi.Config(container_options=...) takes hi.ContainerOptions(...) or a dict "
+                          f"of its fields, not {type(value).__name__}")
+    try:
+        return ContainerOptions(**value)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"hi.Config(container_options=...) is invalid: {problems}") from None
 
 
 class Config:
@@ -54,10 +49,15 @@ class Config:
     results of remote jobs back even when the next step could read them remotely.
     ``job_timeout``: seconds after which a running job is killed (``hi.JobTimeoutError``).
     ``force_run``: run even when the cache has the result (the new result is stored).
+    ``container_engine``: which container runner runs container jobs (``"docker"``,
+    ``"apptainer"``, ``"singularity"``; default: the first available of those that can run
+    the image). ``container_options``: ``hi.ContainerOptions`` or a dict of its fields (env,
+    binds, gpus, network, user, memory, reuse).
     """
 
     def __init__(self, job_handler: Any = _UNSET, container: Any = _UNSET, job_cache: Any = _UNSET,
-                 download_results: Any = _UNSET, job_timeout: Any = _UNSET, force_run: Any = _UNSET) -> None:
+                 download_results: Any = _UNSET, job_timeout: Any = _UNSET, force_run: Any = _UNSET,
+                 container_engine: Any = _UNSET, container_options: Any = _UNSET) -> None:
         from .interfaces import JobHandler
         from .job_cache import JobCache
 
@@ -77,9 +77,17 @@ class Config:
         for opt, val in (("force_run", force_run), ("download_results", download_results)):
             if val is not _UNSET and val is not None and not isinstance(val, bool):
                 raise ConfigError(f"hi.Config({opt}=...) must be True or False, not {val!r}")
+        if container_engine is not _UNSET and container_engine is not None and \
+                (not isinstance(container_engine, str) or not container_engine):
+            raise ConfigError("hi.Config(container_engine=...) takes a container runner name such as "
+                              f"'docker' or 'apptainer', or None, not {container_engine!r}")
+        if container_options is not _UNSET and container_options is not None:
+            container_options = _container_options(container_options)
         self._given = {k: v for k, v in dict(job_handler=job_handler, container=container,
                                              job_cache=job_cache, download_results=download_results,
-                                             job_timeout=job_timeout, force_run=force_run).items()
+                                             job_timeout=job_timeout, force_run=force_run,
+                                             container_engine=container_engine,
+                                             container_options=container_options).items()
                        if v is not _UNSET}
         if "force_run" in self._given and self._given["force_run"] is None:
             self._given["force_run"] = False

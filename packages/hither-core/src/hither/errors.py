@@ -72,3 +72,11 @@ class BundleTooLargeError(HitherError):
 
 class CodeLoadError(HitherError):
     """A worker or runner could not load the function's code."""
+
+
+class ContainerError(HitherError):
+    """A container engine could not run a job (daemon down, bad options, killed container)."""
+
+
+class ContainerImageError(ContainerError):
+    """A container image is missing and cannot be pulled or built; the message names it."""

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, ClassVar, Dict, Iterator, Optional
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Iterator, Optional, Tuple
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from .job import Job
-    from .models import CacheEntry
+    from .models import CacheEntry, ContainerOptions
+
+#: a ``hither.job.Job``; named by string here because jobs sit above the interfaces
+#: in hither's layers (a job refers to its handler, not the other way round)
+JobRef = Any
 
 
 class JobHandler(abc.ABC):
@@ -48,27 +51,35 @@ class JobHandler(abc.ABC):
     """
 
     name: ClassVar[str] = ""
-    #: whether jobs leave this machine's file system (then Files and large arrays go
-    #: through the store); the local handlers say False.
+    #: whether jobs leave this machine's file system (a compute resource): arguments and
+    #: results then travel through the content store, and results may stay there as
+    #: references until read (``hi.Config(download_results=...)``)
     crosses_machine: ClassVar[bool] = False
-    #: whether this handler can enforce ``hi.Config(job_timeout=...)`` by stopping the job
+    #: whether this handler can stop a running job at ``hi.Config(job_timeout=...)``
     supports_timeout: ClassVar[bool] = False
+    #: whether container jobs are started by container runners installed in *this*
+    #: process; a handler that runs jobs elsewhere (Slurm, remote) sets False, and
+    #: ``container=True`` is then valid without hither-container installed here
+    containers_run_here: ClassVar[bool] = True
+    #: whether every job (not only container jobs) runs from a packaged code bundle
+    needs_code_bundle: ClassVar[bool] = False
 
     @abc.abstractmethod
-    def submit(self, job: "Job", inline: bool) -> None:
+    def submit(self, job: "JobRef", inline: bool) -> None:
         """Start ``job`` (or queue it). ``inline`` is True when called from the user's own
         thread at ``.run()``: an in-process handler may run the job right there."""
 
     @abc.abstractmethod
-    def cancel(self, job: "Job") -> bool:
+    def cancel(self, job: "JobRef") -> bool:
         """Stop ``job`` if queued or running; report it cancelled; True if it was stopped."""
 
     def shutdown(self, wait: bool = True) -> None:
         """Release workers and connections. Queued jobs are reported cancelled."""
 
-    def check_config(self, job: "Job") -> None:
-        """Raise ``ConfigError`` at ``.run()`` when this handler cannot honour the job's
-        configuration (e.g. a ``job_timeout`` it cannot enforce)."""
+    def check_config(self, job: "JobRef") -> None:
+        """Raise ``ConfigError`` at ``.run()`` when this handler cannot run ``job`` as
+        configured, beyond what the class attributes above already declare (the manager
+        checks those for every handler: ``hither.placement``)."""
 
 
 class CacheBackend(abc.ABC):
@@ -165,31 +176,89 @@ class Store(abc.ABC):
 
 
 class ContainerRunner(abc.ABC):
-    """Runs a prepared job directory inside a container. Group ``hither.container_runners``.
+    """Runs a prepared job directory inside a container image. Group ``hither.container_runners``.
 
-    The job directory holds ``spec.json``, ``args.json`` (+ arrays), ``code.zip`` and
-    ``runner.py``; the runner mounts it and runs ``python3 runner.py /hither/job`` in the
-    image with networking off, then the results are read back from the directory. Example::
+    A job directory (see ``hither.outside``) holds ``spec.json``, ``args.json`` (+ arrays
+    and files), ``code.zip`` and ``runner.py``. ``run`` mounts it read-write, runs
+    ``python3 <dir>/runner.py <dir>`` in the image (network off unless the options say
+    otherwise) and returns the exit code; core then reads the outcome from the directory.
+    The job handler decides *where* a job runs; the runner decides *how* it runs in a
+    container. Runners are made per configuration: ``Runner(options)`` with the
+    ``hi.Config(container_options=...)`` in force. Example::
 
-        runner = registry.load("container_runners", "docker")()
+        runner = registry.load("container_runners", "docker")(ContainerOptions(memory="2g"))
         exit_code = runner.run("docker://hither-test/python-numpy:3.11", job_dir, timeout=60)
+
+    The contract of ``run``:
+
+    - it returns the exit code of the runner process (0 when the runner wrote its outcome,
+      even for a job that raised); any other code means the container crashed or was killed;
+    - when ``timeout`` seconds pass it stops and removes the container, then raises
+      ``hither.errors.JobTimeoutError`` (the runner also stops itself at the job's timeout
+      as a backstop, see ``hither.runner``);
+    - it raises ``hither.errors.ContainerImageError`` naming the image when the image is
+      missing and cannot be pulled, and ``ContainerError`` for other engine failures;
+    - ``kill(job_dir)`` (from another thread) stops the container running ``job_dir``
+      within a second; ``run`` then returns or raises promptly.
     """
 
     name: ClassVar[str] = ""
-    #: URL schemes this runner accepts, e.g. ("docker",)
-    schemes: ClassVar[tuple] = ()
+    #: image URL schemes this runner can run, e.g. ("docker",); apptainer also runs
+    #: "docker" images, so one image may have several runners: the engine is then chosen by
+    #: ``hi.Config(container_engine=...)`` or the default preference order
+    schemes: ClassVar[Tuple[str, ...]] = ()
+
+    def __init__(self, options: Optional["ContainerOptions"] = None) -> None:
+        from .models import ContainerOptions
+
+        self.options = options if options is not None else ContainerOptions()
+
+    @classmethod
+    @abc.abstractmethod
+    def is_available(cls) -> bool:
+        """Whether the engine is installed and answering on this machine."""
 
     @abc.abstractmethod
-    def is_available(self) -> bool:
-        """Whether the engine is installed and answering."""
+    def run(self, image: str, job_dir: str, timeout: Optional[float] = None) -> int:
+        """Run the job in ``job_dir`` inside ``image``; return the runner's exit code."""
+
+    def kill(self, job_dir: str) -> None:
+        """Stop the container running ``job_dir``, if any (cancel)."""
+
+    def close(self) -> None:
+        """Release what the runner keeps between jobs (warm containers)."""
+
+
+class Launcher(abc.ABC):
+    """Runs a prepared job directory somewhere: the one step that differs between the ways
+    a job leaves the calling process (a subprocess, a container, a pilot, a remote resource).
+
+    ``hither.outside.run_outside(job, launcher)`` prepares the job directory, calls
+    ``launch``, and collects the outcome the runner wrote there. Example::
+
+        class HostPython(Launcher):
+            name = "host-python"
+
+            def launch(self, job_dir, timeout):
+                proc = subprocess.run([sys.executable, os.path.join(job_dir, "runner.py"), job_dir],
+                                      timeout=timeout)
+                return proc.returncode
+
+        run_outside(job, HostPython())
+
+    ``launch`` returns the exit code of the runner (0 when it wrote an outcome), raises
+    ``hither.errors.JobTimeoutError`` after stopping the job when ``timeout`` passes, and
+    returns promptly after ``kill(job_dir)`` is called from another thread.
+    """
+
+    name: ClassVar[str] = ""
 
     @abc.abstractmethod
-    def run(self, image: str, job_dir: Path, timeout: Optional[float] = None,
-            env: Optional[Dict[str, str]] = None) -> int:
-        """Run the job in ``job_dir`` inside ``image``; return the container's exit code."""
+    def launch(self, job_dir: str, timeout: Optional[float]) -> int:
+        """Run ``runner.py`` on ``job_dir`` and wait for it; return its exit code."""
 
-    def kill(self, job_dir: Path) -> None:
-        """Stop the container running ``job_dir``, if any (for cancel and timeouts)."""
+    def kill(self, job_dir: str) -> None:
+        """Stop the run of ``job_dir`` (cancel), with every process it started."""
 
 
 def describe_interface(cls: Any) -> str:

@@ -14,10 +14,10 @@ from .status import JobStatus
 from .values import job_hash
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import ConfigState
-    from .models import RuntimeInfo
-    from .function import HitherFunction
+    from .config_state import ConfigState
     from .interfaces import JobHandler
+    from .models import RuntimeInfo
+    from .protocols import JobFunction
 
 logger = logging.getLogger("hither.job")
 
@@ -28,7 +28,10 @@ _id_prefix = os.urandom(4).hex()
 class Job:
     """A running (or finished) hither function call. Create with ``f.run(**kwargs)``."""
 
-    def __init__(self, function: "HitherFunction", kwargs: Dict[str, Any], config: "ConfigState",
+    #: marks hither jobs for the value checks below them (which cannot import this module)
+    _hither_job = True
+
+    def __init__(self, function: "JobFunction", kwargs: Dict[str, Any], config: "ConfigState",
                  handler: "JobHandler", container: Optional[str], deps: List["Job"]) -> None:
         self.id = f"{_id_prefix}-{next(_ids)}"
         self.function = function
@@ -47,9 +50,9 @@ class Job:
         self._runtime_info: Dict[str, Any] = {"handler": getattr(handler, "name", "")}
         self._lock = threading.Lock()
         self._done = threading.Event()
-        self._completing = False  # the first report wins; set by the manager
+        self._completing = False  # the first report wins
         self._callbacks: List[Callable[["Job"], None]] = []
-        self._manager: Any = None  # set by the manager; receives report_* calls
+        self._manager: Any = None  # the JobManager that routes this job's reports
         self.handler_data: Any = None  # private slot for the handler running the job
 
     # ------------------------------------------------------------------ identity
@@ -94,6 +97,10 @@ class Job:
 
     def is_done(self) -> bool:
         return self._done.is_set()
+
+    def wait_done(self, timeout: Optional[float] = None) -> bool:
+        """Block until the job has ended (no result, no raise); False if ``timeout`` ran out."""
+        return self._done.wait(timeout)
 
     def wait(self, timeout: Optional[float] = None) -> Any:
         """Wait for the job and return its result (or raise its error).
@@ -158,6 +165,58 @@ class Job:
 
     def __repr__(self) -> str:
         return f"<hi.Job {self.function.name} {self.id} {self._status.value}>"
+
+    # ------------------------------------------------------------------ state transitions
+    # Only the job changes its own state; the manager calls these in order:
+    # attach -> mark_queued -> (handler) mark_running -> begin_end -> end.
+    def attach(self, manager: Any) -> None:
+        """Route this job's reports to ``manager`` (done once, at creation)."""
+        self._manager = manager
+
+    def mark_queued(self) -> bool:
+        """PENDING -> QUEUED before it goes to its handler; False if it already ended."""
+        with self._lock:
+            if self._done.is_set():
+                return False
+            self._status = JobStatus.QUEUED
+            return True
+
+    def mark_running(self) -> None:
+        with self._lock:
+            if not self._done.is_set():
+                self._status = JobStatus.RUNNING
+
+    def begin_end(self) -> bool:
+        """Claim the right to end this job: True for the first report only."""
+        with self._lock:
+            if self._done.is_set() or self._completing:
+                return False
+            self._completing = True
+            return True
+
+    def update_runtime_info(self, runtime_info: "Optional[RuntimeInfo | Dict[str, Any]]",
+                            status: JobStatus) -> None:
+        ri = self._runtime_info
+        if runtime_info is not None:
+            if not isinstance(runtime_info, dict):
+                runtime_info = runtime_info.model_dump(exclude_unset=True)
+            ri.update({k: v for k, v in runtime_info.items() if v is not None and v != ""})
+        ri["status"] = status
+
+    @property
+    def from_cache(self) -> bool:
+        """Whether the outcome was taken from the job cache rather than a run."""
+        return bool(self._runtime_info.get("cached"))
+
+    def end(self, status: JobStatus, result: Any, error: Optional[BaseException]) -> List[Callable[["Job"], None]]:
+        """Record the end (after ``begin_end``), wake waiters, let go of the input jobs;
+        returns the done-callbacks for the caller to run."""
+        with self._lock:
+            self._result, self._error, self._status = result, error, status
+            callbacks, self._callbacks = self._callbacks, []
+            self._done.set()
+        self._release_inputs()
+        return callbacks
 
     # ------------------------------------------------------------------ for handlers
     def report_running(self) -> None:

@@ -1,21 +1,23 @@
-"""Job directories: how a job crosses a process or machine boundary (containers, Slurm,
-compute resources). The runner module (``hither.runner``) executes one; these functions
-write it from a ``Job`` and read the outcome back."""
+"""The job-directory format: writing a job for ``hither.runner`` and reading its outcome.
+
+A job directory holds ``spec.json`` (a ``hither.models.JobSpec``), ``args.json`` (values in
+the runner's wire format), ``arrays/`` (``.npy``), ``files/<sha1>/<name>`` (input files),
+``code.zip`` (the code bundle) and ``runner.py``. The runner writes ``result.json`` (+
+``arrays/result-*.npy`` and each returned file as ``outputs/<sha1>/<name>``) or
+``error.json``, and ``runtime.json``. ``hither.outside`` drives the whole path.
+"""
 from __future__ import annotations
 
 import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
-import tempfile
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from . import runner as _runner
-from .errors import JobTimeoutError, WorkerDiedError
-from .file import File, file_sha1
-from .status import JobStatus
+from .errors import HitherError, WorkerDiedError
+from .file import File, file_sha1, parse_uri
+from .outcome import Outcome, failed, finished, rebuild_error
 
 if TYPE_CHECKING:  # pragma: no cover
     from .job import Job
@@ -25,17 +27,25 @@ logger = logging.getLogger("hither.jobdir")
 RUNNER_SOURCE = _runner.__file__
 
 
-def _files_dir() -> str:
-    """Where files that jobs return outside this process are kept (content-addressed)."""
+def results_dir() -> str:
+    """Where files returned by jobs that ran outside this process are kept, by content
+    (``$HITHER_RESULTS_DIR``, default ``~/.cache/hither/files``)."""
     base = os.environ.get("HITHER_RESULTS_DIR") or os.path.join(
         os.path.expanduser("~"), ".cache", "hither", "files")
     os.makedirs(base, exist_ok=True)
     return base
 
 
+def _link_or_copy(src: str, dest: str) -> None:
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    try:
+        os.link(src, dest)  # same file system: no copy
+    except OSError:
+        shutil.copyfile(src, dest)
+
+
 def write_job_dir(job: "Job", job_dir: str) -> None:
-    """Write ``spec.json``, ``args.json`` (+ arrays, + input files), ``code.zip`` and
-    ``runner.py`` for ``job`` into ``job_dir``."""
+    """Write ``job`` into ``job_dir`` (created if needed) for ``hither.runner``."""
     from .models import JobSpec
 
     os.makedirs(os.path.join(job_dir, "arrays"), exist_ok=True)
@@ -63,13 +73,10 @@ def write_job_dir(job: "Job", job_dir: str) -> None:
 
     def file_encoder(fobj: File) -> Dict[str, Any]:
         src = fobj.resolve()
-        rel = f"files/{file_sha1(src)}/{fobj.name}"
+        rel = f"files/{fobj.sha1}/{fobj.name}"
         dest = os.path.join(job_dir, rel)
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        try:
-            os.link(src, dest)  # same file system: no copy
-        except OSError:
-            shutil.copyfile(src, dest)
+        if not os.path.exists(dest):
+            _link_or_copy(src, dest)
         return {"_hither": "file", "uri": fobj.uri, "path": fobj.path, "local": rel}
 
     args = _runner.encode_value(job.resolved_kwargs or {}, array_sink, file_encoder)
@@ -79,12 +86,36 @@ def write_job_dir(job: "Job", job_dir: str) -> None:
     shutil.copyfile(RUNNER_SOURCE, os.path.join(job_dir, "runner.py"))
 
 
-def read_job_outputs(job_dir: str, exit_code: Optional[int] = None
-                     ) -> Tuple[JobStatus, Any, Optional[BaseException], Dict[str, Any]]:
-    """The outcome a runner left in ``job_dir``: (status, result, error, runtime info)."""
-    from .error_info import from_error_info
-    from .models import ErrorInfo
+def returned_file(job_dir: str, node: Dict[str, Any]) -> File:
+    """A File the job returned: its copy in the job directory, verified against the sha1
+    the runner recorded, moved into the results folder. A File returned by URI only (no
+    local copy) stays a reference to stored content."""
+    local = node.get("local")
+    if not local:
+        return File(uri=node["uri"])
+    src = os.path.join(job_dir, local)
+    digest = node.get("sha1") or parse_uri(node["uri"])[0]
+    actual = file_sha1(src)
+    if actual != digest:
+        raise HitherError(f"the file {node.get('name') or os.path.basename(src)} returned by the job "
+                          f"changed after the runner recorded it (sha1 {digest}, now {actual}); "
+                          "the job directory was modified while being read")
+    name = os.path.basename(src)
+    dest_dir = os.path.join(results_dir(), digest)
+    dest = os.path.join(dest_dir, name)
+    if not os.path.exists(dest):
+        os.makedirs(dest_dir, exist_ok=True)
+        tmp = dest + f".tmp{os.getpid()}"
+        try:
+            os.replace(src, tmp)  # the job directory is about to go: move, don't copy
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    return File(dest, uri=f"sha1://{digest}/{name}")
 
+
+def read_job_outputs(job_dir: str, exit_code: Optional[int] = None) -> Outcome:
+    """The outcome a runner left in ``job_dir``."""
     ri: Dict[str, Any] = {}
     rpath = os.path.join(job_dir, _runner.RUNTIME)
     if os.path.exists(rpath):
@@ -93,85 +124,24 @@ def read_job_outputs(job_dir: str, exit_code: Optional[int] = None
     epath = os.path.join(job_dir, _runner.ERROR)
     if os.path.exists(epath):
         with open(epath) as f:
-            info = ErrorInfo(**{k: v for k, v in json.load(f).items() if k in ErrorInfo.model_fields})
-        return JobStatus.ERROR, None, from_error_info(info, where=ri.get("host", "")), ri
+            info = json.load(f)
+        return failed(rebuild_error(info, where=ri.get("host", "")), ri)
     res = os.path.join(job_dir, _runner.RESULT)
     if not os.path.exists(res):
-        return JobStatus.ERROR, None, WorkerDiedError(
+        return failed(WorkerDiedError(
             f"the job's process ended (exit code {exit_code}) without writing a result in {job_dir}: "
-            "it was killed or crashed (out of memory? a missing python3 in the image?)"), ri
+            "it was killed or crashed (out of memory? a missing python3 in the image?)"), ri)
 
     def array_source(ref: str) -> Any:
         import numpy as np
 
         return np.load(os.path.join(job_dir, ref))
 
-    def file_decoder(d: Dict[str, Any]) -> File:
-        local = d.get("local")
-        src = os.path.join(job_dir, local) if local else d.get("path")
-        if not src or not os.path.exists(src):
-            return File(uri=d["uri"])
-        digest = file_sha1(src)
-        name = os.path.basename(src)
-        dest_dir = os.path.join(_files_dir(), digest)
-        dest = os.path.join(dest_dir, name)
-        if not os.path.exists(dest):
-            os.makedirs(dest_dir, exist_ok=True)
-            tmp = dest + f".tmp{os.getpid()}"
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dest)
-        return File(dest)
-
-    with open(res) as f:
-        value = _runner.decode_value(json.load(f)["value"], array_source, file_decoder)
-    return JobStatus.FINISHED, value, None, ri
-
-
-def run_job_dir_subprocess(job_dir: str, timeout: Optional[float] = None,
-                           python: Optional[str] = None) -> int:
-    """Run a job directory with a Python on this host (``python -m``-free: runner.py itself)."""
-    cmd = [python or sys.executable, os.path.join(job_dir, "runner.py"), job_dir]
-    proc = subprocess.Popen(cmd, cwd=job_dir)
     try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise
-
-
-def run_in_container(job: "Job") -> None:
-    """Run ``job`` in its container through the container runner plugin; report the outcome."""
-    from . import registry
-
-    image = job.container or ""
-    scheme = image.split("://", 1)[0]
-    runner_cls = registry.load("container_runners", "singularity" if scheme in ("shub", "library") else scheme)
-    job_dir = ""
-    try:
-        base = os.environ.get("HITHER_TEMP_DIR") or None
-        if base:
-            os.makedirs(base, exist_ok=True)
-        job_dir = tempfile.mkdtemp(prefix=f"hither-job-{job.function_name}-", dir=base)
-        write_job_dir(job, job_dir)
-        cr = runner_cls()
-        job.handler_data = (cr, job_dir)
-        try:
-            code = cr.run(image, job_dir, timeout=job.config.job_timeout)
-        except (TimeoutError, subprocess.TimeoutExpired):
-            job.report_error(JobTimeoutError(
-                f"job {job.function_name} ({job.id}) in {image} was stopped after "
-                f"job_timeout={job.config.job_timeout} s"))
-            return
-        status, value, error, ri = read_job_outputs(job_dir, code)
-        ri["handler"] = job.handler.name
-        if error is None:
-            job.report_result(value, ri)
-        else:
-            job.report_error(error, ri)
-    except BaseException as exc:  # noqa: BLE001 - any failure here is the job's failure
-        job.report_error(exc)
-    finally:
-        job.handler_data = None
-        if job_dir:
-            shutil.rmtree(job_dir, ignore_errors=True)
+        with open(res) as f:
+            value = _runner.decode_value(json.load(f)["value"], array_source,
+                                         lambda node: returned_file(job_dir, node))
+    except Exception as exc:  # noqa: BLE001 - an unreadable result is the job's failure
+        return failed(HitherError(f"the result in {job_dir} could not be read: "
+                                  f"{type(exc).__name__}: {exc}"), ri)
+    return finished(value, ri)

@@ -6,21 +6,23 @@ import logging
 import queue
 import threading
 import weakref
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
 
-from . import config as _config
-from . import registry
-from .errors import ConfigError, DependencyFailedError, PluginNotInstalledError
-from .function import HitherFunction
+from . import config_state as _config
+from .errors import DependencyFailedError
 from .interfaces import JobHandler
 from .job import Job
+from .placement import check_placement
 from .status import JobStatus
 from .values import scan, substitute
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .protocols import JobFunction
 
 logger = logging.getLogger("hither.manager")
 
 
-def bind_arguments(fn: HitherFunction, args: tuple, kwargs: dict) -> Tuple[Dict[str, Any], List[Job]]:
+def bind_arguments(fn: "JobFunction", args: tuple, kwargs: dict) -> Tuple[Dict[str, Any], List[Job]]:
     """The job's arguments by name (defaults included when they are hither values, so
     ``f.run(x=1)`` and ``f.run(x=1, d=None)`` share a hash) and its distinct input jobs.
     Raises ``TypeError`` naming the argument for anything hither cannot carry."""
@@ -73,13 +75,13 @@ class JobManager:
                 self._default_handler = DefaultJobHandler()
             return self._default_handler
 
-    def create_job(self, fn: HitherFunction, args: tuple, kwargs: dict) -> Job:
+    def create_job(self, fn: "JobFunction", args: tuple, kwargs: dict) -> Job:
         given, deps = bind_arguments(fn, args, kwargs)
         cfg = _config.current()
         handler = cfg.job_handler or self.default_handler()
         job = Job(fn, given, cfg, handler, self._container_for(fn, cfg), deps)
-        job._manager = self
-        handler.check_config(job)
+        job.attach(self)
+        check_placement(job)
         with self._lock:
             self._active[job.id] = job
             self._handlers.add(handler)
@@ -111,26 +113,14 @@ class JobManager:
             d.add_done_callback(input_done)
         registering[0] = False
 
-    def _container_for(self, fn: HitherFunction, cfg: _config.ConfigState) -> Optional[str]:
-        image: Optional[str]
+    def _container_for(self, fn: "JobFunction", cfg: _config.ConfigState) -> Optional[str]:
+        """The image ``fn`` runs in under ``cfg``, or None for the host. Whether it can run
+        there is the handler's to say (``hither.placement``)."""
         if isinstance(cfg.container, str):
-            image = cfg.container
-        elif cfg.container is True:
-            image = fn.container
-        else:
-            image = None
-        if image is None:
-            return None
-        scheme = image.split("://", 1)[0]
-        try:
-            registry.load("container_runners", "singularity" if scheme in ("shub", "library") else scheme)
-        except PluginNotInstalledError as exc:
-            raise ConfigError(
-                f"{fn.name} is configured to run in the container {image!r} (hi.Config(container="
-                f"{cfg.container!r})), but no container runner for {scheme}:// is available: {exc}. "
-                "Install it (pip install hither-container), or set hi.Config(container=False) to "
-                "run on the host.") from None
-        return image
+            return cfg.container
+        if cfg.container is True:
+            return fn.container
+        return None
 
     # ------------------------------------------------------------------ readiness
     def _dispatch(self, job: Job) -> None:
@@ -153,17 +143,17 @@ class JobManager:
                 logger.exception("hither internal error while starting %s", job)
 
     def _deps_ready(self, job: Job, inline: bool) -> None:
-        if job._done.is_set():
+        if job.is_done():
             return
         for d in job.dependencies:
-            if d._status != JobStatus.FINISHED:
-                cause = d._error
+            if d.get_status() != JobStatus.FINISHED:
+                cause = d.get_error()
                 self.complete(job, JobStatus.ERROR, None, DependencyFailedError(
                     f"job {job.function_name} ({job.id}) could not run: its input job "
-                    f"{d.function_name} ({d.id}) {d._status.value}"
+                    f"{d.function_name} ({d.id}) {d.get_status().value}"
                     + (f": {type(cause).__name__}: {cause}" if cause is not None else "")), None)
                 return
-        job.resolved_kwargs = substitute(job.kwargs, lambda d: d._result)
+        job.resolved_kwargs = substitute(job.kwargs, lambda d: d.get_result())
         self._ready(job, inline)
 
     def _ready(self, job: Job, inline: bool) -> None:
@@ -181,45 +171,30 @@ class JobManager:
                     else:
                         self.complete(job, JobStatus.ERROR, None, entry_error(entry), ri)
                     return
-            with job._lock:
-                if job._done.is_set():
-                    return
-                job._status = JobStatus.QUEUED
+            if not job.mark_queued():
+                return
             job.handler.submit(job, inline)
         except Exception as exc:
             self.complete(job, JobStatus.ERROR, None, exc, None)
 
     # ------------------------------------------------------------------ reports
     def on_running(self, job: Job) -> None:
-        with job._lock:
-            if not job._done.is_set():
-                job._status = JobStatus.RUNNING
+        job.mark_running()
 
     def complete(self, job: Job, status: JobStatus, result: Any, error: Optional[BaseException],
                  runtime_info: Any) -> bool:
         """Record the end of ``job`` (first report wins); store it in the cache; wake waiters."""
-        with job._lock:
-            if job._done.is_set() or job._completing:
-                return False
-            job._completing = True
-        ri = job._runtime_info
-        if runtime_info is not None:
-            if not isinstance(runtime_info, dict):
-                runtime_info = runtime_info.model_dump(exclude_unset=True)
-            ri.update({k: v for k, v in runtime_info.items() if v is not None and v != ""})
-        ri["status"] = status
+        if not job.begin_end():
+            return False
+        job.update_runtime_info(runtime_info, status)
         cache = job.config.job_cache
-        if cache is not None and not ri.get("cached") and status != JobStatus.CANCELLED:
+        if cache is not None and not job.from_cache and status != JobStatus.CANCELLED:
             try:
                 cache.store(job, status, result, error, job.get_runtime_info())
             except Exception as exc:
                 logger.warning("could not store %s (%s) in the job cache: %s: %s",
                                job.function_name, job.id, type(exc).__name__, exc)
-        with job._lock:
-            job._result, job._error, job._status = result, error, status
-            callbacks, job._callbacks = job._callbacks, []
-            job._done.set()
-        job._release_inputs()
+        callbacks = job.end(status, result, error)
         with self._lock:
             self._active.pop(job.id, None)
         for cb in callbacks:
@@ -231,14 +206,14 @@ class JobManager:
 
     # ------------------------------------------------------------------ control
     def cancel(self, job: Job) -> bool:
-        if job._done.is_set():
+        if job.is_done():
             return False
-        status = job._status
+        status = job.get_status()
         if status == JobStatus.PENDING:
             job.report_cancelled()
             return True
         stopped = job.handler.cancel(job)
-        if not stopped and not job._done.is_set() and job._status == JobStatus.QUEUED:
+        if not stopped and not job.is_done() and job.get_status() == JobStatus.QUEUED:
             job.report_cancelled()
             return True
         return stopped

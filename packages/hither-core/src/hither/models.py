@@ -5,9 +5,9 @@ Plain classes are used inside one process; these models are the boundary formats
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .status import JobStatus
 
@@ -79,6 +79,46 @@ class CacheEntry(BaseModel):
     code_hash: Optional[str] = None
     hither_version: str = ""
     created_at: float = Field(default_factory=time.time)
+
+
+class ContainerOptions(BaseModel):
+    """How a container runner runs a job: ``hi.Config(container_options={...})``.
+
+    ``env`` variables and ``binds`` (``"host_path:container_path[:ro]"``) are added to the
+    container; ``gpus`` asks for GPUs (a count or ``"all"``); ``network`` is ``"none"``
+    unless a job needs the network; ``user`` is ``"uid:gid"`` (default: the calling user,
+    so files a job writes are the user's); ``memory`` is a limit such as ``"2g"``; ``reuse``
+    keeps one warm container per image and worker instead of one container per job;
+    ``extra`` holds engine-specific options a runner documents.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    env: Dict[str, str] = Field(default_factory=dict)
+    binds: List[str] = Field(default_factory=list)
+    gpus: Optional[Union[int, str]] = None
+    network: str = "none"
+    user: Optional[str] = None
+    memory: Optional[str] = None
+    reuse: bool = False
+    extra: Dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("binds")
+    @classmethod
+    def _check_binds(cls, v: List[str]) -> List[str]:
+        for b in v:
+            parts = b.split(":")
+            if len(parts) not in (2, 3) or not parts[0] or not parts[1] or \
+                    (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+                raise ValueError(f"bind {b!r} must look like 'host_path:container_path[:ro|rw]'")
+        return v
+
+    @field_validator("gpus")
+    @classmethod
+    def _check_gpus(cls, v: Optional[Union[int, str]]) -> Optional[Union[int, str]]:
+        if v is not None and not (v == "all" or (isinstance(v, int) and v > 0)):
+            raise ValueError(f"gpus must be a positive count or 'all', not {v!r}")
+        return v
 
 
 class JobSpec(BaseModel):

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List
 from .errors import BundleTooLargeError, HitherError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .function import HitherFunction
+    from .protocols import JobFunction
 
 logger = logging.getLogger("hither.packaging")
 
@@ -94,8 +94,12 @@ def _walk(root: str, include: Callable[[str], bool], skip_top_init: bool) -> Dic
     return found
 
 
-def build_bundle(fn: "HitherFunction") -> CodeBundle:
+def build_bundle(fn: "JobFunction") -> CodeBundle:
     """Package ``fn``'s code; raise ``BundleTooLargeError`` past ``HITHER_MAX_BUNDLE_MB``."""
+    if "<locals>" in fn.qualname:
+        raise HitherError(f"hither function {fn.name} is a nested function (defined inside "
+                          f"{fn.qualname.split('.<locals>')[0]}): its code cannot be packaged to run "
+                          "in a container or elsewhere; define it at the top level of a module")
     src = fn.source_file
     if not src or not os.path.isfile(src):
         raise HitherError(f"hither function {fn.name} has no source file (defined interactively?); "

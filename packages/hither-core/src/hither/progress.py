@@ -38,14 +38,14 @@ def wait_with_progress(jobs: Iterable["object"], timeout: Optional[float] = None
     shown = False
     try:
         for job in jobs:
-            while not job._done.is_set():  # type: ignore[attr-defined]
+            while not job.is_done():  # type: ignore[attr-defined]
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
                     return False
                 step = _REFRESH if show else 3600.0
                 if deadline is not None:
                     step = min(step, deadline - now)
-                if job._done.wait(step):  # type: ignore[attr-defined]
+                if job.wait_done(step):  # type: ignore[attr-defined]
                     break
                 if show and time.monotonic() - start >= _FIRST_DISPLAY_AFTER:
                     sys.__stderr__.write("\r" + _summary(jobs) + "\033[K")

@@ -15,6 +15,7 @@ from importlib import metadata
 from typing import Any, Dict, Optional, Tuple
 
 from .errors import PluginError, PluginNotInstalledError
+from .interfaces import CacheBackend, ContainerRunner, JobHandler, Store
 
 logger = logging.getLogger("hither.registry")
 
@@ -33,6 +34,10 @@ KNOWN_PROVIDERS: Dict[Tuple[str, str], str] = {
     ("exports", "RemoteJobHandler"): "hither-remote",
     ("exports", "ComputeResource"): "hither-remote",
 }
+
+#: the interface a plugin of each group implements (``exports`` are any object)
+GROUP_INTERFACES: Dict[str, type] = {"job_handlers": JobHandler, "caches": CacheBackend,
+                                     "stores": Store, "container_runners": ContainerRunner}
 
 _lock = threading.RLock()
 _specs: Dict[str, Dict[str, str]] = {}  # group -> name -> "module:attr" (discovered lazily)
@@ -129,8 +134,25 @@ def load(group: str, name: str) -> Any:
                 ) from exc
         else:
             obj = target
+        _check_plugin(group, name, obj, target)
         _loaded[key] = obj
         return obj
+
+
+def _check_plugin(group: str, name: str, obj: Any, target: Any) -> None:
+    """A plugin must implement its group's interface and carry the name it is registered
+    under, so that what ``hi.Config`` and error messages say matches what runs."""
+    iface = GROUP_INTERFACES.get(group)
+    if iface is None:
+        return
+    where = target if isinstance(target, str) else repr(obj)
+    if not (isinstance(obj, type) and issubclass(obj, iface)):
+        raise PluginError(f"the hither plugin {name!r} in hither.{group} ({where}) is not a subclass "
+                          f"of hither.interfaces.{iface.__name__}; fix or uninstall the package that "
+                          "provides it")
+    if obj.name != name:
+        raise PluginError(f"the hither plugin {where} is registered as {name!r} in hither.{group} but "
+                          f"its class says name = {obj.name!r}; the two must match")
 
 
 def refresh() -> None:

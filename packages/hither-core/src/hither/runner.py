@@ -225,6 +225,10 @@ class _StandInFile(object):
             self._uri = "sha1://%s/%s" % (h.hexdigest(), os.path.basename(self.path))
         return self._uri
 
+    @property
+    def name(self):
+        return os.path.basename(self.path) if self.path else self._uri.rsplit("/", 1)[-1]
+
     def resolve(self):
         return self.path
 
@@ -235,11 +239,10 @@ class _StandInFile(object):
 def _install_stand_in():
     """Make ``import hither as hi`` work in code loaded here when hither is not installed:
     the decorators only mark the function, ``hi.File`` is a path-based stand-in."""
-    try:
-        import hither  # noqa: F401
+    import importlib.util
+
+    if "hither" in sys.modules or importlib.util.find_spec("hither") is not None:
         return
-    except ImportError:
-        pass
     mod = types.ModuleType("hither")
 
     def passthrough(*_a, **_k):
@@ -343,6 +346,108 @@ def _write_json_atomic(path, data):
     os.replace(tmp, path)
 
 
+def _copy_hashing(src, dest):
+    """Copy ``src`` to ``dest`` and return the sha1 of what was copied."""
+    import hashlib
+
+    h = hashlib.sha1()
+    with open(src, "rb") as fin, open(dest, "wb") as fout:
+        for chunk in iter(lambda: fin.read(1 << 22), b""):
+            h.update(chunk)
+            fout.write(chunk)
+    return h.hexdigest()
+
+
+def _returned_file_encoder(job_dir):
+    """Encodes each File a job returns as a copy in ``outputs/<sha1>/<name>`` of the job
+    directory, with its sha1: the caller gets this content, wherever the job ran and
+    whatever happens to the original path afterwards."""
+    counter = [0]
+
+    def encode(v):
+        try:
+            src = os.fspath(v)
+        except Exception:  # noqa: BLE001 - e.g. stored content that is not local here
+            src = None
+        if src is None or not os.path.isfile(src):
+            uri = getattr(v, "_uri", None)
+            if uri:
+                return {TAG: "file", "uri": uri}
+            raise FileNotFoundError("the job returned a hi.File for %r, but no such file exists when "
+                                    "the job ends (was it written in a temporary folder that is "
+                                    "already gone?)" % (getattr(v, "path", None) or src,))
+        name = getattr(v, "name", None) or os.path.basename(src)
+        counter[0] += 1
+        tmp = os.path.join(job_dir, "outputs", ".partial-%d" % counter[0])
+        os.makedirs(os.path.dirname(tmp), exist_ok=True)
+        digest = _copy_hashing(src, tmp)
+        rel = "outputs/%s/%s" % (digest, name)
+        os.makedirs(os.path.join(job_dir, "outputs", digest), exist_ok=True)
+        os.replace(tmp, os.path.join(job_dir, rel))
+        return {TAG: "file", "uri": "sha1://%s/%s" % (digest, name), "local": rel, "sha1": digest}
+
+    return encode
+
+
+class _Watchdog(object):
+    """The runner's own stop at the job's timeout (``spec["timeout"]``): it writes a
+    JobTimeoutError as the job's outcome and ends the runner (and, where the runner leads
+    its process group, every process the job started), so a job stops on time even with
+    no supervisor around it (a Slurm pilot, a remote worker). Launchers stop the runner
+    too; whichever comes first, the outcome is the same error."""
+
+    def __init__(self, job_dir, timeout, ri):
+        self.job_dir, self.timeout, self.ri = job_dir, timeout, ri
+        self.lock = threading.Lock()
+        self.finished = False
+        self.timer = threading.Timer(timeout, self.fire)
+        self.timer.daemon = True
+
+    def start(self):
+        self.timer.start()
+
+    def done(self):
+        """The job's outcome is being written: the watchdog must not write another."""
+        with self.lock:
+            fired = self.finished
+            self.finished = True
+        self.timer.cancel()
+        return not fired
+
+    def fire(self):
+        with self.lock:
+            if self.finished:
+                return
+            self.finished = True
+        msg = ("job %s was stopped by its runner after running longer than job_timeout=%s s; "
+               "raise hi.Config(job_timeout=...) if it needs longer"
+               % (self.ri.get("function_name", "?"), self.timeout))
+        try:
+            _write_json_atomic(os.path.join(self.job_dir, ERROR), {
+                "type_module": "hither.errors", "type_name": "JobTimeoutError", "message": msg,
+                "args_json": [msg], "traceback": ""})
+            ri = dict(self.ri, status="error", end_time=time.time(), timed_out=True)
+            _write_json_atomic(os.path.join(self.job_dir, RUNTIME), ri)
+        finally:
+            try:
+                sys.stderr.flush()
+            except Exception:  # noqa: BLE001
+                pass
+            if os.getpgrp() == os.getpid():
+                import signal
+
+                os.killpg(os.getpid(), signal.SIGKILL)
+            os._exit(124)
+
+
+def _finite_timeout(value):
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        return None
+    return t if t > 0 and math.isfinite(t) else None
+
+
 def run_job_dir(job_dir):
     """Run the job in ``job_dir`` and write its outputs there. Returns the exit code."""
     job_dir = os.path.abspath(job_dir)
@@ -355,7 +460,13 @@ def run_job_dir(job_dir):
         sys.stderr.write("hither runner: %s is not a usable job directory: %s\n" % (job_dir, exc))
         return 3
     _install_stand_in()
-    ri = {"host": _HOST, "pid": os.getpid(), "handler": spec.get("handler", "")}
+    ri = {"host": _HOST, "pid": os.getpid(), "handler": spec.get("handler", ""),
+          "start_time": time.time()}
+    watchdog = None
+    timeout = _finite_timeout(spec.get("timeout"))
+    if timeout is not None:
+        watchdog = _Watchdog(job_dir, timeout, dict(ri, function_name=spec.get("function_name")))
+        watchdog.start()
     try:
         code_dir = os.path.join(job_dir, "code")
         with zipfile.ZipFile(os.path.join(job_dir, "code.zip")) as z:
@@ -383,12 +494,14 @@ def run_job_dir(job_dir):
     except BaseException as exc:  # noqa: BLE001
         err = error_dict(exc)
         err["stage"] = "load"
-        _write_json_atomic(os.path.join(job_dir, ERROR), err)
-        ri.update(status="error", stdout="", stderr="")
-        _write_json_atomic(os.path.join(job_dir, RUNTIME), ri)
+        if watchdog is None or watchdog.done():
+            _write_json_atomic(os.path.join(job_dir, ERROR), err)
+            ri.update(status="error", stdout="", stderr="")
+            _write_json_atomic(os.path.join(job_dir, RUNTIME), ri)
         return 0
     result, error, tb_text, ri2 = call_function(fn, kwargs, spec.get("handler", ""))
     ri.update(ri2)
+    outputs = {}
     if error is None:
         counter = [0]
         os.makedirs(os.path.join(job_dir, "arrays"), exist_ok=True)
@@ -402,12 +515,16 @@ def run_job_dir(job_dir):
             return rel
 
         try:
-            _write_json_atomic(os.path.join(job_dir, RESULT), {"value": encode_value(result, array_sink)})
+            outputs[RESULT] = {"value": encode_value(result, array_sink, _returned_file_encoder(job_dir))}
         except BaseException as exc:  # noqa: BLE001 - e.g. a result type hither cannot carry
             error, tb_text = exc, traceback.format_exc()
     if error is not None:
-        _write_json_atomic(os.path.join(job_dir, ERROR), error_dict(error, tb_text))
+        outputs = {ERROR: error_dict(error, tb_text)}
         ri["status"] = "error"
+    if watchdog is not None and not watchdog.done():
+        return 0  # the watchdog has written the timeout as the outcome
+    for name, data in outputs.items():
+        _write_json_atomic(os.path.join(job_dir, name), data)
     _write_json_atomic(os.path.join(job_dir, RUNTIME), ri)
     return 0
 

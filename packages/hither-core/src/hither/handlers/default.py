@@ -6,9 +6,9 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Optional
 
-from ..errors import ConfigError
 from ..execution import call_captured
 from ..interfaces import JobHandler
+from ..outcome import report
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..job import Job
@@ -22,8 +22,9 @@ class DefaultJobHandler(JobHandler):
     A job whose inputs are ready runs at once, inside ``.run()``, in the caller's thread
     (lowest overhead; no process boundary). A job that becomes ready later (its input jobs
     ran elsewhere) runs on this handler's own thread. A job with a container runs there
-    through the container runner. It cannot stop a running in-process job, so it refuses
-    ``job_timeout`` and cannot cancel a job once started.
+    through a container runner (``hither.outside``), which stops it at ``job_timeout`` and on
+    cancel. It cannot stop a running in-process job, so it refuses ``job_timeout`` for
+    in-process jobs and cannot cancel one once started.
     """
 
     name = "default"
@@ -32,14 +33,6 @@ class DefaultJobHandler(JobHandler):
         self._q: "queue.SimpleQueue[Optional[Job]]" = queue.SimpleQueue()
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
-
-    def check_config(self, job: "Job") -> None:
-        if job.config.job_timeout is not None and job.container is None:
-            raise ConfigError(
-                f"hi.Config(job_timeout={job.config.job_timeout}) cannot be enforced by the "
-                f"DefaultJobHandler, which runs {job.function_name} inside this process; use "
-                "hi.ParallelJobHandler(num_workers=1) (or another handler that runs jobs in "
-                "their own process) to have jobs stopped at the timeout")
 
     def submit(self, job: "Job", inline: bool) -> None:
         if inline:
@@ -63,23 +56,25 @@ class DefaultJobHandler(JobHandler):
             return
         job.report_running()
         if job.container is not None:
-            from ..jobdir import run_in_container
+            from ..outside import container_launcher, run_outside
 
-            run_in_container(job)
+            run_outside(job, container_launcher(job))
             return
         try:
-            status, result, error, ri = call_captured(job.function.raw, job.resolved_kwargs or {},
-                                                      self.name, job.function.no_resolve_input_files)
+            outcome = call_captured(job.function.raw, job.resolved_kwargs or {},
+                                    self.name, job.function.no_resolve_input_files)
         except BaseException as exc:  # KeyboardInterrupt: end the job, then let it propagate
             job.report_error(exc)
             raise
-        if error is None:
-            job.report_result(result, ri)
-        else:
-            job.report_error(error, ri)
+        report(job, outcome)
 
     def cancel(self, job: "Job") -> bool:
-        # queued jobs are skipped by _execute once reported cancelled; running ones go on
+        # queued jobs are skipped by _execute once reported cancelled; a running container
+        # job is stopped; an in-process one goes on (nothing can stop it safely)
+        if job.container is not None and job.get_status().value == "running":
+            from ..outside import cancel_outside
+
+            return cancel_outside(job)
         if job.get_status().value == "queued":
             job.report_cancelled()
             return True

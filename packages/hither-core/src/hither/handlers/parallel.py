@@ -19,12 +19,12 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Tuple
 
 from .. import transfer
-from ..execution import check_result
+from ..outcome import result_error
 from ..errors import ConfigError, HitherError, JobTimeoutError, WorkerDiedError
 from ..interfaces import JobHandler
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..function import HitherFunction
+    from ..protocols import JobFunction
     from ..job import Job
 
 logger = logging.getLogger("hither.handlers.parallel")
@@ -33,7 +33,7 @@ _PREFETCH_LIMIT = 64 * 1024  # prefetch a job to a busy worker only if its messa
 _all_handlers: "weakref.WeakSet[ParallelJobHandler]" = weakref.WeakSet()
 
 
-def function_ref(fn: "HitherFunction") -> Tuple[Any, ...]:
+def function_ref(fn: "JobFunction") -> Tuple[Any, ...]:
     """How a worker finds ``fn``: by module and name, or by value for a ``__main__`` script
     or a nested function (which a worker cannot import)."""
     ref = getattr(fn, "_worker_ref", None)
@@ -160,21 +160,24 @@ class ParallelJobHandler(JobHandler):
             self._pump()
 
     def _run_container(self, job: "Job") -> None:
-        from ..jobdir import run_in_container
+        from ..outside import container_launcher, run_outside
 
         with self._container_slots:
             if job.is_done():
                 return
             job.report_running()
-            run_in_container(job)
+            try:
+                launcher = container_launcher(job)
+            except Exception as exc:  # noqa: BLE001 - e.g. the engine went away since .run()
+                job.report_error(exc)
+                return
+            run_outside(job, launcher)
 
     def cancel(self, job: "Job") -> bool:
         if job.container is not None:
-            data = job.handler_data
-            if data:
-                data[0].kill(data[1])
-            job.report_cancelled()
-            return True
+            from ..outside import cancel_outside
+
+            return cancel_outside(job)
         with self._lock:
             if job in self._queue:
                 self._queue.remove(job)
@@ -380,7 +383,7 @@ class ParallelJobHandler(JobHandler):
                 job.report_error(HitherError(f"the result of {job.function_name} could not be "
                                              f"unpickled here: {type(exc).__name__}: {exc}"), ri)
                 return
-            bad = check_result(value, None)
+            bad = result_error(value)
             if bad is not None:
                 job.report_error(bad, ri)
             else:
