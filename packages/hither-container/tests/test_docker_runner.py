@@ -16,7 +16,8 @@ import hither as hi
 from hither.errors import JobTimeoutError
 from hither.jobdir import read_job_outputs, write_job_dir
 from hither_container import warm
-from hither_container._compat import ContainerError, ContainerImageError, ContainerOptions
+from hither.errors import ContainerError, ContainerImageError
+from hither.models import ContainerOptions
 from hither_container.docker_runner import (DockerRunner, create_kwargs, device_requests,
                                             labels, sweep_stale)
 from hither_container.jobmount import ContainerCrashedError, HITHER_MOUNT
@@ -257,7 +258,7 @@ def test_warm_containers_stop_when_the_program_exits(tmp_path, docker_client, jo
     script = tmp_path / "caller.py"
     script.write_text(
         "import os\nfrom hither_container.docker_runner import DockerRunner\n"
-        "from hither_container._compat import ContainerOptions\n"
+        "from hither.models import ContainerOptions\n"
         "r = DockerRunner(ContainerOptions(reuse=True))\n"
         f"assert r.run('docker://hither-test/python-numpy:3.11', {d!r}) == 0\n"
         "print(os.getpid())\n")  # exits without close(): atexit stops the container

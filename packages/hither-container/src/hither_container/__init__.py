@@ -27,9 +27,6 @@ _LAZY = {
     "ApptainerRunner": "hither_container.apptainer_runner",
     "SingularityRunner": "hither_container.apptainer_runner",
     "ContainerCrashedError": "hither_container.jobmount",
-    "ContainerOptions": "hither_container._compat",
-    "ContainerError": "hither_container._compat",
-    "ContainerImageError": "hither_container._compat",
 }
 
 

@@ -11,10 +11,11 @@ import subprocess
 import threading
 from typing import ClassVar, Dict, List, Optional, Tuple
 
-from hither.errors import JobCancelledException, JobTimeoutError
+from hither.errors import JobTimeoutError
 from hither.interfaces import ContainerRunner
 
-from ._compat import ContainerError, ContainerImageError, ContainerOptions
+from hither.errors import ContainerError, ContainerImageError
+from hither.models import ContainerOptions
 from .jobmount import calling_user, crashed, has_outcome, job_binds, job_command, job_env, split_image
 
 logger = logging.getLogger("hither_container.apptainer")
@@ -144,7 +145,7 @@ class ApptainerRunner(ContainerRunner):
                     killed = job_dir in self._killed
                     self._killed.discard(job_dir)
         if killed:
-            raise JobCancelledException(f"job {os.path.basename(job_dir)} was cancelled")
+            return code if code else 128 + signal.SIGKILL
         if has_outcome(job_dir):
             return code
         with open(log_path, encoding="utf-8", errors="replace") as f:

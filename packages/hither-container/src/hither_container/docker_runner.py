@@ -11,10 +11,11 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Optional, Set, Tuple
 
-from hither.errors import JobCancelledException, JobTimeoutError
+from hither.errors import JobTimeoutError
 from hither.interfaces import ContainerRunner
 
-from ._compat import ContainerError, ContainerImageError, ContainerOptions
+from hither.errors import ContainerError, ContainerImageError
+from hither.models import ContainerOptions
 from .jobmount import (LABEL_JOB, LABEL_KIND, LABEL_OWNER_HOST, LABEL_OWNER_PID, crashed,
                        calling_user, describe_exit, has_outcome, job_binds, job_command,
                        job_env, split_image)
@@ -31,6 +32,8 @@ BAD_IMAGE_TTL = 60.0
 _known_images: Set[str] = set()
 _image_lock = threading.Lock()
 _swept = False
+#: what ``run`` returns for a job stopped by ``kill`` (the code of a SIGKILLed process)
+KILLED = 137
 _sweep_lock = threading.Lock()
 
 
@@ -200,8 +203,8 @@ class DockerRunner(ContainerRunner):
         runner = DockerRunner(ContainerOptions(memory="512m"))
         code = runner.run("docker://hither-test/python-numpy:3.11", job_dir, timeout=60)
 
-    ``run`` returns 0 when the job's outcome (result or error) was written; raises
-    ``JobTimeoutError`` on timeout, ``JobCancelledException`` after ``kill``,
+    ``run`` returns 0 when the job's outcome (result or error) was written, 137 for a job
+    stopped by ``kill``; raises ``JobTimeoutError`` on timeout,
     ``ContainerImageError`` for a missing image, ``ContainerCrashedError`` (a
     ``ContainerError`` and a ``WorkerDiedError``) when the container ended without the
     outcome (``oom_killed`` tells an out-of-memory kill), ``ContainerError`` otherwise.
@@ -266,7 +269,7 @@ class DockerRunner(ContainerRunner):
             cancelled = job_dir in self._killed
         try:
             if cancelled:
-                raise JobCancelledException(f"job {os.path.basename(job_dir)} was cancelled")
+                return KILLED
             started = time.monotonic()
             try:
                 ct.start()
@@ -282,12 +285,11 @@ class DockerRunner(ContainerRunner):
                 raise ContainerError(f"lost the Docker Engine while running {ref}: {exc}") from exc
             except docker.errors.APIError as exc:
                 if job_dir in self._killed:
-                    raise JobCancelledException(
-                        f"job {os.path.basename(job_dir)} was cancelled") from None
+                    return KILLED
                 raise ContainerError(f"the container of {ref} failed: {exc}") from exc
             code = int(status.get("StatusCode", -1))
             if job_dir in self._killed:
-                raise JobCancelledException(f"job {os.path.basename(job_dir)} was cancelled")
+                return code or KILLED
             if code == 0 and has_outcome(job_dir):
                 return 0
             ct.reload()
@@ -322,11 +324,11 @@ class DockerRunner(ContainerRunner):
                 pool(self._client).kill(job_dir)
 
     def close(self) -> None:
-        """Stop this process's warm containers."""
+        """Stop the warm containers of this runner's options."""
         if self.options.reuse and self._client is not None:
             from .warm import pool
 
-            pool(self._client).close()
+            pool(self._client).close(self.options.model_dump_json())
 
 
 __all__ = ["DockerRunner", "client", "sweep_stale", "ensure_image", "create_kwargs",

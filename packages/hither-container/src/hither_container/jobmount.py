@@ -8,7 +8,8 @@ from typing import Dict, List, Optional, Tuple
 
 from hither.errors import WorkerDiedError
 
-from ._compat import ContainerError, ContainerOptions
+from hither.errors import ContainerError
+from hither.models import ContainerOptions
 
 #: where the hither-core package is mounted (read-only) inside a container
 HITHER_MOUNT = "/opt/hither-core"

@@ -16,9 +16,9 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from hither.errors import JobCancelledException, JobTimeoutError
+from hither.errors import JobTimeoutError
 
-from ._compat import ContainerError
+from hither.errors import ContainerError
 from .jobmount import crashed, has_outcome, job_binds
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger("hither_container.warm")
 
+KILLED = 137  # what run() returns for a job stopped by kill()
 LOOP_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "warm_loop.py")
 DEFAULT_IDLE = 60.0
 _HEALTH_EVERY = 0.5  # seconds between checks that a warm container still runs
@@ -50,6 +51,7 @@ class WarmContainer:
         cmd = ["python3", os.path.join(self.ctl, "warm_loop.py"), self.ctl, str(idle + 30)]
         kw = create_kwargs(ref, runner.options, binds, cmd, self.ctl, "warm")
         self.memory = runner.options.memory
+        self.options_key = runner.options.model_dump_json()
         self.ct = c.containers.create(**kw)
         self.ct.start()
         self.last_used = time.monotonic()
@@ -73,7 +75,7 @@ class WarmContainer:
             while not os.path.exists(done):
                 now = time.monotonic()
                 if self.killed == job_dir:
-                    raise JobCancelledException(f"job {os.path.basename(job_dir)} was cancelled")
+                    return KILLED
                 if timeout is not None and now - started > timeout:
                     self.stop()
                     raise JobTimeoutError(f"job {os.path.basename(job_dir)} in {self.ref} was "
@@ -191,11 +193,13 @@ class WarmPool:
                 logger.debug("warm container %s idle for %.0f s: stopping", w.ct.name, w.idle)
                 w.stop()
 
-    def close(self) -> None:
-        """Stop every warm container of this process (also registered with atexit)."""
+    def close(self, options_key: Optional[str] = None) -> None:
+        """Stop the warm containers of one options key (JSON of ContainerOptions), or every
+        one of this process (also registered with atexit)."""
         with self.lock:
-            everything = [w for ws in self.idle.values() for w in ws] + list(self.busy)
-            self.idle.clear()
+            keys = [k for k in self.idle if options_key is None or k[2] == options_key]
+            everything = [w for k in keys for w in self.idle.pop(k)]
+            everything += [w for w in self.busy if options_key is None or w.options_key == options_key]
         for w in everything:
             w.stop()
 
