@@ -14,7 +14,7 @@ hatch env create
 hatch run python scripts/check_workspace.py
 hatch run test "$@"
 if [ $# -eq 0 ]; then
-  for env in core-only cache-only store-only; do
+  for env in core-only cache-only store-only container-only; do
     echo "== per-package environment: $env"
     hatch run "$env:test" -q
   done

@@ -12,7 +12,7 @@ IMAGE = os.environ.get("HITHER_TEST_IMAGE", "hither-test/python-numpy:3.11")
 
 @hi.function('ct_probe', '0.1.0')
 @hi.container('docker://' + IMAGE)
-def ct_probe(write_to=None):
+def ct_probe(write_to=None, look=()):
     if write_to:
         with open(write_to, 'w') as f:
             f.write('written inside')
@@ -22,7 +22,8 @@ def ct_probe(write_to=None):
             'cwd_entries': sorted(os.listdir('.')), 'nets': sorted(os.listdir('/sys/class/net')),
             'env': dict(os.environ), 'os_release': os_release,
             'stand_in': bool(getattr(hi, '__hither_stand_in__', False)),
-            'hither_file': getattr(hi, '__file__', None), 'pid': os.getpid()}
+            'hither_file': getattr(hi, '__file__', None), 'pid': os.getpid(),
+            'seen': {p: os.path.exists(p) for p in look}}
 
 
 @hi.function('ct_touch', '0.1.0')

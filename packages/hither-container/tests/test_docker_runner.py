@@ -217,11 +217,17 @@ def test_warm_container_is_reused_with_a_clean_folder_per_job(runners, job_dir_o
     r = runners(reuse=True)
     d1 = job_dir_of(ct_funcs.ct_touch, name="junk.txt")
     assert "junk.txt" in run_value(r, docker_image, d1)
-    probes = [run_value(r, docker_image, job_dir_of(ct_funcs.ct_probe)) for _ in range(3)]
+    sibling = os.path.join(os.path.dirname(d1), "not-for-the-container.txt")
+    with open(sibling, "w") as f:
+        f.write("beside the job directories")
+    probes = [run_value(r, docker_image, job_dir_of(ct_funcs.ct_probe, look=[sibling, d1]))
+              for _ in range(3)]
     assert len({p["hostname"] for p in probes}) == 1  # one container ...
     assert len({p["pid"] for p in probes}) == 3  # ... a new process per job
     for p in probes:
         assert "junk.txt" not in p["cwd_entries"] and p["cwd"] != d1
+        # the container sees its exchange folder only, not the folder of all job directories
+        assert p["seen"] == {sibling: False, d1: False}
     assert len(leftover_containers()) == 1
     r.close()
     assert leftover_containers() == []

@@ -1,7 +1,10 @@
 """Warm Docker containers: one long-lived container per (image, job base folder, options)
 and concurrent job, fed job directories through a control folder (``warm_loop.py`` runs
-inside), so a job costs a fork instead of a ``docker run``. A job that crashes or times out
-takes its container down; idle containers stop after ``idle_timeout`` and at exit."""
+inside), so a job costs a fork instead of a ``docker run``. The container mounts only an
+exchange folder of its own beside the job directories; each job directory is renamed into
+it for its run (a symbolic link keeps its path working on the host) and back afterwards
+(one file system: no copy). A job that crashes or times
+out takes its container down; idle containers stop after ``idle_timeout`` and at exit."""
 from __future__ import annotations
 
 import atexit
@@ -42,30 +45,54 @@ class WarmContainer:
         from .docker_runner import create_kwargs
 
         self.ref, self.base, self.idle = ref, base, idle
-        self.ctl = tempfile.mkdtemp(prefix="hither-warm-")
+        # The container sees only this exchange folder (beside the job directories, so a job
+        # directory moves in and back out by rename, on one file system) and hither-core:
+        # never the rest of the job base folder, which may be the system's /tmp.
+        self.xdir = tempfile.mkdtemp(prefix=".hither-warm-", dir=base)
+        self.ctl = os.path.join(self.xdir, "ctl")
+        os.mkdir(self.ctl)
         shutil.copyfile(LOOP_SOURCE, os.path.join(self.ctl, "warm_loop.py"))
-        # the job base folder (every job directory of this pool lives there) and the control
-        # folder, both at their own paths
-        binds = job_binds(base, runner.options) + [(self.ctl, self.ctl, "rw")]
+        binds = job_binds(self.xdir, runner.options)
         # the loop outlives idle by a margin: the host stops it first when it is alive
         cmd = ["python3", os.path.join(self.ctl, "warm_loop.py"), self.ctl, str(idle + 30)]
-        kw = create_kwargs(ref, runner.options, binds, cmd, self.ctl, "warm")
+        kw = create_kwargs(ref, runner.options, binds, cmd, self.xdir, "warm")
         self.memory = runner.options.memory
         self.options_key = runner.options.model_dump_json()
-        self.ct = c.containers.create(**kw)
-        self.ct.start()
-        self.last_used = time.monotonic()
-        self.job_dir: Optional[str] = None
+        self._move_lock = threading.Lock()
+        self.job_dir: Optional[str] = None  # the job's own path (as core knows it)
+        self.inner: Optional[str] = None  # where it is while it runs here
         self.dead = False
         self.killed: Optional[str] = None
+        try:
+            self.ct = c.containers.create(**kw)
+            self.ct.start()
+        except BaseException:
+            shutil.rmtree(self.xdir, ignore_errors=True)
+            raise
+        self.last_used = time.monotonic()
+
+    def _move_back(self) -> None:
+        """Put the running job's directory back at its own path (idempotent)."""
+        with self._move_lock:
+            if self.inner and self.job_dir and os.path.exists(self.inner):
+                if os.path.islink(self.job_dir):
+                    os.unlink(self.job_dir)
+                os.rename(self.inner, self.job_dir)
+            self.inner = None
 
     def run(self, job_dir: str, timeout: Optional[float]) -> int:
-        """Hand ``job_dir`` to the loop and wait for its answer."""
+        """Move ``job_dir`` into the exchange folder, hand it to the loop, wait for the
+        answer, move it back."""
         jid = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        inner = os.path.join(self.xdir, "job-" + os.path.basename(job_dir))
+        with self._move_lock:
+            os.rename(job_dir, inner)
+            self.job_dir, self.inner = job_dir, inner
+            # the host keeps seeing the job directory at its own path meanwhile
+            os.symlink(inner, job_dir)
         tmp = os.path.join(self.ctl, jid + ".tmp")
         with open(tmp, "w") as f:
-            f.write(job_dir)
-        self.job_dir = job_dir
+            f.write(inner)
         os.rename(tmp, os.path.join(self.ctl, jid + ".job"))
         done = os.path.join(self.ctl, jid + ".done")
         started = time.monotonic()
@@ -94,6 +121,7 @@ class WarmContainer:
                 out = json.load(f)
             os.remove(done)
         finally:
+            self._move_back()
             self.job_dir = None
             self.last_used = time.monotonic()
         code = out.get("exit_code")
@@ -130,7 +158,8 @@ class WarmContainer:
             self.ct.remove(force=True)
         except Exception as exc:  # noqa: BLE001 - already gone
             logger.debug("removing warm container %s: %s", self.ct.name, exc)
-        shutil.rmtree(self.ctl, ignore_errors=True)
+        self._move_back()  # a job stopped mid-run keeps its directory (core reads it)
+        shutil.rmtree(self.xdir, ignore_errors=True)
 
 
 class WarmPool:
