@@ -56,3 +56,22 @@ def test_exit_codes_name_their_signal():
     assert describe_exit(137) == "exit code 137 (SIGKILL)"
     assert describe_exit(3) == "exit code 3"
     assert describe_exit(None) == "no exit code"
+
+
+def test_the_mounted_hither_is_a_compiled_copy_of_the_installed_one():
+    import hither
+
+    from hither_container.jobmount import hither_source
+
+    src = os.path.dirname(os.path.abspath(hither.__file__))
+    copy = hither_source()
+    assert copy != src and os.path.basename(copy) == "hither"
+    for root, dirs, names in os.walk(src):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for n in names:
+            if n.endswith(".py"):
+                rel = os.path.relpath(os.path.join(root, n), src)
+                with open(os.path.join(src, rel), "rb") as a, open(os.path.join(copy, rel), "rb") as b:
+                    assert a.read() == b.read(), rel
+    assert any(n.endswith(".pyc") for n in os.listdir(os.path.join(copy, "__pycache__")))
+    assert hither_source() == copy  # made once

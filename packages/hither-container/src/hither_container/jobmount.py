@@ -2,14 +2,18 @@
 calling user, the hither-core source mount, and the error for a container that died."""
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import threading
 from typing import Dict, List, Optional, Tuple
 
 from hither.errors import WorkerDiedError
 
 from hither.errors import ContainerError
 from hither.models import ContainerOptions
+
+logger = logging.getLogger("hither_container")
 
 #: where the hither-core package is mounted (read-only) inside a container
 HITHER_MOUNT = "/opt/hither-core"
@@ -49,11 +53,70 @@ def calling_user() -> str:
     return f"{os.getuid()}:{os.getgid()}"
 
 
+_prepared: Dict[str, str] = {}
+_prepared_lock = threading.Lock()
+
+
 def hither_source() -> str:
-    """The directory of the installed ``hither`` package (pure Python), to mount read-only."""
+    """The ``hither`` package to mount read-only: a byte-compiled copy of the installed one
+    (so a container's Python need not compile it at every start), kept under
+    ``~/.cache/hither/container`` by content; the installed package itself if no copy can
+    be made."""
     import hither
 
-    return os.path.dirname(os.path.abspath(hither.__file__))
+    src = os.path.dirname(os.path.abspath(hither.__file__))
+    with _prepared_lock:
+        if src not in _prepared:
+            try:
+                _prepared[src] = _compiled_copy(src)
+            except OSError as exc:
+                logger.info("mounting %s itself (no compiled copy: %s)", src, exc)
+                _prepared[src] = src
+        return _prepared[src]
+
+
+def _compiled_copy(src: str) -> str:
+    import compileall
+    import hashlib
+    import shutil
+    import tempfile
+
+    h = hashlib.sha1()
+    files = []
+    for root, dirs, names in os.walk(src):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for n in sorted(names):
+            if n.endswith(".py"):
+                path = os.path.join(root, n)
+                files.append(os.path.relpath(path, src))
+                h.update(files[-1].encode() + b"\0")
+                with open(path, "rb") as f:
+                    h.update(f.read())
+    base = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+                        "hither", "container")
+    dest = os.path.join(base, f"hither-{h.hexdigest()[:16]}", "hither")
+    if os.path.isdir(dest):
+        return dest
+    os.makedirs(base, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".hither-", dir=base)
+    try:
+        for rel in files:
+            os.makedirs(os.path.join(tmp, "hither", os.path.dirname(rel)), exist_ok=True)
+            shutil.copy2(os.path.join(src, rel), os.path.join(tmp, "hither", rel))
+        # pycs for this Python; an image with another Python version ignores them
+        compileall.compile_dir(os.path.join(tmp, "hither"), quiet=2)
+        for root, dirs, names in os.walk(tmp):  # readable by any uid a container runs as
+            for n in dirs + names:
+                os.chmod(os.path.join(root, n), 0o755 if n in dirs else 0o644)
+        os.chmod(tmp, 0o755)
+        try:
+            os.rename(tmp, os.path.dirname(dest))
+        except OSError:  # another process made it meanwhile
+            if not os.path.isdir(dest):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
 
 
 def mounts_hither(options: ContainerOptions) -> bool:

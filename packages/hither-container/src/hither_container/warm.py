@@ -1,7 +1,7 @@
 """Warm Docker containers: one long-lived container per (image, job base folder, options)
 and concurrent job, fed job directories through a control folder (``warm_loop.py`` runs
 inside), so a job costs a fork instead of a ``docker run``. The container mounts only an
-exchange folder of its own beside the job directories; each job directory is renamed into
+exchange folder of its own on the job directories' file system; each job directory is renamed into
 it for its run (a symbolic link keeps its path working on the host) and back afterwards
 (one file system: no copy). A job that crashes or times
 out takes its container down; idle containers stop after ``idle_timeout`` and at exit."""
@@ -37,6 +37,18 @@ DEFAULT_IDLE = 60.0
 _HEALTH_EVERY = 0.5  # seconds between checks that a warm container still runs
 
 
+def exchange_root(base: str) -> str:
+    """Where a warm container's exchange folder goes: the system's temp folder when it is on
+    the file system of ``base`` (the job directories' folder), else ``base`` itself."""
+    tmp = tempfile.gettempdir()
+    try:
+        if os.stat(tmp).st_dev == os.stat(base).st_dev:
+            return tmp
+    except OSError:
+        pass
+    return base
+
+
 class WarmContainer:
     """One long-lived container and its control folder; runs one job at a time."""
 
@@ -45,12 +57,13 @@ class WarmContainer:
         from .docker_runner import create_kwargs
 
         self.ref, self.base, self.idle = ref, base, idle
-        # The container sees only this exchange folder (beside the job directories, so a job
-        # directory moves in and back out by rename, on one file system) and hither-core:
-        # never the rest of the job base folder, which may be the system's /tmp.
-        self.xdir = tempfile.mkdtemp(prefix=".hither-warm-", dir=base)
+        # The container sees only this exchange folder (on the job directories' file system,
+        # so a job directory moves in and back out by rename) and hither-core: never the rest
+        # of the job base folder, which may be the system's /tmp.
+        self.xdir = tempfile.mkdtemp(prefix="hither-warm-", dir=exchange_root(base))
         self.ctl = os.path.join(self.xdir, "ctl")
         os.mkdir(self.ctl)
+        os.mkdir(os.path.join(self.xdir, "jobs"))
         shutil.copyfile(LOOP_SOURCE, os.path.join(self.ctl, "warm_loop.py"))
         binds = job_binds(self.xdir, runner.options)
         # the loop outlives idle by a margin: the host stops it first when it is alive
@@ -84,7 +97,7 @@ class WarmContainer:
         """Move ``job_dir`` into the exchange folder, hand it to the loop, wait for the
         answer, move it back."""
         jid = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-        inner = os.path.join(self.xdir, "job-" + os.path.basename(job_dir))
+        inner = os.path.join(self.xdir, "jobs", os.path.basename(job_dir))
         with self._move_lock:
             os.rename(job_dir, inner)
             self.job_dir, self.inner = job_dir, inner
