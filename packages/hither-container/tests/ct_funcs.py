@@ -109,3 +109,16 @@ def in_image(t=0.0, write=None):
         return hi.File(write)
     with open('/etc/os-release') as f:
         return {'os_release': f.read(), 'sees_host_tree': os.path.exists('/work')}
+
+
+@hi.function('hog', '0.1.0')
+@hi.container('docker://' + IMAGE)
+def hog(mb):
+    chunks = [b'x' * (1024 * 1024) for _ in range(mb)]
+    return len(chunks)
+
+
+@hi.function('where', '0.1.0')
+@hi.container('docker://' + IMAGE)
+def where(i):
+    return socket.gethostname(), os.getpid(), i

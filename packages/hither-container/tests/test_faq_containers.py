@@ -139,3 +139,24 @@ def test_local_modules_and_additional_files(jh, tmp_path, monkeypatch):
             assert mod.faq_local.run(x=5).wait(120) == {"y": 15, "cfg": "shipped"}
     finally:
         sys.modules.pop("faq_app", None)
+
+
+def test_out_of_memory_is_a_clear_error(jh):
+    with hi.Config(job_handler=jh, container=True, container_options={"memory": "96m"}):
+        job = ct_funcs.hog.run(mb=1024)
+        with pytest.raises(hi.WorkerDiedError, match="out-of-memory killer.*96m"):
+            job.wait(120)
+        assert ct_funcs.hog.run(mb=8).wait(120) == 8  # the next job runs
+
+
+def test_warm_reuse_through_the_config(jh, leftover_containers):
+    with hi.Config(job_handler=jh, container=True, container_options={"reuse": True}):
+        out = [ct_funcs.where.run(i=i).wait(120) for i in range(4)]
+    assert [o[2] for o in out] == [0, 1, 2, 3]
+    assert len({o[0] for o in out}) == 1  # one container (jobs run one after another) ...
+    assert len({o[1] for o in out}) == 4  # ... a fresh process for each job
+    assert len(leftover_containers()) == 1
+    from hither.containers import close_runners
+
+    close_runners()  # what happens at exit
+    assert leftover_containers() == []

@@ -232,12 +232,13 @@ class DockerRunner(ContainerRunner):
 
     def client(self) -> "docker.DockerClient":
         global _swept
-        if self._client is None:
-            self._client = client()
-            with _sweep_lock:
-                if not _swept:
-                    sweep_stale(self._client)
-                    _swept = True
+        with self._lock:
+            if self._client is None:
+                self._client = client()
+        with _sweep_lock:
+            if not _swept:  # once per process: containers of killed callers go away
+                sweep_stale(self._client)
+                _swept = True
         return self._client
 
     def run(self, image: str, job_dir: str, timeout: Optional[float] = None, **_: Any) -> int:
