@@ -19,3 +19,13 @@ def write_report(text, out_name):
     with open(out_name, 'w') as f:
         f.write(text)
     return hi.File(out_name)
+
+
+@hi.function('make_ones', '0.1.0')
+def make_ones(n):
+    return np.ones(n)
+
+
+@hi.function('add_to', '0.1.0')
+def add_to(x, y):
+    return x + y

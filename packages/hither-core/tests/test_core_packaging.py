@@ -19,7 +19,7 @@ import hither as hi
 from hither import registry
 from hither.errors import BundleTooLargeError, HitherError
 from hither.interfaces import JobHandler
-from hither.testing.container_conformance import ContainerRunnerConformance, HostPythonRunner
+from hither.testing.container_conformance import ContainerRunnerConformance, HostPythonRunner, ParkedHandler
 from hither.jobdir import read_job_outputs, write_job_dir
 from hither.packaging import build_bundle
 
@@ -304,19 +304,6 @@ def test_returned_file_is_the_jobs_content_not_the_hosts(tmp_path, monkeypatch, 
     sys.modules.pop("rf_funcs", None)
 
 
-class Parked(JobHandler):
-    """Keeps jobs queued (they are written to job directories by hand in these tests)."""
-
-    name = "parked"
-    supports_timeout = True
-
-    def submit(self, job, inline):
-        pass
-
-    def cancel(self, job):
-        return False
-
-
 def test_runner_stops_itself_at_the_job_timeout(tmp_path):
     """The runner's own watchdog: a job directory run with no supervisor at all (a plain
     subprocess wait, no timeout) still ends at spec.timeout, with a JobTimeoutError as its
@@ -338,7 +325,7 @@ def sleeper(marker):
     try:
         import wd_funcs
 
-        with hi.Config(job_handler=Parked(), job_timeout=1.5):
+        with hi.Config(job_handler=ParkedHandler(), job_timeout=1.5):
             job = wd_funcs.sleeper.run(marker=str(tmp_path / "child.pid"))
         job_dir = str(tmp_path / "jd")
         write_job_dir(job, job_dir)
@@ -429,3 +416,20 @@ def test_packaging_errors_at_run_for_container_jobs(host_runner):
     with hi.Config(container="hostpython://img"):
         with pytest.raises(hi.errors.HitherError, match="nested"):
             nested_fn.run(x=1)
+
+
+def test_interactive_and_over_limit_functions_refused_at_run(host_runner, box, monkeypatch):
+    ns = {}
+    exec(compile("import hither as hi\n@hi.function('typed_in', '0.1.0')\ndef typed_in(x):\n    return x\n",
+                 "<stdin>", "exec"), ns)
+    with hi.Config(container="hostpython://img"):
+        with pytest.raises(HitherError, match="no source file"):
+            ns["typed_in"].run(x=1)
+    import hither.packaging as packaging
+
+    monkeypatch.setattr(packaging, "MAX_BUNDLE_BYTES", 10)
+    box.in_box._bundle = None  # built again under the tiny limit
+    with hi.Config(container=True):
+        with pytest.raises(BundleTooLargeError, match="over the"):
+            box.in_box.run(a=np.ones(1))
+    box.in_box._bundle = None

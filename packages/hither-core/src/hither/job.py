@@ -124,7 +124,24 @@ class Job:
                                       "not finished; call job.wait() first")
         if self._error is not None:
             raise self._error
-        return self._result
+        result = self._result
+        if getattr(type(result), "_hither_ref", False) is True:
+            # a result that stayed in the store where the job ran: read it now, once
+            result = result.materialize()
+            self._result = result
+        return result
+
+    def result_for(self, consumer: "Job") -> Any:
+        """This finished job's result as an input of ``consumer``: a result still held in
+        a store stays a reference when ``consumer``'s handler reads that same store (the
+        data then never passes through this process); otherwise the value itself."""
+        result = self._result
+        if getattr(type(result), "_hither_ref", False) is True and self._error is None:
+            handler = consumer.handler
+            store = getattr(handler, "result_store", None)
+            if handler.crosses_machine and store is not None and store is result.store:
+                return result
+        return self.get_result()
 
     def get_error(self) -> Optional[BaseException]:
         return self._error

@@ -13,6 +13,7 @@ from .errors import DependencyFailedError
 from .interfaces import JobHandler
 from .job import Job
 from .placement import check_placement
+from .refs import is_stored
 from .status import JobStatus
 from .values import scan, substitute
 
@@ -153,7 +154,7 @@ class JobManager:
                     f"{d.function_name} ({d.id}) {d.get_status().value}"
                     + (f": {type(cause).__name__}: {cause}" if cause is not None else "")), None)
                 return
-        job.resolved_kwargs = substitute(job.kwargs, lambda d: d.get_result())
+        job.resolved_kwargs = substitute(job.kwargs, lambda d: d.result_for(job))
         self._ready(job, inline)
 
     def _ready(self, job: Job, inline: bool) -> None:
@@ -190,7 +191,9 @@ class JobManager:
         cache = job.config.job_cache
         if cache is not None and not job.from_cache and status != JobStatus.CANCELLED:
             try:
-                cache.store(job, status, result, error, job.get_runtime_info())
+                # a cache keeps values, not references into a job's store
+                value = result.materialize() if is_stored(result) else result
+                cache.store(job, status, value, error, job.get_runtime_info())
             except Exception as exc:
                 logger.warning("could not store %s (%s) in the job cache: %s: %s",
                                job.function_name, job.id, type(exc).__name__, exc)

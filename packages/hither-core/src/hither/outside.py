@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 from .errors import JobTimeoutError
 from .interfaces import ContainerRunner, Launcher, Store
 from .jobdir import read_job_outputs, write_job_dir
-from .outcome import Outcome, failed, report
+from .outcome import Outcome, failed, finished, report
+from .refs import StoredResult, has_store_refs
 from .transport import pack_job, unpack_outputs
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -81,7 +82,19 @@ def collect(job: "Job", job_dir: str, exit_code: Optional[int]) -> Outcome:
 
 
 def collect_document(job: "Job", doc: Dict[str, Any], store: Store) -> Outcome:
-    """Report the outcome packed by ``transport.pack_outputs`` on another machine."""
+    """Report the outcome packed by ``transport.pack_outputs`` on another machine.
+
+    A result whose arrays or files are in ``store`` stays there as a ``StoredResult``
+    (read when ``get_result()`` asks, or passed on as a reference to the next job on a
+    handler that reads the same store), unless ``hi.Config(download_results=True)``:
+    then it is fetched now."""
+    result = doc.get("result")
+    if result is not None and "error" not in doc and not job.config.download_results \
+            and has_store_refs(result["value"]):
+        ri = dict(doc.get("runtime") or {})
+        outcome = finished(StoredResult(result["value"], store), ri)
+        report(job, outcome)
+        return outcome
     scratch = tempfile.mkdtemp(prefix="hither-outcome-", dir=job_temp_dir())
     try:
         outcome = unpack_outputs(doc, scratch, store)

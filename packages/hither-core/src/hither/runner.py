@@ -58,6 +58,9 @@ def encode_value(v, array_sink, file_encoder=None):
             return {TAG: "ndarray", "ref": array_sink(v)}
         if isinstance(v, np.generic):
             return {TAG: "npscalar", "dtype": v.dtype.str, "hex": v.tobytes().hex()}
+    wire = getattr(t, "__hither_wire__", None)
+    if wire is not None:  # a value already in the wire format (a result held in a store)
+        return wire(v)
     if hasattr(v, "__fspath__") and hasattr(v, "uri"):  # hither.File or the runner's stand-in
         if file_encoder is not None:
             return file_encoder(v)

@@ -56,6 +56,9 @@ def _link_or_copy(src: str, dest: str) -> None:
 
 def _pack_value(data: Any, job_dir: str, store: Store, inline_max: int) -> Any:
     def pack(node: Dict[str, Any]) -> Dict[str, Any]:
+        if node.get("ref") is None and (node.get("uri") or node.get("inline") is not None) \
+                and node["_hither"] == "ndarray":
+            return node  # already packed: part of a result that stays in the store
         if node["_hither"] == "ndarray":
             path = os.path.join(job_dir, node["ref"])
             if os.path.getsize(path) < inline_max:

@@ -30,11 +30,13 @@ import threading
 import time
 from typing import Any, Iterator, Optional
 
+from ._modules import job_module
+
 import numpy as np
 import pytest
 
 from ..errors import JobCancelledException, JobTimeoutError, WorkerDiedError
-from ..interfaces import ContainerRunner
+from ..interfaces import ContainerRunner, JobHandler
 from ..outside import SubprocessLauncher, prepare
 from ..jobdir import read_job_outputs
 
@@ -81,6 +83,20 @@ def cc_write(text, path=None):
 '''
 
 
+class ParkedHandler(JobHandler):
+    """Keeps jobs queued and never runs them: for tests that write a job into a job
+    directory and run it by hand. Cancel the jobs at the end (``job.cancel()``)."""
+
+    name = "parked"
+    supports_timeout = True
+
+    def submit(self, job: Any, inline: bool) -> None:
+        pass
+
+    def cancel(self, job: Any) -> bool:
+        return False
+
+
 class HostPythonRunner(ContainerRunner):
     """A real ContainerRunner that runs the job directory with this host's Python instead
     of an image (``hostpython://anything``): the whole container path of the handlers is
@@ -117,17 +133,9 @@ class ContainerRunnerConformance:
 
     # -------------------------------------------------------------- fixtures
     @pytest.fixture
-    def funcs(self, tmp_path: Any, monkeypatch: Any) -> Iterator[Any]:
-        d = tmp_path / "ccmod"
-        d.mkdir()
-        (d / "cc_funcs.py").write_text(JOB_FUNCS)
-        monkeypatch.syspath_prepend(str(d))
+    def funcs(self, tmp_path: Any, monkeypatch: Any) -> Any:
         monkeypatch.setenv("HITHER_TEMP_DIR", str(tmp_path / "jobs"))
-        sys.modules.pop("cc_funcs", None)
-        import cc_funcs  # type: ignore[import-not-found]
-
-        yield cc_funcs
-        sys.modules.pop("cc_funcs", None)
+        return job_module("cc_funcs", JOB_FUNCS)
 
     @pytest.fixture(params=["default", "parallel"])
     def handler(self, request: Any) -> Iterator[Any]:
@@ -157,7 +165,8 @@ class ContainerRunnerConformance:
         np.testing.assert_array_equal(r["double"], np.arange(5.0) * 2)
         assert "summing in" in ok.get_runtime_info().stdout
         assert "cc_fail" in bad.get_error().remote_traceback
-        assert os.listdir(str(tmp_path / "jobs")) == []  # job directories are cleaned up
+        jobs_dir = os.environ["HITHER_TEMP_DIR"]
+        assert not os.path.exists(jobs_dir) or os.listdir(jobs_dir) == []  # job dirs are cleaned up
 
     def test_timeout_stops_the_job(self, funcs: Any, handler: Any, runner_name: str, image: str) -> None:
         import hither as hi
@@ -228,8 +237,9 @@ class ContainerRunnerConformance:
         cls = registry.load("container_runners", runner_name)
         assert cls.is_available()
         runner = cls()
-        with hi.Config(job_handler=hi.DefaultJobHandler(), container=False):
+        with hi.Config(job_handler=ParkedHandler(), container=False):
             job = funcs.cc_sum.run(a=np.ones(4), t=60)  # made here, run below by hand
+            quick = funcs.cc_sum.run(a=np.ones(4))
         job_dir = prepare(job, str(tmp_path))
         # timeout: JobTimeoutError, promptly
         t0 = time.monotonic()
@@ -244,10 +254,10 @@ class ContainerRunnerConformance:
         assert time.monotonic() - t0 < 30 and code != 0
         runner.close()
         # a clean run writes the outcome
-        with hi.Config(job_handler=hi.DefaultJobHandler(), container=False):
-            quick = funcs.cc_sum.run(a=np.ones(4))
         job_dir3 = prepare(quick, str(tmp_path))
         assert runner.run(image, job_dir3, timeout=120) == 0
         outcome = read_job_outputs(job_dir3, 0)
         assert outcome.error is None and outcome.value["sum"] == 4.0
+        job.cancel()
+        quick.cancel()
 
