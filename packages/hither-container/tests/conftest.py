@@ -49,15 +49,16 @@ def docker_client() -> Iterator[Any]:
     c.close()
 
 
-def own_containers(c: Any) -> List[str]:
-    """Names of the containers this test process started that still exist (any state)."""
+def own_containers(c: Any, running: bool = False) -> List[str]:
+    """Names of the containers this test process started that still exist (any state, or
+    only running ones)."""
     return [ct.name for ct in c.containers.list(
-        all=True, filters={"label": [f"hither.job=1", f"hither.owner_pid={os.getpid()}"]})]
+        all=not running, filters={"label": ["hither.job=1", f"hither.owner_pid={os.getpid()}"]})]
 
 
 @pytest.fixture
-def leftover_containers(docker_client: Any) -> Callable[[], List[str]]:
-    return lambda: own_containers(docker_client)
+def leftover_containers(docker_client: Any) -> Callable[..., List[str]]:
+    return lambda running=False: own_containers(docker_client, running)
 
 
 @pytest.fixture(scope="session")

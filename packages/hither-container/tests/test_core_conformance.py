@@ -13,6 +13,13 @@ pytestmark = [pytest.mark.timeout(300),
 
 
 class TestDockerCoreConformance(ContainerRunnerConformance):
+    @pytest.fixture(autouse=True)
+    def _close_runners(self):
+        yield
+        from hither.containers import close_runners
+
+        close_runners()  # warm containers of one test do not outlive it
+
     @pytest.fixture(params=["cold", "warm"])
     def runner_name(self, request, docker_client):
         self.reuse = request.param == "warm"

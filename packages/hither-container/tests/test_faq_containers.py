@@ -96,10 +96,14 @@ def test_timeout_and_cancel(docker_image, tmp_path, monkeypatch, leftover_contai
             job.cancel()
             with pytest.raises(hi.JobCancelledException):
                 job.wait(10)
-        deadline = time.monotonic() + 1.0  # the container is gone within a second
+        deadline = time.monotonic() + 1.0  # the container stops within a second ...
+        while leftover_containers(running=True):
+            assert time.monotonic() < deadline, leftover_containers(running=True)
+            time.sleep(0.05)
+        deadline = time.monotonic() + 15  # ... and is removed soon after
         while leftover_containers():
             assert time.monotonic() < deadline, leftover_containers()
-            time.sleep(0.05)
+            time.sleep(0.1)
     finally:
         jh.shutdown()
 
