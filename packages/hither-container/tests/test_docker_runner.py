@@ -190,13 +190,16 @@ def test_stale_containers_of_dead_owners_are_swept(docker_client):
                 pass
 
 
+@pytest.mark.parametrize("reuse", [False, True])
 def test_a_killed_caller_leaves_a_container_that_the_next_start_sweeps(tmp_path, docker_client,
-                                                                       job_dir_of):
+                                                                       job_dir_of, reuse):
     d = job_dir_of(ct_funcs.ct_sleep, t=600)
     script = tmp_path / "caller.py"
     script.write_text(
         "import sys\nfrom hither_container.docker_runner import DockerRunner\n"
-        f"DockerRunner().run('docker://hither-test/python-numpy:3.11', {d!r})\n")
+        "from hither.models import ContainerOptions\n"
+        f"DockerRunner(ContainerOptions(reuse={reuse})).run("
+        f"'docker://hither-test/python-numpy:3.11', {d!r})\n")
     proc = subprocess.Popen([sys.executable, str(script)], cwd=str(tmp_path))
     flt = {"label": ["hither.job=1", f"hither.owner_pid={proc.pid}"]}
     deadline = time.monotonic() + 60
@@ -206,9 +209,13 @@ def test_a_killed_caller_leaves_a_container_that_the_next_start_sweeps(tmp_path,
     proc.kill()  # SIGKILL: no cleanup runs in the caller
     proc.wait()
     assert docker_client.containers.list(all=True, filters=flt)  # left behind ...
+    (ct,) = docker_client.containers.list(all=True, filters=flt)
+    exchange = [m["Source"] for m in ct.attrs["Mounts"] if "hither-warm-" in m["Source"]]
+    assert len(exchange) == (1 if reuse else 0)
     removed = sweep_stale(docker_client)  # ... until the next start sweeps it
-    assert len(removed) == 1
+    assert removed == [ct.name]
     assert not docker_client.containers.list(all=True, filters=flt)
+    assert not any(os.path.exists(x) for x in exchange)  # a warm one's exchange folder too
 
 
 # ------------------------------------------------------------------ warm containers

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
@@ -136,6 +137,12 @@ def sweep_stale(c: "docker.DockerClient") -> List[str]:
             removed.append(ct.name)
         except Exception as exc:  # noqa: BLE001 - removed meanwhile by another sweeper
             logger.debug("sweeping %s: %s", ct.name, exc)
+            continue
+        if labels.get(LABEL_KIND) == "warm":  # its exchange folder on this host too
+            for m in ct.attrs.get("Mounts", []):
+                src = m.get("Source", "")
+                if os.path.basename(src).startswith("hither-warm-") and os.path.isdir(src):
+                    shutil.rmtree(src, ignore_errors=True)
     if removed:
         logger.info("removed %d stale hither container(s): %s", len(removed), ", ".join(removed))
     return removed
