@@ -2,8 +2,8 @@
 the container's control folder and run as ``python3 warm_loop.py CTL_DIR IDLE_SECONDS``).
 
 The host drops ``<id>.job`` files (a job directory's path) into CTL_DIR; the loop runs each
-in a forked child (a clean process started from the loop's state, with numpy and hither
-already imported, in the job's own folder) and answers with ``<id>.done`` (JSON: exit code,
+in a forked child (a clean process started from the loop's state, with numpy, hither and
+the job directory's runner.py already loaded, in the job's own folder) and answers with ``<id>.done`` (JSON: exit code,
 signal, whether the memory cgroup killed something). It exits after IDLE_SECONDS without a
 job, so a container whose owner vanished stops by itself.
 """
@@ -27,14 +27,31 @@ def _oom_kills():
     return -1
 
 
-def _run_child(job_dir):
-    """In the forked child: run the job directory's own runner.py; never returns."""
+_runners = {}  # sha1 of a runner.py -> its module namespace, loaded here once
+
+
+def _runner_namespace(job_dir):
+    """The namespace of the job directory's runner.py, executed once per content in the
+    loop (so its compile and imports are not paid per job; forked children share it)."""
+    import hashlib
+
+    path = os.path.join(job_dir, "runner.py")
+    with open(path, "rb") as f:
+        source = f.read()
+    key = hashlib.sha1(source).hexdigest()
+    ns = _runners.get(key)
+    if ns is None:
+        ns = {"__name__": "__hither_runner__", "__file__": path}
+        exec(compile(source, path, "exec"), ns)
+        _runners[key] = ns
+    return ns
+
+
+def _run_child(job_dir, ns):
+    """In the forked child: run the job directory with the runner; never returns."""
     code = 1
     try:
         os.chdir(job_dir)
-        import runpy
-
-        ns = runpy.run_path(os.path.join(job_dir, "runner.py"), run_name="__hither_runner__")
         sys.argv = [os.path.join(job_dir, "runner.py"), job_dir]
         code = ns["main"]([job_dir])
     except BaseException as exc:  # noqa: BLE001 - reported as the child's exit code
@@ -70,10 +87,15 @@ def main(ctl_dir, idle):
             with open(path) as f:
                 job_dir = f.read().strip()
             os.remove(path)
+            try:
+                ns = _runner_namespace(job_dir)
+            except Exception as exc:  # noqa: BLE001 - the job directory is unusable
+                sys.stderr.write("hither warm loop: no runner in %s: %r\n" % (job_dir, exc))
+                ns = {"main": lambda argv: 3}
             before = _oom_kills()
             pid = os.fork()
             if pid == 0:
-                _run_child(job_dir)
+                _run_child(job_dir, ns)
             _, status = os.waitpid(pid, 0)
             after = _oom_kills()
             out = {"exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
