@@ -280,3 +280,23 @@ def test_warm_containers_stop_when_the_program_exits(tmp_path, docker_client, jo
     assert out.returncode == 0, out.stderr
     flt = {"label": ["hither.job=1", f"hither.owner_pid={out.stdout.strip()}"]}
     assert docker_client.containers.list(all=True, filters=flt) == []
+
+
+def test_an_image_without_python3(runners, job_dir_of, docker_client):
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:  # an image holding one text file
+        data = b"no python here\n"
+        info = tarfile.TarInfo("etc/motd")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    docker_client.api.import_image_from_data(buf.getvalue(), repository="hither-test/no-python",
+                                             tag="1")
+    try:
+        d = job_dir_of(ct_funcs.ct_noop)
+        with pytest.raises(ContainerError, match="needs python3"):
+            runners().run("docker://hither-test/no-python:1", d)
+    finally:
+        docker_client.images.remove("hither-test/no-python:1", force=True)

@@ -294,7 +294,9 @@ class DockerRunner(ContainerRunner):
             except docker.errors.APIError as exc:
                 if job_dir in self._killed:
                     return KILLED
-                raise ContainerError(f"the container of {ref} failed: {exc}") from exc
+                hint = (" (the image needs python3 on its PATH)"
+                        if "executable file not found" in str(exc) else "")
+                raise ContainerError(f"the container of {ref} could not run the job: {exc}{hint}") from exc
             code = int(status.get("StatusCode", -1))
             if job_dir in self._killed:
                 return code or KILLED
