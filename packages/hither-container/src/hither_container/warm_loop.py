@@ -27,7 +27,7 @@ def _oom_kills():
     return -1
 
 
-_runners = {}  # sha1 of a runner.py -> its module namespace, loaded here once
+_runners = {}  # type: dict  # sha1 of a runner.py -> its module namespace, loaded once
 
 
 def _runner_namespace(job_dir):
