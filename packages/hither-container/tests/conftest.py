@@ -40,7 +40,7 @@ def docker_client() -> Iterator[Any]:
         from hither_container.docker_runner import client
         c = client()
     except Exception as exc:  # noqa: BLE001 - ContainerError, or docker-py missing
-        _unavailable(f"no Docker Engine: {exc}; start one with: bash scripts/services.sh docker")
+        _unavailable(f"no Docker Engine: {exc}")  # the message says how to start one
     try:
         c.images.get(IMAGE)
     except Exception:  # noqa: BLE001

@@ -86,9 +86,9 @@ def job_dir_of(tmp_path, monkeypatch):
 def test_no_command_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # neither apptainer nor singularity
     assert ApptainerRunner.is_available() is False
-    with pytest.raises(ContainerError, match="neither apptainer or singularity is on PATH"):
+    with pytest.raises(ContainerError, match="neither apptainer nor singularity is on PATH"):
         ApptainerRunner().run("docker://python:3.11", str(tmp_path))
-    with pytest.raises(ContainerError, match="neither /opt/none/apptainer"):
+    with pytest.raises(ContainerError, match="configured command /opt/none/apptainer is not on PATH"):
         ApptainerRunner(ContainerOptions(extra={"command": "/opt/none/apptainer"})).build_command(
             "docker://python:3.11", str(tmp_path))
 

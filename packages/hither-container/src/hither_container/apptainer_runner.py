@@ -61,9 +61,10 @@ class ApptainerRunner(ContainerRunner):
             path = shutil.which(name)
             if path:
                 return path
-        wanted = configured or " or ".join(cls.commands)
+        what = (f"the configured command {configured} is not on PATH" if configured
+                else f"neither {' nor '.join(cls.commands)} is on PATH")
         raise ContainerError(
-            f"neither {wanted} is on PATH: install Apptainer (https://apptainer.org, or your "
+            f"{what}: install Apptainer (https://apptainer.org, or your "
             "site's module) to run library://, oras://, shub:// or .sif images, or use "
             "docker:// images with the Docker runner")
 
