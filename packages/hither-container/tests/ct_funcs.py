@@ -122,3 +122,22 @@ def hog(mb):
 @hi.container('docker://' + IMAGE)
 def where(i):
     return socket.gethostname(), os.getpid(), i
+
+
+@hi.function('ct_spawn', '0.1.0')
+def ct_spawn():
+    import subprocess
+    return subprocess.Popen(['sleep', '300'], start_new_session=False).pid
+
+
+@hi.function('ct_proc_states', '0.1.0')
+def ct_proc_states():
+    states = {}
+    for p in os.listdir('/proc'):
+        if p.isdigit():
+            try:
+                with open('/proc/%s/stat' % p) as f:
+                    states[int(p)] = f.read().split(') ')[1].split()[0]
+            except OSError:
+                pass
+    return states

@@ -300,3 +300,11 @@ def test_an_image_without_python3(runners, job_dir_of, docker_client):
             runners().run("docker://hither-test/no-python:1", d)
     finally:
         docker_client.images.remove("hither-test/no-python:1", force=True)
+
+
+def test_processes_a_warm_job_leaves_behind_die_with_it(runners, job_dir_of, docker_image):
+    r = runners(reuse=True)
+    pid = run_value(r, docker_image, job_dir_of(ct_funcs.ct_spawn))
+    states = run_value(r, docker_image, job_dir_of(ct_funcs.ct_proc_states))
+    assert str(pid) not in states  # killed and reaped: neither running nor a zombie
+    assert "Z" not in states.values()

@@ -49,6 +49,15 @@ def exchange_root(base: str) -> str:
     return base
 
 
+def _timed_out(job_dir: str) -> bool:
+    """Whether the job's outcome is the runner's own timeout."""
+    try:
+        with open(os.path.join(job_dir, "error.json")) as f:
+            return json.load(f).get("type_name") == "JobTimeoutError"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 class WarmContainer:
     """One long-lived container and its control folder; runs one job at a time."""
 
@@ -123,8 +132,12 @@ class WarmContainer:
                                           "container was taken down")
                 if now >= next_health:
                     next_health = now + _HEALTH_EVERY
-                    self.ct.reload()
-                    if self.ct.status != "running":
+                    try:
+                        self.ct.reload()
+                        status = self.ct.status
+                    except Exception:  # noqa: BLE001 - removed under us
+                        status = "gone"
+                    if status != "running":
                         if self.killed == job_dir:
                             continue
                         raise self._died(job_dir)
@@ -139,11 +152,13 @@ class WarmContainer:
             self.last_used = time.monotonic()
         code = out.get("exit_code")
         if code == 0 and has_outcome(job_dir):
+            if _timed_out(job_dir):  # stopped by the runner's own watchdog
+                self.stop()
             return 0
         # a crashed job takes its container down: the next job gets a fresh one
         sig = out.get("signal")
-        self.stop()
         logs = self._logs()
+        self.stop()
         if has_outcome(job_dir) and not out.get("oom_killed"):
             return int(code) if code is not None else 128 + int(sig or 0)
         raise crashed(self.ref, job_dir, code if code is not None else 128 + int(sig or 0),

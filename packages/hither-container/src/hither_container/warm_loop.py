@@ -9,6 +9,7 @@ job, so a container whose owner vanished stops by itself.
 """
 import json
 import os
+import signal
 import sys
 import time
 
@@ -51,6 +52,7 @@ def _run_child(job_dir, ns):
     """In the forked child: run the job directory with the runner; never returns."""
     code = 1
     try:
+        os.setpgid(0, 0)  # a group of its own: whatever the job starts dies with it
         os.chdir(job_dir)
         sys.argv = [os.path.join(job_dir, "runner.py"), job_dir]
         code = ns["main"]([job_dir])
@@ -65,6 +67,17 @@ def _run_child(job_dir, ns):
             os._exit(code if isinstance(code, int) else 1)
 
 
+def _reap():
+    """Collect orphans that ended: the loop is the container's process 1, they are its."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
 def main(ctl_dir, idle):
     for name in ("numpy", "hither"):  # paid once here, not per job
         try:
@@ -76,6 +89,7 @@ def main(ctl_dir, idle):
     while True:
         jobs = sorted(n for n in os.listdir(ctl_dir) if n.endswith(".job"))
         if not jobs:
+            _reap()
             if time.monotonic() - last > idle:
                 return 0
             time.sleep(pause)
@@ -92,11 +106,21 @@ def main(ctl_dir, idle):
             except Exception as exc:  # noqa: BLE001 - the job directory is unusable
                 sys.stderr.write("hither warm loop: no runner in %s: %r\n" % (job_dir, exc))
                 ns = {"main": lambda argv: 3}
+            _reap()
             before = _oom_kills()
             pid = os.fork()
             if pid == 0:
                 _run_child(job_dir, ns)
+            try:
+                os.setpgid(pid, pid)  # also here: no race with the child's own call
+            except OSError:
+                pass
             _, status = os.waitpid(pid, 0)
+            try:  # processes the job left behind do not outlive it
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            _reap()
             after = _oom_kills()
             out = {"exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
                    "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
