@@ -37,25 +37,47 @@ def _noop(x):
     return x
 
 
-def bench_many_noops(n: int) -> list:
+def _median_spread(ratios: list) -> tuple:
+    rs = sorted(ratios)
+    return rs[len(rs) // 2], rs[0], rs[-1]
+
+
+def row_median(name: str, values: list, unit: str, baseline_name: str, baselines: list,
+               target: str) -> dict:
+    """A row of interleaved runs: median times, and the median ratio with its spread."""
+    ratios = [v / b for v, b in zip(values, baselines)]
+    med, lo, hi_ = _median_spread(ratios)
+    line = (f"{name}: {sorted(values)[len(values) // 2]:.4g} {unit} | {baseline_name}: "
+            f"{sorted(baselines)[len(baselines) // 2]:.4g} {unit} | ratio {med:.2f} "
+            f"(median of {len(ratios)} interleaved runs, spread {lo:.2f}-{hi_:.2f}) | target {target}")
+    print(line, flush=True)
+    return {"name": name, "line": line}
+
+
+def bench_many_noops(n: int, rounds: int = 11) -> list:
+    """ParallelJobHandler(2) against ProcessPoolExecutor(2), side by side: both pools stay
+    warm and each round times one then the other."""
     jh = hi.ParallelJobHandler(num_workers=2)
     with hi.Config(job_handler=jh):  # warm the pool (workers start once)
         noop.run(x=-1).wait()
-    t = time.perf_counter()
-    with hi.Config(job_handler=jh):
-        jobs = [noop.run(x=i) for i in range(n)]
-    out = [j.wait() for j in jobs]
-    t_hi = time.perf_counter() - t
-    assert out == list(range(n))
-    jh.shutdown()
+    t_his, t_ppes = [], []
     with cf.ProcessPoolExecutor(2) as ex:
         list(ex.map(_noop, range(4)))  # warm
-        t = time.perf_counter()
-        futs = [ex.submit(_noop, i) for i in range(n)]
-        [f.result() for f in futs]
-        t_ppe = time.perf_counter() - t
-    rows = [row(f"{n} no-op jobs, ParallelJobHandler(2)", t_hi, "s",
-                "ProcessPoolExecutor(2)", t_ppe, t_hi / t_ppe, "<= 1.5x")]
+        for _ in range(rounds):
+            t = time.perf_counter()
+            with hi.Config(job_handler=jh):
+                jobs = [noop.run(x=i) for i in range(n)]
+            out = [j.wait() for j in jobs]
+            t_his.append(time.perf_counter() - t)
+            assert out == list(range(n))
+            del jobs, out
+            t = time.perf_counter()
+            futs = [ex.submit(_noop, i) for i in range(n)]
+            [f.result() for f in futs]
+            t_ppes.append(time.perf_counter() - t)
+    jh.shutdown()
+    rows = [row_median(f"{n} no-op jobs, ParallelJobHandler(2)", t_his, "s",
+                       "ProcessPoolExecutor(2)", t_ppes, "<= 1.0x")]
     try:
         from joblib import Parallel, delayed
 
@@ -63,6 +85,7 @@ def bench_many_noops(n: int) -> list:
         t = time.perf_counter()
         Parallel(n_jobs=2)(delayed(_noop)(i) for i in range(n))
         t_jl = time.perf_counter() - t
+        t_hi = sorted(t_his)[len(t_his) // 2]
         rows.append(row(f"{n} no-op jobs, ParallelJobHandler(2)", t_hi, "s",
                         "joblib.Parallel(n_jobs=2)", t_jl, t_hi / t_jl, "(shown)"))
     except ImportError:
@@ -143,37 +166,42 @@ def bench_hash(size_mb: int) -> list:
     return rows
 
 
-def bench_big_array(size_mb: int) -> list:
+def bench_big_array(size_mb: int, rounds: int = 7) -> list:
     a = np.random.default_rng(1).random(size_mb * 1024 * 1024 // 8)
     jh = hi.ParallelJobHandler(num_workers=1)
+    d = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+    t_his, t_nps = [], []
     with hi.Config(job_handler=jh):
         echo.run(x=np.zeros(10)).wait()  # warm
-        best_hi = float("inf")
-        for _ in range(3):
+        for _ in range(rounds):
             t = time.perf_counter()
             b = echo.run(x=a).wait()
             float(b[::4096].sum())  # touch the result
-            best_hi = min(best_hi, time.perf_counter() - t)
-    assert np.array_equal(a, b)
+            t_his.append(time.perf_counter() - t)
+            assert np.array_equal(a, b)
+            del b
+            path = os.path.join(d, f"hither-bench-{os.getpid()}.npy")
+            t = time.perf_counter()
+            np.save(path, a)
+            c = np.load(path)
+            float(c[::4096].sum())
+            t_nps.append(time.perf_counter() - t)
+            os.unlink(path)
+            del c
     jh.shutdown()
-    d = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-    best_np = float("inf")
-    for _ in range(3):
-        path = os.path.join(d, f"hither-bench-{os.getpid()}.npy")
-        t = time.perf_counter()
-        np.save(path, a)
-        c = np.load(path)
-        float(c[::4096].sum())
-        best_np = min(best_np, time.perf_counter() - t)
-        os.unlink(path)
-    return [row(f"{size_mb} MB array into and out of a parallel worker", best_hi, "s",
-                "np.save + np.load on /dev/shm", best_np, best_hi / best_np, "<= 1.5x")]
+    return [row_median(f"{size_mb} MB array into and out of a parallel worker", t_his, "s",
+                       "np.save + np.load on /dev/shm", t_nps, "<= 1.5x")]
 
 
 def main(argv=None) -> list:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    p.add_argument("--only", choices=["noops", "array"], help="run one benchmark")
     args = p.parse_args(argv)
+    if args.only == "noops":
+        return bench_many_noops(200 if args.quick else 2000)
+    if args.only == "array":
+        return bench_big_array(20 if args.quick else 200)
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, numpy {np.__version__}")
     rows = []
     rows += bench_default_overhead(2000 if args.quick else 20000)

@@ -4,6 +4,7 @@
 #   - an S3 API (moto_server) on 127.0.0.1:5555                     (hither-store)
 #   - a Docker Engine (dockerd --bridge=none --iptables=false) and a locally built
 #     Python 3.11 + numpy image, hither-test/python-numpy:3.11       (hither-container)
+#   - a single-node Slurm cluster (munge + slurmctld + slurmd)       (hither-slurm)
 # Idempotent: safe to run again when things are installed or already up.
 # Each service lives in its own venv under /opt (SecantusDB is GPL-2.0: a separate
 # process, never a dependency of hither). Only loopback addresses are used.
@@ -97,11 +98,82 @@ start_docker() {
   log "built $DOCKER_IMAGE"
 }
 
+SLURM_CONF=/etc/slurm/slurm.conf
+
+slurm_conf() {  # the minimal single-node configuration (CPUs = nproc)
+  cat <<CONF
+# written by hither's scripts/services.sh: one node (localhost) for the test suite
+ClusterName=hitherci
+SlurmctldHost=localhost
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+StateSaveLocation=/var/spool/slurmctld
+SlurmdSpoolDir=/var/spool/slurmd
+SlurmctldPidFile=/run/slurmctld.pid
+SlurmdPidFile=/run/slurmd.pid
+SlurmctldLogFile=/var/log/slurmctld.log
+SlurmdLogFile=/var/log/slurmd.log
+ReturnToService=2
+MpiDefault=none
+JobAcctGatherType=jobacct_gather/none
+NodeName=localhost CPUs=$(nproc) RealMemory=8000 State=UNKNOWN
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+CONF
+}
+
+start_slurm() {
+  if ! command -v slurmctld >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; then
+    log "installing slurm-wlm and munge (apt-get)"
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge >/dev/null
+  fi
+  mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /run/munge
+  local want; want=$(slurm_conf)
+  if [ ! -f "$SLURM_CONF" ] || [ "$(cat "$SLURM_CONF")" != "$want" ]; then
+    log "writing $SLURM_CONF"
+    printf '%s\n' "$want" >"$SLURM_CONF"
+    # a changed configuration needs restarted daemons
+    pkill_pidfile /run/slurmd.pid; pkill_pidfile /run/slurmctld.pid
+  fi
+  [ -f /etc/munge/munge.key ] || mungekey -c
+  chown munge:munge /etc/munge/munge.key /run/munge
+  if ! pgrep -x munged >/dev/null; then runuser -u munge -- munged; fi
+  if ! pidfile_alive /run/slurmctld.pid; then slurmctld; fi
+  if ! pidfile_alive /run/slurmd.pid; then slurmd; fi
+  local i
+  for ((i = 0; i < 300; i++)); do
+    if sinfo -h -o '%t' 2>/dev/null | grep -qE '^(idle|mix|alloc)'; then
+      log "Slurm is up ($(sinfo -h -o '%P %D %c %t' | head -1))"; return 0
+    fi
+    sleep 0.1
+  done
+  log "Slurm did not come up within 30 s; see /var/log/slurmctld.log and /var/log/slurmd.log"
+  return 1
+}
+
+pidfile_alive() {  # pidfile_alive FILE: is the process named in FILE running?
+  [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
+pkill_pidfile() {  # stop the daemon named in a pid file (never by process name)
+  if pidfile_alive "$1"; then
+    kill "$(cat "$1")"
+    local i; for ((i = 0; i < 100; i++)); do pidfile_alive "$1" || return 0; sleep 0.1; done
+  fi
+}
+
 what=${1:-all}
 case "$what" in
-  all) start_mongo; start_s3; start_docker ;;
+  all) start_mongo; start_s3; start_slurm; start_docker ;;
   mongo) start_mongo ;;
   s3) start_s3 ;;
+  slurm) start_slurm ;;
   docker) start_docker ;;
-  *) echo "usage: $0 [all|mongo|s3|docker]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|mongo|s3|slurm|docker]" >&2; exit 2 ;;
 esac

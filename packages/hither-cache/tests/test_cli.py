@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import List
 
 import numpy as np
 import pytest
@@ -147,3 +148,70 @@ def test_as_a_real_command(cache_dir: str) -> None:
     assert len(proc.stdout.strip().splitlines()) == 3 and job_hash("new") in proc.stdout
     proc = subprocess.run(cmd + ["--version"], capture_output=True, text=True, timeout=60)
     assert "0.1.0" in proc.stdout
+
+
+@pytest.fixture
+def immutable(tmp_path: Path):
+    """chattr +i on folders (made writable again at the end): a real read-only place even for
+    root. Skips where chattr is missing or the file system has no such flag."""
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("chattr") is None:
+        pytest.skip("chattr +i needs root and chattr(1)")
+    done: List[str] = []
+
+    def make(path: str) -> None:
+        r = subprocess.run(["chattr", "+i", path], capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            pytest.skip(f"chattr +i is not supported here: {r.stderr.strip()}")
+        done.append(path)
+
+    yield make
+    for path in reversed(done):
+        subprocess.run(["chattr", "-i", path], timeout=30)
+
+
+def test_clear_on_a_read_only_folder_is_one_clear_line(cache_dir: str, immutable) -> None:
+    for shard in sorted(os.listdir(cache_dir)):
+        immutable(os.path.join(cache_dir, shard))
+    immutable(cache_dir)
+    for args in (["clear", "--yes"], ["clear", "--older-than", "1d", "--yes"]):
+        r = run("--path", cache_dir, *args)
+        assert r.exit_code == 1, r.output
+        assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1, r.output
+        assert "cannot delete" in r.output and "Operation not permitted" in r.output
+        assert "make the folder writable" in r.output
+    assert len(list(FileCacheBackend(cache_dir).iter_hashes())) == 3  # nothing lost
+
+
+def test_ls_limit_must_not_be_negative(cache_dir: str) -> None:
+    r = run("--path", cache_dir, "ls", "--limit", "-1")
+    assert r.exit_code == 2 and "--limit" in r.output
+    r = run("--path", cache_dir, "ls", "--limit", "0")
+    assert r.exit_code == 0 and r.output == ""
+
+
+@pytest.mark.parametrize("huge", ["99999999999999999999d", "9" * 400 + "w", "60000w"])
+def test_clear_older_than_a_huge_duration_is_a_clear_error(cache_dir: str, huge: str) -> None:
+    r = run("--path", cache_dir, "clear", "--older-than", huge, "--yes")
+    assert r.exit_code == 2 and "before 1970" in r.output and "Traceback" not in r.output
+    assert len(list(FileCacheBackend(cache_dir).iter_hashes())) == 3
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("bad", ["nan", "inf", "-1", "1e30", "1e400"])
+def test_retry_timeout_must_be_a_finite_wait(bad: str) -> None:
+    """nan/inf/1e30 made the command wait forever on an unreachable server."""
+    r = run("--mongo-url", "mongodb://127.0.0.1:1", "--retry-timeout", bad, "stats")
+    assert r.exit_code == 2 and "--retry-timeout" in r.output and "out of range" in r.output
+
+
+@pytest.mark.parametrize("option", ["retry_timeout", "cooldown", "connect_timeout"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0, 1e30, "10"])
+def test_mongo_backend_timeouts_are_checked(option: str, bad: object) -> None:
+    pytest.importorskip("pymongo")
+    from hither.errors import ConfigError
+    from hither.models import Database
+
+    with pytest.raises(ConfigError, match=option):
+        MongoCacheBackend(Database(mongo_url="mongodb://127.0.0.1:1", database="x"), **{option: bad})

@@ -168,3 +168,27 @@ def test_fsync_option(tmp_path: Path) -> None:
 def test_bad_hash_is_refused(backend: FileCacheBackend) -> None:
     with pytest.raises(ValueError):
         backend.get("../../etc")
+
+
+@pytest.mark.parametrize("name", ["entry.json", "a0.npy"])
+def test_entry_file_replaced_by_a_symlink_is_a_miss(backend: FileCacheBackend, tmp_path: Path,
+                                                    name: str, caplog) -> None:
+    """A file of an entry that is a symlink (it could lead anywhere) is never read: a miss."""
+    backend.put(entry("linked", result={"a": np.arange(10.0)}))
+    h = job_hash("linked")
+    path = backend.entry_dir(h) / name
+    outside = tmp_path / f"outside-{name}"
+    outside.write_bytes(path.read_bytes())  # the very same bytes, reached through a link
+    path.unlink()
+    path.symlink_to(outside)
+    with caplog.at_level(logging.WARNING, logger="hither.cache"):
+        assert backend.get(h) is None
+    assert "unreadable" in caplog.text
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), 1.5, "big", True])
+def test_mmap_min_bytes_is_checked(tmp_path: Path, bad) -> None:
+    from hither.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="mmap_min_bytes"):
+        FileCacheBackend(tmp_path / "c", mmap_min_bytes=bad)

@@ -719,13 +719,18 @@ def test_job_behind_a_replaced_worker_still_runs(make_pjh, tmp_path, how):
 
 
 def test_keyboard_interrupt_in_inline_job_does_not_leave_a_running_job():
-    """Ctrl-C inside a job run inline by the DefaultJobHandler propagates (as it should) but
-    must not leave the job 'running' forever: hi.wait() would then never return."""
+    """A real Ctrl-C (SIGINT) inside a job run inline by the DefaultJobHandler propagates (as
+    it should) but must not leave the job 'running' forever: hi.wait() would then never
+    return. (A job *raising* KeyboardInterrupt itself is a job error: test_core_faults.)"""
+    import signal
+    import time
+
     from hither.manager import manager
 
     @hi.function('core_interrupted', '0.1.0')
     def core_interrupted():
-        raise KeyboardInterrupt()
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
 
     with pytest.raises(KeyboardInterrupt):
         core_interrupted.run()

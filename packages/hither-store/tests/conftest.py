@@ -117,3 +117,26 @@ def store(store_args):
 
 def backend_is_memory(url: str) -> bool:
     return url.startswith("memory://")
+
+
+@pytest.fixture
+def readonly_mount(tmp_path):
+    """(folder, make_read_only): a tmpfs mounted at ``folder``, writable until
+    ``make_read_only()`` remounts it read-only. Real read-only file system: as root,
+    permission bits would not stop a write. Needs root and mount; unmounted at the end."""
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a read-only tmpfs needs root and mount(8)")
+    folder = tmp_path / "mnt"
+    folder.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(folder)],
+                       capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield folder, lambda: subprocess.run(["mount", "-o", "remount,ro", str(folder)],
+                                             check=True, timeout=30)
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], timeout=30)

@@ -143,7 +143,8 @@ def test_putting_stored_content_does_not_rewrite_it(store, tmp_path):
     digest = uri[7:47]
     inode = os.stat(store.get_path(uri)).st_ino if store.is_local else None
     # make the stored blob differ from what a rewrite would write: a rewrite would "fix" it
-    overwrite_blob(store, digest, b"changed in place")
+    # (same size: a blob of the wrong size is not whole, and a put repairs it)
+    overwrite_blob(store, digest, b"STORED ONCE")
     path = tmp_path / "same.txt"
     path.write_bytes(data)
     assert store.put_bytes(data) == uri
@@ -157,7 +158,7 @@ def test_putting_a_stored_array_does_not_rewrite_it(store):
     arr = np.arange(5 * 1024 * 1024, dtype=np.float64)  # 40 MB: the speculative path
     uri = store.put_array(arr)
     digest = uri[7:47]
-    overwrite_blob(store, digest, b"changed in place")
+    overwrite_blob(store, digest, bytes(arr.nbytes + 128))  # same size as the .npy (header: 128)
     assert store.put_array(arr) == uri
     assert not store.verify(uri), "the existing blob was rewritten"
 

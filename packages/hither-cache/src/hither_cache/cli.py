@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import re
 import time
 from collections import Counter
@@ -22,6 +23,7 @@ from hither.interfaces import CacheBackend
 
 from .__about__ import __version__
 from .documents import EntrySummary
+from .limits import seconds_option
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
@@ -39,14 +41,31 @@ def parse_duration(text: str) -> float:
 
 
 class _Duration(click.ParamType):
+    """A duration back from now: finite, and not reaching back before 1970 (no entry is that
+    old, and the date would overflow)."""
+
     name = "duration"
 
     def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> float:
-        if isinstance(value, (int, float)):
-            return float(value)
         try:
-            return parse_duration(value)
+            seconds = float(value) if isinstance(value, (int, float)) else parse_duration(value)
         except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if not math.isfinite(seconds) or seconds > time.time():
+            self.fail(f"{value!r} reaches back before 1970, so no entry is that old: give a "
+                      "shorter duration (or leave --older-than out to clear every entry)", param, ctx)
+        return seconds
+
+
+class _Seconds(click.ParamType):
+    """Seconds to wait: finite, from 0 to a day (``nan``, ``inf`` or 1e30 would never end)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> float:
+        try:
+            return seconds_option(param.name if param is not None else "value", float(value))
+        except (ValueError, TypeError) as exc:
             self.fail(str(exc), param, ctx)
 
 
@@ -104,6 +123,11 @@ def _size(n: float) -> str:
 
 
 def _fail(exc: Exception) -> "click.ClickException":
+    """One line for the user; a file system's own error (e.g. a read-only folder) included."""
+    if isinstance(exc, OSError) and not isinstance(exc, HitherError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return click.ClickException(f"{exc.strerror or exc}{where}: check that the cache folder "
+                                    "exists and that this user can write to it")
     return click.ClickException(str(exc))
 
 
@@ -115,7 +139,7 @@ def _fail(exc: Exception) -> "click.ClickException":
 @click.option("--database", default="hither", show_default=True, envvar="HITHER_CACHE_DATABASE",
               help="MongoDB database (with --mongo-url).")
 @click.option("--collection", default="job_cache", show_default=True, help="MongoDB collection.")
-@click.option("--retry-timeout", type=float, default=10.0, show_default=True,
+@click.option("--retry-timeout", type=_Seconds(), default=10.0, show_default=True,
               help="Seconds to keep retrying an unreachable MongoDB server.")
 @click.version_option(__version__, prog_name="hither-cache")
 @click.pass_context
@@ -134,7 +158,7 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     backend = _open_backend(ctx)
     try:
         items = _summaries(backend)
-    except HitherError as exc:
+    except (HitherError, OSError) as exc:
         raise _fail(exc) from None
     by_status = Counter("unreadable" if s.problem else s.status.value for s in items)
     by_function = Counter(f"{s.function_name} {s.function_version}" for s in items if not s.problem)
@@ -162,7 +186,7 @@ def stats(ctx: click.Context, as_json: bool) -> None:
 
 @main.command("ls")
 @click.option("--function", "function_name", help="Only entries of this function.")
-@click.option("--limit", type=int, default=None, help="At most this many (newest first).")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="At most this many (newest first).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 @click.pass_context
 def ls_cmd(ctx: click.Context, function_name: Optional[str], limit: Optional[int], as_json: bool) -> None:
@@ -170,7 +194,7 @@ def ls_cmd(ctx: click.Context, function_name: Optional[str], limit: Optional[int
     backend = _open_backend(ctx)
     try:
         items = _summaries(backend)
-    except HitherError as exc:
+    except (HitherError, OSError) as exc:
         raise _fail(exc) from None
     if function_name:
         items = [s for s in items if s.function_name == function_name]
@@ -234,7 +258,7 @@ def show(ctx: click.Context, job_hash: str) -> None:
     try:
         h = _resolve(backend, job_hash)
         e = backend.get(h)
-    except HitherError as exc:
+    except (HitherError, OSError) as exc:
         raise _fail(exc) from None
     if e is None:
         raise click.ClickException(f"no readable entry {h} in {backend.describe()}")
@@ -271,7 +295,7 @@ def clear(ctx: click.Context, older_than: Optional[float], yes: bool) -> None:
         click.confirm(f"Delete {what} of the {backend.describe()}?", abort=True)
     try:
         n = backend.clear(older_than=cutoff)
-    except HitherError as exc:
+    except (HitherError, OSError) as exc:
         raise _fail(exc) from None
     click.echo(f"deleted {n} entr{'y' if n == 1 else 'ies'}")
 

@@ -21,17 +21,20 @@ import shutil
 import tempfile
 import time
 import uuid
+from numbers import Integral
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
+from hither.errors import ConfigError
 from hither.interfaces import CacheBackend
 from hither.models import CacheEntry
 from hither.serialization import decode, encode
 
 from . import npy
 from .documents import ArrayFile, EntryMeta, EntrySummary, FileEntryDoc
+from .errors import CacheError
 
 logger = logging.getLogger("hither.cache")
 
@@ -43,6 +46,8 @@ _OLD_PREFIX = ".old-"
 #: leftovers of writers that died are removed by clear() once older than this
 _STALE_SECONDS = 3600.0
 _DIR_FD = os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
+#: an entry's files are never read through a symlink (it could lead out of the cache)
+_O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
 
 
 class _Unreadable(Exception):
@@ -75,8 +80,11 @@ class FileCacheBackend(CacheBackend):
         self.root = Path(os.path.expanduser(os.fspath(path))).absolute()
         self.root.mkdir(parents=True, exist_ok=True)
         self._root = str(self.root)  # plain strings on the hit path: pathlib costs ~10 us a hit
-        self.mmap_min_bytes = int(mmap_min_bytes)
-        self.fsync = bool(fsync)
+        if isinstance(mmap_min_bytes, bool) or not isinstance(mmap_min_bytes, Integral) or mmap_min_bytes < 0:
+            raise ConfigError(f"FileCacheBackend(mmap_min_bytes={mmap_min_bytes!r}) must be a whole "
+                              "number of bytes, 0 or more (0: memory-map every array)")
+        self.mmap_min_bytes: int = int(mmap_min_bytes)
+        self.fsync: bool = bool(fsync)
 
     def __repr__(self) -> str:
         return f"FileCacheBackend({str(self.root)!r})"
@@ -165,7 +173,16 @@ class FileCacheBackend(CacheBackend):
         return True
 
     def delete(self, job_hash: str) -> bool:
-        return self._move_aside(self.entry_dir(job_hash))  # False when there is no entry
+        target = self.entry_dir(job_hash)
+        try:
+            return self._move_aside(target)  # False when there is no entry
+        except OSError as exc:
+            raise self._cannot_delete(exc, f"the entry {job_hash}") from exc
+
+    def _cannot_delete(self, exc: OSError, what: str) -> CacheError:
+        return CacheError(f"cannot delete {what} of the {self.describe()}: {exc.strerror or exc}; "
+                          "make the folder writable (not on a read-only file system, no immutable "
+                          "flag, owned by this user) and run clear again")
 
     # ------------------------------------------------------------------ read
     def get(self, job_hash: str) -> Optional[CacheEntry]:
@@ -255,7 +272,16 @@ class FileCacheBackend(CacheBackend):
             doomed = list(self.iter_hashes())
         else:  # an unreadable entry counts as created when its files were last written
             doomed = [s.job_hash for s in self.iter_summaries() if s.created_at < older_than]
-        n = sum(self.delete(h) for h in doomed)
+        n = 0
+        failed: List[OSError] = []
+        for h in doomed:
+            try:
+                n += self._move_aside(self.entry_dir(h))
+            except OSError as exc:  # go on: report every entry that stays, once
+                failed.append(exc)
+        if failed:
+            raise self._cannot_delete(failed[0], f"{len(failed)} of {len(doomed)} entries "
+                                      f"(deleted {n})")
         self._sweep()
         return n
 
@@ -288,14 +314,14 @@ class _Folder:
         if "/" in name or "\\" in name or name.startswith("."):
             raise _Unreadable(f"bad file name {name!r}")
         if self.fd is not None:
-            return os.fdopen(os.open(name, os.O_RDONLY, dir_fd=self.fd), "rb")
-        return open(os.path.join(self.path, name), "rb")
+            return os.fdopen(os.open(name, _O_READ, dir_fd=self.fd), "rb")
+        return os.fdopen(os.open(os.path.join(self.path, name), _O_READ), "rb")
 
     def read_bytes(self, name: str) -> bytes:
         if self.fd is None:
             with self.open(name) as f:
                 return f.read()
-        fd = os.open(name, os.O_RDONLY, dir_fd=self.fd)
+        fd = os.open(name, _O_READ, dir_fd=self.fd)
         try:  # unbuffered: one read of the whole file on the hit path
             chunks = [os.read(fd, max(os.fstat(fd).st_size, 1 << 12))]
             while chunks[-1]:

@@ -26,6 +26,7 @@ from hither.serialization import decode, encode
 from . import npy
 from .documents import EntryMeta, EntrySummary, MongoArray, MongoEntryDoc, MongoPayload
 from .errors import CacheError, CacheUnavailableError
+from .limits import seconds_option
 
 if TYPE_CHECKING:  # pragma: no cover
     from pymongo.collection import Collection
@@ -94,9 +95,9 @@ class MongoCacheBackend(CacheBackend):
         self.database = database
         self.collection_name = collection
         self.inline_limit = int(inline_limit)
-        self.retry_timeout = float(retry_timeout)
-        self.cooldown = float(cooldown)
-        self.connect_timeout = float(connect_timeout)
+        self.retry_timeout = seconds_option("retry_timeout", retry_timeout)
+        self.cooldown = seconds_option("cooldown", cooldown)
+        self.connect_timeout = seconds_option("connect_timeout", connect_timeout)
         self._store = store
         self._down_until = 0.0
         self._indexed = False

@@ -36,6 +36,7 @@ _LAZY = {
     "Database": ("hither.models", "Database"),
     "RuntimeInfo": ("hither.models", "RuntimeInfo"),
     "ContainerOptions": ("hither.models", "ContainerOptions"),
+    "JobExitError": ("hither.runner", "JobExitError"),
     "DefaultJobHandler": ("hither.handlers.default", "DefaultJobHandler"),
     "ParallelJobHandler": ("hither.handlers.parallel", "ParallelJobHandler"),
     "JobHandler": ("hither.interfaces", "JobHandler"),
@@ -81,5 +82,5 @@ __all__ = [
     "JobCache", "Database", "DefaultJobHandler", "ParallelJobHandler", "TemporaryDirectory",
     "JobCancelledException", "JobTimeoutError", "JobError", "WorkerDiedError",
     "DependencyFailedError", "HitherError", "HitherFunction", "JobHandler", "CacheBackend",
-    "Store", "ContainerRunner", "ContainerOptions",
+    "Store", "ContainerRunner", "ContainerOptions", "JobExitError",
 ]  # SlurmJobHandler, RemoteJobHandler, ComputeResource resolve on access (their packages)

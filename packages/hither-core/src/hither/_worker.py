@@ -1,8 +1,11 @@
 """A ParallelJobHandler worker process: ``python -m hither._worker FD``.
 
-Receives (job id, function reference, pickled arguments) over a socket, runs jobs one at a
-time, sends back the pickled result or the error, with runtime info. Exits when the socket
-closes. Started with subprocess (never fork) so the parent's threads and locks don't leak in.
+Speaks ``hither.worker_protocol`` over a socket: receives jobs (function reference, pickled
+arguments), runs them one at a time, sends back the pickled result or the error, with
+runtime info. Exits when the socket closes. Started with subprocess (never fork) so the
+parent's threads and locks don't leak in, in a session of its own (the terminal's Ctrl-C
+does not reach it; its jobs' processes share its process group, which the handler kills);
+it dies, with that group, when its owner process dies.
 """
 from __future__ import annotations
 
@@ -11,11 +14,22 @@ import importlib
 import importlib.util
 import os
 import pickle
+import select
+import signal
 import socket
 import sys
+import threading
+import time
 import traceback
-from multiprocessing.connection import Connection
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from hither import transfer
+from hither import worker_protocol as P
+# hither modules that import neither numpy nor pydantic: a worker starts fast and imports
+# numpy only when a job's arguments hold arrays
+from hither.execution import check_result
+from hither.runner import call_function
+from hither.values import prepare_kwargs
 
 _functions: Dict[Any, Callable[..., Any]] = {}
 
@@ -62,60 +76,153 @@ def load_function(ref: Tuple[Any, ...]) -> Callable[..., Any]:
     return obj
 
 
-def run_one(conn: Connection, msg: Tuple[Any, ...]) -> None:
-    # only stdlib-only hither modules here: a worker starts fast and imports numpy only
-    # when a job's arguments hold arrays
-    from hither import transfer
-    from hither.runner import call_function, error_dict
+def _send_error(exc: BaseException, fn_name: str) -> BaseException:
+    """What the caller sees when a checked result cannot be sent back (e.g. pickling)."""
+    return TypeError(f"the result of {fn_name} could not be sent back from the worker: "
+                     f"{type(exc).__name__}: {exc}")
 
-    _, job_id, ref, payload, paths, no_resolve = msg
+
+def _safe_error_dict(error: BaseException, tb_text: str) -> Dict[str, Any]:
+    from hither.runner import error_dict
+
     try:
-        fn = load_function(ref)
-        kwargs = transfer.loads(payload, paths, unlink=False)
-        if not no_resolve:
-            from hither.values import prepare_kwargs
+        return error_dict(error, tb_text)
+    except BaseException as exc:  # noqa: BLE001 - e.g. an exception whose __str__ raises
+        t = type(error)
+        return {"type_module": t.__module__, "type_name": t.__qualname__,
+                "message": f"(the error's message could not be read: {type(exc).__name__})",
+                "args_json": None, "traceback": tb_text}
 
+
+def run_one(conn: P.Channel, msg: P.RunJob) -> None:
+    """Run one job and send its outcome; never raises for anything the job or its result
+    does (the worker must outlive a bad job)."""
+    try:
+        fn = load_function(msg.function_ref)
+        kwargs = transfer.loads(msg.payload, msg.paths, unlink=False)
+        if not msg.no_resolve_input_files:
             kwargs = prepare_kwargs(kwargs, False)
     except BaseException as exc:  # noqa: BLE001
-        err = error_dict(exc)
+        err = _safe_error_dict(exc, traceback.format_exc())
         err["message"] = (f"the worker (pid {os.getpid()}) could not load the job's function or "
-                          f"arguments: {type(exc).__name__}: {exc}")
-        conn.send(("err", job_id, err, None, None))
+                          f"arguments: {type(exc).__name__}: {err['message']}")
+        conn.send(P.JobFailed(msg.job_id, err, None, None))
         return
     result, error, tb_text, ri = call_function(fn, kwargs, "parallel")
     del kwargs
     if error is None:
-        from hither.values import scan
-
-        try:  # a clear TypeError naming the part, rather than a pickling error
-            scan(result, "the result", allow_jobs=False)
-        except TypeError as exc:
-            error, tb_text, result = exc, traceback.format_exc(), None
+        fn_name = getattr(fn, "__qualname__", "the job")
+        error = check_result(result, None, fn_name)
+        if error is not None:
+            tb_text = ""
     if error is None:
         try:
-            data, out_paths = transfer.dumps(result)
-        except BaseException as exc:  # noqa: BLE001
-            error, tb_text = exc, traceback.format_exc()
+            data, out_paths = transfer.dumps(result, owner=_owner_pid)
+        except BaseException as exc:  # noqa: BLE001 - any failure here is the job's error
+            error = _send_error(exc, fn_name)
+            tb_text = traceback.format_exc()
         else:
-            conn.send(("ok", job_id, data, out_paths, ri))
+            del result
+            conn.send(P.JobDone(msg.job_id, data, out_paths, ri))
             return
+    del result
     try:
-        pickled_exc = pickle.dumps(error)
-        pickle.loads(pickled_exc)
+        pickled_exc: Optional[bytes] = pickle.dumps(error)
+        pickle.loads(pickled_exc)  # type: ignore[arg-type]
     except BaseException:  # noqa: BLE001 - not every exception pickles; the info suffices
         pickled_exc = None
     ri["status"] = "error"
-    conn.send(("err", job_id, error_dict(error, tb_text), pickled_exc, ri))
+    conn.send(P.JobFailed(msg.job_id, _safe_error_dict(error, tb_text), pickled_exc, ri))
+
+
+def reap_leftovers() -> None:
+    """After a job: kill what it left running in this worker's process group (every process
+    a job starts dies with it). Costs one system call when the job left no child."""
+    try:
+        while True:
+            pid, _ = os.waitpid(-1, os.WNOHANG)  # also reaps children that already ended
+            if pid == 0:
+                break  # a child still runs
+    except ChildProcessError:
+        return
+    me = os.getpid()
+    if os.getpgrp() != me or not os.path.isdir("/proc"):
+        return  # the handler kills the group when it retires this worker
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[2]) == me or int(fields[1]) == me:  # in the group, or a child
+                os.kill(int(entry), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            continue
+    deadline = time.monotonic() + 1.0
+    try:  # reap them; never block on one that would not die
+        while time.monotonic() < deadline:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                time.sleep(0.005)
+    except ChildProcessError:
+        pass
+
+
+# ------------------------------------------------------------------ dying with the owner
+_owner_pid = 0
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_group() -> None:
+    """End this worker and every process its jobs started (its process group)."""
+    try:
+        if os.getpgrp() == os.getpid():
+            os.killpg(os.getpid(), signal.SIGKILL)
+    finally:
+        os._exit(70)
+
+
+def watch_owner(owner: int) -> None:
+    """Die (with the job's processes) when ``owner`` is gone: on Linux at once through
+    PR_SET_PDEATHSIG, which wakes the watchdog thread through the signal wakeup pipe;
+    anywhere by the watchdog seeing this process re-parented (getppid changes)."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            # a Python-level handler, so the C handler writes to the wakeup pipe; its own
+            # body does nothing (the main thread may be busy in a job)
+            signal.signal(signal.SIGUSR2, lambda *_: None)
+            signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGUSR2), 0, 0, 0)
+        except (OSError, AttributeError, ValueError):
+            pass  # the watchdog's polling still applies
+
+    def watchdog() -> None:
+        while True:
+            if os.getppid() != owner:
+                _die_with_group()
+            select.select([r], [], [], 0.25)
+            try:
+                os.read(r, 512)
+            except BlockingIOError:
+                pass
+
+    os.set_blocking(r, False)
+    if os.getppid() != owner:  # the owner died before the death signal was armed
+        _die_with_group()
+    threading.Thread(target=watchdog, name="hither-owner-watchdog", daemon=True).start()
 
 
 def main() -> None:
-    fd = int(sys.argv[1])
-    sock = socket.socket(fileno=fd)
-    conn = Connection(os.dup(sock.fileno()))
-    sock.close()
-    init = conn.recv()
-    sys.path[:] = init["sys_path"]
-    queue: "collections.deque[Tuple[Any, ...]]" = collections.deque()
+    global _owner_pid
+    conn = P.Channel(socket.socket(fileno=int(sys.argv[1])))
+    init: P.Init = conn.recv()
+    sys.path[:] = init.sys_path
+    _owner_pid = init.owner_pid
+    watch_owner(init.owner_pid)
+    queue: "collections.deque[Any]" = collections.deque()
     cancelled = set()
     while True:
         try:
@@ -125,18 +232,19 @@ def main() -> None:
                 queue.append(conn.recv())
         except (EOFError, OSError):
             return
-        for m in [m for m in queue if m[0] == "cancel"]:
-            cancelled.add(m[1])
+        for m in [m for m in queue if type(m) is P.CancelJob]:
+            cancelled.add(m.job_id)
             queue.remove(m)
         if not queue:
             continue
         msg = queue.popleft()
-        if msg[0] == "exit":
+        if type(msg) is P.Stop:
             return
-        if msg[1] in cancelled:
-            cancelled.discard(msg[1])
+        if msg.job_id in cancelled:
+            cancelled.discard(msg.job_id)
             continue
         run_one(conn, msg)
+        reap_leftovers()
 
 
 if __name__ == "__main__":

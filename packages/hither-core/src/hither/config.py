@@ -7,6 +7,7 @@ the context it was created in.
 from __future__ import annotations
 
 import contextvars
+import math
 import dataclasses
 from typing import Any, List
 
@@ -47,7 +48,8 @@ class Config:
     they declare with ``@hi.container`` (a string runs every job in that image; False or
     None runs on the host). ``job_cache``: a ``hi.JobCache``. ``download_results``: bring
     results of remote jobs back even when the next step could read them remotely.
-    ``job_timeout``: seconds after which a running job is killed (``hi.JobTimeoutError``).
+    ``job_timeout``: seconds after which a running job is killed (``hi.JobTimeoutError``);
+    None or ``float('inf')`` means no limit.
     ``force_run``: run even when the cache has the result (the new result is stored).
     ``container_engine``: which container runner runs container jobs (``"docker"``,
     ``"apptainer"``, ``"singularity"``; default: the first available of those that can run
@@ -71,9 +73,12 @@ class Config:
             raise ConfigError("hi.Config(job_cache=...) needs a hi.JobCache(...), not "
                               f"{type(job_cache).__name__}")
         if job_timeout is not _UNSET and job_timeout is not None:
-            if isinstance(job_timeout, bool) or not isinstance(job_timeout, (int, float)) or job_timeout <= 0:
+            if isinstance(job_timeout, bool) or not isinstance(job_timeout, (int, float)) \
+                    or math.isnan(job_timeout) or job_timeout <= 0:
                 raise ConfigError(f"hi.Config(job_timeout=...) must be a positive number of "
-                                  f"seconds or None, not {job_timeout!r}")
+                                  f"seconds, or None (or float('inf')) for no limit, not {job_timeout!r}")
+            if math.isinf(job_timeout):
+                job_timeout = None  # no limit, as None says
         for opt, val in (("force_run", force_run), ("download_results", download_results)):
             if val is not _UNSET and val is not None and not isinstance(val, bool):
                 raise ConfigError(f"hi.Config({opt}=...) must be True or False, not {val!r}")

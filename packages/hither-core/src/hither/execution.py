@@ -1,12 +1,18 @@
 """Running one job's function in this process, with console capture and runtime info."""
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
-from .error_info import attach_traceback
-from .outcome import Outcome, failed, finished
+from .outcome import Outcome, failed, finished, result_error
 from .runner import call_function
 from .values import prepare_kwargs
+
+
+def check_result(result: Any, error: Optional[BaseException], fn_name: str = "the job"
+                 ) -> Optional[BaseException]:
+    """The job's error: ``error`` if it raised, else what is wrong with ``result`` (see
+    ``outcome.result_error``), else None. Never raises for a bad result."""
+    return error if error is not None else result_error(result, fn_name)
 
 
 def call_captured(fn: Any, kwargs: Dict[str, Any], handler: str = "",
@@ -18,5 +24,7 @@ def call_captured(fn: Any, kwargs: Dict[str, Any], handler: str = "",
         return failed(exc, {"handler": handler})
     result, error, tb_text, ri = call_function(fn, args, handler)
     if error is not None:
+        from .error_info import attach_traceback  # pydantic: not at import (workers use this module)
+
         return failed(attach_traceback(error, tb_text), ri)
-    return finished(result, ri)
+    return finished(result, ri, getattr(fn, "__qualname__", "the job"))

@@ -198,10 +198,13 @@ class Job:
             self._status = JobStatus.QUEUED
             return True
 
-    def mark_running(self) -> None:
+    def mark_running(self, runtime_info: "Optional[RuntimeInfo | Dict[str, Any]]" = None) -> None:
         with self._lock:
-            if not self._done.is_set():
-                self._status = JobStatus.RUNNING
+            if self._done.is_set():
+                return
+            self._status = JobStatus.RUNNING
+            if runtime_info is not None:
+                self.update_runtime_info(runtime_info, JobStatus.RUNNING)
 
     def begin_end(self) -> bool:
         """Claim the right to end this job: True for the first report only."""
@@ -236,8 +239,10 @@ class Job:
         return callbacks
 
     # ------------------------------------------------------------------ for handlers
-    def report_running(self) -> None:
-        self._manager.on_running(self)
+    def report_running(self, runtime_info: "Optional[RuntimeInfo | Dict[str, Any]]" = None) -> None:
+        """The job has started; ``runtime_info`` (optional) says where (host, pid, a
+        batch id, a log file...) and is merged into ``get_runtime_info()`` at once."""
+        self._manager.on_running(self, runtime_info)
 
     def report_result(self, value: Any, runtime_info: "Optional[RuntimeInfo | Dict[str, Any]]" = None) -> None:
         self._manager.complete(self, JobStatus.FINISHED, value, None, runtime_info)

@@ -1,15 +1,17 @@
 """``hi.JobCache``: the policy in front of a cache backend (backends: hither-cache)."""
 from __future__ import annotations
 
+import builtins
+import importlib
 import logging
 import tempfile
 import time
 import warnings
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Set, Tuple
 
 from . import registry
 from .__about__ import __version__
-from .errors import ConfigError, HitherError
+from .errors import ConfigError, HitherError, JobError
 from .error_info import from_error_info, to_error_info
 from .file import File
 from .interfaces import CacheBackend
@@ -33,7 +35,19 @@ class JobCache:
     - ``rerun_failing``: never reuse a recorded failure (rerun it instead).
     - ``force_run``: never reuse anything (results are still recorded).
     - ``check_code``: treat an entry made by different code (same version) as a miss; by
-      default such a hit only warns that the version was not bumped.
+      default such a hit only warns that the version was not bumped. With ``check_code``
+      an entry is reused only when both it and the current function have a code hash and
+      they match: an entry recorded without one (the code bundle was over its file or size
+      limit, or the function has no source file) or a function whose code cannot be hashed
+      now is a miss, and a warning (once per function) says why.
+
+    Only outcomes of the function itself are recorded: a failure is never recorded (nor
+    reused, if an older hither recorded it) when hither, not the function, ended the job:
+    a timeout (``JobTimeoutError``), a cancel, a dead worker or lost process
+    (``WorkerDiedError``), a failed input job, code that could not be loaded, or any other
+    error hither raises on its own account (``HitherError``, apart from ``JobError``, which
+    carries the function's own error), and ``KeyboardInterrupt`` and ``MemoryError``, which
+    say more about the machine than about the function. Such a job runs again next time.
     """
 
     def __init__(self, path: Optional[str] = None, *, use_tempdir: bool = False,
@@ -63,6 +77,7 @@ class JobCache:
         self.rerun_failing = rerun_failing
         self.force_run = force_run
         self.check_code = check_code
+        self._warned_no_code: Set[Tuple[str, str]] = set()
 
     def __repr__(self) -> str:
         return f"hi.JobCache({self.backend.describe()})"
@@ -84,13 +99,21 @@ class JobCache:
             return None
         if entry.status not in (JobStatus.FINISHED, JobStatus.ERROR):
             return None
-        if entry.code_hash is not None:
+        if entry.status == JobStatus.ERROR and entry.error is not None \
+                and not _is_function_error(entry.error.type_module, entry.error.type_name):
+            return None  # recorded by an older hither: not a result of the function
+        if self.check_code:
+            current = _code_hash(job)
+            if current is None or entry.code_hash is None:
+                self._warn_no_code_hash(job, current is None)
+                return None
+            if current != entry.code_hash:
+                logger.info("cache entry of %s made by other code: rerunning (check_code=True)",
+                            job.function_name)
+                return None
+        elif entry.code_hash is not None:
             current = _code_hash(job)
             if current is not None and current != entry.code_hash:
-                if self.check_code:
-                    logger.info("cache entry of %s made by other code: rerunning (check_code=True)",
-                                job.function_name)
-                    return None
                 warnings.warn(
                     f"hither function {job.function_name} {job.function_version}: the cached result "
                     "was made by different code under the same version. Bump the version when the "
@@ -101,9 +124,22 @@ class JobCache:
             return None
         return entry
 
+    def _warn_no_code_hash(self, job: "Job", now: bool) -> None:
+        key = (job.function_name, job.function_version)
+        if key in self._warned_no_code:
+            return
+        self._warned_no_code.add(key)
+        why = ("its code cannot be hashed now (no source file, or the code bundle is over "
+               "its limit)" if now else "the cached entry was recorded without a code hash")
+        warnings.warn(f"hither function {job.function_name} {job.function_version}: "
+                      f"hi.JobCache(check_code=True) cannot check the code: {why}; the cached "
+                      "result is not reused and the job runs.", stacklevel=3)
+
     def store(self, job: "Job", status: JobStatus, result: Any, error: Optional[BaseException],
               runtime_info: RuntimeInfo) -> None:
         if status == JobStatus.ERROR and not self.cache_failing:
+            return
+        if status == JobStatus.ERROR and error is not None and not _is_function_error(error):
             return
         if status not in (JobStatus.FINISHED, JobStatus.ERROR):
             return
@@ -122,9 +158,43 @@ def entry_error(entry: CacheEntry) -> BaseException:
     return from_error_info(entry.error, where="an earlier run (from the job cache)")
 
 
+#: errors of the machine, not of the function
+_NOT_RESULTS = (KeyboardInterrupt, MemoryError)
+
+
+def _is_function_error(error: Any, type_name: Optional[str] = None) -> bool:
+    """Whether a failure is an outcome of the function (worth recording): given the
+    exception, or the module and name of its type as an entry records them."""
+    if type_name is not None:
+        cls = _error_class(str(error), type_name)
+        return cls is None or _is_function_error_type(cls)
+    if isinstance(error, JobError):  # the function's error, its type not rebuilt here
+        module, _, name = error.remote_type.rpartition(".")
+        cls = _error_class(module, name) if module else None
+        return cls is None or _is_function_error_type(cls)
+    return _is_function_error_type(type(error))
+
+
+def _is_function_error_type(cls: type) -> bool:
+    if issubclass(cls, JobError):
+        return True
+    return not issubclass(cls, (HitherError,) + _NOT_RESULTS)
+
+
+def _error_class(module: str, name: str) -> Optional[type]:
+    """The exception class ``module``.``name`` when importable here, else None."""
+    try:
+        obj: Any = builtins if module == "builtins" else importlib.import_module(module)
+        for part in name.split("."):
+            obj = getattr(obj, part)
+    except Exception:  # noqa: BLE001 - not importable: not one of hither's own
+        return None
+    return obj if isinstance(obj, type) and issubclass(obj, BaseException) else None
+
+
 def _code_hash(job: "Job") -> Optional[str]:
-    # advisory only (it drives the "code changed" warning): never let it break caching,
-    # e.g. where code packaging is unavailable or fails for this function
+    # None where code packaging is unavailable or fails for this function: caching goes on
+    # (the "code changed" check is skipped, or with check_code=True the entry is a miss)
     try:
         return job.function.code_bundle().code_hash
     except Exception as exc:  # noqa: BLE001

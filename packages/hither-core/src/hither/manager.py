@@ -15,7 +15,7 @@ from .job import Job
 from .placement import check_placement
 from .refs import is_stored
 from .status import JobStatus
-from .values import scan, substitute
+from .values import scan, snapshot, substitute
 
 if TYPE_CHECKING:  # pragma: no cover
     from .protocols import JobFunction
@@ -26,7 +26,12 @@ logger = logging.getLogger("hither.manager")
 def bind_arguments(fn: "JobFunction", args: tuple, kwargs: dict) -> Tuple[Dict[str, Any], List[Job]]:
     """The job's arguments by name (defaults included when they are hither values, so
     ``f.run(x=1)`` and ``f.run(x=1, d=None)`` share a hash) and its distinct input jobs.
-    Raises ``TypeError`` naming the argument for anything hither cannot carry."""
+    Raises ``TypeError`` naming the argument for anything hither cannot carry.
+
+    The arguments are captured here, at ``.run()``: containers are copied, and so are
+    writeable arrays up to ``hither.values.SNAPSHOT_MAX_BYTES`` (see ``values.snapshot``),
+    so a job that starts later (after its input jobs, or when a worker frees up) sees the
+    values as they were at ``.run()``."""
     try:
         bound = fn.signature.bind(*args, **kwargs)
     except TypeError as exc:
@@ -45,6 +50,7 @@ def bind_arguments(fn: "JobFunction", args: tuple, kwargs: dict) -> Tuple[Dict[s
     deps: List[Job] = []
     for name, value in given.items():
         deps.extend(scan(value, name))
+    given = {name: snapshot(value) for name, value in given.items()}
     for pname, param in fn.signature.parameters.items():
         if pname not in given and param.default is not param.empty \
                 and param.kind not in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
@@ -52,8 +58,33 @@ def bind_arguments(fn: "JobFunction", args: tuple, kwargs: dict) -> Tuple[Dict[s
                 scan(param.default, pname, allow_jobs=False)
             except TypeError:
                 continue  # not a hither value: part of the code, covered by the version
-            given[pname] = param.default
+            given[pname] = snapshot(param.default)
     return given, list({id(d): d for d in deps}.values())
+
+
+_CAUSE_MAX = 2000  # characters of the root cause's message quoted in a DependencyFailedError
+
+
+def _dependency_failed(job: Job, dep: Job) -> DependencyFailedError:
+    """The error of ``job`` whose input ``dep`` failed or was cancelled. It names the input
+    and the root cause once (the first job that failed in the chain, shared, not nested), so
+    a failure at the head of a long chain costs the same small message at every link."""
+    cause = dep.get_error()
+    root = getattr(cause, "root_cause", None) if isinstance(cause, DependencyFailedError) else None
+    if root is None:
+        root = f"job {dep.function_name} ({dep.id}) {dep.get_status().value}"
+        if cause is not None:
+            text = str(cause)
+            if len(text) > _CAUSE_MAX:
+                text = text[:_CAUSE_MAX] + f"... ({len(text) - _CAUSE_MAX} more characters)"
+            root += f": {type(cause).__name__}: {text}"
+        msg = f"job {job.function_name} ({job.id}) could not run: its input {root}"
+    else:
+        msg = (f"job {job.function_name} ({job.id}) could not run: its input job "
+               f"{dep.function_name} ({dep.id}) could not run; root cause: {root}")
+    err = DependencyFailedError(msg)
+    err.root_cause = root  # type: ignore[attr-defined]
+    return err
 
 
 class JobManager:
@@ -148,11 +179,7 @@ class JobManager:
             return
         for d in job.dependencies:
             if d.get_status() != JobStatus.FINISHED:
-                cause = d.get_error()
-                self.complete(job, JobStatus.ERROR, None, DependencyFailedError(
-                    f"job {job.function_name} ({job.id}) could not run: its input job "
-                    f"{d.function_name} ({d.id}) {d.get_status().value}"
-                    + (f": {type(cause).__name__}: {cause}" if cause is not None else "")), None)
+                self.complete(job, JobStatus.ERROR, None, _dependency_failed(job, d), None)
                 return
         job.resolved_kwargs = substitute(job.kwargs, lambda d: d.result_for(job))
         self._ready(job, inline)
@@ -179,8 +206,8 @@ class JobManager:
             self.complete(job, JobStatus.ERROR, None, exc, None)
 
     # ------------------------------------------------------------------ reports
-    def on_running(self, job: Job) -> None:
-        job.mark_running()
+    def on_running(self, job: Job, runtime_info: Any = None) -> None:
+        job.mark_running(runtime_info)
 
     def complete(self, job: Job, status: JobStatus, result: Any, error: Optional[BaseException],
                  runtime_info: Any) -> bool:

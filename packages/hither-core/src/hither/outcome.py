@@ -10,8 +10,6 @@ from __future__ import annotations
 import pickle
 from typing import TYPE_CHECKING, Any, Dict, NamedTuple, Optional
 
-from .error_info import attach_traceback, from_error_info
-from .models import ErrorInfo
 from .status import JobStatus
 from .values import scan
 
@@ -28,9 +26,9 @@ class Outcome(NamedTuple):
     runtime_info: Dict[str, Any]
 
 
-def finished(value: Any, runtime_info: Dict[str, Any]) -> Outcome:
+def finished(value: Any, runtime_info: Dict[str, Any], fn_name: str = "the job") -> Outcome:
     """The outcome of a run that returned ``value``, after checking it is a hither value."""
-    bad = result_error(value)
+    bad = result_error(value, fn_name)
     if bad is not None:
         return failed(bad, runtime_info)
     runtime_info["status"] = JobStatus.FINISHED
@@ -43,13 +41,19 @@ def failed(error: BaseException, runtime_info: Optional[Dict[str, Any]] = None) 
     return Outcome(JobStatus.ERROR, None, error, ri)
 
 
-def result_error(value: Any) -> Optional[BaseException]:
+def result_error(value: Any, fn_name: str = "the job") -> Optional[BaseException]:
     """None when ``value`` may be returned by a job, else the error naming the bad part.
     Whatever goes wrong while checking (not only a wrong type) is the job's error."""
     try:
         scan(value, "the result", allow_jobs=False)
-    except Exception as exc:  # noqa: BLE001 - e.g. a returned File that no longer exists
+    except (TypeError, FileNotFoundError) as exc:
         return exc
+    except RecursionError as exc:
+        return TypeError(f"the result of {fn_name} is nested too deeply or contains itself "
+                         "(a cycle), so hither cannot check or send it; return a flatter "
+                         f"value without cycles (RecursionError: {exc})")
+    except Exception as exc:  # noqa: BLE001 - e.g. a returned File that cannot be read
+        return TypeError(f"the result of {fn_name} could not be checked: {type(exc).__name__}: {exc}")
     return None
 
 
@@ -57,6 +61,9 @@ def rebuild_error(info: Dict[str, Any], pickled: Optional[bytes] = None, where: 
     """The job's exception from its description (``runner.error_dict``): the pickled
     original when it unpickles here, else rebuilt by type name (or a ``JobError``); the
     traceback text from where the job ran is attached either way."""
+    from .error_info import attach_traceback, from_error_info  # pydantic: only when needed
+    from .models import ErrorInfo
+
     desc = ErrorInfo(**{k: v for k, v in info.items() if k in ErrorInfo.model_fields})
     if pickled is not None:
         try:

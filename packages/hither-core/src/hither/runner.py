@@ -18,7 +18,9 @@ import io
 import json
 import math
 import os
+import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -32,32 +34,56 @@ RESULT, ERROR, RUNTIME = "result.json", "error.json", "runtime.json"
 
 
 # ------------------------------------------------------------------ wire format of values
+def _type_name(t):
+    mod = t.__module__
+    return "%s:%s" % ("__main__" if mod == "__hither_main__" else mod, t.__qualname__)
+
+
 def encode_value(v, array_sink, file_encoder=None):
     """A JSON-able form of a hither value. ``array_sink(ndarray) -> ref`` stores an array;
     ``file_encoder(file) -> dict`` describes a File (default: its uri and path).
 
-    Tagged forms (key ``"_hither"``): tuple, ndarray (ref), npscalar (dtype, hex bytes),
-    file (uri, path), float (non-finite, as repr), dict (a dict that has a "_hither" key).
+    Tagged forms (key ``"_hither"``): str (hex of UTF-8 with lone surrogates), tuple,
+    ndarray (ref), npscalar (dtype and hex bytes;
+    a void scalar as a 0-d "array"), npstr / npbytes (numpy str_ / bytes_: the value),
+    typed (an int/float/str subclass such as an Enum: "type" module:qualname and the plain
+    "value"), file (uri, path), float (non-finite, as repr; a NaN also as "hex" of its bytes), dict (a dict that has a
+    "_hither" key), pairs (a dict with a key that UTF-8 cannot encode: [key, value]
+    items).
     """
     t = type(v)
-    if v is None or t is bool or t is int or t is str:
+    if t is str:
+        return _encode_str(v)
+    if v is None or t is bool or t is int:
         return v
     if t is float:
-        return v if math.isfinite(v) else {TAG: "float", "repr": repr(v)}
+        if math.isfinite(v):
+            return v
+        if math.isnan(v):  # its sign and payload bits too: a NaN is not just "nan"
+            return {TAG: "float", "repr": repr(v), "hex": struct.pack("<d", v).hex()}
+        return {TAG: "float", "repr": repr(v)}
     if t is list:
         return [encode_value(x, array_sink, file_encoder) for x in v]
     if t is tuple:
         return {TAG: "tuple", "items": [encode_value(x, array_sink, file_encoder) for x in v]}
     if t is dict:
+        if any(type(k) is str and type(_encode_str(k)) is not str for k in v):
+            # a key UTF-8 JSON cannot hold: the dict as a list of (key, value) pairs
+            return {TAG: "pairs", "items": [[_encode_str(k), encode_value(x, array_sink, file_encoder)]
+                                            for k, x in v.items()]}
         items = {k: encode_value(x, array_sink, file_encoder) for k, x in v.items()}
         return {TAG: "dict", "items": items} if TAG in v else items
-    if t.__module__ == "numpy":
-        import numpy as np
-
-        if isinstance(v, np.ndarray):
-            return {TAG: "ndarray", "ref": array_sink(v)}
-        if isinstance(v, np.generic):
-            return {TAG: "npscalar", "dtype": v.dtype.str, "hex": v.tobytes().hex()}
+    np = sys.modules.get("numpy")  # a numpy value means numpy is loaded
+    if np is not None and isinstance(v, np.ndarray):
+        return {TAG: "ndarray", "ref": array_sink(v)}
+    if np is not None and isinstance(v, np.generic):
+        if isinstance(v, np.str_):  # the Python value: numpy's buffer drops trailing NULs
+            return {TAG: "npstr", "value": _encode_str(str.__str__(v))}
+        if isinstance(v, np.bytes_):
+            return {TAG: "npbytes", "hex": bytes(v).hex()}
+        if isinstance(v, np.void):  # its dtype (fields, offsets) travels as an array's does
+            return {TAG: "npscalar", "array": encode_value(np.asarray(v), array_sink, file_encoder)}
+        return {TAG: "npscalar", "dtype": v.dtype.str, "hex": v.tobytes().hex()}
     wire = getattr(t, "__hither_wire__", None)
     if wire is not None:  # a value already in the wire format (a result held in a store)
         return wire(v)
@@ -65,33 +91,110 @@ def encode_value(v, array_sink, file_encoder=None):
         if file_encoder is not None:
             return file_encoder(v)
         return {TAG: "file", "uri": v.uri, "path": getattr(v, "path", None)}
-    for base in (bool, int, float, str):
-        if isinstance(v, base):
-            return encode_value(base(v), array_sink, file_encoder)
+    if isinstance(v, int):  # subclasses (bool cannot be subclassed): keep the class
+        return {TAG: "typed", "type": _type_name(t), "value": int.__int__(v)}
+    if isinstance(v, float):
+        return {TAG: "typed", "type": _type_name(t),
+                "value": encode_value(float.__float__(v), array_sink, file_encoder)}
+    if isinstance(v, str):
+        return {TAG: "typed", "type": _type_name(t), "value": _encode_str(str.__str__(v))}
     raise TypeError("cannot encode a value of type %s.%s for hither" % (t.__module__, t.__qualname__))
 
 
-def decode_value(d, array_source, file_decoder=None):
-    """Inverse of ``encode_value``: ``array_source(ref) -> ndarray``; ``file_decoder(dict)``."""
+def _encode_str(s):
+    """``s``, or a tagged form when it holds lone surrogates (e.g. an undecodable file name
+    from ``os.listdir``), which UTF-8 JSON cannot carry."""
+    if s.isascii():
+        return s
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return {TAG: "str", "hex": s.encode("utf-8", "surrogatepass").hex()}
+
+
+def _resolve_class(name):
+    """The class ``module:qualname`` names (a ``__main__`` class: from the script the
+    runner loaded, else this process's ``__main__``); None when it cannot be found."""
+    import importlib
+
+    mod_name, _, qualname = name.partition(":")
+    candidates = ["__hither_main__", "__main__"] if mod_name == "__main__" else [mod_name]
+    for m in candidates:
+        mod = sys.modules.get(m)
+        if mod is None and m != "__hither_main__":
+            try:
+                mod = importlib.import_module(m)
+            except Exception:  # noqa: BLE001 - not importable here
+                mod = None
+        obj = mod
+        for part in qualname.split("."):
+            obj = getattr(obj, part, None)
+        if isinstance(obj, type):
+            return obj
+    return None
+
+
+def _decode_typed(d, exact):
+    value = d["value"]
+    if type(value) is dict:
+        value = decode_value(value, None)
+    base = type(value)
+    cls = _resolve_class(d["type"])
+    if cls is None or base not in (int, float, str) or not issubclass(cls, base):
+        if exact:
+            raise ValueError("a value of class %s cannot be rebuilt here: the class is not "
+                             "importable in this process (or is not a %s subclass)"
+                             % (d["type"].replace(":", "."), base.__name__))
+        return value  # where the class does not exist (e.g. in a container): the plain value
+    return cls(value)  # an Enum looks its member up by value
+
+
+def decode_value(d, array_source, file_decoder=None, exact=False):
+    """Inverse of ``encode_value``: ``array_source(ref) -> ndarray``; ``file_decoder(dict)``.
+
+    A value of an int/float/str subclass comes back as an instance of its class when the
+    class can be imported here; otherwise ``exact=True`` raises ``ValueError`` and
+    ``exact=False`` (the runner, which may lack the user's modules) gives the plain value.
+    """
     t = type(d)
     if t is list:
-        return [decode_value(x, array_source, file_decoder) for x in d]
+        return [decode_value(x, array_source, file_decoder, exact) for x in d]
     if t is not dict:
         return d
     tag = d.get(TAG)
     if tag is None:
-        return {k: decode_value(x, array_source, file_decoder) for k, x in d.items()}
+        return {k: decode_value(x, array_source, file_decoder, exact) for k, x in d.items()}
     if tag == "tuple":
-        return tuple(decode_value(x, array_source, file_decoder) for x in d["items"])
+        return tuple(decode_value(x, array_source, file_decoder, exact) for x in d["items"])
+    if tag == "pairs":
+        return {decode_value(k, None): decode_value(x, array_source, file_decoder, exact)
+                for k, x in d["items"]}
     if tag == "dict":
-        return {k: decode_value(x, array_source, file_decoder) for k, x in d["items"].items()}
+        return {k: decode_value(x, array_source, file_decoder, exact) for k, x in d["items"].items()}
+    if tag == "str":
+        return bytes.fromhex(d["hex"]).decode("utf-8", "surrogatepass")
     if tag == "ndarray":
         return array_source(d["ref"])
     if tag == "npscalar":
         import numpy as np
 
+        if "array" in d:  # a 0-d array: copied out of any mapping, then its item
+            return np.array(decode_value(d["array"], array_source, file_decoder, exact))[()]
         return np.frombuffer(bytes.fromhex(d["hex"]), dtype=np.dtype(d["dtype"]))[0]
+    if tag == "npstr":
+        import numpy as np
+
+        return np.str_(decode_value(d["value"], None))
+    if tag == "npbytes":
+        import numpy as np
+
+        return np.bytes_(bytes.fromhex(d["hex"]))
+    if tag == "typed":
+        return _decode_typed(d, exact)
     if tag == "float":
+        if "hex" in d:
+            return struct.unpack("<d", bytes.fromhex(d["hex"]))[0]
         return float(d["repr"])
     if tag == "file":
         return file_decoder(d) if file_decoder is not None else d
@@ -137,9 +240,8 @@ class _Tee(io.TextIOBase):
         return getattr(self._original, name)
 
 
-@contextmanager
-def capture(echo=True):
-    """Collect what this thread prints inside the block: yields (stdout parts, stderr parts)."""
+def _start_capture(echo):
+    """Begin collecting this thread's output; returns (stdout parts, stderr parts)."""
     if not isinstance(sys.stdout, _Tee) or not isinstance(sys.stderr, _Tee):
         with _install_lock:
             if not isinstance(sys.stdout, _Tee):
@@ -153,11 +255,22 @@ def capture(echo=True):
             stack = []
             setattr(_local, slot, stack)
         stack.append((buf, echo))
+    return out, err
+
+
+def _end_capture():
+    _local.out.pop()
+    _local.err.pop()
+
+
+@contextmanager
+def capture(echo=True):
+    """Collect what this thread prints inside the block: yields (stdout parts, stderr parts)."""
+    parts = _start_capture(echo)
     try:
-        yield out, err
+        yield parts
     finally:
-        _local.out.pop()
-        _local.err.pop()
+        _end_capture()
 
 
 # ------------------------------------------------------------------ calling a function
@@ -180,22 +293,96 @@ def error_dict(exc, tb_text=None):
             "args_json": args, "traceback": tb_text}
 
 
+class JobExitError(Exception):
+    """A job's function raised SystemExit, KeyboardInterrupt or another exception that is
+    not an ``Exception`` (e.g. ``sys.exit(3)``, an argparse error, ``raise KeyboardInterrupt``).
+    A job cannot end the program that runs it: this is the job's error, and ``exit_type``
+    names what was raised."""
+
+    def __init__(self, message, exit_type=""):
+        Exception.__init__(self, message, exit_type)
+        self.exit_type = exit_type
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
+JobExitError.__module__ = "hither.runner"  # the same class when this file runs as a script
+
+
+def _exit_error(exc):
+    t = type(exc)
+    name = t.__name__ if t.__module__ == "builtins" else "%s.%s" % (t.__module__, t.__qualname__)
+    what = "%s(%s)" % (name, ", ".join(repr(a) for a in exc.args))
+    hint = (" (it tried to end the process: sys.exit(), exit(), or an argparse error, whose "
+            "message is in the job's stderr)" if isinstance(exc, SystemExit) else "")
+    err = JobExitError("the job's function raised %s%s; a job cannot end or interrupt the "
+                       "program running it, so this is the job's error" % (what, hint), name)
+    err.__cause__ = exc
+    return err
+
+
+# a real Ctrl-C (SIGINT) while a job runs in the main thread, told apart from a job raising
+# KeyboardInterrupt itself: only the former ends the calling program
+_sigint = {"real": False}
+
+
+def _on_sigint(signum, frame):
+    _sigint["real"] = True
+    raise KeyboardInterrupt
+
+
+try:  # the C module: signal's wrappers convert to enums, ~20 us per job
+    import _signal as _sig
+except ImportError:  # pragma: no cover - not CPython
+    _sig = signal
+
+
+def _watch_sigint():
+    """Install the SIGINT recorder for a job in the main thread; True if installed (then
+    ``_unwatch_sigint`` must follow). A plain function pair: a context manager per job
+    costs more than the job itself when jobs are tiny."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        if _sig.getsignal(_sig.SIGINT) is not _sig.default_int_handler:
+            return False  # the program's own handler, or an outer job's recorder
+        _sigint["real"] = False
+        _sig.signal(_sig.SIGINT, _on_sigint)
+    except (ValueError, AttributeError):
+        return False
+    return True
+
+
+def _unwatch_sigint():
+    _sig.signal(_sig.SIGINT, _sig.default_int_handler)
+    _sigint["real"] = False
+
+
 def call_function(fn, kwargs, handler="", echo=True):
     """Call ``fn(**kwargs)`` capturing console output.
 
     Returns (result, exception or None, traceback text, runtime info dict); never raises
-    for an error of the function (even SystemExit), except KeyboardInterrupt.
+    for an error of the function: a SystemExit, KeyboardInterrupt or other non-``Exception``
+    the function raises becomes a ``JobExitError``. Only a real Ctrl-C (SIGINT) that arrives
+    while the job runs in the main thread propagates, as KeyboardInterrupt.
     """
     ri = {"host": _HOST, "pid": os.getpid(), "handler": handler, "start_time": time.time()}
     result, error, tb_text = None, None, ""
-    with capture(echo) as (out, err):
-        try:
-            result = fn(**kwargs)
-        except KeyboardInterrupt:
+    out, err = _start_capture(echo)  # not a context manager: tiny jobs pay per call
+    watching = _watch_sigint()
+    try:
+        result = fn(**kwargs)
+    except BaseException as exc:  # noqa: BLE001 - the job's error is data here
+        if isinstance(exc, KeyboardInterrupt) and _sigint["real"] \
+                and threading.current_thread() is threading.main_thread():
             raise
-        except BaseException as exc:  # noqa: BLE001 - the job's error is data here
-            error = exc
-            tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        error = exc if isinstance(exc, Exception) else _exit_error(exc)
+    finally:
+        if watching:
+            _unwatch_sigint()
+        _end_capture()
     ri["end_time"] = time.time()
     ri["stdout"], ri["stderr"] = "".join(out), "".join(err)
     if out or err:  # show it now, even where the stream is block-buffered (a pipe)
@@ -540,5 +727,313 @@ def main(argv=None):
     return run_job_dir(argv[0])
 
 
-if __name__ == "__main__":
+# ------------------------------------------------------------------ the job server
+# ``python -m hither.runner --serve``: a long-lived process that runs many job directories,
+# each in a fork of this (clean) process, so jobs of two code bundles that share a module
+# name never see each other's modules. The server never imports user code. Per job:
+#
+#   server --fork--> supervisor (own process group G) --fork--> job process (in G)
+#
+# The supervisor only waits: when the job process ends it kills what the job left behind in
+# G and exits with the job's status; when the server dies (its death pipe reaches EOF) it
+# kills the whole group. Timeout and cancel kill the group G from the server.
+#
+# Input, one line each on stdin: a job directory path (run it), or JSON:
+#   {"op": "run", "job_dir": ..., "timeout": s, "log": path, "env": {...}}
+#   {"op": "cancel", "job_dir": ...}     {"op": "shutdown"}   (kills running jobs, exits)
+# Output, one JSON line each on stdout: {"event": "ready", "pid": ...}, then per job
+#   {"event": "started", "job_dir": ..., "pgid": ...} and
+#   {"event": "ended", "job_dir": ..., "exit_code": int, "reason": "exited" | "signal" |
+#    "timeout" | "cancelled" | "shutdown", "signal": int or null, "seconds": float}
+# and {"event": "error", "job_dir": ..., "message": ...} for a request it cannot take.
+# End of input: with --on-eof=drain (default) wait for running jobs, then exit; with
+# --on-eof=kill (what a client that owns the server uses) kill them and exit.
+
+SERVE_USAGE = ("usage: python -m hither.runner --serve [--on-eof drain|kill] [--preload MOD,...]\n"
+               "       then one job directory (or JSON request) per line on stdin\n")
+
+
+def _emit(obj):
+    """One event line on stdout (the server's only use of it), flushed."""
+    os.write(1, (json.dumps(obj) + "\n").encode("utf-8"))
+
+
+def _reset_child_signals(signal_mod):
+    signal_mod.set_wakeup_fd(-1)
+    for s in (signal_mod.SIGCHLD, signal_mod.SIGTERM, signal_mod.SIGHUP, signal_mod.SIGPIPE):
+        signal_mod.signal(s, signal_mod.SIG_DFL)
+    signal_mod.signal(signal_mod.SIGINT, signal_mod.default_int_handler)
+
+
+def _job_process(job_dir, log, env):
+    """In the job process (forked): run the job directory; never returns."""
+    code = 70
+    try:
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        if log:
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            os.close(fd)
+        else:  # stdout carries the server's events: the job's console goes to stderr
+            os.dup2(2, 1)
+        if env:
+            os.environ.update(env)
+        if os.path.isdir(job_dir):  # else run_job_dir says what is wrong (exit code 3)
+            os.chdir(job_dir)
+        code = run_job_dir(job_dir)
+    except BaseException:  # noqa: BLE001 - a crash of the runner itself
+        try:
+            traceback.print_exc()
+        except BaseException:  # noqa: BLE001
+            pass
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:  # noqa: BLE001
+                pass
+        os._exit(code)
+
+
+def _supervisor(job_dir, log, env, death_r, signal_mod):
+    """In the supervisor (forked, leader of its own process group): start the job process,
+    wait for it or for the server's death; never returns."""
+    import select
+
+    try:
+        os.dup2(2, 1)  # stdout is the server's event stream: only the server writes there
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        signal_mod.signal(signal_mod.SIGCHLD, lambda *_: None)
+        signal_mod.set_wakeup_fd(wake_w)
+        pid = os.fork()
+        if pid == 0:
+            for fd in (wake_r, wake_w, death_r):
+                os.close(fd)
+            _reset_child_signals(signal_mod)
+            _job_process(job_dir, log, env)
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            ready = select.select([death_r, wake_r], [], [])[0]
+            if death_r in ready:  # the server is gone: so is this job
+                os.killpg(0, signal_mod.SIGKILL)
+            if wake_r in ready:
+                os.read(wake_r, 512)
+        # what the job started and left behind dies with it: leave the group, kill it
+        group = os.getpgrp()
+        try:
+            os.setpgid(0, os.getpgid(os.getppid()))
+            os.killpg(group, signal_mod.SIGKILL)
+        except OSError:
+            pass
+        if os.WIFSIGNALED(status):  # pass the job's signal on, as the job's own end
+            sig = os.WTERMSIG(status)
+            try:
+                import resource
+
+                resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            except Exception:  # noqa: BLE001 - no core file is a nicety
+                pass
+            signal_mod.set_wakeup_fd(-1)
+            if sig not in (signal_mod.SIGKILL, signal_mod.SIGSTOP):
+                signal_mod.signal(sig, signal_mod.SIG_DFL)
+            os.kill(os.getpid(), sig)
+            time.sleep(1)
+            os._exit(128 + sig)
+        os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 70)
+    except BaseException:  # noqa: BLE001
+        try:
+            traceback.print_exc()
+        finally:
+            os._exit(71)
+
+
+class _Running(object):
+    __slots__ = ("job_dir", "pid", "start", "deadline", "reason")
+
+    def __init__(self, job_dir, pid, deadline):
+        self.job_dir, self.pid, self.deadline = job_dir, pid, deadline
+        self.start = time.time()
+        self.reason = None  # set when the server kills it: timeout, cancelled, shutdown
+
+
+def _parse_request(line):
+    line = line.strip()
+    if not line:
+        return None
+    if line.startswith("{"):
+        req = json.loads(line)
+        if not isinstance(req, dict) or req.get("op") not in ("run", "cancel", "shutdown"):
+            raise ValueError("a request needs op: run, cancel or shutdown")
+        return req
+    return {"op": "run", "job_dir": line}
+
+
+def serve(on_eof="drain", preload=()):
+    """Run the job server on stdin/stdout until end of input or shutdown. Returns 0."""
+    import select
+    import signal as signal_mod
+
+    _install_stand_in()  # import hither once here, not in every job
+    for name in preload:
+        __import__(name)
+    death_r, death_w = os.pipe()  # only this process holds death_w: EOF = server gone
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    stop = []
+    signal_mod.signal(signal_mod.SIGCHLD, lambda *_: None)
+    for s in (signal_mod.SIGTERM, signal_mod.SIGHUP, signal_mod.SIGINT):
+        signal_mod.signal(s, lambda *_: stop.append(1))
+    signal_mod.set_wakeup_fd(wake_w)
+    running = {}  # pid -> _Running
+    by_dir = {}  # job_dir -> _Running
+    buf = b""
+    eof = False
+
+    def kill(r, reason):
+        if r.reason is None:
+            r.reason = reason
+        try:
+            os.killpg(r.pid, signal_mod.SIGKILL)
+        except OSError:
+            pass
+
+    def start(req):
+        job_dir = req.get("job_dir")
+        if not isinstance(job_dir, str) or not job_dir:
+            _emit({"event": "error", "job_dir": job_dir, "message": "no job_dir given"})
+            return
+        job_dir = os.path.abspath(job_dir)
+        if job_dir in by_dir:
+            _emit({"event": "error", "job_dir": job_dir, "message": "this job directory is already running"})
+            return
+        timeout = req.get("timeout")
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            _emit({"event": "error", "job_dir": job_dir, "message": "cannot fork: %s" % exc})
+            return
+        if pid == 0:
+            try:
+                os.setpgid(0, 0)
+                for fd in (death_w, wake_r, wake_w, 0):
+                    os.close(fd)
+                _reset_child_signals(signal_mod)
+            except BaseException:  # noqa: BLE001
+                os._exit(72)
+            _supervisor(job_dir, req.get("log"), req.get("env"), death_r, signal_mod)
+        try:
+            os.setpgid(pid, pid)  # also here: no window where a kill misses the group
+        except OSError:
+            pass
+        r = _Running(job_dir, pid, time.monotonic() + float(timeout) if timeout else None)
+        running[pid] = by_dir[job_dir] = r
+        _emit({"event": "started", "job_dir": job_dir, "pgid": pid})
+
+    def reap():
+        while running:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            r = running.pop(pid, None)
+            if r is None:
+                continue
+            by_dir.pop(r.job_dir, None)
+            try:  # the group may hold leftovers of a job killed with its supervisor
+                os.killpg(pid, signal_mod.SIGKILL)
+            except OSError:
+                pass
+            sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+            code = -sig if sig is not None else os.WEXITSTATUS(status)
+            _emit({"event": "ended", "job_dir": r.job_dir, "exit_code": code,
+                   "reason": r.reason or ("signal" if sig is not None else "exited"),
+                   "signal": sig, "seconds": round(time.time() - r.start, 6)})
+
+    _emit({"event": "ready", "pid": os.getpid()})
+    try:
+        while True:
+            if stop:
+                break
+            if eof and (on_eof == "kill" or not running):
+                break
+            now = time.monotonic()
+            deadlines = [r.deadline for r in running.values() if r.deadline and r.reason is None]
+            wait = max(0.0, min(deadlines) - now) if deadlines else None
+            fds = [wake_r] if eof else [0, wake_r]
+            ready = select.select(fds, [], [], wait)[0]
+            if wake_r in ready:
+                try:
+                    os.read(wake_r, 512)
+                except OSError:
+                    pass
+            reap()
+            if 0 in ready:
+                chunk = os.read(0, 65536)
+                if not chunk:
+                    eof = True
+                buf += chunk
+                while b"\n" in buf or (eof and buf):
+                    line, _, buf = buf.partition(b"\n")
+                    try:
+                        req = _parse_request(line.decode("utf-8"))
+                    except ValueError as exc:
+                        _emit({"event": "error", "job_dir": None, "message": "bad request: %s" % exc})
+                        continue
+                    if req is None:
+                        continue
+                    if req["op"] == "run":
+                        start(req)
+                    elif req["op"] == "cancel":
+                        r = by_dir.get(os.path.abspath(str(req.get("job_dir"))))
+                        if r is not None:
+                            kill(r, "cancelled")
+                    else:
+                        stop.append(1)
+            now = time.monotonic()
+            for r in list(running.values()):
+                if r.deadline is not None and r.reason is None and now >= r.deadline:
+                    kill(r, "timeout")
+    finally:
+        for r in list(running.values()):
+            kill(r, "shutdown")
+        deadline = time.monotonic() + 10
+        while running and time.monotonic() < deadline:
+            reap()
+            if running:
+                time.sleep(0.005)
+        os.close(death_w)
+    return 0
+
+
+def _serve_main(argv):
+    on_eof, preload = "drain", []
+    it = iter(argv)
+    for a in it:
+        if a == "--on-eof":
+            on_eof = next(it, "")
+        elif a.startswith("--on-eof="):
+            on_eof = a.split("=", 1)[1]
+        elif a == "--preload":
+            preload += [m for m in next(it, "").split(",") if m]
+        elif a.startswith("--preload="):
+            preload += [m for m in a.split("=", 1)[1].split(",") if m]
+        else:
+            on_eof = "?"
+    if on_eof not in ("drain", "kill"):
+        sys.stderr.write(SERVE_USAGE)
+        return 2
+    return serve(on_eof, preload)
+
+
+if __name__ == "__main__":  # at the end: the job server above must be defined first
+    if sys.argv[1:2] == ["--serve"]:
+        sys.exit(_serve_main(sys.argv[2:]))
     sys.exit(main())

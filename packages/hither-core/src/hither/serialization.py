@@ -29,5 +29,7 @@ def encode(value: Any, array_sink: Callable[[Any], Any]) -> Any:
 
 
 def decode(data: Any, array_source: Callable[[Any], Any]) -> Any:
-    """The value ``encode`` produced, with ``hi.File`` objects rebuilt."""
-    return decode_value(data, array_source, _file_from_wire)
+    """The value ``encode`` produced, with ``hi.File`` objects rebuilt; exactly that value:
+    ``ValueError`` when a value's class (an Enum, say) cannot be imported here, rather than
+    a plain value in its place."""
+    return decode_value(data, array_source, _file_from_wire, exact=True)

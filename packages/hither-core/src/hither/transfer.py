@@ -3,15 +3,22 @@
 Values are pickled (protocol 5); buffers of large arrays go out-of-band through files in
 shared memory (``/dev/shm``): one copy in, a copy-on-write memory map out (no copy).
 Small buffers stay inside the pickle.
+
+A buffer file is named ``hither-<owner pid>-<random>.buf``; the owner is the program whose
+handler reads and removes it (for a worker's result, the worker's parent). Files of owners
+that died (killed before cleaning up) are removed by ``sweep_dead_buffers`` the next time a
+handler starts. Values that refer to classes of the ``__main__`` script (which a worker
+cannot import) are pickled with cloudpickle, which carries those classes by value.
 """
 from __future__ import annotations
 
 import mmap
 import os
 import pickle
+import re
 import tempfile
 import uuid
-from typing import Any, List, Tuple
+from typing import Any, List, Optional, Tuple
 
 #: arrays at least this large go through shared memory instead of the pipe
 SHM_THRESHOLD = int(os.environ.get("HITHER_SHM_THRESHOLD", 1 << 20))
@@ -35,15 +42,20 @@ def _has_room(nbytes: int) -> bool:
         return False
 
 
-def dumps(value: Any) -> Tuple[bytes, List[str]]:
-    """Pickle ``value``; returns (pickle bytes, paths of out-of-band buffer files)."""
+_BUFFER_NAME = re.compile(r"hither-(\d+)-[0-9a-f]{32}\.buf\Z")
+
+
+def dumps(value: Any, owner: Optional[int] = None) -> Tuple[bytes, List[str]]:
+    """Pickle ``value``; returns (pickle bytes, paths of out-of-band buffer files).
+    ``owner``: the pid that will remove the buffer files (default: this process)."""
     paths: List[str] = []
+    prefix = f"hither-{os.getpid() if owner is None else owner}-"
 
     def out_of_band(buf: pickle.PickleBuffer) -> bool:
         raw = buf.raw()
         if raw.nbytes < SHM_THRESHOLD or not _has_room(raw.nbytes):
             return True  # keep in-band
-        path = os.path.join(SHM_DIR, f"hither-{uuid.uuid4().hex}.buf")
+        path = os.path.join(SHM_DIR, f"{prefix}{uuid.uuid4().hex}.buf")
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         try:
             view = memoryview(raw)
@@ -56,7 +68,17 @@ def dumps(value: Any) -> Tuple[bytes, List[str]]:
         return False
 
     try:
-        data = pickle.dumps(value, protocol=5, buffer_callback=out_of_band)
+        try:
+            data = pickle.dumps(value, protocol=5, buffer_callback=out_of_band)
+            by_value = b"__main__" in data  # a class of the main script: the other side lacks it
+        except (pickle.PicklingError, AttributeError):
+            by_value = True  # e.g. a worker returning an instance of such a class
+        if by_value:
+            import cloudpickle
+
+            discard(paths)
+            paths.clear()
+            data = cloudpickle.dumps(value, protocol=5, buffer_callback=out_of_band)
     except BaseException:
         discard(paths)
         raise
@@ -88,3 +110,31 @@ def _unlink(path: str) -> None:
 def discard(paths: List[str]) -> None:
     for p in paths:
         _unlink(p)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def sweep_dead_buffers(directory: Optional[str] = None) -> List[str]:
+    """Remove buffer files whose owner process no longer exists; returns their paths."""
+    d = directory or SHM_DIR
+    swept: List[str] = []
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return swept
+    for name in names:
+        m = _BUFFER_NAME.match(name)
+        if m is None or _pid_alive(int(m.group(1))):
+            continue
+        path = os.path.join(d, name)
+        _unlink(path)
+        swept.append(path)
+    return swept

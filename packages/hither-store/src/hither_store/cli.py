@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import sys
 import uuid
 from typing import Any, Dict, Optional, Tuple
@@ -78,7 +79,13 @@ def _error(exc: Exception) -> click.ClickException:
         return click.ClickException(str(exc))
     # the file system's own error, e.g. an S3 endpoint that does not answer
     logger.debug("store operation failed", exc_info=exc)
-    url = click.get_current_context().obj.url or f"${ENV_URL}"
+    obj = click.get_current_context().obj
+    url = obj.url or os.environ.get(ENV_URL) or f"${ENV_URL}"
+    store = obj._store
+    if (store.is_local if store is not None else "://" not in url and "::" not in url):
+        return click.ClickException(
+            f"{type(exc).__name__}: {exc}. Check that the folder {url} exists and is readable "
+            "and writable; -v shows the traceback")
     return click.ClickException(
         f"{type(exc).__name__}: {exc}. Check that the store {url} is reachable and that "
         "--storage-options (endpoint, credentials) are right; -v shows the traceback")
@@ -99,9 +106,15 @@ def put(obj: _Ctx, files: Tuple[str, ...], name: Optional[str]) -> None:
 @main.command()
 @click.argument("uri")
 @click.argument("dest", required=False, type=click.Path())
+@click.option("--force-special", is_flag=True,
+              help="Write the content into DEST even when it is a FIFO, a device or a socket "
+                   "(written into it, never replacing it).")
 @click.pass_obj
-def get(obj: _Ctx, uri: str, dest: Optional[str]) -> None:
-    """Print a local path holding URI's content, or copy it to DEST (a file or a folder)."""
+def get(obj: _Ctx, uri: str, dest: Optional[str], force_special: bool) -> None:
+    """Print a local path holding URI's content, or copy it to DEST (a file or a folder).
+
+    DEST is never replaced by something else: a symlink stays and its target gets the
+    content; a FIFO or a device is refused unless --force-special says to write into it."""
     src = _run(obj.store.get_path, uri)
     if dest is None:
         click.echo(src)
@@ -111,17 +124,58 @@ def get(obj: _Ctx, uri: str, dest: Optional[str]) -> None:
 
         digest, name = parse_uri(uri)
         dest = os.path.join(dest, name or digest)
-    # copy next to DEST, then rename: DEST is never seen half-written
-    tmp = os.path.join(os.path.dirname(os.path.abspath(dest)), f".{os.path.basename(dest)}.{uuid.uuid4().hex}.part")
+    # write through symlinks: the link the user named stays, its target gets the content
+    target = os.path.realpath(dest)
+    try:
+        st: Optional[os.stat_result] = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {dest}: {exc.strerror or exc}") from exc
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise click.ClickException(f"cannot write {dest}: {target} is a directory")
+    store_root = obj.store._blobs.root + os.sep
+    if target.startswith(store_root):
+        raise click.ClickException(f"cannot write {dest}: it leads into the store's own folder "
+                                   f"{store_root}, whose blobs are never written by get")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        from .localdir import kind_of
+
+        if not force_special:
+            raise click.ClickException(
+                f"{dest} is a {kind_of(st.st_mode)}: hither-store get does not write into it "
+                "or replace it; pass --force-special to write the content into it, or give "
+                "the path of a file or folder")
+        _write_into(src, target, dest)
+    else:
+        _replace_atomically(src, target, st, dest)
+    click.echo(dest)
+
+
+def _write_into(src: str, target: str, dest: str) -> None:
+    """Write the content into an existing special file (no create, no truncate, no rename)."""
+    try:
+        fd = os.open(target, os.O_WRONLY | getattr(os, "O_NOCTTY", 0))
+        with open(fd, "wb", buffering=0) as out, open(src, "rb") as f:
+            shutil.copyfileobj(f, out, 1 << 20)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write into {dest}: {exc.strerror or exc}") from exc
+
+
+def _replace_atomically(src: str, target: str, st: Optional[os.stat_result], dest: str) -> None:
+    """Copy next to ``target``, then rename: it is never seen half-written. An existing file
+    keeps its permission bits."""
+    tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.{uuid.uuid4().hex}.part")
     try:
         shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
+        if st is not None:
+            os.chmod(tmp, stat.S_IMODE(st.st_mode))
+        os.replace(tmp, target)
     except OSError as exc:
         raise click.ClickException(f"cannot write {dest}: {exc.strerror or exc}") from exc
     finally:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.unlink(tmp)
-    click.echo(dest)
 
 
 @main.command()

@@ -14,3 +14,8 @@ class BlobNotFoundError(StoreError, FileNotFoundError):
 
 class StoreIntegrityError(StoreError):
     """Content does not match the sha1 it is stored or addressed under; it is never served."""
+
+
+class StoreWriteError(StoreError, OSError):
+    """The store (or its local cache) could not write a blob: a read-only or full disk, no
+    permission, something else at a blob's place. Also an ``OSError``, as before."""

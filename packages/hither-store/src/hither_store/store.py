@@ -5,6 +5,7 @@ import io
 import logging
 import os
 import stat
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from threading import Event
@@ -16,9 +17,9 @@ from hither.interfaces import Store as StoreInterface
 
 from .errors import BlobNotFoundError, StoreError, StoreIntegrityError
 from .hashing import CHUNK, copy_hashing, sha1_of_buffers, write_all
-from .locations import (ENV_URL, blob_relpath, default_cache_dir, default_store_url,
+from .locations import (ENV_CACHE, ENV_URL, blob_relpath, default_cache_dir, default_store_url,
                         env_storage_options, is_digest)
-from .localdir import LocalBlobDir
+from .localdir import SIZE_HINT_MIN, BadBlob, LocalBlobDir, kind_of
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -26,8 +27,9 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger("hither.store")
 
 #: from this size on, a local put of in-memory data writes while it hashes and drops the
-#: write if the content turns out to be stored already: new content costs max(hash, write)
-_SPECULATE_MIN = 32 * 1024 * 1024
+#: write if the content turns out to be stored already: new content costs max(hash, write).
+#: (Not when the size hint says a blob of that size is stored: then it hashes first.)
+_SPECULATE_MIN = SIZE_HINT_MIN
 #: S3 allows at most 10,000 parts per upload: grow the part size for very large files
 _MAX_PARTS = 9000
 
@@ -89,7 +91,13 @@ class Store(StoreInterface):
         self.is_local = isinstance(self.fs, LocalFileSystem)
         self.root = root if self.is_local else root.rstrip("/")
         # local store: its folder; otherwise the local cache of verified copies
-        self._blobs = LocalBlobDir(root if self.is_local else (cache_dir or default_cache_dir()))
+        if self.is_local:
+            self._blobs = LocalBlobDir(root, f"the store {url}",
+                                       f"use another store (--url / ${ENV_URL})")
+        else:
+            self._blobs = LocalBlobDir(cache_dir or default_cache_dir(),
+                                       f"the local cache of the store {url}",
+                                       f"point ${ENV_CACHE} (or cache_dir=) at a writable folder")
 
     # -- putting ---------------------------------------------------------------------------
 
@@ -138,11 +146,21 @@ class Store(StoreInterface):
 
     def get_path(self, uri: str) -> str:
         """A local path holding the content of ``uri``: the blob itself for a local store, else
-        a verified copy in the local cache (downloaded on first use). The file is read-only."""
+        a verified copy in the local cache (downloaded on first use). The file is read-only.
+
+        A local blob (or cached copy) is re-hashed the first time this process reads it and
+        again whenever its inode, size, mtime or ctime change; a symlink or any other file
+        type at a blob's place is refused (``StoreIntegrityError``)."""
         digest, _name = parse_uri(uri)
         if self.is_local:
-            path = self._blobs.path(digest)
-            if not os.path.isfile(path):
+            try:
+                path = self._blobs.checked_path(digest)
+            except BadBlob as bad:
+                raise StoreIntegrityError(
+                    f"the store {self.url} holds {bad} at the place of {uri} "
+                    f"({self._blobs.path(digest)}); it was not used. Remove it (hither-store --url "
+                    f"{self.url} verify --remove-bad {uri}) and put the original content again") from None
+            if path is None:
                 raise self._not_found(uri)
             return path
         return self._fetch(digest, uri)
@@ -164,7 +182,8 @@ class Store(StoreInterface):
                              "load_array reads what put_array stored, use open() for other files") from exc
 
     def exists(self, uri: str) -> bool:
-        """Whether the content of ``uri`` is in the store (the local cache does not count)."""
+        """Whether the content of ``uri`` is in the store (the local cache does not count).
+        Nothing is read: a local blob counts when a regular file is at its place."""
         digest, _name = parse_uri(uri)
         if self.is_local:
             return self._blobs.has(digest)
@@ -174,11 +193,29 @@ class Store(StoreInterface):
         """Re-read and re-hash the stored content; True when it matches ``uri``.
         ``BlobNotFoundError`` when the store does not hold it."""
         digest, _name = parse_uri(uri)
+        if self.is_local:
+            return self._verify_local(digest, uri)
         try:
-            with (open(self._blobs.path(digest), "rb", buffering=0) if self.is_local
-                  else self.fs.open(self._key(digest), "rb", block_size=CHUNK)) as f:
+            with self.fs.open(self._key(digest), "rb", block_size=CHUNK) as f:
                 got, _n = copy_hashing(f.readinto, None)
         except FileNotFoundError:
+            raise self._not_found(uri) from None
+        if got != digest:
+            logger.warning("blob %s in %s is corrupt: its content hashes to %s", digest, self.url, got)
+        return got == digest
+
+    def _verify_local(self, digest: str, uri: str) -> bool:
+        path = self._blobs.path(digest)
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode):
+                logger.warning("blob %s in %s is a %s, not a file", digest, self.url, kind_of(st.st_mode))
+                return False
+            with open(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb", buffering=0) as f:
+                got, _n = copy_hashing(f.readinto, None)
+                if got == digest:
+                    self._blobs.remember_verified(digest, f.fileno())
+        except (FileNotFoundError, NotADirectoryError):
             raise self._not_found(uri) from None
         if got != digest:
             logger.warning("blob %s in %s is corrupt: its content hashes to %s", digest, self.url, got)
@@ -251,23 +288,33 @@ class Store(StoreInterface):
         return bool(self.fs.exists(key))
 
     def _put_file_local(self, path: str, st: os.stat_result) -> str:
-        known = known_file_sha1(path)
-        if known is not None and self._blobs.has(known):
-            logger.debug("%s is already stored as %s", path, known)
-            return known
         regular = stat.S_ISREG(st.st_mode)
-        with self._blobs.new_blob() as tmp, open(path, "rb", buffering=0) as src:
+        size = st.st_size if regular else None
+        known = known_file_sha1(path) or (_inode_digest(st) if regular else None)
+        if known is None and size is not None and self._blobs.may_hold_size(size):
+            # a blob of this size is stored: probably this content, so hash before copying
+            with _open_source(path) as src:
+                known, _n = copy_hashing(_reading(path, src.readinto), None, size)
+        if known is not None and self._blobs.has(known, size):
+            logger.debug("%s is already stored as %s", path, known)
+            if _same_file(os.stat(path), st):
+                remember_file_sha1(path, known, st)
+                _remember_inode(st, known)
+            return known
+        with self._blobs.new_blob() as tmp, _open_source(path) as src:
             # one read pass: the blob is named by the sha1 of exactly the bytes it holds
-            digest, n = copy_hashing(src.readinto, tmp.file.write, st.st_size if regular else -1)
-            if self._blobs.has(digest):
+            digest, n = copy_hashing(_reading(path, src.readinto), tmp.write,
+                                     st.st_size if regular else -1)
+            if self._blobs.has(digest, n):
                 logger.debug("%s is already stored as %s", path, digest)
             else:
                 tmp.commit(digest)
                 logger.debug("stored %s (%d bytes) as %s", path, n, digest)
         if regular:
             after = os.stat(path)
-            if (after.st_size, after.st_mtime_ns, after.st_ino) == (n, st.st_mtime_ns, st.st_ino):
+            if _same_file(after, st) and after.st_size == n:
                 remember_file_sha1(path, digest, st)  # hi.File(path).uri need not re-read it
+                _remember_inode(st, digest)
         return digest
 
     def _put_file_remote(self, path: str, st: os.stat_result) -> str:
@@ -292,26 +339,26 @@ class Store(StoreInterface):
 
     def _put_parts(self, make_parts: MakeParts, nbytes: int) -> str:
         """Store in-memory content given as byte buffers (``make_parts`` can be called twice)."""
-        if self.is_local and nbytes >= _SPECULATE_MIN:
-            return self._put_parts_speculating(make_parts)
+        if self.is_local and nbytes >= _SPECULATE_MIN and not self._blobs.may_hold_size(nbytes):
+            return self._put_parts_speculating(make_parts, nbytes)
         digest, _n = sha1_of_buffers(make_parts())
         if self.is_local:
-            if not self._blobs.has(digest):
+            if not self._blobs.has(digest, nbytes):
                 with self._blobs.new_blob() as tmp:
-                    write_all(tmp.file.write, make_parts())
+                    write_all(tmp.write, make_parts())
                     tmp.commit(digest)
         elif not self._remote_has(digest):
             self._upload(digest, lambda write: write_all(write, make_parts()), nbytes)
         return digest
 
-    def _put_parts_speculating(self, make_parts: MakeParts) -> str:
+    def _put_parts_speculating(self, make_parts: MakeParts, nbytes: int) -> str:
         stop = Event()
         # the pool is left first, so the writer has stopped before the temp file is removed
         with self._blobs.new_blob() as tmp, ThreadPoolExecutor(1, thread_name_prefix="hither-store-write") as pool:
-            writing = pool.submit(write_all, tmp.file.write, make_parts(), CHUNK, stop.is_set)
+            writing = pool.submit(write_all, tmp.write, make_parts(), CHUNK, stop.is_set)
             try:
                 digest, _n = sha1_of_buffers(make_parts())
-                stored = self._blobs.has(digest)
+                stored = self._blobs.has(digest, nbytes)
             except BaseException:
                 stop.set()
                 raise
@@ -344,8 +391,14 @@ class Store(StoreInterface):
 
     def _fetch(self, digest: str, uri: str) -> str:
         """The local cache's copy of a remote blob, downloading and verifying it if absent."""
-        cached = self._blobs.path(digest)
-        if os.path.isfile(cached):
+        try:
+            cached = self._blobs.checked_path(digest)
+        except BadBlob as bad:  # a cache: drop the bad copy and download it again
+            logger.warning("the local cache %s held %s for %s; downloading it again",
+                           self._blobs.root, bad, digest)
+            self._blobs.remove(digest)
+            cached = None
+        if cached is not None:
             return cached
         key = self._key(digest)
         with self._blobs.new_blob() as tmp:
@@ -354,7 +407,7 @@ class Store(StoreInterface):
             except FileNotFoundError:
                 raise self._not_found(uri) from None
             with src:
-                got, n = copy_hashing(src.readinto, tmp.file.write, getattr(src, "size", None) or -1)
+                got, n = copy_hashing(src.readinto, tmp.write, getattr(src, "size", None) or -1)
             if got != digest:
                 # leaving the block without commit deletes the download: it is never served
                 raise StoreIntegrityError(
@@ -382,7 +435,72 @@ def _connect(url: str, options: Dict[str, Any]):
 
 
 def _check_name(name: str) -> None:
-    parse_uri(f"sha1://{'0' * 40}/{name}")  # the same rule URIs are read with: a plain file name
+    """Refuse a name that cannot be the file name at the end of a URI (and of ``get DEST/``)."""
+    if not isinstance(name, str):
+        raise StoreError(f"the name of stored content must be a str, not {type(name).__name__}")
+    why = None
+    if not name:
+        why = "it is empty"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in name):
+        why = "it holds a control character (NUL, newline, ...)"
+    elif name in (".", "..") or "/" in name or "\\" in name:
+        why = "it is not a plain file name (a path, '.' or '..')"
+    else:
+        try:
+            if len(name.encode("utf-8")) > 255:
+                why = "it is longer than 255 bytes (the limit of a file name)"
+        except UnicodeEncodeError:
+            why = "it is not valid Unicode text"
+    if why is not None:
+        raise StoreError(f"bad name {name!r} for stored content: {why}; give a plain file name "
+                         "such as 'data.csv' (it becomes the last part of the sha1:// URI)")
+    parse_uri(f"sha1://{'0' * 40}/{name}")  # the same rule URIs are read with
+
+
+#: (dev, inode, size, mtime) of files this process stored -> their sha1: a hard link or a
+#: renamed file is recognised without reading it
+_inode_digests: Dict[Tuple[int, int, int, int], str] = {}
+_inode_lock = threading.Lock()
+
+
+def _inode_key(st: os.stat_result) -> Tuple[int, int, int, int]:
+    # not the ctime: a hard link or a rename changes it. The same trust as hither's sha1 memo
+    # by path: a rewrite with the same size and the mtime put back goes unnoticed
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _inode_digest(st: os.stat_result) -> Optional[str]:
+    """The sha1 this process found for the file ``st`` describes, if unchanged since."""
+    with _inode_lock:
+        return _inode_digests.get(_inode_key(st))
+
+
+def _remember_inode(st: os.stat_result, digest: str) -> None:
+    with _inode_lock:
+        _inode_digests[_inode_key(st)] = digest
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return _inode_key(a) == _inode_key(b)
+
+
+def _open_source(path: str) -> io.FileIO:
+    try:
+        return open(path, "rb", buffering=0)
+    except OSError as exc:
+        raise StoreError(f"cannot read {path!r}: {exc.strerror or exc}; give the path of a "
+                         "readable file") from exc
+
+
+def _reading(path: str, readinto: Callable[[memoryview], Optional[int]]) -> Callable[[memoryview], Optional[int]]:
+    """``readinto`` whose failures name the file being stored (not the store)."""
+    def read(view: memoryview) -> Optional[int]:
+        try:
+            return readinto(view)
+        except OSError as exc:
+            raise StoreError(f"cannot read {path!r} while storing it: {exc.strerror or exc}; "
+                             "nothing was stored") from exc
+    return read
 
 
 def _npy_parts(array: Any) -> Tuple[MakeParts, int]:

@@ -6,7 +6,6 @@ import collections
 import concurrent.futures as cf
 import logging
 import os
-import pickle
 import selectors
 import signal
 import socket
@@ -15,11 +14,11 @@ import sys
 import threading
 import time
 import weakref
-from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Tuple
 
 from .. import transfer
-from ..outcome import result_error
+from .. import worker_protocol as P
+from ..outcome import rebuild_error
 from ..errors import ConfigError, HitherError, JobTimeoutError, WorkerDiedError
 from ..interfaces import JobHandler
 
@@ -30,7 +29,29 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger("hither.handlers.parallel")
 
 _PREFETCH_LIMIT = 64 * 1024  # prefetch a job to a busy worker only if its message is this small
+# jobs handed to a busy worker ahead of time: one while jobs take long (a slow job delays
+# only the one queued behind it), more while recent jobs were tiny, to cover about
+# _PREFETCH_SECONDS of work (the threads of this process may wait ~5 ms for the GIL). The
+# cost: a job that turns out long after a run of tiny ones holds up to 16 small jobs.
+_PREFETCH_DEPTH = 1
+_PREFETCH_DEPTH_MAX = 16
+_PREFETCH_SECONDS = 0.005
+#: longest single wait of the I/O loop: a far deadline (job_timeout of weeks) is reached in
+#: steps, since selectors cannot wait longer than about 24 days
+_MAX_WAIT = 3600.0
+#: where a worker's exit cannot be watched through a pidfd, poll for it this often
+_POLL_EXIT = 0.2
 _all_handlers: "weakref.WeakSet[ParallelJobHandler]" = weakref.WeakSet()
+_swept = [False]
+
+
+def _sweep_once() -> None:
+    """Remove shared-memory buffers left by programs that died, once per process."""
+    if not _swept[0]:
+        _swept[0] = True
+        swept = transfer.sweep_dead_buffers()
+        if swept:
+            logger.info("removed %d shared-memory buffer(s) of dead hither programs", len(swept))
 
 
 def function_ref(fn: "JobFunction") -> Tuple[Any, ...]:
@@ -63,35 +84,53 @@ def _describe_exit(code: Optional[int]) -> str:
 
 
 class _Worker:
+    """One worker process. It leads its own session and process group: the terminal's
+    Ctrl-C does not reach it, and ``kill`` ends it with every process its job started."""
+
     def __init__(self, index: int) -> None:
         parent_sock, child_sock = socket.socketpair()
         env = dict(os.environ, HITHER_IN_WORKER="1")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hither._worker", str(child_sock.fileno())],
-            pass_fds=(child_sock.fileno(),), env=env, cwd=os.getcwd())
+            pass_fds=(child_sock.fileno(),), env=env, cwd=os.getcwd(),
+            start_new_session=hasattr(os, "setsid"))
         child_sock.close()
-        self.conn = Connection(os.dup(parent_sock.fileno()))
-        parent_sock.close()
-        self.conn.send({"sys_path": list(sys.path)})
+        self.conn = P.Channel(parent_sock)
+        # the worker's exit, seen even when a process it forked keeps the socket open
+        self.pidfd: Optional[int] = None
+        if hasattr(os, "pidfd_open"):
+            try:
+                self.pidfd = os.pidfd_open(self.proc.pid)
+            except OSError:
+                self.pidfd = None
+        self.conn.send(P.Init(list(sys.path), os.getpid()))
         self.index = index
         self.inflight: "collections.OrderedDict[str, Job]" = collections.OrderedDict()
         self.deadline: Optional[float] = None
         self.send_lock = threading.Lock()
+        self.exited = False  # its process ended: hand it no more jobs
 
     @property
     def running(self) -> Optional["Job"]:
         return next(iter(self.inflight.values()), None)
 
     def kill(self) -> None:
+        """SIGKILL the worker's process group (the worker and what its job started)."""
         try:
-            self.proc.kill()
-        except OSError:
+            if hasattr(os, "killpg"):
+                os.killpg(self.proc.pid, signal.SIGKILL)  # the group outlives a dead leader
+            else:  # pragma: no cover - not POSIX
+                self.proc.kill()
+        except OSError:  # no process left in the group
             pass
         try:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not ignorable
             logger.error("worker pid %s did not die after SIGKILL", self.proc.pid)
         self.conn.close()
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
 
 
 class ParallelJobHandler(JobHandler):
@@ -127,7 +166,10 @@ class ParallelJobHandler(JobHandler):
         self._closed = False
         self._container_slots = threading.Semaphore(num_workers)
         self._completer_pool: "Optional[cf.ThreadPoolExecutor]" = None
+        self._depth = _PREFETCH_DEPTH
+        self._avg_run = 1.0  # seconds, a moving average of recent jobs' run times
         _all_handlers.add(self)
+        _sweep_once()
         # start the pool now, so workers warm up while the caller prepares its jobs; but not
         # inside a worker, which may import a module that makes a handler at top level
         if not os.environ.get("HITHER_IN_WORKER"):
@@ -194,7 +236,7 @@ class ParallelJobHandler(JobHandler):
                     self._pump()
                 else:  # prefetched, not started: tell the worker to skip it
                     del w.inflight[job.id]
-                    self._send(w, ("cancel", job.id))
+                    self._send(w, P.CancelJob(job.id))
                     self._cleanup(job)
                     job.report_cancelled()
                 return True
@@ -237,38 +279,50 @@ class ParallelJobHandler(JobHandler):
         except OSError:
             pass
 
-    def _send(self, w: _Worker, msg: Tuple[Any, ...]) -> None:
+    def _send(self, w: _Worker, msg: Any) -> None:
         with w.send_lock:
-            w.conn.send(msg)
+            w.conn.send_many((msg,))
 
     def _pump(self) -> None:
-        """Hand queued jobs to idle workers (and small ones to busy workers, one deep)."""
+        """Hand queued jobs to idle workers, then small ones to busy workers, a few deep (so
+        a worker never waits for this process between jobs), least loaded first; one write
+        per worker."""
         if not self._queue:
             return
-        for depth in (0, 1):
-            for i in range(self.num_workers):
-                if not self._queue:
-                    return
-                w = self._workers[i]
-                if w is None:
-                    if depth:
-                        continue
-                    w = self._workers[i] = _Worker(i)
-                    self._wake()  # the I/O loop must watch the new worker's connection
-                if len(w.inflight) != depth:
-                    continue
-                job = self._queue[0]
-                ref, payload, paths = job.handler_data
-                if depth and len(payload) > _PREFETCH_LIMIT:
-                    continue
-                self._queue.popleft()
-                w.inflight[job.id] = job
-                if depth == 0:
-                    self._started(w, job)
-                try:
-                    self._send(w, ("job", job.id, ref, payload, paths, job.function.no_resolve_input_files))
-                except (OSError, EOFError):
-                    pass  # the worker died: the I/O loop sees EOF and handles its jobs
+        for i in range(self.num_workers):
+            if self._workers[i] is None:
+                self._workers[i] = _Worker(i)
+                self._wake()  # the I/O loop must watch the new worker's connection
+        workers = [w for w in self._workers if w is not None and not w.exited]
+        out: Dict[_Worker, List[Any]] = {}
+        while self._queue and workers:
+            w = min(workers, key=lambda x: len(x.inflight))
+            depth = len(w.inflight)
+            job = self._queue[0]
+            ref, payload, paths = job.handler_data
+            if depth > self._depth or (depth and len(payload) > _PREFETCH_LIMIT):
+                break
+            self._queue.popleft()
+            w.inflight[job.id] = job
+            if depth == 0:
+                self._started(w, job)
+            out.setdefault(w, []).append(
+                P.RunJob(job.id, ref, payload, paths, job.function.no_resolve_input_files))
+        for w, msgs in out.items():
+            try:
+                with w.send_lock:
+                    w.conn.send_many(msgs)
+            except (OSError, EOFError):
+                pass  # the worker died: the I/O loop sees its exit and handles its jobs
+
+    def _learn(self, done: List[Tuple["Job", Any]]) -> None:
+        """Adjust the prefetch depth to how long jobs have been taking."""
+        for _, msg in done:
+            ri = msg.runtime_info if msg is not None else None
+            if ri and "end_time" in ri and "start_time" in ri:
+                self._avg_run = 0.8 * self._avg_run + 0.2 * max(0.0, ri["end_time"] - ri["start_time"])
+        depth = int(_PREFETCH_SECONDS / max(self._avg_run, 1e-6))
+        self._depth = min(_PREFETCH_DEPTH_MAX, max(_PREFETCH_DEPTH, depth))
 
     def _started(self, w: _Worker, job: "Job") -> None:
         timeout = job.config.job_timeout
@@ -297,7 +351,7 @@ class ParallelJobHandler(JobHandler):
     def _io_loop(self) -> None:
         sel = selectors.DefaultSelector()
         sel.register(self._wake_r, selectors.EVENT_READ, None)
-        watched: Dict[_Worker, int] = {}  # worker -> the fd it was registered under
+        watched: Dict[_Worker, List[int]] = {}  # worker -> the fds it was registered under
         while True:
             try:
                 with self._lock:
@@ -307,20 +361,36 @@ class ParallelJobHandler(JobHandler):
                     for w in [w for w in watched if w not in live]:
                         # by fd number: the connection may be closed already, and its
                         # number reused by a new worker's connection
-                        sel.unregister(watched.pop(w))
+                        for fd in watched.pop(w):
+                            sel.unregister(fd)
                     for w in live:
                         if w not in watched:
-                            fd = w.conn.fileno()
-                            sel.register(fd, selectors.EVENT_READ, w)
-                            watched[w] = fd
+                            fds = [w.conn.fileno()]
+                            sel.register(fds[0], selectors.EVENT_READ, w)
+                            if w.pidfd is not None:
+                                fds.append(w.pidfd)
+                                sel.register(w.pidfd, selectors.EVENT_READ, (w,))
+                            watched[w] = fds
                     deadlines = [w.deadline for w in live if w.deadline and w.inflight]
-                timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+                    poll_exit = any(w.pidfd is None for w in live)
+                now = time.monotonic()
+                timeout = min(max(0.0, min(deadlines) - now), _MAX_WAIT) if deadlines else None
+                if poll_exit:
+                    timeout = _POLL_EXIT if timeout is None else min(timeout, _POLL_EXIT)
                 events = sel.select(timeout)
                 for key, _ in events:
                     if key.data is None:
                         os.read(self._wake_r, 4096)
+                    elif isinstance(key.data, tuple):  # a pidfd: the worker process ended
+                        w = key.data[0]
+                        if w in watched and self._workers[w.index] is w:
+                            self._on_worker_exit(w)
                     elif key.data in watched and self._workers[key.data.index] is key.data:
                         self._on_readable(key.data)
+                if poll_exit:
+                    for w in live:
+                        if w.pidfd is None and self._workers[w.index] is w and w.proc.poll() is not None:
+                            self._on_worker_exit(w)
                 self._check_deadlines()
             except Exception:  # the loop must survive anything, or every waiter would hang
                 logger.exception("hither ParallelJobHandler I/O loop error (continuing)")
@@ -332,37 +402,55 @@ class ParallelJobHandler(JobHandler):
             except OSError:
                 pass
 
+    def _on_worker_exit(self, w: _Worker) -> None:
+        """The worker process ended: take what it sent before dying, then fail its job."""
+        w.exited = True
+        msgs = w.conn.drain()
+        if msgs and self._workers[w.index] is w:
+            self._on_messages(w, msgs)
+        if self._workers[w.index] is w:
+            self._on_worker_died(w)
+
     def _on_readable(self, w: _Worker) -> None:
         try:
-            msg = w.conn.recv()
+            msgs: List[Any] = w.conn.read_available()
         except (EOFError, OSError):
             self._on_worker_died(w)
             return
-        except Exception as exc:  # a result that cannot be unpickled here
-            logger.error("could not read a result from worker %s: %s", w.proc.pid, exc)
-            msg = None
+        except Exception as exc:  # a message that cannot be unpickled here
+            logger.error("could not read a message from worker %s: %s", w.proc.pid, exc)
+            msgs = [None]
+        if msgs:
+            self._on_messages(w, msgs)
+
+    def _on_messages(self, w: _Worker, msgs: List[Any]) -> None:
+        """Book the outcomes, hand out the next jobs (one write per worker), then report."""
+        done: List[Tuple["Job", Any]] = []
         with self._lock:
-            if msg is None:
-                job = w.running
+            for msg in msgs:
+                if msg is None:
+                    job = w.running
+                    if job is not None:
+                        del w.inflight[job.id]
+                else:
+                    job = w.inflight.pop(msg.job_id, None)
                 if job is not None:
-                    del w.inflight[job.id]
-            else:
-                job = w.inflight.pop(msg[1], None)
+                    done.append((job, msg))
+                elif type(msg) is P.JobDone:
+                    transfer.discard(msg.paths)  # a cancelled job's result
             nxt = w.running
             if nxt is not None:
                 self._started(w, nxt)
             else:
                 w.deadline = None
+            self._learn(done)
             self._pump()
-        if job is None:
-            if msg is not None:
-                transfer.discard(msg[3] if msg[0] == "ok" else [])  # a cancelled job's result
-            return
-        if job.config.job_cache is not None:
-            # storing in a cache may take a while: keep this loop free to feed the workers
-            self._completer().submit(self._finish, job, msg)
-        else:
-            self._finish(job, msg)
+        for job, msg in done:
+            if job.config.job_cache is not None:
+                # storing in a cache may take a while: keep this loop free to feed the workers
+                self._completer().submit(self._finish, job, msg)
+            else:
+                self._finish(job, msg)
 
     def _completer(self) -> "cf.ThreadPoolExecutor":
         with self._lock:
@@ -370,40 +458,24 @@ class ParallelJobHandler(JobHandler):
                 self._completer_pool = cf.ThreadPoolExecutor(1, thread_name_prefix="hither-complete")
             return self._completer_pool
 
-    def _finish(self, job: "Job", msg: Optional[Tuple[Any, ...]]) -> None:
+    def _finish(self, job: "Job", msg: Any) -> None:
         self._cleanup(job)
         if msg is None:
             job.report_error(HitherError(f"the result of {job.function_name} could not be read"))
             return
-        kind, _, a, b, ri = msg
-        if kind == "ok":
+        ri = msg.runtime_info
+        if type(msg) is P.JobDone:
             try:
-                value = transfer.loads(a, b, unlink=True)
+                value = transfer.loads(msg.payload, msg.paths, unlink=True)
             except Exception as exc:
+                transfer.discard(msg.paths)
                 job.report_error(HitherError(f"the result of {job.function_name} could not be "
                                              f"unpickled here: {type(exc).__name__}: {exc}"), ri)
                 return
-            bad = result_error(value)
-            if bad is not None:
-                job.report_error(bad, ri)
-            else:
-                job.report_result(value, ri)
+            job.report_result(value, ri)  # the worker checked it (hither.values.scan)
             return
-        from ..error_info import attach_traceback, from_error_info
-        from ..models import ErrorInfo
-
-        info = ErrorInfo(**a)
-        error: Optional[BaseException] = None
-        if b is not None:
-            try:
-                error = pickle.loads(b)
-            except Exception:
-                error = None
-        if error is None:
-            error = from_error_info(info, where=f"worker pid {ri['pid'] if ri else '?'}")
-        else:
-            attach_traceback(error, info.traceback, where=f"worker pid {ri['pid'] if ri else '?'}")
-        job.report_error(error, ri)
+        where = f"worker pid {ri['pid'] if ri else '?'}"
+        job.report_error(rebuild_error(msg.error_info, msg.pickled_error, where), ri)
 
     def _on_worker_died(self, w: _Worker) -> None:
         try:
@@ -411,6 +483,8 @@ class ParallelJobHandler(JobHandler):
         except subprocess.TimeoutExpired:
             code = None
         with self._lock:
+            if self._workers[w.index] is not w:  # already retired (cancel, timeout, shutdown)
+                return
             job = w.running
             self._retire(w, requeue=True)
             self._pump()

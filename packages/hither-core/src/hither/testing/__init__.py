@@ -5,4 +5,6 @@
 - ``hither.testing.store_conformance.StoreConformance``: the same for every ``Store``; the
   tests provide a ``store`` fixture (see hither-store's tests, or the dict-backed store in
   hither-core's ``tests/test_core_store_conformance.py``).
+- ``hither.testing.value_strategies``: hypothesis strategies of every value hither accepts,
+  equal twins in other layouts, differing variants, and ``assert_exact`` (need hypothesis).
 """

@@ -1,0 +1,252 @@
+"""The job server (``python -m hither.runner --serve`` and ``hither.jobserver.JobServer``):
+many job directories in one long-lived process, each in a clean fork; real processes only."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import zipfile
+
+import pytest
+
+from hither.jobserver import JobServer
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def write_job(job_dir, module_source, qualname="f", args=None, module="mymod"):
+    """A job directory whose code bundle is one importable module ``module``."""
+    os.makedirs(os.path.join(job_dir, "arrays"), exist_ok=True)
+    spec = {"job_id": "j", "job_hash": "0" * 40, "function_name": qualname, "function_version": "0",
+            "module": module, "qualname": qualname, "module_relpath": module + ".py",
+            "sys_paths": [""], "handler": "jobserver-test"}
+    with open(os.path.join(job_dir, "spec.json"), "w") as f:
+        json.dump(spec, f)
+    with open(os.path.join(job_dir, "args.json"), "w") as f:
+        json.dump(args or {}, f)
+    with zipfile.ZipFile(os.path.join(job_dir, "code.zip"), "w") as z:
+        z.writestr(module + ".py", textwrap.dedent(module_source))
+    return str(job_dir)
+
+
+def result(job_dir):
+    with open(os.path.join(job_dir, "result.json")) as f:
+        return json.load(f)["value"]
+
+
+def alive(pid):
+    """Whether ``pid`` runs (a zombie waiting for its reaper counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_dead(pids, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not any(alive(p) for p in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def wait_file(path, seconds=20.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if os.path.exists(path) and os.path.getsize(path):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{path} never appeared")
+
+
+# a job that starts a grandchild (sleep), records both pids, then sleeps itself
+TREE = """
+    import os, subprocess, time
+    def f(pidfile, seconds):
+        child = subprocess.Popen(["sleep", "120"])
+        with open(pidfile + ".tmp", "w") as fh:
+            fh.write("%d %d" % (os.getpid(), child.pid))
+        os.replace(pidfile + ".tmp", pidfile)
+        time.sleep(seconds)
+        return "woke"
+"""
+
+
+@pytest.fixture
+def server():
+    s = JobServer().start()
+    yield s
+    s.close()
+
+
+def test_two_bundles_sharing_a_module_name_each_run_their_own_code(server, tmp_path):
+    # the same module name "mymod" in two code bundles; one interpreter would cache the first
+    a = write_job(tmp_path / "a", "def f(x):\n    return ('bundle-a', x)\n", args={"x": 1})
+    b = write_job(tmp_path / "b", "def f(x):\n    return ('bundle-b', x * 10)\n", args={"x": 2})
+    for d in (a, b, a, b):
+        end = server.submit(d).wait(30)
+        assert end.reason == "exited" and end.exit_code == 0, end
+    assert result(a) == {"_hither": "tuple", "items": ["bundle-a", 1]}
+    assert result(b) == {"_hither": "tuple", "items": ["bundle-b", 20]}
+    # concurrently too
+    runs = [server.submit(d) for d in (a, b)]
+    assert [r.wait(30).exit_code for r in runs] == [0, 0]
+    assert result(b)["items"][0] == "bundle-b"
+
+
+def test_server_never_imports_user_code(server, tmp_path):
+    # a module that records which process imported it: only job processes, never the server
+    src = """
+        import os
+        open(os.path.join(os.environ["MARK_DIR"], "imported-%d" % os.getpid()), "w").close()
+        def f():
+            return os.getpid()
+    """
+    d = write_job(tmp_path / "j", src)
+    runs = [server.submit(d, env={"MARK_DIR": str(tmp_path)}).wait(30) for _ in range(3)]
+    assert all(r.exit_code == 0 for r in runs)
+    marks = [p for p in os.listdir(tmp_path) if p.startswith("imported-")]
+    assert len(marks) == 3 and f"imported-{server.proc.pid}" not in marks
+
+
+def test_timeout_kills_the_process_tree(server, tmp_path):
+    d = write_job(tmp_path / "j", TREE, args={"pidfile": str(tmp_path / "pids"), "seconds": 120})
+    t0 = time.monotonic()
+    end = server.submit(d, timeout=1.5).wait(30)
+    assert end.reason == "timeout" and end.exit_code == -signal.SIGKILL
+    assert 1.4 < time.monotonic() - t0 < 15
+    pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+    assert wait_dead(pids), f"processes of the timed-out job still run: {pids}"
+    assert not (tmp_path / "j" / "result.json").exists()
+
+
+def test_cancel_kills_the_running_job_and_the_server_goes_on(server, tmp_path):
+    d = write_job(tmp_path / "j", TREE, args={"pidfile": str(tmp_path / "pids"), "seconds": 120})
+    run = server.submit(d)
+    wait_file(str(tmp_path / "pids"))
+    assert server.running() == [d]
+    run.kill()
+    end = run.wait(10)
+    assert end.reason == "cancelled"
+    assert wait_dead([int(p) for p in (tmp_path / "pids").read_text().split()])
+    assert not server.cancel(d)  # nothing running under that name any more
+    ok = write_job(tmp_path / "ok", "def f():\n    return 7\n")
+    assert server.submit(ok).wait(30).exit_code == 0 and result(ok) == 7
+
+
+@pytest.mark.parametrize("crash, code, reason", [
+    ("os._exit(5)", 5, "exited"),
+    ("ctypes.string_at(0)", -signal.SIGSEGV, "signal"),
+    ("os.kill(os.getpid(), signal.SIGKILL)", -signal.SIGKILL, "signal"),
+])
+def test_a_crashing_job_ends_only_itself(server, tmp_path, crash, code, reason):
+    src = f"import ctypes, os, signal\ndef f():\n    {crash}\n"
+    d = write_job(tmp_path / "crash", src)
+    end = server.submit(d).wait(30)
+    assert (end.exit_code, end.reason) == (code, reason)
+    assert not (tmp_path / "crash" / "result.json").exists()
+    assert server.alive
+    ok = write_job(tmp_path / "ok", "def f():\n    return 'still here'\n")
+    assert server.submit(ok).wait(30).exit_code == 0 and result(ok) == "still here"
+
+
+def test_what_a_finished_job_left_running_dies_with_it(server, tmp_path):
+    src = """
+        import subprocess
+        def f(pidfile):
+            p = subprocess.Popen(["sleep", "120"])
+            open(pidfile, "w").write(str(p.pid))
+            return "done"
+    """
+    d = write_job(tmp_path / "j", src, args={"pidfile": str(tmp_path / "pid")})
+    assert server.submit(d).wait(30).exit_code == 0 and result(d) == "done"
+    assert wait_dead([int((tmp_path / "pid").read_text())])
+
+
+def test_server_killed_ends_its_jobs(tmp_path):
+    server = JobServer().start()
+    try:
+        d = write_job(tmp_path / "j", TREE, args={"pidfile": str(tmp_path / "pids"), "seconds": 120})
+        run = server.submit(d)
+        wait_file(str(tmp_path / "pids"))
+        os.kill(server.proc.pid, signal.SIGKILL)
+        end = run.wait(15)
+        assert end.reason == "server-died" and end.exit_code is None
+        pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+        assert wait_dead(pids), f"jobs of a killed server still run: {pids}"
+        assert not server.alive
+        with pytest.raises(Exception, match="closed or has died"):
+            server.submit(d)
+    finally:
+        server.close()
+
+
+def test_close_kills_running_jobs(tmp_path):
+    server = JobServer().start()
+    d = write_job(tmp_path / "j", TREE, args={"pidfile": str(tmp_path / "pids"), "seconds": 120})
+    run = server.submit(d)
+    wait_file(str(tmp_path / "pids"))
+    server.close()
+    assert run.wait(10).reason == "shutdown"
+    assert wait_dead([int(p) for p in (tmp_path / "pids").read_text().split()])
+
+
+def test_console_output_reaches_the_log_while_the_job_runs(server, tmp_path):
+    src = """
+        import sys, time
+        def f(flag):
+            print("first line", flush=True)
+            print("to stderr", file=sys.stderr, flush=True)
+            import os
+            while not os.path.exists(flag):
+                time.sleep(0.02)
+            print("second line")
+            return 1
+    """
+    flag = tmp_path / "go"
+    d = write_job(tmp_path / "j", src, args={"flag": str(flag)})
+    log = tmp_path / "console.log"
+    run = server.submit(d, log=str(log))
+    deadline = time.monotonic() + 20
+    while "first line" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, "the running job's output never reached its log"
+        time.sleep(0.02)
+    assert not run.done()
+    flag.write_text("")
+    assert run.wait(30).exit_code == 0
+    text = log.read_text()
+    assert "to stderr" in text and "second line" in text
+    with open(os.path.join(d, "runtime.json")) as f:
+        assert "second line" in json.load(f)["stdout"]
+
+
+def test_command_line_server_reads_paths_and_drains_at_end_of_input(tmp_path):
+    dirs = [write_job(tmp_path / f"j{i}", f"def f():\n    return {i}\n") for i in range(3)]
+    lines = "\n".join(dirs[:2]) + "\n" + json.dumps({"op": "run", "job_dir": dirs[2]}) + '\n{"op": "nope"}\n'
+    proc = subprocess.run([sys.executable, "-m", "hither.runner", "--serve"], input=lines,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert events[0]["event"] == "ready"
+    ended = {e["job_dir"]: e for e in events if e["event"] == "ended"}
+    assert set(ended) == set(dirs) and all(e["exit_code"] == 0 for e in ended.values())
+    assert [result(d) for d in dirs] == [0, 1, 2]
+    errors = [e for e in events if e["event"] == "error"]
+    assert len(errors) == 1 and "bad request" in errors[0]["message"]
+    proc = subprocess.run([sys.executable, "-m", "hither.runner", "--serve", "--on-eof", "sometimes"],
+                          input="", capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "usage" in proc.stderr
+
+
+def test_unusable_job_dir_and_duplicate_submit(server, tmp_path):
+    assert server.submit(str(tmp_path / "missing")).wait(30).exit_code == 3
+    d = write_job(tmp_path / "j", TREE, args={"pidfile": str(tmp_path / "pids"), "seconds": 120})
+    run = server.submit(d)
+    with pytest.raises(Exception, match="already running"):
+        server.submit(d)
+    run.kill()
+    assert run.wait(10).reason == "cancelled"

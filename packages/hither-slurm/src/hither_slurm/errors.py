@@ -1,0 +1,13 @@
+"""Errors of hither-slurm (all are ``hither.errors.HitherError``)."""
+from __future__ import annotations
+
+from hither.errors import HitherError, WorkerDiedError
+
+
+class SlurmError(HitherError):
+    """A Slurm command (sbatch, squeue, scancel) failed; the message holds its output."""
+
+
+class AllocationLostError(WorkerDiedError):
+    """The Slurm allocation (or the pilot process) running the job ended while the job ran,
+    and the job had already been requeued once."""

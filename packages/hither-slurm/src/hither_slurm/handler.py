@@ -1,0 +1,396 @@
+"""``hi.SlurmJobHandler``: runs jobs in pilot batches on Slurm (or local pilot processes)."""
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import os
+import queue
+import shutil
+import threading
+import time
+import uuid
+import weakref
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
+
+from hither.errors import ConfigError, HitherError, JobTimeoutError
+from hither.interfaces import JobHandler
+from hither.jobdir import read_job_outputs
+from hither.outcome import Outcome, report
+from hither.outside import prepare
+
+from .batches import Batch, Launcher
+from .errors import AllocationLostError, SlurmError
+from .options import parse_options
+from .workdir import WorkDir
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hither.job import Job
+
+logger = logging.getLogger("hither_slurm.handler")
+
+_all_handlers: "weakref.WeakSet[SlurmJobHandler]" = weakref.WeakSet()
+_counter = itertools.count(1)
+
+
+# Job directories are written and read by core's one out-of-process path
+# (hither.outside): prepare into the queue folder, read the outcome a pilot left.
+def _prepare(job: "Job", job_dir: str) -> None:
+    prepare(job, job_dir=job_dir)
+
+
+def _collect(job_dir: str, exit_code: Optional[int]) -> Outcome:
+    return read_job_outputs(job_dir, exit_code)
+
+
+class _Entry:
+    """What the handler knows of one submitted job."""
+
+    __slots__ = ("job", "key", "batch", "requeued", "cancelled")
+
+    def __init__(self, job: "Job", key: str) -> None:
+        self.job = job
+        self.key = key
+        self.batch: Optional[str] = None  # the batch whose pilot claimed it
+        self.requeued = 0
+        self.cancelled = False
+
+
+class SlurmJobHandler(JobHandler):
+    """Runs jobs on a Slurm cluster, many per allocation.
+
+    Each batch (one ``sbatch`` allocation of ``num_workers_per_batch * num_cores_per_job``
+    cores) runs a pilot that claims job directories from ``working_dir`` (a folder this
+    machine and the nodes share) and runs ``num_workers_per_batch`` of them at once, each in
+    a fresh process. Batches start as the queue grows (up to ``max_simultaneous_batches``)
+    and end after ``idle_timeout`` seconds without work, or at ``hi.reset()``/program exit.
+    ``use_slurm=False`` runs the same pilots as local processes::
+
+        jh = hi.SlurmJobHandler(working_dir="/shared/hither", num_workers_per_batch=4,
+                                num_cores_per_job=1, time_limit_per_batch=3600)
+        with hi.Config(job_handler=jh, job_timeout=600):
+            job = sqr.run(x=3)
+        assert job.wait() == 9
+        job.get_runtime_info().slurm_job_id   # the batch it ran in; log in .log_file
+    """
+
+    name = "slurm"
+    supports_timeout = True
+    needs_code_bundle = True
+    containers_run_here = False  # pilots would run them (refused below until they do)
+
+    def __init__(self, working_dir: str, num_workers_per_batch: int = 14, num_cores_per_job: int = 2,
+                 time_limit_per_batch: Optional[float] = None,
+                 max_simultaneous_batches: Optional[int] = None,
+                 additional_srun_opts: Optional[List[str]] = None, use_slurm: bool = True,
+                 partition: Optional[str] = None, account: Optional[str] = None,
+                 mem_per_job: Optional[str] = None, gpus_per_job: int = 0,
+                 additional_sbatch_opts: Optional[List[str]] = None, idle_timeout: float = 60.0,
+                 python: Optional[str] = None, poll_interval: float = 0.05) -> None:
+        self.options = parse_options(
+            working_dir=working_dir, num_workers_per_batch=num_workers_per_batch,
+            num_cores_per_job=num_cores_per_job, time_limit_per_batch=time_limit_per_batch,
+            max_simultaneous_batches=max_simultaneous_batches,
+            additional_srun_opts=additional_srun_opts or [], use_slurm=use_slurm,
+            partition=partition, account=account, mem_per_job=mem_per_job, gpus_per_job=gpus_per_job,
+            additional_sbatch_opts=additional_sbatch_opts or [], idle_timeout=idle_timeout,
+            python=python, poll_interval=poll_interval)
+        self._client = uuid.uuid4().hex[:12]
+        try:
+            self.wd = WorkDir(self.options.working_dir).create()
+            self.wd.reclaim_stale()
+            self.wd.register_client(self._client)
+        except OSError as exc:
+            raise ConfigError(f"SlurmJobHandler cannot use working_dir={working_dir!r}: {exc}") from None
+        self._touched = time.monotonic()
+        self._launcher = Launcher(self.options, self.wd, self._client)
+        self._lock = threading.RLock()
+        self._entries: Dict[str, _Entry] = {}  # key -> entry
+        self._batches: List[Batch] = []
+        self._closed = False
+        self._wake = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._launch_error: Optional[BaseException] = None
+        self._trash: "queue.SimpleQueue[str]" = queue.SimpleQueue()
+        self._cleaner: Optional[threading.Thread] = None
+        _all_handlers.add(self)
+
+    def __repr__(self) -> str:
+        o = self.options
+        return (f"hi.SlurmJobHandler(working_dir={o.working_dir!r}, num_workers_per_batch="
+                f"{o.num_workers_per_batch}, use_slurm={o.use_slurm})")
+
+    # ------------------------------------------------------------------ JobHandler
+    def check_config(self, job: "Job") -> None:
+        if self._closed:
+            raise ConfigError("this SlurmJobHandler was shut down (hi.reset() or shutdown()); "
+                              "create a new one")
+        if job.container is not None:
+            raise ConfigError(
+                f"{job.function_name}: SlurmJobHandler does not run jobs in containers yet "
+                f"(container={job.container!r}); set hi.Config(container=False) for this handler")
+        timeout = job.config.job_timeout
+        limit = self.options.time_limit_per_batch
+        if timeout and limit and timeout > limit:
+            raise ConfigError(
+                f"{job.function_name}: job_timeout={timeout} s exceeds this SlurmJobHandler's "
+                f"time_limit_per_batch={limit} s, so no batch could finish it; lower the "
+                "job_timeout or raise time_limit_per_batch")
+        # packaging errors (nested, no source, too large) are refused before this, at .run()
+        # (hither.placement: needs_code_bundle)
+
+    def submit(self, job: "Job", inline: bool) -> None:
+        if self._closed:
+            raise HitherError("this SlurmJobHandler was shut down (hi.reset()); create a new one")
+        key = f"{self._client}.{next(_counter):06d}"
+        entry = _Entry(job, key)
+        try:
+            _prepare(job, self.wd.job_dir(key))
+        except BaseException as exc:  # noqa: BLE001 - the job's failure, not the caller's
+            shutil.rmtree(self.wd.job_dir(key), ignore_errors=True)
+            job.report_error(exc)
+            return
+        with self._lock:
+            if self._closed:
+                shutil.rmtree(self.wd.job_dir(key), ignore_errors=True)
+                raise HitherError("this SlurmJobHandler was shut down (hi.reset()); create a new one")
+            job.handler_data = key
+            self._entries[key] = entry
+            self.wd.enqueue(key, job.config.job_timeout)
+            self._ensure_thread()
+        self._wake.set()
+
+    def cancel(self, job: "Job") -> bool:
+        with self._lock:
+            key = job.handler_data
+            entry = self._entries.get(key) if isinstance(key, str) else None
+            if entry is None:
+                return False
+            entry.cancelled = True
+            if self.wd.dequeue(key):
+                self._forget(entry)
+            else:  # claimed: its pilot kills it; the entry goes when the outcome comes
+                self.wd.request_cancel(key)
+        job.report_cancelled()
+        return True
+
+    def shutdown(self, wait: bool = True) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            entries = list(self._entries.values())
+            for e in entries:
+                self.wd.dequeue(e.key)
+            batches = list(self._batches)
+        self._wake.set()
+        self._launcher.cancel(batches)
+        for e in entries:
+            e.job.report_cancelled()
+            self._forget(e)
+        self.wd.unregister_client(self._client)
+        if wait and self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(10)
+
+    # ------------------------------------------------------------------ for users
+    def batches(self) -> List[Batch]:
+        """The batches this handler started that still run (or wait in the Slurm queue)."""
+        with self._lock:
+            return [b for b in self._batches if b.alive]
+
+    # ------------------------------------------------------------------ the monitor thread
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._loop, daemon=True, name="hither-slurm-monitor")
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._closed:
+            try:
+                with self._lock:
+                    busy = bool(self._entries)
+                if busy:
+                    self._step()
+                if time.monotonic() - self._touched > 10:  # others see this client alive
+                    self._touched = time.monotonic()
+                    self.wd.touch_client(self._client)
+            except Exception:  # the loop must survive anything, or every waiter would hang
+                logger.exception("SlurmJobHandler monitor error (continuing)")
+            self._wake.wait(self.options.poll_interval)
+            self._wake.clear()
+
+    def _step(self) -> None:
+        claims = self.wd.claims()
+        done = set(self.wd.finished())
+        with self._lock:
+            entries = list(self._entries.values())
+        finished = []
+        for e in entries:
+            if e.key in done:
+                outcome = self.wd.outcome(e.key)
+                if outcome is not None:
+                    finished.append((e, outcome))
+                    continue
+            batch = claims.get(e.key)
+            if batch is not None and e.batch != batch:
+                e.batch = batch
+                self._report_running(e)
+        for e, outcome in finished:
+            self._finish(e, outcome)
+        with self._lock:
+            self._launcher.refresh(self._batches)
+            for b in self._batches:
+                if not b.alive and not self._registered(b):  # the pilot never came up
+                    self._launch_error = SlurmError(
+                        f"the pilot of batch {b.id} ended before it started working; its output "
+                        f"({self._launcher.log_path(b)}):\n{self._launcher.log_tail(b)}")
+            dead = {b.id for b in self._batches if not b.alive}
+            self._batches = [b for b in self._batches if b.alive]
+        if dead:
+            self._recover(dead, claims)
+        self._scale(claims)
+
+    def _report_running(self, e: _Entry) -> None:
+        info = self.wd.pilot_info(e.batch or "") or {}
+        ri = {"host": info.get("host", ""), "slurm_job_id": info.get("slurm_job_id"),
+              "batch": e.batch, "log_file": self.wd.log_file(e.key), "start_time": time.time()}
+        # a running job shows its batch and its log file in get_runtime_info()
+        e.job.report_running({k: v for k, v in ri.items() if v is not None})
+
+    def _finish(self, e: _Entry, outcome: Dict[str, Any]) -> None:
+        self._forget(e, keep_dir=True)
+        job = e.job
+        try:
+            if e.cancelled or job.is_done():
+                return
+            reason = outcome.get("reason")
+            ri = {"handler": self.name, "slurm_job_id": outcome.get("slurm_job_id"),
+                  "batch": outcome.get("batch"), "log_file": self.wd.log_file(e.key)}
+            if reason == "timeout":
+                job.report_error(JobTimeoutError(
+                    f"job {job.function_name} ({job.id}) was killed after running longer than "
+                    f"job_timeout={job.config.job_timeout} s in Slurm batch {outcome.get('slurm_job_id') or e.batch}; "
+                    "raise hi.Config(job_timeout=...) if it needs longer"), ri)
+                return
+            result = _collect(self.wd.job_dir(e.key), outcome.get("exit_code"))
+            result.runtime_info.update({k: v for k, v in ri.items() if v is not None})
+            report(job, result)
+        except BaseException as exc:  # noqa: BLE001 - a failure to read is the job's failure
+            job.report_error(exc)
+        finally:
+            self._discard_later(e.key)
+
+    def _discard_later(self, key: str) -> None:
+        """Remove a collected job's directory off the monitor thread (an rmtree of the
+        extracted code costs more than the rest of collecting a small job)."""
+        with self._lock:
+            self._trash.put(key)
+            if self._cleaner is None or not self._cleaner.is_alive():
+                self._cleaner = threading.Thread(target=self._clean_loop, daemon=True,
+                                                 name="hither-slurm-cleaner")
+                self._cleaner.start()
+
+    def _clean_loop(self) -> None:
+        while True:
+            try:
+                key = self._trash.get(timeout=5)
+            except queue.Empty:
+                with self._lock:
+                    if self._trash.empty():
+                        self._cleaner = None
+                        return
+                continue
+            self.wd.discard(key)
+
+    def _forget(self, e: _Entry, keep_dir: bool = False) -> None:
+        with self._lock:
+            self._entries.pop(e.key, None)
+        if e.job.handler_data == e.key:
+            e.job.handler_data = None
+        if not keep_dir:
+            self.wd.discard(e.key)
+
+    def _registered(self, b: Batch) -> bool:
+        """Whether the batch's pilot has started (it writes pilots/<batch>.json first)."""
+        if not b.registered:
+            b.registered = os.path.exists(self.wd.path("pilots", b.id + ".json"))
+        return b.registered
+
+    def _recover(self, dead: set, claims: Dict[str, str]) -> None:
+        """Jobs claimed by a batch that ended: requeue each once, then fail it."""
+        with self._lock:
+            lost = [e for e in self._entries.values() if claims.get(e.key) in dead]
+        for e in lost:
+            batch = claims[e.key]
+            if self.wd.outcome(e.key) is not None:
+                continue  # it finished just before its pilot went: collected next round
+            self.wd.release(e.key, batch)
+            if e.cancelled:
+                self._forget(e)
+                continue
+            info = self.wd.pilot_info(batch) or {}
+            where = f"Slurm job {info['slurm_job_id']}" if info.get("slurm_job_id") else f"pilot batch {batch}"
+            if e.requeued == 0:
+                e.requeued += 1
+                e.batch = None
+                logger.warning("%s ended while running %s (%s): requeued once", where,
+                               e.job.function_name, e.job.id)
+                for name in ("result.json", "error.json", "runtime.json"):
+                    try:
+                        os.remove(os.path.join(self.wd.job_dir(e.key), name))
+                    except FileNotFoundError:
+                        pass
+                self.wd.enqueue(e.key, e.job.config.job_timeout)
+            else:
+                self._forget(e)
+                e.job.report_error(AllocationLostError(
+                    f"job {e.job.function_name} ({e.job.id}) was lost twice: the allocation running it "
+                    f"({where}) ended (scancel, time limit, node failure or a killed pilot) after the job "
+                    "had already been requeued once; see the batch logs in "
+                    f"{self.wd.path('batches', batch)}"), {"batch": batch, "slurm_job_id": info.get("slurm_job_id")})
+
+    def _scale(self, claims: Dict[str, str]) -> None:
+        """Start batches while queued jobs outnumber the free slots of live batches."""
+        o = self.options
+        with self._lock:
+            if self._closed:
+                return
+            queued = sum(1 for e in self._entries.values() if e.key not in claims and not e.cancelled)
+            if not queued:
+                return
+            busy: Dict[str, int] = {}
+            for b in claims.values():
+                busy[b] = busy.get(b, 0) + 1
+            free = sum(max(0, b.workers - busy.get(b.id, 0)) for b in self._batches)
+            limit = o.max_simultaneous_batches or 1_000_000
+            # one batch waiting to start at a time: a queue burst does not flood the
+            # scheduler with allocations that would find nothing left to do
+            starting = any(not self._registered(b) for b in self._batches)
+            while queued > free and len(self._batches) < limit and not starting:
+                if self._launch_error is not None:
+                    break
+                starting = True
+                try:
+                    batch = self._launcher.start()
+                except SlurmError as exc:
+                    self._launch_error = exc
+                    break
+                self._batches.append(batch)
+                free += batch.workers
+            error = self._launch_error
+            failed = [e for e in self._entries.values() if e.key not in claims] if error and not self._batches else []
+        for e in failed:  # no batch can start: fail the queued jobs instead of leaving them hanging
+            if self.wd.dequeue(e.key):
+                self._forget(e)
+                e.job.report_error(SlurmError(f"could not start a Slurm batch for {e.job.function_name}: {error}"))
+        if failed:
+            self._launch_error = None  # try again for later jobs
+
+
+@atexit.register
+def _shutdown_all() -> None:
+    for h in list(_all_handlers):
+        try:
+            h.shutdown(wait=False)
+        except Exception:  # pragma: no cover - exiting anyway
+            pass

@@ -1,0 +1,152 @@
+"""The pilot: ``python -m hither_slurm.pilot --working-dir W --batch B --workers N ...``.
+
+One pilot runs per batch (a Slurm allocation, or a local process with ``use_slurm=False``).
+It claims queued job directories from the working folder, runs up to ``--workers`` of them
+at once through one ``hither.jobserver.JobServer`` (a fresh fork per job, so jobs never
+share modules), writes each job's outcome, and exits after ``--idle-timeout`` seconds without
+work, or soon after its client (the handler's program) is gone. A job that would not
+finish before the batch's end (``--end-in``) is left for another batch. SIGTERM
+(``scancel``) kills its running jobs and exits; their claims stay, and the client
+requeues them.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from typing import Dict, List, Optional
+
+from hither.jobserver import JobRun, JobServer
+
+from .workdir import WorkDir
+
+logger = logging.getLogger("hither_slurm.pilot")
+
+#: a job starts only if it can end this many seconds before the batch does
+END_MARGIN = 5.0
+
+
+class Pilot:
+    def __init__(self, wd: WorkDir, batch: str, workers: int, idle_timeout: float,
+                 end_in: Optional[float], client: str, poll: float = 0.02) -> None:
+        self.wd = wd
+        self.client = client
+        self.batch = batch
+        self.workers = workers
+        self.idle_timeout = idle_timeout
+        self.start = time.time()
+        self.end_time = self.start + end_in if end_in else None
+        self.poll = poll
+        self.runs: Dict[str, JobRun] = {}
+        self.stop = threading.Event()
+        self.wake = threading.Event()
+        self.slurm_job_id = os.environ.get("SLURM_JOB_ID")
+
+    def run(self) -> int:
+        os.makedirs(self.wd.path("running", self.batch), exist_ok=True)
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "slurm_job_id": self.slurm_job_id,
+                "start": self.start, "end_time": self.end_time, "workers": self.workers}
+        self.wd.write_json(self.wd.path("pilots", self.batch + ".json"), info)
+        server = JobServer().start()
+        last_busy = last_check = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                if time.monotonic() - last_check > 2.0:
+                    last_check = time.monotonic()
+                    if not self.wd.client_alive(self.client):
+                        logger.warning("the client of batch %s is gone: stopping", self.batch)
+                        break
+                self._collect()
+                self._cancels()
+                skipped = self._claim(server) if len(self.runs) < self.workers else False
+                now = time.monotonic()
+                if self.runs:
+                    last_busy = now
+                elif skipped or now - last_busy > self.idle_timeout:
+                    break  # idle, or the queue holds only jobs too long for this batch
+                self.wake.wait(self.poll)
+                self.wake.clear()
+        finally:
+            server.close()  # kills whatever still runs (SIGTERM): those claims stay, for requeue
+            self._collect()
+        return 0
+
+    def _claim(self, server: JobServer) -> bool:
+        """Claim and start queued jobs while slots are free; True if a job was left because
+        it would not fit in this batch's remaining time."""
+        skipped = False
+        for key in self.wd.queued():
+            if not key.startswith(self.client + "."):
+                continue  # another handler's job: its own batches run it
+            if len(self.runs) >= self.workers:
+                break
+            entry = self.wd.read_json(self.wd.path("queue", key))
+            if entry is None:
+                continue  # claimed meanwhile
+            timeout = entry.get("timeout")
+            if self.end_time is not None and time.time() + (timeout or 0) + END_MARGIN > self.end_time:
+                skipped = True
+                continue
+            if self.wd.claim(key, self.batch) is None:
+                continue
+            env = {"HITHER_SLURM_BATCH": self.batch}
+            if self.slurm_job_id:
+                env["HITHER_SLURM_JOB_ID"] = self.slurm_job_id
+            run = server.submit(self.wd.job_dir(key), timeout=timeout, log=self.wd.log_file(key), env=env)
+            run.add_done_callback(lambda _end: self.wake.set())
+            self.runs[key] = run
+        return skipped
+
+    def _collect(self) -> None:
+        for key, run in list(self.runs.items()):
+            if not run.done():
+                continue
+            end = run.wait()
+            if end.signal == signal.SIGTERM and not self.stop.is_set():
+                # scancel sends SIGTERM to every process of the batch: the job may have got
+                # it an instant before this pilot did; then it was lost, not failed
+                self.stop.wait(1.0)
+            del self.runs[key]
+            if end.reason in ("shutdown", "server-died") or (self.stop.is_set() and end.reason == "signal"):
+                continue  # this pilot is going away: leave the claim for the client to requeue
+            self.wd.finish(key, self.batch, {
+                "exit_code": end.exit_code, "reason": end.reason, "signal": end.signal,
+                "seconds": end.seconds, "batch": self.batch, "slurm_job_id": self.slurm_job_id,
+                "host": socket.gethostname()})
+
+    def _cancels(self) -> None:
+        keys: List[str] = [k for k in self.wd.cancel_requests() if k in self.runs]
+        for key in keys:
+            self.runs[key].kill()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hither_slurm.pilot", description=__doc__.splitlines()[0])
+    ap.add_argument("--working-dir", required=True)
+    ap.add_argument("--batch", required=True)
+    ap.add_argument("--client", required=True, help="the handler whose jobs this pilot runs")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--idle-timeout", type=float, default=60.0)
+    ap.add_argument("--end-in", type=float, default=None, help="seconds until the batch ends")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s pilot %(message)s")
+    pilot = Pilot(WorkDir(a.working_dir), a.batch, a.workers, a.idle_timeout, a.end_in, a.client)
+
+    def on_term(signum: int, _frame: object) -> None:
+        logger.info("signal %d: stopping (running jobs are killed and requeued by the client)", signum)
+        pilot.stop.set()
+        pilot.wake.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    code = pilot.run()
+    logger.info("batch %s: pilot exits", a.batch)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,229 @@
+"""The working folder shared by a SlurmJobHandler and its pilots, and its atomic steps.
+
+    WORKING_DIR/
+      jobs/<key>/            a job directory (written by the client)
+      done/<key>             a job's end (exit code, reason, batch), written by its pilot
+      logs/<key>.log         the job's console output, written while it runs
+      queue/<key>            a queued job: {"timeout": s} (appears by rename, once complete)
+      running/<batch>/<key>  a claim: the queue entry renamed here by the pilot of <batch>
+      cancel/<key>           a cancel request for a running job
+      pilots/<batch>.json    the pilot of a batch: pid, host, Slurm job id, end time
+      clients/<client>.json  a handler using the folder (pid, host; touched while it lives)
+      batches/<batch>/       the batch script and Slurm's output of the batch
+
+Job keys are ``<client>.<sequence>``, so a handler that starts in a folder left by a killed
+program finds that program's queued and claimed jobs and takes them away (``reclaim_stale``).
+Claims are ``rename(queue/<key>, running/<batch>/<key>)``: exactly one pilot wins, on any
+POSIX file system (NFS included). Every file is written to a temporary name and renamed.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+from typing import Any, Dict, Iterator, List, Optional
+
+logger = logging.getLogger("hither_slurm.workdir")
+
+SUBDIRS = ("jobs", "logs", "queue", "running", "done", "cancel", "pilots", "batches", "clients", "tmp")
+#: a client on another host is dead when its file has not been touched for this long
+CLIENT_STALE_SECONDS = 120.0
+
+
+class WorkDir:
+    """Paths and atomic operations of one working folder."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+
+    def create(self) -> "WorkDir":
+        for d in SUBDIRS:
+            os.makedirs(os.path.join(self.root, d), exist_ok=True)
+        return self
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts)
+
+    def job_dir(self, key: str) -> str:
+        return self.path("jobs", key)
+
+    def log_file(self, key: str) -> str:
+        return self.path("logs", key + ".log")
+
+    def write_json(self, path: str, data: Dict[str, Any]) -> None:
+        """Write ``data`` at ``path`` atomically (a reader sees all of it or nothing)."""
+        tmp = self.path("tmp", f"{os.path.basename(path)}.{os.getpid()}.tmp")
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+
+    @staticmethod
+    def read_json(path: str) -> Optional[Dict[str, Any]]:
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    # ------------------------------------------------------------------ client side
+    def enqueue(self, key: str, timeout: Optional[float]) -> None:
+        self.write_json(self.path("queue", key), {"timeout": timeout})
+
+    def dequeue(self, key: str) -> bool:
+        """Take a queued job back; False if a pilot has claimed it already."""
+        try:
+            os.remove(self.path("queue", key))
+            return True
+        except FileNotFoundError:
+            return False
+
+    def claims(self) -> Dict[str, str]:
+        """key -> batch of every claimed job."""
+        out: Dict[str, str] = {}
+        for batch in self._listdir(self.path("running")):
+            for key in self._listdir(self.path("running", batch)):
+                out[key] = batch
+        return out
+
+    def request_cancel(self, key: str) -> None:
+        with open(self.path("cancel", key), "w"):
+            pass
+
+    def outcome(self, key: str) -> Optional[Dict[str, Any]]:
+        return self.read_json(self.path("done", key))
+
+    def finished(self) -> List[str]:
+        """Keys of jobs whose outcome is written (one listing, however many jobs wait)."""
+        return self._listdir(self.path("done"))
+
+    def discard(self, key: str) -> None:
+        """Remove what is left of a collected (or abandoned) job, its log excepted."""
+        shutil.rmtree(self.job_dir(key), ignore_errors=True)
+        for sub in ("done", "cancel"):
+            try:
+                os.remove(self.path(sub, key))
+            except FileNotFoundError:
+                pass
+
+    def release(self, key: str, batch: str) -> None:
+        """Drop a claim (its pilot is gone)."""
+        try:
+            os.remove(self.path("running", batch, key))
+        except FileNotFoundError:
+            pass
+
+    def pilot_info(self, batch: str) -> Optional[Dict[str, Any]]:
+        return self.read_json(self.path("pilots", batch + ".json"))
+
+    # ------------------------------------------------------------------ clients
+    def register_client(self, client: str) -> None:
+        self.write_json(self.path("clients", client + ".json"),
+                        {"pid": os.getpid(), "host": socket.gethostname(), "start": time.time()})
+
+    def touch_client(self, client: str) -> None:
+        try:
+            os.utime(self.path("clients", client + ".json"))
+        except FileNotFoundError:
+            self.register_client(client)
+
+    def unregister_client(self, client: str) -> None:
+        try:
+            os.remove(self.path("clients", client + ".json"))
+        except FileNotFoundError:
+            pass
+
+    def client_alive(self, client: str) -> bool:
+        path = self.path("clients", client + ".json")
+        info = self.read_json(path)
+        if info is None:
+            return False
+        if info.get("host") == socket.gethostname():
+            try:
+                os.kill(int(info["pid"]), 0)
+                return True
+            except (OSError, ValueError, KeyError):
+                return False
+        try:
+            return time.time() - os.path.getmtime(path) < CLIENT_STALE_SECONDS
+        except OSError:
+            return False
+
+    def reclaim_stale(self) -> int:
+        """Take away the queued and claimed jobs of clients that are gone (a killed program):
+        queue entries and job directories go, running ones get a cancel request. Returns
+        how many jobs were reclaimed."""
+        alive: Dict[str, bool] = {}
+
+        def dead(key: str) -> bool:
+            client = key.split(".", 1)[0]
+            if client not in alive:
+                alive[client] = self.client_alive(client)
+            return not alive[client]
+
+        n = 0
+        for key in self.queued():
+            if dead(key) and self.dequeue(key):
+                n += 1
+        for key, batch in self.claims().items():
+            if dead(key):
+                self.request_cancel(key)  # a live pilot kills it
+                self.release(key, batch)
+                n += 1
+        for key in set(self._listdir(self.path("jobs"))) | set(self.finished()):
+            if dead(key):
+                shutil.rmtree(self.job_dir(key), ignore_errors=True)
+                try:
+                    os.remove(self.path("done", key))
+                except FileNotFoundError:
+                    pass
+        for key in self.cancel_requests():
+            # kept a while, so a live pilot still running the job sees the request
+            path = self.path("cancel", key)
+            try:
+                old = time.time() - os.path.getmtime(path) > 60
+            except OSError:
+                continue
+            if dead(key) and old:
+                os.remove(path)
+        for client, ok in alive.items():
+            if not ok:
+                self.unregister_client(client)
+        if n:
+            logger.warning("reclaimed %d job(s) left in %s by a program that ended", n, self.root)
+        return n
+
+    # ------------------------------------------------------------------ pilot side
+    def queued(self) -> List[str]:
+        return sorted(self._listdir(self.path("queue")))
+
+    def claim(self, key: str, batch: str) -> Optional[Dict[str, Any]]:
+        """Claim a queued job for ``batch``: its queue entry, or None if another pilot won."""
+        src = self.path("queue", key)
+        info = self.read_json(src)
+        try:
+            os.rename(src, self.path("running", batch, key))
+        except FileNotFoundError:
+            return None
+        return info if info is not None else {}
+
+    def cancel_requests(self) -> List[str]:
+        return self._listdir(self.path("cancel"))
+
+    def finish(self, key: str, batch: str, outcome: Dict[str, Any]) -> None:
+        """Record a job's end: outcome first, then the claim goes (a reader that sees no
+        claim always sees the outcome)."""
+        self.write_json(self.path("done", key), outcome)
+        self.release(key, batch)
+
+    @staticmethod
+    def _listdir(path: str) -> List[str]:
+        try:
+            return [n for n in os.listdir(path) if not n.startswith(".")]
+        except FileNotFoundError:
+            return []
+
+    def iter_batches(self) -> Iterator[str]:
+        yield from self._listdir(self.path("running"))

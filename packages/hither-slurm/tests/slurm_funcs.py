@@ -1,0 +1,50 @@
+"""hither functions the hither-slurm tests run (module level: a pilot loads them by name)."""
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import hither as hi
+
+
+@hi.function("slurm_add", "0.1.0")
+def slurm_add(x, y):
+    return x + y
+
+
+@hi.function("slurm_where", "0.1.0")
+def slurm_where():
+    print("hello from the pilot")
+    print("on stderr", file=sys.stderr)
+    return {"pid": os.getpid(), "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "batch": os.environ.get("HITHER_SLURM_BATCH")}
+
+
+@hi.function("slurm_fail", "0.1.0")
+def slurm_fail(message):
+    raise ValueError(message)
+
+
+@hi.function("slurm_arr", "0.1.0")
+def slurm_arr(n):
+    return np.arange(n) * 2
+
+
+@hi.function("slurm_sleep", "0.1.0")
+def slurm_sleep(seconds, pidfile=None):
+    """Sleep, with a grandchild process; record both pids in pidfile."""
+    child = subprocess.Popen(["sleep", str(seconds + 60)])
+    if pidfile:
+        with open(pidfile + ".tmp", "w") as f:
+            f.write(f"{os.getpid()} {child.pid}")
+        os.replace(pidfile + ".tmp", pidfile)
+    time.sleep(seconds)
+    child.kill()
+    return seconds
+
+
+@hi.function("slurm_crash", "0.1.0")
+def slurm_crash():
+    os._exit(9)

@@ -1,0 +1,181 @@
+"""Lost allocations and leaving: a SIGKILLed pilot or a scancel'ed batch requeues its
+running jobs once, then fails them with AllocationLostError (never a hang); hi.reset()
+cancels the handler's batches."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+import hither as hi
+from hither_slurm import AllocationLostError
+from hither_slurm.batches import squeue_states
+
+import slurm_funcs as sf
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _running_batch(job, not_batch=None, seconds=60.0):
+    """The batch whose pilot runs ``job`` (another than ``not_batch``), once it runs."""
+    deadline = time.monotonic() + seconds
+    while True:
+        ri = job.get_runtime_info()
+        if job.get_status() == hi.JobStatus.RUNNING and getattr(ri, "batch", None) not in (None, not_batch):
+            return ri.batch
+        assert time.monotonic() < deadline, f"{job} never started (in a batch other than {not_batch})"
+        time.sleep(0.05)
+
+
+def _wait_pidfile(path, seconds=60.0):
+    deadline = time.monotonic() + seconds
+    while not (os.path.exists(path) and os.path.getsize(path)):
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+    return [int(p) for p in open(path).read().split()]
+
+
+def _pilot(jh, batch):
+    with open(os.path.join(jh.wd.root, "pilots", batch + ".json")) as f:
+        return json.load(f)
+
+
+def _lose(jh, batch, how):
+    if how == "sigkill":
+        os.kill(_pilot(jh, batch)["pid"], signal.SIGKILL)
+    else:
+        subprocess.run(["scancel", _pilot(jh, batch)["slurm_job_id"]], check=True, timeout=30)
+
+
+@pytest.mark.parametrize("mode, how", [("local", "sigkill"), ("slurm", "sigkill"), ("slurm", "scancel")],
+                         indirect=["mode"])
+def test_lost_allocation_requeues_once_then_fails(mode, make_handler, tmp_path, how):
+    jh = make_handler(use_slurm=(mode == "slurm"))
+    pidfile = str(tmp_path / "pids")
+    with hi.Config(job_handler=jh):
+        # lost once: requeued to another batch, where it finishes
+        job = sf.slurm_sleep.run(seconds=2, pidfile=pidfile)
+        first = _running_batch(job)
+        pids = _wait_pidfile(pidfile)
+        os.remove(pidfile)
+        _lose(jh, first, how)
+        second = _running_batch(job, not_batch=first)
+        assert job.wait(60) == 2
+        assert job.get_runtime_info().batch == second != first
+        assert not any(os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+                       for p in pids), "the first run's processes outlived their pilot"
+
+        # lost twice: a clear error
+        job2 = sf.slurm_sleep.run(seconds=60, pidfile=pidfile)
+        b1 = _running_batch(job2)
+        _wait_pidfile(pidfile)
+        os.remove(pidfile)
+        _lose(jh, b1, how)
+        b2 = _running_batch(job2, not_batch=b1)
+        _wait_pidfile(pidfile)
+        _lose(jh, b2, how)
+        with pytest.raises(AllocationLostError, match="lost twice"):
+            job2.wait(60)
+        # the handler goes on
+        assert sf.slurm_add.run(x=1, y=1).wait(60) == 2
+
+
+def test_reset_cancels_the_batches(mode, make_handler):
+    jh = make_handler(use_slurm=(mode == "slurm"), idle_timeout=300)
+    with hi.Config(job_handler=jh):
+        assert sf.slurm_add.run(x=1, y=1).wait(60) == 2
+        pending = sf.slurm_sleep.run(seconds=60)
+        _running_batch(pending)
+    batches = jh.batches()
+    assert batches
+    hi.reset()
+    with pytest.raises(hi.JobCancelledException):
+        pending.wait(5)
+    for b in batches:
+        if b.proc is not None:
+            assert b.proc.poll() is not None
+        else:
+            deadline = time.monotonic() + 20
+            while squeue_states().get(b.slurm_job_id) not in (None, "COMPLETED", "CANCELLED"):
+                assert time.monotonic() < deadline, f"batch {b} still in squeue after hi.reset()"
+                time.sleep(0.2)
+
+
+def test_program_exit_cancels_the_batches(mode, tmp_path):
+    """A script that leaves without waiting: its batches end with it."""
+    script = tmp_path / "leave.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})\n"
+        "import hither as hi, slurm_funcs as sf\n"
+        f"jh = hi.SlurmJobHandler(working_dir={str(tmp_path / 'w')!r}, num_workers_per_batch=1,\n"
+        f"    num_cores_per_job=1, idle_timeout=300, use_slurm={mode == 'slurm'})\n"
+        "with hi.Config(job_handler=jh):\n"
+        "    job = sf.slurm_sleep.run(seconds=60)\n"
+        "import time\n"
+        "while job.get_status() != hi.JobStatus.RUNNING:\n"
+        "    time.sleep(0.05)\n"
+        "b = jh.batches()[0]\n"
+        "print(b.slurm_job_id or b.proc.pid, flush=True)\n")
+    out = subprocess.run([os.sys.executable, str(script)], capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stderr
+    ident = out.stdout.strip().splitlines()[-1]
+    deadline = time.monotonic() + 20
+    if mode == "slurm":
+        while squeue_states().get(ident) not in (None, "COMPLETED", "CANCELLED"):
+            assert time.monotonic() < deadline, f"Slurm job {ident} outlived its program"
+            time.sleep(0.2)
+    else:
+        while os.path.exists(f"/proc/{ident}") and "Z" not in open(f"/proc/{ident}/stat").read().rsplit(")", 1)[1].split()[0]:
+            assert time.monotonic() < deadline, f"pilot {ident} outlived its program"
+            time.sleep(0.1)
+
+
+def test_restart_after_the_program_was_killed(mode, tmp_path):
+    """The program killed (SIGKILL) and started again on the same working_dir: its pilots
+    stop, its running job is killed, its queued job is taken away; a job it finished is a
+    cache hit for the new program."""
+    work, cache, pidfile = tmp_path / "w", tmp_path / "cache", tmp_path / "pids"
+    script = tmp_path / "killed.py"
+    script.write_text(
+        "import sys, time\n"
+        f"sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})\n"
+        "import hither as hi, slurm_funcs as sf\n"
+        f"jh = hi.SlurmJobHandler(working_dir={str(work)!r}, num_workers_per_batch=1,\n"
+        f"    num_cores_per_job=1, idle_timeout=300, use_slurm={mode == 'slurm'})\n"
+        f"with hi.Config(job_handler=jh, job_cache=hi.JobCache(path={str(cache)!r})):\n"
+        "    assert sf.slurm_add.run(x=20, y=22).wait(60) == 42\n"
+        f"    running = sf.slurm_sleep.run(seconds=120, pidfile={str(pidfile)!r})\n"
+        "    queued = sf.slurm_add.run(x=1, y=2)\n"
+        "while running.get_status() != hi.JobStatus.RUNNING:\n"
+        "    time.sleep(0.05)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(300)\n")
+    proc = subprocess.Popen([os.sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        pids = _wait_pidfile(str(pidfile))
+        (pilot_file,) = os.listdir(work / "pilots")
+        with open(work / "pilots" / pilot_file) as f:
+            pilot = json.load(f)
+        assert len(os.listdir(work / "queue")) == 1
+    finally:
+        proc.kill()
+        proc.wait()
+    jh = hi.SlurmJobHandler(working_dir=str(work), num_workers_per_batch=1, num_cores_per_job=1,
+                            idle_timeout=5, use_slurm=(mode == "slurm"))
+    try:
+        assert os.listdir(work / "queue") == []  # the old program's queued job was taken away
+        deadline = time.monotonic() + 30
+        while any(os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+                  for p in pids + [pilot["pid"]]):
+            assert time.monotonic() < deadline, "the killed program's pilot or job still runs"
+            time.sleep(0.1)
+        with hi.Config(job_handler=jh, job_cache=hi.JobCache(path=str(cache))):
+            hit = sf.slurm_add.run(x=20, y=22)
+            assert hit.wait(60) == 42 and hit.get_runtime_info().cached
+            assert sf.slurm_add.run(x=1, y=2).wait(60) == 3
+    finally:
+        jh.shutdown()
