@@ -12,7 +12,7 @@ bash scripts/services.sh
 hatch env prune >/dev/null 2>&1 || true   # pick up newly declared entry points
 hatch env create
 hatch run python scripts/check_workspace.py
-hatch run lint-imports   # hither-core's layers (.importlinter): no upward import, no cycle
+hatch run layers   # hither-core's layers (.importlinter): no upward import, no cycle
 hatch run test "$@"
 if [ $# -eq 0 ]; then
   for env in core-only cache-only store-only slurm-only container-only; do

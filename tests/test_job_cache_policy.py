@@ -193,12 +193,20 @@ def test_rerun_failing_reruns_a_cached_failure(cache_path: str) -> None:
 # ---------------------------------------------------------------------- files
 def test_cached_result_whose_file_is_gone_is_a_miss(cache_path: str, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A returned File's content is stored when the File is made: deleting its source keeps
+    the cache hit; removing the stored content (e.g. ``hither-store prune``) makes a miss."""
     out = tmp_path / "out"
     out.mkdir()
     monkeypatch.setenv("JCP_OUT", str(out))
-    # an empty content store of this test only: the file cannot come back from there
+    # a content store of this test only
     monkeypatch.setenv("HITHER_STORE_URL", str(tmp_path / "store"))
     from hither.stores import set_default_store
+
+    def remove_stored(f: hi.File) -> None:
+        blob = f.resolve()
+        assert blob.startswith(str(tmp_path / "store"))
+        os.chmod(blob, 0o644)
+        os.remove(blob)
 
     set_default_store(None)
     try:
@@ -206,12 +214,16 @@ def test_cached_result_whose_file_is_gone_is_a_miss(cache_path: str, tmp_path: P
             f1 = jcp_write_file.run(text="hello").wait()
             f2 = jcp_write_file.run(text="hello").wait()
             assert n_calls() == 1 and f2 == f1 and f2.read_text() == "hello"
-            (out / "out.txt").unlink()
+            (out / "out.txt").unlink()  # the source gone: the stored content remains
             f3 = jcp_write_file.run(text="hello").wait()
-            assert n_calls() == 2 and f3.read_text() == "hello"
-            (out / "out.txt").write_text("changed")  # same path, other content: gone too
+            assert n_calls() == 1 and f3 == f1 and f3.read_text() == "hello"
+            remove_stored(f3)  # the stored content gone too: a miss
             f4 = jcp_write_file.run(text="hello").wait()
-            assert n_calls() == 3 and f4.read_text() == "hello"
+            assert n_calls() == 2 and f4.read_text() == "hello"
+            (out / "out.txt").write_text("changed")  # same path, other content
+            remove_stored(f4)
+            f5 = jcp_write_file.run(text="hello").wait()
+            assert n_calls() == 3 and f5.read_text() == "hello"
     finally:
         set_default_store(None)
 

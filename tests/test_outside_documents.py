@@ -44,11 +44,16 @@ class LoopbackResource(JobHandler):
         self.result_store = store
         self.resource_dir = resource_dir
         self.documents = []
+        self.slots = threading.Semaphore(2)  # the resource runs two jobs at a time
 
     def submit(self, job, inline):
         threading.Thread(target=self._run, args=(job,), daemon=True).start()
 
     def _run(self, job):
+        with self.slots:
+            self._run_one(job)
+
+    def _run_one(self, job):
         job.report_running()
         try:
             doc = json.loads(json.dumps(prepare_document(job, self.result_store, inline_max_bytes=4096)))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 import numpy as np
 import pytest
@@ -90,6 +91,8 @@ def test_file_changed_behind_the_sha1_memo_is_not_stored(remote_store, tmp_path)
     path = tmp_path / "data.bin"
     first, second = b"first version." * 1000, b"other version." * 1000
     path.write_bytes(first)
+    old = time.time_ns() - 60 * 10**9  # only files not written just now are memoized
+    os.utime(path, ns=(old, old))
     stale_uri = hi.File(str(path)).uri  # memoized by (path, size, mtime)
     st = os.stat(path)
     path.write_bytes(second)

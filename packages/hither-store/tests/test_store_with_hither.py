@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -126,6 +127,8 @@ def test_local_put_file_shares_the_sha1_memo_with_hi_file(tmp_path):
     store = Store(str(tmp_path / "store"))
     path = tmp_path / "memo.bin"
     path.write_bytes(b"memo me" * 1000)
+    old = time.time_ns() - 60 * 10**9  # only files not written just now are memoized
+    os.utime(path, ns=(old, old))
     assert known_file_sha1(path) is None
     uri = store.put_file(path)
     assert known_file_sha1(path) == uri[7:47] == hi.File(str(path)).sha1

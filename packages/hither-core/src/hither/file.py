@@ -1,108 +1,104 @@
-"""``hi.File``: a file passed to or returned from a hither function, addressed by content."""
+"""``hi.File``: a file passed to or returned from a hither function, addressed by content.
+
+A File's content is fixed when it is made: ``hi.File(path)`` hashes the file and keeps a
+copy (a copy-on-write clone where the file system can) in this machine's content store
+(``hither.filestore.file_store()``), so editing or deleting ``path`` afterwards never changes
+what the File refers to.
+"""
 from __future__ import annotations
 
-import hashlib
 import os
-import threading
-from pathlib import Path
-from typing import Dict, Optional, Tuple, Union
+import stat
+from typing import Any, Optional, Tuple, Union
 
+from .content import (file_sha1, is_sha1_hex, known_file_sha1, parse_uri,  # noqa: F401 - public here
+                      remember_file_sha1, sha1_of_fd)
 from .errors import HitherError
-
-_CHUNK = 4 * 1024 * 1024
-_sha1_cache: Dict[Tuple[str, int, int], str] = {}
-_sha1_lock = threading.Lock()
+from .filestore import fetch, file_store, find_local, touch
 
 
-def file_sha1(path: Union[str, Path]) -> str:
-    """sha1 of a file's content, read in chunks; memoized by (path, size, mtime)."""
-    p = os.path.abspath(os.fspath(path))
-    st = os.stat(p)
-    key = (p, st.st_size, st.st_mtime_ns)
-    with _sha1_lock:
-        hit = _sha1_cache.get(key)
-    if hit is not None:
-        return hit
-    h = hashlib.sha1()
-    with open(p, "rb", buffering=0) as f:
-        buf = bytearray(_CHUNK)
-        view = memoryview(buf)
-        while True:
-            n = f.readinto(buf)
-            if not n:
-                break
-            h.update(view[:n])
-    digest = h.hexdigest()
-    with _sha1_lock:
-        _sha1_cache[key] = digest
-    return digest
+def _display(path: Optional[str], uri: Optional[str]) -> str:
+    return f"hi.File({path!r})" if path else f"hi.File.from_uri({uri!r})"
 
 
-def known_file_sha1(path: Union[str, Path]) -> Optional[str]:
-    """The memoized sha1 of a file unchanged (path, size, mtime) since it was hashed, else
-    None, without reading the file. Lets a store skip copying content it already holds."""
-    p = os.path.abspath(os.fspath(path))
+def _checked_source(path: str) -> os.stat_result:
+    """The stat of the file ``hi.File(path)`` is made of; a clear error if it is not one."""
     try:
-        st = os.stat(p)
-    except OSError:
-        return None
-    with _sha1_lock:
-        return _sha1_cache.get((p, st.st_size, st.st_mtime_ns))
-
-
-def remember_file_sha1(path: Union[str, Path], digest: str, st: os.stat_result) -> None:
-    """Record a file's sha1 computed elsewhere (a store hashes while it copies), keyed by
-    ``st``, the file's stat taken before it was read; ``file_sha1`` then skips reading it."""
-    p = os.path.abspath(os.fspath(path))
-    with _sha1_lock:
-        _sha1_cache[(p, st.st_size, st.st_mtime_ns)] = digest
-
-
-def is_sha1_hex(text: str) -> bool:
-    """Whether ``text`` is a sha1 digest as hither writes it: 40 lowercase hex digits."""
-    return len(text) == 40 and all(c in "0123456789abcdef" for c in text)
-
-
-def parse_uri(uri: str) -> Tuple[str, str]:
-    """Split ``sha1://<hex>/<name>`` into (hex, name), rejecting anything else."""
-    if not uri.startswith("sha1://"):
-        raise HitherError(f"not a hither content URI: {uri!r} (expected sha1://<40 hex digits>/<name>)")
-    rest = uri[len("sha1://"):]
-    digest, _, name = rest.partition("/")
-    if not is_sha1_hex(digest):
-        raise HitherError(f"bad sha1 in content URI {uri!r}: expected 40 lowercase hex digits")
-    if "/" in name or "\\" in name or name in (".", ".."):
-        raise HitherError(f"bad file name in content URI {uri!r}: it must be a plain file name")
-    return digest, name
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"hi.File({path!r}): no such file (check the path; a relative path is taken from the "
+            f"current folder {os.getcwd()}; for content already in the store use "
+            "hi.File.from_uri('sha1://...'))") from None
+    except OSError as exc:
+        raise OSError(exc.errno, f"hi.File({path!r}): cannot read it: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(
+            f"hi.File({path!r}) is a directory: a hi.File holds one file's content; pass a "
+            "hi.File for each file (e.g. a list of them), or an archive of the folder")
+    if not stat.S_ISREG(st.st_mode):
+        raise HitherError(f"hi.File({path!r}) is not a regular file (a pipe, socket or device): "
+                          "write its content to a file first")
+    return st
 
 
 class File:
     """A file for a hither job: ``hi.File("data.csv")`` or ``hi.File.from_uri("sha1://...")``.
 
-    As an argument it reaches the function as a local path string it can ``open()`` (unless
-    the function opts out with ``@hi.opts(no_resolve_input_files=True)``, then it gets the
-    ``File``). As a result it comes back as a ``File``. Its identity, for the job hash and the
-    cache, is its content's sha1, not its path.
+    ``hi.File(path)`` fixes the content at creation: it hashes the file and keeps a copy in
+    this machine's content store (``hither.filestore.file_store()``: hither-store's local store,
+    or hither-core's built-in content folder), a copy-on-write clone where the file system
+    can. Its identity (job hash, cache, equality) is ``uri``, ``sha1://<sha1>/<name>``;
+    editing or deleting ``path`` afterwards changes nothing about it. ``path`` stays the
+    path it was made from (for display); ``resolve()`` / ``os.fspath()`` give a local file
+    holding the File's content (the stored copy: read it, never write to it).
+
+    As an argument it reaches the function as such a local path string (unless the
+    function opts out with ``@hi.opts(no_resolve_input_files=True)``, then it gets the
+    ``File``). As a result it comes back as a ``File``. Example::
+
+        f = hi.File("data.csv")          # hashed and stored now
+        job = count_lines.run(path=f)    # the job reads what data.csv held at hi.File()
     """
 
-    __slots__ = ("_path", "_uri", "_name")
+    __slots__ = ("_path", "_uri", "_name", "_local")
 
-    def __init__(self, path: Union[str, Path, None] = None, *, uri: Optional[str] = None) -> None:
+    def __init__(self, path: Union[str, "os.PathLike[str]", "File", None] = None, *,
+                 uri: Optional[str] = None) -> None:
+        if isinstance(path, File):  # hi.File(f): the same File
+            self._path, self._uri, self._name, self._local = path._path, path._uri, path._name, path._local
+            return
         if path is None and uri is None:
             raise HitherError("hi.File needs a path or a uri")
         self._path = os.path.abspath(os.fspath(path)) if path is not None else None
+        self._local: Optional[str] = None
         if uri is not None:
+            # content known by its URI; ``path`` only names where it came from
             parse_uri(uri)
-        self._uri = uri
-        self._name = os.path.basename(self._path) if self._path else parse_uri(uri)[1]  # type: ignore[arg-type]
+            self._uri = uri
+            self._name = parse_uri(uri)[1] or (os.path.basename(self._path) if self._path else "")
+            return
+        assert self._path is not None
+        self._name = os.path.basename(self._path)
+        self._uri, self._local = _keep(self._path, self._name)
 
     @classmethod
     def from_uri(cls, uri: str) -> "File":
+        """A File of content already in a store, by its ``sha1://<sha1>/<name>`` URI."""
         return cls(uri=uri)
+
+    @classmethod
+    def _stored(cls, uri: str, local: Optional[str], path: Optional[str] = None) -> "File":
+        """A File of content the caller has just stored (``local`` holds it); no re-hashing."""
+        f = cls.__new__(cls)
+        f._path, f._uri, f._local = path, uri, local
+        f._name = parse_uri(uri)[1]
+        return f
 
     @property
     def path(self) -> Optional[str]:
-        """The local path this File was made from, if any."""
+        """The local path this File was made from, if any (its content may have changed
+        since: the File's content is at ``resolve()``)."""
         return self._path
 
     @property
@@ -115,22 +111,27 @@ class File:
 
     @property
     def uri(self) -> str:
-        """``sha1://<hex>/<name>``: stable, whatever the path."""
-        if self._uri is None:
-            if self._path is None or not os.path.exists(self._path):
-                raise HitherError(f"hi.File: {self._path} does not exist")
-            self._uri = f"sha1://{file_sha1(self._path)}/{self._name}"
+        """``sha1://<hex>/<name>``: the File's identity, fixed when it was made."""
         return self._uri
 
     def resolve(self) -> str:
-        """A local path with this file's content: the original path while it holds the same
-        content, else a copy from the store (needs hither-store)."""
-        if self._path is not None and os.path.exists(self._path):
-            if self._uri is None or file_sha1(self._path) == parse_uri(self._uri)[0]:
-                return self._path
-        from .stores import default_store
-
-        return default_store().get_path(self.uri)
+        """A local path holding this File's content: its stored copy on this machine (found
+        in the content store, or fetched from ``hither.stores.default_store()``), else the
+        original path while it still holds that content."""
+        local = self._local
+        if local is not None and os.path.isfile(local):
+            return local
+        found = find_local(self._uri)
+        if found is None and self._path is not None and os.path.isfile(self._path):
+            try:
+                if file_sha1(self._path) == self.sha1:
+                    return self._path
+            except OSError:
+                pass
+        if found is None:
+            found = fetch(self._uri, _display(self._path, self._uri))
+        self._local = found
+        return found
 
     def read_text(self, encoding: str = "utf-8") -> str:
         with open(self.resolve(), encoding=encoding) as f:
@@ -146,14 +147,22 @@ class File:
         return hash(self.uri)
 
     def __repr__(self) -> str:
-        return f"hi.File({self._path!r})" if self._path else f"hi.File.from_uri({self._uri!r})"
+        return _display(self._path, self._uri)
 
-    def __reduce__(self):  # pickles as (path, uri) so workers see the same identity
-        return (_rebuild_file, (self._path, self._uri))
+    def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:
+        # pickles with its identity and stored copy: a worker on this machine reads that copy
+        return (_rebuild_file, (self._path, self._uri, self._local))
 
 
-def _rebuild_file(path: Optional[str], uri: Optional[str]) -> File:
-    f = File.__new__(File)
-    f._path, f._uri = path, uri
-    f._name = os.path.basename(path) if path else parse_uri(uri)[1]  # type: ignore[arg-type]
-    return f
+def _rebuild_file(path: Optional[str], uri: str, local: Optional[str] = None) -> File:
+    return File._stored(uri, local, path)
+
+
+def _keep(path: str, name: str) -> Tuple[str, str]:
+    """Store the content of ``path`` now: (its URI, the local path of the stored copy)."""
+    _checked_source(path)
+    store = file_store()
+    uri = store.put_file(path, name)
+    local = store.get_path(uri)
+    touch(local)
+    return uri, local

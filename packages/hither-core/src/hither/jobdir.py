@@ -3,8 +3,9 @@
 A job directory holds ``spec.json`` (a ``hither.models.JobSpec``), ``args.json`` (values in
 the runner's wire format), ``arrays/`` (``.npy``), ``files/<sha1>/<name>`` (input files),
 ``code.zip`` (the code bundle) and ``runner.py``. The runner writes ``result.json`` (+
-``arrays/result-*.npy`` and each returned file as ``outputs/<sha1>/<name>``) or
-``error.json``, and ``runtime.json``. ``hither.outside`` drives the whole path.
+``arrays/result-*.npy`` and each returned file as ``outputs/<sha1>/<name>``, which the
+reading side puts into the content store) or ``error.json``, and ``runtime.json``.
+``hither.outside`` drives the whole path.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from . import runner as _runner
 from .errors import HitherError, WorkerDiedError
-from .file import File, file_sha1, parse_uri
+from .file import File, parse_uri
+from .filestore import clone_or_copy, file_store, touch
 from .outcome import Outcome, failed, finished, rebuild_error
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,23 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger("hither.jobdir")
 
 RUNNER_SOURCE = _runner.__file__
-
-
-def results_dir() -> str:
-    """Where files returned by jobs that ran outside this process are kept, by content
-    (``$HITHER_RESULTS_DIR``, default ``~/.cache/hither/files``)."""
-    base = os.environ.get("HITHER_RESULTS_DIR") or os.path.join(
-        os.path.expanduser("~"), ".cache", "hither", "files")
-    os.makedirs(base, exist_ok=True)
-    return base
-
-
-def _link_or_copy(src: str, dest: str) -> None:
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    try:
-        os.link(src, dest)  # same file system: no copy
-    except OSError:
-        shutil.copyfile(src, dest)
 
 
 def write_job_dir(job: "Job", job_dir: str) -> None:
@@ -72,11 +57,12 @@ def write_job_dir(job: "Job", job_dir: str) -> None:
         return rel
 
     def file_encoder(fobj: File) -> Dict[str, Any]:
-        src = fobj.resolve()
+        # a clone or a copy of the stored content, never a hard link to it: the job may
+        # write to its input file (a container mounts the job directory read-write)
         rel = f"files/{fobj.sha1}/{fobj.name}"
         dest = os.path.join(job_dir, rel)
         if not os.path.exists(dest):
-            _link_or_copy(src, dest)
+            clone_or_copy(fobj.resolve(), dest)
         return {"_hither": "file", "uri": fobj.uri, "path": fobj.path, "local": rel}
 
     args = _runner.encode_value(job.resolved_kwargs or {}, array_sink, file_encoder)
@@ -87,31 +73,26 @@ def write_job_dir(job: "Job", job_dir: str) -> None:
 
 
 def returned_file(job_dir: str, node: Dict[str, Any]) -> File:
-    """A File the job returned: its copy in the job directory, verified against the sha1
-    the runner recorded, moved into the results folder. A File returned by URI only (no
+    """A File the job returned: its copy in the job directory, put into this machine's
+    content store (``hither.filestore.file_store()``, as ``hi.File(path)`` does) and
+    verified there against the sha1 the runner recorded. A File returned by URI only (no
     local copy) stays a reference to stored content."""
     local = node.get("local")
     if not local:
-        return File(uri=node["uri"])
+        return File.from_uri(node["uri"])
     src = os.path.join(job_dir, local)
-    digest = node.get("sha1") or parse_uri(node["uri"])[0]
-    actual = file_sha1(src)
-    if actual != digest:
-        raise HitherError(f"the file {node.get('name') or os.path.basename(src)} returned by the job "
-                          f"changed after the runner recorded it (sha1 {digest}, now {actual}); "
+    digest, name = parse_uri(node["uri"])
+    expected = node.get("sha1") or digest
+    store = file_store()
+    uri = store.put_file(src, name or os.path.basename(src))  # hashes what it stores
+    actual = parse_uri(uri)[0]
+    if actual != expected:
+        raise HitherError(f"the file {name or os.path.basename(src)} returned by the job "
+                          f"changed after the runner recorded it (sha1 {expected}, now {actual}); "
                           "the job directory was modified while being read")
-    name = os.path.basename(src)
-    dest_dir = os.path.join(results_dir(), digest)
-    dest = os.path.join(dest_dir, name)
-    if not os.path.exists(dest):
-        os.makedirs(dest_dir, exist_ok=True)
-        tmp = dest + f".tmp{os.getpid()}"
-        try:
-            os.replace(src, tmp)  # the job directory is about to go: move, don't copy
-        except OSError:
-            shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    return File(dest, uri=f"sha1://{digest}/{name}")
+    stored = store.get_path(uri)
+    touch(stored)
+    return File._stored(uri, stored, path=stored)
 
 
 def read_job_outputs(job_dir: str, exit_code: Optional[int] = None) -> Outcome:

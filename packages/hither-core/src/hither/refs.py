@@ -103,7 +103,7 @@ class StoredResult:
             return {"_hither": "file", "uri": node["uri"], "local": self.store.get_path(node["uri"])}
 
         local = walk_encoded(self.encoded, localise)
-        return decode_value(local, arrays.__getitem__, lambda d: File(d["local"], uri=d["uri"]))
+        return decode_value(local, arrays.__getitem__, lambda d: File._stored(d["uri"], d["local"]))
 
     def __hither_wire__(self) -> Any:
         """The encoded form, spliced as is into a job document for the same store."""

@@ -396,12 +396,23 @@ def call_function(fn, kwargs, handler="", echo=True):
 
 
 # ------------------------------------------------------------------ stand-in hither module
+#: the job directory while a job runs here: a stand-in File made then keeps its content there
+_keep_dir = [None]
+
+
 class _StandInFile(object):
-    """``hi.File`` where hither is not installed (inside a bare container image)."""
+    """``hi.File`` where hither is not installed (inside a bare container image). As with
+    ``hi.File``, the content of a File made by the job is kept when it is made (in the job
+    directory's ``outputs/``), so it survives a temporary folder removed before the job ends."""
 
     def __init__(self, path=None, uri=None):
         self.path = os.path.abspath(path) if path is not None else None
         self._uri = uri
+        if self.path is not None and uri is None and _keep_dir[0] is not None:
+            if os.path.isdir(self.path):
+                raise IsADirectoryError("hi.File(%r) is a directory: a hi.File holds one file's "
+                                        "content" % (self.path,))
+            self.path, self._uri = _keep_output(_keep_dir[0], self.path, os.path.basename(self.path))
 
     @property
     def uri(self):
@@ -451,7 +462,26 @@ def _install_stand_in():
         def __exit__(self, *a):
             return None
 
+    class TemporaryDirectory(object):
+        """``hi.TemporaryDirectory``: a fresh folder (a str), removed at the end."""
+
+        def __init__(self, prefix="hither-", remove=True):
+            self._prefix, self._remove, self.path = prefix, remove, None
+
+        def __enter__(self):
+            import tempfile
+
+            self.path = tempfile.mkdtemp(prefix=self._prefix, dir=os.environ.get("HITHER_TEMP_DIR") or None)
+            return self.path
+
+        def __exit__(self, *a):
+            if self._remove and self.path:
+                import shutil
+
+                shutil.rmtree(self.path, ignore_errors=True)
+
     mod.Config = Config
+    mod.TemporaryDirectory = TemporaryDirectory
     mod.File = _StandInFile
     mod.__hither_stand_in__ = True
     sys.modules["hither"] = mod
@@ -548,11 +578,21 @@ def _copy_hashing(src, dest):
     return h.hexdigest()
 
 
+def _keep_output(job_dir, src, name):
+    """Copy ``src`` to ``outputs/<sha1>/<name>`` in the job directory: (its path, its URI)."""
+    tmp = os.path.join(job_dir, "outputs", ".partial-%d-%s" % (os.getpid(), os.urandom(6).hex()))
+    os.makedirs(os.path.dirname(tmp), exist_ok=True)
+    digest = _copy_hashing(src, tmp)
+    os.makedirs(os.path.join(job_dir, "outputs", digest), exist_ok=True)
+    dest = os.path.join(job_dir, "outputs", digest, name)
+    os.replace(tmp, dest)
+    return dest, "sha1://%s/%s" % (digest, name)
+
+
 def _returned_file_encoder(job_dir):
     """Encodes each File a job returns as a copy in ``outputs/<sha1>/<name>`` of the job
     directory, with its sha1: the caller gets this content, wherever the job ran and
     whatever happens to the original path afterwards."""
-    counter = [0]
 
     def encode(v):
         try:
@@ -567,14 +607,14 @@ def _returned_file_encoder(job_dir):
                                     "the job ends (was it written in a temporary folder that is "
                                     "already gone?)" % (getattr(v, "path", None) or src,))
         name = getattr(v, "name", None) or os.path.basename(src)
-        counter[0] += 1
-        tmp = os.path.join(job_dir, "outputs", ".partial-%d" % counter[0])
-        os.makedirs(os.path.dirname(tmp), exist_ok=True)
-        digest = _copy_hashing(src, tmp)
-        rel = "outputs/%s/%s" % (digest, name)
-        os.makedirs(os.path.join(job_dir, "outputs", digest), exist_ok=True)
-        os.replace(tmp, os.path.join(job_dir, rel))
-        return {TAG: "file", "uri": "sha1://%s/%s" % (digest, name), "local": rel, "sha1": digest}
+        rel = os.path.relpath(src, job_dir).replace(os.sep, "/")
+        uri = getattr(v, "_uri", None)
+        if uri and rel.startswith("outputs/") and rel == "outputs/%s/%s" % (uri[7:47], name):
+            # kept there when it was made (a stand-in File): the reader checks its sha1
+            return {TAG: "file", "uri": uri, "local": rel, "sha1": uri[7:47]}
+        dest, uri = _keep_output(job_dir, src, name)
+        return {TAG: "file", "uri": uri, "local": os.path.relpath(dest, job_dir).replace(os.sep, "/"),
+                "sha1": uri[7:47]}
 
     return encode
 
@@ -689,7 +729,9 @@ def run_job_dir(job_dir):
             ri.update(status="error", stdout="", stderr="")
             _write_json_atomic(os.path.join(job_dir, RUNTIME), ri)
         return 0
+    _keep_dir[0] = job_dir
     result, error, tb_text, ri2 = call_function(fn, kwargs, spec.get("handler", ""))
+    _keep_dir[0] = None
     ri.update(ri2)
     outputs = {}
     if error is None:

@@ -1,4 +1,7 @@
-"""Access to the configured content store (provided by the hither-store package)."""
+"""Access to the configured content store (provided by the hither-store package).
+
+``hi.File`` keeps content in ``hither.filestore.file_store()``: this store when it is a
+local folder, else hither-core's built-in content folder."""
 from __future__ import annotations
 
 import os
@@ -23,7 +26,10 @@ def default_store() -> Store:
 
 
 def set_default_store(store: Optional[Store]) -> None:
-    """Use ``store`` for ``hi.File.resolve()`` and for moving data across machines."""
+    """Use ``store`` for ``hi.File`` content (when it is a local folder), for fetching
+    content a File refers to, and for moving data across machines (``None``: open the
+    store at ``$HITHER_STORE_URL`` again on next use). This process only: worker processes
+    open the store at ``$HITHER_STORE_URL``."""
     global _default
     with _lock:
         _default = store

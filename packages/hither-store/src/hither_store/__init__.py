@@ -7,8 +7,8 @@
     path = store.get_path(uri)
 
 hither-core finds it through the ``hither.stores`` entry point ``fsspec``
-(``hither.stores.default_store()``); ``hi.File.resolve()`` uses it when a file's original
-path is gone.
+(``hither.stores.default_store()``); ``hi.File(path)`` keeps the file's content in it (a
+local store) when the File is made, and ``hi.File.resolve()`` fetches content from it.
 """
 from __future__ import annotations
 

@@ -4,6 +4,7 @@
     hither-store get sha1://…/data.csv out/     # copies the content to out/data.csv
     hither-store --url s3://bucket/hither verify   # re-hashes every blob; exit code 1 if one is bad
     hither-store stats
+    hither-store prune --older-than 30d         # reclaim space: drop content not used for 30 days
 """
 from __future__ import annotations
 
@@ -232,6 +233,10 @@ def _human(n: float) -> str:
         n /= 1024
     return f"{n} B"  # pragma: no cover
 
+
+from .prune import prune_command  # noqa: E402 - defined with the pruning it runs
+
+main.add_command(prune_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

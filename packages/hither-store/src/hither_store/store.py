@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, Optional, Tuple
 
 from hither.file import file_sha1, known_file_sha1, parse_uri, remember_file_sha1
+from hither.filestore import clone_fd
 from hither.interfaces import Store as StoreInterface
 
 from .errors import BlobNotFoundError, StoreError, StoreIntegrityError
@@ -302,9 +303,15 @@ class Store(StoreInterface):
                 _remember_inode(st, known)
             return known
         with self._blobs.new_blob() as tmp, _open_source(path) as src:
-            # one read pass: the blob is named by the sha1 of exactly the bytes it holds
-            digest, n = copy_hashing(_reading(path, src.readinto), tmp.write,
-                                     st.st_size if regular else -1)
+            if regular and clone_fd(src.fileno(), tmp.file.fileno()):
+                # copy-on-write clone (no data copied): hash the clone, which cannot change
+                with open(tmp.path, "rb", buffering=0) as clone:
+                    digest, n = copy_hashing(_reading(path, clone.readinto), None, st.st_size)
+                tmp.nbytes = n
+            else:
+                # one read pass: the blob is named by the sha1 of exactly the bytes it holds
+                digest, n = copy_hashing(_reading(path, src.readinto), tmp.write,
+                                         st.st_size if regular else -1)
             if self._blobs.has(digest, n):
                 logger.debug("%s is already stored as %s", path, digest)
             else:
