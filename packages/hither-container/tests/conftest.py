@@ -52,7 +52,8 @@ def docker_client() -> Iterator[Any]:
 def own_containers(c: Any, running: bool = False) -> List[str]:
     """Names of the containers this test process started that still exist (any state, or
     only running ones)."""
-    return [ct.name for ct in c.containers.list(
+    # the list call alone (no inspect per container, which races with removals)
+    return [(ct.get("Names") or [ct["Id"]])[0].lstrip("/") for ct in c.api.containers(
         all=not running, filters={"label": ["hither.job=1", f"hither.owner_pid={os.getpid()}"]})]
 
 

@@ -180,7 +180,7 @@ def test_stale_containers_of_dead_owners_are_swept(docker_client):
     try:
         removed = sweep_stale(docker_client)
         assert ct.name in removed and mine.name not in removed
-        names = [c.name for c in docker_client.containers.list(all=True)]
+        names = [x["Names"][0].lstrip("/") for x in docker_client.api.containers(all=True)]
         assert ct.name not in names and mine.name in names
     finally:
         for c in (ct, mine):

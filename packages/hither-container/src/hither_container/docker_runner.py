@@ -124,8 +124,10 @@ def sweep_stale(c: "docker.DockerClient") -> List[str]:
     """Remove hither's containers whose owner process (on this host) is gone, e.g. after
     the calling program was killed. Returns the names removed."""
     removed = []
-    for ct in c.containers.list(all=True, filters={"label": f"{LABEL_JOB}=1"}):
-        labels = ct.labels or {}
+    # the list call alone (no inspect per container): others may remove theirs meanwhile
+    for ct in c.api.containers(all=True, filters={"label": f"{LABEL_JOB}=1"}):
+        labels = ct.get("Labels") or {}
+        name = (ct.get("Names") or [ct["Id"]])[0].lstrip("/")
         try:
             pid = int(labels.get(LABEL_OWNER_PID, "0"))
         except ValueError:
@@ -133,13 +135,13 @@ def sweep_stale(c: "docker.DockerClient") -> List[str]:
         if labels.get(LABEL_OWNER_HOST) != socket.gethostname() or pid <= 0 or _pid_alive(pid):
             continue
         try:
-            ct.remove(force=True)
-            removed.append(ct.name)
+            c.api.remove_container(ct["Id"], force=True)
+            removed.append(name)
         except Exception as exc:  # noqa: BLE001 - removed meanwhile by another sweeper
-            logger.debug("sweeping %s: %s", ct.name, exc)
+            logger.debug("sweeping %s: %s", name, exc)
             continue
         if labels.get(LABEL_KIND) == "warm":  # its exchange folder on this host too
-            for m in ct.attrs.get("Mounts", []):
+            for m in ct.get("Mounts") or []:
                 src = m.get("Source", "")
                 if os.path.basename(src).startswith("hither-warm-") and os.path.isdir(src):
                     shutil.rmtree(src, ignore_errors=True)
