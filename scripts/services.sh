@@ -2,6 +2,8 @@
 # Install (once) and start (if not running) the real services hither's tests use:
 #   - a MongoDB-protocol server (SecantusDB) on 127.0.0.1:27017   (hither-cache, hither-remote)
 #   - an S3 API (moto_server) on 127.0.0.1:5555                     (hither-store)
+#   - a Docker Engine (dockerd --bridge=none --iptables=false) and a locally built
+#     Python 3.11 + numpy image, hither-test/python-numpy:3.11       (hither-container)
 #   - a single-node Slurm cluster (munge + slurmctld + slurmd)       (hither-slurm)
 # Idempotent: safe to run again when things are installed or already up.
 # Each service lives in its own venv under /opt (SecantusDB is GPL-2.0: a separate
@@ -53,6 +55,47 @@ start_s3() {
   ensure_venv /opt/hither-moto "moto[server]>=5" moto_server
   nohup /opt/hither-moto/bin/moto_server -H 127.0.0.1 -p "$S3_PORT" >"$LOG_DIR/moto.log" 2>&1 &
   wait_port "$S3_PORT" moto_server 60
+}
+
+DOCKER_IMAGE=${HITHER_TEST_IMAGE:-hither-test/python-numpy:3.11}
+
+docker_answers() { timeout 10 docker info >/dev/null 2>&1; }
+
+start_docker() {
+  if ! command -v dockerd >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1 \
+     || ! command -v docker >/dev/null 2>&1; then
+    log "installing docker.io and debootstrap"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io debootstrap
+  fi
+  if docker_answers; then
+    log "Docker Engine already answering"
+  else
+    # --bridge=none: no 172.17.0.0/16 bridge; job containers run with network "none".
+    # --iptables=false: the engine touches no firewall rules.
+    nohup dockerd --bridge=none --iptables=false >"$LOG_DIR/dockerd.log" 2>&1 &
+    local i
+    for ((i = 0; i < 600; i++)); do docker_answers && break; sleep 0.1; done
+    docker_answers || { log "dockerd did not answer within 60 s; see $LOG_DIR/dockerd.log"; return 1; }
+    log "Docker Engine is up"
+  fi
+  if docker image inspect "$DOCKER_IMAGE" >/dev/null 2>&1; then
+    log "image $DOCKER_IMAGE already built"; return 0
+  fi
+  # No registry is reachable: build the image from a Debian root file system.
+  local mirror rootfs
+  mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  mirror=${mirror:-http://deb.debian.org/debian}
+  rootfs=$(mktemp -d /tmp/hither-rootfs.XXXXXX)
+  log "building $DOCKER_IMAGE with debootstrap from $mirror (about a minute)"
+  debootstrap --variant=minbase --include=python3,python3-numpy bookworm "$rootfs" "$mirror" \
+    >"$LOG_DIR/debootstrap.log" 2>&1 || { log "debootstrap failed; see $LOG_DIR/debootstrap.log"; rm -rf "$rootfs"; return 1; }
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb
+  tar -C "$rootfs" -c . | docker import -c 'CMD ["python3"]' - "$DOCKER_IMAGE" >/dev/null
+  rm -rf "$rootfs"
+  docker run --rm --network none "$DOCKER_IMAGE" python3 -c 'import numpy' \
+    || { log "$DOCKER_IMAGE cannot import numpy"; return 1; }
+  log "built $DOCKER_IMAGE"
 }
 
 SLURM_CONF=/etc/slurm/slurm.conf
@@ -127,9 +170,10 @@ pkill_pidfile() {  # stop the daemon named in a pid file (never by process name)
 
 what=${1:-all}
 case "$what" in
-  all) start_mongo; start_s3; start_slurm ;;
+  all) start_mongo; start_s3; start_slurm; start_docker ;;
   mongo) start_mongo ;;
   s3) start_s3 ;;
   slurm) start_slurm ;;
-  *) echo "usage: $0 [all|mongo|s3|slurm]" >&2; exit 2 ;;
+  docker) start_docker ;;
+  *) echo "usage: $0 [all|mongo|s3|slurm|docker]" >&2; exit 2 ;;
 esac

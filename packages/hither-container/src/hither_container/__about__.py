@@ -1,0 +1,2 @@
+"""Version of hither-container."""
+__version__ = "0.1.0"

@@ -1,0 +1,136 @@
+"""The long-lived loop of a warm hither container (stdlib only, Python >= 3.8; copied into
+the container's control folder and run as ``python3 warm_loop.py CTL_DIR IDLE_SECONDS``).
+
+The host drops ``<id>.job`` files (a job directory's path) into CTL_DIR; the loop runs each
+in a forked child (a clean process started from the loop's state, with numpy, hither and
+the job directory's runner.py already loaded, in the job's own folder) and answers with ``<id>.done`` (JSON: exit code,
+signal, whether the memory cgroup killed something). It exits after IDLE_SECONDS without a
+job, so a container whose owner vanished stops by itself.
+"""
+import json
+import os
+import signal
+import sys
+import time
+
+
+def _oom_kills():
+    """The container's out-of-memory kill count (cgroup v2, else v1), or -1 if unknown."""
+    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+        try:
+            with open(path) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return -1
+
+
+_runners = {}  # type: dict  # sha1 of a runner.py -> its module namespace, loaded once
+
+
+def _runner_namespace(job_dir):
+    """The namespace of the job directory's runner.py, executed once per content in the
+    loop (so its compile and imports are not paid per job; forked children share it)."""
+    import hashlib
+
+    path = os.path.join(job_dir, "runner.py")
+    with open(path, "rb") as f:
+        source = f.read()
+    key = hashlib.sha1(source).hexdigest()
+    ns = _runners.get(key)
+    if ns is None:
+        ns = {"__name__": "__hither_runner__", "__file__": path}
+        exec(compile(source, path, "exec"), ns)
+        _runners[key] = ns
+    return ns
+
+
+def _run_child(job_dir, ns):
+    """In the forked child: run the job directory with the runner; never returns."""
+    code = 1
+    try:
+        os.setpgid(0, 0)  # a group of its own: whatever the job starts dies with it
+        os.chdir(job_dir)
+        sys.argv = [os.path.join(job_dir, "runner.py"), job_dir]
+        code = ns["main"]([job_dir])
+    except BaseException as exc:  # noqa: BLE001 - reported as the child's exit code
+        sys.stderr.write("hither warm loop: %r\n" % (exc,))
+        code = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code if isinstance(code, int) else 1)
+
+
+def _reap():
+    """Collect orphans that ended: the loop is the container's process 1, they are its."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def main(ctl_dir, idle):
+    for name in ("numpy", "hither"):  # paid once here, not per job
+        try:
+            __import__(name)
+        except Exception:  # noqa: BLE001 - the job will say what is missing
+            pass
+    last = time.monotonic()
+    pause = 0.0005
+    while True:
+        jobs = sorted(n for n in os.listdir(ctl_dir) if n.endswith(".job"))
+        if not jobs:
+            _reap()
+            if time.monotonic() - last > idle:
+                return 0
+            time.sleep(pause)
+            pause = min(pause * 2, 0.005)
+            continue
+        pause = 0.0005
+        for name in jobs:
+            path = os.path.join(ctl_dir, name)
+            with open(path) as f:
+                job_dir = f.read().strip()
+            os.remove(path)
+            try:
+                ns = _runner_namespace(job_dir)
+            except Exception as exc:  # noqa: BLE001 - the job directory is unusable
+                sys.stderr.write("hither warm loop: no runner in %s: %r\n" % (job_dir, exc))
+                ns = {"main": lambda argv: 3}
+            _reap()
+            before = _oom_kills()
+            pid = os.fork()
+            if pid == 0:
+                _run_child(job_dir, ns)
+            try:
+                os.setpgid(pid, pid)  # also here: no race with the child's own call
+            except OSError:
+                pass
+            _, status = os.waitpid(pid, 0)
+            try:  # processes the job left behind do not outlive it
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            _reap()
+            after = _oom_kills()
+            out = {"exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+                   "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+                   "oom_killed": before >= 0 and after > before}
+            done = os.path.join(ctl_dir, name[:-4] + ".done")
+            with open(done + ".tmp", "w") as f:
+                json.dump(out, f)
+            os.rename(done + ".tmp", done)
+            last = time.monotonic()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], float(sys.argv[2])))
