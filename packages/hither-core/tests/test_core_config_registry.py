@@ -137,8 +137,18 @@ def test_config_good_values_accepted():
             pass
 
 
+@pytest.fixture
+def no_installed_container_runners(monkeypatch):
+    """A machine without hither-container: hide installed container runner entry points."""
+    registry.names("container_runners")  # discovered now, then hidden for this test
+    monkeypatch.setitem(registry._specs, "container_runners", {})
+    for key in [k for k in registry._loaded if k[0] == "container_runners"]:
+        monkeypatch.delitem(registry._loaded, key)
+
+
 @pytest.mark.parametrize("use_parallel", [False, True])
-def test_container_true_without_runner_plugin_is_config_error(tmp_path, make_pjh, use_parallel):
+def test_container_true_without_runner_plugin_is_config_error(tmp_path, make_pjh, use_parallel,
+                                                             no_installed_container_runners):
     assert "docker" not in registry.names("container_runners"), "a docker runner plugin is installed"
     marker = tmp_path / "ran"
 
@@ -163,7 +173,7 @@ def test_container_true_without_runner_plugin_is_config_error(tmp_path, make_pjh
     assert marker.exists()
 
 
-def test_container_image_string_without_runner_plugin_is_config_error():
+def test_container_image_string_without_runner_plugin_is_config_error(no_installed_container_runners):
     with hi.Config(container="docker://python:3.11"):
         with pytest.raises(hi.errors.ConfigError, match="pip install hither-container"):
             add.run(x=1, y=2)
@@ -252,7 +262,8 @@ def test_broken_plugin_warns_and_counts_as_absent(tmp_path, monkeypatch):
         registry.unregister("job_handlers", "core_broken")
 
 
-def test_broken_container_runner_plugin_gives_config_error_not_host_run(tmp_path, monkeypatch):
+def test_broken_container_runner_plugin_gives_config_error_not_host_run(tmp_path, monkeypatch,
+                                                                       no_installed_container_runners):
     (tmp_path / "core_broken_runner_mod.py").write_text("import core_no_such_dependency_xyz\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     registry.register("container_runners", "docker", "core_broken_runner_mod:Runner")

@@ -30,6 +30,7 @@ KNOWN_PROVIDERS: Dict[Tuple[str, str], str] = {
     ("stores", "fsspec"): "hither-store",
     ("container_runners", "docker"): "hither-container",
     ("container_runners", "singularity"): "hither-container",
+    ("container_runners", "apptainer"): "hither-container",
     ("exports", "SlurmJobHandler"): "hither-slurm",
     ("exports", "RemoteJobHandler"): "hither-remote",
     ("exports", "ComputeResource"): "hither-remote",
