@@ -48,3 +48,10 @@ def slurm_sleep(seconds, pidfile=None):
 @hi.function("slurm_crash", "0.1.0")
 def slurm_crash():
     os._exit(9)
+
+
+@hi.function("slurm_in_box", "0.1.0")
+@hi.container("docker://hither-test/python-numpy:3.11")
+def slurm_in_box(a, host_only):
+    # ``host_only`` is a folder of the calling machine that no container mounts
+    return {"in_container": not os.path.exists(host_only), "sum": float(np.sum(a))}

@@ -20,6 +20,7 @@ from hither.outcome import Outcome, report
 from hither.outside import prepare
 
 from .batches import Batch, Launcher
+from .container_run import container_entry
 from .errors import AllocationLostError, SlurmError
 from .options import parse_options
 from .workdir import WorkDir
@@ -77,7 +78,7 @@ class SlurmJobHandler(JobHandler):
     name = "slurm"
     supports_timeout = True
     needs_code_bundle = True
-    containers_run_here = False  # pilots would run them (refused below until they do)
+    containers_run_here = False  # pilots run them, with the runners installed on the nodes
 
     def __init__(self, working_dir: str, num_workers_per_batch: int = 14, num_cores_per_job: int = 2,
                  time_limit_per_batch: Optional[float] = None,
@@ -125,10 +126,6 @@ class SlurmJobHandler(JobHandler):
         if self._closed:
             raise ConfigError("this SlurmJobHandler was shut down (hi.reset() or shutdown()); "
                               "create a new one")
-        if job.container is not None:
-            raise ConfigError(
-                f"{job.function_name}: SlurmJobHandler does not run jobs in containers yet "
-                f"(container={job.container!r}); set hi.Config(container=False) for this handler")
         timeout = job.config.job_timeout
         limit = self.options.time_limit_per_batch
         if timeout and limit and timeout > limit:
@@ -156,7 +153,7 @@ class SlurmJobHandler(JobHandler):
                 raise HitherError("this SlurmJobHandler was shut down (hi.reset()); create a new one")
             job.handler_data = key
             self._entries[key] = entry
-            self.wd.enqueue(key, job.config.job_timeout)
+            self.wd.enqueue(key, job.config.job_timeout, container_entry(job))
             self._ensure_thread()
         self._wake.set()
 
@@ -340,7 +337,7 @@ class SlurmJobHandler(JobHandler):
                         os.remove(os.path.join(self.wd.job_dir(e.key), name))
                     except FileNotFoundError:
                         pass
-                self.wd.enqueue(e.key, e.job.config.job_timeout)
+                self.wd.enqueue(e.key, e.job.config.job_timeout, container_entry(e.job))
             else:
                 self._forget(e)
                 e.job.report_error(AllocationLostError(

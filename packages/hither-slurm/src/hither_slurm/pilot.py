@@ -18,9 +18,11 @@ import signal
 import socket
 import threading
 import time
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
-from hither.jobserver import JobRun, JobServer
+from hither.jobserver import JobServer
+
+from .container_run import ContainerRun
 
 from .workdir import WorkDir
 
@@ -41,7 +43,7 @@ class Pilot:
         self.start = time.time()
         self.end_time = self.start + end_in if end_in else None
         self.poll = poll
-        self.runs: Dict[str, JobRun] = {}
+        self.runs: Dict[str, Any] = {}  # JobRun, or ContainerRun for container jobs
         self.stop = threading.Event()
         self.wake = threading.Event()
         self.slurm_job_id = os.environ.get("SLURM_JOB_ID")
@@ -96,7 +98,10 @@ class Pilot:
             env = {"HITHER_SLURM_BATCH": self.batch}
             if self.slurm_job_id:
                 env["HITHER_SLURM_JOB_ID"] = self.slurm_job_id
-            run = server.submit(self.wd.job_dir(key), timeout=timeout, log=self.wd.log_file(key), env=env)
+            if entry.get("container"):  # through the node's container runner (hither-container)
+                run: Any = ContainerRun(entry["container"], self.wd.job_dir(key), timeout)
+            else:
+                run = server.submit(self.wd.job_dir(key), timeout=timeout, log=self.wd.log_file(key), env=env)
             run.add_done_callback(lambda _end: self.wake.set())
             self.runs[key] = run
         return skipped

@@ -4,7 +4,8 @@
       jobs/<key>/            a job directory (written by the client)
       done/<key>             a job's end (exit code, reason, batch), written by its pilot
       logs/<key>.log         the job's console output, written while it runs
-      queue/<key>            a queued job: {"timeout": s} (appears by rename, once complete)
+      queue/<key>            a queued job: {"timeout": s, "container": image, engine, options or
+                             null} (appears by rename, once complete)
       running/<batch>/<key>  a claim: the queue entry renamed here by the pilot of <batch>
       cancel/<key>           a cancel request for a running job
       pilots/<batch>.json    the pilot of a batch: pid, host, Slurm job id, end time
@@ -69,8 +70,8 @@ class WorkDir:
             return None
 
     # ------------------------------------------------------------------ client side
-    def enqueue(self, key: str, timeout: Optional[float]) -> None:
-        self.write_json(self.path("queue", key), {"timeout": timeout})
+    def enqueue(self, key: str, timeout: Optional[float], container: Optional[dict] = None) -> None:
+        self.write_json(self.path("queue", key), {"timeout": timeout, "container": container})
 
     def dequeue(self, key: str) -> bool:
         """Take a queued job back; False if a pilot has claimed it already."""
