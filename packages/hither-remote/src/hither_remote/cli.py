@@ -19,7 +19,7 @@ import click
 
 from hither.errors import ConfigError
 
-_ctx = dict(help_option_names=["-h", "--help"])
+_ctx = dict(help_option_names=["-h", "--help"], show_default=True)
 
 
 def _database(mongo_url: str, database: str):  # noqa: ANN202
@@ -34,9 +34,9 @@ def _bus(mongo_url: str, database: str):  # noqa: ANN202
     return Bus(_database(mongo_url, database), server_selection_timeout_ms=3000)
 
 
-_mongo = click.option("--mongo-url", envvar="HITHER_REMOTE_MONGO_URL", default="mongodb://127.0.0.1:27017", show_default=True,
+_mongo = click.option("--mongo-url", show_envvar=True, envvar="HITHER_REMOTE_MONGO_URL", default="mongodb://127.0.0.1:27017", show_default=True,
                       help="MongoDB holding the job bus")
-_db = click.option("--database", envvar="HITHER_REMOTE_DATABASE", default="hither", show_default=True, help="database of the job bus")
+_db = click.option("--database", show_envvar=True, envvar="HITHER_REMOTE_DATABASE", default="hither", show_default=True, help="database of the job bus")
 
 
 @click.group(context_settings=_ctx)
@@ -47,17 +47,17 @@ def main() -> None:
 @main.command()
 @_mongo
 @_db
-@click.option("--resource-id", envvar="HITHER_REMOTE_RESOURCE_ID", required=True, help="the compute_resource_id clients send jobs to")
-@click.option("--workers", envvar="HITHER_REMOTE_WORKERS", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--resource-id", show_envvar=True, envvar="HITHER_REMOTE_RESOURCE_ID", required=True, help="the compute_resource_id clients send jobs to")
+@click.option("--workers", show_envvar=True, envvar="HITHER_REMOTE_WORKERS", type=click.IntRange(min=1), default=1, show_default=True,
               help="jobs run at once")
-@click.option("--store-url", envvar="HITHER_REMOTE_STORE_URL", default=None, help="content store shared with clients (default $HITHER_STORE_URL)")
-@click.option("--lease-seconds", envvar="HITHER_REMOTE_LEASE_SECONDS", type=click.FloatRange(min=0.5), default=30.0, show_default=True,
+@click.option("--store-url", show_envvar=True, envvar="HITHER_REMOTE_STORE_URL", default=None, help="content store shared with clients (default $HITHER_STORE_URL)")
+@click.option("--lease-seconds", show_envvar=True, envvar="HITHER_REMOTE_LEASE_SECONDS", type=click.FloatRange(min=0.5), default=30.0, show_default=True,
               help="a claimed job goes back to the queue this long after this process stops renewing it")
-@click.option("--work-dir", envvar="HITHER_REMOTE_WORK_DIR", default=None, help="where job directories are made (default: temp folder)")
-@click.option("--secret-file", envvar="HITHER_REMOTE_SECRET_FILE", default=None, type=click.Path(dir_okay=False),
+@click.option("--work-dir", show_envvar=True, envvar="HITHER_REMOTE_WORK_DIR", default=None, help="where job directories are made (default: temp folder)")
+@click.option("--secret-file", show_envvar=True, envvar="HITHER_REMOTE_SECRET_FILE", default=None, type=click.Path(dir_okay=False),
               help="file holding the shared secret (default: $HITHER_REMOTE_SECRET)")
-@click.option("--clear/--no-clear", envvar="HITHER_REMOTE_CLEAR", default=False, help="remove collected finished jobs first")
-@click.option("--log-level", envvar="HITHER_REMOTE_LOG_LEVEL", default="INFO", show_default=True)
+@click.option("--clear/--no-clear", show_envvar=True, envvar="HITHER_REMOTE_CLEAR", default=False, help="remove collected finished jobs first")
+@click.option("--log-level", show_envvar=True, envvar="HITHER_REMOTE_LOG_LEVEL", default="INFO", show_default=True)
 def serve(mongo_url: str, database: str, resource_id: str, workers: int, store_url: Optional[str],
           lease_seconds: float, work_dir: Optional[str], secret_file: Optional[str], clear: bool,
           log_level: str) -> None:
@@ -106,8 +106,8 @@ def status(mongo_url: str, database: str) -> None:
 @main.command()
 @_mongo
 @_db
-@click.option("--limit", envvar="HITHER_REMOTE_LIMIT", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--resource-id", envvar="HITHER_REMOTE_RESOURCE_ID", default=None, help="only this resource's jobs")
+@click.option("--limit", show_envvar=True, envvar="HITHER_REMOTE_LIMIT", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--resource-id", show_envvar=True, envvar="HITHER_REMOTE_RESOURCE_ID", default=None, help="only this resource's jobs")
 def jobs(mongo_url: str, database: str, limit: int, resource_id: Optional[str]) -> None:
     """Recent jobs: id, resource, status, function, attempts, duration."""
     bus = _bus(mongo_url, database)

@@ -107,7 +107,6 @@ class RemoteJobHandler(JobHandler):
         if self._closed.is_set():
             return
         self._closed.set()
-        self._to_submit.put(None)
         with self._lock:
             pending = list(self._pending.values())
         for job in pending:
@@ -120,6 +119,7 @@ class RemoteJobHandler(JobHandler):
                 break
             if job is not None:
                 job.report_cancelled()
+        self._to_submit.put(None)  # after the drain above: it ends the submitter
         if wait:
             self._submitter.join(10)
             self._poller.join(10)
