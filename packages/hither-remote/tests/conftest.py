@@ -159,14 +159,15 @@ def serve(tmp_path: Path, db, store_url: str, storage_options: Dict[str, object]
     killed at the end of the test."""
     servers: List[Server] = []
 
-    def start(name: str = "resource", *args: str, resource_id: str = "resource1") -> Server:
+    def start(name: str = "resource", *args: str, resource_id: str = "resource1", database=None) -> Server:
+        bus_db = database or db
         root = tmp_path / name
         env = {k: v for k, v in os.environ.items() if not k.startswith("HITHER_")}
         env.update(DUMMY_AWS_ENV)
         env.update({
             "HITHER_REMOTE_SECRET": SECRET,
-            "HITHER_REMOTE_MONGO_URL": db.mongo_url,
-            "HITHER_REMOTE_DATABASE": db.database,
+            "HITHER_REMOTE_MONGO_URL": bus_db.mongo_url,
+            "HITHER_REMOTE_DATABASE": bus_db.database,
             "HITHER_STORE_URL": store_url,
             "HITHER_STORE_OPTIONS": json.dumps(storage_options),
             "HITHER_STORE_CACHE": str(root / "store-cache"),

@@ -39,6 +39,9 @@ from .signing import Secret, load_secret, verify
 
 logger = logging.getLogger("hither_remote.resource")
 
+#: how long the resource keeps trying to write a job's end while the bus is unreachable
+BUS_RETRY_SECONDS = 60.0
+
 
 class _Running:
     def __init__(self, bus_job: BusJob) -> None:
@@ -215,6 +218,23 @@ class ComputeResource:
         except Exception:  # noqa: BLE001
             logger.warning("could not record the stop of %s on the bus", self.owner)
 
+    def _retry(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` retried through a bus outage of up to ``BUS_RETRY_SECONDS``; a job's
+        end is written once the bus is back (else its lease expires and it is rerun)."""
+        import pymongo.errors
+
+        deadline = time.monotonic() + BUS_RETRY_SECONDS
+        delay = 0.2
+        while True:
+            try:
+                return fn(*args)
+            except pymongo.errors.PyMongoError as exc:
+                if time.monotonic() > deadline:
+                    raise
+                logger.warning("job bus unavailable (%s); retrying %s", type(exc).__name__, fn.__name__)
+                time.sleep(delay)
+                delay = min(2.0, delay * 2)
+
     # ------------------------------------------------------------------ one job
     def _refusal(self, bus_job: BusJob) -> Optional[str]:
         if not bus_job.signature:
@@ -234,17 +254,17 @@ class ComputeResource:
         job_id, fname = bus_job.id, bus_job.function_name
         try:
             why = self._refusal(bus_job)
-            if why is None and not self.bus.start_run(job_id, self.owner):
+            if why is None and not self._retry(self.bus.start_run, job_id, self.owner):
                 why = "the job already ran to its end once (a replayed document)"
             if why is not None:
                 logger.warning("refused %s (%s): %s", fname, job_id, why)
-                self.bus.refuse(job_id, self.owner, why)
+                self._retry(self.bus.refuse, job_id, self.owner, why)
                 return
             self._execute(r)
         except Exception as exc:  # noqa: BLE001 - report it to the client if the bus lets us
             logger.exception("job %s (%s) failed on the resource", fname, job_id)
             try:
-                self.bus.finish(job_id, self.owner, BusStatus.ERROR,
+                self._retry(self.bus.finish, job_id, self.owner, BusStatus.ERROR,
                                 BusOutcome(message=f"{type(exc).__name__}: {exc}"))
             except Exception:  # noqa: BLE001
                 logger.warning("could not report the failure of %s; its lease will expire", job_id)
@@ -260,10 +280,10 @@ class ComputeResource:
         job_id, fname = bus_job.id, bus_job.function_name
         spec = bus_job.document.get("spec", {})
         if spec.get("container"):
-            self.bus.finish(job_id, self.owner, BusStatus.ERROR, BusOutcome(message=(
+            self._retry(self.bus.finish, job_id, self.owner, BusStatus.ERROR, BusOutcome(message=(
                 f"{fname} asks for container {spec['container']!r}, and this compute resource does "
                 "not run containers; run it without container=True")))
-            self.bus.end_run(job_id)
+            self._retry(self.bus.end_run, job_id)
             return
         if self.work_dir:
             os.makedirs(self.work_dir, exist_ok=True)
@@ -281,27 +301,27 @@ class ComputeResource:
                     code = self._launcher.launch(job_dir, None if timeout is None else float(timeout) + TIMEOUT_GRACE)
                 except JobTimeoutError:
                     if not os.path.exists(os.path.join(job_dir, "error.json")):
-                        self.bus.finish(job_id, self.owner, BusStatus.ERROR, BusOutcome(kind="timeout", message=(
+                        self._retry(self.bus.finish, job_id, self.owner, BusStatus.ERROR, BusOutcome(kind="timeout", message=(
                             f"job {fname} was stopped after job_timeout={timeout} s; raise "
                             "hi.Config(job_timeout=...) if it needs longer")))
-                        self.bus.end_run(job_id)
+                        self._retry(self.bus.end_run, job_id)
                         logger.info("end %s (%s): timeout after %.2f s", fname, job_id, time.monotonic() - t0)
                         return
                     code = None
             if self._handing_back and not r.cancelled:
-                self.bus.hand_back(job_id, self.owner)
+                self._retry(self.bus.hand_back, job_id, self.owner)
                 logger.info("handed back %s (%s)", fname, job_id)
                 return
             if r.cancelled:
-                self.bus.finish(job_id, self.owner, BusStatus.CANCELLED, BusOutcome(message="cancelled"))
-                self.bus.end_run(job_id)
+                self._retry(self.bus.finish, job_id, self.owner, BusStatus.CANCELLED, BusOutcome(message="cancelled"))
+                self._retry(self.bus.end_run, job_id)
                 logger.info("end %s (%s): cancelled after %.2f s", fname, job_id, time.monotonic() - t0)
                 return
             packed = pack_outputs(job_dir, self.store, self.inline_max_bytes)
             status = BusStatus.FINISHED if "result" in packed and "error" not in packed else BusStatus.ERROR
-            if not self.bus.finish(job_id, self.owner, status, BusOutcome(packed=packed, exit_code=code)):
+            if not self._retry(self.bus.finish, job_id, self.owner, status, BusOutcome(packed=packed, exit_code=code)):
                 logger.warning("%s (%s) finished, but its lease had passed to another process", fname, job_id)
-            self.bus.end_run(job_id)
+            self._retry(self.bus.end_run, job_id)
             logger.info("end %s (%s): %s in %.2f s", fname, job_id, status.value, time.monotonic() - t0)
         finally:
             r.job_dir = None
