@@ -64,6 +64,15 @@ class Bus:
         docs = self.jobs.find({"_id": {"$in": ids}, "status": {"$in": [s.value for s in FINAL]}})
         return [BusJob.model_validate(d) for d in docs]
 
+    def latest_for_hash(self, resource_id: str, job_hash: str) -> Optional[BusJob]:
+        """The newest job of ``resource_id`` with ``job_hash`` that is queued, running or
+        finished (a job an earlier client process sent), or None."""
+        docs = list(self.jobs.find({"resource_id": resource_id, "job_hash": job_hash,
+                                    "status": {"$in": [BusStatus.QUEUED.value, BusStatus.RUNNING.value,
+                                                       BusStatus.FINISHED.value]}})
+                    .sort("created", -1).limit(1))
+        return BusJob.model_validate(docs[0]) if docs else None
+
     def mark_collected(self, job_id: str) -> None:
         self.jobs.update_one({"_id": job_id}, {"$set": {"collected": True}})
 

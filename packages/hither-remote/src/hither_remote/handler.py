@@ -138,10 +138,13 @@ class RemoteJobHandler(JobHandler):
             if job.is_done():  # cancelled before it was sent
                 continue
             try:
+                if self._attach(job):
+                    continue
                 document = prepare_document(job, self.result_store, self.inline_max_bytes)
                 now = time.time()
                 bus_job = BusJob(_id=uuid.uuid4().hex, resource_id=self.compute_resource_id,
-                                 function_name=job.function_name, document=document, created=now,
+                                 function_name=job.function_name, job_hash=job.job_hash,
+                                 document=document, created=now,
                                  expires=now + self.expires_in, updated=now)
                 bus_job.signature = sign(bus_job.signed_fields(), self._secret)
                 job.report_running()  # queued on the bus: running as far as this process goes
@@ -157,6 +160,23 @@ class RemoteJobHandler(JobHandler):
                     if bus_id:
                         self._pending.pop(bus_id, None)
                 job.report_error(exc)
+
+    def _attach(self, job: "Job") -> bool:
+        """With a job cache configured: follow the same job (same hash) that an earlier
+        client process sent to this resource, queued, running or finished, instead of
+        sending it again (a client killed and restarted gets its results without a rerun)."""
+        if job.config.job_cache is None:
+            return False
+        earlier = self.bus.latest_for_hash(self.compute_resource_id, job.job_hash)
+        if earlier is None:
+            return False
+        logger.info("%s (%s) follows %s, sent earlier to %s (%s)", job.function_name, job.id,
+                    earlier.id, self.compute_resource_id, earlier.status.value)
+        job.report_running()
+        with self._lock:
+            self._pending[earlier.id] = job
+            self._bus_ids[id(job)] = earlier.id
+        return True
 
     def _submit_with_retry(self, bus_job: BusJob, attempts: int = 6) -> None:
         import pymongo.errors

@@ -45,6 +45,7 @@ class BusJob(BaseModel):
     id: str = Field(alias="_id")
     resource_id: str
     function_name: str
+    job_hash: Optional[str] = None     # hither's hash of function and arguments
     status: BusStatus = BusStatus.QUEUED
     document: Dict[str, Any]            # hither.outside.prepare_document's packed job
     created: float
@@ -59,7 +60,8 @@ class BusJob(BaseModel):
     outcome: Optional[BusOutcome] = None
     collected: bool = False             # the client has reported the outcome to its Job
 
-    SIGNED: ClassVar[Tuple[str, ...]] = ("id", "resource_id", "function_name", "document", "created", "expires")
+    SIGNED: ClassVar[Tuple[str, ...]] = ("id", "resource_id", "function_name", "job_hash", "document", "created",
+                                         "expires")
 
     def signed_fields(self) -> Dict[str, Any]:
         return {k: getattr(self, k) for k in self.SIGNED}
