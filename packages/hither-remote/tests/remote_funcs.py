@@ -30,3 +30,9 @@ def rt_sleep_pid(t, pid_file, x=0):
         f.write(f"{os.getpid()}\n")
     time.sleep(t)
     return x
+
+
+@hi.function('rt_talk', '0.1.0')
+def rt_talk(text):
+    print("said:", text)
+    return len(text)

@@ -16,6 +16,10 @@ from hither_remote.cli import main
 pytestmark = pytest.mark.timeout(90)
 
 
+def bus_id_of(jh, function_name):
+    return jh.bus.jobs.find_one({"function_name": function_name})["_id"]
+
+
 def _args(db):
     return ["--mongo-url", db.mongo_url, "--database", db.database]
 
@@ -50,6 +54,14 @@ def test_status_jobs_and_cancel(serve, db, store, tmp_path):
         assert r.exit_code == 0 and "cancelled" in r.output, r.output
         with pytest.raises(JobCancelledException):
             waiting.wait(10)  # the client sees the cancel made from the command line
+
+        with hi.Config(job_handler=jh):
+            assert rf.rt_talk.run(text="hello from the resource").wait(60) == 23
+        talk_id = bus_id_of(jh, "rt_talk")
+        r = runner.invoke(main, ["logs", talk_id, *_args(db)])
+        assert r.exit_code == 0 and "said: hello from the resource" in r.output, r.output
+        r = runner.invoke(main, ["logs", queued_id, *_args(db)])
+        assert r.exit_code == 0 and "cancelled; no console output" in r.output, r.output
 
         r = runner.invoke(main, ["cancel", "no-such-job", *_args(db)])
         assert r.exit_code != 0 and "no job no-such-job" in r.output

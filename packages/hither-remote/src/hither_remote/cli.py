@@ -1,4 +1,4 @@
-"""The ``hither-remote`` command: ``serve`` a compute resource, ``status``, ``jobs``, ``cancel``.
+"""The ``hither-remote`` command: ``serve`` a compute resource, ``status``, ``jobs``, ``logs``, ``cancel``.
 
 Every option also reads an environment variable ``HITHER_REMOTE_<OPTION>`` (e.g.
 ``HITHER_REMOTE_MONGO_URL``, ``HITHER_REMOTE_WORKERS``); the secret only from
@@ -122,6 +122,29 @@ def jobs(mongo_url: str, database: str, limit: int, resource_id: Optional[str]) 
                        f"attempts {d.get('attempts', 0)}\t{dur}")
     finally:
         bus.close()
+
+
+@main.command()
+@_mongo
+@_db
+@click.argument("job_id")
+def logs(mongo_url: str, database: str, job_id: str) -> None:
+    """JOB_ID's console output (stdout, then stderr) once it has ended; its status before."""
+    bus = _bus(mongo_url, database)
+    try:
+        job = bus.get(job_id)
+    finally:
+        bus.close()
+    if job is None:
+        raise click.ClickException(f"no job {job_id} on this bus (see: hither-remote jobs)")
+    outcome = job.outcome
+    runtime = (outcome.packed.get("runtime") if outcome is not None else None) or {}
+    if not runtime:
+        click.echo(f"{job_id}: {job.status.value}; no console output yet (it is sent when the job ends)"
+                   + (f": {outcome.message}" if outcome is not None and outcome.message else ""), err=True)
+        return
+    click.echo(runtime.get("stdout", ""), nl=False)
+    click.echo(runtime.get("stderr", ""), nl=False, err=True)
 
 
 @main.command()
