@@ -147,11 +147,17 @@ class RemoteJobHandler(JobHandler):
                                  document=document, created=now,
                                  expires=now + self.expires_in, updated=now)
                 bus_job.signature = sign(bus_job.signed_fields(), self._secret)
+                if job.is_done():  # cancelled while it was being packed
+                    continue
                 job.report_running()  # queued on the bus: running as far as this process goes
                 with self._lock:
                     self._pending[bus_job.id] = job
                     self._bus_ids[id(job)] = bus_job.id
                 self._submit_with_retry(bus_job)
+                with self._lock:
+                    cancelled_meanwhile = id(job) not in self._bus_ids and job.get_status().value == "cancelled"
+                if cancelled_meanwhile:  # cancel() ran before the insert reached the bus
+                    self.bus.request_cancel(bus_job.id)
                 logger.debug("sent %s (%s) to %s as %s", job.function_name, job.id,
                              self.compute_resource_id, bus_job.id)
             except Exception as exc:  # noqa: BLE001 - this job's failure, not the handler's

@@ -86,6 +86,8 @@ class ComputeResource:
         self.compute_resource_id = compute_resource_id
         self.job_handler = job_handler
         self.job_cache = job_cache
+        if kachery is not None:
+            logger.info("kachery=%r is ignored: jobs' data travel through the content store", kachery)
         self.capacity = workers
         self.lease_seconds = float(lease_seconds)
         self.poll_interval = poll_interval
