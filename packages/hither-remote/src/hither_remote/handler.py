@@ -139,6 +139,8 @@ class RemoteJobHandler(JobHandler):
                 continue
             try:
                 if self._attach(job):
+                    if self._closed.is_set():
+                        self.cancel(job)
                     continue
                 document = prepare_document(job, self.result_store, self.inline_max_bytes)
                 now = time.time()
@@ -158,6 +160,8 @@ class RemoteJobHandler(JobHandler):
                     cancelled_meanwhile = id(job) not in self._bus_ids and job.get_status().value == "cancelled"
                 if cancelled_meanwhile:  # cancel() ran before the insert reached the bus
                     self.bus.request_cancel(bus_job.id)
+                elif self._closed.is_set():  # shut down while this job was being sent
+                    self.cancel(job)
                 logger.debug("sent %s (%s) to %s as %s", job.function_name, job.id,
                              self.compute_resource_id, bus_job.id)
             except Exception as exc:  # noqa: BLE001 - this job's failure, not the handler's
