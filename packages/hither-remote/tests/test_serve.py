@@ -56,6 +56,7 @@ def test_results_errors_and_a_pipeline(serve, jh, tmp_path):
         bad = rf.rt_fail.run(msg="bad input 42")
         a = rf.rt_ones.run(n=100_000)            # 800 KB: stays in the S3 store
         b = rf.rt_add.run(x=a, y=1.0)            # gets a's URI, not its bytes
+        big = rf.rt_add.run(x=np.ones(1_500_000), y=2.0)   # 12 MB in and out: through the store
         assert s.wait(60) == 3
         with pytest.raises(ValueError, match="bad input 42") as ei:
             bad.wait(60)
@@ -65,6 +66,11 @@ def test_results_errors_and_a_pipeline(serve, jh, tmp_path):
     from hither.refs import _UNSET
 
     assert a._result._value is _UNSET, "a's result travelled through the client"
+    np.testing.assert_array_equal(big.wait(60), np.full(1_500_000, 3.0))
+    import bson
+
+    sizes = [len(bson.encode(d)) for d in jh.bus.jobs.find({})]
+    assert len(sizes) == 5 and max(sizes) < 64 * 1024, sizes  # far from MongoDB's 16 MB
     np.testing.assert_array_equal(b.get_result(), np.full(100_000, 2.0))
     log = server.log()
     assert "start rt_add" in log and "end rt_add" in log and "end rt_fail" in log
