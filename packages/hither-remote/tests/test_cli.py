@@ -79,3 +79,21 @@ def test_serve_refuses_to_start_without_a_secret(monkeypatch, db):
 def test_serve_help_names_its_environment_variables():
     r = CliRunner().invoke(main, ["serve", "--help"])
     assert r.exit_code == 0 and "--workers" in r.output and "HITHER_REMOTE_WORKERS" in r.output
+
+
+def test_config_file_gives_defaults_and_never_the_secret(db, tmp_path):
+    cfg = tmp_path / "remote.toml"
+    cfg.write_text(f'mongo-url = "{db.mongo_url}"\ndatabase = "{db.database}"\n[jobs]\nlimit = 3\n')
+    from hither_remote.bus import Bus
+    from hither_remote.models import ResourceHeartbeat
+
+    bus = Bus(db)
+    bus.heartbeat(ResourceHeartbeat(_id="cfg-res/o", resource_id="cfg-res", owner="o", started=time.time(),
+                                    last_seen=time.time()))
+    bus.close()
+    r = CliRunner().invoke(main, ["--config", str(cfg), "status"])
+    assert r.exit_code == 0 and "cfg-res" in r.output, r.output  # the config's database was used
+    cfg.write_text('[serve]\nsecret = "do-not-put-it-here"\n')
+    r = CliRunner().invoke(main, ["--config", str(cfg), "status"])
+    assert r.exit_code != 0 and "does not belong in the config file" in r.output
+    assert "do-not-put-it-here" not in r.output

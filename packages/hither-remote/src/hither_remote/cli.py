@@ -1,8 +1,9 @@
 """The ``hither-remote`` command: ``serve`` a compute resource, ``status``, ``jobs``, ``logs``, ``cancel``.
 
 Every option also reads an environment variable ``HITHER_REMOTE_<OPTION>`` (e.g.
-``HITHER_REMOTE_MONGO_URL``, ``HITHER_REMOTE_WORKERS``); the secret only from
-``$HITHER_REMOTE_SECRET`` or ``--secret-file``, never from the command line::
+``HITHER_REMOTE_MONGO_URL``, ``HITHER_REMOTE_WORKERS``) and a TOML file given with
+``--config`` (before the command); the secret only from ``$HITHER_REMOTE_SECRET`` or
+``--secret-file``, never from the command line or the config file::
 
     HITHER_REMOTE_SECRET=... hither-remote serve --resource-id resource1 --workers 4
     hither-remote status
@@ -39,7 +40,32 @@ _mongo = click.option("--mongo-url", show_envvar=True, envvar="HITHER_REMOTE_MON
 _db = click.option("--database", show_envvar=True, envvar="HITHER_REMOTE_DATABASE", default="hither", show_default=True, help="database of the job bus")
 
 
+def _load_config(ctx: click.Context, param: click.Parameter, path: Optional[str]) -> None:
+    """Option defaults from a TOML file: top-level keys for every command, a ``[serve]``
+    (``[status]``, ...) table for one; command-line options and env vars still win."""
+    if not path:
+        return
+    try:
+        import tomllib  # type: ignore[import-not-found]
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc}", ctx=ctx, param=param) from None
+    if "secret" in data or any(isinstance(v, dict) and "secret" in v for v in data.values()):
+        raise click.BadParameter("the secret does not belong in the config file; use $HITHER_REMOTE_SECRET "
+                                 "or secret-file = \"PATH\"", ctx=ctx, param=param)
+    common = {k.replace("-", "_"): v for k, v in data.items() if not isinstance(v, dict)}
+    ctx.default_map = {name: {**common, **{k.replace("-", "_"): v for k, v in data.get(name, {}).items()}}
+                       for name in ("serve", "status", "jobs", "logs", "cancel")}
+
+
 @click.group(context_settings=_ctx)
+@click.option("--config", type=click.Path(exists=True, dir_okay=False), envvar="HITHER_REMOTE_CONFIG",
+              show_envvar=True, callback=_load_config, expose_value=False, is_eager=True,
+              help="TOML file of option defaults (keys as the options, e.g. resource-id = \"r1\")")
 def main() -> None:
     """Run hither jobs on a compute resource through a MongoDB job bus."""
 
