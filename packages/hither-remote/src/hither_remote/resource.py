@@ -114,13 +114,14 @@ class ComputeResource:
         return self.bus.clear(self.compute_resource_id)
 
     def stop(self) -> None:
-        """Make ``run()`` return: running jobs are stopped and handed back to the queue."""
+        """Make ``run()`` return (or not start serving): running jobs are stopped and handed
+        back to the queue. A stopped resource does not serve again; make a new one."""
         self._stop.set()
 
     def run(self) -> None:
         """Serve until ``stop()``, SIGINT or SIGTERM (signals only in the main thread)."""
         restore = self._install_signals()
-        self._stop.clear()
+        # _stop is not cleared: a stop() that comes before the loop starts still counts
         self._handing_back = False
         logger.info("compute resource %r serving (capacity %d, lease %.1f s, owner %s)",
                     self.compute_resource_id, self.capacity, self.lease_seconds, self.owner)
