@@ -15,7 +15,7 @@ hatch run python scripts/check_workspace.py
 hatch run layers   # hither-core's layers (.importlinter): no upward import, no cycle
 hatch run test "$@"
 if [ $# -eq 0 ]; then
-  for env in core-only cache-only store-only slurm-only container-only; do
+  for env in core-only cache-only store-only slurm-only container-only remote-only; do
     echo "== per-package environment: $env"
     hatch run "$env:test" -q
   done

@@ -1,0 +1,205 @@
+"""The job bus in MongoDB: submit, claim atomically with a lease, renew, finish, hand back.
+
+Collections (in ``hi.Database(...).database``): ``hither_remote_jobs`` (``BusJob``),
+``hither_remote_resources`` (``ResourceHeartbeat``) and ``hither_remote_runs`` (one record
+per job id a resource started; a finished one is never run again, which refuses replays)::
+
+    bus = Bus(hi.Database(mongo_url="mongodb://127.0.0.1:27017", database="hither"))
+    bus.submit(bus_job)
+    doc = bus.claim("resource1", owner="host:123", lease_seconds=30)   # or None
+    bus.finish(doc.id, "host:123", BusStatus.FINISHED, BusOutcome(packed=...))
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Dict, Iterable, List, Optional
+
+from hither.models import Database
+
+from .models import FINAL, BusJob, BusOutcome, BusStatus, ResourceHeartbeat
+
+logger = logging.getLogger("hither_remote.bus")
+
+JOBS = "hither_remote_jobs"
+RESOURCES = "hither_remote_resources"
+RUNS = "hither_remote_runs"
+
+
+class Bus:
+    """A connection to the job bus of ``database`` (pymongo retries reads and writes, so an
+    outage of a few seconds is ridden out by the callers' loops, which log and go on)."""
+
+    def __init__(self, database: Database, server_selection_timeout_ms: int = 5000) -> None:
+        import pymongo
+
+        if not isinstance(database, Database):
+            from hither.errors import ConfigError
+
+            raise ConfigError(f"database= needs hi.Database(mongo_url=..., database=...), got {database!r}")
+        self.database = database
+        self.client = pymongo.MongoClient(database.mongo_url, serverSelectionTimeoutMS=server_selection_timeout_ms,
+                                          connectTimeoutMS=server_selection_timeout_ms)
+        db = self.client[database.database]
+        self.jobs = db[JOBS]
+        self.resources = db[RESOURCES]
+        self.runs = db[RUNS]
+        self._return_after = pymongo.ReturnDocument.AFTER
+
+    def ping(self) -> None:
+        self.client.admin.command("ping")
+
+    def close(self) -> None:
+        self.client.close()
+
+    # ------------------------------------------------------------------ client side
+    def submit(self, job: BusJob) -> None:
+        self.jobs.insert_one(job.to_mongo())
+
+    def done_jobs(self, ids: Iterable[str]) -> List[BusJob]:
+        """The jobs among ``ids`` that reached a final status."""
+        ids = list(ids)
+        if not ids:
+            return []
+        docs = self.jobs.find({"_id": {"$in": ids}, "status": {"$in": [s.value for s in FINAL]}})
+        return [BusJob.model_validate(d) for d in docs]
+
+    def latest_for_hash(self, resource_id: str, job_hash: str) -> Optional[BusJob]:
+        """The newest job of ``resource_id`` with ``job_hash`` that is queued, running or
+        finished (a job an earlier client process sent), or None."""
+        docs = list(self.jobs.find({"resource_id": resource_id, "job_hash": job_hash,
+                                    "status": {"$in": [BusStatus.QUEUED.value, BusStatus.RUNNING.value,
+                                                       BusStatus.FINISHED.value]}})
+                    .sort("created", -1).limit(1))
+        return BusJob.model_validate(docs[0]) if docs else None
+
+    def mark_collected(self, job_id: str) -> None:
+        self.jobs.update_one({"_id": job_id}, {"$set": {"collected": True}})
+
+    def request_cancel(self, job_id: str) -> Optional[BusStatus]:
+        """Cancel a queued job at once, or ask the resource to stop a running one; the
+        job's status afterwards (None if it is not on the bus)."""
+        now = time.time()
+        doc = self.jobs.find_one_and_update(
+            {"_id": job_id, "status": BusStatus.QUEUED.value},
+            {"$set": {"status": BusStatus.CANCELLED.value, "updated": now, "ended": now}},
+            return_document=self._return_after)
+        if doc is None:
+            doc = self.jobs.find_one_and_update(
+                {"_id": job_id, "status": BusStatus.RUNNING.value},
+                {"$set": {"status": BusStatus.CANCEL_REQUESTED.value, "updated": now}},
+                return_document=self._return_after)
+        if doc is None:
+            doc = self.jobs.find_one({"_id": job_id}, {"status": 1})
+        return None if doc is None else BusStatus(doc["status"])
+
+    def get(self, job_id: str) -> Optional[BusJob]:
+        doc = self.jobs.find_one({"_id": job_id})
+        return None if doc is None else BusJob.model_validate(doc)
+
+    # ------------------------------------------------------------------ resource side
+    def claim(self, resource_id: str, owner: str, lease_seconds: float) -> Optional[BusJob]:
+        """Take the oldest job of ``resource_id`` that is queued or whose lease expired (its
+        resource died), atomically: two resources never get the same job."""
+        now = time.time()
+        doc = self.jobs.find_one_and_update(
+            {"resource_id": resource_id,
+             "$or": [{"status": BusStatus.QUEUED.value},
+                     {"status": BusStatus.RUNNING.value, "lease_expires": {"$lt": now}}]},
+            {"$set": {"status": BusStatus.RUNNING.value, "lease_owner": owner,
+                      "lease_expires": now + lease_seconds, "updated": now, "started": now},
+             "$inc": {"attempts": 1}},
+            sort=[("created", 1)], return_document=self._return_after)
+        return None if doc is None else BusJob.model_validate(doc)
+
+    def renew(self, job_ids: Iterable[str], owner: str, lease_seconds: float) -> None:
+        ids = list(job_ids)
+        if ids:
+            self.jobs.update_many({"_id": {"$in": ids}, "lease_owner": owner},
+                                  {"$set": {"lease_expires": time.time() + lease_seconds}})
+
+    def cancel_requested(self, job_ids: Iterable[str]) -> List[str]:
+        """Which of ``job_ids`` the client asked to cancel."""
+        ids = list(job_ids)
+        if not ids:
+            return []
+        return [d["_id"] for d in self.jobs.find(
+            {"_id": {"$in": ids}, "status": BusStatus.CANCEL_REQUESTED.value}, {"_id": 1})]
+
+    def finish(self, job_id: str, owner: str, status: BusStatus, outcome: BusOutcome) -> bool:
+        """Write the outcome of a job this owner holds; a job whose cancel was requested ends
+        cancelled. False if the job is no longer ours (lease lost and taken by another)."""
+        now = time.time()
+        base = {"_id": job_id, "lease_owner": owner}
+        s = {"outcome": outcome.model_dump(mode="json"), "updated": now, "ended": now,
+             "lease_expires": None}
+        r = self.jobs.update_one({**base, "status": BusStatus.CANCEL_REQUESTED.value},
+                                 {"$set": {**s, "status": BusStatus.CANCELLED.value}})
+        if r.modified_count:
+            return True
+        r = self.jobs.update_one({**base, "status": BusStatus.RUNNING.value},
+                                 {"$set": {**s, "status": status.value}})
+        return bool(r.modified_count)
+
+    def refuse(self, job_id: str, owner: str, message: str) -> None:
+        now = time.time()
+        self.jobs.update_one({"_id": job_id, "lease_owner": owner},
+                             {"$set": {"status": BusStatus.REFUSED.value, "updated": now, "ended": now,
+                                       "lease_expires": None,
+                                       "outcome": BusOutcome(message=message).model_dump(mode="json")}})
+
+    def hand_back(self, job_id: str, owner: str) -> None:
+        """Return a job this owner did not finish to the queue (a cancel request ends it)."""
+        now = time.time()
+        self.jobs.update_one({"_id": job_id, "lease_owner": owner, "status": BusStatus.RUNNING.value},
+                             {"$set": {"status": BusStatus.QUEUED.value, "lease_owner": None,
+                                       "lease_expires": None, "updated": now}})
+        self.jobs.update_one({"_id": job_id, "lease_owner": owner,
+                              "status": BusStatus.CANCEL_REQUESTED.value},
+                             {"$set": {"status": BusStatus.CANCELLED.value, "lease_expires": None,
+                                       "updated": now, "ended": now}})
+
+    def sweep(self, resource_id: str) -> None:
+        """End the cancel requests whose resource died before it saw them."""
+        now = time.time()
+        self.jobs.update_many({"resource_id": resource_id, "status": BusStatus.CANCEL_REQUESTED.value,
+                               "lease_expires": {"$lt": now}},
+                              {"$set": {"status": BusStatus.CANCELLED.value, "updated": now, "ended": now}})
+
+    def start_run(self, job_id: str, owner: str) -> bool:
+        """Record that ``job_id`` starts; False when it already ran to the end (a replay)."""
+        rec = self.runs.find_one({"_id": job_id})
+        if rec is not None and rec.get("done"):
+            return False
+        self.runs.update_one({"_id": job_id}, {"$set": {"owner": owner, "started": time.time(), "done": False}},
+                             upsert=True)
+        return True
+
+    def end_run(self, job_id: str) -> None:
+        self.runs.update_one({"_id": job_id}, {"$set": {"done": True, "ended": time.time()}}, upsert=True)
+
+    def heartbeat(self, hb: ResourceHeartbeat) -> None:
+        self.resources.replace_one({"_id": hb.id}, hb.model_dump(by_alias=True), upsert=True)
+
+    def clear(self, resource_id: str) -> int:
+        """Remove the finished jobs of ``resource_id`` that their client has collected and
+        the records of stopped serving processes; queued and running jobs stay."""
+        n = self.jobs.delete_many({"resource_id": resource_id, "collected": True,
+                                   "status": {"$in": [s.value for s in FINAL]}}).deleted_count
+        self.resources.delete_many({"resource_id": resource_id, "stopped": True})
+        return n
+
+    # ------------------------------------------------------------------ inspection
+    def resource_records(self) -> List[ResourceHeartbeat]:
+        return [ResourceHeartbeat.model_validate(d) for d in self.resources.find({})]
+
+    def recent_jobs(self, limit: int = 50, resource_id: Optional[str] = None) -> List[Dict[str, Any]]:
+        q: Dict[str, Any] = {} if resource_id is None else {"resource_id": resource_id}
+        return list(self.jobs.find(q, {"document": 0}).sort("created", -1).limit(limit))
+
+    def counts(self, resource_id: Optional[str] = None) -> Dict[str, int]:
+        out: Dict[str, int] = {}
+        q: Dict[str, Any] = {} if resource_id is None else {"resource_id": resource_id}
+        for s in BusStatus:
+            out[s.value] = self.jobs.count_documents({**q, "status": s.value})
+        return out

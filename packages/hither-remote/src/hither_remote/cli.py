@@ -1,0 +1,193 @@
+"""The ``hither-remote`` command: ``serve`` a compute resource, ``status``, ``jobs``, ``logs``, ``cancel``.
+
+Every option also reads an environment variable ``HITHER_REMOTE_<OPTION>`` (e.g.
+``HITHER_REMOTE_MONGO_URL``, ``HITHER_REMOTE_WORKERS``) and a TOML file given with
+``--config`` (before the command); the secret only from ``$HITHER_REMOTE_SECRET`` or
+``--secret-file``, never from the command line or the config file::
+
+    HITHER_REMOTE_SECRET=... hither-remote serve --resource-id resource1 --workers 4
+    hither-remote status
+    hither-remote jobs --limit 20
+    hither-remote cancel 3f2a...
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Optional
+
+import click
+
+from hither.errors import ConfigError
+
+_ctx = dict(help_option_names=["-h", "--help"], show_default=True)
+
+
+def _database(mongo_url: str, database: str):  # noqa: ANN202
+    from hither.models import Database
+
+    return Database(mongo_url=mongo_url, database=database)
+
+
+def _bus(mongo_url: str, database: str):  # noqa: ANN202
+    from .bus import Bus
+
+    return Bus(_database(mongo_url, database), server_selection_timeout_ms=3000)
+
+
+_mongo = click.option("--mongo-url", show_envvar=True, envvar="HITHER_REMOTE_MONGO_URL", default="mongodb://127.0.0.1:27017", show_default=True,
+                      help="MongoDB holding the job bus")
+_db = click.option("--database", show_envvar=True, envvar="HITHER_REMOTE_DATABASE", default="hither", show_default=True, help="database of the job bus")
+
+
+def _load_config(ctx: click.Context, param: click.Parameter, path: Optional[str]) -> None:
+    """Option defaults from a TOML file: top-level keys for every command, a ``[serve]``
+    (``[status]``, ...) table for one; command-line options and env vars still win."""
+    if not path:
+        return
+    try:
+        import tomllib  # type: ignore[import-not-found]
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc}", ctx=ctx, param=param) from None
+    if "secret" in data or any(isinstance(v, dict) and "secret" in v for v in data.values()):
+        raise click.BadParameter("the secret does not belong in the config file; use $HITHER_REMOTE_SECRET "
+                                 "or secret-file = \"PATH\"", ctx=ctx, param=param)
+    common = {k.replace("-", "_"): v for k, v in data.items() if not isinstance(v, dict)}
+    ctx.default_map = {name: {**common, **{k.replace("-", "_"): v for k, v in data.get(name, {}).items()}}
+                       for name in ("serve", "status", "jobs", "logs", "cancel")}
+
+
+@click.group(context_settings=_ctx)
+@click.option("--config", type=click.Path(exists=True, dir_okay=False), envvar="HITHER_REMOTE_CONFIG",
+              show_envvar=True, callback=_load_config, expose_value=False, is_eager=True,
+              help="TOML file of option defaults (keys as the options, e.g. resource-id = \"r1\")")
+def main() -> None:
+    """Run hither jobs on a compute resource through a MongoDB job bus."""
+
+
+@main.command()
+@_mongo
+@_db
+@click.option("--resource-id", show_envvar=True, envvar="HITHER_REMOTE_RESOURCE_ID", required=True, help="the compute_resource_id clients send jobs to")
+@click.option("--workers", show_envvar=True, envvar="HITHER_REMOTE_WORKERS", type=click.IntRange(min=1), default=1, show_default=True,
+              help="jobs run at once")
+@click.option("--store-url", show_envvar=True, envvar="HITHER_REMOTE_STORE_URL", default=None, help="content store shared with clients (default $HITHER_STORE_URL)")
+@click.option("--lease-seconds", show_envvar=True, envvar="HITHER_REMOTE_LEASE_SECONDS", type=click.FloatRange(min=0.5), default=30.0, show_default=True,
+              help="a claimed job goes back to the queue this long after this process stops renewing it")
+@click.option("--work-dir", show_envvar=True, envvar="HITHER_REMOTE_WORK_DIR", default=None, help="where job directories are made (default: temp folder)")
+@click.option("--secret-file", show_envvar=True, envvar="HITHER_REMOTE_SECRET_FILE", default=None, type=click.Path(dir_okay=False),
+              help="file holding the shared secret (default: $HITHER_REMOTE_SECRET)")
+@click.option("--clear/--no-clear", show_envvar=True, envvar="HITHER_REMOTE_CLEAR", default=False, help="remove collected finished jobs first")
+@click.option("--log-level", show_envvar=True, envvar="HITHER_REMOTE_LOG_LEVEL", default="INFO", show_default=True)
+def serve(mongo_url: str, database: str, resource_id: str, workers: int, store_url: Optional[str],
+          lease_seconds: float, work_dir: Optional[str], secret_file: Optional[str], clear: bool,
+          log_level: str) -> None:
+    """Serve RESOURCE_ID's jobs until SIGINT/SIGTERM (unfinished jobs go back to the queue)."""
+    from .resource import ComputeResource
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    store = None
+    if store_url:
+        from hither_store import Store
+
+        store = Store(store_url)
+    try:
+        cr = ComputeResource(database=_database(mongo_url, database), compute_resource_id=resource_id,
+                             store=store, secret_file=secret_file, workers=workers,
+                             lease_seconds=lease_seconds, work_dir=work_dir)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if clear:
+        click.echo(f"cleared {cr.clear()} finished jobs", err=True)
+    cr.run()
+
+
+@main.command()
+@_mongo
+@_db
+def status(mongo_url: str, database: str) -> None:
+    """Resources seen on the bus (alive or not) and how many jobs are in each state."""
+    bus = _bus(mongo_url, database)
+    try:
+        now = time.time()
+        records = bus.resource_records()
+        if not records:
+            click.echo("no compute resource has been seen on this bus")
+        for hb in sorted(records, key=lambda h: (h.resource_id, h.owner)):
+            age = now - hb.last_seen
+            state = "stopped" if hb.stopped else ("alive" if age < 30 else "not responding")
+            click.echo(f"{hb.resource_id}\t{hb.owner}\t{state}\theartbeat {age:.1f} s ago\t"
+                       f"running {hb.running}/{hb.capacity}")
+        counts = bus.counts()
+        click.echo("jobs: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    finally:
+        bus.close()
+
+
+@main.command()
+@_mongo
+@_db
+@click.option("--limit", show_envvar=True, envvar="HITHER_REMOTE_LIMIT", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--resource-id", show_envvar=True, envvar="HITHER_REMOTE_RESOURCE_ID", default=None, help="only this resource's jobs")
+def jobs(mongo_url: str, database: str, limit: int, resource_id: Optional[str]) -> None:
+    """Recent jobs: id, resource, status, function, attempts, duration."""
+    bus = _bus(mongo_url, database)
+    try:
+        for d in bus.recent_jobs(limit, resource_id):
+            dur = ""
+            if d.get("started") and d.get("ended"):
+                dur = f"{d['ended'] - d['started']:.2f}s"
+            elif d.get("started"):
+                dur = f"{time.time() - d['started']:.1f}s (running)"
+            click.echo(f"{d['_id']}\t{d['resource_id']}\t{d['status']}\t{d['function_name']}\t"
+                       f"attempts {d.get('attempts', 0)}\t{dur}")
+    finally:
+        bus.close()
+
+
+@main.command()
+@_mongo
+@_db
+@click.argument("job_id")
+def logs(mongo_url: str, database: str, job_id: str) -> None:
+    """JOB_ID's console output (stdout, then stderr) once it has ended; its status before."""
+    bus = _bus(mongo_url, database)
+    try:
+        job = bus.get(job_id)
+    finally:
+        bus.close()
+    if job is None:
+        raise click.ClickException(f"no job {job_id} on this bus (see: hither-remote jobs)")
+    outcome = job.outcome
+    runtime = (outcome.packed.get("runtime") if outcome is not None else None) or {}
+    if not runtime:
+        click.echo(f"{job_id}: {job.status.value}; no console output yet (it is sent when the job ends)"
+                   + (f": {outcome.message}" if outcome is not None and outcome.message else ""), err=True)
+        return
+    click.echo(runtime.get("stdout", ""), nl=False)
+    click.echo(runtime.get("stderr", ""), nl=False, err=True)
+
+
+@main.command()
+@_mongo
+@_db
+@click.argument("job_id")
+def cancel(mongo_url: str, database: str, job_id: str) -> None:
+    """Cancel JOB_ID: at once if queued; a running job is killed by its resource."""
+    bus = _bus(mongo_url, database)
+    try:
+        st = bus.request_cancel(job_id)
+    finally:
+        bus.close()
+    if st is None:
+        raise click.ClickException(f"no job {job_id} on this bus (see: hither-remote jobs)")
+    click.echo(f"{job_id}: {st.value}")
+
+
+if __name__ == "__main__":  # pragma: no cover - ``python -m hither_remote.cli``
+    main()

@@ -1,0 +1,248 @@
+"""``hi.RemoteJobHandler``: sends jobs through the MongoDB bus to a named compute resource.
+
+Each job is packed with ``hither.outside.prepare_document`` (large arrays, files and code
+go to the content store as ``sha1://`` URIs), signed, and inserted on the bus; a client
+thread polls for outcomes and reports them with ``hither.outside.collect_document``::
+
+    db = hi.Database(mongo_url="mongodb://127.0.0.1:27017", database="hither")
+    jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1")
+    with hi.Config(job_handler=jh):
+        print(add.run(x=1, y=2).wait())
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, Dict, Optional
+
+from hither.errors import ConfigError, HitherError, JobTimeoutError
+from hither.interfaces import JobHandler, Store
+
+from .models import BusJob, BusStatus
+from .signing import Secret, load_secret, sign
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hither.job import Job
+    from hither.models import Database
+
+logger = logging.getLogger("hither_remote.handler")
+
+#: a job the resource has not started after this long is refused by it
+DEFAULT_EXPIRES_IN = 24 * 3600.0
+
+
+class RemoteJobError(HitherError):
+    """A job the compute resource refused or could not run (the message says why)."""
+
+
+class RemoteJobHandler(JobHandler):
+    """Runs jobs on the compute resource ``compute_resource_id`` reached through ``database``
+    (see the module docstring). ``store``: the content store both sides read (default:
+    ``hither.stores.default_store()``); ``secret``/``secret_file``: the shared secret (default
+    ``$HITHER_REMOTE_SECRET``); ``expires_in``: seconds a job may wait to be started."""
+
+    name = "remote"
+    crosses_machine = True
+    containers_run_here = False
+    needs_code_bundle = True
+    supports_timeout = True
+
+    def __init__(self, database: "Database", compute_resource_id: str, store: Optional[Store] = None, *,
+                 secret: Any = None, secret_file: Optional[str] = None,
+                 poll_interval: float = 0.05, expires_in: float = DEFAULT_EXPIRES_IN,
+                 inline_max_bytes: Optional[int] = None) -> None:
+        from .bus import Bus
+
+        if not compute_resource_id or not isinstance(compute_resource_id, str):
+            raise ConfigError(f"RemoteJobHandler(compute_resource_id=...) needs a non-empty name, "
+                              f"got {compute_resource_id!r}")
+        self._secret: Secret = load_secret(secret, secret_file)
+        if store is None:
+            from hither.stores import default_store
+
+            store = default_store()
+        self.result_store = store
+        self.compute_resource_id = compute_resource_id
+        self.poll_interval = poll_interval
+        self.expires_in = expires_in
+        self.inline_max_bytes = inline_max_bytes
+        self.bus = Bus(database)
+        self._lock = threading.Lock()
+        self._pending: Dict[str, "Job"] = {}       # bus id -> job, submitted and not reported
+        self._bus_ids: Dict[int, str] = {}         # id(job) -> bus id
+        self._to_submit: "queue.Queue[Optional[Job]]" = queue.Queue()
+        self._closed = threading.Event()
+        self._submitter = threading.Thread(target=self._submit_loop, name="hither-remote-submit", daemon=True)
+        self._poller = threading.Thread(target=self._poll_loop, name="hither-remote-poll", daemon=True)
+        self._submitter.start()
+        self._poller.start()
+
+    def __repr__(self) -> str:
+        return (f"RemoteJobHandler(database={self.bus.database.database!r}, "
+                f"compute_resource_id={self.compute_resource_id!r})")
+
+    # ------------------------------------------------------------------ JobHandler
+    def submit(self, job: "Job", inline: bool) -> None:
+        if self._closed.is_set():
+            raise ConfigError("this RemoteJobHandler was shut down; make a new one")
+        self._to_submit.put(job)
+
+    def cancel(self, job: "Job") -> bool:
+        with self._lock:
+            bus_id = self._bus_ids.pop(id(job), None)
+            if bus_id is not None:
+                self._pending.pop(bus_id, None)
+        job.report_cancelled()
+        if bus_id is not None:
+            try:
+                self.bus.request_cancel(bus_id)
+            except Exception:  # noqa: BLE001 - the job is cancelled here either way
+                logger.exception("could not send the cancel of %s to the bus", bus_id)
+        return True
+
+    def shutdown(self, wait: bool = True) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        with self._lock:
+            pending = list(self._pending.values())
+        for job in pending:
+            self.cancel(job)
+        # jobs still waiting to be packed
+        while True:
+            try:
+                job = self._to_submit.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job.report_cancelled()
+        self._to_submit.put(None)  # after the drain above: it ends the submitter
+        if wait:
+            self._submitter.join(10)
+            self._poller.join(10)
+        self.bus.close()
+
+    # ------------------------------------------------------------------ threads
+    def _submit_loop(self) -> None:
+        from hither.outside import prepare_document
+
+        while True:
+            job = self._to_submit.get()
+            if job is None or self._closed.is_set():
+                if job is not None:
+                    job.report_cancelled()
+                return
+            if job.is_done():  # cancelled before it was sent
+                continue
+            try:
+                if self._attach(job):
+                    if self._closed.is_set():
+                        self.cancel(job)
+                    continue
+                document = prepare_document(job, self.result_store, self.inline_max_bytes)
+                now = time.time()
+                bus_job = BusJob(_id=uuid.uuid4().hex, resource_id=self.compute_resource_id,
+                                 function_name=job.function_name, job_hash=job.job_hash,
+                                 document=document, created=now,
+                                 expires=now + self.expires_in, updated=now)
+                bus_job.signature = sign(bus_job.signed_fields(), self._secret)
+                if job.is_done():  # cancelled while it was being packed
+                    continue
+                job.report_running()  # queued on the bus: running as far as this process goes
+                with self._lock:
+                    self._pending[bus_job.id] = job
+                    self._bus_ids[id(job)] = bus_job.id
+                self._submit_with_retry(bus_job)
+                with self._lock:
+                    cancelled_meanwhile = id(job) not in self._bus_ids and job.get_status().value == "cancelled"
+                if cancelled_meanwhile:  # cancel() ran before the insert reached the bus
+                    self.bus.request_cancel(bus_job.id)
+                elif self._closed.is_set():  # shut down while this job was being sent
+                    self.cancel(job)
+                logger.debug("sent %s (%s) to %s as %s", job.function_name, job.id,
+                             self.compute_resource_id, bus_job.id)
+            except Exception as exc:  # noqa: BLE001 - this job's failure, not the handler's
+                with self._lock:
+                    bus_id = self._bus_ids.pop(id(job), None)
+                    if bus_id:
+                        self._pending.pop(bus_id, None)
+                job.report_error(exc)
+
+    def _attach(self, job: "Job") -> bool:
+        """With a job cache configured: follow the same job (same hash) that an earlier
+        client process sent to this resource, queued, running or finished, instead of
+        sending it again (a client killed and restarted gets its results without a rerun)."""
+        if job.config.job_cache is None:
+            return False
+        earlier = self.bus.latest_for_hash(self.compute_resource_id, job.job_hash)
+        if earlier is None:
+            return False
+        logger.info("%s (%s) follows %s, sent earlier to %s (%s)", job.function_name, job.id,
+                    earlier.id, self.compute_resource_id, earlier.status.value)
+        job.report_running()
+        with self._lock:
+            self._pending[earlier.id] = job
+            self._bus_ids[id(job)] = earlier.id
+        return True
+
+    def _submit_with_retry(self, bus_job: BusJob, attempts: int = 6) -> None:
+        import pymongo.errors
+
+        for i in range(attempts):
+            try:
+                self.bus.submit(bus_job)
+                return
+            except pymongo.errors.DuplicateKeyError:
+                return  # an earlier attempt got through
+            except pymongo.errors.PyMongoError:
+                if i == attempts - 1:
+                    raise
+                logger.warning("the bus is unreachable; retrying the submit of %s", bus_job.function_name)
+                time.sleep(min(2.0, 0.25 * 2 ** i))
+
+    def _poll_loop(self) -> None:
+        while not self._closed.wait(self.poll_interval):
+            with self._lock:
+                ids = list(self._pending)
+            if not ids:
+                continue
+            try:
+                done = self.bus.done_jobs(ids)
+            except Exception as exc:  # noqa: BLE001 - an outage: carry on polling
+                logger.warning("cannot read the job bus (%s); retrying", type(exc).__name__)
+                self._closed.wait(1.0)
+                continue
+            for bus_job in done:
+                with self._lock:
+                    job = self._pending.pop(bus_job.id, None)
+                    if job is not None:
+                        self._bus_ids.pop(id(job), None)
+                if job is not None:
+                    self._report(job, bus_job)
+
+    def _report(self, job: "Job", bus_job: BusJob) -> None:
+        from hither.outside import collect_document
+
+        try:
+            outcome = bus_job.outcome
+            if bus_job.status == BusStatus.CANCELLED:
+                job.report_cancelled()
+            elif outcome is not None and outcome.kind == "timeout":
+                job.report_error(JobTimeoutError(outcome.message or "job_timeout"))
+            elif bus_job.status == BusStatus.REFUSED or outcome is None or (
+                    not outcome.packed and outcome.message):
+                msg = outcome.message if outcome is not None else "no outcome"
+                job.report_error(RemoteJobError(
+                    f"compute resource {self.compute_resource_id!r} did not run {job.function_name} "
+                    f"({bus_job.status.value}): {msg}"))
+            else:
+                doc = dict(outcome.packed)
+                doc["exit_code"] = outcome.exit_code
+                collect_document(job, doc, self.result_store)
+            self.bus.mark_collected(bus_job.id)
+        except Exception as exc:  # noqa: BLE001
+            if not job.is_done():
+                job.report_error(exc)

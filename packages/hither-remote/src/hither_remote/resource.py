@@ -1,0 +1,331 @@
+"""``hi.ComputeResource``: claims this resource's jobs from the bus and runs them here.
+
+Each claimed job is checked (signature, expiry, replay), rebuilt into a job directory with
+``hither.transport.unpack_job``, run with ``hither.outside.SubprocessLauncher`` (its own
+process group, so a cancel or a stop kills everything it started), and its outcome packed
+with ``hither.transport.pack_outputs`` (arrays and files into the store) and written back.
+Up to ``capacity`` jobs run at once, each from a thread: ``workers=``, else the
+``num_workers`` of the given ``job_handler`` (e.g. ``hi.ParallelJobHandler(8)``), else 1.
+The handler's own worker pool is not used: every job gets a fresh interpreter that the
+resource can kill on a cancel within a fraction of a second::
+
+    db = hi.Database(mongo_url="mongodb://127.0.0.1:27017", database="hither")
+    cr = hi.ComputeResource(database=db, compute_resource_id="resource1",
+                            job_handler=hi.ParallelJobHandler(num_workers=4))
+    cr.clear()
+    cr.run()        # until cr.stop(), SIGINT or SIGTERM; unfinished jobs go back to the queue
+
+A claim holds a lease of ``lease_seconds``, renewed while the job runs; when this process
+dies, the lease expires and another (or a restarted) process runs the job again.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from typing import Any, Dict, Optional
+
+from hither.errors import ConfigError, JobTimeoutError
+from hither.interfaces import Store
+
+from .models import BusJob, BusOutcome, BusStatus, ResourceHeartbeat
+from .signing import Secret, load_secret, verify
+
+logger = logging.getLogger("hither_remote.resource")
+
+#: how long the resource keeps trying to write a job's end while the bus is unreachable
+BUS_RETRY_SECONDS = 60.0
+
+
+class _Running:
+    def __init__(self, bus_job: BusJob) -> None:
+        self.bus_job = bus_job
+        self.job_dir: Optional[str] = None
+        self.cancelled = False
+        self.thread: Optional[threading.Thread] = None
+
+
+class ComputeResource:
+    """Serves the jobs sent to ``compute_resource_id`` (see the module docstring).
+
+    ``store``: the content store shared with clients (default ``hither.stores.default_store()``);
+    ``secret``/``secret_file``: the shared secret (default ``$HITHER_REMOTE_SECRET``);
+    ``job_cache``: accepted for the FAQ's example; jobs are looked up in the *client's*
+    job cache before they are sent, so this resource does not consult it (yet);
+    ``kachery``: accepted for old scripts and ignored (the store replaces kachery)."""
+
+    def __init__(self, database: Any, compute_resource_id: str, job_handler: Any = None,
+                 job_cache: Any = None, store: Optional[Store] = None, *, secret: Any = None,
+                 secret_file: Optional[str] = None, workers: Optional[int] = None,
+                 lease_seconds: float = 30.0, poll_interval: float = 0.05,
+                 work_dir: Optional[str] = None, inline_max_bytes: Optional[int] = None,
+                 kachery: Any = None) -> None:
+        from .bus import Bus
+
+        if not compute_resource_id or not isinstance(compute_resource_id, str):
+            raise ConfigError(f"ComputeResource(compute_resource_id=...) needs a non-empty name, "
+                              f"got {compute_resource_id!r}")
+        if workers is None:
+            workers = getattr(job_handler, "num_workers", None) or 1
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ConfigError(f"ComputeResource(workers=...) needs a positive integer, got {workers!r}")
+        if lease_seconds <= 0:
+            raise ConfigError(f"lease_seconds must be positive, got {lease_seconds!r}")
+        self._secret: Secret = load_secret(secret, secret_file)
+        if store is None:
+            from hither.stores import default_store
+
+            store = default_store()
+        self.store = store
+        self.compute_resource_id = compute_resource_id
+        self.job_handler = job_handler
+        self.job_cache = job_cache
+        if kachery is not None:
+            logger.info("kachery=%r is ignored: jobs' data travel through the content store", kachery)
+        self.capacity = workers
+        self.lease_seconds = float(lease_seconds)
+        self.poll_interval = poll_interval
+        self.work_dir = work_dir
+        self.inline_max_bytes = inline_max_bytes
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.bus = Bus(database)
+        self._stop = threading.Event()
+        self._handing_back = False
+        self._lock = threading.Lock()
+        self._running: Dict[str, _Running] = {}
+        self._started = time.time()
+        from hither.outside import SubprocessLauncher
+
+        self._launcher = SubprocessLauncher()
+
+    def __repr__(self) -> str:
+        return f"ComputeResource(compute_resource_id={self.compute_resource_id!r}, capacity={self.capacity})"
+
+    # ------------------------------------------------------------------ control
+    def clear(self) -> int:
+        """Remove this resource's collected, finished jobs from the bus (queued and running
+        jobs stay: nothing a client waits for is lost). The number removed."""
+        return self.bus.clear(self.compute_resource_id)
+
+    def stop(self) -> None:
+        """Make ``run()`` return (or not start serving): running jobs are stopped and handed
+        back to the queue. A stopped resource does not serve again; make a new one."""
+        self._stop.set()
+
+    def run(self) -> None:
+        """Serve until ``stop()``, SIGINT or SIGTERM (signals only in the main thread)."""
+        restore = self._install_signals()
+        # _stop is not cleared: a stop() that comes before the loop starts still counts
+        self._handing_back = False
+        logger.info("compute resource %r serving (capacity %d, lease %.1f s, owner %s)",
+                    self.compute_resource_id, self.capacity, self.lease_seconds, self.owner)
+        last_beat = 0.0
+        last_cancel_check = 0.0
+        try:
+            while not self._stop.is_set():
+                try:
+                    now = time.monotonic()
+                    if now - last_beat >= min(self.lease_seconds / 3, 5.0):
+                        self._beat()
+                        last_beat = now
+                    if now - last_cancel_check >= 0.2:
+                        self._check_cancels()
+                        last_cancel_check = now
+                    self._claim_jobs()
+                except Exception as exc:  # noqa: BLE001 - e.g. a MongoDB outage: carry on
+                    logger.warning("job bus unavailable (%s: %s); retrying", type(exc).__name__, exc)
+                    self._stop.wait(1.0)
+                self._stop.wait(self.poll_interval)
+        finally:
+            self._hand_back_all()
+            restore()
+            logger.info("compute resource %r stopped", self.compute_resource_id)
+
+    # ------------------------------------------------------------------ loop steps
+    def _install_signals(self) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def on_signal(signum: int, frame: Any) -> None:
+            logger.info("signal %d: stopping, handing unfinished jobs back", signum)
+            self._stop.set()
+
+        for s in old:
+            signal.signal(s, on_signal)
+
+        def restore() -> None:
+            for s, h in old.items():
+                signal.signal(s, h)
+        return restore
+
+    def _beat(self) -> None:
+        with self._lock:
+            ids = list(self._running)
+        self.bus.renew(ids, self.owner, self.lease_seconds)
+        self.bus.sweep(self.compute_resource_id)
+        self.bus.heartbeat(self._heartbeat_doc(stopped=False))
+
+    def _heartbeat_doc(self, stopped: bool) -> ResourceHeartbeat:
+        return ResourceHeartbeat(_id=f"{self.compute_resource_id}/{self.owner}", resource_id=self.compute_resource_id,
+                                 owner=self.owner, started=self._started, last_seen=time.time(),
+                                 running=len(self._running), capacity=self.capacity, stopped=stopped)
+
+    def _check_cancels(self) -> None:
+        with self._lock:
+            ids = list(self._running)
+        for job_id in self.bus.cancel_requested(ids):
+            with self._lock:
+                r = self._running.get(job_id)
+            if r is None:
+                continue
+            if not r.cancelled:
+                r.cancelled = True
+                logger.info("cancel %s (%s)", r.bus_job.function_name, job_id)
+            if r.job_dir:  # again at each check: the runner may have started since
+                self._launcher.kill(r.job_dir)
+
+    def _claim_jobs(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                if len(self._running) >= self.capacity:
+                    return
+            bus_job = self.bus.claim(self.compute_resource_id, self.owner, self.lease_seconds)
+            if bus_job is None:
+                return
+            r = _Running(bus_job)
+            with self._lock:
+                self._running[bus_job.id] = r
+            r.thread = threading.Thread(target=self._run_job, args=(r,), daemon=True,
+                                        name=f"hither-remote-{bus_job.id[:8]}")
+            r.thread.start()
+
+    def _hand_back_all(self) -> None:
+        self._handing_back = True
+        with self._lock:
+            running = list(self._running.values())
+        for r in running:
+            if r.job_dir:
+                self._launcher.kill(r.job_dir)
+        for r in running:
+            if r.thread is not None:
+                r.thread.join(30)
+        try:
+            self.bus.heartbeat(self._heartbeat_doc(stopped=True))
+        except Exception:  # noqa: BLE001
+            logger.warning("could not record the stop of %s on the bus", self.owner)
+
+    def _retry(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` retried through a bus outage of up to ``BUS_RETRY_SECONDS``; a job's
+        end is written once the bus is back (else its lease expires and it is rerun)."""
+        import pymongo.errors
+
+        deadline = time.monotonic() + BUS_RETRY_SECONDS
+        delay = 0.2
+        while True:
+            try:
+                return fn(*args)
+            except pymongo.errors.PyMongoError as exc:
+                if time.monotonic() > deadline:
+                    raise
+                logger.warning("job bus unavailable (%s); retrying %s", type(exc).__name__, fn.__name__)
+                time.sleep(delay)
+                delay = min(2.0, delay * 2)
+
+    # ------------------------------------------------------------------ one job
+    def _refusal(self, bus_job: BusJob) -> Optional[str]:
+        if not bus_job.signature:
+            return "the job document is not signed; the client needs $HITHER_REMOTE_SECRET"
+        if not verify(bus_job.signed_fields(), bus_job.signature, self._secret):
+            return ("the job document's signature does not match: it was altered, or client and "
+                    "resource do not share the same $HITHER_REMOTE_SECRET")
+        if bus_job.expires < time.time():
+            return (f"the job expired {time.time() - bus_job.expires:.0f} s ago before it was started; "
+                    "submit it again")
+        if bus_job.resource_id != self.compute_resource_id:
+            return "the job is addressed to another resource"
+        return None
+
+    def _run_job(self, r: _Running) -> None:
+        bus_job = r.bus_job
+        job_id, fname = bus_job.id, bus_job.function_name
+        try:
+            why = self._refusal(bus_job)
+            if why is None and not self._retry(self.bus.start_run, job_id, self.owner):
+                why = "the job already ran to its end once (a replayed document)"
+            if why is not None:
+                logger.warning("refused %s (%s): %s", fname, job_id, why)
+                self._retry(self.bus.refuse, job_id, self.owner, why)
+                return
+            self._execute(r)
+        except Exception as exc:  # noqa: BLE001 - report it to the client if the bus lets us
+            logger.exception("job %s (%s) failed on the resource", fname, job_id)
+            try:
+                self._retry(self.bus.finish, job_id, self.owner, BusStatus.ERROR,
+                                BusOutcome(message=f"{type(exc).__name__}: {exc}"))
+            except Exception:  # noqa: BLE001
+                logger.warning("could not report the failure of %s; its lease will expire", job_id)
+        finally:
+            with self._lock:
+                self._running.pop(job_id, None)
+
+    def _execute(self, r: _Running) -> None:
+        from hither.outside import TIMEOUT_GRACE
+        from hither.transport import pack_outputs, unpack_job
+
+        bus_job = r.bus_job
+        job_id, fname = bus_job.id, bus_job.function_name
+        spec = bus_job.document.get("spec", {})
+        if spec.get("container"):
+            self._retry(self.bus.finish, job_id, self.owner, BusStatus.ERROR, BusOutcome(message=(
+                f"{fname} asks for container {spec['container']!r}, and this compute resource does "
+                "not run containers; run it without container=True")))
+            self._retry(self.bus.end_run, job_id)
+            return
+        if self.work_dir:
+            os.makedirs(self.work_dir, exist_ok=True)
+        job_dir = tempfile.mkdtemp(prefix=f"hither-remote-{fname}-", dir=self.work_dir)
+        t0 = time.monotonic()
+        try:
+            unpack_job(bus_job.document, job_dir, self.store)
+            r.job_dir = job_dir
+            if r.cancelled or self._handing_back:
+                code: Optional[int] = None
+            else:
+                logger.info("start %s (%s) attempt %d", fname, job_id, bus_job.attempts)
+                timeout = spec.get("timeout")
+                try:
+                    code = self._launcher.launch(job_dir, None if timeout is None else float(timeout) + TIMEOUT_GRACE)
+                except JobTimeoutError:
+                    if not os.path.exists(os.path.join(job_dir, "error.json")):
+                        self._retry(self.bus.finish, job_id, self.owner, BusStatus.ERROR, BusOutcome(kind="timeout", message=(
+                            f"job {fname} was stopped after job_timeout={timeout} s; raise "
+                            "hi.Config(job_timeout=...) if it needs longer")))
+                        self._retry(self.bus.end_run, job_id)
+                        logger.info("end %s (%s): timeout after %.2f s", fname, job_id, time.monotonic() - t0)
+                        return
+                    code = None
+            if self._handing_back and not r.cancelled:
+                self._retry(self.bus.hand_back, job_id, self.owner)
+                logger.info("handed back %s (%s)", fname, job_id)
+                return
+            if r.cancelled:
+                self._retry(self.bus.finish, job_id, self.owner, BusStatus.CANCELLED, BusOutcome(message="cancelled"))
+                self._retry(self.bus.end_run, job_id)
+                logger.info("end %s (%s): cancelled after %.2f s", fname, job_id, time.monotonic() - t0)
+                return
+            packed = pack_outputs(job_dir, self.store, self.inline_max_bytes)
+            status = BusStatus.FINISHED if "result" in packed and "error" not in packed else BusStatus.ERROR
+            if not self._retry(self.bus.finish, job_id, self.owner, status, BusOutcome(packed=packed, exit_code=code)):
+                logger.warning("%s (%s) finished, but its lease had passed to another process", fname, job_id)
+            self._retry(self.bus.end_run, job_id)
+            logger.info("end %s (%s): %s in %.2f s", fname, job_id, status.value, time.monotonic() - t0)
+        finally:
+            r.job_dir = None
+            shutil.rmtree(job_dir, ignore_errors=True)

@@ -1,0 +1,88 @@
+"""The shared secret and HMAC-SHA256 signatures over the canonical JSON of a job document.
+
+The secret comes from ``secret=``, a secret file, or ``$HITHER_REMOTE_SECRET`` (in that
+order). It is held in a ``Secret`` whose repr hides it, and never written to the bus, a
+log or an error message::
+
+    secret = load_secret()
+    sig = sign(doc.signed_fields(), secret)
+    assert verify(doc.signed_fields(), sig, secret)
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from typing import Any, Optional
+
+from hither.errors import ConfigError
+
+ENV_SECRET = "HITHER_REMOTE_SECRET"
+ENV_SECRET_FILE = "HITHER_REMOTE_SECRET_FILE"
+
+
+class Secret:
+    """The shared secret; ``repr``/``str`` never show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: bytes) -> None:
+        self._value = value
+
+    def __repr__(self) -> str:
+        return "Secret(***)"
+
+    __str__ = __repr__
+
+    def key(self) -> bytes:
+        return self._value
+
+
+def load_secret(secret: "Optional[str | bytes | Secret]" = None, secret_file: Optional[str] = None) -> Secret:
+    """The shared secret from the argument, the file, ``$HITHER_REMOTE_SECRET`` or
+    ``$HITHER_REMOTE_SECRET_FILE``; ``ConfigError`` (without the secret) when none is set."""
+    if isinstance(secret, Secret):
+        return secret
+    if secret is None and secret_file is None:
+        secret = os.environ.get(ENV_SECRET) or None
+        if secret is None:
+            secret_file = os.environ.get(ENV_SECRET_FILE) or None
+    if secret is None and secret_file is not None:
+        try:
+            with open(secret_file, "rb") as f:
+                secret = f.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the hither-remote secret file {secret_file!r} "
+                              f"({type(exc).__name__}); check the path and its permissions") from None
+    if secret is None:
+        raise ConfigError(f"hither-remote needs the secret shared by client and compute resource: "
+                          f"set ${ENV_SECRET} (or ${ENV_SECRET_FILE}, or pass secret=/secret_file=) "
+                          "to the same value on both sides")
+    value = secret.encode() if isinstance(secret, str) else bytes(secret)
+    if len(value) < 16:
+        raise ConfigError("the hither-remote secret is shorter than 16 bytes; use a longer random "
+                          "value, e.g. from: python -c 'import secrets; print(secrets.token_hex(32))'")
+    return Secret(value)
+
+
+def canonical_json(value: Any) -> bytes:
+    """One byte string per JSON value: sorted keys, no spaces, ASCII only."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False).encode()
+
+
+def sign(fields: Any, secret: Secret) -> str:
+    """The HMAC-SHA256 (hex) of ``fields``' canonical JSON."""
+    return hmac.new(secret.key(), canonical_json(fields), hashlib.sha256).hexdigest()
+
+
+def verify(fields: Any, signature: Optional[str], secret: Secret) -> bool:
+    """Whether ``signature`` is ``sign(fields, secret)`` (compared in constant time)."""
+    if not signature or not isinstance(signature, str):
+        return False
+    try:
+        expected = sign(fields, secret)
+    except (TypeError, ValueError):
+        return False
+    return hmac.compare_digest(expected, signature)

@@ -1,0 +1,185 @@
+"""Fixtures of hither-remote's tests: the real MongoDB-protocol server and S3 API on
+loopback (``bash scripts/services.sh``), a bus database of each test's own, a store
+prefix of each test's own, and ``hither-remote serve`` processes with folders of their own
+(as if on another machine: they share only MongoDB, the S3 store and the secret).
+
+Unreachable services skip the tests, or fail them when ``HITHER_REQUIRE_SERVICES=1``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional
+from urllib.parse import urlparse
+
+import pytest
+
+MONGO_URL = os.environ.get("HITHER_TEST_MONGO_URL", "mongodb://127.0.0.1:27017")
+S3_ENDPOINT = os.environ.get("HITHER_TEST_S3_ENDPOINT", "http://127.0.0.1:5555")
+#: moto accepts any credentials; real ones are never used by these tests
+DUMMY_AWS_ENV = {"AWS_ACCESS_KEY_ID": "hither-test", "AWS_SECRET_ACCESS_KEY": "hither-test",
+                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_SESSION_TOKEN": ""}
+SECRET = "test-secret-" + uuid.uuid4().hex
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("HITHER_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason} (HITHER_REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
+
+
+def _listening(url: str, default_port: int) -> bool:
+    p = urlparse(url)
+    try:
+        with socket.create_connection((p.hostname or "127.0.0.1", p.port or default_port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _secret(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HITHER_REMOTE_SECRET", SECRET)
+    monkeypatch.setenv("HITHER_TEMP_DIR", str(tmp_path / "client-tmp"))
+    monkeypatch.setenv("HITHER_RESULTS_DIR", str(tmp_path / "client-results"))
+    monkeypatch.setenv("HITHER_STORE_CACHE", str(tmp_path / "client-store-cache"))
+
+
+@pytest.fixture(scope="session")
+def mongo_url() -> str:
+    if not _listening(MONGO_URL, 27017):
+        _unavailable(f"no MongoDB-protocol server at {MONGO_URL}; start one with: bash scripts/services.sh mongo")
+    return MONGO_URL
+
+
+@pytest.fixture
+def db(mongo_url: str) -> Iterator[object]:
+    """A ``hi.Database`` with a database name of its own, dropped afterwards."""
+    import hither as hi
+    import pymongo
+
+    d = hi.Database(mongo_url=mongo_url, database=f"hither_remote_test_{uuid.uuid4().hex[:12]}")
+    yield d
+    client = pymongo.MongoClient(mongo_url, serverSelectionTimeoutMS=2000)
+    try:
+        client.drop_database(d.database)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def s3_options() -> Iterator[Dict[str, object]]:
+    if not _listening(S3_ENDPOINT, 80):
+        _unavailable(f"the S3 API is not reachable at {S3_ENDPOINT}; start it with: bash scripts/services.sh s3")
+    import s3fs
+
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in DUMMY_AWS_ENV.items():
+            mp.setenv(k, v)
+        opts = {"client_kwargs": {"endpoint_url": S3_ENDPOINT}}
+        fs = s3fs.S3FileSystem(**opts)
+        bucket = f"hither-remote-test-{uuid.uuid4().hex[:12]}"
+        fs.mkdir(bucket)
+        opts["_bucket"] = bucket
+        yield opts
+        try:
+            fs.rm(bucket, recursive=True)
+        except FileNotFoundError:
+            pass
+
+
+@pytest.fixture
+def store_url(s3_options: Dict[str, object]) -> str:
+    return f"s3://{s3_options['_bucket']}/{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def storage_options(s3_options: Dict[str, object]) -> Dict[str, object]:
+    return {k: v for k, v in s3_options.items() if not k.startswith("_")}
+
+
+@pytest.fixture
+def store(store_url: str, storage_options: Dict[str, object], tmp_path: Path):  # noqa: ANN201
+    """The client's view of the S3 store (its own cache folder)."""
+    from hither_store import Store
+
+    return Store(store_url, storage_options=storage_options, cache_dir=str(tmp_path / "client-store-cache"))
+
+
+class Server:
+    """One ``hither-remote serve`` process, with folders of its own under ``root``."""
+
+    def __init__(self, root: Path, env: Dict[str, str], args: List[str]) -> None:
+        self.root, self.env, self.args = root, env, args
+        self.proc: Optional[subprocess.Popen] = None
+        self.log_path = root / "serve.log"
+
+    def start(self) -> "Server":
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "hither_remote.cli", "serve", *self.args],
+                                     env=self.env, cwd=str(self.root), stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            assert self.proc is not None and self.proc.poll() is None, f"serve exited:\n{self.log()}"
+            assert time.monotonic() < deadline, f"{text!r} not in the serve log:\n{self.log()}"
+            time.sleep(0.05)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            if sig == signal.SIGKILL:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # the process and the job it runs
+            else:
+                self.proc.send_signal(sig)
+        code = self.proc.wait(timeout)
+        self._log.close()
+        return code
+
+
+@pytest.fixture
+def serve(tmp_path: Path, db, store_url: str, storage_options: Dict[str, object]):  # noqa: ANN201
+    """``serve(name, *args)``: a started ``hither-remote serve`` for the test's bus; all are
+    killed at the end of the test."""
+    servers: List[Server] = []
+
+    def start(name: str = "resource", *args: str, resource_id: str = "resource1", database=None) -> Server:
+        bus_db = database or db
+        root = tmp_path / name
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HITHER_")}
+        env.update(DUMMY_AWS_ENV)
+        env.update({
+            "HITHER_REMOTE_SECRET": SECRET,
+            "HITHER_REMOTE_MONGO_URL": bus_db.mongo_url,
+            "HITHER_REMOTE_DATABASE": bus_db.database,
+            "HITHER_STORE_URL": store_url,
+            "HITHER_STORE_OPTIONS": json.dumps(storage_options),
+            "HITHER_STORE_CACHE": str(root / "store-cache"),
+            "HITHER_TEMP_DIR": str(root / "tmp"),
+            "HITHER_RESULTS_DIR": str(root / "results"),
+        })
+        s = Server(root, env, ["--resource-id", resource_id, "--work-dir", str(root / "jobs"), *args]).start()
+        servers.append(s)
+        s.wait_log("serving")
+        return s
+
+    yield start
+    for s in servers:
+        if s.proc is not None and s.proc.poll() is None:
+            s.stop(signal.SIGKILL)

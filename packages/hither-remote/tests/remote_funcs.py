@@ -1,0 +1,38 @@
+"""Hither functions for hither-remote's tests (a module of their own: the resource imports
+it from the job's code bundle)."""
+import os
+import time
+
+import numpy as np
+
+import hither as hi
+
+
+@hi.function('rt_ones', '0.1.0')
+def rt_ones(n):
+    return np.ones(n)
+
+
+@hi.function('rt_add', '0.1.0')
+def rt_add(x, y):
+    return x + y
+
+
+@hi.function('rt_fail', '0.1.0')
+def rt_fail(msg):
+    raise ValueError(msg)
+
+
+@hi.function('rt_sleep_pid', '0.1.0')
+def rt_sleep_pid(t, pid_file, x=0):
+    """Writes its pid to ``pid_file`` (a path on the test machine), then sleeps ``t``."""
+    with open(pid_file, 'a') as f:
+        f.write(f"{os.getpid()}\n")
+    time.sleep(t)
+    return x
+
+
+@hi.function('rt_talk', '0.1.0')
+def rt_talk(text):
+    print("said:", text)
+    return len(text)
