@@ -433,3 +433,58 @@ def test_interactive_and_over_limit_functions_refused_at_run(host_runner, box, m
         with pytest.raises(BundleTooLargeError, match="over the"):
             box.in_box.run(a=np.ones(1))
     box.in_box._bundle = None
+
+
+LAUNCH_AND_HANG = r'''
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import hither as hi
+from hither.outside import SubprocessLauncher, prepare
+from hither.testing.container_conformance import ParkedHandler
+import wd_funcs
+with hi.Config(job_handler=ParkedHandler()):
+    job = wd_funcs.sleeper.run(marker=sys.argv[2])
+job_dir = prepare(job, sys.argv[3])
+print("launching", flush=True)
+SubprocessLauncher().launch(job_dir, None)
+'''
+
+
+def test_a_job_dies_with_the_process_that_launched_it(tmp_path):
+    """SIGKILL of a launching process (a compute resource's serve, a pilot): its runner and
+    every process the job started end too, instead of running on unowned."""
+    import signal
+
+    d = tmp_path / "wd"
+    write(str(d / "wd_funcs.py"), '''
+import subprocess
+import hither as hi
+
+
+@hi.function('sleeper', '0.1.0')
+def sleeper(marker):
+    child = subprocess.Popen(['sleep', '300'])
+    with open(marker, 'w') as fh:
+        fh.write(str(child.pid))
+    child.wait()
+''')
+    marker = tmp_path / "child.pid"
+    (tmp_path / "jobs").mkdir()
+    parent = subprocess.Popen([sys.executable, "-c", LAUNCH_AND_HANG, str(d), str(marker),
+                               str(tmp_path / "jobs")], stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not marker.exists() or not marker.read_text():
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.05)
+    child = int(marker.read_text())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    pytest.fail("the job's child outlived the killed launcher")

@@ -179,7 +179,8 @@ def cancel_outside(job: "Job") -> bool:
 # ------------------------------------------------------------------ launchers
 class SubprocessLauncher(Launcher):
     """Runs the job directory with a Python on this host (``python runner.py DIR``), in a
-    process group of its own, so a timeout or a cancel stops every process the job started."""
+    process group of its own, so a timeout or a cancel stops every process the job started;
+    if the launching process is killed, the runner ends itself and its group."""
 
     name = "subprocess"
 
@@ -189,8 +190,11 @@ class SubprocessLauncher(Launcher):
         self._lock = threading.Lock()
 
     def launch(self, job_dir: str, timeout: Optional[float]) -> int:
+        # a group of its own (a timeout or cancel kills the job's whole tree), and the runner
+        # ends itself with that group if this process dies (HITHER_RUNNER_PARENT)
+        env = dict(os.environ, HITHER_RUNNER_PARENT=str(os.getpid()))
         proc = subprocess.Popen([self.python, os.path.join(job_dir, "runner.py"), job_dir],
-                                cwd=job_dir, start_new_session=True)
+                                cwd=job_dir, start_new_session=True, env=env)
         with self._lock:
             self._procs[job_dir] = proc
         try:

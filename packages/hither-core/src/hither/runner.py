@@ -678,9 +678,30 @@ def _finite_timeout(value):
     return t if t > 0 and math.isfinite(t) else None
 
 
+def _die_with_parent(parent_pid):
+    """End this runner, with every process of its group, when the process that launched it
+    (``$HITHER_RUNNER_PARENT``) is gone: a launcher killed with SIGKILL leaves no job behind.
+    A thread polls ``getppid`` (portable; a reparented runner sees another parent)."""
+    def watch():
+        while True:
+            if os.getppid() != parent_pid:
+                import signal
+
+                if os.getpgrp() == os.getpid():
+                    os.killpg(os.getpid(), signal.SIGKILL)
+                os._exit(125)
+            time.sleep(0.5)
+
+    t = threading.Thread(target=watch, name="hither-runner-parent", daemon=True)
+    t.start()
+
+
 def run_job_dir(job_dir):
     """Run the job in ``job_dir`` and write its outputs there. Returns the exit code."""
     job_dir = os.path.abspath(job_dir)
+    parent = os.environ.get("HITHER_RUNNER_PARENT")
+    if parent and parent.isdigit():
+        _die_with_parent(int(parent))
     try:
         with open(os.path.join(job_dir, "spec.json")) as f:
             spec = json.load(f)
