@@ -51,6 +51,7 @@ def _lose(jh, batch, how):
 
 @pytest.mark.parametrize("mode, how", [("local", "sigkill"), ("slurm", "sigkill"), ("slurm", "scancel")],
                          indirect=["mode"])
+@pytest.mark.timeout(400)
 def test_lost_allocation_requeues_once_then_fails(mode, make_handler, tmp_path, how):
     jh = make_handler(use_slurm=(mode == "slurm"))
     pidfile = str(tmp_path / "pids")
@@ -61,7 +62,8 @@ def test_lost_allocation_requeues_once_then_fails(mode, make_handler, tmp_path, 
         pids = _wait_pidfile(pidfile)
         os.remove(pidfile)
         _lose(jh, first, how)
-        second = _running_batch(job, not_batch=first)
+        # a new batch may wait for Slurm to finish killing the lost one (KillWait, 30 s)
+        second = _running_batch(job, not_batch=first, seconds=150)
         assert job.wait(60) == 2
         assert job.get_runtime_info().batch == second != first
         assert not any(os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
@@ -73,11 +75,11 @@ def test_lost_allocation_requeues_once_then_fails(mode, make_handler, tmp_path, 
         _wait_pidfile(pidfile)
         os.remove(pidfile)
         _lose(jh, b1, how)
-        b2 = _running_batch(job2, not_batch=b1)
+        b2 = _running_batch(job2, not_batch=b1, seconds=150)
         _wait_pidfile(pidfile)
         _lose(jh, b2, how)
         with pytest.raises(AllocationLostError, match="lost twice"):
-            job2.wait(60)
+            job2.wait(150)
         # the handler goes on
         assert sf.slurm_add.run(x=1, y=1).wait(60) == 2
 
