@@ -146,3 +146,16 @@ class TestLoopbackConformance(JobHandlerConformance):
                                    cache_dir=str(tmp_path / "store-cache"))
         (tmp_path / "resource").mkdir()
         return LoopbackResource(store, str(tmp_path / "resource"))
+
+
+def test_nested_wire_forms_cross_machines(remote):
+    """Arrays nested in any wire form (a structured scalar travels as a 0-d array; a dict
+    with a '_hither' key as tagged items) are packed and unpacked too."""
+    dt = np.dtype([("a", "u1"), ("b", "<f8")], align=True)
+    scalar = np.array([(3, 2.5)], dt)[0]
+    value = {"s": scalar, "tagged": {"_hither": "not a tag", "arr": np.arange(3)}, "t": (np.ones(2),)}
+    with hi.Config(job_handler=remote):
+        got = tf.echo_value.run(x=value).wait(120)
+    assert got["s"].dtype == dt and got["s"]["a"] == 3 and got["s"]["b"] == 2.5
+    np.testing.assert_array_equal(got["tagged"]["arr"], np.arange(3))
+    assert got["tagged"]["_hither"] == "not a tag" and isinstance(got["t"], tuple)

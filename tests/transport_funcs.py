@@ -29,3 +29,8 @@ def make_ones(n):
 @hi.function('add_to', '0.1.0')
 def add_to(x, y):
     return x + y
+
+
+@hi.function('echo_value', '0.1.0')
+def echo_value(x):
+    return x

@@ -304,23 +304,27 @@ def test_returned_file_is_the_jobs_content_not_the_hosts(tmp_path, monkeypatch, 
     sys.modules.pop("rf_funcs", None)
 
 
-def test_runner_stops_itself_at_the_job_timeout(tmp_path):
-    """The runner's own watchdog: a job directory run with no supervisor at all (a plain
-    subprocess wait, no timeout) still ends at spec.timeout, with a JobTimeoutError as its
-    outcome, and the processes the job started die with it."""
-    d = tmp_path / "wd"
-    write(str(d / "wd_funcs.py"), '''
+SLEEPER_FUNCS = '''
 import subprocess
 import hither as hi
 
 
 @hi.function('sleeper', '0.1.0')
 def sleeper(marker):
+    # a job that starts a process of its own and waits on it
     child = subprocess.Popen(['sleep', '300'])
     with open(marker, 'w') as fh:
         fh.write(str(child.pid))
     child.wait()
-''')
+'''
+
+
+def test_runner_stops_itself_at_the_job_timeout(tmp_path):
+    """The runner's own watchdog: a job directory run with no supervisor at all (a plain
+    subprocess wait, no timeout) still ends at spec.timeout, with a JobTimeoutError as its
+    outcome, and the processes the job started die with it."""
+    d = tmp_path / "wd"
+    write(str(d / "wd_funcs.py"), SLEEPER_FUNCS)
     sys.path.insert(0, str(d))
     try:
         import wd_funcs
@@ -456,18 +460,7 @@ def test_a_job_dies_with_the_process_that_launched_it(tmp_path):
     import signal
 
     d = tmp_path / "wd"
-    write(str(d / "wd_funcs.py"), '''
-import subprocess
-import hither as hi
-
-
-@hi.function('sleeper', '0.1.0')
-def sleeper(marker):
-    child = subprocess.Popen(['sleep', '300'])
-    with open(marker, 'w') as fh:
-        fh.write(str(child.pid))
-    child.wait()
-''')
+    write(str(d / "wd_funcs.py"), SLEEPER_FUNCS)
     marker = tmp_path / "child.pid"
     (tmp_path / "jobs").mkdir()
     parent = subprocess.Popen([sys.executable, "-c", LAUNCH_AND_HANG, str(d), str(marker),

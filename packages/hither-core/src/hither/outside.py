@@ -56,14 +56,8 @@ def prepare(job: "Job", base_dir: Optional[str] = None, job_dir: Optional[str] =
     """Write ``job`` into a job directory: ``job_dir`` when given (a pilot's queue folder),
     else a new one under ``base_dir`` or ``job_temp_dir()``. Returns its path; on failure
     nothing is left behind."""
-    if job_dir is not None:
-        try:
-            write_job_dir(job, job_dir)
-        except BaseException:
-            shutil.rmtree(job_dir, ignore_errors=True)
-            raise
-        return job_dir
-    job_dir = tempfile.mkdtemp(prefix=f"hither-job-{job.function_name}-", dir=base_dir or job_temp_dir())
+    if job_dir is None:
+        job_dir = tempfile.mkdtemp(prefix=f"hither-job-{job.function_name}-", dir=base_dir or job_temp_dir())
     try:
         write_job_dir(job, job_dir)
     except BaseException:

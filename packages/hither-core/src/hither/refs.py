@@ -29,17 +29,13 @@ _UNSET: Any = object()
 
 
 def walk_encoded(value: Any, fn: Callable[[Dict[str, Any]], Any]) -> Any:
-    """Apply ``fn`` to every ndarray/file node of a value in the wire format."""
+    """Apply ``fn`` to every ndarray/file node of a value in the wire format, wherever it
+    is nested (inside tuples, dicts, pairs, or the array form of a structured scalar)."""
     if isinstance(value, list):
         return [walk_encoded(v, fn) for v in value]
     if isinstance(value, dict):
-        tag = value.get("_hither")
-        if tag in ("ndarray", "file"):
+        if value.get("_hither") in ("ndarray", "file"):
             return fn(value)
-        if tag in ("tuple", "dict"):
-            return {**value, "items": walk_encoded(value["items"], fn)}
-        if tag is not None:
-            return value
         return {k: walk_encoded(v, fn) for k, v in value.items()}
     return value
 

@@ -19,29 +19,16 @@ import base64
 import json
 import os
 import shutil
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from .interfaces import Store
+from .refs import walk_encoded
 from .jobdir import RUNNER_SOURCE, read_job_outputs
 from .runner import ERROR, RESULT, RUNTIME
 
 #: arrays below this many bytes travel inside the document (configurable per call and by
 #: ``$HITHER_INLINE_MAX_BYTES``)
 INLINE_MAX_BYTES = int(os.environ.get("HITHER_INLINE_MAX_BYTES", 256 * 1024))
-
-
-def _walk(value: Any, fn: Callable[[Dict[str, Any]], Dict[str, Any]]) -> Any:
-    """Apply ``fn`` to every tagged ndarray/file node of an encoded value."""
-    if isinstance(value, list):
-        return [_walk(v, fn) for v in value]
-    if isinstance(value, dict):
-        tag = value.get("_hither")
-        if tag in ("ndarray", "file"):
-            return fn(value)
-        if tag in ("tuple", "dict"):
-            return {**value, "items": _walk(value["items"], fn)}
-        return {k: _walk(v, fn) for k, v in value.items()}
-    return value
 
 
 def _link_or_copy(src: str, dest: str) -> None:
@@ -70,7 +57,7 @@ def _pack_value(data: Any, job_dir: str, store: Store, inline_max: int) -> Any:
         uri = store.put_file(src, name=os.path.basename(src)) if src and os.path.exists(src) else node["uri"]
         return {"_hither": "file", "uri": uri, "path": node.get("path")}
 
-    return _walk(data, pack)
+    return walk_encoded(data, pack)
 
 
 def _unpack_value(data: Any, job_dir: str, store: Store, prefix: str) -> Any:
@@ -93,7 +80,7 @@ def _unpack_value(data: Any, job_dir: str, store: Store, prefix: str) -> Any:
         _link_or_copy(store.get_path(node["uri"]), os.path.join(job_dir, rel))
         return {**node, "local": rel}
 
-    return _walk(data, unpack)
+    return walk_encoded(data, unpack)
 
 
 def pack_job(job_dir: str, store: Store, inline_max_bytes: Optional[int] = None) -> Dict[str, Any]:
