@@ -26,7 +26,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import textwrap
 import threading
 import time
 from typing import Any, Callable, Iterator, List

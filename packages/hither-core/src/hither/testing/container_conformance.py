@@ -25,7 +25,6 @@ job folder.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from typing import Any, Iterator, Optional
@@ -221,7 +220,6 @@ class ContainerRunnerConformance:
             assert os.stat(os.fspath(out)).st_uid == os.getuid()
 
     def test_large_array_round_trip(self, funcs: Any, runner_name: str, image: str) -> None:
-        import hither as hi
 
         a = np.random.default_rng(1).random(self.large_array_bytes // 8)
         with self.config(runner_name, image):

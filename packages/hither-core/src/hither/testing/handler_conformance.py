@@ -18,8 +18,6 @@ run jobs from code bundles (containers, pilots, other machines) can run them. Ex
 """
 from __future__ import annotations
 
-import os
-import sys
 import time
 from typing import Any, Iterator
 
