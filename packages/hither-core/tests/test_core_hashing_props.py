@@ -80,6 +80,9 @@ def test_hashes_are_the_same_in_other_processes_and_hash_seeds(tmp_path_factory,
 def test_values_that_differ_never_share_a_hash(v):
     mine = h(v)
     for other in different_values(v):
+        if isinstance(v, np.floating) and type(other) is type(v) and other == v \
+                and np.signbit(other) == np.signbit(v):
+            continue  # a "variant" equal in value and sign (e.g. a longdouble step lost to rounding)
         assert h(other) != mine, f"{other!r} hashes like {v!r}"
 
 
