@@ -85,6 +85,18 @@ class JobHandler(abc.ABC):
         configured, beyond what the class attributes above already declare (the manager
         checks those for every handler: ``hither.placement``)."""
 
+    def job_dir_launcher(self) -> Optional["Launcher"]:
+        """A ``Launcher`` that runs *prepared job directories* where this handler runs its
+        jobs, for a process that receives job directories rather than ``Job`` objects (a
+        hither-remote compute resource). None (the default): the caller runs each one in a
+        subprocess on this host. The caller ``close()``s the launcher when done::
+
+            launcher = hi.ParallelJobHandler(4).job_dir_launcher()
+            code = launcher.launch(job_dir, timeout=60)   # from up to launcher.capacity threads
+            launcher.close()
+        """
+        return None
+
 
 class CacheBackend(abc.ABC):
     """Stores job-cache entries by job hash. Entry-point group ``hither.caches``.
@@ -256,6 +268,8 @@ class Launcher(abc.ABC):
     """
 
     name: ClassVar[str] = ""
+    #: how many job directories this launcher runs at once (None: as many as are given)
+    capacity: Optional[int] = None
 
     @abc.abstractmethod
     def launch(self, job_dir: str, timeout: Optional[float]) -> int:
@@ -263,6 +277,10 @@ class Launcher(abc.ABC):
 
     def kill(self, job_dir: str) -> None:
         """Stop the run of ``job_dir`` (cancel), with every process it started."""
+
+    def close(self) -> None:
+        """Release what the launcher holds (a job server, connections); runs still going
+        are stopped."""
 
 
 def describe_interface(cls: Any) -> str:
