@@ -12,13 +12,17 @@ Every option also reads an environment variable ``HITHER_REMOTE_<OPTION>`` (e.g.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from typing import Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 import click
 
 from hither.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .bus import Bus
 
 _ctx = dict(help_option_names=["-h", "--help"], show_default=True)
 
@@ -29,10 +33,26 @@ def _database(mongo_url: str, database: str):  # noqa: ANN202
     return Database(mongo_url=mongo_url, database=database)
 
 
-def _bus(mongo_url: str, database: str):  # noqa: ANN202
+@contextlib.contextmanager
+def _open_bus(mongo_url: str, database: str) -> Iterator["Bus"]:
+    """The job bus of the command's options, closed afterwards."""
     from .bus import Bus
 
-    return Bus(_database(mongo_url, database), server_selection_timeout_ms=3000)
+    bus = Bus(_database(mongo_url, database), server_selection_timeout_ms=3000)
+    try:
+        yield bus
+    finally:
+        bus.close()
+
+
+def _no_job(job_id: str) -> click.ClickException:
+    return click.ClickException(f"no job {job_id} on this bus (see: hither-remote jobs)")
+
+
+def _job_command(fn: Callable[..., None]) -> click.Command:
+    """A command that acts on one job of the bus: ``hither-remote NAME JOB_ID [options]``
+    with the bus options (``logs``, ``cancel``)."""
+    return main.command()(_mongo(_db(click.argument("job_id")(fn))))
 
 
 _mongo = click.option("--mongo-url", show_envvar=True, envvar="HITHER_REMOTE_MONGO_URL", default="mongodb://127.0.0.1:27017", show_default=True,
@@ -112,8 +132,7 @@ def serve(mongo_url: str, database: str, resource_id: str, workers: int, store_u
 @_db
 def status(mongo_url: str, database: str) -> None:
     """Resources seen on the bus (alive or not) and how many jobs are in each state."""
-    bus = _bus(mongo_url, database)
-    try:
+    with _open_bus(mongo_url, database) as bus:
         now = time.time()
         records = bus.resource_records()
         if not records:
@@ -125,8 +144,6 @@ def status(mongo_url: str, database: str) -> None:
                        f"running {hb.running}/{hb.capacity}")
         counts = bus.counts()
         click.echo("jobs: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    finally:
-        bus.close()
 
 
 @main.command()
@@ -136,8 +153,7 @@ def status(mongo_url: str, database: str) -> None:
 @click.option("--resource-id", show_envvar=True, envvar="HITHER_REMOTE_RESOURCE_ID", default=None, help="only this resource's jobs")
 def jobs(mongo_url: str, database: str, limit: int, resource_id: Optional[str]) -> None:
     """Recent jobs: id, resource, status, function, attempts, duration."""
-    bus = _bus(mongo_url, database)
-    try:
+    with _open_bus(mongo_url, database) as bus:
         for d in bus.recent_jobs(limit, resource_id):
             dur = ""
             if d.get("started") and d.get("ended"):
@@ -146,23 +162,15 @@ def jobs(mongo_url: str, database: str, limit: int, resource_id: Optional[str]) 
                 dur = f"{time.time() - d['started']:.1f}s (running)"
             click.echo(f"{d['_id']}\t{d['resource_id']}\t{d['status']}\t{d['function_name']}\t"
                        f"attempts {d.get('attempts', 0)}\t{dur}")
-    finally:
-        bus.close()
 
 
-@main.command()
-@_mongo
-@_db
-@click.argument("job_id")
+@_job_command
 def logs(mongo_url: str, database: str, job_id: str) -> None:
     """JOB_ID's console output (stdout, then stderr) once it has ended; its status before."""
-    bus = _bus(mongo_url, database)
-    try:
+    with _open_bus(mongo_url, database) as bus:
         job = bus.get(job_id)
-    finally:
-        bus.close()
     if job is None:
-        raise click.ClickException(f"no job {job_id} on this bus (see: hither-remote jobs)")
+        raise _no_job(job_id)
     outcome = job.outcome
     runtime = (outcome.packed.get("runtime") if outcome is not None else None) or {}
     if not runtime:
@@ -173,19 +181,13 @@ def logs(mongo_url: str, database: str, job_id: str) -> None:
     click.echo(runtime.get("stderr", ""), nl=False, err=True)
 
 
-@main.command()
-@_mongo
-@_db
-@click.argument("job_id")
+@_job_command
 def cancel(mongo_url: str, database: str, job_id: str) -> None:
     """Cancel JOB_ID: at once if queued; a running job is killed by its resource."""
-    bus = _bus(mongo_url, database)
-    try:
+    with _open_bus(mongo_url, database) as bus:
         st = bus.request_cancel(job_id)
-    finally:
-        bus.close()
     if st is None:
-        raise click.ClickException(f"no job {job_id} on this bus (see: hither-remote jobs)")
+        raise _no_job(job_id)
     click.echo(f"{job_id}: {st.value}")
 
 
