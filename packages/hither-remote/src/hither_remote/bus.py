@@ -8,6 +8,9 @@ per job id a resource started; a finished one is never run again, which refuses 
     bus.submit(bus_job)
     doc = bus.claim("resource1", owner="host:123", lease_seconds=30)   # or None
     bus.finish(doc.id, "host:123", BusStatus.FINISHED, BusOutcome(packed=...))
+
+A resource's bus holds the shared secret (``Bus(db, secret=...)``): every outcome it writes
+(``finish``, ``refuse``) is signed for its job id and status (``signing.seal_outcome``).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from typing import Any, Dict, Iterable, List, Optional
 from hither.models import Database
 
 from .models import FINAL, BusJob, BusOutcome, BusStatus, ResourceHeartbeat
+from .signing import Secret, seal_outcome
 
 logger = logging.getLogger("hither_remote.bus")
 
@@ -30,7 +34,8 @@ class Bus:
     """A connection to the job bus of ``database`` (pymongo retries reads and writes, so an
     outage of a few seconds is ridden out by the callers' loops, which log and go on)."""
 
-    def __init__(self, database: Database, server_selection_timeout_ms: int = 5000) -> None:
+    def __init__(self, database: Database, server_selection_timeout_ms: int = 5000, *,
+                 secret: Optional[Secret] = None) -> None:
         import pymongo
 
         if not isinstance(database, Database):
@@ -45,6 +50,12 @@ class Bus:
         self.resources = db[RESOURCES]
         self.runs = db[RUNS]
         self._return_after = pymongo.ReturnDocument.AFTER
+        self._secret = secret
+
+    def _outcome(self, job_id: str, status: BusStatus, outcome: BusOutcome) -> Dict[str, Any]:
+        if self._secret is not None:
+            outcome = seal_outcome(job_id, status.value, outcome, self._secret)
+        return outcome.model_dump(mode="json")
 
     def ping(self) -> None:
         self.client.admin.command("ping")
@@ -131,14 +142,15 @@ class Bus:
         cancelled. False if the job is no longer ours (lease lost and taken by another)."""
         now = time.time()
         base = {"_id": job_id, "lease_owner": owner}
-        s = {"outcome": outcome.model_dump(mode="json"), "updated": now, "ended": now,
-             "lease_expires": None}
+        s = {"updated": now, "ended": now, "lease_expires": None}
         r = self.jobs.update_one({**base, "status": BusStatus.CANCEL_REQUESTED.value},
-                                 {"$set": {**s, "status": BusStatus.CANCELLED.value}})
+                                 {"$set": {**s, "status": BusStatus.CANCELLED.value,
+                                           "outcome": self._outcome(job_id, BusStatus.CANCELLED, outcome)}})
         if r.modified_count:
             return True
         r = self.jobs.update_one({**base, "status": BusStatus.RUNNING.value},
-                                 {"$set": {**s, "status": status.value}})
+                                 {"$set": {**s, "status": status.value,
+                                           "outcome": self._outcome(job_id, status, outcome)}})
         return bool(r.modified_count)
 
     def refuse(self, job_id: str, owner: str, message: str) -> None:
@@ -146,7 +158,8 @@ class Bus:
         self.jobs.update_one({"_id": job_id, "lease_owner": owner},
                              {"$set": {"status": BusStatus.REFUSED.value, "updated": now, "ended": now,
                                        "lease_expires": None,
-                                       "outcome": BusOutcome(message=message).model_dump(mode="json")}})
+                                       "outcome": self._outcome(job_id, BusStatus.REFUSED,
+                                                                BusOutcome(message=message))}})
 
     def hand_back(self, job_id: str, owner: str) -> None:
         """Return a job this owner did not finish to the queue (a cancel request ends it)."""

@@ -22,7 +22,7 @@ from hither.errors import ConfigError, HitherError, JobTimeoutError
 from hither.interfaces import JobHandler, Store
 
 from .models import BusJob, BusStatus
-from .signing import Secret, load_secret, sign
+from .signing import Secret, load_secret, outcome_problem, sign
 
 if TYPE_CHECKING:  # pragma: no cover
     from hither.job import Job
@@ -228,8 +228,14 @@ class RemoteJobHandler(JobHandler):
 
         try:
             outcome = bus_job.outcome
+            untrusted = None if bus_job.status == BusStatus.CANCELLED else outcome_problem(bus_job, self._secret)
             if bus_job.status == BusStatus.CANCELLED:
                 job.report_cancelled()
+            elif untrusted is not None:
+                job.report_error(RemoteJobError(
+                    f"the outcome of {job.function_name} (bus job {bus_job.id}) from compute resource "
+                    f"{self.compute_resource_id!r} was not used: {untrusted}. Run the job again; if this "
+                    "repeats, check who can write to the job bus"))
             elif outcome is not None and outcome.kind == "timeout":
                 job.report_error(JobTimeoutError(outcome.message or "job_timeout"))
             elif bus_job.status == BusStatus.REFUSED or outcome is None or (

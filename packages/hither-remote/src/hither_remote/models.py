@@ -34,6 +34,17 @@ class BusOutcome(BaseModel):
     message: Optional[str] = None
     #: with ``message``: "timeout" when the job ran past its job_timeout, else None
     kind: Optional[str] = None
+    #: the status the resource wrote with this outcome (signed: the bus's ``status`` field is not)
+    status: Optional[str] = None
+    #: HMAC of ``signed_fields(job id)`` made by the resource with the shared secret
+    signature: Optional[str] = None
+
+    SIGNED: ClassVar[Tuple[str, ...]] = ("packed", "exit_code", "message", "kind", "status")
+
+    def signed_fields(self, job_id: str) -> Dict[str, Any]:
+        """What the signature covers: the outcome and the id of the job it belongs to (an
+        outcome copied onto another job does not verify)."""
+        return {"job_id": job_id, **{k: getattr(self, k) for k in self.SIGNED}}
 
 
 class BusJob(BaseModel):

@@ -94,7 +94,7 @@ class ComputeResource:
         self.work_dir = work_dir
         self.inline_max_bytes = inline_max_bytes
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.bus = Bus(database)
+        self.bus = Bus(database, secret=self._secret)  # it signs the outcomes it writes
         self._stop = threading.Event()
         self._handing_back = False
         self._lock = threading.Lock()

@@ -7,6 +7,9 @@ log or an error message::
     secret = load_secret()
     sig = sign(doc.signed_fields(), secret)
     assert verify(doc.signed_fields(), sig, secret)
+
+The resource signs each outcome it writes the same way (``seal_outcome``), and the client
+checks it before reporting (``outcome_problem``).
 """
 from __future__ import annotations
 
@@ -14,9 +17,12 @@ import hashlib
 import hmac
 import json
 import os
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from hither.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .models import BusJob, BusOutcome
 
 ENV_SECRET = "HITHER_REMOTE_SECRET"
 ENV_SECRET_FILE = "HITHER_REMOTE_SECRET_FILE"
@@ -86,3 +92,28 @@ def verify(fields: Any, signature: Optional[str], secret: Secret) -> bool:
     except (TypeError, ValueError):
         return False
     return hmac.compare_digest(expected, signature)
+
+
+def seal_outcome(job_id: str, status: str, outcome: "BusOutcome", secret: Secret) -> "BusOutcome":
+    """A copy of ``outcome`` carrying ``status`` and the resource's signature for ``job_id``."""
+    sealed = outcome.model_copy(update={"status": status, "signature": None})
+    sealed.signature = sign(sealed.signed_fields(job_id), secret)
+    return sealed
+
+
+def outcome_problem(bus_job: "BusJob", secret: Secret) -> Optional[str]:
+    """Why the outcome on ``bus_job`` cannot be trusted (None when the resource's signature
+    verifies and matches the job's status). A cancelled job needs none: its outcome is
+    not used."""
+    outcome = bus_job.outcome
+    if outcome is None:
+        return "it has no outcome"
+    if not outcome.signature:
+        return "its outcome is not signed by a compute resource"
+    if not verify(outcome.signed_fields(bus_job.id), outcome.signature, secret):
+        return ("its outcome's signature does not match: it was altered on the bus, belongs to another "
+                "job, or client and resource do not share the same $HITHER_REMOTE_SECRET")
+    if outcome.status != bus_job.status.value:
+        return (f"its status on the bus ({bus_job.status.value}) is not the one the resource signed "
+                f"({outcome.status}): it was altered on the bus")
+    return None
