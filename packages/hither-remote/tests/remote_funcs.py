@@ -36,3 +36,16 @@ def rt_sleep_pid(t, pid_file, x=0):
 def rt_talk(text):
     print("said:", text)
     return len(text)
+
+
+IMAGE = os.environ.get("HITHER_TEST_IMAGE", "hither-test/python-numpy:3.11")
+
+
+@hi.function('rt_where', '0.1.0')
+@hi.container('docker://' + IMAGE)
+def rt_where(x, t=0):
+    """Where it ran: network interfaces and host name; sleeps ``t``."""
+    import socket
+
+    time.sleep(t)
+    return {'nets': sorted(os.listdir('/sys/class/net')), 'host': socket.gethostname(), 'x': x}

@@ -104,9 +104,14 @@ def main() -> None:
               help="file holding the shared secret (default: $HITHER_REMOTE_SECRET)")
 @click.option("--clear/--no-clear", show_envvar=True, envvar="HITHER_REMOTE_CLEAR", default=False, help="remove collected finished jobs first")
 @click.option("--log-level", show_envvar=True, envvar="HITHER_REMOTE_LOG_LEVEL", default="INFO", show_default=True)
+@click.option("--containers/--no-containers", show_envvar=True, envvar="HITHER_REMOTE_CONTAINERS", default=None,
+              help="run container jobs in their image (--containers: an engine must answer at start), or refuse "
+                   "them; default: run them when a container engine for the image answers here")
+@click.option("--container-engine", show_envvar=True, envvar="HITHER_REMOTE_CONTAINER_ENGINE", default=None,
+              help="container runner for container jobs (docker, apptainer, ...; default: by preference)")
 def serve(mongo_url: str, database: str, resource_id: str, workers: int, store_url: Optional[str],
           lease_seconds: float, work_dir: Optional[str], secret_file: Optional[str], clear: bool,
-          log_level: str) -> None:
+          log_level: str, containers: Optional[bool], container_engine: Optional[str]) -> None:
     """Serve RESOURCE_ID's jobs until SIGINT/SIGTERM (unfinished jobs go back to the queue)."""
     from .resource import ComputeResource
 
@@ -119,7 +124,8 @@ def serve(mongo_url: str, database: str, resource_id: str, workers: int, store_u
     try:
         cr = ComputeResource(database=_database(mongo_url, database), compute_resource_id=resource_id,
                              store=store, secret_file=secret_file, workers=workers,
-                             lease_seconds=lease_seconds, work_dir=work_dir)
+                             lease_seconds=lease_seconds, work_dir=work_dir, containers=containers,
+                             container_engine=container_engine)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     if clear:

@@ -58,6 +58,11 @@ class ComputeResource:
     ``secret``/``secret_file``: the shared secret (default ``$HITHER_REMOTE_SECRET``);
     ``job_cache``: accepted for the FAQ's example; jobs are looked up in the *client's*
     job cache before they are sent, so this resource does not consult it (yet);
+    ``containers``: run jobs that ask for a container in it (True), refuse them (False), or
+    None (default): run them when a container runner for the image is installed and its
+    engine answers here, else refuse them saying why (``hither_remote.resource_containers``);
+    ``container_engine``/``container_options``: as ``hi.Config``'s, the resource's own
+    (network ``none`` unless these say otherwise);
     ``kachery``: accepted for old scripts and ignored (the store replaces kachery)."""
 
     def __init__(self, database: Any, compute_resource_id: str, job_handler: Any = None,
@@ -65,7 +70,8 @@ class ComputeResource:
                  secret_file: Optional[str] = None, workers: Optional[int] = None,
                  lease_seconds: float = 30.0, poll_interval: float = 0.05,
                  work_dir: Optional[str] = None, inline_max_bytes: Optional[int] = None,
-                 kachery: Any = None) -> None:
+                 containers: Optional[bool] = None, container_engine: Optional[str] = None,
+                 container_options: Any = None, kachery: Any = None) -> None:
         from .bus import Bus
 
         if not compute_resource_id or not isinstance(compute_resource_id, str):
@@ -102,7 +108,10 @@ class ComputeResource:
         self._started = time.time()
         from hither.outside import SubprocessLauncher
 
-        self._launcher = SubprocessLauncher()
+        from .resource_containers import ResourceLauncher
+
+        self._launcher = ResourceLauncher(SubprocessLauncher(), containers, container_engine=container_engine,
+                                          container_options=container_options)
 
     def __repr__(self) -> str:
         return f"ComputeResource(compute_resource_id={self.compute_resource_id!r}, capacity={self.capacity})"
@@ -282,10 +291,9 @@ class ComputeResource:
         bus_job = r.bus_job
         job_id, fname = bus_job.id, bus_job.function_name
         spec = bus_job.document.get("spec", {})
-        if spec.get("container"):
-            self._retry(self.bus.finish, job_id, self.owner, BusStatus.ERROR, BusOutcome(message=(
-                f"{fname} asks for container {spec['container']!r}, and this compute resource does "
-                "not run containers; run it without container=True")))
+        why = self._launcher.refusal(spec["container"], fname) if spec.get("container") else None
+        if why is not None:
+            self._retry(self.bus.finish, job_id, self.owner, BusStatus.ERROR, BusOutcome(message=why))
             self._retry(self.bus.end_run, job_id)
             return
         if self.work_dir:
