@@ -49,3 +49,17 @@ def rt_where(x, t=0):
 
     time.sleep(t)
     return {'nets': sorted(os.listdir('/sys/class/net')), 'host': socket.gethostname(), 'x': x}
+
+
+@hi.function('rt_count', '0.1.0')
+def rt_count(count_file, x, fail=False):
+    """Appends a line to ``count_file`` (on the test machine) per run; returns ``x`` and a
+    file holding ``x`` as text, or raises."""
+    with open(count_file, 'a') as f:
+        f.write("run\n")
+    if fail:
+        raise ValueError(f"failed on {x}")
+    out = os.path.join(os.getcwd(), f"out-{x}.txt")
+    with open(out, 'w') as f:
+        f.write(f"x={x}")
+    return {'x': x, 'array': np.full(50_000, float(x)), 'file': hi.File(out)}

@@ -109,9 +109,13 @@ def main() -> None:
                    "them; default: run them when a container engine for the image answers here")
 @click.option("--container-engine", show_envvar=True, envvar="HITHER_REMOTE_CONTAINER_ENGINE", default=None,
               help="container runner for container jobs (docker, apptainer, ...; default: by preference)")
+@click.option("--job-cache", show_envvar=True, envvar="HITHER_REMOTE_JOB_CACHE", default=None,
+              help="job cache of this resource, consulted before a job runs: a folder, or "
+                   "mongodb://HOST:PORT/DATABASE (default: none)")
 def serve(mongo_url: str, database: str, resource_id: str, workers: int, store_url: Optional[str],
           lease_seconds: float, work_dir: Optional[str], secret_file: Optional[str], clear: bool,
-          log_level: str, containers: Optional[bool], container_engine: Optional[str]) -> None:
+          log_level: str, containers: Optional[bool], container_engine: Optional[str],
+          job_cache: Optional[str]) -> None:
     """Serve RESOURCE_ID's jobs until SIGINT/SIGTERM (unfinished jobs go back to the queue)."""
     from .resource import ComputeResource
 
@@ -122,10 +126,14 @@ def serve(mongo_url: str, database: str, resource_id: str, workers: int, store_u
 
         store = Store(store_url)
     try:
+        if job_cache:
+            from .resource_cache import job_cache_from_option
+
+            job_cache = job_cache_from_option(job_cache)
         cr = ComputeResource(database=_database(mongo_url, database), compute_resource_id=resource_id,
                              store=store, secret_file=secret_file, workers=workers,
                              lease_seconds=lease_seconds, work_dir=work_dir, containers=containers,
-                             container_engine=container_engine)
+                             container_engine=container_engine, job_cache=job_cache)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     if clear:

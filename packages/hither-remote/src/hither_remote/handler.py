@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 from hither.errors import ConfigError, HitherError, JobTimeoutError
 from hither.interfaces import JobHandler, Store
 
-from .models import BusJob, BusStatus
+from .models import BusJob, BusStatus, CachePolicy
 from .signing import Secret, load_secret, outcome_problem, sign
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,6 +32,14 @@ logger = logging.getLogger("hither_remote.handler")
 
 #: a job the resource has not started after this long is refused by it
 DEFAULT_EXPIRES_IN = 24 * 3600.0
+
+
+def _cache_policy(job: "Job") -> CachePolicy:
+    """The job's cache settings, for the resource's job cache."""
+    jc = job.config.job_cache
+    return CachePolicy(force_run=bool(job.config.force_run or (jc is not None and jc.force_run)),
+                       cache_failing=None if jc is None else jc.cache_failing,
+                       rerun_failing=None if jc is None else jc.rerun_failing)
 
 
 class RemoteJobError(HitherError):
@@ -147,7 +155,8 @@ class RemoteJobHandler(JobHandler):
                 bus_job = BusJob(_id=uuid.uuid4().hex, resource_id=self.compute_resource_id,
                                  function_name=job.function_name, job_hash=job.job_hash,
                                  document=document, created=now,
-                                 expires=now + self.expires_in, updated=now)
+                                 expires=now + self.expires_in, updated=now,
+                                 cache_policy=_cache_policy(job))
                 bus_job.signature = sign(bus_job.signed_fields(), self._secret)
                 if job.is_done():  # cancelled while it was being packed
                     continue

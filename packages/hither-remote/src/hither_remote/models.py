@@ -47,6 +47,17 @@ class BusOutcome(BaseModel):
         return {"job_id": job_id, **{k: getattr(self, k) for k in self.SIGNED}}
 
 
+class CachePolicy(BaseModel):
+    """The client's job-cache settings for one job, for the resource's job cache: a
+    ``force_run`` job is not answered from it; ``cache_failing``/``rerun_failing`` (None:
+    the client has no job cache, the resource's settings apply) say whether a recorded
+    failure may be the answer."""
+
+    force_run: bool = False
+    cache_failing: Optional[bool] = None
+    rerun_failing: Optional[bool] = None
+
+
 class BusJob(BaseModel):
     """One job on the bus (collection ``jobs``). The fields listed in ``SIGNED`` are covered
     by ``signature``, an HMAC made with the secret that client and resource share."""
@@ -70,12 +81,14 @@ class BusJob(BaseModel):
     ended: Optional[float] = None
     outcome: Optional[BusOutcome] = None
     collected: bool = False             # the client has reported the outcome to its Job
+    cache_policy: Optional[CachePolicy] = None
 
     SIGNED: ClassVar[Tuple[str, ...]] = ("id", "resource_id", "function_name", "job_hash", "document", "created",
-                                         "expires")
+                                         "expires", "cache_policy")
 
     def signed_fields(self) -> Dict[str, Any]:
-        return {k: getattr(self, k) for k in self.SIGNED}
+        data = self.model_dump(mode="json", include=set(self.SIGNED))
+        return {k: data.get(k) for k in self.SIGNED}
 
     def to_mongo(self) -> Dict[str, Any]:
         return self.model_dump(by_alias=True, mode="json")

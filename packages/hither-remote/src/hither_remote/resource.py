@@ -56,8 +56,8 @@ class ComputeResource:
 
     ``store``: the content store shared with clients (default ``hither.stores.default_store()``);
     ``secret``/``secret_file``: the shared secret (default ``$HITHER_REMOTE_SECRET``);
-    ``job_cache``: accepted for the FAQ's example; jobs are looked up in the *client's*
-    job cache before they are sent, so this resource does not consult it (yet);
+    ``job_cache``: a ``hi.JobCache`` consulted before a job runs and filled after it ran,
+    with the client's force_run/cache_failing settings (``hither_remote.resource_cache``);
     ``containers``: run jobs that ask for a container in it (True), refuse them (False), or
     None (default): run them when a container runner for the image is installed and its
     engine answers here, else refuse them saying why (``hither_remote.resource_containers``);
@@ -92,6 +92,10 @@ class ComputeResource:
         self.compute_resource_id = compute_resource_id
         self.job_handler = job_handler
         self.job_cache = job_cache
+        from .resource_cache import ResourceCache
+
+        self._cache = None if job_cache is None else ResourceCache(job_cache, store, compute_resource_id,
+                                                                   inline_max_bytes)
         if kachery is not None:
             logger.info("kachery=%r is ignored: jobs' data travel through the content store", kachery)
         self.capacity = workers
@@ -291,6 +295,13 @@ class ComputeResource:
         bus_job = r.bus_job
         job_id, fname = bus_job.id, bus_job.function_name
         spec = bus_job.document.get("spec", {})
+        hit = None if self._cache is None else self._cache.lookup(spec, bus_job.cache_policy)
+        if hit is not None:
+            status = BusStatus.ERROR if "error" in hit else BusStatus.FINISHED
+            self._retry(self.bus.finish, job_id, self.owner, status, BusOutcome(packed=hit))
+            self._retry(self.bus.end_run, job_id)
+            logger.info("end %s (%s): %s, from this resource's job cache", fname, job_id, status.value)
+            return
         why = self._launcher.refusal(spec["container"], fname) if spec.get("container") else None
         if why is not None:
             self._retry(self.bus.finish, job_id, self.owner, BusStatus.ERROR, BusOutcome(message=why))
@@ -330,6 +341,8 @@ class ComputeResource:
                 return
             packed = pack_outputs(job_dir, self.store, self.inline_max_bytes)
             status = BusStatus.FINISHED if "result" in packed and "error" not in packed else BusStatus.ERROR
+            if self._cache is not None:  # before the client hears of it: its next job may ask
+                self._cache.fill(spec, job_dir, code)
             if not self._retry(self.bus.finish, job_id, self.owner, status, BusOutcome(packed=packed, exit_code=code)):
                 logger.warning("%s (%s) finished, but its lease had passed to another process", fname, job_id)
             self._retry(self.bus.end_run, job_id)
