@@ -247,6 +247,47 @@ def test_runner_function_error_writes_error_json(tmp_path, flags):
     _assert_no_side_effects(str(tmp_path), str(job_dir))
 
 
+SCRIPT_CHATTY = """
+import os, subprocess, sys, time
+
+def chatty(go):
+    print("before")
+    print("to stderr", file=sys.stderr)
+    subprocess.run([sys.executable, "-c", "print('from a child')"], check=True)
+    while not os.path.exists(go):
+        time.sleep(0.02)
+    print("after")
+    return 1
+"""
+
+
+def test_runner_writes_the_console_to_the_file_the_spec_names_while_it_runs(tmp_path):
+    job_dir = tmp_path / "job"
+    go = tmp_path / "go"
+    _write_job_dir(str(job_dir), SCRIPT_CHATTY, "chatty", {"go": str(go)},
+                   extra_spec={"extra": {"console_file": "console.log"}})
+    proc = subprocess.Popen([sys.executable, "-I", RUNNER, str(job_dir)], cwd=str(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_clean_env())
+    try:
+        console = job_dir / "console.log"
+        deadline = time.monotonic() + 30
+        while "from a child" not in (console.read_text() if console.exists() else ""):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.02)
+        text = console.read_text()  # line by line, while the job still runs
+        assert "before\n" in text and "to stderr\n" in text and "after" not in text
+        go.touch()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and out == b"" and err == b""   # all of it went to the file
+    assert console.read_text().endswith("after\n")
+    ri = _read(job_dir, "runtime.json")   # the runtime info still has the function's output
+    assert ri["stdout"] == "before\nafter\n" and ri["stderr"] == "to stderr\n"
+
+
 def test_runner_bad_result_type_is_an_error(tmp_path):
     job_dir = tmp_path / "job"
     _write_job_dir(str(job_dir), SCRIPT_PLAIN, "returns_bad", {})

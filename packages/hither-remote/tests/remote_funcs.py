@@ -47,6 +47,7 @@ def rt_where(x, t=0):
     """Where it ran: network interfaces and host name; sleeps ``t``."""
     import socket
 
+    print("running on", socket.gethostname())
     time.sleep(t)
     return {'nets': sorted(os.listdir('/sys/class/net')), 'host': socket.gethostname(), 'x': x}
 
@@ -63,3 +64,17 @@ def rt_count(count_file, x, fail=False):
     with open(out, 'w') as f:
         f.write(f"x={x}")
     return {'x': x, 'array': np.full(50_000, float(x)), 'file': hi.File(out)}
+
+
+@hi.function('rt_chatty', '0.1.0')
+def rt_chatty(go_file, t=60):
+    """Prints, waits until ``go_file`` exists (at most ``t`` s), prints again."""
+    import sys
+
+    print("first line")
+    print("a line on stderr", file=sys.stderr)
+    deadline = time.time() + t
+    while time.time() < deadline and not os.path.exists(go_file):
+        time.sleep(0.05)
+    print("second line")
+    return 2

@@ -18,6 +18,7 @@ from hither.errors import JobCancelledException
 import remote_funcs as rf
 from hither_remote.cli import main
 from hither_remote.handler import RemoteJobError
+from hither_remote.logs import read_chunks
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -59,6 +60,9 @@ def test_a_container_job_runs_in_its_image_and_a_cancel_stops_it(docker_client, 
     assert inside["host"] != here and inside["nets"] == ["lo"], inside  # a container, network none
     assert host["host"] == here and host["nets"] != ["lo"], host
     assert inside["x"] == 1 and host["x"] == 2
+    # the console of a container job reaches the bus as well (live logs)
+    first = jh.bus.jobs.find_one({"function_name": "rt_where"}, sort=[("created", 1)])
+    assert f"running on {inside['host']}" in "".join(c.text for c in read_chunks(jh.bus, first["_id"]))
 
     with hi.Config(job_handler=jh, container=True):
         j = rf.rt_where.run(x=3, t=300)

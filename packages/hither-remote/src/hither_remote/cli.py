@@ -179,20 +179,44 @@ def jobs(mongo_url: str, database: str, limit: int, resource_id: Optional[str]) 
 
 
 @_job_command
-def logs(mongo_url: str, database: str, job_id: str) -> None:
-    """JOB_ID's console output (stdout, then stderr) once it has ended; its status before."""
+@click.option("--follow", "-f", is_flag=True, default=False,
+              help="stream the output until the job ends")
+@click.option("--interval", type=click.FloatRange(min=0.05), default=0.3, show_default=True,
+              help="seconds between two reads of the bus with --follow")
+def logs(mongo_url: str, database: str, job_id: str, follow: bool, interval: float) -> None:
+    """JOB_ID's console output: while it runs, what its resource has shipped so far (stdout
+    and stderr as they came, every ~0.5 s); once it has ended, stdout then stderr."""
+    from .logs import read_chunks
+    from .models import FINAL
+
     with _open_bus(mongo_url, database) as bus:
         job = bus.get(job_id)
-    if job is None:
-        raise _no_job(job_id)
-    outcome = job.outcome
-    runtime = (outcome.packed.get("runtime") if outcome is not None else None) or {}
-    if not runtime:
-        click.echo(f"{job_id}: {job.status.value}; no console output yet (it is sent when the job ends)"
-                   + (f": {outcome.message}" if outcome is not None and outcome.message else ""), err=True)
-        return
-    click.echo(runtime.get("stdout", ""), nl=False)
-    click.echo(runtime.get("stderr", ""), nl=False, err=True)
+        if job is None:
+            raise _no_job(job_id)
+        shown = -1
+        attempt: Optional[int] = None
+        while True:
+            ended = job.status in FINAL
+            runtime = ((job.outcome.packed.get("runtime") if job.outcome is not None else None) or {}) if ended else {}
+            if ended and runtime and (not follow or shown < 0):
+                # the whole output, from the outcome (not cut at the bus's cap)
+                click.echo(runtime.get("stdout", ""), nl=False)
+                click.echo(runtime.get("stderr", ""), nl=False, err=True)
+                return
+            for chunk in read_chunks(bus, job_id, shown, attempt):
+                attempt = chunk.attempt  # the latest run when the first chunk was read
+                click.echo(chunk.text, nl=False)
+                shown = chunk.seq
+            if ended or not follow:
+                if shown < 0:
+                    message = job.outcome.message if job.outcome is not None and job.outcome.message else ""
+                    click.echo(f"{job_id}: {job.status.value}; no console output"
+                               + (" yet" if not ended else "") + (f": {message}" if message else ""), err=True)
+                elif ended:
+                    click.echo(f"[{job_id}: {job.status.value}]", err=True)
+                return
+            time.sleep(interval)
+            job = bus.get(job_id) or job
 
 
 @_job_command

@@ -114,6 +114,9 @@ class ComputeResource:
 
         from .resource_containers import ResourceLauncher
 
+        from .logs import LogShipper
+
+        self._logs = LogShipper(self.bus, compute_resource_id)
         self._launcher = ResourceLauncher(SubprocessLauncher(), containers, container_engine=container_engine,
                                           container_options=container_options)
 
@@ -124,7 +127,11 @@ class ComputeResource:
     def clear(self) -> int:
         """Remove this resource's collected, finished jobs from the bus (queued and running
         jobs stay: nothing a client waits for is lost). The number removed."""
-        return self.bus.clear(self.compute_resource_id)
+        from .logs import clear_logs
+
+        n = self.bus.clear(self.compute_resource_id)
+        clear_logs(self.bus, self.compute_resource_id)
+        return n
 
     def stop(self) -> None:
         """Make ``run()`` return (or not start serving): running jobs are stopped and handed
@@ -157,6 +164,7 @@ class ComputeResource:
                 self._stop.wait(self.poll_interval)
         finally:
             self._hand_back_all()
+            self._logs.close()
             restore()
             logger.info("compute resource %r stopped", self.compute_resource_id)
 
@@ -292,6 +300,8 @@ class ComputeResource:
         from hither.outside import TIMEOUT_GRACE
         from hither.transport import pack_outputs, unpack_job
 
+        from .logs import with_console_file
+
         bus_job = r.bus_job
         job_id, fname = bus_job.id, bus_job.function_name
         spec = bus_job.document.get("spec", {})
@@ -312,7 +322,8 @@ class ComputeResource:
         job_dir = tempfile.mkdtemp(prefix=f"hither-remote-{fname}-", dir=self.work_dir)
         t0 = time.monotonic()
         try:
-            unpack_job(bus_job.document, job_dir, self.store)
+            unpack_job(with_console_file(bus_job.document), job_dir, self.store)
+            self._logs.start(job_id, bus_job.attempts, job_dir)
             r.job_dir = job_dir
             if r.cancelled or self._handing_back:
                 code: Optional[int] = None
@@ -323,6 +334,7 @@ class ComputeResource:
                     code = self._launcher.launch(job_dir, None if timeout is None else float(timeout) + TIMEOUT_GRACE)
                 except JobTimeoutError:
                     if not os.path.exists(os.path.join(job_dir, "error.json")):
+                        self._logs.finish(job_id)
                         self._retry(self.bus.finish, job_id, self.owner, BusStatus.ERROR, BusOutcome(kind="timeout", message=(
                             f"job {fname} was stopped after job_timeout={timeout} s; raise "
                             "hi.Config(job_timeout=...) if it needs longer")))
@@ -330,6 +342,7 @@ class ComputeResource:
                         logger.info("end %s (%s): timeout after %.2f s", fname, job_id, time.monotonic() - t0)
                         return
                     code = None
+            self._logs.finish(job_id)  # all of the live output, before the outcome
             if self._handing_back and not r.cancelled:
                 self._retry(self.bus.hand_back, job_id, self.owner)
                 logger.info("handed back %s (%s)", fname, job_id)
@@ -348,5 +361,6 @@ class ComputeResource:
             self._retry(self.bus.end_run, job_id)
             logger.info("end %s (%s): %s in %.2f s", fname, job_id, status.value, time.monotonic() - t0)
         finally:
+            self._logs.finish(job_id)
             r.job_dir = None
             shutil.rmtree(job_dir, ignore_errors=True)
