@@ -21,7 +21,7 @@ import hither as hi
 import remote_funcs as rf
 from hither_remote.bus import Bus
 from hither_remote.cli import main
-from hither_remote.logs import CONSOLE_FILE, LogShipper, read_chunks
+from hither_remote.logs import CONSOLE_FILE, LogShipper, clear_logs, read_chunks
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -104,6 +104,8 @@ def test_the_bus_keeps_at_most_max_bytes_per_run_and_says_so(db, tmp_path):
         assert "y" * 400 not in text and "passed 1000 bytes" in text
         assert chunks[-1].truncated and not any(c.truncated for c in chunks[:-1])
         assert sum(len(c.text.encode()) for c in chunks) < 1000 + 300
+        # job-a is not on the bus (as after ComputeResource.clear()): its chunks go
+        assert clear_logs(bus, "resource1") == len(chunks) and read_chunks(bus, "job-a") == []
     finally:
         shipper.close()
         bus.close()
