@@ -505,6 +505,29 @@ def test_large_array_round_trip(make_pjh):
     assert a[0] == 0.0  # the caller's array is untouched
 
 
+#: dtypes pickle protocol 5 alone brings back in native byte order (datetime and timedelta
+#: arrays: numpy drops their byte order), and their neighbours that it keeps
+BYTE_ORDER_DTYPES = [np.dtype(t) for t in (">M8[ns]", ">m8", ">m8[ms]", ">f8", ">i4", "<M8[us]")] + [
+    np.dtype([("t", ">M8[ns]"), ("x", ">f8"), ("n", ">i4", (2,))]),
+    np.dtype([("a", "u1"), ("d", ">m8[s]")], align=True),
+]
+
+
+@pytest.mark.parametrize("size", [5, 300_000], ids=["in-band", "shared-memory"])
+def test_parallel_worker_sees_exactly_the_dtype_it_was_given(make_pjh, size):
+    arrays = [np.zeros(size, dt) if dt.names else
+              np.arange(size, dtype=dt.byteorder.replace("=", "") + "i8").view(dt) if dt.kind in "mM" else
+              np.arange(size).astype(dt) for dt in BYTE_ORDER_DTYPES]
+    assert [a.dtype.descr for a in arrays] == [dt.descr for dt in BYTE_ORDER_DTYPES]
+    arrays.append(np.arange(3 * size).astype(">f8").reshape(3, size)[:, ::2])  # strided
+    with hi.Config(job_handler=make_pjh(1)):
+        seen, back = cf.dtypes_seen.run(x=arrays).wait(timeout=120)
+    assert seen == [str(a.dtype.descr) for a in arrays]  # inside the job
+    from hither.testing.value_strategies import assert_exact
+
+    assert_exact(back, arrays)  # and on the way back (dtype, shape, every meaningful byte)
+
+
 def test_parallel_handler_rejects_bad_num_workers():
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(hi.errors.ConfigError):
