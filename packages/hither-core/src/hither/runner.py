@@ -662,6 +662,74 @@ def _returned_file_encoder(job_dir):
     return encode
 
 
+# ------------------------------------------------------------------ processes a job leaves
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper():
+    """Make this process the subreaper of its descendants (Linux >= 3.4): a process the job
+    starts whose parent ends (a double fork, a daemon in a session of its own) becomes a
+    child of this process instead of init's, so ``kill_leftovers`` finds it. True if set."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (ImportError, OSError, AttributeError):  # a Python without ctypes: children only
+        return False
+
+
+def _leftover_pids(me, lead):
+    """Children of ``me`` and, when ``me`` leads its process group, the group's other
+    members (read from /proc; empty where there is none)."""
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == me or (lead and int(fields[2]) == me):
+                found.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def kill_leftovers(timeout=5.0):
+    """After a job: SIGKILL every process it left running, and reap them. Those are the
+    children of this process (with ``become_subreaper``, every descendant whose parent has
+    ended is one, whatever its session) and, if this process leads its process group, the
+    group's members. Killed processes' own children come to this process in turn, so it
+    repeats until no child is left (at most ``timeout`` s). Costs one system call when the
+    job left nothing. Returns False if children were still alive at the end."""
+    me = os.getpid()
+    lead = os.getpgrp() == me
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0] != 0:
+                pass  # reaps children that ended
+        except ChildProcessError:
+            return True  # no child left
+        if time.monotonic() > deadline:
+            return False
+        pids = _leftover_pids(me, lead)
+        if not pids:  # no /proc: the process group goes when the runner's launcher kills it
+            return False
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.002)
+
+
 class _Watchdog(object):
     """The runner's own stop at the job's timeout (``spec["timeout"]``): it writes a
     JobTimeoutError as the job's outcome and ends the runner (and, where the runner leads
@@ -706,9 +774,8 @@ class _Watchdog(object):
                 sys.stderr.flush()
             except Exception:  # noqa: BLE001
                 pass
+            kill_leftovers(1.0)  # the job's processes, orphans in sessions of their own too
             if os.getpgrp() == os.getpid():
-                import signal
-
                 os.killpg(os.getpid(), signal.SIGKILL)
             os._exit(124)
 
@@ -754,6 +821,7 @@ def run_job_dir(job_dir):
         sys.stderr.write("hither runner: %s is not a usable job directory: %s\n" % (job_dir, exc))
         return 3
     _install_stand_in()
+    become_subreaper()  # orphans of the job's processes come to this runner: see kill_leftovers
     ri = {"host": _HOST, "pid": os.getpid(), "handler": spec.get("handler", ""),
           "start_time": time.time()}
     watchdog = None
@@ -796,6 +864,7 @@ def run_job_dir(job_dir):
     _keep_dir[0] = job_dir
     result, error, tb_text, ri2 = call_function(fn, kwargs, spec.get("handler", ""))
     _keep_dir[0] = None
+    kill_leftovers()  # every process the job started ends with it, before its outcome is written
     ri.update(ri2)
     outputs = {}
     if error is None:
