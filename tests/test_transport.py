@@ -3,6 +3,7 @@ rebuilt in a separate folder, run by the runner in a fresh interpreter, outcome 
 back. Large arrays and files must travel as store URIs, small ones inline."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -97,3 +98,35 @@ def test_error_crosses_back_with_its_type(tmp_path, store):
     assert status == hi.JobStatus.ERROR
     assert isinstance(error, AttributeError)
     assert "describe_inputs" in error.remote_traceback
+
+
+def test_a_job_writing_into_its_input_file_leaves_the_store_intact(tmp_path, store, monkeypatch):
+    """Store blobs are cloned or copied into the job directory, never hard-linked: a job
+    (out of process) that rewrites its input file in place changes its own copy only."""
+    from hither.testing.container_conformance import ParkedHandler
+
+    monkeypatch.setenv("HITHER_STORE_URL", str(tmp_path / "file-store"))  # hi.File's own store
+    text = tmp_path / "input.txt"
+    content = b"original content of the input file\n" * 100
+    text.write_bytes(content)
+    uri = store.put_file(str(text))
+    digest = uri[len("sha1://"):].split("/")[0]
+    with hi.Config(job_handler=ParkedHandler()):  # written into a job directory, never run here
+        job = tf.scribble_on_input.run(text_file=hi.File(str(text)))
+    here = tmp_path / "here"
+    here.mkdir()
+    write_job_dir(job, str(here))
+    job.cancel()
+    doc = pack_job(str(here), store)
+    assert doc["args"]["text_file"]["uri"] == uri
+    back = _run_elsewhere(doc, tmp_path, store)
+    status, value, error, ri = unpack_outputs(back, str(tmp_path / "back"), store)
+    assert error is None, error
+    assert value.startswith("SCRIBBLED")  # the job did change the file it was given
+    local = tmp_path / "there" / "files" / digest / "input.txt"
+    assert local.read_bytes().startswith(b"SCRIBBLED")
+    blob = store.get_path(uri)  # a local store's blob, or a memory store's cached copy
+    assert os.stat(local).st_ino != os.stat(blob).st_ino
+    with open(blob, "rb") as f:
+        assert hashlib.sha1(f.read()).hexdigest() == digest, "the job rewrote the store's blob"
+    assert store.verify(uri) is True

@@ -34,3 +34,12 @@ def add_to(x, y):
 @hi.function('echo_value', '0.1.0')
 def echo_value(x):
     return x
+
+
+@hi.function('scribble_on_input', '0.1.0')
+def scribble_on_input(text_file, arr_path_holder=None):
+    # a misbehaving job: it writes into its input file in place (not through a copy)
+    with open(text_file, 'r+b') as f:
+        f.write(b'SCRIBBLED')
+    with open(text_file, 'rb') as f:
+        return f.read().decode()

@@ -81,3 +81,11 @@ def _no_container_outlives_the_suite() -> Iterator[None]:
     left = own_containers(c)
     c.close()
     assert left == [], f"containers left behind by the test suite: {left}"
+
+
+@pytest.fixture
+def job_dir_of(tmp_path: Any, monkeypatch: Any) -> Iterator[Callable[..., str]]:
+    """``job_dir_of(fn, **kwargs)``: a job directory of ``fn(**kwargs)`` to run by hand."""
+    from hither_container.testing import job_dirs
+
+    yield from job_dirs(tmp_path, monkeypatch)

@@ -13,13 +13,11 @@ import sys
 import numpy as np
 import pytest
 
-import hither as hi
 from hither.errors import ContainerError, ContainerImageError, JobTimeoutError
-from hither.jobdir import read_job_outputs, write_job_dir
+from hither.jobdir import read_job_outputs
 from hither.models import ContainerOptions
 from hither_container.apptainer_runner import ApptainerRunner, SingularityRunner
 from hither_container.jobmount import HITHER_MOUNT, ContainerCrashedError, hither_source
-from hither_container.testing import HoldingHandler
 
 import ct_funcs
 
@@ -62,25 +60,6 @@ def fake_bin(tmp_path, monkeypatch):
 @pytest.fixture
 def argv(tmp_path):
     return lambda: (tmp_path / "argv.log").read_text().splitlines()
-
-
-@pytest.fixture
-def job_dir_of(tmp_path, monkeypatch):
-    monkeypatch.setenv("HITHER_RESULTS_DIR", str(tmp_path / "results"))
-    handler = HoldingHandler()
-    jobs = []
-
-    def make(fn, **kwargs):
-        with hi.Config(job_handler=handler, container=False):
-            job = fn.run(**kwargs)
-        jobs.append(job)
-        d = str(tmp_path / f"job-{len(jobs)}")
-        write_job_dir(job, d)
-        return d
-
-    yield make
-    for j in jobs:
-        j.cancel()
 
 
 def test_no_command_is_a_clear_error(tmp_path, monkeypatch):

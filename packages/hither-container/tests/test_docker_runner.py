@@ -9,44 +9,19 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
-import hither as hi
 from hither.errors import JobTimeoutError
-from hither.jobdir import read_job_outputs, write_job_dir
-from hither_container import warm
+from hither.jobdir import read_job_outputs
 from hither.errors import ContainerError, ContainerImageError
 from hither.models import ContainerOptions
 from hither_container.docker_runner import (DockerRunner, create_kwargs, device_requests,
                                             labels, sweep_stale)
 from hither_container.jobmount import ContainerCrashedError, HITHER_MOUNT
-from hither_container.testing import HoldingHandler
 
 import ct_funcs
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def job_dir_of(tmp_path, monkeypatch):
-    monkeypatch.setenv("HITHER_RESULTS_DIR", str(tmp_path / "results"))
-    handler = HoldingHandler()
-    jobs = []
-    base = tmp_path / "jobs"
-    base.mkdir()
-
-    def make(fn, **kwargs):
-        with hi.Config(job_handler=handler):
-            job = fn.run(**kwargs)
-        jobs.append(job)
-        d = str(base / f"job-{len(jobs)}")
-        write_job_dir(job, d)
-        return d
-
-    yield make
-    for j in jobs:
-        j.cancel()
 
 
 @pytest.fixture

@@ -93,6 +93,22 @@ def kinds(x):
     return _kind(x)
 
 
+@hi.function('print_lines', '0.1.0')
+def print_lines(tag, n):
+    for i in range(n):
+        print(f"{tag} line {i} " + "x" * 40)
+        if i % 100 == 99:
+            time.sleep(0.001)  # the other worker prints meanwhile
+    return n
+
+
+@hi.function('dtypes_seen', '0.1.0')
+def dtypes_seen(x):
+    """The dtypes (with byte order and fields) of the arrays the function was given, and
+    the arrays themselves back."""
+    return [str(a.dtype.descr) for a in x], x
+
+
 @hi.function('sleep_then', '0.1.0')
 def sleep_then(t, x=None):
     time.sleep(t)

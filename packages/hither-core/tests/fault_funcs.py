@@ -3,6 +3,7 @@ ParallelJobHandler workers import them by module name ``fault_funcs``."""
 import argparse
 import os
 import subprocess
+import sys
 import time
 
 import hither as hi
@@ -89,6 +90,28 @@ def fault_fail(delay=0.0):
 @hi.function('fault_inc', '0.1.0')
 def fault_inc(x):
     return x + 1
+
+
+@hi.function('fault_double_fork', '0.1.0')
+def fault_double_fork(pid_file, how):
+    """Leaves an orphan ``sleep 300`` in a session of its own (its parent has already
+    exited when the job returns): through a Python child ("python") or a shell ("shell")."""
+    if how == "python":
+        cmd = [sys.executable, "-c", "import subprocess as s; print(s.Popen(['sleep', '300'], "
+               "start_new_session=True, stdout=s.DEVNULL, stderr=s.DEVNULL).pid)"]
+    else:
+        cmd = ["sh", "-c", "setsid sleep 300 >/dev/null 2>&1 </dev/null & echo $!"]
+    orphan = int(subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=30).stdout)
+    deadline = time.monotonic() + 10
+    while True:  # the shell's background child calls setsid (then execs sleep) on its own time
+        with open(f"/proc/{orphan}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        if int(fields[3]) == orphan or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    with open(pid_file, "w") as f:
+        f.write(f"{orphan} {fields[1]} {fields[3]}")  # its pid, parent and session now
+    return os.getpid()
 
 
 @hi.function('fault_leave_child', '0.1.0')

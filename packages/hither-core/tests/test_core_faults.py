@@ -21,7 +21,7 @@ from hither.errors import (ConfigError, DependencyFailedError, JobCancelledExcep
                            JobTimeoutError, WorkerDiedError)
 from hither.runner import JobExitError
 
-from fault_funcs import (fault_cyclic_result, fault_exit, fault_fail, fault_fork_then_die,
+from fault_funcs import (fault_cyclic_result, fault_double_fork, fault_exit, fault_fail, fault_fork_then_die,
                          fault_inc, fault_leave_child, fault_pid, fault_sleep, fault_sleep_with_child,
                          fault_weird_result)
 
@@ -274,6 +274,40 @@ def test_processes_a_finished_job_left_running_are_killed(make_pjh, tmp_path):
         pids = [int(x) for x in _wait_for_file(pid_file).split()]
         _assert_gone(pids, 5)  # the worker killed them after the job returned
         assert fault_pid.run().wait(timeout=20) == worker  # and goes on
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["python", "shell"])
+def test_orphans_a_parallel_job_leaves_are_gone_when_it_returns(make_pjh, tmp_path, how):
+    """A job whose child exits after starting a grandchild in a session of its own: the
+    worker is the orphan's subreaper, so it kills it before reporting the job done."""
+    pid_file = str(tmp_path / "pids")
+    with hi.Config(job_handler=make_pjh(1)):
+        worker = fault_double_fork.run(pid_file=pid_file, how=how).wait(timeout=30)
+        orphan, parent, session = (int(x) for x in _wait_for_file(pid_file).split())
+        assert parent == worker and session == orphan  # an orphan of its own session
+        assert not _alive(orphan), "the orphaned sleep outlived its job"
+        assert fault_pid.run().wait(timeout=20) == worker  # the worker goes on
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["python", "shell"])
+def test_orphans_a_job_directory_leaves_are_gone_when_its_runner_ends(tmp_path, how):
+    """The same through the runner (``python runner.py JOB_DIR``, as SubprocessLauncher,
+    the job server and compute resources run it): gone before the runner exits."""
+    from hither.outside import SubprocessLauncher, prepare
+    from hither.testing.container_conformance import ParkedHandler
+
+    pid_file = str(tmp_path / "pids")
+    with hi.Config(job_handler=ParkedHandler()):
+        job = fault_double_fork.run(pid_file=pid_file, how=how)
+    job_dir = prepare(job, str(tmp_path))
+    job.cancel()
+    assert SubprocessLauncher().launch(job_dir, 30) == 0
+    orphan, parent, session = (int(x) for x in _wait_for_file(pid_file).split())
+    assert session == orphan
+    assert not _alive(orphan), "the orphaned sleep outlived its runner"
+    assert not os.path.exists(os.path.join(job_dir, "error.json"))
 
 
 # ------------------------------------------------------------------ 6. the program killed

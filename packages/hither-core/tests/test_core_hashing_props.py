@@ -15,10 +15,11 @@ import time
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import hither as hi
+from hither import transfer
 from hither.runner import decode_value, encode_value
 from hither.testing.value_strategies import (Color, Count, Level, Meters, Tag, assert_exact,
                                              different_values, equal_twin, hither_values,
@@ -214,6 +215,27 @@ def test_every_numpy_scalar_kind_round_trips_through_the_wire_format(v):
 
     data = json.loads(json.dumps(encode_value(v, sink)))
     assert_exact(decode_value(data, lambda i: arrays[i]), v)
+
+
+@pytest.mark.parametrize("shm", [False, True], ids=["in-band", "shared-memory"])
+@FAST
+@given(v=hither_values())
+@example(v=np.arange(3).astype(">M8[ns]"))
+@example(v=[np.arange(6).astype(">m8[ms]").reshape(2, 3)[:, ::2], np.datetime64(5, "ns")])
+@example(v=np.zeros(2, [("t", ">M8[ns]"), ("x", ">f8", (2,))]))
+def test_values_round_trip_exactly_through_the_worker_transfer(v, shm):
+    """``hither.transfer`` (pickle protocol 5, buffers in-band or through shared-memory
+    files) gives a ParallelJobHandler worker, and brings back, exactly the value: byte order
+    of datetime and timedelta arrays included (pickle alone makes them native)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(transfer, "SHM_THRESHOLD", 0 if shm else 1 << 40)
+        data, paths = transfer.dumps(v)
+    assert bool(paths) <= shm
+    try:
+        got = transfer.loads(data, list(paths), unlink=True)
+    finally:
+        transfer.discard(paths)
+    assert_exact(got, v)
 
 
 def test_wire_format_keeps_structured_scalars_and_empty_strings():

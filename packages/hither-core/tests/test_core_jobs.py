@@ -2,7 +2,10 @@
 ParallelJobHandler's pool, and asyncio."""
 import asyncio
 import os
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -505,6 +508,57 @@ def test_large_array_round_trip(make_pjh):
     assert a[0] == 0.0  # the caller's array is untouched
 
 
+#: dtypes pickle protocol 5 alone brings back in native byte order (datetime and timedelta
+#: arrays: numpy drops their byte order), and their neighbours that it keeps
+BYTE_ORDER_DTYPES = [np.dtype(t) for t in (">M8[ns]", ">m8", ">m8[ms]", ">f8", ">i4", "<M8[us]")] + [
+    np.dtype([("t", ">M8[ns]"), ("x", ">f8"), ("n", ">i4", (2,))]),
+    np.dtype([("a", "u1"), ("d", ">m8[s]")], align=True),
+]
+
+
+@pytest.mark.parametrize("size", [5, 300_000], ids=["in-band", "shared-memory"])
+def test_parallel_worker_sees_exactly_the_dtype_it_was_given(make_pjh, size):
+    arrays = [np.zeros(size, dt) if dt.names else
+              np.arange(size, dtype=dt.byteorder.replace("=", "") + "i8").view(dt) if dt.kind in "mM" else
+              np.arange(size).astype(dt) for dt in BYTE_ORDER_DTYPES]
+    assert [a.dtype.descr for a in arrays] == [dt.descr for dt in BYTE_ORDER_DTYPES]
+    arrays.append(np.arange(3 * size).astype(">f8").reshape(3, size)[:, ::2])  # strided
+    with hi.Config(job_handler=make_pjh(1)):
+        seen, back = cf.dtypes_seen.run(x=arrays).wait(timeout=120)
+    assert seen == [str(a.dtype.descr) for a in arrays]  # inside the job
+    from hither.testing.value_strategies import assert_exact
+
+    assert_exact(back, arrays)  # and on the way back (dtype, shape, every meaningful byte)
+
+
+_PRINTING_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+import hither as hi
+import core_funcs as cf
+jh = hi.ParallelJobHandler(num_workers=2)
+with hi.Config(job_handler=jh):
+    jobs = [cf.print_lines.run(tag="job%d" % k, n=3000) for k in range(4)]
+assert [j.wait(60) for j in jobs] == [3000] * 4
+jh.shutdown()
+"""
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"], ids=["buffered", "PYTHONUNBUFFERED"])
+def test_workers_sharing_a_console_never_break_each_others_lines(tmp_path, unbuffered):
+    """Two workers print at once to the same pipe: lines may come in any order, but each
+    whole (print writes text and newline separately; unbuffered, they used to interleave)."""
+    script = _PRINTING_SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=str(tmp_path), env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    broken = [ln for ln in lines if not re.fullmatch(r"job\d line \d+ x{40}", ln)]
+    assert not broken, f"{len(broken)} broken lines, e.g. {broken[:3]}"
+    assert sorted(lines) == sorted(f"job{k} line {i} " + "x" * 40 for k in range(4) for i in range(3000))
+
+
 def test_parallel_handler_rejects_bad_num_workers():
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(hi.errors.ConfigError):
@@ -741,6 +795,9 @@ def test_keyboard_interrupt_in_inline_job_does_not_leave_a_running_job():
 
 MODULE_WITH_HANDLER = '''
 import os
+import re
+import subprocess
+import sys
 import hither as hi
 
 jh = hi.ParallelJobHandler(num_workers=2)   # at import time, as user modules do

@@ -167,6 +167,23 @@ def test_what_a_finished_job_left_running_dies_with_it(server, tmp_path):
     assert wait_dead([int((tmp_path / "pid").read_text())])
 
 
+def test_an_orphan_in_a_session_of_its_own_dies_with_the_job(server, tmp_path):
+    """A double fork: the job's child starts ``sleep`` in a new session and exits. The
+    runner is the orphan's subreaper and kills it before it writes the job's outcome."""
+    src = """
+        import subprocess, sys
+        def f(pidfile):
+            out = subprocess.run([sys.executable, "-c", "import subprocess as s; print(s.Popen("
+                                  "['sleep', '120'], start_new_session=True, stdout=s.DEVNULL, "
+                                  "stderr=s.DEVNULL).pid)"], capture_output=True, text=True).stdout
+            open(pidfile, "w").write(out.strip())
+            return "done"
+    """
+    d = write_job(tmp_path / "j", src, args={"pidfile": str(tmp_path / "pid")})
+    assert server.submit(d).wait(30).exit_code == 0 and result(d) == "done"
+    assert wait_dead([int((tmp_path / "pid").read_text())], 0.5)
+
+
 def test_server_killed_ends_its_jobs(tmp_path):
     server = JobServer().start()
     try:

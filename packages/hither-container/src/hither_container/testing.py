@@ -13,7 +13,7 @@ present: must be empty after every run). Example::
         def make_runner(self):
             return lambda options: DockerRunner(options)
 
-It writes real job directories (``hither.jobdir.write_job_dir``) of real jobs, runs them
+It writes real job directories (``hither.outside.prepare``, see ``job_dirs``) of real jobs, runs them
 with the runner and reads them back (``hither.jobdir.read_job_outputs``): results with
 arrays and console output, errors with tracebacks, running inside the image (the host's
 files unseen), the caller's uid, timeout, crash, out-of-memory kill, cancel within
@@ -35,9 +35,10 @@ import pytest
 
 import hither as hi
 from hither.errors import JobCancelledException, JobTimeoutError, WorkerDiedError
-from hither.interfaces import JobHandler
-from hither.jobdir import read_job_outputs, write_job_dir
+from hither.jobdir import read_job_outputs
+from hither.outside import prepare
 from hither.status import JobStatus
+from hither.testing.container_conformance import ParkedHandler
 
 from hither.errors import ContainerError
 from hither.models import ContainerOptions
@@ -110,18 +111,36 @@ def cf_double(a):
 '''
 
 
-class HoldingHandler(JobHandler):
-    """A job handler that never runs its jobs: the suite needs ``Job`` objects (with
-    resolved arguments) to write job directories for the runner under test."""
+def job_dirs(tmp_path: Any, monkeypatch: Any) -> Iterator[Callable[..., str]]:
+    """The body of the ``job_dir_of`` fixtures (this suite's, and hither-container's own
+    tests' in their conftest): ``job_dir_of(fn, **kwargs)`` makes a real Job of
+    ``fn(**kwargs)`` that never runs here (``hither.testing``'s ``ParkedHandler``), writes it
+    with ``hither.outside.prepare`` into a fresh folder under ``tmp_path/jobs`` and returns
+    that job directory, for the runner under test to run by hand. The jobs are cancelled at
+    the end. Example::
 
-    name = "hold"
+        @pytest.fixture
+        def job_dir_of(tmp_path, monkeypatch):
+            yield from job_dirs(tmp_path, monkeypatch)
+    """
+    monkeypatch.setenv("HITHER_RESULTS_DIR", str(tmp_path / "results"))
+    handler = ParkedHandler()
+    jobs: List[Any] = []
+    base = tmp_path / "jobs"
+    base.mkdir()
 
-    def submit(self, job: Any, inline: bool) -> None:
-        pass
+    def make(fn: Any, **kwargs: Any) -> str:
+        # container=False: the runner under test is given the image; .run() chooses none
+        with hi.Config(job_handler=handler, container=False):
+            job = fn.run(**kwargs)
+        jobs.append(job)
+        return prepare(job, job_dir=str(base / f"job-{len(jobs)}"))
 
-    def cancel(self, job: Any) -> bool:
-        job.report_cancelled()
-        return True
+    try:
+        yield make
+    finally:
+        for j in jobs:
+            j.cancel()
 
 
 @pytest.mark.filterwarnings("ignore:hither function name .* is registered twice")
@@ -162,23 +181,7 @@ class ContainerRunnerConformance:
     @pytest.fixture
     def job_dir_of(self, tmp_path: Any, monkeypatch: Any) -> Iterator[Callable[..., str]]:
         """``job_dir_of(fn, **kwargs)``: a fresh job directory of ``fn(**kwargs)``."""
-        monkeypatch.setenv("HITHER_RESULTS_DIR", str(tmp_path / "results"))
-        handler = HoldingHandler()
-        jobs: List[Any] = []
-        base = tmp_path / "jobs"
-        base.mkdir()
-
-        def make(fn: Any, **kwargs: Any) -> str:
-            with hi.Config(job_handler=handler):
-                job = fn.run(**kwargs)
-            jobs.append(job)
-            d = str(base / f"job-{len(jobs)}")
-            write_job_dir(job, d)
-            return d
-
-        yield make
-        for j in jobs:
-            j.cancel()
+        yield from job_dirs(tmp_path, monkeypatch)
 
     # leftovers are checked after close(): a runner may keep warm containers until then;
     # a timed-out, crashed or cancelled job must not need close() to be cleaned up

@@ -28,7 +28,7 @@ from hither import worker_protocol as P
 # hither modules that import neither numpy nor pydantic: a worker starts fast and imports
 # numpy only when a job's arguments hold arrays
 from hither.execution import check_result
-from hither.runner import call_function
+from hither.runner import become_subreaper, call_function, kill_leftovers
 from hither.values import prepare_kwargs
 
 _functions: Dict[Any, Callable[..., Any]] = {}
@@ -106,7 +106,7 @@ def run_one(conn: P.Channel, msg: P.RunJob) -> None:
         err = _safe_error_dict(exc, traceback.format_exc())
         err["message"] = (f"the worker (pid {os.getpid()}) could not load the job's function or "
                           f"arguments: {type(exc).__name__}: {err['message']}")
-        conn.send(P.JobFailed(msg.job_id, err, None, None))
+        _send(conn, P.JobFailed(msg.job_id, err, None, None))
         return
     result, error, tb_text, ri = call_function(fn, kwargs, "parallel")
     del kwargs
@@ -123,7 +123,7 @@ def run_one(conn: P.Channel, msg: P.RunJob) -> None:
             tb_text = traceback.format_exc()
         else:
             del result
-            conn.send(P.JobDone(msg.job_id, data, out_paths, ri))
+            _send(conn, P.JobDone(msg.job_id, data, out_paths, ri))
             return
     del result
     try:
@@ -132,39 +132,16 @@ def run_one(conn: P.Channel, msg: P.RunJob) -> None:
     except BaseException:  # noqa: BLE001 - not every exception pickles; the info suffices
         pickled_exc = None
     ri["status"] = "error"
-    conn.send(P.JobFailed(msg.job_id, _safe_error_dict(error, tb_text), pickled_exc, ri))
+    _send(conn, P.JobFailed(msg.job_id, _safe_error_dict(error, tb_text), pickled_exc, ri))
 
 
-def reap_leftovers() -> None:
-    """After a job: kill what it left running in this worker's process group (every process
-    a job starts dies with it). Costs one system call when the job left no child."""
-    try:
-        while True:
-            pid, _ = os.waitpid(-1, os.WNOHANG)  # also reaps children that already ended
-            if pid == 0:
-                break  # a child still runs
-    except ChildProcessError:
-        return
-    me = os.getpid()
-    if os.getpgrp() != me or not os.path.isdir("/proc"):
-        return  # the handler kills the group when it retires this worker
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[2]) == me or int(fields[1]) == me:  # in the group, or a child
-                os.kill(int(entry), signal.SIGKILL)
-        except (OSError, ValueError, IndexError):
-            continue
-    deadline = time.monotonic() + 1.0
-    try:  # reap them; never block on one that would not die
-        while time.monotonic() < deadline:
-            if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                time.sleep(0.005)
-    except ChildProcessError:
-        pass
+def _send(conn: P.Channel, message: Any) -> None:
+    """Send a job's outcome once every process the job started has ended: the job's
+    processes are gone when the caller sees it finish (``runner.kill_leftovers``: this
+    worker's children, orphans of the job's processes included as it is their subreaper,
+    and its process group; one system call when the job left nothing)."""
+    kill_leftovers()
+    conn.send(message)
 
 
 # ------------------------------------------------------------------ dying with the owner
@@ -222,6 +199,7 @@ def main() -> None:
     sys.path[:] = init.sys_path
     _owner_pid = init.owner_pid
     watch_owner(init.owner_pid)
+    become_subreaper()  # orphans of a job's processes come to this worker, which kills them
     queue: "collections.deque[Any]" = collections.deque()
     cancelled = set()
     while True:
@@ -244,7 +222,6 @@ def main() -> None:
             cancelled.discard(msg.job_id)
             continue
         run_one(conn, msg)
-        reap_leftovers()
 
 
 if __name__ == "__main__":

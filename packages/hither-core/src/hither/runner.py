@@ -206,9 +206,25 @@ _local = threading.local()
 _install_lock = threading.Lock()
 
 
+class _Capture(object):
+    """One job's console record on one thread: the parts written (``buf``), whether they
+    also reach the console (``echo``), and the end of a line not yet echoed (``pending``)."""
+
+    __slots__ = ("buf", "echo", "pending")
+
+    def __init__(self, buf, echo):
+        self.buf, self.echo, self.pending = buf, echo, []
+
+
 class _Tee(io.TextIOBase):
     """Stands in for sys.stdout/stderr: output reaches the original stream and, while the
-    current thread runs a job, that job's record too (other threads never mix in)."""
+    current thread runs a job, that job's record too (other threads never mix in).
+
+    A job's output is echoed in whole lines, each batch in one write to the original
+    stream: ``print`` writes its text and its newline separately, so with an unbuffered
+    stream (``PYTHONUNBUFFERED``) two workers sharing a console pipe would otherwise break
+    each other's lines. A line's end still unwritten is echoed at ``flush()`` (as
+    ``print(..., flush=True)`` does) and when the job ends."""
 
     def __init__(self, original, slot):
         self._original = original
@@ -216,14 +232,34 @@ class _Tee(io.TextIOBase):
 
     def write(self, s):
         stack = getattr(_local, self._slot, None)
-        if stack:
-            buf, echo = stack[-1]
-            buf.append(s)
-            if not echo:
-                return len(s)
-        return self._original.write(s)
+        if not stack:
+            return self._original.write(s)
+        rec = stack[-1]
+        rec.buf.append(s)
+        if rec.echo:
+            cut = max(s.rfind("\n"), s.rfind("\r")) + 1  # "\r": a progress line redrawn
+            if cut == 0:
+                rec.pending.append(s)
+            else:
+                rec.pending.append(s[:cut])
+                self._emit(rec)
+                if cut < len(s):
+                    rec.pending.append(s[cut:])
+        return len(s)
+
+    def _emit(self, rec):
+        if rec.pending:
+            text = "".join(rec.pending)
+            del rec.pending[:]
+            # one write of whole lines, flushed at once: a pipe takes a write of up to
+            # PIPE_BUF (4 KiB) bytes whole, so another process's output cannot cut into it
+            self._original.write(text)
+            self._original.flush()
 
     def flush(self):
+        stack = getattr(_local, self._slot, None)
+        if stack:
+            self._emit(stack[-1])
         self._original.flush()
 
     def isatty(self):
@@ -254,13 +290,20 @@ def _start_capture(echo):
         if stack is None:
             stack = []
             setattr(_local, slot, stack)
-        stack.append((buf, echo))
+        stack.append(_Capture(buf, echo))
     return out, err
 
 
 def _end_capture():
-    _local.out.pop()
-    _local.err.pop()
+    for slot, stream in (("out", sys.stdout), ("err", sys.stderr)):
+        rec = getattr(_local, slot).pop()
+        if rec.pending:  # the job's last line, without its newline
+            if isinstance(stream, _Tee):
+                stream = stream._original
+            try:
+                stream.write("".join(rec.pending))
+            except (OSError, ValueError):
+                pass
 
 
 @contextmanager
@@ -619,6 +662,74 @@ def _returned_file_encoder(job_dir):
     return encode
 
 
+# ------------------------------------------------------------------ processes a job leaves
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper():
+    """Make this process the subreaper of its descendants (Linux >= 3.4): a process the job
+    starts whose parent ends (a double fork, a daemon in a session of its own) becomes a
+    child of this process instead of init's, so ``kill_leftovers`` finds it. True if set."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (ImportError, OSError, AttributeError):  # a Python without ctypes: children only
+        return False
+
+
+def _leftover_pids(me, lead):
+    """Children of ``me`` and, when ``me`` leads its process group, the group's other
+    members (read from /proc; empty where there is none)."""
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == me or (lead and int(fields[2]) == me):
+                found.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def kill_leftovers(timeout=5.0):
+    """After a job: SIGKILL every process it left running, and reap them. Those are the
+    children of this process (with ``become_subreaper``, every descendant whose parent has
+    ended is one, whatever its session) and, if this process leads its process group, the
+    group's members. Killed processes' own children come to this process in turn, so it
+    repeats until no child is left (at most ``timeout`` s). Costs one system call when the
+    job left nothing. Returns False if children were still alive at the end."""
+    me = os.getpid()
+    lead = os.getpgrp() == me
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0] != 0:
+                pass  # reaps children that ended
+        except ChildProcessError:
+            return True  # no child left
+        if time.monotonic() > deadline:
+            return False
+        pids = _leftover_pids(me, lead)
+        if not pids:  # no /proc: the process group goes when the runner's launcher kills it
+            return False
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.002)
+
+
 class _Watchdog(object):
     """The runner's own stop at the job's timeout (``spec["timeout"]``): it writes a
     JobTimeoutError as the job's outcome and ends the runner (and, where the runner leads
@@ -663,9 +774,8 @@ class _Watchdog(object):
                 sys.stderr.flush()
             except Exception:  # noqa: BLE001
                 pass
+            kill_leftovers(1.0)  # the job's processes, orphans in sessions of their own too
             if os.getpgrp() == os.getpid():
-                import signal
-
                 os.killpg(os.getpid(), signal.SIGKILL)
             os._exit(124)
 
@@ -733,6 +843,7 @@ def run_job_dir(job_dir):
     if console:
         _console_to(os.path.join(job_dir, console))
     _install_stand_in()
+    become_subreaper()  # orphans of the job's processes come to this runner: see kill_leftovers
     ri = {"host": _HOST, "pid": os.getpid(), "handler": spec.get("handler", ""),
           "start_time": time.time()}
     watchdog = None
@@ -775,6 +886,7 @@ def run_job_dir(job_dir):
     _keep_dir[0] = job_dir
     result, error, tb_text, ri2 = call_function(fn, kwargs, spec.get("handler", ""))
     _keep_dir[0] = None
+    kill_leftovers()  # every process the job started ends with it, before its outcome is written
     ri.update(ri2)
     outputs = {}
     if error is None:

@@ -2,7 +2,10 @@
 
 Values are pickled (protocol 5); buffers of large arrays go out-of-band through files in
 shared memory (``/dev/shm``): one copy in, a copy-on-write memory map out (no copy).
-Small buffers stay inside the pickle.
+Small buffers stay inside the pickle. Arrays arrive with exactly the dtype they left with:
+numpy's pickling drops the byte order of a datetime or timedelta dtype (``>M8[ns]`` would
+come back ``<M8[ns]``) and of any strided (non-contiguous) array, so those travel as an
+integer view of their bytes plus the dtype, or as a contiguous copy.
 
 A buffer file is named ``hither-<owner pid>-<random>.buf``; the owner is the program whose
 handler reads and removes it (for a worker's result, the worker's parent). Files of owners
@@ -16,6 +19,7 @@ import mmap
 import os
 import pickle
 import re
+import sys
 import tempfile
 import uuid
 from typing import Any, List, Optional, Tuple
@@ -40,6 +44,54 @@ def _has_room(nbytes: int) -> bool:
         return st.f_bavail * st.f_frsize > 2 * nbytes
     except OSError:
         return False
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _with_dtype(raw: Any, dtype: str) -> Any:
+    """Unpickling side of ``_keep_byte_order``: the integer view seen as its own dtype."""
+    return raw.view(dtype)
+
+
+def _keep_byte_order(obj: Any) -> Any:
+    """``reducer_override`` of the picklers below, for arrays whose dtype is not in native
+    byte order (numpy scalars always are), which numpy's pickling would make native: a
+    strided array (neither C- nor F-contiguous) goes as a contiguous copy, and an array of
+    datetimes or timedeltas as its bytes viewed as integers of that byte order plus its
+    dtype string. Everything else is pickled the usual way."""
+    np = sys.modules.get("numpy")  # an array here means numpy is loaded
+    if np is None or not isinstance(obj, np.ndarray) or obj.dtype.isnative:
+        return NotImplemented
+    if not (obj.flags.c_contiguous or obj.flags.f_contiguous):
+        return _as_is, (np.ascontiguousarray(obj),)
+    if obj.dtype.kind in "mM":
+        return _with_dtype, (np.asarray(obj).view(obj.dtype.byteorder + "i8"), obj.dtype.str)
+    return NotImplemented
+
+
+class _Pickler(pickle.Pickler):
+    def reducer_override(self, obj: Any) -> Any:
+        return _keep_byte_order(obj)
+
+
+def _pickle(value: Any, by_value: bool, out_of_band: Any) -> bytes:
+    import io
+
+    f = io.BytesIO()
+    if by_value:
+        import cloudpickle
+
+        class _ByValue(cloudpickle.CloudPickler):
+            def reducer_override(self, obj: Any) -> Any:
+                kept = _keep_byte_order(obj)
+                return super().reducer_override(obj) if kept is NotImplemented else kept
+
+        _ByValue(f, protocol=5, buffer_callback=out_of_band).dump(value)
+    else:
+        _Pickler(f, protocol=5, buffer_callback=out_of_band).dump(value)
+    return f.getvalue()
 
 
 _BUFFER_NAME = re.compile(r"hither-(\d+)-[0-9a-f]{32}\.buf\Z")
@@ -69,16 +121,14 @@ def dumps(value: Any, owner: Optional[int] = None) -> Tuple[bytes, List[str]]:
 
     try:
         try:
-            data = pickle.dumps(value, protocol=5, buffer_callback=out_of_band)
+            data = _pickle(value, False, out_of_band)
             by_value = b"__main__" in data  # a class of the main script: the other side lacks it
         except (pickle.PicklingError, AttributeError):
             by_value = True  # e.g. a worker returning an instance of such a class
         if by_value:
-            import cloudpickle
-
             discard(paths)
             paths.clear()
-            data = cloudpickle.dumps(value, protocol=5, buffer_callback=out_of_band)
+            data = _pickle(value, True, out_of_band)
     except BaseException:
         discard(paths)
         raise

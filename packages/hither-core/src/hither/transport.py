@@ -21,6 +21,7 @@ import os
 import shutil
 from typing import Any, Dict, Optional, Tuple
 
+from .filestore import clone_or_copy
 from .interfaces import Store
 from .refs import walk_encoded
 from .jobdir import RUNNER_SOURCE, read_job_outputs
@@ -31,14 +32,13 @@ from .runner import ERROR, RESULT, RUNTIME
 INLINE_MAX_BYTES = int(os.environ.get("HITHER_INLINE_MAX_BYTES", 256 * 1024))
 
 
-def _link_or_copy(src: str, dest: str) -> None:
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    if os.path.exists(dest):
-        return
-    try:
-        os.link(src, dest)
-    except OSError:
-        shutil.copyfile(src, dest)
+def _place(src: str, dest: str) -> None:
+    """Put a store blob's content at ``dest`` in a job directory: a copy-on-write clone
+    where the file system can, else a copy. Never a hard link: a job may write to its input
+    file in place (as root, a read-only blob does not stop it), which must not change the
+    store's content."""
+    if not os.path.exists(dest):
+        clone_or_copy(src, dest)
 
 
 def _pack_value(data: Any, job_dir: str, store: Store, inline_max: int) -> Any:
@@ -73,11 +73,11 @@ def _unpack_value(data: Any, job_dir: str, store: Store, prefix: str) -> Any:
                 with open(dest, "wb") as f:
                     f.write(base64.b64decode(node["inline"]))
             else:
-                _link_or_copy(store.get_path(node["uri"]), dest)
+                _place(store.get_path(node["uri"]), dest)
             return {"_hither": "ndarray", "ref": rel}
         digest, _, name = node["uri"][len("sha1://"):].partition("/")
         rel = f"files/{digest}/{name}"
-        _link_or_copy(store.get_path(node["uri"]), os.path.join(job_dir, rel))
+        _place(store.get_path(node["uri"]), os.path.join(job_dir, rel))
         return {**node, "local": rel}
 
     return walk_encoded(data, unpack)
@@ -101,7 +101,7 @@ def unpack_job(doc: Dict[str, Any], job_dir: str, store: Store) -> None:
         json.dump(doc["spec"], f)
     with open(os.path.join(job_dir, "args.json"), "w") as f:
         json.dump(_unpack_value(doc["args"], job_dir, store, "arg"), f)
-    _link_or_copy(store.get_path(doc["code"]), os.path.join(job_dir, "code.zip"))
+    _place(store.get_path(doc["code"]), os.path.join(job_dir, "code.zip"))
     shutil.copyfile(RUNNER_SOURCE, os.path.join(job_dir, "runner.py"))
 
 
