@@ -141,3 +141,15 @@ def ct_proc_states():
             except OSError:
                 pass
     return states
+
+
+@hi.function('ct_read_stdin', '0.1.0')
+def ct_read_stdin():
+    """What the job reads on stdin (the container's stdin is the launcher's lifeline: the
+    job must see no input there, and not block), and a child process's read too."""
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, '-c', 'import sys; print(repr(sys.stdin.read()))'],
+                           capture_output=True, text=True, timeout=30)
+    return {'job': sys.stdin.read(), 'child': child.stdout.strip()}

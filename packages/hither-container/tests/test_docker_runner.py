@@ -165,9 +165,9 @@ def test_stale_containers_of_dead_owners_are_swept(docker_client):
                 pass
 
 
-@pytest.mark.parametrize("reuse", [False, True])
-def test_a_killed_caller_leaves_a_container_that_the_next_start_sweeps(tmp_path, docker_client,
-                                                                       job_dir_of, reuse):
+def _kill_a_caller_mid_job(tmp_path, docker_client, job_dir_of, reuse):
+    """A child Python process runs a sleeping job in a container and is SIGKILLed mid-job;
+    returns its label filter and the time of the kill."""
     d = job_dir_of(ct_funcs.ct_sleep, t=600)
     script = tmp_path / "caller.py"
     script.write_text(
@@ -178,19 +178,103 @@ def test_a_killed_caller_leaves_a_container_that_the_next_start_sweeps(tmp_path,
     proc = subprocess.Popen([sys.executable, str(script)], cwd=str(tmp_path))
     flt = {"label": ["hither.job=1", f"hither.owner_pid={proc.pid}"]}
     deadline = time.monotonic() + 60
+    # running, and the job started in it (the runner extracted its code bundle)
+    where = d if not reuse else None
+    while not docker_client.containers.list(filters=flt) or (
+            where is not None and not os.path.isdir(os.path.join(where, "code"))):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    time.sleep(0.5)  # well into the job
+    proc.kill()  # SIGKILL: no cleanup runs in the caller
+    proc.wait()
+    return flt, time.monotonic()
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("reuse", [False, True])
+def test_a_killed_callers_container_stops_at_once(tmp_path, docker_client, job_dir_of, reuse):
+    """The lifeline: the container stops within seconds of its launcher's SIGKILL, with no
+    hither process sweeping (this test starts no DockerRunner); the sweep, the second line
+    of defence, then removes the stopped container (and a warm one's exchange folder)."""
+    flt, killed = _kill_a_caller_mid_job(tmp_path, docker_client, job_dir_of, reuse)
+    try:
+        while docker_client.containers.list(filters=flt):  # running ones only
+            assert time.monotonic() - killed < 10, "the container outlived its launcher"
+            time.sleep(0.1)
+    except BaseException:
+        sweep_stale(docker_client)  # a failed test leaves no container either
+        raise
+    (ct,) = docker_client.containers.list(all=True, filters=flt)  # stopped, not removed
+    assert ct.status == "exited" and ct.attrs["State"]["ExitCode"] == 137
+    assert b"the process that started this container is gone" in ct.logs()
+    exchange = [m["Source"] for m in ct.attrs["Mounts"] if "hither-warm-" in m["Source"]]
+    assert len(exchange) == (1 if reuse else 0)
+    removed = sweep_stale(docker_client)
+    assert removed == [ct.name]
+    assert not docker_client.containers.list(all=True, filters=flt)
+    assert not any(os.path.exists(x) for x in exchange)
+
+
+def test_without_a_lifeline_the_sweep_still_removes_a_killed_callers_container(
+        tmp_path, docker_client, job_dir_of, monkeypatch):
+    """The second line of defence alone: no lifeline (raw docker arguments turn stdin off),
+    so the container runs on after its launcher's SIGKILL until a later sweep."""
+    d = job_dir_of(ct_funcs.ct_sleep, t=600)
+    script = tmp_path / "caller.py"
+    script.write_text(
+        "from hither_container.docker_runner import DockerRunner\n"
+        "from hither.models import ContainerOptions\n"
+        "DockerRunner(ContainerOptions(extra={'docker': {'stdin_open': False}})).run("
+        f"'docker://hither-test/python-numpy:3.11', {d!r})\n")
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=str(tmp_path))
+    flt = {"label": ["hither.job=1", f"hither.owner_pid={proc.pid}"]}
+    deadline = time.monotonic() + 60
     while not docker_client.containers.list(filters=flt):
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.1)
-    proc.kill()  # SIGKILL: no cleanup runs in the caller
+    proc.kill()
     proc.wait()
-    assert docker_client.containers.list(all=True, filters=flt)  # left behind ...
-    (ct,) = docker_client.containers.list(all=True, filters=flt)
-    exchange = [m["Source"] for m in ct.attrs["Mounts"] if "hither-warm-" in m["Source"]]
-    assert len(exchange) == (1 if reuse else 0)
-    removed = sweep_stale(docker_client)  # ... until the next start sweeps it
-    assert removed == [ct.name]
+    time.sleep(2)
+    (ct,) = docker_client.containers.list(filters=flt)  # still running: nothing stopped it
+    assert sweep_stale(docker_client) == [ct.name]
     assert not docker_client.containers.list(all=True, filters=flt)
-    assert not any(os.path.exists(x) for x in exchange)  # a warm one's exchange folder too
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_a_job_reading_stdin_sees_no_input(runners, job_dir_of, docker_image, reuse):
+    r = runners(reuse=reuse)
+    for _ in range(2 if reuse else 1):  # a warm container's second job too
+        t = time.monotonic()
+        assert run_value(r, docker_image, job_dir_of(ct_funcs.ct_read_stdin), timeout=60) == \
+            {"job": "", "child": "''"}
+        assert time.monotonic() - t < 30
+
+
+def test_lifelines_are_closed_in_forked_children(runners, job_dir_of, docker_image,
+                                                 leftover_containers):
+    """A process forked while a warm container is held keeps no copy of its lifeline: the
+    container does not wait for the child to end (the parent closes it here, as its death
+    would)."""
+    from hither_container import lifeline_host
+
+    r = runners(reuse=True)
+    run_value(r, docker_image, job_dir_of(ct_funcs.ct_noop))
+    (w,) = [w for ws in __import__("hither_container.warm", fromlist=["pool"])._pool.idle.values()
+            for w in ws]
+    fd = w.line.fileno()
+    rd, wr = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: is the lifeline's descriptor still open here?
+        try:
+            os.fstat(fd)
+            os.write(wr, b"open")
+        except OSError:
+            os.write(wr, b"closed")
+        os._exit(0)
+    os.close(wr)
+    assert os.read(rd, 16) == b"closed"
+    os.waitpid(pid, 0)
+    assert w.line in lifeline_host._held
 
 
 # ------------------------------------------------------------------ warm containers

@@ -20,6 +20,7 @@ from hither.models import ContainerOptions
 from .jobmount import (LABEL_JOB, LABEL_KIND, LABEL_OWNER_HOST, LABEL_OWNER_PID, crashed,
                        calling_user, describe_exit, has_outcome, job_binds, job_command,
                        job_env, split_image)
+from .lifeline_host import attach_lifeline, close_lifeline, lifeline_command, wants_lifeline
 
 if TYPE_CHECKING:  # pragma: no cover
     import docker
@@ -181,7 +182,11 @@ def create_kwargs(ref: str, options: ContainerOptions, binds: List[Tuple[str, st
         volumes={h: {"bind": c, "mode": m} for h, c, m in binds},
         labels=labels(kind),
         name=f"hither-{kind}-{uuid.uuid4().hex[:12]}",
-        detach=True,
+        # the lifeline: stdin open, and closed when the attached launcher goes (StdinOnce,
+        # which docker-py sets for a container that is not "detached"; create() starts and
+        # attaches nothing by itself)
+        stdin_open=True,
+        detach=False,
     )
     if options.memory:
         kw["mem_limit"] = options.memory
@@ -266,14 +271,18 @@ class DockerRunner(ContainerRunner):
         import docker
         import requests
 
-        kw = create_kwargs(ref, self.options, job_binds(job_dir, self.options),
-                           job_command(job_dir), job_dir, "job")
+        lifeline = wants_lifeline(self.options)
+        command = lifeline_command(job_dir) if lifeline else job_command(job_dir)
+        kw = create_kwargs(ref, self.options, job_binds(job_dir, self.options), command,
+                           job_dir, "job")
         try:
             ct = c.containers.create(**kw)
         except docker.errors.ImageNotFound as exc:
             raise ContainerImageError(f"container image {ref!r} vanished: {exc}") from exc
         except docker.errors.APIError as exc:
             raise ContainerError(f"could not create a container of {ref!r}: {exc}") from exc
+        # attached before the start: from its first instruction the job dies with this process
+        line = attach_lifeline(c, ct) if lifeline else None
         with self._lock:
             self._running[job_dir] = ct
             cancelled = job_dir in self._killed
@@ -317,6 +326,7 @@ class DockerRunner(ContainerRunner):
                 self._running.pop(job_dir, None)
                 self._killed.discard(job_dir)
             remove_quietly(ct)
+            close_lifeline(line)
 
     def kill(self, job_dir: str) -> None:
         """Stop the container running ``job_dir`` (cancel): SIGKILL, so it ends at once."""

@@ -23,6 +23,7 @@ from hither.errors import JobTimeoutError
 
 from hither.errors import ContainerError
 from .jobmount import crashed, has_outcome, job_binds
+from .lifeline_host import LIFELINE_SOURCE, attach_lifeline, close_lifeline, wants_lifeline
 
 if TYPE_CHECKING:  # pragma: no cover
     import docker
@@ -63,7 +64,7 @@ class WarmContainer:
 
     def __init__(self, c: "docker.DockerClient", ref: str, base: str, runner: "DockerRunner",
                  idle: float) -> None:
-        from .docker_runner import create_kwargs
+        from .docker_runner import create_kwargs, remove_quietly
 
         self.ref, self.base, self.idle = ref, base, idle
         # The container sees only this exchange folder (on the job directories' file system,
@@ -74,9 +75,13 @@ class WarmContainer:
         os.mkdir(self.ctl)
         os.mkdir(os.path.join(self.xdir, "jobs"))
         shutil.copyfile(LOOP_SOURCE, os.path.join(self.ctl, "warm_loop.py"))
+        shutil.copyfile(LIFELINE_SOURCE, os.path.join(self.ctl, "lifeline.py"))
         binds = job_binds(self.xdir, runner.options)
         # the loop outlives idle by a margin: the host stops it first when it is alive
         cmd = ["python3", os.path.join(self.ctl, "warm_loop.py"), self.ctl, str(idle + 30)]
+        lifeline = wants_lifeline(runner.options)
+        if lifeline:  # the loop ends when this process does (see lifeline.py)
+            cmd.append("lifeline")
         kw = create_kwargs(ref, runner.options, binds, cmd, self.xdir, "warm")
         self.memory = runner.options.memory
         self.options_key = runner.options.model_dump_json()
@@ -85,10 +90,16 @@ class WarmContainer:
         self.inner: Optional[str] = None  # where it is while it runs here
         self.dead = False
         self.killed: Optional[str] = None
+        self.line: Optional[Any] = None
         try:
             self.ct = c.containers.create(**kw)
+            if lifeline:  # attached before the start, held until stop()
+                self.line = attach_lifeline(c, self.ct)
             self.ct.start()
         except BaseException:
+            if getattr(self, "ct", None) is not None:
+                remove_quietly(self.ct)
+            close_lifeline(self.line)
             shutil.rmtree(self.xdir, ignore_errors=True)
             raise
         self.last_used = time.monotonic()
@@ -186,6 +197,7 @@ class WarmContainer:
             self.ct.remove(force=True)
         except Exception as exc:  # noqa: BLE001 - already gone
             logger.debug("removing warm container %s: %s", self.ct.name, exc)
+        close_lifeline(self.line)
         self._move_back()  # a job stopped mid-run keeps its directory (core reads it)
         shutil.rmtree(self.xdir, ignore_errors=True)
 

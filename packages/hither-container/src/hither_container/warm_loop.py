@@ -5,7 +5,8 @@ The host drops ``<id>.job`` files (a job directory's path) into CTL_DIR; the loo
 in a forked child (a clean process started from the loop's state, with numpy, hither and
 the job directory's runner.py already loaded, in the job's own folder) and answers with ``<id>.done`` (JSON: exit code,
 signal, whether the memory cgroup killed something). It exits after IDLE_SECONDS without a
-job, so a container whose owner vanished stops by itself.
+job, so a container whose owner vanished stops by itself; with ``lifeline`` as a third
+argument it also ends at once when its launcher dies (EOF on stdin, see ``lifeline.py``).
 """
 import json
 import os
@@ -28,6 +29,7 @@ def _oom_kills():
     return -1
 
 
+_held = [-1]  # the loop's lifeline descriptor (lifeline.py), -1 without one
 _runners = {}  # type: dict  # sha1 of a runner.py -> its module namespace, loaded once
 
 
@@ -52,6 +54,8 @@ def _run_child(job_dir, ns):
     """In the forked child: run the job directory with the runner; never returns."""
     code = 1
     try:
+        if _held[0] >= 0:  # the lifeline is the loop's: the job keeps no copy of it
+            os.close(_held[0])
         os.setpgid(0, 0)  # a group of its own: whatever the job starts dies with it
         os.chdir(job_dir)
         sys.argv = [os.path.join(job_dir, "runner.py"), job_dir]
@@ -78,7 +82,12 @@ def _reap():
             return
 
 
-def main(ctl_dir, idle):
+def main(ctl_dir, idle, lifeline=False):
+    if lifeline:  # stdin is the launcher's attach connection: at its EOF the loop ends
+        sys.path.insert(0, ctl_dir)
+        import lifeline as _lifeline
+
+        _held[0] = _lifeline.hold()
     for name in ("numpy", "hither"):  # paid once here, not per job
         try:
             __import__(name)
@@ -133,4 +142,4 @@ def main(ctl_dir, idle):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], float(sys.argv[2])))
+    sys.exit(main(sys.argv[1], float(sys.argv[2]), sys.argv[3:4] == ["lifeline"]))
