@@ -178,10 +178,10 @@ def _kill_a_caller_mid_job(tmp_path, docker_client, job_dir_of, reuse):
     proc = subprocess.Popen([sys.executable, str(script)], cwd=str(tmp_path))
     flt = {"label": ["hither.job=1", f"hither.owner_pid={proc.pid}"]}
     deadline = time.monotonic() + 60
-    # running, and the job started in it (the runner extracted its code bundle)
-    where = d if not reuse else None
-    while not docker_client.containers.list(filters=flt) or (
-            where is not None and not os.path.isdir(os.path.join(where, "code"))):
+    # running, and the job started in it (the runner extracted its code bundle; a warm
+    # container's job directory is reached through the symbolic link at its own path)
+    while not docker_client.containers.list(filters=flt) or \
+            not os.path.isdir(os.path.join(d, "code")):
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.1)
     time.sleep(0.5)  # well into the job

@@ -31,12 +31,16 @@ def hold():
 
 
 def _watch(fd):
+    import errno
+
     while True:
         try:
             data = os.read(fd, 4096)  # the launcher never writes: this blocks until EOF
         except InterruptedError:
             continue
-        except OSError:
+        except OSError as exc:
+            if exc.errno == errno.EBADF:  # the job closed it (closerange): not a death
+                return
             data = b""
         if not data:
             cut()
