@@ -82,12 +82,21 @@ def _reap():
             return
 
 
+def _load_lifeline(ctl_dir):
+    """lifeline.py from the control folder, under a private name: a job's own module named
+    ``lifeline`` must not find it in ``sys.modules``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_hither_lifeline",
+                                                  os.path.join(ctl_dir, "lifeline.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def main(ctl_dir, idle, lifeline=False):
     if lifeline:  # stdin is the launcher's attach connection: at its EOF the loop ends
-        sys.path.insert(0, ctl_dir)
-        import lifeline as _lifeline
-
-        _held[0] = _lifeline.hold()
+        _held[0] = _load_lifeline(ctl_dir).hold()
     for name in ("numpy", "hither"):  # paid once here, not per job
         try:
             __import__(name)
