@@ -165,6 +165,24 @@ def test_stale_containers_of_dead_owners_are_swept(docker_client):
                 pass
 
 
+def _wait_then_kill(proc, ready, docker_client, timeout=60):
+    """Wait until ``ready()`` while ``proc`` runs, then SIGKILL it (no cleanup runs in it);
+    on a failure kill it anyway and sweep what it left, so a failed test leaves nothing."""
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready():
+            assert time.monotonic() < deadline and proc.poll() is None, "the job did not start"
+            time.sleep(0.1)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        sweep_stale(docker_client)
+        raise
+    proc.kill()
+    proc.wait()
+    return time.monotonic()
+
+
 def _kill_a_caller_mid_job(tmp_path, docker_client, job_dir_of, reuse):
     """A child Python process runs a sleeping job in a container and is SIGKILLed mid-job;
     returns its label filter and the time of the kill."""
@@ -177,17 +195,10 @@ def _kill_a_caller_mid_job(tmp_path, docker_client, job_dir_of, reuse):
         f"'docker://hither-test/python-numpy:3.11', {d!r})\n")
     proc = subprocess.Popen([sys.executable, str(script)], cwd=str(tmp_path))
     flt = {"label": ["hither.job=1", f"hither.owner_pid={proc.pid}"]}
-    deadline = time.monotonic() + 60
     # running, and the job started in it (the runner extracted its code bundle; a warm
     # container's job directory is reached through the symbolic link at its own path)
-    while not docker_client.containers.list(filters=flt) or \
-            not os.path.isdir(os.path.join(d, "code")):
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.1)
-    time.sleep(0.5)  # well into the job
-    proc.kill()  # SIGKILL: no cleanup runs in the caller
-    proc.wait()
-    return flt, time.monotonic()
+    return flt, _wait_then_kill(proc, lambda: bool(docker_client.containers.list(filters=flt))
+                                and os.path.isdir(os.path.join(d, "code")), docker_client)
 
 
 @pytest.mark.timeout(90)
@@ -228,15 +239,14 @@ def test_without_a_lifeline_the_sweep_still_removes_a_killed_callers_container(
         f"'docker://hither-test/python-numpy:3.11', {d!r})\n")
     proc = subprocess.Popen([sys.executable, str(script)], cwd=str(tmp_path))
     flt = {"label": ["hither.job=1", f"hither.owner_pid={proc.pid}"]}
-    deadline = time.monotonic() + 60
-    while not docker_client.containers.list(filters=flt):
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.1)
-    proc.kill()
-    proc.wait()
+    _wait_then_kill(proc, lambda: bool(docker_client.containers.list(filters=flt)) and
+                    os.path.isdir(os.path.join(d, "code")), docker_client)
     time.sleep(2)
-    (ct,) = docker_client.containers.list(filters=flt)  # still running: nothing stopped it
-    assert sweep_stale(docker_client) == [ct.name]
+    try:
+        (ct,) = docker_client.containers.list(filters=flt)  # still running: nothing stopped it
+        assert sweep_stale(docker_client) == [ct.name]
+    finally:
+        sweep_stale(docker_client)
     assert not docker_client.containers.list(all=True, filters=flt)
 
 
@@ -367,3 +377,51 @@ def test_processes_a_warm_job_leaves_behind_die_with_it(runners, job_dir_of, doc
     states = run_value(r, docker_image, job_dir_of(ct_funcs.ct_proc_states))
     assert str(pid) not in states  # killed and reaped: neither running nor a zombie
     assert "Z" not in states.values()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("reuse", [False, True])
+def test_a_killed_program_with_a_parallel_handler_leaves_no_running_container(
+        tmp_path, docker_client, reuse):
+    """A user's program with a ParallelJobHandler running a container job is SIGKILLed:
+    the container stops through its lifeline (no hither process sweeps meanwhile), then
+    the sweep removes its record."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    marker = tmp_path / "started"
+    script = tmp_path / "program.py"
+    script.write_text(
+        f"import sys\nsys.path.insert(0, {here!r})\nimport hither as hi\nimport ct_funcs\n"
+        "jh = hi.ParallelJobHandler(1)\n"
+        "with hi.Config(job_handler=jh, container='docker://hither-test/python-numpy:3.11',\n"
+        f"               container_options={{'reuse': {reuse}}}):\n"
+        "    job = ct_funcs.ct_sleep.run(t=600)\n"
+        f"open({str(marker)!r}, 'w').close()\n"
+        "job.wait()\n")
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=str(tmp_path))
+    before = {ct["Id"] for ct in docker_client.api.containers(all=True)}
+    mine: list = []
+
+    def running() -> bool:  # the program's container, running the job
+        if marker.exists():
+            mine[:] = [ct["Id"] for ct in docker_client.api.containers(
+                filters={"label": "hither.job=1"}) if ct["Id"] not in before]
+        return bool(mine)
+
+    _wait_then_kill(proc, running, docker_client, timeout=90)
+    killed = time.monotonic()
+    try:
+        while docker_client.api.containers(filters={"id": mine}):  # running ones
+            assert time.monotonic() - killed < 10, "a container outlived the program"
+            time.sleep(0.1)
+        deadline = time.monotonic() + 10  # its owner's pid is gone (reaped above)
+        while set(mine) - set(sweep_stale(docker_client)) and docker_client.api.containers(
+                all=True, filters={"id": mine}):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        for i in mine:
+            try:
+                docker_client.api.remove_container(i, force=True)
+            except Exception:  # noqa: BLE001 - removed already
+                pass
+    assert not docker_client.api.containers(all=True, filters={"id": mine})
