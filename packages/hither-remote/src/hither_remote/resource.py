@@ -1,13 +1,14 @@
 """``hi.ComputeResource``: claims this resource's jobs from the bus and runs them here.
 
 Each claimed job is checked (signature, expiry, replay), rebuilt into a job directory with
-``hither.transport.unpack_job``, run with ``hither.outside.SubprocessLauncher`` (its own
-process group, so a cancel or a stop kills everything it started), and its outcome packed
-with ``hither.transport.pack_outputs`` (arrays and files into the store) and written back.
-Up to ``capacity`` jobs run at once, each from a thread: ``workers=``, else the
-``num_workers`` of the given ``job_handler`` (e.g. ``hi.ParallelJobHandler(8)``), else 1.
-The handler's own worker pool is not used: every job gets a fresh interpreter that the
-resource can kill on a cancel within a fraction of a second::
+``hither.transport.unpack_job``, run by a ``hither.interfaces.Launcher`` (see
+``launcher_for``: the ``job_handler``'s ``job_dir_launcher()``, by default a
+``hither.jobserver.JobServerLauncher``: a fork of a warm job server per job, in a process
+group of its own, so a cancel or a stop kills everything it started), and its outcome
+packed with ``hither.transport.pack_outputs`` (arrays and files into the store) and written
+back. Up to ``capacity`` jobs run at once, each from a thread: ``workers=``, else the
+launcher's ``capacity``, else the ``num_workers`` of the given ``job_handler`` (e.g.
+``hi.ParallelJobHandler(8)``), else 1::
 
     db = hi.Database(mongo_url="mongodb://127.0.0.1:27017", database="hither")
     cr = hi.ComputeResource(database=db, compute_resource_id="resource1",
@@ -29,10 +30,10 @@ import tempfile
 import threading
 import time
 import uuid
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from hither.errors import ConfigError, JobTimeoutError
-from hither.interfaces import Store
+from hither.interfaces import Launcher, Store
 
 from .models import BusJob, BusOutcome, BusStatus, ResourceHeartbeat
 from .signing import Secret, load_secret, verify
@@ -41,6 +42,26 @@ logger = logging.getLogger("hither_remote.resource")
 
 #: how long the resource keeps trying to write a job's end while the bus is unreachable
 BUS_RETRY_SECONDS = 60.0
+
+
+def launcher_for(job_handler: Any, workers: Optional[int]) -> Tuple[Launcher, int]:
+    """The launcher that runs a resource's job directories and how many run at once: the
+    handler's ``job_dir_launcher()`` when it gives one, else a ``JobServerLauncher``;
+    capacity ``workers`` if given, else the launcher's, else the handler's ``num_workers``,
+    else 1."""
+    get = getattr(job_handler, "job_dir_launcher", None)
+    launcher: Optional[Launcher] = get() if get is not None else None
+    if workers is None:
+        workers = (launcher.capacity if launcher is not None else None) \
+            or getattr(job_handler, "num_workers", None) or 1
+    if launcher is None:
+        from hither.jobserver import JobServerLauncher
+
+        launcher = JobServerLauncher(capacity=workers)
+    elif launcher.capacity is not None and launcher.capacity < workers:
+        logger.warning("workers=%d, but %r runs %d job(s) at once: claimed jobs wait for it",
+                       workers, job_handler, launcher.capacity)
+    return launcher, workers
 
 
 class _Running:
@@ -71,10 +92,9 @@ class ComputeResource:
         if not compute_resource_id or not isinstance(compute_resource_id, str):
             raise ConfigError(f"ComputeResource(compute_resource_id=...) needs a non-empty name, "
                               f"got {compute_resource_id!r}")
-        if workers is None:
-            workers = getattr(job_handler, "num_workers", None) or 1
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise ConfigError(f"ComputeResource(workers=...) needs a positive integer, got {workers!r}")
+        self._launcher, workers = launcher_for(job_handler, workers)
         if lease_seconds <= 0:
             raise ConfigError(f"lease_seconds must be positive, got {lease_seconds!r}")
         self._secret: Secret = load_secret(secret, secret_file)
@@ -100,9 +120,6 @@ class ComputeResource:
         self._lock = threading.Lock()
         self._running: Dict[str, _Running] = {}
         self._started = time.time()
-        from hither.outside import SubprocessLauncher
-
-        self._launcher = SubprocessLauncher()
 
     def __repr__(self) -> str:
         return f"ComputeResource(compute_resource_id={self.compute_resource_id!r}, capacity={self.capacity})"
@@ -144,6 +161,7 @@ class ComputeResource:
                 self._stop.wait(self.poll_interval)
         finally:
             self._hand_back_all()
+            self._launcher.close()
             restore()
             logger.info("compute resource %r stopped", self.compute_resource_id)
 
