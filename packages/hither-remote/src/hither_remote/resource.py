@@ -37,11 +37,15 @@ from hither.interfaces import Launcher, Store
 
 from .models import BusJob, BusOutcome, BusStatus, ResourceHeartbeat
 from .signing import Secret, load_secret, verify
+from .wakeups import ChangeWatcher
 
 logger = logging.getLogger("hither_remote.resource")
 
 #: how long the resource keeps trying to write a job's end while the bus is unreachable
 BUS_RETRY_SECONDS = 60.0
+#: while change streams wake the resource: how often it still looks at the bus (events can
+#: be lost across an outage; expired leases make no event)
+SAFETY_POLL = 1.0
 
 
 def launcher_for(job_handler: Any, workers: Optional[int]) -> Tuple[Launcher, int]:
@@ -86,7 +90,7 @@ class ComputeResource:
                  secret_file: Optional[str] = None, workers: Optional[int] = None,
                  lease_seconds: float = 30.0, poll_interval: float = 0.05,
                  work_dir: Optional[str] = None, inline_max_bytes: Optional[int] = None,
-                 kachery: Any = None) -> None:
+                 kachery: Any = None, change_streams: bool = True) -> None:
         from .bus import Bus
 
         if not compute_resource_id or not isinstance(compute_resource_id, str):
@@ -114,8 +118,12 @@ class ComputeResource:
         self.work_dir = work_dir
         self.inline_max_bytes = inline_max_bytes
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.change_streams = change_streams
         self.bus = Bus(database)
+        self.bus.ensure_indexes()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by the change stream, a finished job, stop()
+        self._cancel_due = False  # a cancel request may be waiting: look at once
         self._handing_back = False
         self._lock = threading.Lock()
         self._running: Dict[str, _Running] = {}
@@ -134,36 +142,70 @@ class ComputeResource:
         """Make ``run()`` return (or not start serving): running jobs are stopped and handed
         back to the queue. A stopped resource does not serve again; make a new one."""
         self._stop.set()
+        self._wake.set()
 
     def run(self) -> None:
         """Serve until ``stop()``, SIGINT or SIGTERM (signals only in the main thread)."""
         restore = self._install_signals()
         # _stop is not cleared: a stop() that comes before the loop starts still counts
         self._handing_back = False
-        logger.info("compute resource %r serving (capacity %d, lease %.1f s, owner %s)",
-                    self.compute_resource_id, self.capacity, self.lease_seconds, self.owner)
-        last_beat = 0.0
-        last_cancel_check = 0.0
+        watcher = self._start_watcher()
+        logger.info("compute resource %r serving (capacity %d, lease %.1f s, owner %s, %s)",
+                    self.compute_resource_id, self.capacity, self.lease_seconds, self.owner,
+                    "woken by change streams" if watcher is not None and watcher.watching
+                    else f"polling every {self.poll_interval} s")
+        last_beat = last_cancel_check = last_claim = 0.0
         try:
             while not self._stop.is_set():
+                # woken (a job for us, a cancel request, a slot freed) or a poll is due
+                woken = self._wake.is_set()
+                self._wake.clear()
+                watching = watcher is not None and watcher.watching
                 try:
                     now = time.monotonic()
                     if now - last_beat >= min(self.lease_seconds / 3, 5.0):
                         self._beat()
                         last_beat = now
-                    if now - last_cancel_check >= 0.2:
+                    if self._cancel_due or now - last_cancel_check >= (SAFETY_POLL if watching else 0.2):
+                        self._cancel_due = False
                         self._check_cancels()
                         last_cancel_check = now
-                    self._claim_jobs()
+                    if woken or now - last_claim >= (SAFETY_POLL if watching else self.poll_interval):
+                        self._claim_jobs()
+                        last_claim = now
                 except Exception as exc:  # noqa: BLE001 - e.g. a MongoDB outage: carry on
                     logger.warning("job bus unavailable (%s: %s); retrying", type(exc).__name__, exc)
                     self._stop.wait(1.0)
-                self._stop.wait(self.poll_interval)
+                self._wake.wait(self.poll_interval if not watching else 0.25)
         finally:
+            if watcher is not None:
+                watcher.stop()
             self._hand_back_all()
             self._launcher.close()
             restore()
             logger.info("compute resource %r stopped", self.compute_resource_id)
+
+    def _start_watcher(self) -> Optional[ChangeWatcher]:
+        """Wake-ups from the bus's change stream: jobs inserted for this resource, jobs
+        handed back to the queue or asked to cancel (None: polling, as asked)."""
+        if not self.change_streams:
+            return None
+        pipeline = [{"$match": {"$or": [
+            {"operationType": "insert", "fullDocument.resource_id": self.compute_resource_id},
+            {"operationType": "update", "updateDescription.updatedFields.status": {
+                "$in": [BusStatus.QUEUED.value, BusStatus.CANCEL_REQUESTED.value]}}]}}]
+
+        def on_change(change: Dict[str, Any]) -> None:
+            status = ((change.get("updateDescription") or {}).get("updatedFields") or {}).get("status")
+            if status == BusStatus.CANCEL_REQUESTED.value:
+                self._cancel_due = True
+            self._wake.set()
+
+        def on_gap() -> None:
+            self._cancel_due = True
+            self._wake.set()
+
+        return ChangeWatcher(self.bus.jobs, pipeline, on_change, on_gap, name=self.compute_resource_id).start()
 
     # ------------------------------------------------------------------ loop steps
     def _install_signals(self) -> Any:
@@ -174,6 +216,7 @@ class ComputeResource:
         def on_signal(signum: int, frame: Any) -> None:
             logger.info("signal %d: stopping, handing unfinished jobs back", signum)
             self._stop.set()
+            self._wake.set()
 
         for s in old:
             signal.signal(s, on_signal)
@@ -212,17 +255,19 @@ class ComputeResource:
     def _claim_jobs(self) -> None:
         while not self._stop.is_set():
             with self._lock:
-                if len(self._running) >= self.capacity:
-                    return
-            bus_job = self.bus.claim(self.compute_resource_id, self.owner, self.lease_seconds)
-            if bus_job is None:
+                free = self.capacity - len(self._running)
+            if free <= 0:
                 return
-            r = _Running(bus_job)
-            with self._lock:
-                self._running[bus_job.id] = r
-            r.thread = threading.Thread(target=self._run_job, args=(r,), daemon=True,
-                                        name=f"hither-remote-{bus_job.id[:8]}")
-            r.thread.start()
+            claimed = self.bus.claim_many(self.compute_resource_id, self.owner, self.lease_seconds, free)
+            if not claimed:
+                return
+            for bus_job in claimed:
+                r = _Running(bus_job)
+                with self._lock:
+                    self._running[bus_job.id] = r
+                r.thread = threading.Thread(target=self._run_job, args=(r,), daemon=True,
+                                            name=f"hither-remote-{bus_job.id[:8]}")
+                r.thread.start()
 
     def _hand_back_all(self) -> None:
         self._handing_back = True
@@ -292,6 +337,7 @@ class ComputeResource:
         finally:
             with self._lock:
                 self._running.pop(job_id, None)
+            self._wake.set()  # a slot is free: claim the next job now
 
     def _execute(self, r: _Running) -> None:
         from hither.outside import TIMEOUT_GRACE
