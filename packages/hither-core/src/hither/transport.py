@@ -31,9 +31,18 @@ from .runner import ERROR, RESULT, RUNTIME
 INLINE_MAX_BYTES = int(os.environ.get("HITHER_INLINE_MAX_BYTES", 256 * 1024))
 
 
+#: files smaller than this are copied out of the store, not hard-linked: a link changes the
+#: blob's ctime, so the store re-hashes it on its next read, and a read that overlaps a link
+#: made by a concurrent job fails as "being written to" (the code bundle every job shares)
+LINK_MIN_BYTES = 1 << 20
+
+
 def _link_or_copy(src: str, dest: str) -> None:
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     if os.path.exists(dest):
+        return
+    if os.path.getsize(src) < LINK_MIN_BYTES:
+        shutil.copyfile(src, dest)
         return
     try:
         os.link(src, dest)

@@ -131,44 +131,51 @@ class Bus:
 
     def claim_many(self, resource_id: str, owner: str, lease_seconds: float, n: int) -> List[BusJob]:
         """Take up to ``n`` of the oldest jobs of ``resource_id`` that are queued or whose
-        lease expired, in three round trips whatever ``n``: find candidates, mark them
-        with a claim token in one ``update_many`` whose filter (still queued, or lease still
-        expired) each document passes atomically or not at all, read back those bearing the
-        token. Two resources never get the same job: a document another claimer took first
-        no longer passes the filter."""
+        lease expired: find candidates, then ``claim_ids``. Two resources never get the
+        same job (see ``claim_ids``)."""
         out: List[BusJob] = []
         for _ in range(3):  # again only after losing a race for some of the candidates
-            got, contested = self._claim_once(resource_id, owner, lease_seconds, n - len(out))
+            now = time.time()
+            # equality on status (not an $or): the index serves both queries, and yields
+            # jobs in the order they were created
+            queued = [d["_id"] for d in self.jobs.find(
+                {"resource_id": resource_id, "status": BusStatus.QUEUED.value}, {"_id": 1}).limit(n - len(out))]
+            expired: List[str] = []
+            if len(out) + len(queued) < n:
+                expired = [d["_id"] for d in self.jobs.find(
+                    {"resource_id": resource_id, "status": BusStatus.RUNNING.value, "lease_expires": {"$lt": now}},
+                    {"_id": 1}).limit(n - len(out) - len(queued))]
+            if not queued and not expired:
+                break
+            got = self.claim_ids(resource_id, queued, owner, lease_seconds, expired=expired)
             out += got
-            if not contested or len(out) >= n:
+            if len(got) == len(queued) + len(expired) or len(out) >= n:
                 break
         return out
 
-    def _claim_once(self, resource_id: str, owner: str, lease_seconds: float, n: int) -> "tuple[List[BusJob], bool]":
+    def claim_ids(self, resource_id: str, ids: List[str], owner: str, lease_seconds: float,
+                  expired: Optional[List[str]] = None) -> List[BusJob]:
+        """Claim the queued jobs of ``resource_id`` among ``ids`` (and the running ones among ``expired`` whose
+        lease has passed) in two round trips: one ``update_many`` that marks them with a
+        claim token, its filter (still queued, or lease still expired) passed by each
+        document atomically or not at all, then a read of those bearing the token. A job
+        another claimer took first no longer passes the filter: it is never taken twice."""
+        if not ids and not expired:
+            return []
         now = time.time()
-        # equality on status (not an $or): the index serves both queries
-        queued = [d["_id"] for d in self.jobs.find(
-            {"resource_id": resource_id, "status": BusStatus.QUEUED.value}, {"_id": 1}).sort("created", 1).limit(n)]
-        expired: List[str] = []
-        if len(queued) < n:
-            expired = [d["_id"] for d in self.jobs.find(
-                {"resource_id": resource_id, "status": BusStatus.RUNNING.value, "lease_expires": {"$lt": now}},
-                {"_id": 1}).sort("created", 1).limit(n - len(queued))]
-        picked = queued + expired
-        if not picked:
-            return [], False
         token = uuid.uuid4().hex
         update = {"$set": {"status": BusStatus.RUNNING.value, "lease_owner": owner, "claim": token,
                            "lease_expires": now + lease_seconds, "updated": now, "started": now},
                   "$inc": {"attempts": 1}}
-        if queued:
-            self.jobs.update_many({"_id": {"$in": queued}, "status": BusStatus.QUEUED.value}, update)
+        if ids:
+            self.jobs.update_many({"_id": {"$in": list(ids)}, "resource_id": resource_id,
+                                   "status": BusStatus.QUEUED.value}, update)
         if expired:
-            self.jobs.update_many({"_id": {"$in": expired}, "status": BusStatus.RUNNING.value,
-                                   "lease_expires": {"$lt": now}}, update)
-        docs = list(self.jobs.find({"_id": {"$in": picked}, "claim": token}))
+            self.jobs.update_many({"_id": {"$in": list(expired)}, "resource_id": resource_id,
+                                   "status": BusStatus.RUNNING.value, "lease_expires": {"$lt": now}}, update)
+        docs = list(self.jobs.find({"_id": {"$in": list(ids) + list(expired or [])}, "claim": token}))
         docs.sort(key=lambda d: d.get("created", 0))
-        return [BusJob.model_validate(d) for d in docs], len(docs) < len(picked)
+        return [BusJob.model_validate(d) for d in docs]
 
     def renew(self, job_ids: Iterable[str], owner: str, lease_seconds: float) -> None:
         ids = list(job_ids)

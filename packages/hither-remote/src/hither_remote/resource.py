@@ -23,18 +23,19 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import socket
 import tempfile
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from typing import Any, Dict, Optional, Tuple
 
 from hither.errors import ConfigError, JobTimeoutError
 from hither.interfaces import Launcher, Store
 
+from .janitor import Janitor
 from .models import BusJob, BusOutcome, BusStatus, ResourceHeartbeat
 from .signing import Secret, load_secret, verify
 from .wakeups import ChangeWatcher
@@ -113,6 +114,9 @@ class ComputeResource:
         if kachery is not None:
             logger.info("kachery=%r is ignored: jobs' data travel through the content store", kachery)
         self.capacity = workers
+        # a launcher that runs only so many at once lets the next jobs be claimed and
+        # unpacked while others run (their outcomes written while the next ones run)
+        self.prefetch = 2 * workers if self._launcher.capacity is not None else 0
         self.lease_seconds = float(lease_seconds)
         self.poll_interval = poll_interval
         self.work_dir = work_dir
@@ -124,10 +128,13 @@ class ComputeResource:
         self._stop = threading.Event()
         self._wake = threading.Event()  # set by the change stream, a finished job, stop()
         self._cancel_due = False  # a cancel request may be waiting: look at once
+        self._look_all = True  # jobs may be queued that no event told of: query the bus
+        self._candidates: "OrderedDict[str, None]" = OrderedDict()  # job ids events told of
         self._handing_back = False
         self._lock = threading.Lock()
         self._running: Dict[str, _Running] = {}
         self._started = time.time()
+        self._janitor = Janitor()
 
     def __repr__(self) -> str:
         return f"ComputeResource(compute_resource_id={self.compute_resource_id!r}, capacity={self.capacity})"
@@ -154,7 +161,7 @@ class ComputeResource:
                     self.compute_resource_id, self.capacity, self.lease_seconds, self.owner,
                     "woken by change streams" if watcher is not None and watcher.watching
                     else f"polling every {self.poll_interval} s")
-        last_beat = last_cancel_check = last_claim = 0.0
+        last_beat = last_cancel_check = last_full = 0.0
         try:
             while not self._stop.is_set():
                 # woken (a job for us, a cancel request, a slot freed) or a poll is due
@@ -170,9 +177,11 @@ class ComputeResource:
                         self._cancel_due = False
                         self._check_cancels()
                         last_cancel_check = now
-                    if woken or now - last_claim >= (SAFETY_POLL if watching else self.poll_interval):
+                    if not watching or now - last_full >= SAFETY_POLL:
+                        self._look_all = True  # polling, or the safety poll is due
+                        last_full = now
+                    if woken or self._look_all:
                         self._claim_jobs()
-                        last_claim = now
                 except Exception as exc:  # noqa: BLE001 - e.g. a MongoDB outage: carry on
                     logger.warning("job bus unavailable (%s: %s); retrying", type(exc).__name__, exc)
                     self._stop.wait(1.0)
@@ -182,6 +191,7 @@ class ComputeResource:
                 watcher.stop()
             self._hand_back_all()
             self._launcher.close()
+            self._janitor.close()
             restore()
             logger.info("compute resource %r stopped", self.compute_resource_id)
 
@@ -199,10 +209,14 @@ class ComputeResource:
             status = ((change.get("updateDescription") or {}).get("updatedFields") or {}).get("status")
             if status == BusStatus.CANCEL_REQUESTED.value:
                 self._cancel_due = True
+            else:  # a job inserted for us, or handed back: claim it by id (no query)
+                bus_id = (change.get("documentKey") or {}).get("_id")
+                with self._lock:
+                    self._candidates[bus_id] = None
             self._wake.set()
 
         def on_gap() -> None:
-            self._cancel_due = True
+            self._cancel_due = self._look_all = True
             self._wake.set()
 
         return ChangeWatcher(self.bus.jobs, pipeline, on_change, on_gap, name=self.compute_resource_id).start()
@@ -255,11 +269,26 @@ class ComputeResource:
     def _claim_jobs(self) -> None:
         while not self._stop.is_set():
             with self._lock:
-                free = self.capacity - len(self._running)
+                free = self.capacity + self.prefetch - len(self._running)
             if free <= 0:
                 return
-            claimed = self.bus.claim_many(self.compute_resource_id, self.owner, self.lease_seconds, free)
-            if not claimed:
+            with self._lock:
+                ids = []
+                while self._candidates and len(ids) < free:
+                    ids.append(self._candidates.popitem(last=False)[0])
+            if ids:  # told by the change stream: claimed by id, no query over the queue
+                claimed = self.bus.claim_ids(self.compute_resource_id, ids, self.owner, self.lease_seconds)
+            elif self._look_all:
+                # a query over the queue: when polling, at the safety poll, after a gap, and
+                # while the last one found more jobs than there was room for
+                claimed = self.bus.claim_many(self.compute_resource_id, self.owner, self.lease_seconds, free)
+                self._look_all = len(claimed) >= free
+                with self._lock:
+                    for bus_job in claimed:
+                        self._candidates.pop(bus_job.id, None)
+            else:
+                return
+            if not claimed and not ids:
                 return
             for bus_job in claimed:
                 r = _Running(bus_job)
@@ -392,4 +421,4 @@ class ComputeResource:
             logger.info("end %s (%s): %s in %.2f s", fname, job_id, status.value, time.monotonic() - t0)
         finally:
             r.job_dir = None
-            shutil.rmtree(job_dir, ignore_errors=True)
+            self._janitor.remove(job_dir)
