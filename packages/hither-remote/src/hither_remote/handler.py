@@ -1,8 +1,10 @@
 """``hi.RemoteJobHandler``: sends jobs through the MongoDB bus to a named compute resource.
 
 Each job is packed with ``hither.outside.prepare_document`` (large arrays, files and code
-go to the content store as ``sha1://`` URIs), signed, and inserted on the bus; a client
-thread polls for outcomes and reports them with ``hither.outside.collect_document``::
+go to the content store as ``sha1://`` URIs), signed, and inserted on the bus (jobs queued
+together in one insert); a client thread, woken by the bus's change stream when a job
+ends (polling every ``poll_interval`` where the server has none, or with
+``change_streams=False``), reports outcomes with ``hither.outside.collect_document``::
 
     db = hi.Database(mongo_url="mongodb://127.0.0.1:27017", database="hither")
     jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1")
@@ -48,7 +50,9 @@ class RemoteJobHandler(JobHandler):
     """Runs jobs on the compute resource ``compute_resource_id`` reached through ``database``
     (see the module docstring). ``store``: the content store both sides read (default:
     ``hither.stores.default_store()``); ``secret``/``secret_file``: the shared secret (default
-    ``$HITHER_REMOTE_SECRET``); ``expires_in``: seconds a job may wait to be started."""
+    ``$HITHER_REMOTE_SECRET``); ``expires_in``: seconds a job may wait to be started;
+    ``change_streams=False``: poll every ``poll_interval`` s instead of waking on the bus's
+    change stream."""
 
     name = "remote"
     crosses_machine = True

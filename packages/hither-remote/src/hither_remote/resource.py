@@ -16,8 +16,14 @@ launcher's ``capacity``, else the ``num_workers`` of the given ``job_handler`` (
     cr.clear()
     cr.run()        # until cr.stop(), SIGINT or SIGTERM; unfinished jobs go back to the queue
 
-A claim holds a lease of ``lease_seconds``, renewed while the job runs; when this process
-dies, the lease expires and another (or a restarted) process runs the job again.
+The resource sleeps until the bus's change stream says a job was inserted for it, handed
+back or asked to cancel, or one of its own jobs ends (``hither_remote.wakeups``); it claims
+the announced jobs by id in one batch (``Bus.claim_ids``), and queries its queue only when
+polling, once a second as a safety net, or while the last query found more than fitted.
+Up to ``prefetch`` more jobs than ``capacity`` are claimed when the launcher limits how
+many run at once, so jobs are unpacked and written back while others run. A claim holds a
+lease of ``lease_seconds``, renewed while the job runs; when this process dies, the lease
+expires and another (or a restarted) process runs the job again.
 """
 from __future__ import annotations
 
@@ -84,7 +90,10 @@ class ComputeResource:
     ``secret``/``secret_file``: the shared secret (default ``$HITHER_REMOTE_SECRET``);
     ``job_cache``: accepted for the FAQ's example; jobs are looked up in the *client's*
     job cache before they are sent, so this resource does not consult it (yet);
-    ``kachery``: accepted for old scripts and ignored (the store replaces kachery)."""
+    ``kachery``: accepted for old scripts and ignored (the store replaces kachery);
+    ``workers``: jobs run at once (see ``launcher_for``); ``change_streams=False``: poll
+    the bus every ``poll_interval`` s instead of waking on its change stream (what happens
+    by itself on a server without change streams)."""
 
     def __init__(self, database: Any, compute_resource_id: str, job_handler: Any = None,
                  job_cache: Any = None, store: Optional[Store] = None, *, secret: Any = None,
