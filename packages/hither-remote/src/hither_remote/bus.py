@@ -54,8 +54,15 @@ class Bus:
         self.client.admin.command("ping")
 
     def ensure_indexes(self) -> None:
-        """The index the claim and the client's queries use (idempotent)."""
-        self.jobs.create_index([("resource_id", 1), ("status", 1), ("created", 1)])
+        """The index the claim and the client's queries use (idempotent). An unreachable
+        bus is only logged: the index speeds things up, and the callers ride out outages."""
+        import pymongo.errors
+
+        try:
+            self.jobs.create_index([("resource_id", 1), ("status", 1), ("created", 1)])
+        except pymongo.errors.PyMongoError as exc:
+            logger.warning("could not create the job bus index (%s: %s); going on without it",
+                           type(exc).__name__, exc)
 
     def close(self) -> None:
         self.client.close()

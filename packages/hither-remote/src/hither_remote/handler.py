@@ -18,12 +18,12 @@ import queue
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from hither.errors import ConfigError, HitherError, JobTimeoutError
 from hither.interfaces import JobHandler, Store
 
-from .models import FINAL, BusJob, BusStatus
+from .models import FINAL, BusJob, BusOutcome, BusStatus
 from .signing import Secret, load_secret, sign
 from .wakeups import ChangeWatcher
 
@@ -40,6 +40,19 @@ SUBMIT_BATCH = 100
 #: while the change stream wakes the client: how often it still reads every pending job
 #: (events can be lost across an outage)
 SAFETY_POLL = 1.0
+
+
+def _ended_job(bus_id: str, fields: Dict[str, Any]) -> Optional[BusJob]:
+    """The end of a job as a change event's updated fields tell it (status and outcome are
+    written together), or None when they do not tell it all (then the job is read)."""
+    status, outcome = fields.get("status"), fields.get("outcome")
+    try:
+        if BusStatus(status) not in FINAL or (outcome is None and status != BusStatus.CANCELLED.value):
+            return None
+        return BusJob.model_construct(id=bus_id, status=BusStatus(status),
+                                      outcome=BusOutcome.model_validate(outcome) if outcome else None)
+    except (ValueError, TypeError):
+        return None
 
 
 class RemoteJobError(HitherError):
@@ -83,7 +96,8 @@ class RemoteJobHandler(JobHandler):
         self.bus.ensure_indexes()
         self._lock = threading.Lock()
         self._pending: Dict[str, "Job"] = {}       # bus id -> job, submitted and not reported
-        self._ended: Set[str] = set()              # bus ids the change stream saw end
+        # bus ids the change stream saw end -> the job as the event told it (None: read it)
+        self._ended: Dict[str, Optional[BusJob]] = {}
         self._look_all = True                      # events may have been lost: read all pending
         self._wake = threading.Event()
         self._bus_ids: Dict[int, str] = {}         # id(job) -> bus id
@@ -272,7 +286,9 @@ class RemoteJobHandler(JobHandler):
             with self._lock:
                 if bus_id not in self._pending:
                     return  # another client's job
-                self._ended.add(bus_id)
+            ended = _ended_job(bus_id, (change.get("updateDescription") or {}).get("updatedFields") or {})
+            with self._lock:
+                self._ended[bus_id] = ended
             self._wake.set()
 
         def on_gap() -> None:
@@ -292,18 +308,21 @@ class RemoteJobHandler(JobHandler):
             now = time.monotonic()
             with self._lock:
                 # every pending job when polling (or events may be lost), else those that ended
+                told: List[BusJob] = []
                 if not watching or self._look_all or now - last_full >= SAFETY_POLL:
                     ids, full = list(self._pending), True
-                else:
-                    ids, full = [i for i in self._ended if i in self._pending], False
+                else:  # what the events carried needs no read
+                    told = [b for i, b in self._ended.items() if b is not None and i in self._pending]
+                    ids = [i for i, b in self._ended.items() if b is None and i in self._pending]
+                    full = False
                 self._ended.clear()
                 self._look_all = False
             if full:
                 last_full = now
-            if not ids:
+            if not ids and not told:
                 continue
             try:
-                done = self.bus.done_jobs(ids)
+                done = told + (self.bus.done_jobs(ids) if ids else [])
             except Exception as exc:  # noqa: BLE001 - an outage: carry on polling
                 logger.warning("cannot read the job bus (%s); retrying", type(exc).__name__)
                 self._look_all = True
