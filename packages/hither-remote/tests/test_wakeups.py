@@ -182,3 +182,20 @@ def test_batched_claims_from_many_claimers_take_each_job_once(db):
     again = setup.claim_many("resource1", "late", 30, 5)
     assert [j.id for j in again] == [jobs[0].id] and again[0].attempts == 2
     setup.close()
+
+
+def test_capacity_comes_from_workers_then_launcher_then_handler(db, store):
+    from hither.jobserver import JobServerLauncher
+
+    par = hi.ParallelJobHandler(3)
+    try:
+        cases = [(None, None, 1), (None, hi.DefaultJobHandler(), 1), (None, par, 3), (2, par, 2), (4, None, 4)]
+        for workers, handler, want in cases:
+            cr = hi.ComputeResource(database=db, compute_resource_id="resource1", store=store,
+                                    job_handler=handler, workers=workers)
+            assert cr.capacity == want, (workers, handler)
+            assert isinstance(cr._launcher, JobServerLauncher) and cr._launcher.server is None  # lazy
+            cr._launcher.close()
+            cr.bus.close()
+    finally:
+        par.shutdown()
