@@ -50,7 +50,7 @@ def serve_main(database: str, store_dir: str, ready_file: str) -> None:
     store = Store(store_dir, cache_dir=store_dir + "-resource-cache")
     cr = hi.ComputeResource(database=hi.Database(mongo_url=MONGO_URL, database=database),
                             compute_resource_id="bench", job_handler=hi.ParallelJobHandler(2),
-                            store=store, secret=SECRET, work_dir=tempfile.mkdtemp(prefix="hither-bench-cr-"))
+                            store=store, secret=SECRET, work_dir=os.path.join(os.path.dirname(store_dir), "cr-jobs"))
     open(ready_file, "w").close()
     cr.run()
 
