@@ -1,6 +1,7 @@
 """RemoteJobHandler passes the core's JobHandler conformance suite, with a ComputeResource
-serving in a thread of this process (each job still runs in a fresh interpreter in a
-folder of the resource's own) over the real MongoDB-protocol server and S3 on loopback."""
+serving in a thread of this process (each job still runs in a fork of the resource's job
+server, in a folder of the resource's own) over the real MongoDB-protocol server and S3 on
+loopback."""
 from __future__ import annotations
 
 import threading

@@ -101,10 +101,12 @@ def test_kill_9_mid_job_then_restart_reruns_it(serve, jh, tmp_path):
         j = rf.rt_sleep_pid.run(t=2, pid_file=pid_file, x=7)
         [pid] = _wait_pid(pid_file)
         first.stop(signal.SIGKILL)
-        # the runner has a process group of its own (hither.outside.SubprocessLauncher), so
-        # it outlives a kill -9 of serve; kill it too, as when the whole machine goes down
-        # (reported: the launcher needs a parent-death signal for this case)
-        os.killpg(pid, signal.SIGKILL)
+        # the job runs in a process group of its own (a fork of serve's job server), and
+        # dies with the server: nothing of the killed serve goes on running
+        deadline = time.monotonic() + 10
+        while _pid_alive(pid):
+            assert time.monotonic() < deadline, "the job outlived its kill -9'd serve process"
+            time.sleep(0.05)
         second = serve("second", "--lease-seconds", "2")
         assert j.wait(60) == 7
     assert len(_wait_pid(pid_file, 2)) == 2, "the job was not run again"

@@ -46,7 +46,18 @@ class CodeBundle:
     def total_bytes(self) -> int:
         return sum(len(b) for b in self.files.values())
 
+    #: the zip made last time (a bundle is reused for every job of its function)
+    _zip: "tuple[str, bytes] | None" = field(default=None, init=False, repr=False, compare=False)
+
     def zip_bytes(self) -> bytes:
+        if self._zip is not None and self._zip[0] == self.code_hash:
+            return self._zip[1]
+        data = self._make_zip()
+        if self.code_hash:
+            self._zip = (self.code_hash, data)
+        return data
+
+    def _make_zip(self) -> bytes:
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
             for rel in sorted(self.files):

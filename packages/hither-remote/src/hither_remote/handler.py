@@ -1,8 +1,10 @@
 """``hi.RemoteJobHandler``: sends jobs through the MongoDB bus to a named compute resource.
 
 Each job is packed with ``hither.outside.prepare_document`` (large arrays, files and code
-go to the content store as ``sha1://`` URIs), signed, and inserted on the bus; a client
-thread polls for outcomes and reports them with ``hither.outside.collect_document``::
+go to the content store as ``sha1://`` URIs), signed, and inserted on the bus (jobs queued
+together in one insert); a client thread, woken by the bus's change stream when a job
+ends (polling every ``poll_interval`` where the server has none, or with
+``change_streams=False``), reports outcomes with ``hither.outside.collect_document``::
 
     db = hi.Database(mongo_url="mongodb://127.0.0.1:27017", database="hither")
     jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1")
@@ -16,13 +18,14 @@ import queue
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from hither.errors import ConfigError, HitherError, JobTimeoutError
 from hither.interfaces import JobHandler, Store
 
-from .models import BusJob, BusStatus, CachePolicy
+from .models import FINAL, BusJob, BusOutcome, BusStatus, CachePolicy
 from .signing import Secret, load_secret, outcome_problem, sign
+from .wakeups import ChangeWatcher
 
 if TYPE_CHECKING:  # pragma: no cover
     from hither.job import Job
@@ -32,6 +35,24 @@ logger = logging.getLogger("hither_remote.handler")
 
 #: a job the resource has not started after this long is refused by it
 DEFAULT_EXPIRES_IN = 24 * 3600.0
+#: jobs sent to the bus in one insert at most
+SUBMIT_BATCH = 100
+#: while the change stream wakes the client: how often it still reads every pending job
+#: (events can be lost across an outage)
+SAFETY_POLL = 1.0
+
+
+def _ended_job(bus_id: str, fields: Dict[str, Any]) -> Optional[BusJob]:
+    """The end of a job as a change event's updated fields tell it (status and outcome are
+    written together), or None when they do not tell it all (then the job is read)."""
+    status, outcome = fields.get("status"), fields.get("outcome")
+    try:
+        if BusStatus(status) not in FINAL or (outcome is None and status != BusStatus.CANCELLED.value):
+            return None
+        return BusJob.model_construct(id=bus_id, status=BusStatus(status),
+                                      outcome=BusOutcome.model_validate(outcome) if outcome else None)
+    except (ValueError, TypeError):
+        return None
 
 
 def _cache_policy(job: "Job") -> CachePolicy:
@@ -50,7 +71,9 @@ class RemoteJobHandler(JobHandler):
     """Runs jobs on the compute resource ``compute_resource_id`` reached through ``database``
     (see the module docstring). ``store``: the content store both sides read (default:
     ``hither.stores.default_store()``); ``secret``/``secret_file``: the shared secret (default
-    ``$HITHER_REMOTE_SECRET``); ``expires_in``: seconds a job may wait to be started."""
+    ``$HITHER_REMOTE_SECRET``); ``expires_in``: seconds a job may wait to be started;
+    ``change_streams=False``: poll every ``poll_interval`` s instead of waking on the bus's
+    change stream."""
 
     name = "remote"
     crosses_machine = True
@@ -61,7 +84,7 @@ class RemoteJobHandler(JobHandler):
     def __init__(self, database: "Database", compute_resource_id: str, store: Optional[Store] = None, *,
                  secret: Any = None, secret_file: Optional[str] = None,
                  poll_interval: float = 0.05, expires_in: float = DEFAULT_EXPIRES_IN,
-                 inline_max_bytes: Optional[int] = None) -> None:
+                 inline_max_bytes: Optional[int] = None, change_streams: bool = True) -> None:
         from .bus import Bus
 
         if not compute_resource_id or not isinstance(compute_resource_id, str):
@@ -78,13 +101,21 @@ class RemoteJobHandler(JobHandler):
         self.expires_in = expires_in
         self.inline_max_bytes = inline_max_bytes
         self.bus = Bus(database)
+        self.bus.ensure_indexes()
         self._lock = threading.Lock()
         self._pending: Dict[str, "Job"] = {}       # bus id -> job, submitted and not reported
+        # bus ids the change stream saw end -> the job as the event told it (None: read it)
+        self._ended: Dict[str, Optional[BusJob]] = {}
+        self._look_all = True                      # events may have been lost: read all pending
+        self._wake = threading.Event()
         self._bus_ids: Dict[int, str] = {}         # id(job) -> bus id
         self._to_submit: "queue.Queue[Optional[Job]]" = queue.Queue()
         self._closed = threading.Event()
         self._submitter = threading.Thread(target=self._submit_loop, name="hither-remote-submit", daemon=True)
         self._poller = threading.Thread(target=self._poll_loop, name="hither-remote-poll", daemon=True)
+        self._watcher: Optional[ChangeWatcher] = None
+        if change_streams:
+            self._watcher = self._start_watcher()
         self._submitter.start()
         self._poller.start()
 
@@ -115,6 +146,9 @@ class RemoteJobHandler(JobHandler):
         if self._closed.is_set():
             return
         self._closed.set()
+        self._wake.set()
+        if self._watcher is not None:
+            self._watcher.stop()
         with self._lock:
             pending = list(self._pending.values())
         for job in pending:
@@ -135,50 +169,86 @@ class RemoteJobHandler(JobHandler):
 
     # ------------------------------------------------------------------ threads
     def _submit_loop(self) -> None:
+        while True:
+            batch = [self._to_submit.get()]
+            # jobs .run() queued meanwhile go to the bus in one insert
+            while batch[-1] is not None and len(batch) < SUBMIT_BATCH:
+                try:
+                    batch.append(self._to_submit.get_nowait())
+                except queue.Empty:
+                    break
+            ready: List[Tuple["Job", BusJob]] = []
+            for job in batch:
+                if job is None or self._closed.is_set():
+                    if job is not None:
+                        job.report_cancelled()
+                    continue
+                bus_job = self._pack(job)
+                if bus_job is not None:
+                    ready.append((job, bus_job))
+            if ready:
+                self._send(ready)
+            if batch[-1] is None:
+                return
+
+    def _pack(self, job: "Job") -> Optional[BusJob]:
+        """``job`` as a signed bus document, registered as pending; None when it needs none
+        (cancelled, failed to pack, or following a job an earlier client sent)."""
         from hither.outside import prepare_document
 
-        while True:
-            job = self._to_submit.get()
-            if job is None or self._closed.is_set():
-                if job is not None:
-                    job.report_cancelled()
-                return
-            if job.is_done():  # cancelled before it was sent
-                continue
+        if job.is_done():  # cancelled before it was sent
+            return None
+        try:
+            if self._attach(job):
+                if self._closed.is_set():
+                    self.cancel(job)
+                return None
+            document = prepare_document(job, self.result_store, self.inline_max_bytes)
+            now = time.time()
+            bus_job = BusJob(_id=uuid.uuid4().hex, resource_id=self.compute_resource_id,
+                             function_name=job.function_name, job_hash=job.job_hash,
+                             document=document, created=now,
+                             expires=now + self.expires_in, updated=now,
+                             cache_policy=_cache_policy(job))
+            bus_job.signature = sign(bus_job.signed_fields(), self._secret)
+            if job.is_done():  # cancelled while it was being packed
+                return None
+            job.report_running()  # queued on the bus: running as far as this process goes
+            with self._lock:
+                self._pending[bus_job.id] = job
+                self._bus_ids[id(job)] = bus_job.id
+            return bus_job
+        except Exception as exc:  # noqa: BLE001 - this job's failure, not the handler's
+            self._forget(job)
+            job.report_error(exc)
+            return None
+
+    def _forget(self, job: "Job") -> None:
+        with self._lock:
+            bus_id = self._bus_ids.pop(id(job), None)
+            if bus_id:
+                self._pending.pop(bus_id, None)
+
+    def _send(self, ready: List[Tuple["Job", BusJob]]) -> None:
+        try:
+            self._submit_with_retry([bus_job for _, bus_job in ready])
+        except Exception as exc:  # noqa: BLE001 - these jobs' failure, not the handler's
+            for job, _ in ready:
+                self._forget(job)
+                job.report_error(exc)
+            return
+        for job, bus_job in ready:
+            with self._lock:
+                cancelled_meanwhile = id(job) not in self._bus_ids and job.get_status().value == "cancelled"
             try:
-                if self._attach(job):
-                    if self._closed.is_set():
-                        self.cancel(job)
-                    continue
-                document = prepare_document(job, self.result_store, self.inline_max_bytes)
-                now = time.time()
-                bus_job = BusJob(_id=uuid.uuid4().hex, resource_id=self.compute_resource_id,
-                                 function_name=job.function_name, job_hash=job.job_hash,
-                                 document=document, created=now,
-                                 expires=now + self.expires_in, updated=now,
-                                 cache_policy=_cache_policy(job))
-                bus_job.signature = sign(bus_job.signed_fields(), self._secret)
-                if job.is_done():  # cancelled while it was being packed
-                    continue
-                job.report_running()  # queued on the bus: running as far as this process goes
-                with self._lock:
-                    self._pending[bus_job.id] = job
-                    self._bus_ids[id(job)] = bus_job.id
-                self._submit_with_retry(bus_job)
-                with self._lock:
-                    cancelled_meanwhile = id(job) not in self._bus_ids and job.get_status().value == "cancelled"
                 if cancelled_meanwhile:  # cancel() ran before the insert reached the bus
                     self.bus.request_cancel(bus_job.id)
                 elif self._closed.is_set():  # shut down while this job was being sent
                     self.cancel(job)
-                logger.debug("sent %s (%s) to %s as %s", job.function_name, job.id,
-                             self.compute_resource_id, bus_job.id)
-            except Exception as exc:  # noqa: BLE001 - this job's failure, not the handler's
-                with self._lock:
-                    bus_id = self._bus_ids.pop(id(job), None)
-                    if bus_id:
-                        self._pending.pop(bus_id, None)
-                job.report_error(exc)
+            except Exception:  # noqa: BLE001 - the job is cancelled here either way
+                logger.exception("could not send the cancel of %s to the bus", bus_job.id)
+            logger.debug("sent %s (%s) to %s as %s", job.function_name, job.id,
+                         self.compute_resource_id, bus_job.id)
 
     def _attach(self, job: "Job") -> bool:
         """With a job cache configured: follow the same job (same hash) that an earlier
@@ -197,33 +267,77 @@ class RemoteJobHandler(JobHandler):
             self._bus_ids[id(job)] = earlier.id
         return True
 
-    def _submit_with_retry(self, bus_job: BusJob, attempts: int = 6) -> None:
+    def _submit_with_retry(self, bus_jobs: List[BusJob], attempts: int = 6) -> None:
         import pymongo.errors
 
         for i in range(attempts):
             try:
-                self.bus.submit(bus_job)
+                if len(bus_jobs) == 1:
+                    self.bus.submit(bus_jobs[0])
+                else:
+                    self.bus.submit_many(bus_jobs)
                 return
             except pymongo.errors.DuplicateKeyError:
                 return  # an earlier attempt got through
             except pymongo.errors.PyMongoError:
                 if i == attempts - 1:
                     raise
-                logger.warning("the bus is unreachable; retrying the submit of %s", bus_job.function_name)
+                logger.warning("the bus is unreachable; retrying the submit of %d job(s)", len(bus_jobs))
                 time.sleep(min(2.0, 0.25 * 2 ** i))
 
-    def _poll_loop(self) -> None:
-        while not self._closed.wait(self.poll_interval):
+    def _start_watcher(self) -> ChangeWatcher:
+        """Wake-ups from the bus's change stream when a job reaches a final status."""
+        pipeline = [{"$match": {"operationType": "update", "updateDescription.updatedFields.status": {
+            "$in": [s.value for s in FINAL]}}}]
+
+        def on_change(change: Dict[str, Any]) -> None:
+            bus_id = (change.get("documentKey") or {}).get("_id")
             with self._lock:
-                ids = list(self._pending)
-            if not ids:
+                if bus_id not in self._pending:
+                    return  # another client's job
+            ended = _ended_job(bus_id, (change.get("updateDescription") or {}).get("updatedFields") or {})
+            with self._lock:
+                self._ended[bus_id] = ended
+            self._wake.set()
+
+        def on_gap() -> None:
+            self._look_all = True
+            self._wake.set()
+
+        return ChangeWatcher(self.bus.jobs, pipeline, on_change, on_gap, name="client").start()
+
+    def _poll_loop(self) -> None:
+        last_full = 0.0
+        while not self._closed.is_set():
+            watching = self._watcher is not None and self._watcher.watching
+            self._wake.wait(self.poll_interval if not watching else SAFETY_POLL)
+            self._wake.clear()
+            if self._closed.is_set():
+                return
+            now = time.monotonic()
+            with self._lock:
+                # every pending job when polling (or events may be lost), else those that ended
+                told: List[BusJob] = []
+                if not watching or self._look_all or now - last_full >= SAFETY_POLL:
+                    ids, full = list(self._pending), True
+                else:  # what the events carried needs no read
+                    told = [b for i, b in self._ended.items() if b is not None and i in self._pending]
+                    ids = [i for i, b in self._ended.items() if b is None and i in self._pending]
+                    full = False
+                self._ended.clear()
+                self._look_all = False
+            if full:
+                last_full = now
+            if not ids and not told:
                 continue
             try:
-                done = self.bus.done_jobs(ids)
+                done = told + (self.bus.done_jobs(ids) if ids else [])
             except Exception as exc:  # noqa: BLE001 - an outage: carry on polling
                 logger.warning("cannot read the job bus (%s); retrying", type(exc).__name__)
+                self._look_all = True
                 self._closed.wait(1.0)
                 continue
+            reported = []
             for bus_job in done:
                 with self._lock:
                     job = self._pending.pop(bus_job.id, None)
@@ -231,6 +345,12 @@ class RemoteJobHandler(JobHandler):
                         self._bus_ids.pop(id(job), None)
                 if job is not None:
                     self._report(job, bus_job)
+                    reported.append(bus_job.id)
+            try:
+                self.bus.mark_collected_many(reported)
+            except Exception as exc:  # noqa: BLE001 - only `clear()` reads it
+                logger.warning("could not mark %d job(s) collected on the bus (%s)", len(reported),
+                               type(exc).__name__)
 
     def _report(self, job: "Job", bus_job: BusJob) -> None:
         from hither.outside import collect_document
@@ -257,7 +377,6 @@ class RemoteJobHandler(JobHandler):
                 doc = dict(outcome.packed)
                 doc["exit_code"] = outcome.exit_code
                 collect_document(job, doc, self.result_store)
-            self.bus.mark_collected(bus_job.id)
         except Exception as exc:  # noqa: BLE001
             if not job.is_done():
                 job.report_error(exc)

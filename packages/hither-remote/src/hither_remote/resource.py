@@ -1,13 +1,14 @@
 """``hi.ComputeResource``: claims this resource's jobs from the bus and runs them here.
 
 Each claimed job is checked (signature, expiry, replay), rebuilt into a job directory with
-``hither.transport.unpack_job``, run with ``hither.outside.SubprocessLauncher`` (its own
-process group, so a cancel or a stop kills everything it started), and its outcome packed
-with ``hither.transport.pack_outputs`` (arrays and files into the store) and written back.
-Up to ``capacity`` jobs run at once, each from a thread: ``workers=``, else the
-``num_workers`` of the given ``job_handler`` (e.g. ``hi.ParallelJobHandler(8)``), else 1.
-The handler's own worker pool is not used: every job gets a fresh interpreter that the
-resource can kill on a cancel within a fraction of a second::
+``hither.transport.unpack_job``, run by a ``hither.interfaces.Launcher`` (see
+``launcher_for``: the ``job_handler``'s ``job_dir_launcher()``, by default a
+``hither.jobserver.JobServerLauncher``: a fork of a warm job server per job, in a process
+group of its own, so a cancel or a stop kills everything it started), and its outcome
+packed with ``hither.transport.pack_outputs`` (arrays and files into the store) and written
+back. Up to ``capacity`` jobs run at once, each from a thread: ``workers=``, else the
+launcher's ``capacity``, else the ``num_workers`` of the given ``job_handler`` (e.g.
+``hi.ParallelJobHandler(8)``), else 1::
 
     db = hi.Database(mongo_url="mongodb://127.0.0.1:27017", database="hither")
     cr = hi.ComputeResource(database=db, compute_resource_id="resource1",
@@ -15,32 +16,63 @@ resource can kill on a cancel within a fraction of a second::
     cr.clear()
     cr.run()        # until cr.stop(), SIGINT or SIGTERM; unfinished jobs go back to the queue
 
-A claim holds a lease of ``lease_seconds``, renewed while the job runs; when this process
-dies, the lease expires and another (or a restarted) process runs the job again.
+The resource sleeps until the bus's change stream says a job was inserted for it, handed
+back or asked to cancel, or one of its own jobs ends (``hither_remote.wakeups``); it claims
+the announced jobs by id in one batch (``Bus.claim_ids``), and queries its queue only when
+polling, once a second as a safety net, or while the last query found more than fitted.
+Up to ``prefetch`` more jobs than ``capacity`` are claimed when the launcher limits how
+many run at once, so jobs are unpacked and written back while others run. A claim holds a
+lease of ``lease_seconds``, renewed while the job runs; when this process dies, the lease
+expires and another (or a restarted) process runs the job again.
 """
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import socket
 import tempfile
 import threading
 import time
 import uuid
-from typing import Any, Dict, Optional
+from collections import OrderedDict
+from typing import Any, Dict, Optional, Tuple
 
 from hither.errors import ConfigError, JobTimeoutError
-from hither.interfaces import Store
+from hither.interfaces import Launcher, Store
 
+from .janitor import Janitor
 from .models import BusJob, BusOutcome, BusStatus, ResourceHeartbeat
 from .signing import Secret, load_secret, verify
+from .wakeups import ChangeWatcher
 
 logger = logging.getLogger("hither_remote.resource")
 
 #: how long the resource keeps trying to write a job's end while the bus is unreachable
 BUS_RETRY_SECONDS = 60.0
+#: while change streams wake the resource: how often it still looks at the bus (events can
+#: be lost across an outage; expired leases make no event)
+SAFETY_POLL = 1.0
+
+
+def launcher_for(job_handler: Any, workers: Optional[int]) -> Tuple[Launcher, int]:
+    """The launcher that runs a resource's job directories and how many run at once: the
+    handler's ``job_dir_launcher()`` when it gives one, else a ``JobServerLauncher``;
+    capacity ``workers`` if given, else the launcher's, else the handler's ``num_workers``,
+    else 1."""
+    get = getattr(job_handler, "job_dir_launcher", None)
+    launcher: Optional[Launcher] = get() if get is not None else None
+    if workers is None:
+        workers = (launcher.capacity if launcher is not None else None) \
+            or getattr(job_handler, "num_workers", None) or 1
+    if launcher is None:
+        from hither.jobserver import JobServerLauncher
+
+        launcher = JobServerLauncher(capacity=workers)
+    elif launcher.capacity is not None and launcher.capacity < workers:
+        logger.warning("workers=%d, but %r runs %d job(s) at once: claimed jobs wait for it",
+                       workers, job_handler, launcher.capacity)
+    return launcher, workers
 
 
 class _Running:
@@ -63,7 +95,10 @@ class ComputeResource:
     engine answers here, else refuse them saying why (``hither_remote.resource_containers``);
     ``container_engine``/``container_options``: as ``hi.Config``'s, the resource's own
     (network ``none`` unless these say otherwise);
-    ``kachery``: accepted for old scripts and ignored (the store replaces kachery)."""
+    ``kachery``: accepted for old scripts and ignored (the store replaces kachery);
+    ``workers``: jobs run at once (see ``launcher_for``); ``change_streams=False``: poll
+    the bus every ``poll_interval`` s instead of waking on its change stream (what happens
+    by itself on a server without change streams)."""
 
     def __init__(self, database: Any, compute_resource_id: str, job_handler: Any = None,
                  job_cache: Any = None, store: Optional[Store] = None, *, secret: Any = None,
@@ -71,16 +106,16 @@ class ComputeResource:
                  lease_seconds: float = 30.0, poll_interval: float = 0.05,
                  work_dir: Optional[str] = None, inline_max_bytes: Optional[int] = None,
                  containers: Optional[bool] = None, container_engine: Optional[str] = None,
-                 container_options: Any = None, kachery: Any = None) -> None:
+                 container_options: Any = None, kachery: Any = None,
+                 change_streams: bool = True) -> None:
         from .bus import Bus
 
         if not compute_resource_id or not isinstance(compute_resource_id, str):
             raise ConfigError(f"ComputeResource(compute_resource_id=...) needs a non-empty name, "
                               f"got {compute_resource_id!r}")
-        if workers is None:
-            workers = getattr(job_handler, "num_workers", None) or 1
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise ConfigError(f"ComputeResource(workers=...) needs a positive integer, got {workers!r}")
+        self._launcher, workers = launcher_for(job_handler, workers)
         if lease_seconds <= 0:
             raise ConfigError(f"lease_seconds must be positive, got {lease_seconds!r}")
         self._secret: Secret = load_secret(secret, secret_file)
@@ -99,26 +134,34 @@ class ComputeResource:
         if kachery is not None:
             logger.info("kachery=%r is ignored: jobs' data travel through the content store", kachery)
         self.capacity = workers
+        # a launcher that runs only so many at once lets the next jobs be claimed and
+        # unpacked while others run (their outcomes written while the next ones run)
+        self.prefetch = 2 * workers if self._launcher.capacity is not None else 0
         self.lease_seconds = float(lease_seconds)
         self.poll_interval = poll_interval
         self.work_dir = work_dir
         self.inline_max_bytes = inline_max_bytes
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.change_streams = change_streams
         self.bus = Bus(database, secret=self._secret)  # it signs the outcomes it writes
+        self.bus.ensure_indexes()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by the change stream, a finished job, stop()
+        self._cancel_due = False  # a cancel request may be waiting: look at once
+        self._look_all = True  # jobs may be queued that no event told of: query the bus
+        self._candidates: "OrderedDict[str, None]" = OrderedDict()  # job ids events told of
         self._handing_back = False
         self._lock = threading.Lock()
         self._running: Dict[str, _Running] = {}
         self._started = time.time()
-        from hither.outside import SubprocessLauncher
-
+        from .logs import LogShipper
         from .resource_containers import ResourceLauncher
 
-        from .logs import LogShipper
-
         self._logs = LogShipper(self.bus, compute_resource_id)
-        self._launcher = ResourceLauncher(SubprocessLauncher(), containers, container_engine=container_engine,
+        # container jobs in their image here; the others on the handler's launcher
+        self._launcher = ResourceLauncher(self._launcher, containers, container_engine=container_engine,
                                           container_options=container_options)
+        self._janitor = Janitor()
 
     def __repr__(self) -> str:
         return f"ComputeResource(compute_resource_id={self.compute_resource_id!r}, capacity={self.capacity})"
@@ -137,36 +180,78 @@ class ComputeResource:
         """Make ``run()`` return (or not start serving): running jobs are stopped and handed
         back to the queue. A stopped resource does not serve again; make a new one."""
         self._stop.set()
+        self._wake.set()
 
     def run(self) -> None:
         """Serve until ``stop()``, SIGINT or SIGTERM (signals only in the main thread)."""
         restore = self._install_signals()
         # _stop is not cleared: a stop() that comes before the loop starts still counts
         self._handing_back = False
-        logger.info("compute resource %r serving (capacity %d, lease %.1f s, owner %s)",
-                    self.compute_resource_id, self.capacity, self.lease_seconds, self.owner)
-        last_beat = 0.0
-        last_cancel_check = 0.0
+        watcher = self._start_watcher()
+        logger.info("compute resource %r serving (capacity %d, lease %.1f s, owner %s, %s)",
+                    self.compute_resource_id, self.capacity, self.lease_seconds, self.owner,
+                    "woken by change streams" if watcher is not None and watcher.watching
+                    else f"polling every {self.poll_interval} s")
+        last_beat = last_cancel_check = last_full = 0.0
         try:
             while not self._stop.is_set():
+                # woken (a job for us, a cancel request, a slot freed) or a poll is due
+                woken = self._wake.is_set()
+                self._wake.clear()
+                watching = watcher is not None and watcher.watching
                 try:
                     now = time.monotonic()
                     if now - last_beat >= min(self.lease_seconds / 3, 5.0):
                         self._beat()
                         last_beat = now
-                    if now - last_cancel_check >= 0.2:
+                    if self._cancel_due or now - last_cancel_check >= (SAFETY_POLL if watching else 0.2):
+                        self._cancel_due = False
                         self._check_cancels()
                         last_cancel_check = now
-                    self._claim_jobs()
+                    if not watching or now - last_full >= SAFETY_POLL:
+                        self._look_all = True  # polling, or the safety poll is due
+                        last_full = now
+                    if woken or self._look_all:
+                        self._claim_jobs()
                 except Exception as exc:  # noqa: BLE001 - e.g. a MongoDB outage: carry on
                     logger.warning("job bus unavailable (%s: %s); retrying", type(exc).__name__, exc)
                     self._stop.wait(1.0)
-                self._stop.wait(self.poll_interval)
+                self._wake.wait(self.poll_interval if not watching else 0.25)
         finally:
+            if watcher is not None:
+                watcher.stop()
             self._hand_back_all()
             self._logs.close()
+            self._launcher.close()
+            self._janitor.close()
             restore()
             logger.info("compute resource %r stopped", self.compute_resource_id)
+
+    def _start_watcher(self) -> Optional[ChangeWatcher]:
+        """Wake-ups from the bus's change stream: jobs inserted for this resource, jobs
+        handed back to the queue or asked to cancel (None: polling, as asked)."""
+        if not self.change_streams:
+            return None
+        pipeline = [{"$match": {"$or": [
+            {"operationType": "insert", "fullDocument.resource_id": self.compute_resource_id},
+            {"operationType": "update", "updateDescription.updatedFields.status": {
+                "$in": [BusStatus.QUEUED.value, BusStatus.CANCEL_REQUESTED.value]}}]}}]
+
+        def on_change(change: Dict[str, Any]) -> None:
+            status = ((change.get("updateDescription") or {}).get("updatedFields") or {}).get("status")
+            if status == BusStatus.CANCEL_REQUESTED.value:
+                self._cancel_due = True
+            else:  # a job inserted for us, or handed back: claim it by id (no query)
+                bus_id = (change.get("documentKey") or {}).get("_id")
+                with self._lock:
+                    self._candidates[bus_id] = None
+            self._wake.set()
+
+        def on_gap() -> None:
+            self._cancel_due = self._look_all = True
+            self._wake.set()
+
+        return ChangeWatcher(self.bus.jobs, pipeline, on_change, on_gap, name=self.compute_resource_id).start()
 
     # ------------------------------------------------------------------ loop steps
     def _install_signals(self) -> Any:
@@ -177,6 +262,7 @@ class ComputeResource:
         def on_signal(signum: int, frame: Any) -> None:
             logger.info("signal %d: stopping, handing unfinished jobs back", signum)
             self._stop.set()
+            self._wake.set()
 
         for s in old:
             signal.signal(s, on_signal)
@@ -215,17 +301,34 @@ class ComputeResource:
     def _claim_jobs(self) -> None:
         while not self._stop.is_set():
             with self._lock:
-                if len(self._running) >= self.capacity:
-                    return
-            bus_job = self.bus.claim(self.compute_resource_id, self.owner, self.lease_seconds)
-            if bus_job is None:
+                free = self.capacity + self.prefetch - len(self._running)
+            if free <= 0:
                 return
-            r = _Running(bus_job)
             with self._lock:
-                self._running[bus_job.id] = r
-            r.thread = threading.Thread(target=self._run_job, args=(r,), daemon=True,
-                                        name=f"hither-remote-{bus_job.id[:8]}")
-            r.thread.start()
+                ids = []
+                while self._candidates and len(ids) < free:
+                    ids.append(self._candidates.popitem(last=False)[0])
+            if ids:  # told by the change stream: claimed by id, no query over the queue
+                claimed = self.bus.claim_ids(self.compute_resource_id, ids, self.owner, self.lease_seconds)
+            elif self._look_all:
+                # a query over the queue: when polling, at the safety poll, after a gap, and
+                # while the last one found more jobs than there was room for
+                claimed = self.bus.claim_many(self.compute_resource_id, self.owner, self.lease_seconds, free)
+                self._look_all = len(claimed) >= free
+                with self._lock:
+                    for bus_job in claimed:
+                        self._candidates.pop(bus_job.id, None)
+            else:
+                return
+            if not claimed and not ids:
+                return
+            for bus_job in claimed:
+                r = _Running(bus_job)
+                with self._lock:
+                    self._running[bus_job.id] = r
+                r.thread = threading.Thread(target=self._run_job, args=(r,), daemon=True,
+                                            name=f"hither-remote-{bus_job.id[:8]}")
+                r.thread.start()
 
     def _hand_back_all(self) -> None:
         self._handing_back = True
@@ -295,6 +398,7 @@ class ComputeResource:
         finally:
             with self._lock:
                 self._running.pop(job_id, None)
+            self._wake.set()  # a slot is free: claim the next job now
 
     def _execute(self, r: _Running) -> None:
         from hither.outside import TIMEOUT_GRACE
@@ -363,4 +467,4 @@ class ComputeResource:
         finally:
             self._logs.finish(job_id)
             r.job_dir = None
-            shutil.rmtree(job_dir, ignore_errors=True)
+            self._janitor.remove(job_dir)

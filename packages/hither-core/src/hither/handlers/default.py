@@ -7,7 +7,7 @@ import threading
 from typing import TYPE_CHECKING, Optional
 
 from ..execution import call_captured
-from ..interfaces import JobHandler
+from ..interfaces import JobHandler, Launcher
 from ..outcome import report
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -79,6 +79,12 @@ class DefaultJobHandler(JobHandler):
             job.report_cancelled()
             return True
         return False
+
+    def job_dir_launcher(self) -> Optional[Launcher]:
+        """One job directory at a time, each in a fork of a warm job server."""
+        from ..jobserver import JobServerLauncher
+
+        return JobServerLauncher(capacity=1)
 
     def shutdown(self, wait: bool = True) -> None:
         with self._lock:

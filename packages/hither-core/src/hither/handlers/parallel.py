@@ -20,7 +20,7 @@ from .. import transfer
 from .. import worker_protocol as P
 from ..outcome import rebuild_error
 from ..errors import ConfigError, HitherError, JobTimeoutError, WorkerDiedError
-from ..interfaces import JobHandler
+from ..interfaces import JobHandler, Launcher
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..protocols import JobFunction
@@ -241,6 +241,14 @@ class ParallelJobHandler(JobHandler):
                     job.report_cancelled()
                 return True
         return False
+
+    def job_dir_launcher(self) -> Optional[Launcher]:
+        """Up to ``num_workers`` job directories at once, each in a fork of a warm job
+        server (this pool's workers import user code and are reused, so they cannot run
+        job directories of different code bundles side by side)."""
+        from ..jobserver import JobServerLauncher
+
+        return JobServerLauncher(capacity=self.num_workers)
 
     def shutdown(self, wait: bool = True) -> None:
         with self._lock:

@@ -1,0 +1,182 @@
+"""hither-remote benchmarks over the MongoDB-protocol server of ``scripts/services.sh`` (loopback).
+
+    python benchmarks/bench_remote.py            # 5 interleaved runs of each figure
+    python benchmarks/bench_remote.py --quick    # 3 runs, fewer jobs (a smoke run)
+
+1. Round trip of a trivial job: ``noop.run(x=i).wait()`` through a ``RemoteJobHandler`` to a
+   compute resource (``hi.ComputeResource(job_handler=hi.ParallelJobHandler(2))`` in a
+   process of its own), per job, beside the same job on a local ``DefaultJobHandler``.
+   Target: median under 50 ms.
+2. 500 trivial jobs submitted at once through one such resource: jobs/s, beside the same
+   jobs on a local ``ParallelJobHandler(2)``. Target: at least 100 jobs/s.
+
+Client and resource share the bus (a private database per run, dropped at the end) and a
+store folder under /tmp (each with a cache folder of its own). Runs are interleaved (ours,
+baseline, ours, ...); each figure is the median with the spread (min-max).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from typing import Callable, List
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import hither as hi  # noqa: E402
+from bench_funcs import noop  # noqa: E402  (importable by the resource's job processes)
+
+MONGO_URL = os.environ.get("HITHER_BENCH_MONGO_URL", "mongodb://127.0.0.1:27017")
+#: the shared secret: made by the benchmark, handed to its resource process in the environment
+SECRET = os.environ.setdefault("HITHER_REMOTE_SECRET", "bench-secret-" + uuid.uuid4().hex)
+
+
+def serve_main(database: str, store_dir: str, ready_file: str) -> None:
+    """The resource process: ``ComputeResource`` with a ``ParallelJobHandler(2)``."""
+    from hither_store import Store
+
+    logging.basicConfig(level=logging.WARNING)
+    store = Store(store_dir, cache_dir=store_dir + "-resource-cache")
+    cr = hi.ComputeResource(database=hi.Database(mongo_url=MONGO_URL, database=database),
+                            compute_resource_id="bench", job_handler=hi.ParallelJobHandler(2),
+                            store=store, secret=SECRET, work_dir=os.path.join(os.path.dirname(store_dir), "cr-jobs"))
+    open(ready_file, "w").close()
+    cr.run()
+
+
+class Remote:
+    """A resource process and a client handler on a private bus database."""
+
+    def __init__(self) -> None:
+        from hither_store import Store
+
+        self.database = f"hither_bench_{uuid.uuid4().hex[:10]}"
+        self.scratch = tempfile.mkdtemp(prefix="hither-bench-remote-")
+        store_dir = os.path.join(self.scratch, "store")
+        ready = os.path.join(self.scratch, "ready")
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", self.database, store_dir, ready],
+                                     env=dict(os.environ, HITHER_TEMP_DIR=os.path.join(self.scratch, "cr-tmp")))
+        self.jh = hi.RemoteJobHandler(database=hi.Database(mongo_url=MONGO_URL, database=self.database),
+                                      compute_resource_id="bench", secret=SECRET,
+                                      store=Store(store_dir, cache_dir=store_dir + "-client-cache"))
+        try:
+            deadline = time.monotonic() + 60
+            while not os.path.exists(ready):
+                assert self.proc.poll() is None and time.monotonic() < deadline, "the resource did not start"
+                time.sleep(0.05)
+            with hi.Config(job_handler=self.jh):  # warm: the job server is up, the code bundle stored
+                noop.run(x=-1).wait(60)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self.jh.shutdown()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        import pymongo
+
+        client = pymongo.MongoClient(MONGO_URL, serverSelectionTimeoutMS=3000)
+        client.drop_database(self.database)
+        client.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def round_trip(jh: hi.JobHandler, jobs: int) -> float:
+    """Median seconds of ``noop.run(x=i).wait()`` over ``jobs`` jobs one after another."""
+    times = []
+    with hi.Config(job_handler=jh):
+        for i in range(jobs):
+            t0 = time.perf_counter()
+            assert noop.run(x=i).wait(60) == i
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def throughput(jh: hi.JobHandler, jobs: int) -> float:
+    """Jobs per second of ``jobs`` trivial jobs submitted at once."""
+    t0 = time.perf_counter()
+    with hi.Config(job_handler=jh):
+        js = [noop.run(x=i) for i in range(jobs)]
+    assert [j.wait(600) for j in js] == list(range(jobs))
+    return jobs / (time.perf_counter() - t0)
+
+
+def line(figure: str, a: List[float], b: List[float], baseline: str, target: str, unit: str,
+         scale: float = 1.0) -> None:
+    ma, mb = statistics.median(a), statistics.median(b)
+    fmt = (lambda v: f"{v * scale:.4g} {unit}")
+    print(f"{figure}: {fmt(ma)} (spread {fmt(min(a))}-{fmt(max(a))}) | baseline {baseline}: {fmt(mb)} "
+          f"(spread {fmt(min(b))}-{fmt(max(b))}) | ratio {ma / mb:.4g} | target {target} "
+          f"| median (min-max) of {len(a)} interleaved runs", flush=True)
+
+
+def interleave(ours: Callable[[], float], base: Callable[[], float], repeat: int) -> tuple:
+    a, b = [], []
+    for _ in range(repeat):
+        a.append(ours())
+        b.append(base())
+    return a, b
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeat", type=int, default=None)
+    ap.add_argument("--only", choices=["roundtrip", "throughput"], default=None)
+    ap.add_argument("--serve", nargs=3, metavar=("DATABASE", "STORE_DIR", "READY_FILE"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve:
+        serve_main(*args.serve)
+        return
+    logging.basicConfig(level=logging.WARNING)
+    repeat = args.repeat or (3 if args.quick else 5)
+    rt_jobs = 10 if args.quick else 30
+    n_jobs = 100 if args.quick else 500
+    try:
+        import pymongo
+
+        pymongo.MongoClient(MONGO_URL, serverSelectionTimeoutMS=2000).admin.command("ping")
+    except Exception as exc:  # noqa: BLE001
+        print(f"skipped: no MongoDB-protocol server at {MONGO_URL} ({exc}); bash scripts/services.sh mongo")
+        return
+    print(f"machine: {os.cpu_count()} cores, python {platform.python_version()}, "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    remote = Remote()
+    try:
+        if args.only in (None, "roundtrip"):
+            local = hi.DefaultJobHandler()
+            a, b = interleave(lambda: round_trip(remote.jh, rt_jobs), lambda: round_trip(local, rt_jobs), repeat)
+            line(f"round trip of a trivial remote job (median of {rt_jobs} in a row; resource with "
+                 "ParallelJobHandler(2))", a, b, "the same job on a local DefaultJobHandler",
+                 "< 50 ms (absolute)", "ms", 1000.0)
+        if args.only in (None, "throughput"):
+            par = hi.ParallelJobHandler(2)
+            try:
+                a, b = interleave(lambda: throughput(remote.jh, n_jobs), lambda: throughput(par, n_jobs), repeat)
+            finally:
+                par.shutdown()
+            line(f"{n_jobs} trivial jobs through one resource (ParallelJobHandler(2)), submitted at once",
+                 a, b, "the same jobs on a local ParallelJobHandler(2)", ">= 100 jobs/s (absolute)", "jobs/s")
+    finally:
+        remote.close()
+        print(f"load average at the end {os.getloadavg()[0]:.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

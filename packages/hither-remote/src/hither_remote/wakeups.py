@@ -1,0 +1,88 @@
+"""``ChangeWatcher``: wakes a waiting loop when the job bus changes (a MongoDB change stream).
+
+Both sides of the bus wait on a ``threading.Event`` instead of polling on a fast timer:
+the resource for jobs inserted for it, handed back, or asked to cancel; the client for its
+jobs reaching a final status. The watcher follows ``collection.watch(pipeline)`` in a
+thread and calls ``on_change(change)`` per event. When the stream breaks (an outage) it
+calls ``on_gap()`` (events may have been lost: the caller looks at the bus once) and opens
+it again. A server without change streams (a standalone mongod raises
+``OperationFailure``) makes ``supported`` False: the caller falls back to polling::
+
+    w = ChangeWatcher(bus.jobs, [{"$match": {"operationType": "insert"}}],
+                      on_change=lambda ch: wake.set(), on_gap=wake.set, name="resource")
+    w.start()
+    ...
+    if not w.watching:      # not (yet) following the stream: poll
+        ...
+    w.stop()
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable, Dict, List, Optional
+
+logger = logging.getLogger("hither_remote.wakeups")
+
+#: seconds the server holds each read of the stream open: how soon ``stop()`` is noticed
+AWAIT_MS = 500
+
+
+class ChangeWatcher:
+    """Follows ``collection``'s change stream filtered by ``pipeline`` (see the module docstring)."""
+
+    def __init__(self, collection: Any, pipeline: List[Dict[str, Any]], on_change: Callable[[Dict[str, Any]], None],
+                 on_gap: Callable[[], None], name: str = "bus") -> None:
+        self.collection, self.pipeline = collection, pipeline
+        self.on_change, self.on_gap, self.name = on_change, on_gap, name
+        #: False once the server said it has no change streams (then: poll)
+        self.supported = True
+        #: True while the stream is open (events arrive)
+        self.watching = False
+        self._stop = threading.Event()
+        self._opened = threading.Event()  # the first open succeeded or failed
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self, wait: float = 5.0) -> "ChangeWatcher":
+        """Start following the stream; wait up to ``wait`` s for it to open (or be refused)."""
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"hither-remote-watch-{self.name}")
+        self._thread.start()
+        self._opened.wait(wait)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(AWAIT_MS / 1000 + 2)
+
+    def _run(self) -> None:
+        import pymongo.errors
+
+        ever_opened = False
+        while not self._stop.is_set():
+            try:
+                with self.collection.watch(self.pipeline, max_await_time_ms=AWAIT_MS) as stream:
+                    self.watching = ever_opened = True
+                    self._opened.set()
+                    self.on_gap()  # what changed before the stream opened: look once
+                    while not self._stop.is_set():
+                        change = stream.try_next()
+                        if change is not None:
+                            self.on_change(change)
+            except pymongo.errors.OperationFailure as exc:
+                self.watching = False
+                if not ever_opened:
+                    self.supported = False
+                    self._opened.set()
+                    logger.info("the bus server has no change streams (%s); polling instead", exc)
+                    return
+                logger.warning("the bus change stream failed (%s); opening it again", exc)
+                self.on_gap()
+                self._stop.wait(1.0)
+            except Exception as exc:  # noqa: BLE001 - an outage: the callers poll meanwhile
+                self.watching = False
+                self._opened.set()  # the caller polls until the stream opens
+                logger.warning("the bus change stream broke (%s: %s); opening it again", type(exc).__name__, exc)
+                self.on_gap()
+                self._stop.wait(1.0)
+        self.watching = False

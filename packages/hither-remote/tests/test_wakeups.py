@@ -1,0 +1,202 @@
+"""Wake-ups instead of polling, and the polling fallback, on the real MongoDB-protocol server:
+with change streams a job goes round in far less than a poll could take; with them turned
+off (as on a standalone mongod, which has none) both sides poll and still run, cancel and
+report jobs; batched claims from several claimers at once never take a job twice."""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+
+import hither as hi
+from hither.errors import JobCancelledException
+
+import remote_funcs as rf
+from hither_remote import handler as handler_mod
+from hither_remote import resource as resource_mod
+from hither_remote.bus import Bus
+from hither_remote.models import BusJob, BusStatus
+from hither_remote.wakeups import ChangeWatcher
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _serve(db, store, tmp_path, **kw):
+    cr = hi.ComputeResource(database=db, compute_resource_id="resource1", store=store,
+                            work_dir=str(tmp_path / "resource-jobs"), workers=2, **kw)
+    t = threading.Thread(target=cr.run, daemon=True)
+    t.start()
+    return cr, t
+
+
+def _pid_file_pid(path, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            text = open(path).read().split()
+            if text:
+                return int(text[0])
+        except FileNotFoundError:
+            pass
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.02)
+
+
+def test_change_streams_wake_both_sides(db, store, tmp_path, monkeypatch):
+    # polls so slow that only a wake-up can bring a job round within the test's limits
+    monkeypatch.setattr(resource_mod, "SAFETY_POLL", 60.0)
+    monkeypatch.setattr(handler_mod, "SAFETY_POLL", 60.0)
+    cr, t = _serve(db, store, tmp_path, poll_interval=60.0)
+    jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store, poll_interval=60.0)
+    try:
+        assert jh._watcher is not None and jh._watcher.watching
+        with hi.Config(job_handler=jh):
+            assert rf.rt_add.run(x=1, y=2).wait(30) == 3  # the first one: code bundle, job server
+            for i in range(3):
+                t0 = time.monotonic()
+                assert rf.rt_add.run(x=i, y=10).wait(30) == i + 10
+                assert time.monotonic() - t0 < 10, "a job waited for a poll"
+            pid_file = str(tmp_path / "pids")
+            j = rf.rt_sleep_pid.run(t=300, pid_file=pid_file)
+            _pid_file_pid(pid_file)
+            t0 = time.monotonic()
+            j.cancel()
+            with pytest.raises(JobCancelledException):
+                j.wait(5)
+            # the resource saw the request (no poll for 60 s) and ended the job
+            while jh.bus.jobs.find_one({"function_name": "rt_sleep_pid"})["status"] != BusStatus.CANCELLED.value:
+                assert time.monotonic() - t0 < 3.0, "the cancel request did not reach the resource"
+                time.sleep(0.02)
+    finally:
+        jh.shutdown()
+        cr.stop()
+        t.join(30)
+    assert not t.is_alive()
+
+
+def test_polling_fallback_runs_cancels_and_reports(db, store, tmp_path):
+    cr, t = _serve(db, store, tmp_path, change_streams=False)
+    jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store, change_streams=False)
+    try:
+        assert jh._watcher is None
+        with hi.Config(job_handler=jh):
+            jobs = [rf.rt_add.run(x=i, y=1) for i in range(6)]
+            assert [j.wait(60) for j in jobs] == [i + 1 for i in range(6)]
+            pid_file = str(tmp_path / "pids")
+            j = rf.rt_sleep_pid.run(t=300, pid_file=pid_file)
+            pid = _pid_file_pid(pid_file)
+            t0 = time.monotonic()
+            j.cancel()
+            with pytest.raises(JobCancelledException):
+                j.wait(5)
+            import os
+
+            while True:
+                try:
+                    os.kill(pid, 0)
+                    with open(f"/proc/{pid}/stat") as f:
+                        if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                            break
+                except (ProcessLookupError, FileNotFoundError):
+                    break
+                assert time.monotonic() - t0 < 2.0, "the job still runs 2 s after cancel() (polling)"
+                time.sleep(0.02)
+    finally:
+        jh.shutdown()
+        cr.stop()
+        t.join(30)
+
+
+def test_a_server_without_change_streams_makes_the_watcher_poll(db):
+    # the real server refuses this stream as a standalone mongod refuses every stream:
+    # with an OperationFailure when it is opened
+    bus = Bus(db)
+    woken = []
+    try:
+        w = ChangeWatcher(bus.jobs, [{"$noSuchStage": {}}], on_change=woken.append,
+                          on_gap=lambda: woken.append("gap"), name="test").start()
+        assert not w.supported and not w.watching
+        w.stop()
+        ok = ChangeWatcher(bus.jobs, [{"$match": {"operationType": "insert"}}], on_change=woken.append,
+                           on_gap=lambda: None, name="test").start()
+        try:
+            assert ok.supported and ok.watching
+            bus.jobs.insert_one({"_id": "x1"})
+            deadline = time.monotonic() + 10
+            while not any(isinstance(c, dict) and c["documentKey"]["_id"] == "x1" for c in woken):
+                assert time.monotonic() < deadline, "no change event arrived"
+                time.sleep(0.01)
+        finally:
+            ok.stop()
+    finally:
+        bus.close()
+
+
+def _bus_job(i: int) -> BusJob:
+    now = time.time()
+    return BusJob(_id=f"job-{i:03d}-{uuid.uuid4().hex[:6]}", resource_id="resource1", function_name="f",
+                  document={}, created=now + i * 1e-3, expires=now + 3600, updated=now)
+
+
+def test_batched_claims_from_many_claimers_take_each_job_once(db):
+    setup = Bus(db)
+    setup.ensure_indexes()
+    jobs = [_bus_job(i) for i in range(60)]
+    setup.submit_many(jobs)
+    setup.jobs.insert_one(dict(_bus_job(99).to_mongo(), resource_id="another"))  # never ours
+    got = {}
+    lock = threading.Lock()
+
+    def claimer(k: int) -> None:
+        bus = Bus(db)
+        try:
+            while True:
+                if k % 2:  # by id, as after change events: the same ids as the others race for
+                    claimed = bus.claim_ids("resource1", [j.id for j in jobs[:40]], f"owner{k}", 30)
+                    claimed += bus.claim_many("resource1", f"owner{k}", 30, 3)
+                else:
+                    claimed = bus.claim_many("resource1", f"owner{k}", 30, 4)
+                if not claimed:
+                    return
+                with lock:
+                    for j in claimed:
+                        assert j.id not in got, f"{j.id} claimed by {got[j.id]} and owner{k}"
+                        got[j.id] = f"owner{k}"
+                        assert j.lease_owner == f"owner{k}" and j.status == BusStatus.RUNNING
+        finally:
+            bus.close()
+
+    threads = [threading.Thread(target=claimer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(got) == sorted(j.id for j in jobs)
+    docs = list(setup.jobs.find({"resource_id": "resource1"}, {"attempts": 1, "lease_owner": 1}))
+    assert all(d["attempts"] == 1 and got[d["_id"]] == d["lease_owner"] for d in docs)
+    assert setup.jobs.find_one({"resource_id": "another"})["status"] == BusStatus.QUEUED.value
+    # an expired lease is taken again, once
+    setup.jobs.update_one({"_id": jobs[0].id}, {"$set": {"lease_expires": time.time() - 1}})
+    again = setup.claim_many("resource1", "late", 30, 5)
+    assert [j.id for j in again] == [jobs[0].id] and again[0].attempts == 2
+    setup.close()
+
+
+def test_capacity_comes_from_workers_then_launcher_then_handler(db, store):
+    from hither.jobserver import JobServerLauncher
+
+    par = hi.ParallelJobHandler(3)
+    try:
+        cases = [(None, None, 1), (None, hi.DefaultJobHandler(), 1), (None, par, 3), (2, par, 2), (4, None, 4)]
+        for workers, handler, want in cases:
+            cr = hi.ComputeResource(database=db, compute_resource_id="resource1", store=store,
+                                    job_handler=handler, workers=workers)
+            assert cr.capacity == want, (workers, handler)
+            host = cr._launcher.host  # the non-container jobs' launcher
+            assert isinstance(host, JobServerLauncher) and host.server is None  # lazy
+            cr._launcher.close()
+            cr.bus.close()
+    finally:
+        par.shutdown()
