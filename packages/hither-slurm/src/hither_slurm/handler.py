@@ -244,7 +244,8 @@ class SlurmJobHandler(JobHandler):
             dead = {b.id for b in self._batches if not b.alive}
             self._batches = [b for b in self._batches if b.alive]
         if dead:
-            self._recover(dead, claims)
+            for key in self._recover(dead):
+                claims.pop(key, None)  # requeued: counts as queued when scaling below
         self._scale(claims)
 
     def _report_running(self, e: _Entry) -> None:
@@ -256,6 +257,9 @@ class SlurmJobHandler(JobHandler):
 
     def _finish(self, e: _Entry, outcome: Dict[str, Any]) -> None:
         self._forget(e, keep_dir=True)
+        if e.requeued and not self.wd.dequeue(e.key):
+            # its lost run wrote an outcome after all: a second run must not go on
+            self.wd.request_cancel(e.key)
         job = e.job
         try:
             if e.cancelled or job.is_done():
@@ -313,15 +317,23 @@ class SlurmJobHandler(JobHandler):
             b.registered = os.path.exists(self.wd.path("pilots", b.id + ".json"))
         return b.registered
 
-    def _recover(self, dead: set, claims: Dict[str, str]) -> None:
-        """Jobs claimed by a batch that ended: requeue each once, then fail it."""
-        with self._lock:
-            lost = [e for e in self._entries.values() if claims.get(e.key) in dead]
-        for e in lost:
-            batch = claims[e.key]
+    def _recover(self, dead: set) -> List[str]:
+        """Jobs claimed by batches that ended: requeue each once, then fail it. Returns the
+        requeued keys.
+
+        Each dead batch is fenced first (``WorkDir.fence``): squeue shows a scancel'ed
+        batch as ended (CG) before its pilot gets SIGTERM, and a pilot that still runs
+        would otherwise claim the requeued job again into a batch this handler no longer
+        watches, where it would wait for ever."""
+        lost = []
+        for batch in dead:
+            keys = self.wd.fence(batch)
+            with self._lock:
+                lost += [(self._entries[k], batch) for k in keys if k in self._entries]
+        requeued = []
+        for e, batch in lost:
             if self.wd.outcome(e.key) is not None:
                 continue  # it finished just before its pilot went: collected next round
-            self.wd.release(e.key, batch)
             if e.cancelled:
                 self._forget(e)
                 continue
@@ -338,6 +350,7 @@ class SlurmJobHandler(JobHandler):
                     except FileNotFoundError:
                         pass
                 self.wd.enqueue(e.key, e.job.config.job_timeout, container_entry(e.job))
+                requeued.append(e.key)
             else:
                 self._forget(e)
                 e.job.report_error(AllocationLostError(
@@ -345,6 +358,7 @@ class SlurmJobHandler(JobHandler):
                     f"({where}) ended (scancel, time limit, node failure or a killed pilot) after the job "
                     "had already been requeued once; see the batch logs in "
                     f"{self.wd.path('batches', batch)}"), {"batch": batch, "slurm_job_id": info.get("slurm_job_id")})
+        return requeued
 
     def _scale(self, claims: Dict[str, str]) -> None:
         """Start batches while queued jobs outnumber the free slots of live batches."""
