@@ -7,7 +7,9 @@ with ``hither.transport.pack_outputs`` (arrays and files into the store) and wri
 Up to ``capacity`` jobs run at once, each from a thread: ``workers=``, else the
 ``num_workers`` of the given ``job_handler`` (e.g. ``hi.ParallelJobHandler(8)``), else 1.
 The handler's own worker pool is not used: every job gets a fresh interpreter that the
-resource can kill on a cancel within a fraction of a second::
+resource can kill on a cancel within a fraction of a second; a handler whose
+``job_dir_launcher()`` gives a launcher (``hi.SlurmJobHandler``: its pilots) runs the job
+directories itself, and that launcher's ``capacity`` is the default for ``workers``::
 
     db = hi.Database(mongo_url="mongodb://127.0.0.1:27017", database="hither")
     cr = hi.ComputeResource(database=db, compute_resource_id="resource1",
@@ -71,8 +73,11 @@ class ComputeResource:
         if not compute_resource_id or not isinstance(compute_resource_id, str):
             raise ConfigError(f"ComputeResource(compute_resource_id=...) needs a non-empty name, "
                               f"got {compute_resource_id!r}")
+        # where the handler runs job directories (e.g. a SlurmJobHandler's pilots), else here
+        launcher = job_handler.job_dir_launcher() if hasattr(job_handler, "job_dir_launcher") else None
         if workers is None:
-            workers = getattr(job_handler, "num_workers", None) or 1
+            workers = (launcher.capacity if launcher is not None and launcher.capacity else None) \
+                or getattr(job_handler, "num_workers", None) or 1
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ConfigError(f"ComputeResource(workers=...) needs a positive integer, got {workers!r}")
         if lease_seconds <= 0:
@@ -102,7 +107,7 @@ class ComputeResource:
         self._started = time.time()
         from hither.outside import SubprocessLauncher
 
-        self._launcher = SubprocessLauncher()
+        self._launcher = launcher if launcher is not None else SubprocessLauncher()
 
     def __repr__(self) -> str:
         return f"ComputeResource(compute_resource_id={self.compute_resource_id!r}, capacity={self.capacity})"
@@ -144,6 +149,7 @@ class ComputeResource:
                 self._stop.wait(self.poll_interval)
         finally:
             self._hand_back_all()
+            self._launcher.close()
             restore()
             logger.info("compute resource %r stopped", self.compute_resource_id)
 
