@@ -142,10 +142,17 @@ class PilotLauncher(Launcher):
                     shutil.copytree(os.path.join(src, d), os.path.join(job_dir, d), dirs_exist_ok=True)
             shutil.rmtree(src, ignore_errors=True)
         wd.discard(entry.key)  # done/ and cancel/ files of the key
-        try:
-            shutil.move(wd.log_file(entry.key), os.path.join(job_dir, "console.log"))
-        except FileNotFoundError:
-            pass
+        log = wd.log_file(entry.key)
+        if os.path.exists(os.path.join(job_dir, "console.log")):  # the runner wrote its own
+            try:
+                os.remove(log)
+            except FileNotFoundError:
+                pass
+        else:
+            try:
+                shutil.move(log, os.path.join(job_dir, "console.log"))
+            except FileNotFoundError:
+                pass
 
 
 def _read_spec(job_dir: str) -> Dict:
