@@ -17,7 +17,7 @@ import logging
 import os
 import zipfile
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Dict, List
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
 from .errors import BundleTooLargeError, HitherError
 
@@ -42,11 +42,18 @@ class CodeBundle:
     module_relpath: str
     sys_paths: List[str] = field(default_factory=lambda: [""])
     code_hash: str = ""
+    _zip: Optional[bytes] = field(default=None, repr=False, compare=False)
 
     def total_bytes(self) -> int:
         return sum(len(b) for b in self.files.values())
 
     def zip_bytes(self) -> bytes:
+        """The bundle as a deterministic zip, built once (every job of the function ships it)."""
+        if self._zip is None:
+            self._zip = self._make_zip()
+        return self._zip
+
+    def _make_zip(self) -> bytes:
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
             for rel in sorted(self.files):

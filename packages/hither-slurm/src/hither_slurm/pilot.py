@@ -103,7 +103,7 @@ class Pilot:
             if self.end_time is not None and time.time() + (timeout or 0) + END_MARGIN > self.end_time:
                 skipped = True
                 continue
-            if self.wd.claim(key, self.batch) is None:
+            if not self.wd.claim(key, self.batch):
                 if self.wd.fenced(self.batch):
                     self.fenced = True
                     break

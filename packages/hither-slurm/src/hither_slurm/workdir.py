@@ -215,16 +215,14 @@ class WorkDir:
     def queued(self) -> List[str]:
         return sorted(self._listdir(self.path("queue")))
 
-    def claim(self, key: str, batch: str) -> Optional[Dict[str, Any]]:
-        """Claim a queued job for ``batch``: its queue entry, or None if another pilot won
-        (or the client gave the batch up: ``fence``)."""
-        src = self.path("queue", key)
-        info = self.read_json(src)
+    def claim(self, key: str, batch: str) -> bool:
+        """Claim a queued job for ``batch`` (its pilot has read the queue entry): False if
+        another pilot won, or the client gave the batch up (``fence``)."""
         try:
-            os.rename(src, self.path("running", batch, key))
+            os.rename(self.path("queue", key), self.path("running", batch, key))
+            return True
         except FileNotFoundError:
-            return None
-        return info if info is not None else {}
+            return False
 
     def fenced(self, batch: str) -> bool:
         """Whether the client has given ``batch`` up (its pilot must stop)."""
