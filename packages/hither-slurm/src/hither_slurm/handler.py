@@ -28,6 +28,8 @@ from .workdir import WorkDir
 if TYPE_CHECKING:  # pragma: no cover
     from hither.job import Job
 
+    from .jobdir_launcher import PilotLauncher
+
 logger = logging.getLogger("hither_slurm.handler")
 
 _all_handlers: "weakref.WeakSet[SlurmJobHandler]" = weakref.WeakSet()
