@@ -55,3 +55,12 @@ def slurm_crash():
 def slurm_in_box(a, host_only):
     # ``host_only`` is a folder of the calling machine that no container mounts
     return {"in_container": not os.path.exists(host_only), "sum": float(np.sum(a))}
+
+
+@hi.function("slurm_file_copy", "0.1.0")
+def slurm_file_copy(f):
+    with open(f) as fh:
+        text = fh.read()
+    with open("copied.txt", "w") as fh:
+        fh.write(text + "!")
+    return hi.File("copied.txt")

@@ -94,8 +94,28 @@ def main() -> None:
 @_mongo
 @_db
 @click.option("--resource-id", show_envvar=True, envvar="HITHER_REMOTE_RESOURCE_ID", required=True, help="the compute_resource_id clients send jobs to")
-@click.option("--workers", show_envvar=True, envvar="HITHER_REMOTE_WORKERS", type=click.IntRange(min=1), default=1, show_default=True,
-              help="jobs run at once")
+@click.option("--workers", show_envvar=True, envvar="HITHER_REMOTE_WORKERS", type=click.IntRange(min=1), default=None,
+              help="jobs run at once (default: 1; with --handler slurm, workers per batch x max batches)")
+@click.option("--handler", "handler_name", show_envvar=True, envvar="HITHER_REMOTE_HANDLER",
+              type=click.Choice(["parallel", "slurm"]), default="parallel", show_default=True,
+              help="parallel: each job in a fresh fork of a warm job server here; slurm: in pilot batches of a "
+                   "SlurmJobHandler (needs hither-slurm)")
+@click.option("--slurm-working-dir", show_envvar=True, envvar="HITHER_REMOTE_SLURM_WORKING_DIR", default=None,
+              help="slurm: folder this machine and the nodes share")
+@click.option("--slurm-workers-per-batch", show_envvar=True, envvar="HITHER_REMOTE_SLURM_WORKERS_PER_BATCH",
+              type=click.IntRange(min=1), default=14, show_default=True, help="slurm: jobs one allocation runs at once")
+@click.option("--slurm-cores-per-job", show_envvar=True, envvar="HITHER_REMOTE_SLURM_CORES_PER_JOB",
+              type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--slurm-time-limit", show_envvar=True, envvar="HITHER_REMOTE_SLURM_TIME_LIMIT",
+              type=click.FloatRange(min=0, min_open=True), default=None, help="slurm: seconds per batch (sbatch --time)")
+@click.option("--slurm-max-batches", show_envvar=True, envvar="HITHER_REMOTE_SLURM_MAX_BATCHES",
+              type=click.IntRange(min=1), default=1, show_default=True, help="slurm: batches at once")
+@click.option("--slurm-partition", show_envvar=True, envvar="HITHER_REMOTE_SLURM_PARTITION", default=None)
+@click.option("--slurm-idle-timeout", show_envvar=True, envvar="HITHER_REMOTE_SLURM_IDLE_TIMEOUT",
+              type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              help="slurm: seconds a pilot waits for work before its batch ends")
+@click.option("--slurm-local-pilots", show_envvar=True, envvar="HITHER_REMOTE_SLURM_LOCAL_PILOTS", is_flag=True,
+              default=False, help="slurm: run the pilots as local processes, not sbatch (use_slurm=False)")
 @click.option("--store-url", show_envvar=True, envvar="HITHER_REMOTE_STORE_URL", default=None, help="content store shared with clients (default $HITHER_STORE_URL)")
 @click.option("--lease-seconds", show_envvar=True, envvar="HITHER_REMOTE_LEASE_SECONDS", type=click.FloatRange(min=0.5), default=30.0, show_default=True,
               help="a claimed job goes back to the queue this long after this process stops renewing it")
@@ -112,33 +132,63 @@ def main() -> None:
 @click.option("--job-cache", show_envvar=True, envvar="HITHER_REMOTE_JOB_CACHE", default=None,
               help="job cache of this resource, consulted before a job runs: a folder, or "
                    "mongodb://HOST:PORT/DATABASE (default: none)")
-def serve(mongo_url: str, database: str, resource_id: str, workers: int, store_url: Optional[str],
-          lease_seconds: float, work_dir: Optional[str], secret_file: Optional[str], clear: bool,
-          log_level: str, containers: Optional[bool], container_engine: Optional[str],
-          job_cache: Optional[str]) -> None:
+def serve(mongo_url: str, database: str, resource_id: str, workers: Optional[int], handler_name: str,
+          store_url: Optional[str], lease_seconds: float, work_dir: Optional[str], secret_file: Optional[str],
+          clear: bool, log_level: str, containers: Optional[bool], container_engine: Optional[str],
+          job_cache: Optional[str], **slurm: object) -> None:
     """Serve RESOURCE_ID's jobs until SIGINT/SIGTERM (unfinished jobs go back to the queue)."""
     from .resource import ComputeResource
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    job_handler = _slurm_handler(**slurm) if handler_name == "slurm" else None  # type: ignore[arg-type]
     store = None
     if store_url:
         from hither_store import Store
 
         store = Store(store_url)
     try:
+        cache = None
         if job_cache:
             from .resource_cache import job_cache_from_option
 
-            job_cache = job_cache_from_option(job_cache)
+            cache = job_cache_from_option(job_cache)
         cr = ComputeResource(database=_database(mongo_url, database), compute_resource_id=resource_id,
                              store=store, secret_file=secret_file, workers=workers,
-                             lease_seconds=lease_seconds, work_dir=work_dir, containers=containers,
-                             container_engine=container_engine, job_cache=job_cache)
+                             lease_seconds=lease_seconds, work_dir=work_dir, job_handler=job_handler,
+                             containers=containers, container_engine=container_engine, job_cache=cache)
+    except ConfigError as exc:
+        if job_handler is not None:
+            job_handler.shutdown()
+        raise click.ClickException(str(exc)) from None
+    try:
+        if clear:
+            click.echo(f"cleared {cr.clear()} finished jobs", err=True)
+        cr.run()
+    finally:
+        if job_handler is not None:
+            job_handler.shutdown()  # its batches end with this process
+
+
+def _slurm_handler(slurm_working_dir: Optional[str], slurm_workers_per_batch: int, slurm_cores_per_job: int,
+                   slurm_time_limit: Optional[float], slurm_max_batches: int, slurm_partition: Optional[str],
+                   slurm_idle_timeout: float, slurm_local_pilots: bool):  # noqa: ANN202
+    """The SlurmJobHandler of ``serve --handler slurm``."""
+    try:
+        from hither_slurm import SlurmJobHandler
+    except ImportError:
+        raise click.ClickException("--handler slurm needs the hither-slurm package on this machine: "
+                                   "pip install hither-slurm") from None
+    if not slurm_working_dir:
+        raise click.UsageError("--handler slurm needs --slurm-working-dir (or $HITHER_REMOTE_SLURM_WORKING_DIR): "
+                               "a folder this machine and the Slurm nodes share")
+    try:
+        return SlurmJobHandler(
+            working_dir=slurm_working_dir, num_workers_per_batch=slurm_workers_per_batch,
+            num_cores_per_job=slurm_cores_per_job, time_limit_per_batch=slurm_time_limit,
+            max_simultaneous_batches=slurm_max_batches, partition=slurm_partition,
+            idle_timeout=slurm_idle_timeout, use_slurm=not slurm_local_pilots)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    if clear:
-        click.echo(f"cleared {cr.clear()} finished jobs", err=True)
-    cr.run()
 
 
 @main.command()

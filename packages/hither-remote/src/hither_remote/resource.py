@@ -16,6 +16,10 @@ launcher's ``capacity``, else the ``num_workers`` of the given ``job_handler`` (
     cr.clear()
     cr.run()        # until cr.stop(), SIGINT or SIGTERM; unfinished jobs go back to the queue
 
+With ``job_handler=hi.SlurmJobHandler(...)`` the job directories run in its pilot batches
+(``hither-remote serve --handler slurm``), container jobs included; otherwise a job that asks
+for a container runs here through ``resource_containers.ResourceLauncher``.
+
 The resource sleeps until the bus's change stream says a job was inserted for it, handed
 back or asked to cancel, or one of its own jobs ends (``hither_remote.wakeups``); it claims
 the announced jobs by id in one batch (``Bus.claim_ids``), and queries its queue only when

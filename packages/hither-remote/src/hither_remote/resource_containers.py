@@ -50,7 +50,7 @@ class ResourceLauncher(Launcher):
                                     container_options=container_options or ContainerOptions())
         self._lock = threading.Lock()
         self._active: Dict[str, Launcher] = {}   # job dir -> its container launcher
-        if containers:
+        if containers and not self._host_runs_containers():
             self._check_available()
 
     def _check_available(self) -> None:
@@ -72,8 +72,15 @@ class ResourceLauncher(Launcher):
                           "hither-container and start the engine (e.g. the Docker daemon), or serve "
                           "with --no-containers")
 
+    def _host_runs_containers(self) -> bool:
+        """Whether the host launcher runs container jobs itself (Slurm pilots start the
+        container on their node), so that no engine is needed here."""
+        return bool(getattr(self.host, "runs_containers", False))
+
     def refusal(self, image: str, function_name: str) -> Optional[str]:
         """Why this resource will not run ``function_name`` in ``image`` (None: it will)."""
+        if self.containers is not False and self._host_runs_containers():
+            return None
         if self.containers is False:
             return (f"{function_name} asks for container {image!r}, and this compute resource does not run "
                     "containers (it serves with --no-containers); run it without container=True, or send "
@@ -90,7 +97,7 @@ class ResourceLauncher(Launcher):
         with open(os.path.join(job_dir, "spec.json")) as f:
             spec = json.load(f)
         image = spec.get("container")
-        if not image:
+        if not image or self._host_runs_containers():
             return self.host.launch(job_dir, timeout)
         from hither.containers import runner_for
         from hither.outside import ContainerLauncher

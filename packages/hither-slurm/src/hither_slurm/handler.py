@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 import weakref
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from hither.errors import ConfigError, HitherError, JobTimeoutError
 from hither.interfaces import JobHandler
@@ -27,6 +27,8 @@ from .workdir import WorkDir
 
 if TYPE_CHECKING:  # pragma: no cover
     from hither.job import Job
+
+    from .jobdir_launcher import PilotLauncher
 
 logger = logging.getLogger("hither_slurm.handler")
 
@@ -45,16 +47,27 @@ def _collect(job_dir: str, exit_code: Optional[int]) -> Outcome:
 
 
 class _Entry:
-    """What the handler knows of one submitted job."""
+    """What the handler knows of one queued job directory: a submitted ``Job``'s, or a
+    prepared one run for a caller through ``job_dir_launcher()`` (``job`` None; the caller
+    waits on ``done`` for ``end``)."""
 
-    __slots__ = ("job", "key", "batch", "requeued", "cancelled")
+    __slots__ = ("job", "key", "batch", "requeued", "cancelled", "timeout", "container", "name",
+                 "end", "done")
 
-    def __init__(self, job: "Job", key: str) -> None:
+    def __init__(self, key: str, job: "Optional[Job]", timeout: Optional[float],
+                 container: Optional[Dict[str, Any]], name: str) -> None:
         self.job = job
         self.key = key
         self.batch: Optional[str] = None  # the batch whose pilot claimed it
         self.requeued = 0
         self.cancelled = False
+        self.timeout = timeout
+        self.container = container  # hither_slurm.container_run.container_entry
+        self.name = name  # "function (job id)", for messages
+        # a job directory's end: ("outcome", pilot's outcome), ("error", exception) or
+        # ("cancelled", None)
+        self.end: Optional[Tuple[str, Any]] = None
+        self.done: Optional[threading.Event] = threading.Event() if job is None else None
 
 
 class SlurmJobHandler(JobHandler):
@@ -123,53 +136,96 @@ class SlurmJobHandler(JobHandler):
 
     # ------------------------------------------------------------------ JobHandler
     def check_config(self, job: "Job") -> None:
+        self._check_job(job.function_name, job.config.job_timeout)
+        # packaging errors (nested, no source, too large) are refused before this, at .run()
+        # (hither.placement: needs_code_bundle)
+
+    def _check_job(self, function_name: str, timeout: Optional[float]) -> None:
         if self._closed:
             raise ConfigError("this SlurmJobHandler was shut down (hi.reset() or shutdown()); "
                               "create a new one")
-        timeout = job.config.job_timeout
         limit = self.options.time_limit_per_batch
         if timeout and limit and timeout > limit:
             raise ConfigError(
-                f"{job.function_name}: job_timeout={timeout} s exceeds this SlurmJobHandler's "
+                f"{function_name}: job_timeout={timeout} s exceeds this SlurmJobHandler's "
                 f"time_limit_per_batch={limit} s, so no batch could finish it; lower the "
                 "job_timeout or raise time_limit_per_batch")
-        # packaging errors (nested, no source, too large) are refused before this, at .run()
-        # (hither.placement: needs_code_bundle)
 
     def submit(self, job: "Job", inline: bool) -> None:
         if self._closed:
             raise HitherError("this SlurmJobHandler was shut down (hi.reset()); create a new one")
-        key = f"{self._client}.{next(_counter):06d}"
-        entry = _Entry(job, key)
+        key = self._new_key()
+        entry = _Entry(key, job, job.config.job_timeout, container_entry(job),
+                       f"{job.function_name} ({job.id})")
         try:
             _prepare(job, self.wd.job_dir(key))
         except BaseException as exc:  # noqa: BLE001 - the job's failure, not the caller's
             shutil.rmtree(self.wd.job_dir(key), ignore_errors=True)
             job.report_error(exc)
             return
+        try:
+            self._enqueue(entry)
+        except HitherError:
+            shutil.rmtree(self.wd.job_dir(key), ignore_errors=True)
+            raise
+
+    def cancel(self, job: "Job") -> bool:
+        key = job.handler_data
+        with self._lock:
+            entry = self._entries.get(key) if isinstance(key, str) else None
+        if entry is None or not self._cancel_entry(entry):
+            return False
+        job.report_cancelled()
+        return True
+
+    def job_dir_launcher(self) -> "PilotLauncher":
+        """A ``Launcher`` that runs prepared job directories through this handler's pilots
+        (what a hither-remote compute resource uses): see ``hither_slurm.jobdir_launcher``."""
+        from .jobdir_launcher import PilotLauncher
+
+        return PilotLauncher(self)
+
+    # ------------------------------------------------------------------ the queue (both paths)
+    def _new_key(self) -> str:
+        return f"{self._client}.{next(_counter):06d}"
+
+    def _enqueue(self, entry: _Entry) -> None:
+        """Queue an entry whose job directory is in place (``wd.job_dir(entry.key)``)."""
         with self._lock:
             if self._closed:
-                shutil.rmtree(self.wd.job_dir(key), ignore_errors=True)
                 raise HitherError("this SlurmJobHandler was shut down (hi.reset()); create a new one")
-            job.handler_data = key
-            self._entries[key] = entry
-            self.wd.enqueue(key, job.config.job_timeout, container_entry(job))
+            if entry.job is not None:
+                entry.job.handler_data = entry.key
+            self._entries[entry.key] = entry
+            self.wd.enqueue(entry.key, entry.timeout, entry.container)
             self._ensure_thread()
         self._wake.set()
 
-    def cancel(self, job: "Job") -> bool:
+    def _cancel_entry(self, entry: _Entry) -> bool:
+        """Take a queued entry back, or ask its pilot to kill it (the entry then goes when
+        the outcome comes). False if it is no longer the handler's."""
         with self._lock:
-            key = job.handler_data
-            entry = self._entries.get(key) if isinstance(key, str) else None
-            if entry is None:
+            if self._entries.get(entry.key) is not entry:
                 return False
             entry.cancelled = True
-            if self.wd.dequeue(key):
+            if self.wd.dequeue(entry.key):
+                self._end(entry, ("cancelled", None))
                 self._forget(entry)
-            else:  # claimed: its pilot kills it; the entry goes when the outcome comes
-                self.wd.request_cancel(key)
-        job.report_cancelled()
+            else:
+                self.wd.request_cancel(entry.key)
         return True
+
+    def _end(self, e: _Entry, end: Tuple[str, Any]) -> None:
+        """The end of a job-directory entry, for the caller waiting in ``launch``."""
+        if e.done is not None and not e.done.is_set():
+            e.end = end
+            e.done.set()
+
+    def _fail(self, e: _Entry, exc: BaseException, ri: Optional[Dict[str, Any]] = None) -> None:
+        if e.job is not None:
+            e.job.report_error(exc, ri)
+        else:
+            self._end(e, ("error", exc))
 
     def shutdown(self, wait: bool = True) -> None:
         with self._lock:
@@ -183,7 +239,10 @@ class SlurmJobHandler(JobHandler):
         self._wake.set()
         self._launcher.cancel(batches)
         for e in entries:
-            e.job.report_cancelled()
+            if e.job is not None:
+                e.job.report_cancelled()
+            else:
+                self._fail(e, HitherError("the SlurmJobHandler running this job directory was shut down"))
             self._forget(e)
         self.wd.unregister_client(self._client)
         if wait and self._thread is not None and self._thread is not threading.current_thread():
@@ -231,7 +290,8 @@ class SlurmJobHandler(JobHandler):
             batch = claims.get(e.key)
             if batch is not None and e.batch != batch:
                 e.batch = batch
-                self._report_running(e)
+                if e.job is not None:
+                    self._report_running(e)
         for e, outcome in finished:
             self._finish(e, outcome)
         with self._lock:
@@ -244,7 +304,8 @@ class SlurmJobHandler(JobHandler):
             dead = {b.id for b in self._batches if not b.alive}
             self._batches = [b for b in self._batches if b.alive]
         if dead:
-            self._recover(dead, claims)
+            for key in self._recover(dead):
+                claims.pop(key, None)  # requeued: counts as queued when scaling below
         self._scale(claims)
 
     def _report_running(self, e: _Entry) -> None:
@@ -255,8 +316,14 @@ class SlurmJobHandler(JobHandler):
         e.job.report_running({k: v for k, v in ri.items() if v is not None})
 
     def _finish(self, e: _Entry, outcome: Dict[str, Any]) -> None:
+        self._end(e, ("outcome", outcome))
         self._forget(e, keep_dir=True)
+        if e.requeued and not self.wd.dequeue(e.key):
+            # its lost run wrote an outcome after all: a second run must not go on
+            self.wd.request_cancel(e.key)
         job = e.job
+        if job is None:
+            return  # a job directory: the launcher takes it back
         try:
             if e.cancelled or job.is_done():
                 return
@@ -302,6 +369,9 @@ class SlurmJobHandler(JobHandler):
     def _forget(self, e: _Entry, keep_dir: bool = False) -> None:
         with self._lock:
             self._entries.pop(e.key, None)
+        if e.job is None:  # a caller's job directory: the launcher takes it back
+            self._end(e, ("cancelled", None))
+            return
         if e.job.handler_data == e.key:
             e.job.handler_data = None
         if not keep_dir:
@@ -313,15 +383,23 @@ class SlurmJobHandler(JobHandler):
             b.registered = os.path.exists(self.wd.path("pilots", b.id + ".json"))
         return b.registered
 
-    def _recover(self, dead: set, claims: Dict[str, str]) -> None:
-        """Jobs claimed by a batch that ended: requeue each once, then fail it."""
-        with self._lock:
-            lost = [e for e in self._entries.values() if claims.get(e.key) in dead]
-        for e in lost:
-            batch = claims[e.key]
+    def _recover(self, dead: set) -> List[str]:
+        """Jobs claimed by batches that ended: requeue each once, then fail it. Returns the
+        requeued keys.
+
+        Each dead batch is fenced first (``WorkDir.fence``): squeue shows a scancel'ed
+        batch as ended (CG) before its pilot gets SIGTERM, and a pilot that still runs
+        would otherwise claim the requeued job again into a batch this handler no longer
+        watches, where it would wait for ever."""
+        lost = []
+        for batch in dead:
+            keys = self.wd.fence(batch)
+            with self._lock:
+                lost += [(self._entries[k], batch) for k in keys if k in self._entries]
+        requeued = []
+        for e, batch in lost:
             if self.wd.outcome(e.key) is not None:
                 continue  # it finished just before its pilot went: collected next round
-            self.wd.release(e.key, batch)
             if e.cancelled:
                 self._forget(e)
                 continue
@@ -330,21 +408,22 @@ class SlurmJobHandler(JobHandler):
             if e.requeued == 0:
                 e.requeued += 1
                 e.batch = None
-                logger.warning("%s ended while running %s (%s): requeued once", where,
-                               e.job.function_name, e.job.id)
+                logger.warning("%s ended while running %s: requeued once", where, e.name)
                 for name in ("result.json", "error.json", "runtime.json"):
                     try:
                         os.remove(os.path.join(self.wd.job_dir(e.key), name))
                     except FileNotFoundError:
                         pass
-                self.wd.enqueue(e.key, e.job.config.job_timeout, container_entry(e.job))
+                self.wd.enqueue(e.key, e.timeout, e.container)
+                requeued.append(e.key)
             else:
-                self._forget(e)
-                e.job.report_error(AllocationLostError(
-                    f"job {e.job.function_name} ({e.job.id}) was lost twice: the allocation running it "
+                self._fail(e, AllocationLostError(
+                    f"job {e.name} was lost twice: the allocation running it "
                     f"({where}) ended (scancel, time limit, node failure or a killed pilot) after the job "
                     "had already been requeued once; see the batch logs in "
                     f"{self.wd.path('batches', batch)}"), {"batch": batch, "slurm_job_id": info.get("slurm_job_id")})
+                self._forget(e)
+        return requeued
 
     def _scale(self, claims: Dict[str, str]) -> None:
         """Start batches while queued jobs outnumber the free slots of live batches."""
@@ -378,8 +457,8 @@ class SlurmJobHandler(JobHandler):
             failed = [e for e in self._entries.values() if e.key not in claims] if error and not self._batches else []
         for e in failed:  # no batch can start: fail the queued jobs instead of leaving them hanging
             if self.wd.dequeue(e.key):
+                self._fail(e, SlurmError(f"could not start a Slurm batch for {e.name}: {error}"))
                 self._forget(e)
-                e.job.report_error(SlurmError(f"could not start a Slurm batch for {e.job.function_name}: {error}"))
         if failed:
             self._launch_error = None  # try again for later jobs
 

@@ -47,9 +47,12 @@ class Pilot:
         self.stop = threading.Event()
         self.wake = threading.Event()
         self.slurm_job_id = os.environ.get("SLURM_JOB_ID")
+        self.fenced = False  # the client gave this batch up (WorkDir.fence)
 
     def run(self) -> int:
-        os.makedirs(self.wd.path("running", self.batch), exist_ok=True)
+        if self.wd.fenced(self.batch):  # its client gave this batch up before it started
+            logger.warning("batch %s was given up by its client: exiting", self.batch)
+            return 0
         info = {"pid": os.getpid(), "host": socket.gethostname(), "slurm_job_id": self.slurm_job_id,
                 "start": self.start, "end_time": self.end_time, "workers": self.workers}
         self.wd.write_json(self.wd.path("pilots", self.batch + ".json"), info)
@@ -62,6 +65,13 @@ class Pilot:
                     if not self.wd.client_alive(self.client):
                         logger.warning("the client of batch %s is gone: stopping", self.batch)
                         break
+                    if self.wd.fenced(self.batch):
+                        self.fenced = True
+                if self.fenced:
+                    # the client saw this batch end (scancel: squeue shows it ended before
+                    # this pilot gets SIGTERM) and requeued its jobs: run nothing more
+                    logger.warning("batch %s was given up by its client: stopping", self.batch)
+                    break
                 self._collect()
                 self._cancels()
                 skipped = self._claim(server) if len(self.runs) < self.workers else False
@@ -93,7 +103,10 @@ class Pilot:
             if self.end_time is not None and time.time() + (timeout or 0) + END_MARGIN > self.end_time:
                 skipped = True
                 continue
-            if self.wd.claim(key, self.batch) is None:
+            if not self.wd.claim(key, self.batch):
+                if self.wd.fenced(self.batch):
+                    self.fenced = True
+                    break
                 continue
             env = {"HITHER_SLURM_BATCH": self.batch}
             if self.slurm_job_id:

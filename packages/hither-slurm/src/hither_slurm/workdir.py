@@ -6,7 +6,8 @@
       logs/<key>.log         the job's console output, written while it runs
       queue/<key>            a queued job: {"timeout": s, "container": image, engine, options or
                              null} (appears by rename, once complete)
-      running/<batch>/<key>  a claim: the queue entry renamed here by the pilot of <batch>
+      running/<batch>/<key>  a claim: the queue entry renamed here by the pilot of <batch>;
+                             the client removes running/<batch>/ when it gives the batch up
       cancel/<key>           a cancel request for a running job
       pilots/<batch>.json    the pilot of a batch: pid, host, Slurm job id, end time
       clients/<client>.json  a handler using the folder (pid, host; touched while it lives)
@@ -116,6 +117,20 @@ class WorkDir:
         except FileNotFoundError:
             pass
 
+    def fence(self, batch: str) -> List[str]:
+        """Give up a batch the client saw end: its claims folder is renamed away (atomic),
+        so its pilot, if it still runs (Slurm shows a cancelled batch as ended before its
+        processes get the signal), can claim nothing more and stops; returns the keys it
+        had claimed."""
+        gone = self.path("running", f".ended-{batch}")
+        try:
+            os.rename(self.path("running", batch), gone)
+        except FileNotFoundError:
+            return []
+        keys = self._listdir(gone)
+        shutil.rmtree(gone, ignore_errors=True)
+        return keys
+
     def pilot_info(self, batch: str) -> Optional[Dict[str, Any]]:
         return self.read_json(self.path("pilots", batch + ".json"))
 
@@ -200,15 +215,18 @@ class WorkDir:
     def queued(self) -> List[str]:
         return sorted(self._listdir(self.path("queue")))
 
-    def claim(self, key: str, batch: str) -> Optional[Dict[str, Any]]:
-        """Claim a queued job for ``batch``: its queue entry, or None if another pilot won."""
-        src = self.path("queue", key)
-        info = self.read_json(src)
+    def claim(self, key: str, batch: str) -> bool:
+        """Claim a queued job for ``batch`` (its pilot has read the queue entry): False if
+        another pilot won, or the client gave the batch up (``fence``)."""
         try:
-            os.rename(src, self.path("running", batch, key))
+            os.rename(self.path("queue", key), self.path("running", batch, key))
+            return True
         except FileNotFoundError:
-            return None
-        return info if info is not None else {}
+            return False
+
+    def fenced(self, batch: str) -> bool:
+        """Whether the client has given ``batch`` up (its pilot must stop)."""
+        return not os.path.isdir(self.path("running", batch))
 
     def cancel_requests(self) -> List[str]:
         return self._listdir(self.path("cancel"))

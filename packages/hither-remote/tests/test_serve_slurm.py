@@ -1,0 +1,103 @@
+"""``hither-remote serve --handler slurm`` end to end: a real serve process runs the jobs it
+claims from the bus in pilot batches of a SlurmJobHandler on the real single-node Slurm of
+scripts/services.sh; a client RemoteJobHandler sends a small pipeline whose remote result
+goes to the next remote job. The batch is in squeue while jobs run, and gone once serve
+stops. Skips where hither-slurm or Slurm is missing (fails with HITHER_REQUIRE_SERVICES=1)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+import hither as hi
+from hither.refs import StoredResult
+
+import remote_funcs as rf
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _batches(work):
+    """Slurm jobs (id, state) of pilots working in ``work``."""
+    out = subprocess.run(["squeue", "-h", "-o", "%i|%T|%j|%o"], capture_output=True, text=True, timeout=30).stdout
+    return [tuple(line.split("|")[:2]) for line in out.splitlines()
+            if "hither-pilot-" in line and str(work) in line]
+
+
+@pytest.fixture
+def slurm_ready():
+    pytest.importorskip("hither_slurm", reason="serve --handler slurm needs hither-slurm")
+    from hither_slurm.batches import slurm_available
+
+    why = slurm_available()
+    if why is not None:
+        if os.environ.get("HITHER_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"no Slurm here ({why}) (HITHER_REQUIRE_SERVICES=1)")
+        pytest.skip(f"no Slurm here ({why}); start one with: bash scripts/services.sh slurm")
+
+
+def test_serve_with_the_slurm_handler(slurm_ready, serve, db, store, tmp_path):
+    work = tmp_path / "slurm-work"
+    server = serve("resource", "--handler", "slurm", "--slurm-working-dir", str(work),
+                   "--slurm-workers-per-batch", "2", "--slurm-cores-per-job", "1",
+                   "--slurm-idle-timeout", "60", "--slurm-max-batches", "1")
+    assert "capacity 2" in server.log()  # workers per batch x max batches
+    jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
+    pid_file = str(tmp_path / "pids")
+    try:
+        with hi.Config(job_handler=jh):
+            a = rf.rt_ones.run(n=100_000)          # stays in the store
+            b = rf.rt_add.run(x=a, y=1.0)          # gets a's URI, on the cluster
+            bad = rf.rt_fail.run(msg="bad input 7")
+            slow = rf.rt_sleep_pid.run(t=5, pid_file=pid_file, x=11)
+            np.testing.assert_array_equal(b.wait(180), np.full(100_000, 2.0))
+            with pytest.raises(ValueError, match="bad input 7"):
+                bad.wait(60)
+            deadline = time.monotonic() + 120
+            while not os.path.exists(pid_file):
+                assert time.monotonic() < deadline, "the slow job never started"
+                time.sleep(0.05)
+            running = _batches(work)
+            assert running and all(state == "RUNNING" for _, state in running), running
+            assert slow.wait(60) == 11
+        assert isinstance(a._result, StoredResult)
+        from hither.refs import _UNSET
+
+        assert a._result._value is _UNSET, "a's result travelled through the client"
+        ri = b.get_runtime_info()
+        assert getattr(ri, "slurm_job_id", None) in {i for i, _ in running}
+    finally:
+        jh.shutdown()
+    assert server.stop(signal.SIGTERM) == 0
+    deadline = time.monotonic() + 20
+    while _batches(work):
+        assert time.monotonic() < deadline, f"batches outlived serve: {_batches(work)}"
+        time.sleep(0.2)
+    log = server.log()
+    assert "start rt_add" in log and "end rt_add" in log
+
+
+def _serve_cli(tmp_path, *args, pre=""):
+    import sys
+
+    env = dict(os.environ, HITHER_REMOTE_SECRET="x" * 32)
+    code = f"import sys; {pre}from hither_remote.cli import main; main()"
+    return subprocess.run([sys.executable, "-c", code, "serve", "--resource-id", "r", *args],
+                          capture_output=True, text=True, timeout=60, env=env, cwd=str(tmp_path))
+
+
+def test_handler_slurm_without_hither_slurm_names_the_package(tmp_path):
+    # hither-slurm made unimportable in that process, as on a machine without it
+    out = _serve_cli(tmp_path, "--handler", "slurm", "--slurm-working-dir", str(tmp_path / "w"),
+                     pre="sys.modules['hither_slurm'] = None; ")
+    assert out.returncode != 0 and "pip install hither-slurm" in out.stderr, out.stderr
+
+
+def test_handler_slurm_needs_a_working_dir(tmp_path):
+    pytest.importorskip("hither_slurm", reason="needs hither-slurm")
+    out = _serve_cli(tmp_path, "--handler", "slurm")
+    assert out.returncode != 0 and "--slurm-working-dir" in out.stderr, out.stderr
