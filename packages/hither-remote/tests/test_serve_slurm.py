@@ -101,3 +101,34 @@ def test_handler_slurm_needs_a_working_dir(tmp_path):
     pytest.importorskip("hither_slurm", reason="needs hither-slurm")
     out = _serve_cli(tmp_path, "--handler", "slurm")
     assert out.returncode != 0 and "--slurm-working-dir" in out.stderr, out.stderr
+
+
+def test_serve_with_slurm_runs_container_jobs_in_its_pilots(slurm_ready, serve, db, store, tmp_path):
+    """A container job sent to ``serve --handler slurm`` runs in its image inside a pilot
+    batch (the pilot starts the container on its node), not beside serve."""
+    try:
+        from hither_container.docker_runner import client
+
+        client().images.get(rf.IMAGE)
+    except Exception as exc:  # noqa: BLE001 - no hither-container, engine or image
+        if os.environ.get("HITHER_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"Docker or the image {rf.IMAGE} is missing: {exc}")
+        pytest.skip(f"Docker or the image {rf.IMAGE} is missing: {exc}")
+    work = tmp_path / "slurm-work"
+    server = serve("resource", "--handler", "slurm", "--slurm-working-dir", str(work),
+                   "--slurm-workers-per-batch", "1", "--slurm-cores-per-job", "1",
+                   "--slurm-idle-timeout", "30", "--slurm-max-batches", "1")
+    jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
+    try:
+        with hi.Config(job_handler=jh, container=True):
+            job = rf.rt_where.run(x=5)
+            inside = job.wait(180)
+        assert inside["x"] == 5 and inside["nets"] == ["lo"], inside  # in a container, network none
+        assert getattr(job.get_runtime_info(), "slurm_job_id", None), "the container job did not run in a batch"
+    finally:
+        jh.shutdown()
+    assert server.stop(signal.SIGTERM) == 0
+    deadline = time.monotonic() + 20
+    while _batches(work):
+        assert time.monotonic() < deadline, f"batches outlived serve: {_batches(work)}"
+        time.sleep(0.2)
