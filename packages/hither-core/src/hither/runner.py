@@ -670,14 +670,27 @@ def become_subreaper():
     """Make this process the subreaper of its descendants (Linux >= 3.4): a process the job
     starts whose parent ends (a double fork, a daemon in a session of its own) becomes a
     child of this process instead of init's, so ``kill_leftovers`` finds it. True if set."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes
+    prctl = _prctl()
+    return prctl is not None and prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
-        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (ImportError, OSError, AttributeError):  # a Python without ctypes: children only
-        return False
+
+_PRCTL = []  # [libc's prctl, or None]: loaded once (importing ctypes costs ~4 ms per job)
+
+
+def _prctl():
+    """libc's ``prctl`` (None off Linux or without ctypes); the job server loads it before
+    it forks, so its jobs find it loaded."""
+    if not _PRCTL:
+        fn = None
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                fn = ctypes.CDLL(None, use_errno=True).prctl
+            except (ImportError, OSError, AttributeError):  # a Python without ctypes: children only
+                fn = None
+        _PRCTL.append(fn)
+    return _PRCTL[0]
 
 
 def _leftover_pids(me, lead):
@@ -1077,6 +1090,11 @@ def serve(on_eof="drain", preload=()):
     import signal as signal_mod
 
     _install_stand_in()  # import hither once here, not in every job
+    _prctl()  # and ctypes
+    try:  # the codec of zip member names (each job unpacks code.zip)
+        import encodings.cp437  # noqa: F401
+    except ImportError:
+        pass
     for name in preload:
         __import__(name)
     death_r, death_w = os.pipe()  # only this process holds death_w: EOF = server gone

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from hither.models import Database
 
@@ -226,6 +226,35 @@ class Bus:
                                            "outcome": self._outcome(job_id, BusStatus.CANCELLED, outcome)}})
         return bool(r.modified_count)
 
+    def finish_many(self, owner: str, ends: List[Tuple[str, BusStatus, BusOutcome]]) -> List[bool]:
+        """``finish`` for several jobs (``(job_id, status, outcome)``) in one round trip when
+        none of them was asked to cancel; whether each outcome was written. Only the jobs
+        the bulk update did not reach (a cancel request, a lost lease, a retry after a
+        write that got through) are looked at again, one by one."""
+        from pymongo import UpdateOne
+
+        if not ends:
+            return []
+        now = time.time()
+        ops = [UpdateOne({"_id": job_id, "lease_owner": owner, "status": BusStatus.RUNNING.value},
+                         {"$set": {"updated": now, "ended": now, "lease_expires": None, "status": status.value,
+                                   "outcome": self._outcome(job_id, status, outcome)}})
+               for job_id, status, outcome in ends]
+        if self.jobs.bulk_write(ops, ordered=False).modified_count == len(ops):
+            return [True] * len(ops)
+        docs = {d["_id"]: d for d in self.jobs.find({"_id": {"$in": [e[0] for e in ends]}},
+                                                   {"status": 1, "lease_owner": 1})}
+        out = []
+        for job_id, status, outcome in ends:
+            d = docs.get(job_id) or {}
+            if d.get("lease_owner") != owner:
+                out.append(False)  # no longer ours
+            elif d.get("status") in (BusStatus.RUNNING.value, BusStatus.CANCEL_REQUESTED.value):
+                out.append(self.finish(job_id, owner, status, outcome))
+            else:
+                out.append(True)  # final and ours: this bulk write (or an earlier try) wrote it
+        return out
+
     def refuse(self, job_id: str, owner: str, message: str) -> None:
         now = time.time()
         self.jobs.update_one({"_id": job_id, "lease_owner": owner},
@@ -267,6 +296,37 @@ class Bus:
 
     def end_run(self, job_id: str) -> None:
         self.runs.update_one({"_id": job_id}, {"$set": {"done": True, "ended": time.time()}}, upsert=True)
+
+    def start_runs(self, job_ids: List[str], owner: str) -> List[bool]:
+        """``start_run`` for several jobs in one round trip: for each, False when it already
+        ran to its end (its upsert collides with the done record's ``_id``)."""
+        import pymongo.errors
+        from pymongo import UpdateOne
+
+        if not job_ids:
+            return []
+        now = time.time()
+        ops = [UpdateOne({"_id": job_id, "done": {"$ne": True}},
+                         {"$set": {"owner": owner, "started": now, "done": False}}, upsert=True)
+               for job_id in job_ids]
+        try:
+            self.runs.bulk_write(ops, ordered=False)
+        except pymongo.errors.BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != 11000 for e in errors):
+                raise
+            replayed = {e["index"] for e in errors}
+            return [i not in replayed for i in range(len(job_ids))]
+        return [True] * len(job_ids)
+
+    def end_runs(self, job_ids: List[str]) -> None:
+        """``end_run`` for several jobs in one round trip."""
+        from pymongo import UpdateOne
+
+        if job_ids:
+            now = time.time()
+            self.runs.bulk_write([UpdateOne({"_id": job_id}, {"$set": {"done": True, "ended": now}}, upsert=True)
+                                  for job_id in job_ids], ordered=False)
 
     def heartbeat(self, hb: ResourceHeartbeat) -> None:
         self.resources.replace_one({"_id": hb.id}, hb.model_dump(by_alias=True), upsert=True)

@@ -40,6 +40,9 @@ SUBMIT_BATCH = 100
 #: while the change stream wakes the client: how often it still reads every pending job
 #: (events can be lost across an outage)
 SAFETY_POLL = 1.0
+#: reported jobs are marked collected on the bus in batches: this many, or after this many s
+COLLECTED_BATCH = 200
+COLLECTED_EVERY = 0.5
 
 
 def _ended_job(bus_id: str, fields: Dict[str, Any]) -> Optional[BusJob]:
@@ -308,10 +311,16 @@ class RemoteJobHandler(JobHandler):
 
     def _poll_loop(self) -> None:
         last_full = 0.0
+        collected: List[str] = []  # reported jobs not yet marked collected on the bus
+        last_mark = time.monotonic()
         while not self._closed.is_set():
             watching = self._watcher is not None and self._watcher.watching
             self._wake.wait(self.poll_interval if not watching else SAFETY_POLL)
             self._wake.clear()
+            if collected and (self._closed.is_set() or len(collected) >= COLLECTED_BATCH
+                              or time.monotonic() - last_mark >= COLLECTED_EVERY):
+                self._mark_collected(collected)
+                collected, last_mark = [], time.monotonic()
             if self._closed.is_set():
                 return
             now = time.monotonic()
@@ -346,11 +355,15 @@ class RemoteJobHandler(JobHandler):
                 if job is not None:
                     self._report(job, bus_job)
                     reported.append(bus_job.id)
-            try:
-                self.bus.mark_collected_many(reported)
-            except Exception as exc:  # noqa: BLE001 - only `clear()` reads it
-                logger.warning("could not mark %d job(s) collected on the bus (%s)", len(reported),
-                               type(exc).__name__)
+            collected += reported
+        self._mark_collected(collected)
+
+    def _mark_collected(self, ids: List[str]) -> None:
+        try:
+            self.bus.mark_collected_many(ids)
+        except Exception as exc:  # noqa: BLE001 - only `clear()` reads it
+            logger.warning("could not mark %d job(s) collected on the bus (%s)", len(ids),
+                           type(exc).__name__)
 
     def _report(self, job: "Job", bus_job: BusJob) -> None:
         from hither.outside import collect_document

@@ -84,6 +84,8 @@ class _Running:
         self.bus_job = bus_job
         self.job_dir: Optional[str] = None
         self.cancelled = False
+        self.refusal: Optional[str] = None  # why it must not run (checked when claimed)
+        self.fresh: Optional[bool] = None  # its run record written at the claim: not a replay
         self.thread: Optional[threading.Thread] = None
 
 
@@ -140,7 +142,7 @@ class ComputeResource:
         self.capacity = workers
         # a launcher that runs only so many at once lets the next jobs be claimed and
         # unpacked while others run (their outcomes written while the next ones run)
-        self.prefetch = 2 * workers if self._launcher.capacity is not None else 0
+        self.prefetch = 4 * workers if self._launcher.capacity is not None else 0
         self.lease_seconds = float(lease_seconds)
         self.poll_interval = poll_interval
         self.work_dir = work_dir
@@ -166,6 +168,13 @@ class ComputeResource:
         self._launcher = ResourceLauncher(self._launcher, containers, container_engine=container_engine,
                                           container_options=container_options)
         self._janitor = Janitor()
+        from .coalesce import Coalescer
+
+        # the run records and outcomes of jobs starting or ending together: one bulk write each
+        self._starts: "Coalescer[str, bool]" = Coalescer(
+            lambda ids: self._retry(self.bus.start_runs, ids, self.owner), name="hither-remote-starts")
+        self._ends: "Coalescer[Tuple[str, BusStatus, BusOutcome], bool]" = Coalescer(
+            self._write_ends, name="hither-remote-ends")
 
     def __repr__(self) -> str:
         return f"ComputeResource(compute_resource_id={self.compute_resource_id!r}, capacity={self.capacity})"
@@ -228,6 +237,8 @@ class ComputeResource:
             self._logs.close()
             self._launcher.close()
             self._janitor.close()
+            self._starts.close()
+            self._ends.close()
             restore()
             logger.info("compute resource %r stopped", self.compute_resource_id)
 
@@ -306,7 +317,10 @@ class ComputeResource:
         while not self._stop.is_set():
             with self._lock:
                 free = self.capacity + self.prefetch - len(self._running)
-            if free <= 0:
+            # while every worker has a job and enough are waiting, let the free slots add up:
+            # one claim round (and one run-record write) for several jobs, not one per job
+            if free <= 0 or (self.prefetch and len(self._running) >= self.capacity
+                             and free < max(1, self.prefetch // 2)):
                 return
             with self._lock:
                 ids = []
@@ -326,13 +340,30 @@ class ComputeResource:
                 return
             if not claimed and not ids:
                 return
-            for bus_job in claimed:
-                r = _Running(bus_job)
+            runs = [_Running(bus_job) for bus_job in claimed]
+            self._start_runs(runs)
+            for r in runs:
+                bus_job = r.bus_job
                 with self._lock:
                     self._running[bus_job.id] = r
                 r.thread = threading.Thread(target=self._run_job, args=(r,), daemon=True,
                                             name=f"hither-remote-{bus_job.id[:8]}")
                 r.thread.start()
+
+    def _start_runs(self, runs: "list[_Running]") -> None:
+        """Check the claimed jobs and record the runs of those that may run, in one bulk
+        write; if the bus fails here, each job's thread records its run itself."""
+        for r in runs:
+            r.refusal = self._refusal(r.bus_job)
+        ok = [r for r in runs if r.refusal is None]
+        try:
+            fresh = self.bus.start_runs([r.bus_job.id for r in ok], self.owner)
+        except Exception as exc:  # noqa: BLE001 - e.g. an outage: the job threads retry
+            logger.warning("could not record the runs of %d claimed job(s) (%s); retrying per job",
+                           len(ok), type(exc).__name__)
+            return
+        for r, f in zip(ok, fresh):
+            r.fresh = f
 
     def _hand_back_all(self) -> None:
         self._handing_back = True
@@ -366,6 +397,19 @@ class ComputeResource:
                 time.sleep(delay)
                 delay = min(2.0, delay * 2)
 
+    def _write_ends(self, ends: "list[Tuple[str, BusStatus, BusOutcome]]") -> "list[bool]":
+        """Outcomes, then run records, each in one write: a run is marked done only once its
+        outcome is on the bus (else a crash between the two would leave a job that can
+        neither end nor run again), and at once after it (a replay finds it done)."""
+        written = self._retry(self.bus.finish_many, self.owner, ends)
+        self._retry(self.bus.end_runs, [e[0] for e in ends])
+        return written
+
+    def _end(self, job_id: str, status: BusStatus, outcome: BusOutcome) -> bool:
+        """Write a job's outcome and mark its run done (in one batch with the other jobs
+        ending meanwhile); False if the job's lease had passed to another process."""
+        return self._ends.call((job_id, status, outcome))
+
     # ------------------------------------------------------------------ one job
     def _refusal(self, bus_job: BusJob) -> Optional[str]:
         if not bus_job.signature:
@@ -384,8 +428,8 @@ class ComputeResource:
         bus_job = r.bus_job
         job_id, fname = bus_job.id, bus_job.function_name
         try:
-            why = self._refusal(bus_job)
-            if why is None and not self._retry(self.bus.start_run, job_id, self.owner):
+            why = r.refusal
+            if why is None and not (r.fresh if r.fresh is not None else self._starts.call(job_id)):
                 why = "the job already ran to its end once (a replayed document)"
             if why is not None:
                 logger.warning("refused %s (%s): %s", fname, job_id, why)
@@ -416,14 +460,12 @@ class ComputeResource:
         hit = None if self._cache is None else self._cache.lookup(spec, bus_job.cache_policy)
         if hit is not None:
             status = BusStatus.ERROR if "error" in hit else BusStatus.FINISHED
-            self._retry(self.bus.finish, job_id, self.owner, status, BusOutcome(packed=hit))
-            self._retry(self.bus.end_run, job_id)
+            self._end(job_id, status, BusOutcome(packed=hit))
             logger.info("end %s (%s): %s, from this resource's job cache", fname, job_id, status.value)
             return
         why = self._launcher.refusal(spec["container"], fname) if spec.get("container") else None
         if why is not None:
-            self._retry(self.bus.finish, job_id, self.owner, BusStatus.ERROR, BusOutcome(message=why))
-            self._retry(self.bus.end_run, job_id)
+            self._end(job_id, BusStatus.ERROR, BusOutcome(message=why))
             return
         if self.work_dir:
             os.makedirs(self.work_dir, exist_ok=True)
@@ -443,10 +485,9 @@ class ComputeResource:
                 except JobTimeoutError:
                     if not os.path.exists(os.path.join(job_dir, "error.json")):
                         self._logs.finish(job_id)
-                        self._retry(self.bus.finish, job_id, self.owner, BusStatus.ERROR, BusOutcome(kind="timeout", message=(
+                        self._end(job_id, BusStatus.ERROR, BusOutcome(kind="timeout", message=(
                             f"job {fname} was stopped after job_timeout={timeout} s; raise "
                             "hi.Config(job_timeout=...) if it needs longer")))
-                        self._retry(self.bus.end_run, job_id)
                         logger.info("end %s (%s): timeout after %.2f s", fname, job_id, time.monotonic() - t0)
                         return
                     code = None
@@ -456,17 +497,15 @@ class ComputeResource:
                 logger.info("handed back %s (%s)", fname, job_id)
                 return
             if r.cancelled:
-                self._retry(self.bus.finish, job_id, self.owner, BusStatus.CANCELLED, BusOutcome(message="cancelled"))
-                self._retry(self.bus.end_run, job_id)
+                self._end(job_id, BusStatus.CANCELLED, BusOutcome(message="cancelled"))
                 logger.info("end %s (%s): cancelled after %.2f s", fname, job_id, time.monotonic() - t0)
                 return
             packed = pack_outputs(job_dir, self.store, self.inline_max_bytes)
             status = BusStatus.FINISHED if "result" in packed and "error" not in packed else BusStatus.ERROR
             if self._cache is not None:  # before the client hears of it: its next job may ask
                 self._cache.fill(spec, job_dir, code)
-            if not self._retry(self.bus.finish, job_id, self.owner, status, BusOutcome(packed=packed, exit_code=code)):
+            if not self._end(job_id, status, BusOutcome(packed=packed, exit_code=code)):
                 logger.warning("%s (%s) finished, but its lease had passed to another process", fname, job_id)
-            self._retry(self.bus.end_run, job_id)
             logger.info("end %s (%s): %s in %.2f s", fname, job_id, status.value, time.monotonic() - t0)
         finally:
             self._logs.finish(job_id)
