@@ -25,7 +25,10 @@ back or asked to cancel, or one of its own jobs ends (``hither_remote.wakeups``)
 the announced jobs by id in one batch (``Bus.claim_ids``), and queries its queue only when
 polling, once a second as a safety net, or while the last query found more than fitted.
 Up to ``prefetch`` more jobs than ``capacity`` are claimed when the launcher limits how
-many run at once, so jobs are unpacked and written back while others run. A claim holds a
+many run at once, so jobs are unpacked and written back while others run; while every
+worker is busy, claims wait until half of that room is free (one claim round for several
+jobs). The run records of a claim round are written in one bulk write, and the outcomes
+and run records of jobs that end together in one each (``hither_remote.coalesce``). A claim holds a
 lease of ``lease_seconds``, renewed while the job runs; when this process dies, the lease
 expires and another (or a restarted) process runs the job again.
 """
