@@ -7,12 +7,14 @@ Unreachable services skip the tests, or fail them when ``HITHER_REQUIRE_SERVICES
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -29,6 +31,34 @@ DUMMY_AWS_ENV = {"AWS_ACCESS_KEY_ID": "hither-test", "AWS_SECRET_ACCESS_KEY": "h
 SECRET = "test-secret-" + uuid.uuid4().hex
 
 sys.path.insert(0, os.path.dirname(__file__))
+
+
+@contextlib.contextmanager
+def running(cr):  # noqa: ANN001, ANN201
+    """``cr`` (a ``hi.ComputeResource``) serving from a thread of this process until the
+    block ends."""
+    t = threading.Thread(target=cr.run, daemon=True)
+    t.start()
+    try:
+        yield cr
+    finally:
+        cr.stop()
+        t.join(30)
+
+
+def process_env(root: Path, store_url: str, storage_options: Dict[str, object], **extra: str) -> Dict[str, str]:
+    """The environment of a hither process of its own (a serve, a client script): no
+    ``HITHER_*`` of this one, the test's secret and S3 store, its caches and temp folder
+    under ``root`` (as on another machine), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HITHER_")}
+    env.update(DUMMY_AWS_ENV)
+    # the secret the autouse fixture set (a test module importing this file gets a copy of
+    # it whose SECRET differs)
+    env.update({"HITHER_REMOTE_SECRET": os.environ["HITHER_REMOTE_SECRET"], "HITHER_STORE_URL": store_url,
+                "HITHER_STORE_OPTIONS": json.dumps(storage_options),
+                "HITHER_STORE_CACHE": str(root / "store-cache"), "HITHER_TEMP_DIR": str(root / "tmp")})
+    env.update(extra)
+    return env
 
 
 def _unavailable(reason: str) -> None:
@@ -162,18 +192,8 @@ def serve(tmp_path: Path, db, store_url: str, storage_options: Dict[str, object]
     def start(name: str = "resource", *args: str, resource_id: str = "resource1", database=None) -> Server:
         bus_db = database or db
         root = tmp_path / name
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HITHER_")}
-        env.update(DUMMY_AWS_ENV)
-        env.update({
-            "HITHER_REMOTE_SECRET": SECRET,
-            "HITHER_REMOTE_MONGO_URL": bus_db.mongo_url,
-            "HITHER_REMOTE_DATABASE": bus_db.database,
-            "HITHER_STORE_URL": store_url,
-            "HITHER_STORE_OPTIONS": json.dumps(storage_options),
-            "HITHER_STORE_CACHE": str(root / "store-cache"),
-            "HITHER_TEMP_DIR": str(root / "tmp"),
-            "HITHER_RESULTS_DIR": str(root / "results"),
-        })
+        env = process_env(root, store_url, storage_options, HITHER_REMOTE_MONGO_URL=bus_db.mongo_url,
+                          HITHER_REMOTE_DATABASE=bus_db.database, HITHER_RESULTS_DIR=str(root / "results"))
         s = Server(root, env, ["--resource-id", resource_id, "--work-dir", str(root / "jobs"), *args]).start()
         servers.append(s)
         s.wait_log("serving")

@@ -3,7 +3,6 @@ cache configured it follows the job already on the bus (no rerun) and gets its r
 afterwards the result comes from the job cache."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import pytest
 import hither as hi
 
 import remote_funcs as rf
-from conftest import DUMMY_AWS_ENV
+from conftest import process_env
 
 pytestmark = pytest.mark.timeout(120)
 # a job cache needs hither-cache (not a dependency of hither-remote: the all-in-one
@@ -40,13 +39,8 @@ def test_a_restarted_client_gets_the_result_without_a_rerun(serve, db, store, st
     pid_file, jc_path = str(tmp_path / "pids"), str(tmp_path / "jc")
     script = tmp_path / "client.py"
     script.write_text(CLIENT)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HITHER_")}
-    env.update(DUMMY_AWS_ENV)
-    env.update({"HITHER_REMOTE_SECRET": os.environ["HITHER_REMOTE_SECRET"], "HITHER_STORE_URL": store_url,
-                "HITHER_STORE_OPTIONS": json.dumps(storage_options),
-                "HITHER_STORE_CACHE": str(tmp_path / "client1" / "store-cache"),
-                "HITHER_TEMP_DIR": str(tmp_path / "client1" / "tmp"),
-                "T_MONGO": db.mongo_url, "T_DB": db.database, "T_JC": jc_path, "T_PIDS": pid_file})
+    env = process_env(tmp_path / "client1", store_url, storage_options,
+                      T_MONGO=db.mongo_url, T_DB=db.database, T_JC=jc_path, T_PIDS=pid_file)
     client = subprocess.Popen([sys.executable, str(script), os.path.dirname(__file__)], env=env)
     try:
         deadline = time.monotonic() + 60

@@ -5,8 +5,6 @@ database name (one per test) and the container (no image can be pulled here: net
 differ from the FAQ."""
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +14,7 @@ import pytest
 
 import hither as hi
 
-from conftest import DUMMY_AWS_ENV
+from conftest import process_env
 
 pytestmark = pytest.mark.timeout(120)
 # a job cache needs hither-cache (not a dependency of hither-remote: the all-in-one
@@ -56,13 +54,8 @@ def test_faq_server_and_client(db, store, store_url, storage_options, tmp_path, 
     pytest.importorskip("pymongo")
     (tmp_path / "server").mkdir()
     (tmp_path / "server.py").write_text(SERVER)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HITHER_")}
-    env.update(DUMMY_AWS_ENV)
-    env.update({"HITHER_REMOTE_SECRET": os.environ["HITHER_REMOTE_SECRET"], "MONGO_URL": db.mongo_url,
-                "T_DB": db.database, "HITHER_STORE_URL": store_url,
-                "HITHER_STORE_OPTIONS": json.dumps(storage_options),
-                "HITHER_STORE_CACHE": str(tmp_path / "server" / "store-cache"),
-                "HITHER_TEMP_DIR": str(tmp_path / "server" / "tmp")})
+    env = process_env(tmp_path / "server", store_url, storage_options,
+                      MONGO_URL=db.mongo_url, T_DB=db.database)
     log = open(tmp_path / "server.log", "wb")
     server = subprocess.Popen([sys.executable, str(tmp_path / "server.py")], env=env, cwd=str(tmp_path / "server"),
                               stdout=log, stderr=subprocess.STDOUT)

@@ -5,12 +5,10 @@ the resource itself restarted) gets a result the resource already computed witho
 client's force_run and cache_failing travel with the job and are honoured."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -18,7 +16,7 @@ import pytest
 import hither as hi
 
 import remote_funcs as rf
-from conftest import DUMMY_AWS_ENV
+from conftest import process_env, running
 from hither_remote.resource_cache import job_cache_from_option
 
 pytestmark = pytest.mark.timeout(150)
@@ -57,13 +55,8 @@ def test_a_client_without_a_cache_gets_the_resources_cached_result(serve, db, st
     count = str(tmp_path / "count")
     script = tmp_path / "client.py"
     script.write_text(CLIENT)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HITHER_")}
-    env.update(DUMMY_AWS_ENV)
-    env.update({"HITHER_REMOTE_SECRET": os.environ["HITHER_REMOTE_SECRET"], "HITHER_STORE_URL": store_url,
-                "HITHER_STORE_OPTIONS": json.dumps(storage_options),
-                "HITHER_STORE_CACHE": str(tmp_path / "client1" / "store-cache"),
-                "HITHER_TEMP_DIR": str(tmp_path / "client1" / "tmp"),
-                "T_MONGO": db.mongo_url, "T_DB": db.database, "T_COUNT": count})
+    env = process_env(tmp_path / "client1", store_url, storage_options,
+                      T_MONGO=db.mongo_url, T_DB=db.database, T_COUNT=count)
     client = subprocess.Popen([sys.executable, str(script), os.path.dirname(__file__)], env=env,
                               stdout=subprocess.PIPE, text=True)
     try:
@@ -102,14 +95,10 @@ def test_a_client_without_a_cache_gets_the_resources_cached_result(serve, db, st
 def resource_caching_failures(db, store, tmp_path):
     """A ComputeResource (in a thread) whose job cache (MongoDB) records failures too."""
     cache_db = hi.Database(mongo_url=db.mongo_url, database=db.database + "_jc")
-    cr = hi.ComputeResource(database=db, compute_resource_id="resource1", store=store,
-                            job_cache=hi.JobCache(database=cache_db, cache_failing=True),
-                            work_dir=str(tmp_path / "resource-jobs"))
-    t = threading.Thread(target=cr.run, daemon=True)
-    t.start()
-    yield cr
-    cr.stop()
-    t.join(30)
+    with running(hi.ComputeResource(database=db, compute_resource_id="resource1", store=store,
+                                    job_cache=hi.JobCache(database=cache_db, cache_failing=True),
+                                    work_dir=str(tmp_path / "resource-jobs"))) as cr:
+        yield cr
     import pymongo
 
     pymongo.MongoClient(db.mongo_url).drop_database(cache_db.database)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 
 import pytest
@@ -17,6 +16,7 @@ import hither as hi
 from hither.errors import ConfigError
 
 import remote_funcs as rf
+from conftest import running
 from hither_remote.bus import Bus
 from hither_remote.handler import RemoteJobError
 from hither_remote.models import BusJob, BusStatus
@@ -57,13 +57,9 @@ def test_secret_is_required_and_never_shown(monkeypatch, tmp_path):
 
 @pytest.fixture
 def resource(db, store, tmp_path):
-    cr = hi.ComputeResource(database=db, compute_resource_id="resource1", store=store,
-                            work_dir=str(tmp_path / "resource-jobs"))
-    t = threading.Thread(target=cr.run, daemon=True)
-    t.start()
-    yield cr
-    cr.stop()
-    t.join(30)
+    with running(hi.ComputeResource(database=db, compute_resource_id="resource1", store=store,
+                                    work_dir=str(tmp_path / "resource-jobs"))) as cr:
+        yield cr
 
 
 def _tamper_submit(jh, change):

@@ -28,6 +28,13 @@ def _batches(work):
             if "hither-pilot-" in line and str(work) in line]
 
 
+def _wait_batches_gone(work, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while _batches(work):
+        assert time.monotonic() < deadline, f"batches outlived serve: {_batches(work)}"
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def slurm_ready():
     pytest.importorskip("hither_slurm", reason="serve --handler slurm needs hither-slurm")
@@ -73,10 +80,7 @@ def test_serve_with_the_slurm_handler(slurm_ready, serve, db, store, tmp_path):
     finally:
         jh.shutdown()
     assert server.stop(signal.SIGTERM) == 0
-    deadline = time.monotonic() + 20
-    while _batches(work):
-        assert time.monotonic() < deadline, f"batches outlived serve: {_batches(work)}"
-        time.sleep(0.2)
+    _wait_batches_gone(work)
     log = server.log()
     assert "start rt_add" in log and "end rt_add" in log
 
@@ -128,7 +132,4 @@ def test_serve_with_slurm_runs_container_jobs_in_its_pilots(slurm_ready, serve, 
     finally:
         jh.shutdown()
     assert server.stop(signal.SIGTERM) == 0
-    deadline = time.monotonic() + 20
-    while _batches(work):
-        assert time.monotonic() < deadline, f"batches outlived serve: {_batches(work)}"
-        time.sleep(0.2)
+    _wait_batches_gone(work)
