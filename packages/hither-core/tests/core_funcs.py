@@ -228,3 +228,10 @@ def count_runs(path, x):
     with open(path, "a") as f:
         f.write("ran\n")
     return [x, x * 2]
+
+
+@hi.function('write_relative', '0.1.0')
+def write_relative(name, text):
+    with open(name, "w") as f:
+        f.write(text)
+    return os.getcwd()

@@ -868,3 +868,23 @@ def test_unstarted_handlers_leave_no_open_files(monkeypatch):
     for _ in range(20):
         hi.ParallelJobHandler(num_workers=2).shutdown()
     assert len(os.listdir("/proc/self/fd")) <= before
+
+
+def test_a_job_runs_in_the_folder_the_program_is_in_at_run(handler, tmp_path, monkeypatch):
+    """Relative paths in a job mean what they mean in the program at .run(), whichever
+    handler runs it (Parallel workers started earlier, in another folder, follow along)."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    with hi.Config(job_handler=handler):
+        for folder in (first, second):
+            monkeypatch.chdir(folder)
+            assert cf.write_relative.run(name="out.txt", text=folder.name).wait(30) == str(folder)
+            assert (folder / "out.txt").read_text() == folder.name
+        gone = tmp_path / "gone"
+        gone.mkdir()
+        monkeypatch.chdir(gone)
+        gone.rmdir()
+        job = cf.write_relative.run(name="out.txt", text="x")
+        with pytest.raises(Exception, match="gone|No such file"):
+            job.wait(30)

@@ -98,6 +98,15 @@ def run_one(conn: P.Channel, msg: P.RunJob) -> None:
     """Run one job and send its outcome; never raises for anything the job or its result
     does (the worker must outlive a bad job)."""
     try:
+        if msg.cwd != os.getcwd():
+            os.chdir(msg.cwd)
+    except OSError as exc:
+        err = _safe_error_dict(exc, "")
+        err["message"] = (f"the job runs in the folder the program was in at .run(), {msg.cwd!r}, "
+                          f"but the worker (pid {os.getpid()}) cannot enter it: {exc.strerror}")
+        _send(conn, P.JobFailed(msg.job_id, err, None, None))
+        return
+    try:
         fn = load_function(msg.function_ref)
         kwargs = transfer.loads(msg.payload, msg.paths, unlink=False)
         if not msg.no_resolve_input_files:

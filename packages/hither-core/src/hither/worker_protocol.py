@@ -39,6 +39,7 @@ class RunJob(NamedTuple):
     payload: bytes
     paths: List[str]
     no_resolve_input_files: bool
+    cwd: str  # the submitting program's current folder at .run()
 
 
 class CancelJob(NamedTuple):

@@ -192,7 +192,9 @@ class ParallelJobHandler(JobHandler):
             return
         ref = function_ref(job.function)
         payload, paths = transfer.dumps(job.resolved_kwargs or {})
-        job.handler_data = (ref, payload, paths)
+        # the worker runs the job in the folder this program is in at .run(), as an
+        # in-process job would (relative paths in the job mean the same thing)
+        job.handler_data = (ref, payload, paths, os.getcwd())
         with self._lock:
             if self._closed:  # shut down meanwhile
                 transfer.discard(paths)
@@ -307,7 +309,7 @@ class ParallelJobHandler(JobHandler):
             w = min(workers, key=lambda x: len(x.inflight))
             depth = len(w.inflight)
             job = self._queue[0]
-            ref, payload, paths = job.handler_data
+            ref, payload, paths, cwd = job.handler_data
             if depth > self._depth or (depth and len(payload) > _PREFETCH_LIMIT):
                 break
             self._queue.popleft()
@@ -315,7 +317,7 @@ class ParallelJobHandler(JobHandler):
             if depth == 0:
                 self._started(w, job)
             out.setdefault(w, []).append(
-                P.RunJob(job.id, ref, payload, paths, job.function.no_resolve_input_files))
+                P.RunJob(job.id, ref, payload, paths, job.function.no_resolve_input_files, cwd))
         for w, msgs in out.items():
             try:
                 with w.send_lock:
