@@ -2,7 +2,8 @@
 # Set up and run the whole test suite: installs hatch if needed, starts the services the
 # tests use (scripts/services.sh), creates the workspace environment (every package
 # editable), runs pytest over all packages, then each package's tests again in an
-# environment with hither-core and that package only (catches undeclared dependencies).
+# environment with hither-core and that package only (catches undeclared dependencies; the
+# long fault-path tests marked `slow` ran in the main run and are not repeated there).
 #   bash scripts/test.sh            # everything
 #   bash scripts/test.sh ARGS...    # only: pytest ARGS in the all-in-one environment
 set -euo pipefail
@@ -17,6 +18,6 @@ hatch run test "$@"
 if [ $# -eq 0 ]; then
   for env in core-only cache-only store-only slurm-only container-only remote-only; do
     echo "== per-package environment: $env"
-    hatch run "$env:test" -q
+    hatch run "$env:test" -q -m "not slow"
   done
 fi

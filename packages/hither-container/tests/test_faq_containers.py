@@ -76,6 +76,7 @@ def test_a_file_written_inside_is_usable_on_the_host(jh):
     assert os.stat(f.resolve()).st_uid == os.getuid()
 
 
+@pytest.mark.slow
 def test_timeout_and_cancel(docker_image, tmp_path, monkeypatch, leftover_containers):
     monkeypatch.setenv("HITHER_TEMP_DIR", str(tmp_path / "jobs"))
     jh = hi.ParallelJobHandler(2)

@@ -40,6 +40,7 @@ def _wait_for(pred, timeout: float, what: str):
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_output_reaches_the_bus_while_the_job_runs_and_follow_streams_it(serve, db, store, tmp_path):
     serve()
     go = str(tmp_path / "go")

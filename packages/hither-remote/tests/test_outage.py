@@ -67,6 +67,7 @@ def private_mongo(tmp_path):
     m.stop()
 
 
+@pytest.mark.slow
 def test_a_short_mongodb_outage_is_ridden_out(private_mongo, serve, store, tmp_path, monkeypatch):
     db = hi.Database(mongo_url=f"mongodb://127.0.0.1:{private_mongo.port}", database="outage")
     server = serve("resource", database=db)

@@ -94,6 +94,7 @@ def test_cancel_kills_the_running_job_within_2_s(serve, jh, tmp_path):
     server.wait_log("cancelled")
 
 
+@pytest.mark.slow
 def test_kill_9_mid_job_then_restart_reruns_it(serve, jh, tmp_path):
     first = serve("first", "--lease-seconds", "2")
     pid_file = str(tmp_path / "pids")
@@ -113,6 +114,7 @@ def test_kill_9_mid_job_then_restart_reruns_it(serve, jh, tmp_path):
     assert "attempt 2" in second.log()
 
 
+@pytest.mark.slow
 def test_sigterm_hands_the_running_job_back(serve, jh, tmp_path):
     first = serve("first")
     pid_file = str(tmp_path / "pids")
@@ -126,6 +128,7 @@ def test_sigterm_hands_the_running_job_back(serve, jh, tmp_path):
         assert j.wait(60) == 9  # no lease to wait for: it was back in the queue at once
 
 
+@pytest.mark.slow
 def test_two_servers_run_each_job_once(serve, jh, db, tmp_path):
     serve("one", "--workers", "2")
     serve("two", "--workers", "2")

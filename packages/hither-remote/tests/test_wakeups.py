@@ -76,6 +76,7 @@ def test_change_streams_wake_both_sides(db, store, tmp_path, monkeypatch):
     assert not t.is_alive()
 
 
+@pytest.mark.slow
 def test_polling_fallback_runs_cancels_and_reports(db, store, tmp_path):
     cr, t = _serve(db, store, tmp_path, change_streams=False)
     jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store, change_streams=False)

@@ -52,6 +52,7 @@ def _lose(jh, batch, how):
 @pytest.mark.parametrize("mode, how", [
     ("local", "sigkill"), ("slurm", "sigkill"), ("slurm", "scancel"),
 ], indirect=["mode"])
+@pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_lost_allocation_requeues_once_then_fails(mode, make_handler, tmp_path, how):
     jh = make_handler(use_slurm=(mode == "slurm"))
@@ -85,6 +86,7 @@ def test_lost_allocation_requeues_once_then_fails(mode, make_handler, tmp_path, 
         assert sf.slurm_add.run(x=1, y=1).wait(60) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_batch_seen_ended_before_its_pilot_stops(mode, make_handler, tmp_path):
     """The race behind issue 11. squeue shows a scancel'ed batch as ended (CG) before its
@@ -141,6 +143,7 @@ def test_reset_cancels_the_batches(mode, make_handler):
                 time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_program_exit_cancels_the_batches(mode, tmp_path):
     """A script that leaves without waiting: its batches end with it."""
     script = tmp_path / "leave.py"

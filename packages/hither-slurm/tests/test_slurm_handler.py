@@ -129,6 +129,7 @@ def test_idle_pilots_exit(make_handler):
         assert sf.slurm_add.run(x=2, y=2).wait(60) == 4
 
 
+@pytest.mark.slow
 def test_batches_grow_with_the_queue_up_to_the_limit(make_handler):
     jh = make_handler(use_slurm=False, num_workers_per_batch=1, max_simultaneous_batches=2)
     with hi.Config(job_handler=jh):
@@ -139,6 +140,7 @@ def test_batches_grow_with_the_queue_up_to_the_limit(make_handler):
     assert len(batches) <= 2 and len(os.listdir(os.path.join(jh.wd.root, "batches"))) == 2
 
 
+@pytest.mark.slow
 def test_a_job_too_long_for_the_rest_of_a_batch_goes_to_a_new_batch(make_handler):
     # batch limit 20 s, a start needs job_timeout + 5 s left: after 6 s, a 14 s job no longer fits
     jh = make_handler(use_slurm=False, num_workers_per_batch=1, time_limit_per_batch=20)

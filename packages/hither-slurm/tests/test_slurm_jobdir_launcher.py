@@ -182,6 +182,7 @@ def test_kill_cancels_the_job_in_its_pilot(through, tmp_path):
         assert sf.slurm_add.run(x=1, y=2).wait(60) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode, how", [("local", "sigkill"), ("slurm", "scancel")], indirect=["mode"])
 @pytest.mark.timeout(400)
 def test_a_lost_allocation_requeues_once_then_is_an_error_outcome(through, mode, how, tmp_path):

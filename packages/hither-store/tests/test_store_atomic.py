@@ -40,6 +40,7 @@ def leftover_temp_files(store: Store) -> list:
     return store.fs.find(f"{store.root}/tmp")
 
 
+@pytest.mark.slow
 def test_eight_processes_putting_the_same_content(store, store_args, tmp_path):
     url, options = store_args
     size = (24 if store.is_local else 12) * 1024 * 1024  # several chunks: the puts overlap

@@ -52,6 +52,7 @@ def _sha1_of_zeros(n: int) -> str:
     return h.hexdigest()
 
 
+@pytest.mark.slow
 def test_put_file_of_2_gb_in_bounded_memory(tmp_path):
     src = tmp_path / "sparse.bin"
     with open(src, "wb") as f:

@@ -299,6 +299,7 @@ class CacheBackendConformance:
         assert problems == []
         self._check_final(backend, hashes)
 
+    @pytest.mark.slow
     def test_concurrent_processes_see_whole_entries(self, cache_spec: Spec,
                                                     backend: CacheBackend) -> None:
         hashes = [job_hash(f"p{i}") for i in range(self.stress_keys)]

@@ -167,6 +167,7 @@ class ContainerRunnerConformance:
         jobs_dir = os.environ["HITHER_TEMP_DIR"]
         assert not os.path.exists(jobs_dir) or os.listdir(jobs_dir) == []  # job dirs are cleaned up
 
+    @pytest.mark.slow
     def test_timeout_stops_the_job(self, funcs: Any, handler: Any, runner_name: str, image: str) -> None:
         import hither as hi
 

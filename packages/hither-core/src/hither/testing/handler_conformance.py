@@ -138,6 +138,7 @@ class JobHandlerConformance:
             with pytest.raises(DependencyFailedError, match="upstream"):
                 down.wait(self.max_seconds)
 
+    @pytest.mark.slow
     def test_many_jobs_none_lost(self, funcs: Any, jh: Any) -> None:
         import hither as hi
 
