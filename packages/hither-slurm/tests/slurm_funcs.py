@@ -64,3 +64,23 @@ def slurm_file_copy(f):
     with open("copied.txt", "w") as fh:
         fh.write(text + "!")
     return hi.File("copied.txt")
+
+
+@hi.function("slurm_ramp", "0.1.0")
+def slurm_ramp(n):
+    """A large result: float64 0..n-1 (n=6_250_000 is 50 MB)."""
+    return np.arange(n, dtype=np.float64)
+
+
+@hi.function("slurm_total", "0.1.0")
+def slurm_total(a, scale):
+    """The sum of ``a`` times ``scale``, and whether ``a`` came as an array of the job."""
+    return {"total": float(np.sum(a)) * scale, "n": int(a.shape[0])}
+
+
+@hi.function("slurm_text", "0.1.0")
+def slurm_text(text, big=0):
+    """A File holding ``text`` (plus ``big`` bytes of padding)."""
+    with open("made.txt", "w") as fh:
+        fh.write(text + "x" * big)
+    return hi.File("made.txt")

@@ -64,6 +64,8 @@ def _unpack_value(data: Any, job_dir: str, store: Store, prefix: str) -> Any:
     counter = [0]
 
     def unpack(node: Dict[str, Any]) -> Dict[str, Any]:
+        if node.get("ref") or node.get("local"):
+            return node  # already a file of this job directory
         if node["_hither"] == "ndarray":
             counter[0] += 1
             rel = f"arrays/{prefix}-{counter[0]}.npy"
@@ -117,6 +119,42 @@ def pack_outputs(job_dir: str, store: Store, inline_max_bytes: Optional[int] = N
     if "result" in doc:
         doc["result"] = {"value": _pack_value(doc["result"]["value"], job_dir, store, limit)}
     return doc
+
+
+#: the packed outcome (``pack_outputs``) a pilot leaves beside the runner's own files
+OUTPUTS = "outputs.json"
+
+
+def place_stored_inputs(job_dir: str, store: Store) -> bool:
+    """Give a job directory local copies of the arguments it holds by reference (a
+    ``StoredResult`` of an earlier job, written as store URIs): each is placed from
+    ``store`` (a clone where the file system can) and ``args.json`` is rewritten to point
+    at it. Run where the job runs, so the data never passes the client. True if any was."""
+    path = os.path.join(job_dir, "args.json")
+    with open(path) as f:
+        args = json.load(f)
+    placed = _unpack_value(args, job_dir, store, "stored")
+    if placed == args:
+        return False
+    with open(path + ".tmp", "w") as f:
+        json.dump(placed, f)
+    os.replace(path + ".tmp", path)
+    return True
+
+
+def store_outputs(job_dir: str, store: Store, inline_max_bytes: Optional[int] = None) -> bool:
+    """Where a job ran: put a successful result's large arrays and files into ``store``
+    and write the packed outcome as ``OUTPUTS`` in ``job_dir`` (the reading side then
+    takes it as a ``StoredResult``, see ``hither.outside.document_outcome``). A failed
+    run's outputs stay as the runner wrote them. True if ``OUTPUTS`` was written."""
+    if not os.path.exists(os.path.join(job_dir, RESULT)) or os.path.exists(os.path.join(job_dir, ERROR)):
+        return False
+    doc = pack_outputs(job_dir, store, inline_max_bytes)
+    tmp = os.path.join(job_dir, OUTPUTS + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(doc, f)
+    os.replace(tmp, os.path.join(job_dir, OUTPUTS))
+    return True
 
 
 def unpack_outputs(doc: Dict[str, Any], scratch_dir: str, store: Store

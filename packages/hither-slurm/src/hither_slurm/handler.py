@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import json
 import logging
 import os
 import queue
@@ -14,10 +15,12 @@ import weakref
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from hither.errors import ConfigError, HitherError, JobTimeoutError
+from hither.filestore import ContentFolder
 from hither.interfaces import JobHandler
 from hither.jobdir import read_job_outputs
 from hither.outcome import Outcome, report
-from hither.outside import prepare
+from hither.outside import document_outcome, prepare
+from hither.transport import OUTPUTS
 
 from .batches import Batch, Launcher
 from .container_run import container_entry
@@ -37,13 +40,22 @@ _counter = itertools.count(1)
 
 
 # Job directories are written and read by core's one out-of-process path
-# (hither.outside): prepare into the queue folder, read the outcome a pilot left.
+# (hither.outside): prepare into the queue folder (an argument that is a StoredResult of
+# this folder's store goes in as its URIs), read the outcome a pilot left.
 def _prepare(job: "Job", job_dir: str) -> None:
     prepare(job, job_dir=job_dir)
 
 
-def _collect(job_dir: str, exit_code: Optional[int]) -> Outcome:
-    return read_job_outputs(job_dir, exit_code)
+def _collect(job_dir: str, exit_code: Optional[int], store: ContentFolder, download: bool) -> Outcome:
+    """A finished job's outcome. A result the pilot packed into ``store`` (``OUTPUTS``)
+    comes back as a ``StoredResult`` (nothing of its arrays or files is read here) unless
+    ``download``, as hither-remote's results do (``hither.outside.document_outcome``)."""
+    try:
+        with open(os.path.join(job_dir, OUTPUTS)) as f:
+            doc = json.load(f)
+    except FileNotFoundError:  # an error, a crash, or a job directory run for a caller
+        return read_job_outputs(job_dir, exit_code)
+    return document_outcome(doc, store, download)
 
 
 class _Entry:
@@ -116,6 +128,9 @@ class SlurmJobHandler(JobHandler):
             self.wd.register_client(self._client)
         except OSError as exc:
             raise ConfigError(f"SlurmJobHandler cannot use working_dir={working_dir!r}: {exc}") from None
+        # results stay here, on the cluster's file system, and go to the next job on this
+        # folder by reference (hither.refs); the client reads them only at get_result()
+        self.result_store = self.wd.store()
         self._touched = time.monotonic()
         self._launcher = Launcher(self.options, self.wd, self._client)
         self._lock = threading.RLock()
@@ -197,9 +212,14 @@ class SlurmJobHandler(JobHandler):
             if entry.job is not None:
                 entry.job.handler_data = entry.key
             self._entries[entry.key] = entry
-            self.wd.enqueue(entry.key, entry.timeout, entry.container)
+            self._queue(entry)
             self._ensure_thread()
         self._wake.set()
+
+    def _queue(self, entry: _Entry) -> None:
+        # a submitted Job's results go to the store; a caller's job directory (a compute
+        # resource's) keeps the runner's own outputs, which that caller reads
+        self.wd.enqueue(entry.key, entry.timeout, entry.container, store=entry.job is not None)
 
     def _cancel_entry(self, entry: _Entry) -> bool:
         """Take a queued entry back, or ask its pilot to kill it (the entry then goes when
@@ -336,7 +356,8 @@ class SlurmJobHandler(JobHandler):
                     f"job_timeout={job.config.job_timeout} s in Slurm batch {outcome.get('slurm_job_id') or e.batch}; "
                     "raise hi.Config(job_timeout=...) if it needs longer"), ri)
                 return
-            result = _collect(self.wd.job_dir(e.key), outcome.get("exit_code"))
+            result = _collect(self.wd.job_dir(e.key), outcome.get("exit_code"), self.result_store,
+                              bool(job.config.download_results))
             result.runtime_info.update({k: v for k, v in ri.items() if v is not None})
             report(job, result)
         except BaseException as exc:  # noqa: BLE001 - a failure to read is the job's failure
@@ -409,12 +430,12 @@ class SlurmJobHandler(JobHandler):
                 e.requeued += 1
                 e.batch = None
                 logger.warning("%s ended while running %s: requeued once", where, e.name)
-                for name in ("result.json", "error.json", "runtime.json"):
+                for name in ("result.json", "error.json", "runtime.json", OUTPUTS):
                     try:
                         os.remove(os.path.join(self.wd.job_dir(e.key), name))
                     except FileNotFoundError:
                         pass
-                self.wd.enqueue(e.key, e.timeout, e.container)
+                self._queue(e)
                 requeued.append(e.key)
             else:
                 self._fail(e, AllocationLostError(

@@ -5,7 +5,10 @@ It claims queued job directories from the working folder, runs up to ``--workers
 at once through one ``hither.jobserver.JobServer`` (a fresh fork per job, so jobs never
 share modules), writes each job's outcome, and exits after ``--idle-timeout`` seconds without
 work, or soon after its client (the handler's program) is gone. A job that would not
-finish before the batch's end (``--end-in``) is left for another batch. SIGTERM
+finish before the batch's end (``--end-in``) is left for another batch. For a job queued
+with ``store``, the pilot places the arguments it holds by reference from the working
+folder's ``store/`` before the run and leaves the result's arrays and files there after
+it (``hither.transport``): results go from job to job on the cluster. SIGTERM
 (``scancel``) kills its running jobs and exits; their claims stay, and the client
 requeues them.
 """
@@ -20,7 +23,9 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 
-from hither.jobserver import JobServer
+from hither.jobserver import JobEnd, JobServer
+from hither.runner import ERROR, RUNTIME, _write_json_atomic, error_dict
+from hither.transport import place_stored_inputs, store_outputs
 
 from .container_run import ContainerRun
 
@@ -48,6 +53,8 @@ class Pilot:
         self.wake = threading.Event()
         self.slurm_job_id = os.environ.get("SLURM_JOB_ID")
         self.fenced = False  # the client gave this batch up (WorkDir.fence)
+        self.store = wd.store()
+        self.stored: set = set()  # keys of running jobs whose results go to the store
 
     def run(self) -> int:
         if self.wd.fenced(self.batch):  # its client gave this batch up before it started
@@ -108,6 +115,8 @@ class Pilot:
                     self.fenced = True
                     break
                 continue
+            if entry.get("store") and not self._place_inputs(key):
+                continue
             env = {"HITHER_SLURM_BATCH": self.batch}
             if self.slurm_job_id:
                 env["HITHER_SLURM_JOB_ID"] = self.slurm_job_id
@@ -117,7 +126,27 @@ class Pilot:
                 run = server.submit(self.wd.job_dir(key), timeout=timeout, log=self.wd.log_file(key), env=env)
             run.add_done_callback(lambda _end: self.wake.set())
             self.runs[key] = run
+            if entry.get("store"):
+                self.stored.add(key)
         return skipped
+
+    def _place_inputs(self, key: str) -> bool:
+        """Put the arguments a claimed job holds by reference into its directory; on
+        failure (content gone from the store) the job ends with that error. True to run it."""
+        job_dir = self.wd.job_dir(key)
+        try:
+            place_stored_inputs(job_dir, self.store)
+            return True
+        except Exception as exc:  # noqa: BLE001 - the job's failure, reported as its error
+            logger.warning("job %s: cannot place its stored inputs: %s", key, exc)
+            err = error_dict(RuntimeError(
+                f"an argument of this job is a result held in {self.store.root}, which could not "
+                f"be read on {socket.gethostname()}: {type(exc).__name__}: {exc}; was the store "
+                "pruned? Run the job that made it again"))
+            _write_json_atomic(os.path.join(job_dir, ERROR), err)
+            _write_json_atomic(os.path.join(job_dir, RUNTIME), {"host": socket.gethostname(), "status": "error"})
+            self._finish(key, JobEnd(job_dir, 0, "exited"))
+            return False
 
     def _collect(self) -> None:
         for key, run in list(self.runs.items()):
@@ -129,12 +158,22 @@ class Pilot:
                 # it an instant before this pilot did; then it was lost, not failed
                 self.stop.wait(1.0)
             del self.runs[key]
+            stored = key in self.stored
+            self.stored.discard(key)
             if end.reason in ("shutdown", "server-died") or (self.stop.is_set() and end.reason == "signal"):
                 continue  # this pilot is going away: leave the claim for the client to requeue
-            self.wd.finish(key, self.batch, {
-                "exit_code": end.exit_code, "reason": end.reason, "signal": end.signal,
-                "seconds": end.seconds, "batch": self.batch, "slurm_job_id": self.slurm_job_id,
-                "host": socket.gethostname()})
+            if stored:
+                try:
+                    store_outputs(self.wd.job_dir(key), self.store)
+                except Exception:  # noqa: BLE001 - the client then reads the runner's own files
+                    logger.exception("job %s: could not put its result into %s", key, self.store.root)
+            self._finish(key, end)
+
+    def _finish(self, key: str, end: Any) -> None:
+        self.wd.finish(key, self.batch, {
+            "exit_code": end.exit_code, "reason": end.reason, "signal": end.signal,
+            "seconds": end.seconds, "batch": self.batch, "slurm_job_id": self.slurm_job_id,
+            "host": socket.gethostname()})
 
     def _cancels(self) -> None:
         keys: List[str] = [k for k in self.wd.cancel_requests() if k in self.runs]
