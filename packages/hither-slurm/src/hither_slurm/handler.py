@@ -90,6 +90,10 @@ class SlurmJobHandler(JobHandler):
     machine and the nodes share) and runs ``num_workers_per_batch`` of them at once, each in
     a fresh process. Batches start as the queue grows (up to ``max_simultaneous_batches``)
     and end after ``idle_timeout`` seconds without work, or at ``hi.reset()``/program exit.
+    A batch Slurm will never start (e.g. more CPUs than the partition has), or still
+    pending after ``pending_timeout`` seconds, is cancelled and its waiting jobs fail with
+    a ``SlurmError`` naming squeue's reason. Large results stay in ``working_dir/store``
+    and go to the next job there by reference (``hither.refs.StoredResult``).
     ``use_slurm=False`` runs the same pilots as local processes::
 
         jh = hi.SlurmJobHandler(working_dir="/shared/hither", num_workers_per_batch=4,
@@ -112,6 +116,7 @@ class SlurmJobHandler(JobHandler):
                  partition: Optional[str] = None, account: Optional[str] = None,
                  mem_per_job: Optional[str] = None, gpus_per_job: int = 0,
                  additional_sbatch_opts: Optional[List[str]] = None, idle_timeout: float = 60.0,
+                 pending_timeout: Optional[float] = 3600.0,
                  python: Optional[str] = None, poll_interval: float = 0.05) -> None:
         self.options = parse_options(
             working_dir=working_dir, num_workers_per_batch=num_workers_per_batch,
@@ -120,7 +125,7 @@ class SlurmJobHandler(JobHandler):
             additional_srun_opts=additional_srun_opts or [], use_slurm=use_slurm,
             partition=partition, account=account, mem_per_job=mem_per_job, gpus_per_job=gpus_per_job,
             additional_sbatch_opts=additional_sbatch_opts or [], idle_timeout=idle_timeout,
-            python=python, poll_interval=poll_interval)
+            pending_timeout=pending_timeout, python=python, poll_interval=poll_interval)
         self._client = uuid.uuid4().hex[:12]
         try:
             self.wd = WorkDir(self.options.working_dir).create()
@@ -316,8 +321,17 @@ class SlurmJobHandler(JobHandler):
             self._finish(e, outcome)
         with self._lock:
             self._launcher.refresh(self._batches)
+            # a batch Slurm will never start, or pending past pending_timeout: cancelled, and
+            # no other starts; its jobs fail (in _scale) unless a running batch takes them
+            stuck = [(b, why) for b in self._batches if not self._registered(b)
+                     for why in [self._launcher.stuck(b)] if why]
+            if stuck:
+                self._launcher.cancel([b for b, _ in stuck])
+                self._launch_error = SlurmError(stuck[0][1])
+                logger.error("%s", stuck[0][1])
             for b in self._batches:
-                if not b.alive and not self._registered(b):  # the pilot never came up
+                if not b.alive and not self._registered(b) and not any(b is s for s, _ in stuck):
+                    # the pilot never came up
                     self._launch_error = SlurmError(
                         f"the pilot of batch {b.id} ended before it started working; its output "
                         f"({self._launcher.log_path(b)}):\n{self._launcher.log_tail(b)}")
