@@ -58,8 +58,8 @@ def _plain(v):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.data_too_large])
-@given(value=values)
-def test_a_result_stays_and_goes_on_by_reference_exactly(value):
+@given(value=values, in_place=st.booleans())
+def test_a_result_stays_and_goes_on_by_reference_exactly(value, in_place):
     root = tempfile.mkdtemp(prefix="hither-refs-")
     try:
         folder = ContentFolder(os.path.join(root, "store"))
@@ -83,10 +83,13 @@ def test_a_result_stays_and_goes_on_by_reference_exactly(value):
         with open(os.path.join(second, "args.json"), "w") as f:
             json.dump(args, f)
         assert len(json.dumps(args)) < 64 * INLINE_MAX  # no array of ``value`` in it
-        assert place_stored_inputs(second, folder) == big
+        assert place_stored_inputs(second, folder, arrays_in_place=in_place) == big
         with open(os.path.join(second, "args.json")) as f:
             placed = json.load(f)
-        got = decode_value(placed, lambda ref: np.load(os.path.join(second, ref)))
+        if big:  # in place: the job maps the stored blob; else a copy in its directory
+            assert (folder.root in json.dumps(placed)) == in_place
+        # as the runner reads them (copy-on-write maps)
+        got = _plain(decode_value(placed, lambda ref: np.load(os.path.join(second, ref), mmap_mode="c")))
         assert_exact(got["y"], local)
         assert_exact(got["x"], value)
         if big:

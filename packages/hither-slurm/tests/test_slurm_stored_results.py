@@ -66,7 +66,7 @@ def test_large_result_goes_to_the_next_job_by_reference(handler, written_args):
         total = sf.slurm_total.run(a=ramp, scale=2)
         out = total.wait(100)
     read = _rchar() - before
-    assert out == {"total": float(N * (N - 1)), "n": N}
+    assert out == {"total": float(N * (N - 1)), "n": N, "arrays_here": 0}  # mapped from the store
     # the 50 MB never came into this process: not read, not written into job 2's directory
     assert is_stored(ramp._result), ramp._result
     assert spy.calls == []
@@ -90,7 +90,10 @@ def test_download_results_brings_values(handler):
     with hi.Config(job_handler=handler, download_results=True):
         arr = sf.slurm_ramp.run(n=n)
         f = sf.slurm_text.run(text="downloaded")
+        total = sf.slurm_total.run(a=arr, scale=1)
         assert arr.wait_done(100) and f.wait_done(100)
+        # passed on as a value: the client wrote it into the next job's directory
+        assert total.wait(100) == {"total": float(n * (n - 1) // 2), "n": n, "arrays_here": n * 8 + 128}
     assert isinstance(arr._result, np.ndarray) and np.array_equal(arr._result, np.arange(n, dtype=float))
     assert isinstance(f._result, hi.File)
     with open(f._result) as fh:
@@ -139,7 +142,7 @@ def test_results_outlive_the_handler_and_a_cache_keeps_values(mode, tmp_path):
     try:
         with hi.Config(job_handler=second):
             total = sf.slurm_total.run(a=ramp, scale=1)
-            assert total.wait(100) == {"total": float(n * (n - 1) // 2), "n": n}
+            assert total.wait(100) == {"total": float(n * (n - 1) // 2), "n": n, "arrays_here": 0}
         assert is_stored(ramp._result)  # went by reference to the new handler's job
         with hi.Config(job_handler=second, job_cache=cache):
             cached = sf.slurm_ramp.run(n=n + 1)

@@ -60,12 +60,16 @@ def _pack_value(data: Any, job_dir: str, store: Store, inline_max: int) -> Any:
     return walk_encoded(data, pack)
 
 
-def _unpack_value(data: Any, job_dir: str, store: Store, prefix: str) -> Any:
+def _unpack_value(data: Any, job_dir: str, store: Store, prefix: str, arrays_in_place: bool = False) -> Any:
     counter = [0]
 
     def unpack(node: Dict[str, Any]) -> Dict[str, Any]:
         if node.get("ref") or node.get("local"):
             return node  # already a file of this job directory
+        if node["_hither"] == "ndarray" and arrays_in_place and node.get("uri"):
+            # the runner maps arrays copy-on-write (np.load mmap_mode="c"): the job reads the
+            # blob itself, only the pages it touches, and cannot change it
+            return {"_hither": "ndarray", "ref": store.get_path(node["uri"])}
         if node["_hither"] == "ndarray":
             counter[0] += 1
             rel = f"arrays/{prefix}-{counter[0]}.npy"
@@ -125,15 +129,18 @@ def pack_outputs(job_dir: str, store: Store, inline_max_bytes: Optional[int] = N
 OUTPUTS = "outputs.json"
 
 
-def place_stored_inputs(job_dir: str, store: Store) -> bool:
-    """Give a job directory local copies of the arguments it holds by reference (a
-    ``StoredResult`` of an earlier job, written as store URIs): each is placed from
-    ``store`` (a clone where the file system can) and ``args.json`` is rewritten to point
-    at it. Run where the job runs, so the data never passes the client. True if any was."""
+def place_stored_inputs(job_dir: str, store: Store, arrays_in_place: bool = False) -> bool:
+    """Give a job directory the arguments it holds by reference (a ``StoredResult`` of an
+    earlier job, written as store URIs): each is placed from ``store`` (a clone where the
+    file system can, else a copy) and ``args.json`` is rewritten to point at it. With
+    ``arrays_in_place`` (a job that runs on the host, where the store's files are seen) an
+    array is not copied: ``args.json`` names the stored blob, which the runner maps
+    copy-on-write. Run where the job runs, so the data never passes the client. True if
+    any argument was placed."""
     path = os.path.join(job_dir, "args.json")
     with open(path) as f:
         args = json.load(f)
-    placed = _unpack_value(args, job_dir, store, "stored")
+    placed = _unpack_value(args, job_dir, store, "stored", arrays_in_place)
     if placed == args:
         return False
     with open(path + ".tmp", "w") as f:

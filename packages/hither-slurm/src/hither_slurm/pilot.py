@@ -7,8 +7,10 @@ share modules), writes each job's outcome, and exits after ``--idle-timeout`` se
 work, or soon after its client (the handler's program) is gone. A job that would not
 finish before the batch's end (``--end-in``) is left for another batch. For a job queued
 with ``store``, the pilot places the arguments it holds by reference from the working
-folder's ``store/`` before the run and leaves the result's arrays and files there after
-it (``hither.transport``): results go from job to job on the cluster. SIGTERM
+folder's ``store/`` before the run (arrays of a host job are mapped from the store, not
+copied) and leaves the result's arrays and files there after it, on a thread of its own
+so a large result does not hold up the other jobs (``hither.transport``): results go
+from job to job on the cluster. SIGTERM
 (``scancel``) kills its running jobs and exits; their claims stay, and the client
 requeues them.
 """
@@ -55,6 +57,7 @@ class Pilot:
         self.fenced = False  # the client gave this batch up (WorkDir.fence)
         self.store = wd.store()
         self.stored: set = set()  # keys of running jobs whose results go to the store
+        self.storing: Dict[str, threading.Thread] = {}  # ended jobs whose results are being stored
 
     def run(self) -> int:
         if self.wd.fenced(self.batch):  # its client gave this batch up before it started
@@ -83,7 +86,7 @@ class Pilot:
                 self._cancels()
                 skipped = self._claim(server) if len(self.runs) < self.workers else False
                 now = time.monotonic()
-                if self.runs:
+                if self.runs or self.storing:
                     last_busy = now
                 elif skipped or now - last_busy > self.idle_timeout:
                     break  # idle, or the queue holds only jobs too long for this batch
@@ -92,6 +95,9 @@ class Pilot:
         finally:
             server.close()  # kills whatever still runs (SIGTERM): those claims stay, for requeue
             self._collect()
+            deadline = time.monotonic() + 20  # within Slurm's KillWait after a SIGTERM
+            for t in list(self.storing.values()):
+                t.join(max(0.0, deadline - time.monotonic()))
         return 0
 
     def _claim(self, server: JobServer) -> bool:
@@ -115,7 +121,7 @@ class Pilot:
                     self.fenced = True
                     break
                 continue
-            if entry.get("store") and not self._place_inputs(key):
+            if entry.get("store") and not self._place_inputs(key, in_container=bool(entry.get("container"))):
                 continue
             env = {"HITHER_SLURM_BATCH": self.batch}
             if self.slurm_job_id:
@@ -130,12 +136,13 @@ class Pilot:
                 self.stored.add(key)
         return skipped
 
-    def _place_inputs(self, key: str) -> bool:
-        """Put the arguments a claimed job holds by reference into its directory; on
-        failure (content gone from the store) the job ends with that error. True to run it."""
+    def _place_inputs(self, key: str, in_container: bool) -> bool:
+        """Put the arguments a claimed job holds by reference into its directory (copies
+        for a container, which sees only that directory); on failure (content gone from
+        the store) the job ends with that error. True to run it."""
         job_dir = self.wd.job_dir(key)
         try:
-            place_stored_inputs(job_dir, self.store)
+            place_stored_inputs(job_dir, self.store, arrays_in_place=not in_container)
             return True
         except Exception as exc:  # noqa: BLE001 - the job's failure, reported as its error
             logger.warning("job %s: cannot place its stored inputs: %s", key, exc)
@@ -163,11 +170,23 @@ class Pilot:
             if end.reason in ("shutdown", "server-died") or (self.stop.is_set() and end.reason == "signal"):
                 continue  # this pilot is going away: leave the claim for the client to requeue
             if stored:
-                try:
-                    store_outputs(self.wd.job_dir(key), self.store)
-                except Exception:  # noqa: BLE001 - the client then reads the runner's own files
-                    logger.exception("job %s: could not put its result into %s", key, self.store.root)
+                t = threading.Thread(target=self._store_and_finish, args=(key, end), daemon=True,
+                                     name=f"store-{key}")
+                self.storing[key] = t
+                t.start()
+            else:
+                self._finish(key, end)
+        for key in [k for k, t in self.storing.items() if not t.is_alive()]:
+            del self.storing[key]
+
+    def _store_and_finish(self, key: str, end: Any) -> None:
+        try:
+            store_outputs(self.wd.job_dir(key), self.store)
+        except Exception:  # noqa: BLE001 - the client then reads the runner's own files
+            logger.exception("job %s: could not put its result into %s", key, self.store.root)
+        finally:
             self._finish(key, end)
+            self.wake.set()
 
     def _finish(self, key: str, end: Any) -> None:
         self.wd.finish(key, self.batch, {
