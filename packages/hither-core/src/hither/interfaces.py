@@ -52,8 +52,8 @@ class JobHandler(abc.ABC):
 
     name: ClassVar[str] = ""
     #: whether jobs leave this machine's file system (a compute resource): arguments and
-    #: results then travel through the content store, and results may stay there as
-    #: references until read (``hi.Config(download_results=...)``)
+    #: results then travel through the content store (see ``result_store`` for results
+    #: that stay there as references until read, ``hi.Config(download_results=...)``)
     crosses_machine: ClassVar[bool] = False
     #: the content store this handler's jobs leave results in and read inputs from (a
     #: compute resource's store, a Slurm working folder's ``store/``), or None; a result
