@@ -8,6 +8,12 @@
    beside submitit's ``map_array`` (one job array). Target: at least 20x faster than both.
 2. Pilot overhead per job once a batch is running: 200 trivial jobs into a warm batch,
    wall time per job, beside ``python -m hither.runner JOB_DIR`` per job. Target: < 20 ms.
+3. A two-job pipeline passing a 50 MB array on a warm batch: the result stays in the
+   working folder's store and goes to the second job by reference, beside the same pipeline
+   with ``hi.Config(download_results=True)`` (through the client, as before results stayed
+   on the cluster); wall time and the bytes the client process read (/proc/self/io rchar).
+
+    python benchmarks/bench_slurm.py --figures 2,3   # without the slow submitit comparison
 
 Runs are interleaved (ours, baselines, ours, ...); each figure is the median with the spread
 (min-max). submitit is a benchmark-only dependency (``pip install submitit``); without it,
@@ -31,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import hither as hi  # noqa: E402
-from bench_funcs import noop  # noqa: E402  (importable by the pilots' job processes)
+from bench_funcs import bench_ramp, bench_sum, noop  # noqa: E402  (importable by the pilots' job processes)
 
 
 def plain_add(x: int, y: int) -> int:
@@ -136,6 +142,21 @@ def runner_per_job(jobs: int) -> Callable[[], float]:
     return run
 
 
+def _rchar() -> int:
+    with open("/proc/self/io") as f:
+        return int(next(x for x in f if x.startswith("rchar:")).split()[1])
+
+
+def pipeline(jh: "hi.SlurmJobHandler", n: int, download: bool, seed: int) -> "tuple[float, int]":
+    """(seconds, bytes read by this process) of ramp(n) -> sum on ``jh``."""
+    r0, t0 = _rchar(), time.perf_counter()
+    with hi.Config(job_handler=jh, download_results=download):
+        total = bench_sum.run(a=bench_ramp.run(n=n, seed=seed)).wait(600)
+    took, read = time.perf_counter() - t0, _rchar() - r0
+    assert total == n * (n - 1) / 2 + n * seed, total
+    return took, read
+
+
 def line(figure: str, a: List[float], b: List[float], baseline: str, target: str, unit: str = "s",
          scale: float = 1.0) -> None:
     ma, mb = statistics.median(a), statistics.median(b)
@@ -150,7 +171,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--warm-jobs", type=int, default=200)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--figures", default="1,2,3", help="which figures to measure, e.g. 2,3")
     a = ap.parse_args()
+    figures = {int(f) for f in a.figures.split(",")}
     if a.quick:
         a.jobs, a.repeat, a.warm_jobs = 10, 3, 50
     from hither_slurm.batches import slurm_available
@@ -172,7 +195,7 @@ def main() -> None:
           flush=True)
     t_ours: List[float] = []
     base: Dict[str, List[float]] = {}
-    for _ in range(a.repeat):
+    for _ in range(a.repeat if 1 in figures else 0):
         t_ours.append(ours(a.jobs))
         if have_submitit:
             base.setdefault("submitit, one sbatch per job", []).append(submitit_each(a.jobs, False))
@@ -183,6 +206,37 @@ def main() -> None:
         line(f"{a.jobs} trivial jobs through SlurmJobHandler (2 workers per batch, batch start included)",
              t_ours, times, name, "ratio <= 0.05 (20x faster)")
 
+    if 2 in figures:
+        figure_2(a)
+    if 3 in figures:
+        figure_3(a)
+
+
+def figure_3(a: argparse.Namespace) -> None:
+    n = 6_250_000  # 50 MB
+    w = warm(1)
+    jh = w.handler  # type: ignore[attr-defined]
+    try:
+        ref: List[float] = []
+        down: List[float] = []
+        read = {"ref": [], "down": []}  # type: Dict[str, List[float]]
+        for i in range(a.repeat):
+            t, b = pipeline(jh, n, False, 2 * i + 1)
+            ref.append(t)
+            read["ref"].append(b)
+            t, b = pipeline(jh, n, True, 2 * i + 2)
+            down.append(t)
+            read["down"].append(b)
+    finally:
+        jh.shutdown()
+        shutil.rmtree(w.work, ignore_errors=True)  # type: ignore[attr-defined]
+    line("2-job pipeline passing 50 MB on a warm batch, by reference", ref, down,
+         "download_results=True (through the client)", "ratio < 1")
+    line("bytes the client read in that pipeline, by reference", read["ref"], read["down"],
+         "download_results=True", "far below 50 MB", unit="MB", scale=1e-6)
+
+
+def figure_2(a: argparse.Namespace) -> None:
     w, r = warm(a.warm_jobs), runner_per_job(a.warm_jobs)
     try:
         tw, tr = [], []

@@ -64,3 +64,25 @@ def slurm_file_copy(f):
     with open("copied.txt", "w") as fh:
         fh.write(text + "!")
     return hi.File("copied.txt")
+
+
+@hi.function("slurm_ramp", "0.1.0")
+def slurm_ramp(n):
+    """A large result: float64 0..n-1 (n=6_250_000 is 50 MB)."""
+    return np.arange(n, dtype=np.float64)
+
+
+@hi.function("slurm_total", "0.1.0")
+def slurm_total(a, scale):
+    """The sum of ``a`` times ``scale``, and how many bytes of arrays its job directory
+    holds (the runner runs the job in it)."""
+    here = sum(e.stat().st_size for e in os.scandir("arrays")) if os.path.isdir("arrays") else 0
+    return {"total": float(np.sum(a)) * scale, "n": int(a.shape[0]), "arrays_here": here}
+
+
+@hi.function("slurm_text", "0.1.0")
+def slurm_text(text, big=0):
+    """A File holding ``text`` (plus ``big`` bytes of padding)."""
+    with open("made.txt", "w") as fh:
+        fh.write(text + "x" * big)
+    return hi.File("made.txt")

@@ -42,3 +42,20 @@ def test_a_missing_image_is_a_clear_job_error(docker_ready, handler):
         job = sf.slurm_add.run(x=1, y=2)
         with pytest.raises(hi.errors.ContainerError, match="no-such-image"):
             job.wait(240)
+
+
+def test_a_stored_result_goes_into_a_container_job_by_reference(docker_ready, handler, tmp_path):
+    """A large result of a host job stays in working_dir/store; the pilot places it in the
+    container job's directory (the only folder the container sees), not the client."""
+    from hither.refs import is_stored
+
+    host_only = tmp_path / "host-only"
+    host_only.mkdir()
+    n = 200_000  # 1.6 MB: by reference
+    with hi.Config(job_handler=handler):
+        ramp = sf.slurm_ramp.run(n=n)
+        with hi.Config(container=True):
+            boxed = sf.slurm_in_box.run(a=ramp, host_only=str(host_only))
+        r = boxed.wait(240)
+    assert r == {"in_container": True, "sum": float(n * (n - 1) // 2)}
+    assert is_stored(ramp._result)

@@ -18,6 +18,7 @@ import slurm_funcs as sf
     ({"additional_srun_opts": ["exclusive"]}, ["additional_srun_opts", "start with '-'"]),
     ({"partitoin": "debug"}, ["partitoin", "Extra inputs"]),
     ({"working_dir": " "}, ["working_dir"]),
+    ({"pending_timeout": 0}, ["pending_timeout", "greater than 0"]),
 ])
 def test_bad_options_name_the_option(tmp_path, kw, words):
     kw = {"working_dir": str(tmp_path), **kw}

@@ -74,7 +74,9 @@ def clone_or_copy(src: str, dest: str) -> None:
 
 class ContentFolder:
     """hither-core's own content-addressed folder of files, used by ``hi.File`` when
-    hither-store is not installed (or its store is not local). Example::
+    hither-store is not installed (or its store is not local), and as the result store of a
+    SlurmJobHandler's working folder (``put_file``/``get_path``/``load_array`` are what
+    ``hither.transport`` and ``hither.refs`` need of a store). Example::
 
         folder = ContentFolder("/tmp/content")
         uri = folder.put_file("data.csv")     # sha1://…/data.csv
@@ -146,6 +148,25 @@ class ContentFolder:
 
     def exists(self, uri: str) -> bool:
         return os.path.isfile(self.path(parse_uri(uri)[0]))
+
+    def open(self, uri: str) -> Any:
+        """A binary file object reading the content of ``uri``."""
+        return open(self.get_path(uri), "rb")
+
+    def load_array(self, uri: str, mmap: bool = True) -> Any:
+        """The ``.npy`` array stored under ``uri``. With ``mmap`` (default) a copy-on-write
+        memory map: only the pages touched are read, and writing to the array changes this
+        process's copy, never the stored blob."""
+        import numpy as np
+
+        return np.load(self.get_path(uri), mmap_mode="c" if mmap else None, allow_pickle=False)
+
+    # two folders at one root are one store (``Job.result_for`` passes references between them)
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ContentFolder) and other.root == self.root
+
+    def __hash__(self) -> int:
+        return hash(("ContentFolder", self.root))
 
     def __repr__(self) -> str:
         return f"hither.filestore.ContentFolder({self.root!r})"

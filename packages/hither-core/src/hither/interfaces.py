@@ -52,12 +52,13 @@ class JobHandler(abc.ABC):
 
     name: ClassVar[str] = ""
     #: whether jobs leave this machine's file system (a compute resource): arguments and
-    #: results then travel through the content store, and results may stay there as
-    #: references until read (``hi.Config(download_results=...)``)
+    #: results then travel through the content store (see ``result_store`` for results
+    #: that stay there as references until read, ``hi.Config(download_results=...)``)
     crosses_machine: ClassVar[bool] = False
-    #: for a handler that crosses machines: the content store its jobs read inputs from
-    #: and leave results in; a result held there is passed to the next job on this
-    #: handler as a reference (``hither.refs``) instead of through this process
+    #: the content store this handler's jobs leave results in and read inputs from (a
+    #: compute resource's store, a Slurm working folder's ``store/``), or None; a result
+    #: held there is passed to the next job on a handler with the same store as a
+    #: reference (``hither.refs``) instead of through this process
     result_store: Optional["Store"] = None
     #: whether this handler can stop a running job at ``hi.Config(job_timeout=...)``
     supports_timeout: ClassVar[bool] = False

@@ -139,7 +139,7 @@ class Job:
         if getattr(type(result), "_hither_ref", False) is True and self._error is None:
             handler = consumer.handler
             store = getattr(handler, "result_store", None)
-            if handler.crosses_machine and store is not None and store is result.store:
+            if store is not None and (store is result.store or store == result.store):
                 return result
         return self.get_result()
 

@@ -84,25 +84,27 @@ def collect(job: "Job", job_dir: str, exit_code: Optional[int]) -> Outcome:
     return outcome
 
 
-def collect_document(job: "Job", doc: Dict[str, Any], store: Store) -> Outcome:
-    """Report the outcome packed by ``transport.pack_outputs`` on another machine.
+def document_outcome(doc: Dict[str, Any], store: Store, download: bool = False) -> Outcome:
+    """The outcome packed by ``transport.pack_outputs`` where the job ran.
 
     A result whose arrays or files are in ``store`` stays there as a ``StoredResult``
     (read when ``get_result()`` asks, or passed on as a reference to the next job on a
-    handler that reads the same store), unless ``hi.Config(download_results=True)``:
-    then it is fetched now."""
+    handler that reads the same store), unless ``download`` (``hi.Config(download_results=
+    True)``): then it is fetched now."""
     result = doc.get("result")
-    if result is not None and "error" not in doc and not job.config.download_results \
-            and has_store_refs(result["value"]):
-        ri = dict(doc.get("runtime") or {})
-        outcome = finished(StoredResult(result["value"], store), ri)
-        report(job, outcome)
-        return outcome
+    if result is not None and "error" not in doc and not download and has_store_refs(result["value"]):
+        return finished(StoredResult(result["value"], store), dict(doc.get("runtime") or {}))
     scratch = tempfile.mkdtemp(prefix="hither-outcome-", dir=job_temp_dir())
     try:
-        outcome = unpack_outputs(doc, scratch, store)
+        return unpack_outputs(doc, scratch, store)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def collect_document(job: "Job", doc: Dict[str, Any], store: Store) -> Outcome:
+    """Report the outcome packed by ``transport.pack_outputs`` on another machine (see
+    ``document_outcome``)."""
+    outcome = document_outcome(doc, store, bool(job.config.download_results))
     report(job, outcome)
     return outcome
 
@@ -241,6 +243,6 @@ def container_launcher(job: "Job") -> ContainerLauncher:
     return ContainerLauncher(runner_for(job.container, job.config, job.function_name), job.container)
 
 
-__all__ = ["prepare", "prepare_document", "collect", "collect_document", "run_outside",
+__all__ = ["prepare", "prepare_document", "collect", "collect_document", "document_outcome", "run_outside",
            "cancel_outside", "launch_timeout", "SubprocessLauncher", "ContainerLauncher",
            "container_launcher", "job_temp_dir", "TIMEOUT_GRACE"]

@@ -60,10 +60,16 @@ def _pack_value(data: Any, job_dir: str, store: Store, inline_max: int) -> Any:
     return walk_encoded(data, pack)
 
 
-def _unpack_value(data: Any, job_dir: str, store: Store, prefix: str) -> Any:
+def _unpack_value(data: Any, job_dir: str, store: Store, prefix: str, arrays_in_place: bool = False) -> Any:
     counter = [0]
 
     def unpack(node: Dict[str, Any]) -> Dict[str, Any]:
+        if node.get("ref") or node.get("local"):
+            return node  # already a file of this job directory
+        if node["_hither"] == "ndarray" and arrays_in_place and node.get("uri"):
+            # the runner maps arrays copy-on-write (np.load mmap_mode="c"): the job reads the
+            # blob itself, only the pages it touches, and cannot change it
+            return {"_hither": "ndarray", "ref": store.get_path(node["uri"])}
         if node["_hither"] == "ndarray":
             counter[0] += 1
             rel = f"arrays/{prefix}-{counter[0]}.npy"
@@ -117,6 +123,45 @@ def pack_outputs(job_dir: str, store: Store, inline_max_bytes: Optional[int] = N
     if "result" in doc:
         doc["result"] = {"value": _pack_value(doc["result"]["value"], job_dir, store, limit)}
     return doc
+
+
+#: the packed outcome (``pack_outputs``) a pilot leaves beside the runner's own files
+OUTPUTS = "outputs.json"
+
+
+def place_stored_inputs(job_dir: str, store: Store, arrays_in_place: bool = False) -> bool:
+    """Give a job directory the arguments it holds by reference (a ``StoredResult`` of an
+    earlier job, written as store URIs): each is placed from ``store`` (a clone where the
+    file system can, else a copy) and ``args.json`` is rewritten to point at it. With
+    ``arrays_in_place`` (a job that runs on the host, where the store's files are seen) an
+    array is not copied: ``args.json`` names the stored blob, which the runner maps
+    copy-on-write. Run where the job runs, so the data never passes the client. True if
+    any argument was placed."""
+    path = os.path.join(job_dir, "args.json")
+    with open(path) as f:
+        args = json.load(f)
+    placed = _unpack_value(args, job_dir, store, "stored", arrays_in_place)
+    if placed == args:
+        return False
+    with open(path + ".tmp", "w") as f:
+        json.dump(placed, f)
+    os.replace(path + ".tmp", path)
+    return True
+
+
+def store_outputs(job_dir: str, store: Store, inline_max_bytes: Optional[int] = None) -> bool:
+    """Where a job ran: put a successful result's large arrays and files into ``store``
+    and write the packed outcome as ``OUTPUTS`` in ``job_dir`` (the reading side then
+    takes it as a ``StoredResult``, see ``hither.outside.document_outcome``). A failed
+    run's outputs stay as the runner wrote them. True if ``OUTPUTS`` was written."""
+    if not os.path.exists(os.path.join(job_dir, RESULT)) or os.path.exists(os.path.join(job_dir, ERROR)):
+        return False
+    doc = pack_outputs(job_dir, store, inline_max_bytes)
+    tmp = os.path.join(job_dir, OUTPUTS + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(doc, f)
+    os.replace(tmp, os.path.join(job_dir, OUTPUTS))
+    return True
 
 
 def unpack_outputs(doc: Dict[str, Any], scratch_dir: str, store: Store

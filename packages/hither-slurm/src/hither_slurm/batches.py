@@ -5,16 +5,17 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import re
 import shlex
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from .errors import SlurmError
-from .options import SlurmOptions, sbatch_args
+from .options import SlurmOptions, sbatch_args, slurm_time
 from .workdir import WorkDir
 
 logger = logging.getLogger("hither_slurm.batches")
@@ -22,6 +23,38 @@ logger = logging.getLogger("hither_slurm.batches")
 #: squeue states in which a batch's pilot runs or will run
 LIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "RESIZING", "REQUEUED", "SUSPENDED"}
 JOB_NAME_PREFIX = "hither-pilot-"
+
+#: squeue reasons (``%r``) of a pending job that Slurm will never start as submitted: the
+#: request exceeds what the partition, account or QOS allows, or cannot be met at all
+#: (https://slurm.schedmd.com/job_reason_codes.html). Busy-cluster reasons (Priority,
+#: Resources, *Grp* limits), holds, begin times and unavailable nodes can still resolve.
+NEVER_STARTS = {"PartitionConfig", "PartitionTimeLimit", "PartitionNodeLimit", "BadConstraints",
+                "InvalidAccount", "InvalidQOS", "AccountNotAllowed", "QOSNotAllowed",
+                "DependencyNeverSatisfied"}
+#: per-job limits of an association or QOS (e.g. QOSMaxCpuPerJobLimit,
+#: AssocMaxWallDurationPerJobLimit): this request exceeds them whatever else runs
+_PER_JOB_LIMIT = re.compile(r"^(QOS|Assoc)Max\w*PerJob")
+
+_HINTS = {
+    "PartitionConfig": "it asks for more than its partition allows (CPUs = num_workers_per_batch x "
+                       "num_cores_per_job, memory = mem_per_job x num_workers_per_batch, GPUs): lower "
+                       "those, or choose another partition= (see `scontrol show partition`, `sinfo -o '%P %c %m %l'`)",
+    "PartitionTimeLimit": "its time limit is above the partition's MaxTime: lower time_limit_per_batch, "
+                          "or choose another partition= (see `sinfo -o '%P %l'`)",
+    "PartitionNodeLimit": "it needs more nodes than its partition allows: lower num_workers_per_batch "
+                          "or choose another partition=",
+    "BadConstraints": "its constraints (additional_sbatch_opts, e.g. --constraint) cannot be met by any node",
+    "InvalidAccount": "its account= is not valid for you (see `sacctmgr show assoc user=$USER`)",
+    "InvalidQOS": "its QOS is not valid (check additional_sbatch_opts --qos=...)",
+    "AccountNotAllowed": "its account= may not use this partition",
+    "QOSNotAllowed": "its QOS may not use this partition",
+    "DependencyNeverSatisfied": "a --dependency in additional_sbatch_opts can never be met",
+}
+
+
+def never_starts(reason: str) -> bool:
+    """Whether a pending job with this squeue reason can never start as submitted."""
+    return reason in NEVER_STARTS or bool(_PER_JOB_LIMIT.match(reason))
 
 
 class Batch:
@@ -36,6 +69,8 @@ class Batch:
         self.alive = True
         self.registered = False  # its pilot has started
         self.started = time.monotonic()
+        self.state = ""   # squeue's state and reason, as last seen (Slurm batches)
+        self.reason = ""
 
     def __repr__(self) -> str:
         where = f"Slurm job {self.slurm_job_id}" if self.slurm_job_id else f"pid {self.proc.pid if self.proc else '?'}"
@@ -128,13 +163,40 @@ class Launcher:
             return
         self._last_squeue = time.monotonic()
         try:
-            states = squeue_states()
+            info = squeue_info()
         except SlurmError as exc:
             logger.warning("cannot watch batches: %s", exc)
             return
         for b in slurm:
-            if states.get(b.slurm_job_id or "") not in LIVE_STATES:
+            b.state, b.reason = info.get(b.slurm_job_id or "", ("", ""))
+            if b.state not in LIVE_STATES:
                 b.alive = False
+
+    def stuck(self, b: Batch) -> Optional[str]:
+        """Why a batch still waiting in the Slurm queue will not start: a reason Slurm
+        never resolves, or pending past ``pending_timeout``; None while it may still start."""
+        if not b.alive or b.state != "PENDING":
+            return None
+        reason = b.reason.split(",")[0].strip()  # "ReqNodeNotAvail, UnavailableNodes:..."
+        waited = time.monotonic() - b.started
+        limit = self.opts.pending_timeout
+        o = self.opts
+        asked = (f"it asks for {o.num_workers_per_batch * o.num_cores_per_job} CPUs"
+                 + (f", {o.mem_per_job} x {o.num_workers_per_batch} memory" if o.mem_per_job else "")
+                 + (f", time {slurm_time(o.time_limit_per_batch)}" if o.time_limit_per_batch else "")
+                 + (f", partition {o.partition}" if o.partition else ""))
+        where = f"Slurm batch {b.slurm_job_id} (hither batch {b.id})"
+        if never_starts(reason):
+            hint = _HINTS.get(reason, "the request exceeds a per-job limit of your account or QOS")
+            return (f"{where} can never start: squeue gives the reason {b.reason!r}: {hint}; {asked}. "
+                    "The batch was cancelled")
+        if limit is not None and waited > limit:
+            return (f"{where} waited {waited:.0f} s in the Slurm queue without starting (reason "
+                    f"{b.reason!r}), longer than pending_timeout={limit:g} s; {asked}. The batch was "
+                    f"cancelled. If the cluster is only busy, raise SlurmJobHandler(pending_timeout=...) "
+                    f"(None waits for ever); otherwise see `scontrol show job {b.slurm_job_id}` while it "
+                    "waits, and ask for less or another partition=")
+        return None
 
     def cancel(self, batches: Iterable[Batch]) -> None:
         batches = list(batches)
@@ -157,15 +219,20 @@ class Launcher:
             b.alive = False
 
 
+def squeue_info() -> Dict[str, Tuple[str, str]]:
+    """Slurm job id -> (state, reason) of this user's jobs."""
+    out = _run(["squeue", "-h", "-o", "%i|%T|%r", "-u", getpass.getuser()])
+    info = {}
+    for line in out.splitlines():
+        parts = line.split("|", 2)
+        if len(parts) == 3:
+            info[parts[0].strip()] = (parts[1].strip(), parts[2].strip())
+    return info
+
+
 def squeue_states() -> Dict[str, str]:
     """Slurm job id -> state of this user's jobs."""
-    out = _run(["squeue", "-h", "-o", "%i %T", "-u", getpass.getuser()])
-    states = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            states[parts[0]] = parts[1]
-    return states
+    return {k: v[0] for k, v in squeue_info().items()}
 
 
 def slurm_available() -> Optional[str]:

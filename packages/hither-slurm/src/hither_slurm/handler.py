@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import json
 import logging
 import os
 import queue
@@ -14,10 +15,12 @@ import weakref
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from hither.errors import ConfigError, HitherError, JobTimeoutError
+from hither.filestore import ContentFolder
 from hither.interfaces import JobHandler
 from hither.jobdir import read_job_outputs
 from hither.outcome import Outcome, report
-from hither.outside import prepare
+from hither.outside import document_outcome, prepare
+from hither.transport import OUTPUTS
 
 from .batches import Batch, Launcher
 from .container_run import container_entry
@@ -37,13 +40,22 @@ _counter = itertools.count(1)
 
 
 # Job directories are written and read by core's one out-of-process path
-# (hither.outside): prepare into the queue folder, read the outcome a pilot left.
+# (hither.outside): prepare into the queue folder (an argument that is a StoredResult of
+# this folder's store goes in as its URIs), read the outcome a pilot left.
 def _prepare(job: "Job", job_dir: str) -> None:
     prepare(job, job_dir=job_dir)
 
 
-def _collect(job_dir: str, exit_code: Optional[int]) -> Outcome:
-    return read_job_outputs(job_dir, exit_code)
+def _collect(job_dir: str, exit_code: Optional[int], store: ContentFolder, download: bool) -> Outcome:
+    """A finished job's outcome. A result the pilot packed into ``store`` (``OUTPUTS``)
+    comes back as a ``StoredResult`` (nothing of its arrays or files is read here) unless
+    ``download``, as hither-remote's results do (``hither.outside.document_outcome``)."""
+    try:
+        with open(os.path.join(job_dir, OUTPUTS)) as f:
+            doc = json.load(f)
+    except FileNotFoundError:  # an error, a crash, or a job directory run for a caller
+        return read_job_outputs(job_dir, exit_code)
+    return document_outcome(doc, store, download)
 
 
 class _Entry:
@@ -78,6 +90,10 @@ class SlurmJobHandler(JobHandler):
     machine and the nodes share) and runs ``num_workers_per_batch`` of them at once, each in
     a fresh process. Batches start as the queue grows (up to ``max_simultaneous_batches``)
     and end after ``idle_timeout`` seconds without work, or at ``hi.reset()``/program exit.
+    A batch Slurm will never start (e.g. more CPUs than the partition has), or still
+    pending after ``pending_timeout`` seconds, is cancelled and its waiting jobs fail with
+    a ``SlurmError`` naming squeue's reason. Large results stay in ``working_dir/store``
+    and go to the next job there by reference (``hither.refs.StoredResult``).
     ``use_slurm=False`` runs the same pilots as local processes::
 
         jh = hi.SlurmJobHandler(working_dir="/shared/hither", num_workers_per_batch=4,
@@ -100,6 +116,7 @@ class SlurmJobHandler(JobHandler):
                  partition: Optional[str] = None, account: Optional[str] = None,
                  mem_per_job: Optional[str] = None, gpus_per_job: int = 0,
                  additional_sbatch_opts: Optional[List[str]] = None, idle_timeout: float = 60.0,
+                 pending_timeout: Optional[float] = 3600.0,
                  python: Optional[str] = None, poll_interval: float = 0.05) -> None:
         self.options = parse_options(
             working_dir=working_dir, num_workers_per_batch=num_workers_per_batch,
@@ -108,7 +125,7 @@ class SlurmJobHandler(JobHandler):
             additional_srun_opts=additional_srun_opts or [], use_slurm=use_slurm,
             partition=partition, account=account, mem_per_job=mem_per_job, gpus_per_job=gpus_per_job,
             additional_sbatch_opts=additional_sbatch_opts or [], idle_timeout=idle_timeout,
-            python=python, poll_interval=poll_interval)
+            pending_timeout=pending_timeout, python=python, poll_interval=poll_interval)
         self._client = uuid.uuid4().hex[:12]
         try:
             self.wd = WorkDir(self.options.working_dir).create()
@@ -116,6 +133,9 @@ class SlurmJobHandler(JobHandler):
             self.wd.register_client(self._client)
         except OSError as exc:
             raise ConfigError(f"SlurmJobHandler cannot use working_dir={working_dir!r}: {exc}") from None
+        # results stay here, on the cluster's file system, and go to the next job on this
+        # folder by reference (hither.refs); the client reads them only at get_result()
+        self.result_store = self.wd.store()
         self._touched = time.monotonic()
         self._launcher = Launcher(self.options, self.wd, self._client)
         self._lock = threading.RLock()
@@ -197,9 +217,14 @@ class SlurmJobHandler(JobHandler):
             if entry.job is not None:
                 entry.job.handler_data = entry.key
             self._entries[entry.key] = entry
-            self.wd.enqueue(entry.key, entry.timeout, entry.container)
+            self._queue(entry)
             self._ensure_thread()
         self._wake.set()
+
+    def _queue(self, entry: _Entry) -> None:
+        # a submitted Job's results go to the store; a caller's job directory (a compute
+        # resource's) keeps the runner's own outputs, which that caller reads
+        self.wd.enqueue(entry.key, entry.timeout, entry.container, store=entry.job is not None)
 
     def _cancel_entry(self, entry: _Entry) -> bool:
         """Take a queued entry back, or ask its pilot to kill it (the entry then goes when
@@ -296,8 +321,17 @@ class SlurmJobHandler(JobHandler):
             self._finish(e, outcome)
         with self._lock:
             self._launcher.refresh(self._batches)
+            # a batch Slurm will never start, or pending past pending_timeout: cancelled, and
+            # no other starts; its jobs fail (in _scale) unless a running batch takes them
+            stuck = [(b, why) for b in self._batches if not self._registered(b)
+                     for why in [self._launcher.stuck(b)] if why]
+            if stuck:
+                self._launcher.cancel([b for b, _ in stuck])
+                self._launch_error = SlurmError(stuck[0][1])
+                logger.error("%s", stuck[0][1])
             for b in self._batches:
-                if not b.alive and not self._registered(b):  # the pilot never came up
+                if not b.alive and not self._registered(b) and not any(b is s for s, _ in stuck):
+                    # the pilot never came up
                     self._launch_error = SlurmError(
                         f"the pilot of batch {b.id} ended before it started working; its output "
                         f"({self._launcher.log_path(b)}):\n{self._launcher.log_tail(b)}")
@@ -336,7 +370,8 @@ class SlurmJobHandler(JobHandler):
                     f"job_timeout={job.config.job_timeout} s in Slurm batch {outcome.get('slurm_job_id') or e.batch}; "
                     "raise hi.Config(job_timeout=...) if it needs longer"), ri)
                 return
-            result = _collect(self.wd.job_dir(e.key), outcome.get("exit_code"))
+            result = _collect(self.wd.job_dir(e.key), outcome.get("exit_code"), self.result_store,
+                              bool(job.config.download_results))
             result.runtime_info.update({k: v for k, v in ri.items() if v is not None})
             report(job, result)
         except BaseException as exc:  # noqa: BLE001 - a failure to read is the job's failure
@@ -409,12 +444,12 @@ class SlurmJobHandler(JobHandler):
                 e.requeued += 1
                 e.batch = None
                 logger.warning("%s ended while running %s: requeued once", where, e.name)
-                for name in ("result.json", "error.json", "runtime.json"):
+                for name in ("result.json", "error.json", "runtime.json", OUTPUTS):
                     try:
                         os.remove(os.path.join(self.wd.job_dir(e.key), name))
                     except FileNotFoundError:
                         pass
-                self.wd.enqueue(e.key, e.timeout, e.container)
+                self._queue(e)
                 requeued.append(e.key)
             else:
                 self._fail(e, AllocationLostError(

@@ -32,6 +32,9 @@ class SlurmOptions(BaseModel):
     mem_per_job: Optional[str] = Field(None, description='memory per job, e.g. "4G"')
     gpus_per_job: int = Field(0, ge=0)
     idle_timeout: float = Field(60.0, gt=0, description="seconds a pilot waits for work before it exits")
+    pending_timeout: Optional[float] = Field(
+        3600.0, gt=0, description="seconds a batch may wait in the Slurm queue before its jobs fail "
+        "(None: wait for ever); a batch Slurm can never start fails at once")
     python: Optional[str] = Field(None, description="the Python the pilots run (default: this one)")
     poll_interval: float = Field(0.05, gt=0, le=5)
 

@@ -5,7 +5,12 @@ It claims queued job directories from the working folder, runs up to ``--workers
 at once through one ``hither.jobserver.JobServer`` (a fresh fork per job, so jobs never
 share modules), writes each job's outcome, and exits after ``--idle-timeout`` seconds without
 work, or soon after its client (the handler's program) is gone. A job that would not
-finish before the batch's end (``--end-in``) is left for another batch. SIGTERM
+finish before the batch's end (``--end-in``) is left for another batch. For a job queued
+with ``store``, the pilot places the arguments it holds by reference from the working
+folder's ``store/`` before the run (arrays of a host job are mapped from the store, not
+copied) and leaves the result's arrays and files there after it, on a thread of its own
+so a large result does not hold up the other jobs (``hither.transport``): results go
+from job to job on the cluster. SIGTERM
 (``scancel``) kills its running jobs and exits; their claims stay, and the client
 requeues them.
 """
@@ -20,7 +25,9 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 
-from hither.jobserver import JobServer
+from hither.jobserver import JobEnd, JobServer
+from hither.runner import ERROR, RUNTIME, _write_json_atomic, error_dict
+from hither.transport import place_stored_inputs, store_outputs
 
 from .container_run import ContainerRun
 
@@ -48,6 +55,9 @@ class Pilot:
         self.wake = threading.Event()
         self.slurm_job_id = os.environ.get("SLURM_JOB_ID")
         self.fenced = False  # the client gave this batch up (WorkDir.fence)
+        self.store = wd.store()
+        self.stored: set = set()  # keys of running jobs whose results go to the store
+        self.storing: Dict[str, threading.Thread] = {}  # ended jobs whose results are being stored
 
     def run(self) -> int:
         if self.wd.fenced(self.batch):  # its client gave this batch up before it started
@@ -76,7 +86,7 @@ class Pilot:
                 self._cancels()
                 skipped = self._claim(server) if len(self.runs) < self.workers else False
                 now = time.monotonic()
-                if self.runs:
+                if self.runs or self.storing:
                     last_busy = now
                 elif skipped or now - last_busy > self.idle_timeout:
                     break  # idle, or the queue holds only jobs too long for this batch
@@ -85,6 +95,9 @@ class Pilot:
         finally:
             server.close()  # kills whatever still runs (SIGTERM): those claims stay, for requeue
             self._collect()
+            deadline = time.monotonic() + 20  # within Slurm's KillWait after a SIGTERM
+            for t in list(self.storing.values()):
+                t.join(max(0.0, deadline - time.monotonic()))
         return 0
 
     def _claim(self, server: JobServer) -> bool:
@@ -108,6 +121,8 @@ class Pilot:
                     self.fenced = True
                     break
                 continue
+            if entry.get("store") and not self._place_inputs(key, in_container=bool(entry.get("container"))):
+                continue
             env = {"HITHER_SLURM_BATCH": self.batch}
             if self.slurm_job_id:
                 env["HITHER_SLURM_JOB_ID"] = self.slurm_job_id
@@ -117,7 +132,28 @@ class Pilot:
                 run = server.submit(self.wd.job_dir(key), timeout=timeout, log=self.wd.log_file(key), env=env)
             run.add_done_callback(lambda _end: self.wake.set())
             self.runs[key] = run
+            if entry.get("store"):
+                self.stored.add(key)
         return skipped
+
+    def _place_inputs(self, key: str, in_container: bool) -> bool:
+        """Put the arguments a claimed job holds by reference into its directory (copies
+        for a container, which sees only that directory); on failure (content gone from
+        the store) the job ends with that error. True to run it."""
+        job_dir = self.wd.job_dir(key)
+        try:
+            place_stored_inputs(job_dir, self.store, arrays_in_place=not in_container)
+            return True
+        except Exception as exc:  # noqa: BLE001 - the job's failure, reported as its error
+            logger.warning("job %s: cannot place its stored inputs: %s", key, exc)
+            err = error_dict(RuntimeError(
+                f"an argument of this job is a result held in {self.store.root}, which could not "
+                f"be read on {socket.gethostname()}: {type(exc).__name__}: {exc}; was the store "
+                "pruned? Run the job that made it again"))
+            _write_json_atomic(os.path.join(job_dir, ERROR), err)
+            _write_json_atomic(os.path.join(job_dir, RUNTIME), {"host": socket.gethostname(), "status": "error"})
+            self._finish(key, JobEnd(job_dir, 0, "exited"))
+            return False
 
     def _collect(self) -> None:
         for key, run in list(self.runs.items()):
@@ -129,12 +165,34 @@ class Pilot:
                 # it an instant before this pilot did; then it was lost, not failed
                 self.stop.wait(1.0)
             del self.runs[key]
+            stored = key in self.stored
+            self.stored.discard(key)
             if end.reason in ("shutdown", "server-died") or (self.stop.is_set() and end.reason == "signal"):
                 continue  # this pilot is going away: leave the claim for the client to requeue
-            self.wd.finish(key, self.batch, {
-                "exit_code": end.exit_code, "reason": end.reason, "signal": end.signal,
-                "seconds": end.seconds, "batch": self.batch, "slurm_job_id": self.slurm_job_id,
-                "host": socket.gethostname()})
+            if stored:
+                t = threading.Thread(target=self._store_and_finish, args=(key, end), daemon=True,
+                                     name=f"store-{key}")
+                self.storing[key] = t
+                t.start()
+            else:
+                self._finish(key, end)
+        for key in [k for k, t in self.storing.items() if not t.is_alive()]:
+            del self.storing[key]
+
+    def _store_and_finish(self, key: str, end: Any) -> None:
+        try:
+            store_outputs(self.wd.job_dir(key), self.store)
+        except Exception:  # noqa: BLE001 - the client then reads the runner's own files
+            logger.exception("job %s: could not put its result into %s", key, self.store.root)
+        finally:
+            self._finish(key, end)
+            self.wake.set()
+
+    def _finish(self, key: str, end: Any) -> None:
+        self.wd.finish(key, self.batch, {
+            "exit_code": end.exit_code, "reason": end.reason, "signal": end.signal,
+            "seconds": end.seconds, "batch": self.batch, "slurm_job_id": self.slurm_job_id,
+            "host": socket.gethostname()})
 
     def _cancels(self) -> None:
         keys: List[str] = [k for k in self.wd.cancel_requests() if k in self.runs]

@@ -5,13 +5,16 @@
       done/<key>             a job's end (exit code, reason, batch), written by its pilot
       logs/<key>.log         the job's console output, written while it runs
       queue/<key>            a queued job: {"timeout": s, "container": image, engine, options or
-                             null} (appears by rename, once complete)
+                             null, "store": whether results go to store/} (appears by rename,
+                             once complete)
       running/<batch>/<key>  a claim: the queue entry renamed here by the pilot of <batch>;
                              the client removes running/<batch>/ when it gives the batch up
       cancel/<key>           a cancel request for a running job
       pilots/<batch>.json    the pilot of a batch: pid, host, Slurm job id, end time
       clients/<client>.json  a handler using the folder (pid, host; touched while it lives)
       batches/<batch>/       the batch script and Slurm's output of the batch
+      store/                 results that stay on the cluster (``hither.filestore.ContentFolder``
+                             layout: sha1/ab/cd/<sha1>); jobs' arguments refer to them by URI
 
 Job keys are ``<client>.<sequence>``, so a handler that starts in a folder left by a killed
 program finds that program's queued and claimed jobs and takes them away (``reclaim_stale``).
@@ -26,11 +29,15 @@ import os
 import shutil
 import socket
 import time
-from typing import Any, Dict, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hither.filestore import ContentFolder
 
 logger = logging.getLogger("hither_slurm.workdir")
 
-SUBDIRS = ("jobs", "logs", "queue", "running", "done", "cancel", "pilots", "batches", "clients", "tmp")
+SUBDIRS = ("jobs", "logs", "queue", "running", "done", "cancel", "pilots", "batches", "clients", "tmp",
+           "store")
 #: a client on another host is dead when its file has not been touched for this long
 CLIENT_STALE_SECONDS = 120.0
 
@@ -71,8 +78,17 @@ class WorkDir:
             return None
 
     # ------------------------------------------------------------------ client side
-    def enqueue(self, key: str, timeout: Optional[float], container: Optional[dict] = None) -> None:
-        self.write_json(self.path("queue", key), {"timeout": timeout, "container": container})
+    def enqueue(self, key: str, timeout: Optional[float], container: Optional[dict] = None,
+                store: bool = False) -> None:
+        """Queue ``jobs/<key>``; ``store``: its pilot places arguments held by reference
+        from ``store/`` and leaves the result's large parts there (``hither.transport``)."""
+        self.write_json(self.path("queue", key), {"timeout": timeout, "container": container, "store": store})
+
+    def store(self) -> "ContentFolder":
+        """The content store of this folder, where results stay between jobs."""
+        from hither.filestore import ContentFolder
+
+        return ContentFolder(self.path("store"))
 
     def dequeue(self, key: str) -> bool:
         """Take a queued job back; False if a pilot has claimed it already."""

@@ -1,0 +1,77 @@
+"""A batch that stays PENDING: a reason Slurm never resolves (here: more CPUs than the
+partition has) fails its jobs at once; any other wait fails them after pending_timeout.
+Either way the error names the batch and squeue's reason, and the batch is scancel'ed."""
+import time
+
+import pytest
+
+import hither as hi
+from hither_slurm import SlurmError
+from hither_slurm.batches import never_starts, squeue_states
+
+import slurm_funcs as sf
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _gone_from_squeue(slurm_job_id, seconds=15.0):
+    deadline = time.monotonic() + seconds
+    while squeue_states().get(slurm_job_id) not in (None, "COMPLETED", "CANCELLED"):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def _batch_id(message):
+    return message.split("Slurm batch ", 1)[1].split()[0]
+
+
+def test_a_batch_slurm_never_starts_fails_at_once(slurm, make_handler):
+    # 4 workers x 2 cores: 8 CPUs, on a partition of 2 (sbatch accepts it; it pends with
+    # PartitionConfig for ever); no pending_timeout: the reason alone ends the wait
+    jh = make_handler(num_workers_per_batch=4, num_cores_per_job=2, pending_timeout=None)
+    t0 = time.monotonic()
+    with hi.Config(job_handler=jh):
+        jobs = [sf.slurm_add.run(x=i, y=1) for i in range(3)]
+        for j in jobs:
+            with pytest.raises(SlurmError) as err:
+                j.wait(40)
+    took = time.monotonic() - t0
+    msg = str(err.value)
+    assert took < 30, f"the jobs failed after {took:.0f} s"
+    for words in ("can never start", "PartitionConfig", "8 CPUs", "num_workers_per_batch", "cancelled"):
+        assert words in msg, msg
+    assert _gone_from_squeue(_batch_id(msg)), f"batch {_batch_id(msg)} still in squeue"
+    assert not jh.batches()
+
+
+def test_a_batch_pending_past_pending_timeout_fails(slurm, make_handler):
+    jh = make_handler(pending_timeout=3, additional_sbatch_opts=["--begin=now+1hour"])
+    t0 = time.monotonic()
+    with hi.Config(job_handler=jh):
+        job = sf.slurm_add.run(x=1, y=2)
+        with pytest.raises(SlurmError) as err:
+            job.wait(40)
+    took = time.monotonic() - t0
+    msg = str(err.value)
+    assert 3 <= took < 20, f"failed after {took:.1f} s with pending_timeout=3"
+    for words in ("BeginTime", "pending_timeout=3", "waited", "cancelled", "slurm_add"):
+        assert words in msg, msg
+    assert _gone_from_squeue(_batch_id(msg)), f"batch {_batch_id(msg)} still in squeue"
+    # the handler stays usable: a later job starts a new batch (here also held back)
+    with hi.Config(job_handler=jh):
+        again = sf.slurm_add.run(x=2, y=2)
+        with pytest.raises(SlurmError, match="BeginTime"):
+            again.wait(40)
+
+
+@pytest.mark.parametrize("reason, never", [
+    ("PartitionConfig", True), ("PartitionTimeLimit", True), ("BadConstraints", True),
+    ("QOSMaxCpuPerJobLimit", True), ("AssocMaxWallDurationPerJobLimit", True),
+    ("Priority", False), ("Resources", False), ("BeginTime", False), ("JobHeldUser", False),
+    ("ReqNodeNotAvail", False), ("AssocMaxJobsLimit", False), ("QOSGrpCpuLimit", False),
+    ("PartitionDown", False),
+])
+def test_which_reasons_never_resolve(reason, never):
+    assert never_starts(reason) is never
