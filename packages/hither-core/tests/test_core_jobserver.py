@@ -98,6 +98,38 @@ def test_two_bundles_sharing_a_module_name_each_run_their_own_code(server, tmp_p
     assert result(b)["items"][0] == "bundle-b"
 
 
+def test_a_bundle_is_unpacked_once_per_server_and_removed_with_it(tmp_path):
+    # each job reports where its module was loaded from: one folder for every job of the
+    # bundle, outside the job directories, and gone when the server exits
+    src = "import os\ndef f():\n    return os.path.dirname(os.path.abspath(__file__))\n"
+    server = JobServer().start()
+    try:
+        dirs = [write_job(tmp_path / f"j{i}", src) for i in range(3)]
+        for d in dirs:
+            end = server.submit(d).wait(30)
+            assert end.reason == "exited" and end.exit_code == 0, end
+        where = {result(d) for d in dirs}
+        assert len(where) == 1, where
+        code_dir = where.pop()
+        assert os.path.isdir(code_dir) and not any(code_dir.startswith(d) for d in dirs)
+        assert not any(os.path.exists(os.path.join(d, "code")) for d in dirs)
+        other = write_job(tmp_path / "other", src.replace("return", "x = 1\n    return"))
+        assert server.submit(other).wait(30).exit_code == 0 and result(other) != code_dir
+    finally:
+        server.close()
+    assert not os.path.exists(code_dir), "the server's unpacked bundles outlived it"
+
+
+def test_a_job_that_closes_every_descriptor_still_ends_normally(server, tmp_path):
+    # the job process watches the server through an inherited pipe; a job that closes it
+    # (as daemonizing code does) must neither be killed nor hang
+    src = "import os\ndef f():\n    os.closerange(3, 4096)\n    return 'closed'\n"
+    d = write_job(tmp_path / "j", src)
+    end = server.submit(d).wait(30)
+    assert end.reason == "exited" and end.exit_code == 0, end
+    assert result(d) == "closed" and server.alive
+
+
 def test_server_never_imports_user_code(server, tmp_path):
     # a module that records which process imported it: only job processes, never the server
     src = """
