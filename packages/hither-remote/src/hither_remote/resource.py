@@ -146,9 +146,8 @@ class ComputeResource:
             logger.info("kachery=%r is ignored: jobs' data travel through the content store", kachery)
         self.capacity = workers
         # a launcher that runs only so many at once lets the next jobs be claimed and
-        # unpacked while others run (their outcomes written while the next ones run); 8x:
-        # claim rounds of ~8 jobs when busy (4x gave ~4: twice the claim requests per job)
-        self.prefetch = 8 * workers if self._launcher.capacity is not None else 0
+        # unpacked while others run (their outcomes written while the next ones run)
+        self.prefetch = 4 * workers if self._launcher.capacity is not None else 0
         self.lease_seconds = float(lease_seconds)
         self.poll_interval = poll_interval
         self.work_dir = work_dir
