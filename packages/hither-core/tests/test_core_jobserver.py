@@ -120,6 +120,33 @@ def test_a_bundle_is_unpacked_once_per_server_and_removed_with_it(tmp_path):
     assert not os.path.exists(code_dir), "the server's unpacked bundles outlived it"
 
 
+def test_a_killed_servers_bundles_are_swept_by_the_next_server(tmp_path):
+    # a server killed with SIGKILL cannot remove its folder; the next one on this host does,
+    # and leaves the folders of servers that still run
+    import socket
+
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    host = socket.gethostname()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"hither-code-{host}-{dead.pid}-abc"
+    live = tmp_path / f"hither-code-{host}-{os.getpid()}-abc"
+    other = tmp_path / "hither-code-elsewhere-1-abc"  # another host's (a shared TMPDIR)
+    for d in (stale, live, other):
+        (d / "bundle").mkdir(parents=True)
+    killed = JobServer(env=env).start()
+    mine = [p for p in os.listdir(tmp_path) if f"-{killed.proc.pid}-" in p]
+    assert len(mine) == 1
+    os.kill(killed.proc.pid, signal.SIGKILL)
+    killed.proc.wait(10)
+    killed.close()
+    assert (tmp_path / mine[0]).exists()  # nobody removed it
+    with JobServer(env=env):
+        pass
+    assert not stale.exists() and not (tmp_path / mine[0]).exists()
+    assert live.exists() and other.exists()
+
+
 def test_a_job_that_closes_every_descriptor_still_ends_normally(server, tmp_path):
     # the job process watches the server through an inherited pipe; a job that closes it
     # (as daemonizing code does) must neither be killed nor hang

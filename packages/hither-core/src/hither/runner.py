@@ -1084,6 +1084,34 @@ def _parse_request(line):
     return {"op": "run", "job_dir": line}
 
 
+_CODE_CACHE_PREFIX = "hither-code-"
+
+
+def _sweep_code_caches(parent):
+    """Remove the code-bundle folders (``hither-code-<host>-<pid>-*``) of job servers of
+    this host that are gone without removing theirs (killed with SIGKILL). A folder removed
+    by mistake (another pid namespace sharing the folder) is only unpacked again by the
+    next job that needs it (``_code_dir``)."""
+    import shutil
+
+    mark = "%s%s-" % (_CODE_CACHE_PREFIX, _HOST)
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(mark):].split("-", 1)[0]
+        if not name.startswith(mark) or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # that server still runs (or its pid was reused: kept, to be safe)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+        except OSError:  # e.g. not ours to signal: alive
+            continue
+
+
 def serve(on_eof="drain", preload=(), fsync=True):
     """Run the job server on stdin/stdout until end of input or shutdown. Returns 0."""
     import select
@@ -1100,7 +1128,8 @@ def serve(on_eof="drain", preload=(), fsync=True):
     import shutil
     import tempfile
 
-    code_cache = tempfile.mkdtemp(prefix="hither-code-")
+    code_cache = tempfile.mkdtemp(prefix="%s%s-%d-" % (_CODE_CACHE_PREFIX, _HOST, os.getpid()))
+    _sweep_code_caches(os.path.dirname(code_cache))
     _FSYNC[0] = fsync
     death_r, death_w = os.pipe()  # only this process holds death_w: EOF = server gone
     wake_r, wake_w = os.pipe()
