@@ -98,6 +98,65 @@ def test_two_bundles_sharing_a_module_name_each_run_their_own_code(server, tmp_p
     assert result(b)["items"][0] == "bundle-b"
 
 
+def test_a_bundle_is_unpacked_once_per_server_and_removed_with_it(tmp_path):
+    # each job reports where its module was loaded from: one folder for every job of the
+    # bundle, outside the job directories, and gone when the server exits
+    src = "import os\ndef f():\n    return os.path.dirname(os.path.abspath(__file__))\n"
+    server = JobServer().start()
+    try:
+        dirs = [write_job(tmp_path / f"j{i}", src) for i in range(3)]
+        for d in dirs:
+            end = server.submit(d).wait(30)
+            assert end.reason == "exited" and end.exit_code == 0, end
+        where = {result(d) for d in dirs}
+        assert len(where) == 1, where
+        code_dir = where.pop()
+        assert os.path.isdir(code_dir) and not any(code_dir.startswith(d) for d in dirs)
+        assert not any(os.path.exists(os.path.join(d, "code")) for d in dirs)
+        other = write_job(tmp_path / "other", src.replace("return", "x = 1\n    return"))
+        assert server.submit(other).wait(30).exit_code == 0 and result(other) != code_dir
+    finally:
+        server.close()
+    assert not os.path.exists(code_dir), "the server's unpacked bundles outlived it"
+
+
+def test_a_killed_servers_bundles_are_swept_by_the_next_server(tmp_path):
+    # a server killed with SIGKILL cannot remove its folder; the next one on this host does,
+    # and leaves the folders of servers that still run
+    import socket
+
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    host = socket.gethostname()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"hither-code-{host}-{dead.pid}-abc"
+    live = tmp_path / f"hither-code-{host}-{os.getpid()}-abc"
+    other = tmp_path / "hither-code-elsewhere-1-abc"  # another host's (a shared TMPDIR)
+    for d in (stale, live, other):
+        (d / "bundle").mkdir(parents=True)
+    killed = JobServer(env=env).start()
+    mine = [p for p in os.listdir(tmp_path) if f"-{killed.proc.pid}-" in p]
+    assert len(mine) == 1
+    os.kill(killed.proc.pid, signal.SIGKILL)
+    killed.proc.wait(10)
+    killed.close()
+    assert (tmp_path / mine[0]).exists()  # nobody removed it
+    with JobServer(env=env):
+        pass
+    assert not stale.exists() and not (tmp_path / mine[0]).exists()
+    assert live.exists() and other.exists()
+
+
+def test_a_job_that_closes_every_descriptor_still_ends_normally(server, tmp_path):
+    # the job process watches the server through an inherited pipe; a job that closes it
+    # (as daemonizing code does) must neither be killed nor hang
+    src = "import os\ndef f():\n    os.closerange(3, 4096)\n    return 'closed'\n"
+    d = write_job(tmp_path / "j", src)
+    end = server.submit(d).wait(30)
+    assert end.reason == "exited" and end.exit_code == 0, end
+    assert result(d) == "closed" and server.alive
+
+
 def test_server_never_imports_user_code(server, tmp_path):
     # a module that records which process imported it: only job processes, never the server
     src = """

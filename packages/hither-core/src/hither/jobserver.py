@@ -111,13 +111,17 @@ class JobServer:
     """One ``python -m hither.runner --serve`` process and the runs submitted to it.
 
     ``python``: the interpreter (default: this one); ``preload``: modules the server imports
-    once so that jobs need not (e.g. ``["numpy"]``); ``env``/``cwd`` of the server process.
+    once so that jobs need not (e.g. ``["numpy"]``); ``env``/``cwd`` of the server process;
+    ``fsync=False``: jobs write their outputs without fsync, for a caller that reads them on
+    this machine as soon as each job ends (``hither.runner._FSYNC``).
     """
 
     def __init__(self, python: Optional[str] = None, preload: Sequence[str] = (),
-                 env: Optional[Dict[str, str]] = None, cwd: Optional[str] = None) -> None:
+                 env: Optional[Dict[str, str]] = None, cwd: Optional[str] = None,
+                 fsync: bool = True) -> None:
         self.python = python or sys.executable
         self.preload = list(preload)
+        self.fsync = fsync
         self.env = env
         self.cwd = cwd
         self.proc: "Optional[subprocess.Popen[bytes]]" = None
@@ -137,6 +141,8 @@ class JobServer:
         cmd = [self.python, "-m", "hither.runner", "--serve", "--on-eof", "kill"]
         if self.preload:
             cmd += ["--preload", ",".join(self.preload)]
+        if not self.fsync:
+            cmd.append("--no-fsync")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      env=self.env, cwd=self.cwd, close_fds=True)
         self._reader = threading.Thread(target=self._read_loop, daemon=True,
@@ -335,7 +341,8 @@ class JobServerLauncher(Launcher):
                     logger.warning("the hither job server (pid %s) died; starting a new one",
                                    server.proc.pid if server.proc else "?")
                     server.close()  # reaps it
-                server = JobServer(self.python, self.preload, self.env)
+                # its caller reads each job's outputs here as soon as the job ends: no fsync
+                server = JobServer(self.python, self.preload, self.env, fsync=False)
                 self._server = server
                 server.start(self.start_timeout)  # under the lock: one start for all threads
             return server

@@ -30,6 +30,16 @@ JOBS = "hither_remote_jobs"
 RESOURCES = "hither_remote_resources"
 RUNS = "hither_remote_runs"
 
+#: ids per ``$in`` list in the queries over many jobs: SecantusDB tests each document it
+#: fetches against the whole list, so one query over n ids costs n² comparisons there
+#: (500 ids: ~0.9 s of its CPU; 20 queries of 25 ids: ~30 ms)
+IN_CHUNK = 25
+
+
+def _chunks(ids: List[str]) -> Iterable[List[str]]:
+    for i in range(0, len(ids), IN_CHUNK):
+        yield ids[i:i + IN_CHUNK]
+
 
 class Bus:
     """A connection to the job bus of ``database`` (pymongo retries reads and writes, so an
@@ -99,8 +109,9 @@ class Bus:
         ids = list(ids)
         if not ids:
             return []
-        docs = self.jobs.find({"_id": {"$in": ids}, "status": {"$in": [s.value for s in FINAL]}})
-        return [BusJob.model_validate(d) for d in docs]
+        final = [s.value for s in FINAL]
+        return [BusJob.model_validate(d) for chunk in _chunks(ids)
+                for d in self.jobs.find({"_id": {"$in": chunk}, "status": {"$in": final}})]
 
     def latest_for_hash(self, resource_id: str, job_hash: str) -> Optional[BusJob]:
         """The newest job of ``resource_id`` with ``job_hash`` that is queued, running or
@@ -116,8 +127,8 @@ class Bus:
 
     def mark_collected_many(self, job_ids: Iterable[str]) -> None:
         ids = list(job_ids)
-        if ids:
-            self.jobs.update_many({"_id": {"$in": ids}}, {"$set": {"collected": True}})
+        for chunk in _chunks(ids):
+            self.jobs.update_many({"_id": {"$in": chunk}}, {"$set": {"collected": True}})
 
     def request_cancel(self, job_id: str) -> Optional[BusStatus]:
         """Cancel a queued job at once, or ask the resource to stop a running one; the
@@ -318,6 +329,15 @@ class Bus:
             replayed = {e["index"] for e in errors}
             return [i not in replayed for i in range(len(job_ids))]
         return [True] * len(job_ids)
+
+    def ran_to_end(self, job_ids: List[str]) -> List[bool]:
+        """For each of ``job_ids``: whether a run of it already ended (its record is done),
+        read in one query per ``IN_CHUNK`` ids. A read, not a write: it costs the server no
+        change-stream event to match (each write wakes every watcher of the bus)."""
+        done = set()
+        for chunk in _chunks(list(job_ids)):
+            done.update(d["_id"] for d in self.runs.find({"_id": {"$in": chunk}, "done": True}, {"_id": 1}))
+        return [job_id in done for job_id in job_ids]
 
     def end_runs(self, job_ids: List[str]) -> None:
         """``end_run`` for several jobs in one round trip."""

@@ -27,8 +27,10 @@ polling, once a second as a safety net, or while the last query found more than 
 Up to ``prefetch`` more jobs than ``capacity`` are claimed when the launcher limits how
 many run at once, so jobs are unpacked and written back while others run; while every
 worker is busy, claims wait until half of that room is free (one claim round for several
-jobs). The run records of a claim round are written in one bulk write, and the outcomes
-and run records of jobs that end together in one each (``hither_remote.coalesce``). A claim holds a
+jobs). Whether a claimed job already ran to its end (a replayed document) is read for a
+whole claim round at once, and the outcomes and run records of jobs that end together are
+written in one bulk write each (``hither_remote.coalesce``); a run is recorded once, when it
+ends. A claim holds a
 lease of ``lease_seconds``, renewed while the job runs; when this process dies, the lease
 expires and another (or a restarted) process runs the job again.
 """
@@ -88,7 +90,7 @@ class _Running:
         self.job_dir: Optional[str] = None
         self.cancelled = False
         self.refusal: Optional[str] = None  # why it must not run (checked when claimed)
-        self.fresh: Optional[bool] = None  # its run record written at the claim: not a replay
+        self.fresh: Optional[bool] = None  # read at the claim: no run of it ended (not a replay)
         self.thread: Optional[threading.Thread] = None
 
 
@@ -173,9 +175,11 @@ class ComputeResource:
         self._janitor = Janitor()
         from .coalesce import Coalescer
 
-        # the run records and outcomes of jobs starting or ending together: one bulk write each
+        # replay checks of jobs starting together (one read) and the outcomes and run records
+        # of jobs ending together (one bulk write each)
         self._starts: "Coalescer[str, bool]" = Coalescer(
-            lambda ids: self._retry(self.bus.start_runs, ids, self.owner), name="hither-remote-starts")
+            lambda ids: [not ended for ended in self._retry(self.bus.ran_to_end, ids)],
+            name="hither-remote-starts")
         self._ends: "Coalescer[Tuple[str, BusStatus, BusOutcome], bool]" = Coalescer(
             self._write_ends, name="hither-remote-ends")
 
@@ -354,19 +358,20 @@ class ComputeResource:
                 r.thread.start()
 
     def _start_runs(self, runs: "list[_Running]") -> None:
-        """Check the claimed jobs and record the runs of those that may run, in one bulk
-        write; if the bus fails here, each job's thread records its run itself."""
+        """Check the claimed jobs, and whether a run of each already ended (a replayed
+        document), in one read; if the bus fails here, each job's thread asks itself. A
+        run is recorded once, when it ends (``_write_ends``)."""
         for r in runs:
             r.refusal = self._refusal(r.bus_job)
         ok = [r for r in runs if r.refusal is None]
         try:
-            fresh = self.bus.start_runs([r.bus_job.id for r in ok], self.owner)
+            ended = self.bus.ran_to_end([r.bus_job.id for r in ok])
         except Exception as exc:  # noqa: BLE001 - e.g. an outage: the job threads retry
-            logger.warning("could not record the runs of %d claimed job(s) (%s); retrying per job",
+            logger.warning("could not read the runs of %d claimed job(s) (%s); retrying per job",
                            len(ok), type(exc).__name__)
             return
-        for r, f in zip(ok, fresh):
-            r.fresh = f
+        for r, e in zip(ok, ended):
+            r.fresh = not e
 
     def _hand_back_all(self) -> None:
         self._handing_back = True
