@@ -14,6 +14,8 @@ MONGO_PORT=${HITHER_TEST_MONGO_PORT:-27017}
 S3_PORT=${HITHER_TEST_S3_PORT:-5555}
 LOG_DIR=${HITHER_SERVICES_LOG_DIR:-/tmp/hither-services}
 mkdir -p "$LOG_DIR"
+# Daemons start under setsid: in a session of their own they outlive the shell (and its
+# process group) that started them, as services should.
 
 log() { echo "[services] $*" >&2; }
 
@@ -45,7 +47,7 @@ ensure_venv() {  # ensure_venv DIR PIP_SPEC CHECK_BIN
 start_mongo() {
   if port_open "$MONGO_PORT"; then log "MongoDB-protocol server already on $MONGO_PORT"; return 0; fi
   ensure_venv /opt/secantus "secantusdb==0.7.0b3" secantusd-py
-  nohup /opt/secantus/bin/secantusd-py --host 127.0.0.1 --port "$MONGO_PORT" --storage-path :memory: \
+  setsid nohup /opt/secantus/bin/secantusd-py --host 127.0.0.1 --port "$MONGO_PORT" --storage-path :memory: \
     >"$LOG_DIR/secantus.log" 2>&1 &
   wait_port "$MONGO_PORT" SecantusDB 60
 }
@@ -53,7 +55,7 @@ start_mongo() {
 start_s3() {
   if port_open "$S3_PORT"; then log "S3 API already on $S3_PORT"; return 0; fi
   ensure_venv /opt/hither-moto "moto[server]>=5" moto_server
-  nohup /opt/hither-moto/bin/moto_server -H 127.0.0.1 -p "$S3_PORT" >"$LOG_DIR/moto.log" 2>&1 &
+  setsid nohup /opt/hither-moto/bin/moto_server -H 127.0.0.1 -p "$S3_PORT" >"$LOG_DIR/moto.log" 2>&1 &
   wait_port "$S3_PORT" moto_server 60
 }
 
@@ -73,7 +75,7 @@ start_docker() {
   else
     # --bridge=none: no 172.17.0.0/16 bridge; job containers run with network "none".
     # --iptables=false: the engine touches no firewall rules.
-    nohup dockerd --bridge=none --iptables=false >"$LOG_DIR/dockerd.log" 2>&1 &
+    setsid nohup dockerd --bridge=none --iptables=false >"$LOG_DIR/dockerd.log" 2>&1 &
     local i
     for ((i = 0; i < 600; i++)); do docker_answers && break; sleep 0.1; done
     docker_answers || { log "dockerd did not answer within 60 s; see $LOG_DIR/dockerd.log"; return 1; }
