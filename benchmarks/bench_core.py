@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import hashlib
 import os
-import resource
 import subprocess
 import sys
 import tempfile

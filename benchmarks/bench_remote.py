@@ -17,7 +17,6 @@ baseline, ours, ...); each figure is the median with the spread (min-max).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform

@@ -6,7 +6,6 @@ are captured at ``.run()``, and the value wire format round-trips every numpy sc
 """
 from __future__ import annotations
 
-import enum
 import json
 import os
 import subprocess

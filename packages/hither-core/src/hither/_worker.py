@@ -19,7 +19,6 @@ import signal
 import socket
 import sys
 import threading
-import time
 import traceback
 from typing import Any, Callable, Dict, Optional, Tuple
 

@@ -17,7 +17,7 @@ import logging
 import os
 import zipfile
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List
 
 from .errors import BundleTooLargeError, HitherError
 
