@@ -127,6 +127,7 @@ def test_results_outlive_the_handler_and_a_cache_keeps_values(mode, tmp_path):
     """A handler started again on the same working folder (a restarted program) reads and
     passes on the results the first one left; a job cache holds values (a StoredResult is
     read before it is recorded), so a hit still works once the store is gone."""
+    pytest.importorskip("hither_cache", reason="the job cache of this test is in hither-cache")
     work = str(tmp_path / "work")
     cache = hi.JobCache(path=str(tmp_path / "cache"))
     kw = dict(working_dir=work, use_slurm=(mode == "slurm"), num_workers_per_batch=2,
