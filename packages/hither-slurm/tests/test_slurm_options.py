@@ -19,6 +19,9 @@ import slurm_funcs as sf
     ({"partitoin": "debug"}, ["partitoin", "Extra inputs"]),
     ({"working_dir": " "}, ["working_dir"]),
     ({"pending_timeout": 0}, ["pending_timeout", "greater than 0"]),
+    ({"num_workers_per_batch": True}, ["num_workers_per_batch needs a number, got True"]),
+    ({"idle_timeout": False}, ["idle_timeout needs a number"]),
+    ({"idle_timeout": float("inf")}, ["idle_timeout", "must exit"]),
 ])
 def test_bad_options_name_the_option(tmp_path, kw, words):
     kw = {"working_dir": str(tmp_path), **kw}
@@ -29,6 +32,13 @@ def test_bad_options_name_the_option(tmp_path, kw, words):
     if "partitoin" not in kw:  # the handler's own constructor says the same
         with pytest.raises(ConfigError):
             hi.SlurmJobHandler(**kw)
+
+
+def test_infinite_limits_mean_no_limit(tmp_path):
+    o = parse_options(working_dir=str(tmp_path), time_limit_per_batch=float("inf"),
+                      pending_timeout=float("inf"))
+    assert o.time_limit_per_batch is None and o.pending_timeout is None
+    assert not any(a.startswith("--time") for a in sbatch_args(o, "n", "/o"))
 
 
 def test_sbatch_lines(tmp_path):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hither.errors import ConfigError
 
@@ -37,6 +37,29 @@ class SlurmOptions(BaseModel):
         "(None: wait for ever); a batch Slurm can never start fails at once")
     python: Optional[str] = Field(None, description="the Python the pilots run (default: this one)")
     poll_interval: float = Field(0.05, gt=0, le=5)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bools(cls, data: Any) -> Any:
+        # pydantic reads True as 1: num_workers_per_batch=True is a mistake, not one worker
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                if field.annotation is not bool and isinstance(data.get(name), bool):
+                    raise ValueError(f"{name} needs a number, got {data[name]!r}")
+        return data
+
+    @field_validator("time_limit_per_batch", "pending_timeout")
+    @classmethod
+    def _inf_is_none(cls, v: Optional[float]) -> Optional[float]:
+        return None if v is not None and math.isinf(v) else v  # no limit, as None says
+
+    @field_validator("idle_timeout")
+    @classmethod
+    def _finite_idle(cls, v: float) -> float:
+        if math.isinf(v):
+            raise ValueError("idle pilots must exit at some point (they hold an allocation); "
+                             "give seconds, e.g. 600")
+        return v
 
     @field_validator("working_dir")
     @classmethod
@@ -69,7 +92,8 @@ def parse_options(**kwargs: object) -> SlurmOptions:
         return SlurmOptions(**kwargs)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}" for e in exc.errors())
+            ("{}: ".format(".".join(str(p) for p in e["loc"])) if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ") for e in exc.errors())
         raise ConfigError(f"invalid hi.SlurmJobHandler options: {problems}") from None
 
 
