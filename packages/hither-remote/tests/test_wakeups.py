@@ -135,6 +135,57 @@ def test_a_server_without_change_streams_makes_the_watcher_poll(db):
         bus.close()
 
 
+@pytest.mark.timeout(60)
+def test_a_watcher_woken_by_other_writes_pauses_and_still_gets_its_own_event(db):
+    # A resource's pipeline: jobs inserted for it. The server answers a waiting read at every
+    # write, matching or not; after such an empty answer the watcher pauses, so a burst of
+    # another resource's jobs costs it far fewer reads than writes, and its own job (inserted
+    # right after the burst) still arrives, once.
+    import pymongo
+    from pymongo import monitoring
+
+    class GetMores(monitoring.CommandListener):
+        n = 0
+
+        def started(self, event):
+            if event.command_name == "getMore":
+                GetMores.n += 1
+
+        def succeeded(self, event):
+            pass
+
+        def failed(self, event):
+            pass
+
+    watch_client = pymongo.MongoClient(db.mongo_url, event_listeners=[GetMores()])
+    writer = pymongo.MongoClient(db.mongo_url)
+    events = []
+    coll = watch_client[db.database]["jobs"]
+    w = ChangeWatcher(coll, [{"$match": {"operationType": "insert", "fullDocument.resource_id": "mine"}}],
+                      on_change=events.append, on_gap=lambda: None, name="mine").start()
+    try:
+        assert w.watching
+        time.sleep(0.3)
+        before, writes = GetMores.n, 150
+        other = writer[db.database]["jobs"]
+        for i in range(writes):
+            other.insert_one({"_id": f"other-{i}", "resource_id": "other"})
+            time.sleep(0.002)
+        writer[db.database]["jobs"].insert_one({"_id": "mine-1", "resource_id": "mine"})
+        deadline = time.monotonic() + 10
+        while not events:
+            assert time.monotonic() < deadline, "the watcher's own event never arrived"
+            time.sleep(0.01)
+        reads = GetMores.n - before
+        time.sleep(0.3)
+        assert [e["documentKey"]["_id"] for e in events] == ["mine-1"]
+        assert reads < writes * 0.6, f"{reads} reads of the stream for {writes} other writes: no pause"
+    finally:
+        w.stop()
+        watch_client.close()
+        writer.close()
+
+
 def _bus_job(i: int) -> BusJob:
     now = time.time()
     return BusJob(_id=f"job-{i:03d}-{uuid.uuid4().hex[:6]}", resource_id="resource1", function_name="f",

@@ -29,8 +29,10 @@ logger = logging.getLogger("hither.jobdir")
 RUNNER_SOURCE = _runner.__file__
 
 
-def write_job_dir(job: "Job", job_dir: str) -> None:
-    """Write ``job`` into ``job_dir`` (created if needed) for ``hither.runner``."""
+def write_job_dir(job: "Job", job_dir: str, code: bool = True) -> None:
+    """Write ``job`` into ``job_dir`` (created if needed) for ``hither.runner``; without
+    ``code`` leave out ``code.zip`` and ``runner.py`` (a job directory only to be packed
+    for another machine, whose code goes to the store straight from the bundle)."""
     from .models import JobSpec
 
     os.makedirs(os.path.join(job_dir, "arrays"), exist_ok=True)
@@ -68,8 +70,9 @@ def write_job_dir(job: "Job", job_dir: str) -> None:
     args = _runner.encode_value(job.resolved_kwargs or {}, array_sink, file_encoder)
     with open(os.path.join(job_dir, "args.json"), "w") as f:
         json.dump(args, f)
-    bundle.write_zip(os.path.join(job_dir, "code.zip"))
-    shutil.copyfile(RUNNER_SOURCE, os.path.join(job_dir, "runner.py"))
+    if code:
+        bundle.write_zip(os.path.join(job_dir, "code.zip"))
+        shutil.copyfile(RUNNER_SOURCE, os.path.join(job_dir, "runner.py"))
 
 
 def returned_file(job_dir: str, node: Dict[str, Any]) -> File:

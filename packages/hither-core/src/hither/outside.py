@@ -52,14 +52,16 @@ def job_temp_dir() -> Optional[str]:
     return base
 
 
-def prepare(job: "Job", base_dir: Optional[str] = None, job_dir: Optional[str] = None) -> str:
+def prepare(job: "Job", base_dir: Optional[str] = None, job_dir: Optional[str] = None,
+            code: bool = True) -> str:
     """Write ``job`` into a job directory: ``job_dir`` when given (a pilot's queue folder),
     else a new one under ``base_dir`` or ``job_temp_dir()``. Returns its path; on failure
-    nothing is left behind."""
+    nothing is left behind. ``code=False``: without code bundle and runner (see
+    ``write_job_dir``)."""
     if job_dir is None:
         job_dir = tempfile.mkdtemp(prefix=f"hither-job-{job.function_name}-", dir=base_dir or job_temp_dir())
     try:
-        write_job_dir(job, job_dir)
+        write_job_dir(job, job_dir, code)
     except BaseException:
         shutil.rmtree(job_dir, ignore_errors=True)
         raise
@@ -68,10 +70,13 @@ def prepare(job: "Job", base_dir: Optional[str] = None, job_dir: Optional[str] =
 
 def prepare_document(job: "Job", store: Store, inline_max_bytes: Optional[int] = None) -> Dict[str, Any]:
     """``job`` as one JSON-able document for another machine; arguments, files and code
-    that are large go to ``store`` as ``sha1://`` URIs (see ``hither.transport``)."""
-    job_dir = prepare(job)
+    that are large go to ``store`` as ``sha1://`` URIs (see ``hither.transport``). The code
+    goes to the store from the bundle's zip in memory (made once per bundle), not through
+    the job directory: one job after another of a function, that is most of the packing."""
+    code_uri = store.put_bytes(job.function.code_bundle().zip_bytes(), name="code.zip")
+    job_dir = prepare(job, code=False)
     try:
-        return pack_job(job_dir, store, inline_max_bytes)
+        return pack_job(job_dir, store, inline_max_bytes, code_uri=code_uri)
     finally:
         shutil.rmtree(job_dir, ignore_errors=True)
 

@@ -89,15 +89,17 @@ def _unpack_value(data: Any, job_dir: str, store: Store, prefix: str, arrays_in_
     return walk_encoded(data, unpack)
 
 
-def pack_job(job_dir: str, store: Store, inline_max_bytes: Optional[int] = None) -> Dict[str, Any]:
-    """The job in ``job_dir`` as a JSON-able document; large content goes to ``store``."""
+def pack_job(job_dir: str, store: Store, inline_max_bytes: Optional[int] = None,
+             code_uri: Optional[str] = None) -> Dict[str, Any]:
+    """The job in ``job_dir`` as a JSON-able document; large content goes to ``store``.
+    ``code_uri``: the code bundle already in ``store`` (else its ``code.zip`` is put)."""
     limit = INLINE_MAX_BYTES if inline_max_bytes is None else inline_max_bytes
     with open(os.path.join(job_dir, "spec.json")) as f:
         spec = json.load(f)
     with open(os.path.join(job_dir, "args.json")) as f:
         args = json.load(f)
     return {"spec": spec, "args": _pack_value(args, job_dir, store, limit),
-            "code": store.put_file(os.path.join(job_dir, "code.zip"), name="code.zip")}
+            "code": code_uri or store.put_file(os.path.join(job_dir, "code.zip"), name="code.zip")}
 
 
 def unpack_job(doc: Dict[str, Any], job_dir: str, store: Store) -> None:

@@ -20,12 +20,18 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Callable, Dict, List, Optional
 
 logger = logging.getLogger("hither_remote.wakeups")
 
 #: seconds the server holds each read of the stream open: how soon ``stop()`` is noticed
 AWAIT_MS = 500
+#: seconds a watcher pauses after a read of the stream that the server answered early with
+#: nothing: SecantusDB answers every waiting read at each write to the server, matching the
+#: pipeline or not, so without a pause each write costs every watcher a round trip. Events
+#: of the pause come with the next read (at most this much later): one read covers them all.
+EMPTY_GAP = 0.01
 
 
 class ChangeWatcher:
@@ -66,9 +72,12 @@ class ChangeWatcher:
                     self._opened.set()
                     self.on_gap()  # what changed before the stream opened: look once
                     while not self._stop.is_set():
+                        t0 = time.monotonic()
                         change = stream.try_next()
                         if change is not None:
                             self.on_change(change)
+                        elif EMPTY_GAP > 0 and time.monotonic() - t0 < AWAIT_MS / 2000:
+                            self._stop.wait(EMPTY_GAP)  # woken for another write: let events gather
             except pymongo.errors.OperationFailure as exc:
                 self.watching = False
                 if not ever_opened:

@@ -1,0 +1,47 @@
+"""A job packed for the bus (``hither.outside.prepare_document``, as RemoteJobHandler does)
+and rebuilt on the resource (``hither.transport.unpack_job``): the code goes to the store
+straight from the function's bundle (no ``code.zip`` through the client's throw-away job
+directory), and the rebuilt directory runs."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import hither as hi
+import hither.config as _config
+from hither.job import Job
+from hither.outside import prepare_document
+from hither.transport import unpack_job
+
+import remote_funcs as cf
+from hither_store import Store
+
+
+def test_a_packed_job_carries_its_bundle_from_the_store_and_runs_where_unpacked(tmp_path, monkeypatch):
+    monkeypatch.setenv("HITHER_TEMP_DIR", str(tmp_path / "client-tmp"))
+    store = Store(str(tmp_path / "store"), cache_dir=str(tmp_path / "store-cache"))
+    job = Job(cf.rt_add, {"x": 2, "y": 40}, _config.current(), hi.DefaultJobHandler(), None, [])
+    doc = prepare_document(job, store)
+    bundle_zip = cf.rt_add.code_bundle().zip_bytes()
+    assert doc["code"] == store.put_bytes(bundle_zip, name="code.zip")
+    with open(store.get_path(doc["code"]), "rb") as f:
+        assert f.read() == bundle_zip
+    assert doc["spec"]["function_name"] == "rt_add" and doc["spec"]["code_hash"] == cf.rt_add.code_bundle().code_hash
+    # nothing left of the throw-away job directory
+    left = os.listdir(tmp_path / "client-tmp") if os.path.isdir(tmp_path / "client-tmp") else []
+    assert not any(n.startswith("hither-job-") for n in left), left
+
+    # "the other machine": a fresh folder, the runner in a fresh interpreter
+    job_dir = tempfile.mkdtemp(dir=str(tmp_path))
+    unpack_job(json.loads(json.dumps(doc)), job_dir, store)
+    assert sorted(n for n in os.listdir(job_dir) if n.endswith((".json", ".zip", ".py"))) == [
+        "args.json", "code.zip", "runner.py", "spec.json"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    proc = subprocess.run([sys.executable, "-I", os.path.join(job_dir, "runner.py"), job_dir],
+                          cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    with open(os.path.join(job_dir, "result.json")) as f:
+        assert json.load(f)["value"] == 42
