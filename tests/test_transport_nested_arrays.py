@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import hither as hi
-from hither.jobdir import write_job_dir
+from hither.jobdir import array_sink, write_job_dir
 from hither.refs import StoredResult
 from hither.runner import RESULT, encode_value
 from hither.testing.container_conformance import ParkedHandler
@@ -74,17 +74,9 @@ def store(tmp_path_factory):
 
 def _as_result_dir(value, job_dir: str) -> None:
     """``value`` written as a runner writes a result: arrays as .npy files, result.json."""
-    os.makedirs(os.path.join(job_dir, "arrays"), exist_ok=True)
-    n = [0]
-
-    def sink(a):
-        n[0] += 1
-        rel = f"arrays/result-{n[0]}.npy"
-        np.save(os.path.join(job_dir, rel), a, allow_pickle=False)
-        return rel
-
+    os.makedirs(job_dir, exist_ok=True)
     with open(os.path.join(job_dir, RESULT), "w") as f:
-        json.dump({"value": encode_value(value, sink)}, f)
+        json.dump({"value": encode_value(value, array_sink(job_dir, "result"))}, f)
 
 
 def _plain(v):

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from hither.filestore import ContentFolder
+from hither.jobdir import array_sink
 from hither.refs import has_store_refs, is_stored
 from hither.runner import RESULT, decode_value, encode_value
 from hither.outside import document_outcome
@@ -31,18 +32,6 @@ values = st.recursive(st.one_of(big_arrays, hither_values(2)),
                       lambda inner: st.lists(inner, min_size=1, max_size=3).map(tuple)
                       | st.dictionaries(st.sampled_from(["a", "b", "_hither"]), inner, min_size=1, max_size=3),
                       max_leaves=5)
-
-
-def _sink(job_dir, prefix):
-    os.makedirs(os.path.join(job_dir, "arrays"), exist_ok=True)
-    n = [0]
-
-    def sink(a):
-        n[0] += 1
-        rel = f"arrays/{prefix}-{n[0]}.npy"
-        np.save(os.path.join(job_dir, rel), a, allow_pickle=False)
-        return rel
-    return sink
 
 
 def _plain(v):
@@ -64,7 +53,8 @@ def test_a_result_stays_and_goes_on_by_reference_exactly(value, in_place):
     try:
         folder = ContentFolder(os.path.join(root, "store"))
         first = os.path.join(root, "first")  # the job that made ``value``, as its runner left it
-        sink = _sink(first, "result")
+        os.makedirs(os.path.join(first, "arrays"))  # as the runner leaves it
+        sink = array_sink(first, "result")
         with open(os.path.join(first, RESULT), "w") as f:
             json.dump({"value": encode_value(value, sink)}, f)
         assert store_outputs(first, folder, inline_max_bytes=INLINE_MAX)
@@ -79,7 +69,8 @@ def test_a_result_stays_and_goes_on_by_reference_exactly(value, in_place):
         # the next job's directory holds the reference, and a local array beside it
         second = os.path.join(root, "second")
         local = np.arange(5)
-        args = encode_value({"x": kept, "y": local}, _sink(second, "arg"))
+        os.makedirs(os.path.join(second, "arrays"))
+        args = encode_value({"x": kept, "y": local}, array_sink(second, "arg"))
         with open(os.path.join(second, "args.json"), "w") as f:
             json.dump(args, f)
         assert len(json.dumps(args)) < 64 * INLINE_MAX  # no array of ``value`` in it

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import shutil
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from . import runner as _runner
 from .errors import HitherError, WorkerDiedError
@@ -27,6 +27,22 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger("hither.jobdir")
 
 RUNNER_SOURCE = _runner.__file__
+
+
+def array_sink(job_dir: str, prefix: str) -> Callable[[Any], str]:
+    """An ``array_sink`` for ``runner.encode_value``: saves each array it is given as
+    ``arrays/<prefix>-<n>.npy`` in ``job_dir`` and returns that relative path."""
+    counter = [0]
+
+    def sink(a: Any) -> str:
+        import numpy as np
+
+        counter[0] += 1
+        rel = f"arrays/{prefix}-{counter[0]}.npy"
+        os.makedirs(os.path.join(job_dir, "arrays"), exist_ok=True)
+        np.save(os.path.join(job_dir, rel), a, allow_pickle=False)
+        return rel
+    return sink
 
 
 def write_job_dir(job: "Job", job_dir: str, code: bool = True) -> None:
@@ -48,16 +64,6 @@ def write_job_dir(job: "Job", job_dir: str, code: bool = True) -> None:
     data["handler"] = job.handler.name
     with open(os.path.join(job_dir, "spec.json"), "w") as f:
         json.dump(data, f)
-    counter = [0]
-
-    def array_sink(a: Any) -> str:
-        import numpy as np
-
-        counter[0] += 1
-        rel = f"arrays/arg-{counter[0]}.npy"
-        np.save(os.path.join(job_dir, rel), a, allow_pickle=False)
-        return rel
-
     def file_encoder(fobj: File) -> Dict[str, Any]:
         # a clone or a copy of the stored content, never a hard link to it: the job may
         # write to its input file (a container mounts the job directory read-write)
@@ -67,7 +73,7 @@ def write_job_dir(job: "Job", job_dir: str, code: bool = True) -> None:
             clone_or_copy(fobj.resolve(), dest)
         return {"_hither": "file", "uri": fobj.uri, "path": fobj.path, "local": rel}
 
-    args = _runner.encode_value(job.resolved_kwargs or {}, array_sink, file_encoder)
+    args = _runner.encode_value(job.resolved_kwargs or {}, array_sink(job_dir, "arg"), file_encoder)
     with open(os.path.join(job_dir, "args.json"), "w") as f:
         json.dump(args, f)
     if code:
