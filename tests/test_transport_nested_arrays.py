@@ -22,7 +22,7 @@ from hither.jobdir import array_sink, write_job_dir
 from hither.refs import StoredResult
 from hither.runner import RESULT, encode_value
 from hither.testing.container_conformance import ParkedHandler
-from hither.testing.value_strategies import arrays, assert_exact, hither_values
+from hither.testing.value_strategies import arrays, assert_exact, hither_values, unmapped
 from hither.transport import pack_job, pack_outputs, unpack_job, unpack_outputs
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -79,17 +79,13 @@ def _as_result_dir(value, job_dir: str) -> None:
         json.dump({"value": encode_value(value, array_sink(job_dir, "result"))}, f)
 
 
+def _read_only(m) -> None:
+    assert not m.flags.writeable  # zero copy, by design: the stored blob itself
+
+
 def _plain(v):
-    """``v`` with each read-only memory map of a stored array (what ``StoredResult`` gives:
-    zero copy, by design) seen as the ndarray it maps; everything else as is."""
-    if isinstance(v, np.memmap):
-        assert not v.flags.writeable
-        return np.asarray(v)
-    if type(v) in (list, tuple):
-        return type(v)(_plain(x) for x in v)
-    if type(v) is dict:
-        return {k: _plain(x) for k, x in v.items()}
-    return v
+    """``v`` with each read-only memory map of a stored array seen as the ndarray it maps."""
+    return unmapped(v, _read_only)
 
 
 def _uris(doc) -> int:

@@ -21,7 +21,7 @@ from hither.jobdir import array_sink
 from hither.refs import has_store_refs, is_stored
 from hither.runner import RESULT, decode_value, encode_value
 from hither.outside import document_outcome
-from hither.testing.value_strategies import assert_exact, hither_values
+from hither.testing.value_strategies import assert_exact, hither_values, unmapped
 from hither.transport import OUTPUTS, place_stored_inputs, store_outputs
 
 INLINE_MAX = 1024  # arrays of this many bytes or more go to the store
@@ -32,17 +32,6 @@ values = st.recursive(st.one_of(big_arrays, hither_values(2)),
                       lambda inner: st.lists(inner, min_size=1, max_size=3).map(tuple)
                       | st.dictionaries(st.sampled_from(["a", "b", "_hither"]), inner, min_size=1, max_size=3),
                       max_leaves=5)
-
-
-def _plain(v):
-    """A stored array comes back as a copy-on-write memory map: compare its ndarray."""
-    if isinstance(v, np.memmap):
-        return np.asarray(v)
-    if type(v) in (list, tuple):
-        return type(v)(_plain(x) for x in v)
-    if type(v) is dict:
-        return {k: _plain(x) for k, x in v.items()}
-    return v
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -80,11 +69,11 @@ def test_a_result_stays_and_goes_on_by_reference_exactly(value, in_place):
         if big:  # in place: the job maps the stored blob; else a copy in its directory
             assert (folder.root in json.dumps(placed)) == in_place
         # as the runner reads them (copy-on-write maps)
-        got = _plain(decode_value(placed, lambda ref: np.load(os.path.join(second, ref), mmap_mode="c")))
+        got = unmapped(decode_value(placed, lambda ref: np.load(os.path.join(second, ref), mmap_mode="c")))
         assert_exact(got["y"], local)
         assert_exact(got["x"], value)
         if big:
-            assert_exact(_plain(kept.materialize()), value)
+            assert_exact(unmapped(kept.materialize()), value)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -136,23 +136,13 @@ def _write_json(path: str, data: Any) -> None:
 def _write_result(job_dir: str, value: Any) -> None:
     """``value`` as the runner writes a result (``result.json``, arrays as ``.npy``, files
     as copies under ``outputs/``), for ``transport.pack_outputs``."""
-    import numpy as np
-
     from hither.filestore import clone_or_copy
+    from hither.jobdir import array_sink
     from hither.runner import encode_value
-
-    counter = [0]
-
-    def array_sink(a: Any) -> str:
-        counter[0] += 1
-        rel = f"arrays/result-{counter[0]}.npy"
-        os.makedirs(os.path.join(job_dir, "arrays"), exist_ok=True)
-        np.save(os.path.join(job_dir, rel), a, allow_pickle=False)
-        return rel
 
     def file_encoder(f: Any) -> Dict[str, Any]:
         rel = f"outputs/{f.sha1}/{f.name}"
         clone_or_copy(f.resolve(), os.path.join(job_dir, rel))
         return {"_hither": "file", "uri": f.uri, "local": rel, "sha1": f.sha1}
 
-    _write_json(os.path.join(job_dir, "result.json"), {"value": encode_value(value, array_sink, file_encoder)})
+    _write_json(os.path.join(job_dir, "result.json"), {"value": encode_value(value, array_sink(job_dir, "result"), file_encoder)})

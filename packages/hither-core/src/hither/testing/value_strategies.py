@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import math
 import struct
-from typing import Any, List
+from typing import Any, Callable, List, Optional
 
 import numpy as np
 from hypothesis import strategies as st
@@ -319,3 +319,17 @@ def meaningful_bytes(a: np.ndarray) -> bytes:
             return meaningful_bytes(a.real) + meaningful_bytes(a.imag)
         return _x87_bytes(a).tobytes()
     return a.view(np.uint8).tobytes() if a.size else b""
+
+
+def unmapped(v: Any, check: Optional[Callable[[np.memmap], None]] = None) -> Any:
+    """``v`` with each memory map of a stored array (what ``StoredResult`` gives) seen as
+    the ndarray it maps, for ``assert_exact``; ``check`` is called on each map first."""
+    if isinstance(v, np.memmap):
+        if check is not None:
+            check(v)
+        return np.asarray(v)
+    if type(v) in (list, tuple):
+        return type(v)(unmapped(x, check) for x in v)
+    if type(v) is dict:
+        return {k: unmapped(x, check) for k, x in v.items()}
+    return v
