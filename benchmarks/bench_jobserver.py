@@ -6,7 +6,9 @@ interpreter per job), measured in the same run.
     python benchmarks/bench_jobserver.py --quick    # 10 jobs per run, 5 runs
 
 Figures: a trivial job (returns a small dict), and a job that uses numpy (the server with
-``preload=["numpy"]`` beside the per-job interpreter that imports numpy each time). Jobs run
+``preload=["numpy"]`` beside the per-job interpreter that imports numpy each time); then the
+trivial job in a reused job process (``JobServer(reuse=1)``, what the in-machine handlers'
+launchers use) beside a fork per job. Jobs run
 one after another (submit, wait), so the figure is the latency a pilot adds per job. Each
 figure is the median of interleaved runs (ours, baseline, ours, ...) with the spread
 (min-max); the ratio is median ours / median baseline. Scratch files go to
@@ -118,6 +120,30 @@ def main() -> None:
             pre = f", preload={preload}" if preload else ""
             line(f"{label} through one JobServer{pre}, per job (fork per job)", t_ours, t_base,
                  "python -m hither.runner JOB_DIR per job", "< 1 (a fraction of an interpreter start)")
+        # a reused job process (JobServer(reuse=1): what the in-machine handlers' launchers
+        # use) beside a fork per job, both through a warm server
+        dirs = [write_job(os.path.join(base_dir, f"reuse-{i}"), TRIVIAL, i) for i in range(a.jobs)]
+        servers = {reuse: JobServer(reuse=reuse).start() for reuse in (0, 1)}
+        try:
+            def through(server: JobServer) -> Callable[[], float]:
+                def timed() -> float:
+                    t0 = time.perf_counter()
+                    for d in dirs:
+                        end = server.submit(d).wait(60)
+                        if end.exit_code != 0:
+                            raise SystemExit(f"{d}: {end}")
+                        check(d)
+                    return (time.perf_counter() - t0) / len(dirs)
+                return timed
+
+            through(servers[1])()
+            through(servers[0])()
+            t_ours, t_base = interleaved(a.repeat, through(servers[1]), through(servers[0]))
+        finally:
+            for server in servers.values():
+                server.close()
+        line("trivial job through one JobServer(reuse=1), per job (a reused job process)", t_ours, t_base,
+             "the same server with a fork per job", "< 1")
     finally:
         shutil.rmtree(base_dir, ignore_errors=True)
 

@@ -18,9 +18,9 @@ from test_core_jobserver import TREE, alive, result, wait_dead, wait_file, write
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture
-def launcher():
-    la = JobServerLauncher(capacity=2)
+@pytest.fixture(params=[False, True], ids=["fork-per-job", "reuse"])
+def launcher(request):
+    la = JobServerLauncher(capacity=2, reuse=request.param)
     yield la
     la.close()
 
@@ -144,12 +144,12 @@ def test_close_stops_running_jobs_and_refuses_more(tmp_path):
 
 def test_handlers_give_job_server_launchers():
     la = hi.DefaultJobHandler().job_dir_launcher()
-    assert isinstance(la, JobServerLauncher) and la.capacity == 1
+    assert isinstance(la, JobServerLauncher) and la.capacity == 1 and la.reuse
     la.close()
     jh = hi.ParallelJobHandler(3)
     try:
         la = jh.job_dir_launcher()
-        assert isinstance(la, JobServerLauncher) and la.capacity == 3
+        assert isinstance(la, JobServerLauncher) and la.capacity == 3 and la.reuse
         la.close()
     finally:
         jh.shutdown()

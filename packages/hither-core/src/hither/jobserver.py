@@ -113,13 +113,16 @@ class JobServer:
     ``python``: the interpreter (default: this one); ``preload``: modules the server imports
     once so that jobs need not (e.g. ``["numpy"]``); ``env``/``cwd`` of the server process;
     ``fsync=False``: jobs write their outputs without fsync, for a caller that reads them on
-    this machine as soon as each job ends (``hither.runner._FSYNC``).
+    this machine as soon as each job ends (``hither.runner._FSYNC``); ``reuse=N``: keep up
+    to N job processes for further jobs of the code bundle they ran (``--reuse``: module
+    state then carries from one job of a bundle to the next, as in a pool's workers).
     """
 
     def __init__(self, python: Optional[str] = None, preload: Sequence[str] = (),
                  env: Optional[Dict[str, str]] = None, cwd: Optional[str] = None,
-                 fsync: bool = True) -> None:
+                 fsync: bool = True, reuse: int = 0) -> None:
         self.python = python or sys.executable
+        self.reuse = reuse
         self.preload = list(preload)
         self.fsync = fsync
         self.env = env
@@ -143,6 +146,8 @@ class JobServer:
             cmd += ["--preload", ",".join(self.preload)]
         if not self.fsync:
             cmd.append("--no-fsync")
+        if self.reuse:
+            cmd += ["--reuse", str(int(self.reuse))]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      env=self.env, cwd=self.cwd, close_fds=True)
         self._reader = threading.Thread(target=self._read_loop, daemon=True,
@@ -296,8 +301,11 @@ class JobServerLauncher(Launcher):
     out of memory) fails the runs it held with ``WorkerDiedError`` at once, and the next
     ``launch`` starts a new one. ``preload``: modules the server imports once so that jobs
     need not (hither itself by default: ~0.1 s per job otherwise); the server never imports
-    user code. ``kill(job_dir)`` kills that run's process group; ``close()`` stops the
-    server and every run still going. Example::
+    user code. ``reuse=True``: a job process that ended cleanly runs the next job of the
+    same code bundle (no fork: ~5 ms less per job; module state carries over, as in a
+    ``ParallelJobHandler``'s workers, so the in-machine handlers ask for it). ``kill(job_dir)``
+    kills that run's process group; ``close()`` stops the server and every run still going.
+    Example::
 
         launcher = JobServerLauncher(capacity=4)
         try:
@@ -310,12 +318,13 @@ class JobServerLauncher(Launcher):
 
     def __init__(self, capacity: int = 1, python: Optional[str] = None,
                  preload: Sequence[str] = ("hither",), env: Optional[Dict[str, str]] = None,
-                 start_timeout: float = 30.0) -> None:
+                 start_timeout: float = 30.0, reuse: bool = False) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise HitherError(f"JobServerLauncher(capacity=...) needs a positive integer, got {capacity!r}")
         self.capacity = capacity
         self.python, self.preload, self.env = python, list(preload), env
         self.start_timeout = start_timeout
+        self.reuse = bool(reuse)
         self._slots = threading.BoundedSemaphore(capacity)
         self._lock = threading.Lock()
         self._server: Optional[JobServer] = None
@@ -324,7 +333,7 @@ class JobServerLauncher(Launcher):
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"JobServerLauncher(capacity={self.capacity})"
+        return f"JobServerLauncher(capacity={self.capacity}, reuse={self.reuse})"
 
     @property
     def server(self) -> Optional[JobServer]:
@@ -342,7 +351,8 @@ class JobServerLauncher(Launcher):
                                    server.proc.pid if server.proc else "?")
                     server.close()  # reaps it
                 # its caller reads each job's outputs here as soon as the job ends: no fsync
-                server = JobServer(self.python, self.preload, self.env, fsync=False)
+                server = JobServer(self.python, self.preload, self.env, fsync=False,
+                                   reuse=self.capacity if self.reuse else 0)
                 self._server = server
                 server.start(self.start_timeout)  # under the lock: one start for all threads
             return server

@@ -81,10 +81,11 @@ class DefaultJobHandler(JobHandler):
         return False
 
     def job_dir_launcher(self) -> Optional[Launcher]:
-        """One job directory at a time, each in a fork of a warm job server."""
+        """One job directory at a time in a warm job server (a job process is reused for
+        the next job of the same code bundle)."""
         from ..jobserver import JobServerLauncher
 
-        return JobServerLauncher(capacity=1)
+        return JobServerLauncher(capacity=1, reuse=True)
 
     def shutdown(self, wait: bool = True) -> None:
         with self._lock:

@@ -245,12 +245,13 @@ class ParallelJobHandler(JobHandler):
         return False
 
     def job_dir_launcher(self) -> Optional[Launcher]:
-        """Up to ``num_workers`` job directories at once, each in a fork of a warm job
-        server (this pool's workers import user code and are reused, so they cannot run
-        job directories of different code bundles side by side)."""
+        """Up to ``num_workers`` job directories at once in a warm job server, whose job
+        processes are reused for further jobs of the same code bundle as this pool's
+        workers are (the workers themselves import user code of one program, so they
+        cannot run job directories of different code bundles side by side)."""
         from ..jobserver import JobServerLauncher
 
-        return JobServerLauncher(capacity=self.num_workers)
+        return JobServerLauncher(capacity=self.num_workers, reuse=True)
 
     def shutdown(self, wait: bool = True) -> None:
         with self._lock:
