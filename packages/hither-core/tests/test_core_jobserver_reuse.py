@@ -70,7 +70,9 @@ def test_what_a_job_changes_of_its_process_is_put_back_before_the_next(server, t
         import os, signal, sys
         def f(tag):
             seen = {"A": os.environ.get("A"), "B": os.environ.get("B"), "cwd": os.getcwd(),
-                    "path0": sys.path[0], "sigterm": signal.getsignal(signal.SIGTERM) == signal.SIG_DFL}
+                    "path0": sys.path[0], "sigterm": signal.getsignal(signal.SIGTERM) == signal.SIG_DFL,
+                    "alarm": signal.alarm(0), "umask": os.umask(0o077)}
+            signal.alarm(300)
             os.environ["B"] = "left by " + tag
             os.chdir("/")
             sys.path.insert(0, "/nowhere")
@@ -86,6 +88,7 @@ def test_what_a_job_changes_of_its_process_is_put_back_before_the_next(server, t
     assert seen1["A"] == "1" and seen2["A"] is None  # a job's env is its own
     assert seen2["B"] is None  # what the job set is gone
     assert seen2["cwd"] == d2 and seen2["path0"] != "/nowhere" and seen2["sigterm"]
+    assert seen2["alarm"] == 0 and seen2["umask"] == seen1["umask"] != 0o077
     assert "console of one" in (tmp_path / "one.log").read_text()
     assert "console of" not in (tmp_path / "one.log").read_text().replace("console of one", "")
     assert "console of two" in (tmp_path / "two.log").read_text()

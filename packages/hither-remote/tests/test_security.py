@@ -142,3 +142,19 @@ def test_a_replayed_document_is_refused(resource, db, store, tmp_path):
         bus.close()
     finally:
         jh.shutdown()
+
+
+@pytest.mark.parametrize("name, value", [
+    ("poll_interval", float("nan")), ("poll_interval", 0), ("poll_interval", -1.0), ("poll_interval", True),
+    ("expires_in", float("inf")), ("expires_in", "60"), ("inline_max_bytes", -1), ("inline_max_bytes", 1.5),
+    ("lease_seconds", float("inf")), ("lease_seconds", float("nan")), ("compute_resource_id", ""),
+])
+def test_bad_options_fail_at_construction_naming_the_option(db, store, name, value):
+    """Both ends check their options alike (``hither_remote.endpoint``), before touching the bus."""
+    for cls in (hi.RemoteJobHandler, hi.ComputeResource):
+        if name == "expires_in" and cls is hi.ComputeResource or name == "lease_seconds" and cls is hi.RemoteJobHandler:
+            continue  # an option of the other end
+        kwargs = dict(database=db, compute_resource_id="resource1", store=store)
+        kwargs[name] = value
+        with pytest.raises(ConfigError, match=rf"{cls.__name__}\({name}=\.\.\.\)"):
+            cls(**kwargs)

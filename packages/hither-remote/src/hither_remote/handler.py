@@ -24,7 +24,8 @@ from hither.errors import ConfigError, HitherError, JobTimeoutError
 from hither.interfaces import JobHandler, Store
 
 from .models import FINAL, BusJob, BusOutcome, BusStatus, CachePolicy
-from .signing import Secret, load_secret, outcome_problem, sign
+from .endpoint import byte_count, endpoint, seconds
+from .signing import outcome_problem, sign
 from .wakeups import ChangeWatcher
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -90,19 +91,12 @@ class RemoteJobHandler(JobHandler):
                  inline_max_bytes: Optional[int] = None, change_streams: bool = True) -> None:
         from .bus import Bus
 
-        if not compute_resource_id or not isinstance(compute_resource_id, str):
-            raise ConfigError(f"RemoteJobHandler(compute_resource_id=...) needs a non-empty name, "
-                              f"got {compute_resource_id!r}")
-        self._secret: Secret = load_secret(secret, secret_file)
-        if store is None:
-            from hither.stores import default_store
-
-            store = default_store()
-        self.result_store = store
-        self.compute_resource_id = compute_resource_id
-        self.poll_interval = poll_interval
-        self.expires_in = expires_in
-        self.inline_max_bytes = inline_max_bytes
+        me = "RemoteJobHandler"
+        self.poll_interval = seconds(me, "poll_interval", poll_interval)
+        self.expires_in = seconds(me, "expires_in", expires_in)
+        self.inline_max_bytes = byte_count(me, "inline_max_bytes", inline_max_bytes)
+        self.compute_resource_id, self._secret, self.result_store = endpoint(
+            me, compute_resource_id, secret, secret_file, store)
         self.bus = Bus(database)
         self.bus.ensure_indexes()
         self._lock = threading.Lock()

@@ -52,7 +52,8 @@ from hither.interfaces import Launcher, Store
 
 from .janitor import Janitor
 from .models import BusJob, BusOutcome, BusStatus, ResourceHeartbeat
-from .signing import Secret, load_secret, verify
+from .endpoint import byte_count, endpoint, seconds
+from .signing import verify
 from .wakeups import ChangeWatcher
 
 logger = logging.getLogger("hither_remote.resource")
@@ -121,21 +122,15 @@ class ComputeResource:
                  change_streams: bool = True) -> None:
         from .bus import Bus
 
-        if not compute_resource_id or not isinstance(compute_resource_id, str):
-            raise ConfigError(f"ComputeResource(compute_resource_id=...) needs a non-empty name, "
-                              f"got {compute_resource_id!r}")
+        me = "ComputeResource"
+        self.lease_seconds = seconds(me, "lease_seconds", lease_seconds)
+        self.poll_interval = seconds(me, "poll_interval", poll_interval)
+        self.inline_max_bytes = byte_count(me, "inline_max_bytes", inline_max_bytes)
+        self.compute_resource_id, self._secret, store = endpoint(me, compute_resource_id, secret, secret_file, store)
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise ConfigError(f"ComputeResource(workers=...) needs a positive integer, got {workers!r}")
         self._launcher, workers = launcher_for(job_handler, workers)
-        if lease_seconds <= 0:
-            raise ConfigError(f"lease_seconds must be positive, got {lease_seconds!r}")
-        self._secret: Secret = load_secret(secret, secret_file)
-        if store is None:
-            from hither.stores import default_store
-
-            store = default_store()
         self.store = store
-        self.compute_resource_id = compute_resource_id
         self.job_handler = job_handler
         self.job_cache = job_cache
         from .resource_cache import ResourceCache
@@ -148,10 +143,7 @@ class ComputeResource:
         # a launcher that runs only so many at once lets the next jobs be claimed and
         # unpacked while others run (their outcomes written while the next ones run)
         self.prefetch = 4 * workers if self._launcher.capacity is not None else 0
-        self.lease_seconds = float(lease_seconds)
-        self.poll_interval = poll_interval
         self.work_dir = work_dir
-        self.inline_max_bytes = inline_max_bytes
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.change_streams = change_streams
         self.bus = Bus(database, secret=self._secret)  # it signs the outcomes it writes
