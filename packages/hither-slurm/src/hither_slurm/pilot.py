@@ -25,8 +25,9 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 
+from hither.jobdir import write_json_atomic
 from hither.jobserver import JobEnd, JobServer
-from hither.runner import ERROR, RUNTIME, _write_json_atomic, error_dict
+from hither.runner import ERROR, RUNTIME, error_dict
 from hither.transport import place_stored_inputs, store_outputs
 
 from .container_run import ContainerRun
@@ -150,8 +151,8 @@ class Pilot:
                 f"an argument of this job is a result held in {self.store.root}, which could not "
                 f"be read on {socket.gethostname()}: {type(exc).__name__}: {exc}; was the store "
                 "pruned? Run the job that made it again"))
-            _write_json_atomic(os.path.join(job_dir, ERROR), err)
-            _write_json_atomic(os.path.join(job_dir, RUNTIME), {"host": socket.gethostname(), "status": "error"})
+            write_json_atomic(os.path.join(job_dir, ERROR), err)
+            write_json_atomic(os.path.join(job_dir, RUNTIME), {"host": socket.gethostname(), "status": "error"})
             self._finish(key, JobEnd(job_dir, 0, "exited"))
             return False
 
