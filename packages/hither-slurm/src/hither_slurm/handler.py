@@ -370,6 +370,9 @@ class SlurmJobHandler(JobHandler):
                     f"job_timeout={job.config.job_timeout} s in Slurm batch {outcome.get('slurm_job_id') or e.batch}; "
                     "raise hi.Config(job_timeout=...) if it needs longer"), ri)
                 return
+            if outcome.get("error"):  # its pilot failed it (its result could not be stored)
+                job.report_error(HitherError(f"job {job.function_name} ({job.id}): {outcome['error']}"), ri)
+                return
             result = _collect(self.wd.job_dir(e.key), outcome.get("exit_code"), self.result_store,
                               bool(job.config.download_results))
             result.runtime_info.update({k: v for k, v in ri.items() if v is not None})
