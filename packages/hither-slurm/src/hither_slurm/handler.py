@@ -471,6 +471,10 @@ class SlurmJobHandler(JobHandler):
                 return
             queued = sum(1 for e in self._entries.values() if e.key not in claims and not e.cancelled)
             if not queued:
+                # a launch error (a batch given up, a pilot that never came up) holds back new
+                # batches only while the jobs it came with wait: a live batch took them, or
+                # they were cancelled; the next jobs start a batch anew, not fail with it
+                self._launch_error = None
                 return
             busy: Dict[str, int] = {}
             for b in claims.values():
