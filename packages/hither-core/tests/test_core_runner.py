@@ -11,6 +11,8 @@ import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import hither.runner as runner_mod
 from hither.runner import decode_value, encode_value
@@ -424,3 +426,35 @@ def test_runner_runs_under_python38(tmp_path):
     assert value["sum"] == 3 and value["text"] == "py38 file" and value["text2"] == "shipped"
     assert value["stand_in"] is True
     _assert_no_side_effects(str(tmp_path), str(job_dir))
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(old=_json_values, new=_json_values, fsync=st.booleans())
+def test_write_json_atomic_round_trips_and_replaces(tmp_path_factory, old, new, fsync):
+    from hither.jobdir import write_json_atomic  # the public name of runner.write_json_atomic
+
+    d = tmp_path_factory.mktemp("atomic")
+    path = str(d / "error.json")
+    write_json_atomic(path, old, fsync=fsync)
+    write_json_atomic(path, new, fsync=fsync)
+    with open(path) as f:
+        assert json.load(f) == new
+    assert os.listdir(d) == ["error.json"]  # no temporary file left
+
+
+def test_write_json_atomic_failure_keeps_the_old_file_and_no_temporary(tmp_path):
+    from hither.jobdir import write_json_atomic
+
+    path = str(tmp_path / "runtime.json")
+    write_json_atomic(path, {"status": "finished"})
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"status": object()})  # fails half-way through json.dump
+    with open(path) as f:
+        assert json.load(f) == {"status": "finished"}
+    assert os.listdir(tmp_path) == ["runtime.json"]

@@ -1,6 +1,7 @@
 """SlurmJobHandler running jobs through pilots, as local processes and on a real Slurm:
 results, errors, console output, runtime info, cancel, timeout, crashes, idle pilots."""
 import os
+import sys
 import time
 
 import numpy as np
@@ -172,3 +173,32 @@ def test_batches_that_cannot_start_fail_the_jobs_clearly(make_handler, monkeypat
         job = sf.slurm_add.run(x=1, y=2)
         with pytest.raises(SlurmError, match=match):
             job.wait(30)
+
+
+def test_a_pilot_that_never_came_up_does_not_fail_the_next_jobs(make_handler, tmp_path):
+    """The second of two local pilots dies before it starts working (its "Python" fails once,
+    as on a node without hither_slurm) while the first runs all the jobs. Once the first has
+    ended, the next job starts a new pilot and runs: the old pilot's error must not fail it
+    (it did, once: the launch error outlived the jobs it came with)."""
+    starts = tmp_path / "starts"
+    python = tmp_path / "python"
+    python.write_text(f"""#!/bin/sh
+n=$(( $(cat {starts} 2>/dev/null || echo 0) + 1 ))
+echo $n > {starts}
+if [ $n -eq 2 ]; then echo "this python is broken" >&2; exit 3; fi
+exec {sys.executable} "$@"
+""")
+    python.chmod(0o755)
+    jh = make_handler(use_slurm=False, python=str(python), num_workers_per_batch=1,
+                      max_simultaneous_batches=2, idle_timeout=1)
+    with hi.Config(job_handler=jh):
+        jobs = [sf.slurm_sleep.run(seconds=2 + i * 0.01) for i in range(2)]
+        assert [j.wait(30) for j in jobs] == [2, 2.01]
+    assert starts.read_text().strip() == "2", "the second pilot was not started: no case made"
+    batch = jobs[0].get_runtime_info().batch
+    assert jobs[1].get_runtime_info().batch == batch
+    pid = jh.wd.pilot_info(batch)["pid"]
+    assert _wait_dead([pid], 15), f"the first pilot ({pid}) did not end when idle"
+    with hi.Config(job_handler=jh):
+        assert sf.slurm_add.run(x=1, y=2).wait(30) == 3
+    assert starts.read_text().strip() == "3"

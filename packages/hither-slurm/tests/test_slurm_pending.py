@@ -75,3 +75,23 @@ def test_a_batch_pending_past_pending_timeout_fails(slurm, make_handler):
 ])
 def test_which_reasons_never_resolve(reason, never):
     assert never_starts(reason) is never
+
+
+def test_a_batch_given_up_does_not_fail_the_next_jobs(slurm, make_handler, caplog):
+    """A second batch, asked for while the first fills the node (2 workers x 1 core on 2
+    CPUs), pends past pending_timeout and is given up while the first runs all the jobs.
+    Once that one has ended, the next job starts a new batch and runs: the old batch's
+    error must not fail it (it did, once: the launch error outlived the jobs it was for)."""
+    jh = make_handler(num_workers_per_batch=2, num_cores_per_job=1, max_simultaneous_batches=2,
+                      pending_timeout=5, idle_timeout=2)
+    with hi.Config(job_handler=jh):
+        # two run at once, then the third: the handler watches (and gives up) the second
+        # batch while they run
+        jobs = [sf.slurm_sleep.run(seconds=7 + i * 0.01) for i in range(3)]
+        assert [j.wait(50) for j in jobs] == [7, 7.01, 7.02]
+    given_up = [r.getMessage() for r in caplog.records if "pending_timeout=5" in r.getMessage()]
+    assert given_up, "the second batch was not given up: the test did not make its case"
+    first = jobs[0].get_runtime_info().slurm_job_id
+    assert _gone_from_squeue(first, 30), f"the first batch {first} did not end when idle"
+    with hi.Config(job_handler=jh):
+        assert sf.slurm_add.run(x=2, y=5).wait(40) == 7

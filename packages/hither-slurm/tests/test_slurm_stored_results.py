@@ -11,6 +11,7 @@ import pytest
 
 import hither as hi
 import hither_slurm.handler as slurm_handler
+from hither.errors import HitherError
 from hither.refs import is_stored
 
 import slurm_funcs as sf
@@ -173,3 +174,25 @@ def test_a_stored_argument_gone_from_the_store_is_a_clear_error(make_handler):
         with pytest.raises(Exception, match="could not be read") as err:
             total.wait(60)
     assert jh.result_store.root in str(err.value)
+
+
+@pytest.mark.timeout(90)
+def test_a_store_that_cannot_take_a_result_fails_the_job_clearly(handler):
+    """The pilot cannot put a large result into working_dir/store (a regular file stands where
+    the folder should be; a full disk fails the same way): the job ends with an error naming
+    the store, at once; not a hang, and not the value read from the job directory instead.
+    The pilot goes on running jobs that need no store."""
+    store = handler.result_store.root
+    with hi.Config(job_handler=handler):
+        assert sf.slurm_add.run(x=1, y=2).wait(60) == 3  # a pilot is up
+        shutil.rmtree(store, ignore_errors=True)
+        with open(store, "w") as f:
+            f.write("not a folder")
+        big = sf.slurm_ramp.run(n=100_000)  # 800 kB: above the inline limit, so for the store
+        with pytest.raises(HitherError, match="could not be put into the store") as err:
+            big.wait(60)
+        small = sf.slurm_ramp.run(n=10)  # goes back inline
+        assert small.wait(60).tolist() == list(range(10))
+    msg = str(err.value)
+    assert store in msg and "slurm_ramp" in msg and "NotADirectoryError" in msg, msg
+    assert big.get_runtime_info().batch, "the error should say which batch ran the job"

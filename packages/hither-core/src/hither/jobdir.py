@@ -5,7 +5,9 @@ the runner's wire format), ``arrays/`` (``.npy``), ``files/<sha1>/<name>`` (inpu
 ``code.zip`` (the code bundle) and ``runner.py``. The runner writes ``result.json`` (+
 ``arrays/result-*.npy`` and each returned file as ``outputs/<sha1>/<name>``, which the
 reading side puts into the content store) or ``error.json``, and ``runtime.json``.
-``hither.outside`` drives the whole path.
+``hither.outside`` drives the whole path. ``write_json_atomic`` (from ``hither.runner``,
+which must run without the rest of hither) is how a process other than the runner writes
+such a file into a job directory (an ``error.json`` for a job it could not run).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from .errors import HitherError, WorkerDiedError
 from .file import File, parse_uri
 from .filestore import clone_or_copy, file_store, touch
 from .outcome import Outcome, failed, finished, rebuild_error
+from .runner import write_json_atomic  # noqa: F401 - public here
 
 if TYPE_CHECKING:  # pragma: no cover
     from .job import Job

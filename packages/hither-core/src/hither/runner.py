@@ -607,14 +607,35 @@ def load_job_function(spec, code_dir):
 _FSYNC = [True]
 
 
-def _write_json_atomic(path, data):
+def write_json_atomic(path, data, fsync=True):
+    """Write ``data`` as JSON at ``path`` so that a reader sees the old file or all of the
+    new one, never a part: it goes to ``<path>.tmp<pid>`` beside it (same file system),
+    which is then renamed over ``path``; on failure (disk full) the temporary file is
+    removed and the error raised. ``fsync``: the content reaches the disk before the
+    rename, so a crash of the machine cannot leave an empty file either. Public as
+    ``hither.jobdir.write_json_atomic``; e.g. a pilot failing a job it will not run::
+
+        write_json_atomic(os.path.join(job_dir, ERROR), error_dict(exc))
+    """
     tmp = path + ".tmp%d" % os.getpid()
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-        if _FSYNC[0]:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _write_json_atomic(path, data):
+    """The runner's own outputs: fsynced unless its job server runs with ``--no-fsync``."""
+    write_json_atomic(path, data, fsync=_FSYNC[0])
 
 
 def _copy_hashing(src, dest):

@@ -15,9 +15,10 @@ from types import SimpleNamespace
 from typing import Any, Callable, Dict, List, Optional
 
 from hither.errors import JobTimeoutError
+from hither.jobdir import write_json_atomic
 from hither.jobserver import JobEnd
 from hither.outside import TIMEOUT_GRACE
-from hither.runner import ERROR, RUNTIME, _write_json_atomic, error_dict
+from hither.runner import ERROR, RUNTIME, error_dict
 
 logger = logging.getLogger("hither_slurm.container_run")
 
@@ -70,8 +71,8 @@ class ContainerRun:
             logger.warning("container job %s could not run: %s", self.job_dir, exc)
             try:
                 if not os.path.exists(os.path.join(self.job_dir, ERROR)):
-                    _write_json_atomic(os.path.join(self.job_dir, ERROR), error_dict(exc))
-                    _write_json_atomic(os.path.join(self.job_dir, RUNTIME), {"status": "error"})
+                    write_json_atomic(os.path.join(self.job_dir, ERROR), error_dict(exc))
+                    write_json_atomic(os.path.join(self.job_dir, RUNTIME), {"status": "error"})
                 code = 0
             except OSError:
                 code = None

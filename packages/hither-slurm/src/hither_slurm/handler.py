@@ -370,6 +370,9 @@ class SlurmJobHandler(JobHandler):
                     f"job_timeout={job.config.job_timeout} s in Slurm batch {outcome.get('slurm_job_id') or e.batch}; "
                     "raise hi.Config(job_timeout=...) if it needs longer"), ri)
                 return
+            if outcome.get("error"):  # its pilot failed it (its result could not be stored)
+                job.report_error(HitherError(f"job {job.function_name} ({job.id}): {outcome['error']}"), ri)
+                return
             result = _collect(self.wd.job_dir(e.key), outcome.get("exit_code"), self.result_store,
                               bool(job.config.download_results))
             result.runtime_info.update({k: v for k, v in ri.items() if v is not None})
@@ -468,6 +471,10 @@ class SlurmJobHandler(JobHandler):
                 return
             queued = sum(1 for e in self._entries.values() if e.key not in claims and not e.cancelled)
             if not queued:
+                # a launch error (a batch given up, a pilot that never came up) holds back new
+                # batches only while the jobs it came with wait: a live batch took them, or
+                # they were cancelled; the next jobs start a batch anew, not fail with it
+                self._launch_error = None
                 return
             busy: Dict[str, int] = {}
             for b in claims.values():

@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Dict, Optional
 
 from hither.errors import HitherError, JobTimeoutError
 from hither.interfaces import Launcher
-from hither.runner import ERROR, RESULT, RUNTIME, _write_json_atomic, error_dict
+from hither.jobdir import write_json_atomic
+from hither.runner import ERROR, RESULT, RUNTIME, error_dict
 
 if TYPE_CHECKING:  # pragma: no cover
     from .handler import SlurmJobHandler, _Entry
@@ -182,7 +183,7 @@ def _write_error(job_dir: str, exc: BaseException) -> None:
             os.remove(os.path.join(job_dir, name))
         except FileNotFoundError:
             pass
-    _write_json_atomic(os.path.join(job_dir, ERROR), error_dict(exc))
+    write_json_atomic(os.path.join(job_dir, ERROR), error_dict(exc))
     _add_runtime(job_dir, {"status": "error"})
 
 
@@ -196,4 +197,4 @@ def _add_runtime(job_dir: str, info: Dict) -> None:
     except (OSError, ValueError):
         ri = {}
     ri.update(info)
-    _write_json_atomic(path, ri)
+    write_json_atomic(path, ri)

@@ -25,9 +25,10 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 
+from hither.jobdir import write_json_atomic
 from hither.jobserver import JobEnd, JobServer
-from hither.runner import ERROR, RUNTIME, _write_json_atomic, error_dict
-from hither.transport import place_stored_inputs, store_outputs
+from hither.runner import ERROR, RUNTIME, error_dict
+from hither.transport import OUTPUTS, place_stored_inputs, store_outputs
 
 from .container_run import ContainerRun
 
@@ -150,8 +151,8 @@ class Pilot:
                 f"an argument of this job is a result held in {self.store.root}, which could not "
                 f"be read on {socket.gethostname()}: {type(exc).__name__}: {exc}; was the store "
                 "pruned? Run the job that made it again"))
-            _write_json_atomic(os.path.join(job_dir, ERROR), err)
-            _write_json_atomic(os.path.join(job_dir, RUNTIME), {"host": socket.gethostname(), "status": "error"})
+            write_json_atomic(os.path.join(job_dir, ERROR), err)
+            write_json_atomic(os.path.join(job_dir, RUNTIME), {"host": socket.gethostname(), "status": "error"})
             self._finish(key, JobEnd(job_dir, 0, "exited"))
             return False
 
@@ -180,19 +181,36 @@ class Pilot:
             del self.storing[key]
 
     def _store_and_finish(self, key: str, end: Any) -> None:
+        error = None
         try:
             store_outputs(self.wd.job_dir(key), self.store)
-        except Exception:  # noqa: BLE001 - the client then reads the runner's own files
+        except Exception as exc:  # noqa: BLE001 - the job's failure, reported in its outcome
             logger.exception("job %s: could not put its result into %s", key, self.store.root)
+            # the job fails: its result was meant to stay on the cluster, and the client
+            # must not read it from the job directory instead (nor a packed outcome half made)
+            for name in (OUTPUTS, OUTPUTS + ".tmp"):
+                try:
+                    os.remove(os.path.join(self.wd.job_dir(key), name))
+                except OSError:
+                    pass
+            error = (f"the job ran, but its result could not be put into the store "
+                     f"{self.store.root} on {socket.gethostname()}: {type(exc).__name__}: {exc}; "
+                     "that folder of the SlurmJobHandler's working_dir must be a writable folder "
+                     "with free space (is the disk full?): repair it and run the job again")
         finally:
-            self._finish(key, end)
+            try:
+                self._finish(key, end, error)
+            except Exception:  # noqa: BLE001 - the claim stays: the client requeues it once this batch ends
+                logger.exception("job %s: could not record its end in %s", key, self.wd.root)
             self.wake.set()
 
-    def _finish(self, key: str, end: Any) -> None:
-        self.wd.finish(key, self.batch, {
-            "exit_code": end.exit_code, "reason": end.reason, "signal": end.signal,
-            "seconds": end.seconds, "batch": self.batch, "slurm_job_id": self.slurm_job_id,
-            "host": socket.gethostname()})
+    def _finish(self, key: str, end: Any, error: Optional[str] = None) -> None:
+        outcome = {"exit_code": end.exit_code, "reason": end.reason, "signal": end.signal,
+                   "seconds": end.seconds, "batch": self.batch, "slurm_job_id": self.slurm_job_id,
+                   "host": socket.gethostname()}
+        if error is not None:
+            outcome["error"] = error  # the pilot's own failure; the runner's files are not read
+        self.wd.finish(key, self.batch, outcome)
 
     def _cancels(self) -> None:
         keys: List[str] = [k for k in self.wd.cancel_requests() if k in self.runs]

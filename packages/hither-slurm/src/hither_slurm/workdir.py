@@ -2,7 +2,8 @@
 
     WORKING_DIR/
       jobs/<key>/            a job directory (written by the client)
-      done/<key>             a job's end (exit code, reason, batch), written by its pilot
+      done/<key>             a job's end (exit code, reason, batch; "error" when the pilot
+                             failed the job itself), written by its pilot
       logs/<key>.log         the job's console output, written while it runs
       queue/<key>            a queued job: {"timeout": s, "container": image, engine, options or
                              null, "store": whether results go to store/} (appears by rename,
