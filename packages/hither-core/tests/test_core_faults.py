@@ -83,9 +83,9 @@ def hygiene():
     yield
     del os.environ[TAG_VAR]
     hi.reset()
-    from hither.handlers.parallel import _all_handlers
+    from hither.lifetime import live_handlers
 
-    for h in list(_all_handlers):
+    for h in live_handlers():
         h.shutdown(wait=True)
     deadline = time.monotonic() + 10
     left = _tagged(tag)
@@ -247,6 +247,28 @@ def test_uncaught_ctrl_c_ends_the_program_and_its_workers(tmp_path):
     out, err = p.communicate(timeout=30)
     assert p.returncode != 0 and "KeyboardInterrupt" in err, (out, err)
     _assert_gone(pids)
+
+
+@pytest.mark.timeout(60)
+def test_a_program_that_exits_with_a_job_running_takes_its_workers_along(tmp_path):
+    """At interpreter exit, handlers still alive are shut down (``hither.lifetime``): the
+    program ends at once, its workers and the job's child with it."""
+    pid_file = str(tmp_path / "pids")
+    p = _program(f"""
+        import os, sys, time
+        import hither as hi
+        from fault_funcs import fault_sleep_with_child
+        jh = hi.ParallelJobHandler(2)
+        with hi.Config(job_handler=jh):
+            job = fault_sleep_with_child.run(pid_file={pid_file!r})
+        while not os.path.exists({pid_file!r}):
+            time.sleep(0.02)
+        print("EXITING", flush=True)
+        sys.exit(0)
+    """, tmp_path)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0 and out.strip() == "EXITING", (out, err)
+    _assert_gone([int(x) for x in open(pid_file).read().split()])
 
 
 # ------------------------------------------------------------------ 5. the job's process tree

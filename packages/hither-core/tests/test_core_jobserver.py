@@ -27,7 +27,8 @@ def write_job(job_dir, module_source, qualname="f", args=None, module="mymod"):
     with open(os.path.join(job_dir, "args.json"), "w") as f:
         json.dump(args or {}, f)
     with zipfile.ZipFile(os.path.join(job_dir, "code.zip"), "w") as z:
-        z.writestr(module + ".py", textwrap.dedent(module_source))
+        # a fixed time stamp: the same source makes the same bundle (sha1), whenever written
+        z.writestr(zipfile.ZipInfo(module + ".py", date_time=(2020, 1, 1, 0, 0, 0)), textwrap.dedent(module_source))
     return str(job_dir)
 
 

@@ -180,3 +180,26 @@ def test_command_line_reuse_option(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "hither.runner", "--serve", "--reuse", "many"],
                          input="", capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--reuse N" in bad.stderr
+
+
+def test_a_fork_the_job_made_that_returns_takes_no_further_jobs(server, tmp_path):
+    """A job's fork that returns from the job (instead of exiting) comes back into the
+    runner; in a reused process it must end there, not answer for the process or read its
+    next job."""
+    src = """
+        import os, time
+        def f(tag):
+            if tag == "fork":
+                if os.fork() == 0:
+                    return "from the fork"
+                time.sleep(1)  # the fork is through the runner by now
+            return [os.getpid(), tag]
+    """
+    d = write_job(tmp_path / "fork", src, args={"tag": "fork"})
+    end = server.submit(d).wait(30)
+    assert end.exit_code == 0
+    pid = json.load(open(os.path.join(d, "runtime.json")))["pid"]
+    assert result(d) == [pid, "fork"]  # the job's end is the job's, not its fork's
+    for i in range(5):
+        nxt = write_job(tmp_path / f"n{i}", src, args={"tag": f"n{i}"})
+        assert run(server, nxt) == [pid, f"n{i}"]

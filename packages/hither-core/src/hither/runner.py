@@ -1145,6 +1145,7 @@ def _worker_process(req, code_cache, ctl_r, ev_w):
         umask0 = os.umask(0o022)
         os.umask(umask0)
         ctl = os.fdopen(ctl_r, "rb")
+        me = os.getpid()
         rss0 = None
         jobs = 0
         while True:
@@ -1157,6 +1158,8 @@ def _worker_process(req, code_cache, ctl_r, ev_w):
                     traceback.print_exc()
                 except BaseException:  # noqa: BLE001
                     pass
+            if os.getpid() != me:  # a fork the job made returned here: it must not take jobs
+                os._exit(code)
             jobs += 1
             _flush_std()
             os.dup2(console[0], 1)

@@ -1,7 +1,6 @@
 """``hi.SlurmJobHandler``: runs jobs in pilot batches on Slurm (or local pilot processes)."""
 from __future__ import annotations
 
-import atexit
 import itertools
 import json
 import logging
@@ -11,13 +10,13 @@ import shutil
 import threading
 import time
 import uuid
-import weakref
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from hither.errors import ConfigError, HitherError, JobTimeoutError
 from hither.filestore import ContentFolder
 from hither.interfaces import JobHandler
 from hither.jobdir import read_job_outputs
+from hither.lifetime import shut_down_at_exit
 from hither.outcome import Outcome, report
 from hither.outside import document_outcome, prepare
 from hither.transport import OUTPUTS
@@ -35,7 +34,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger("hither_slurm.handler")
 
-_all_handlers: "weakref.WeakSet[SlurmJobHandler]" = weakref.WeakSet()
 _counter = itertools.count(1)
 
 
@@ -147,7 +145,7 @@ class SlurmJobHandler(JobHandler):
         self._launch_error: Optional[BaseException] = None
         self._trash: "queue.SimpleQueue[str]" = queue.SimpleQueue()
         self._cleaner: Optional[threading.Thread] = None
-        _all_handlers.add(self)
+        shut_down_at_exit(self)
 
     def __repr__(self) -> str:
         o = self.options
@@ -503,12 +501,3 @@ class SlurmJobHandler(JobHandler):
                 self._forget(e)
         if failed:
             self._launch_error = None  # try again for later jobs
-
-
-@atexit.register
-def _shutdown_all() -> None:
-    for h in list(_all_handlers):
-        try:
-            h.shutdown(wait=False)
-        except Exception:  # pragma: no cover - exiting anyway
-            pass

@@ -1,7 +1,6 @@
 """``hi.ParallelJobHandler``: a pool of worker processes on this machine."""
 from __future__ import annotations
 
-import atexit
 import collections
 import concurrent.futures as cf
 import logging
@@ -13,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-import weakref
 from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Tuple
 
 from .. import transfer
@@ -21,6 +19,7 @@ from .. import worker_protocol as P
 from ..outcome import rebuild_error
 from ..errors import ConfigError, HitherError, JobTimeoutError, WorkerDiedError
 from ..interfaces import JobHandler, Launcher
+from ..lifetime import shut_down_at_exit
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..protocols import JobFunction
@@ -41,7 +40,6 @@ _PREFETCH_SECONDS = 0.005
 _MAX_WAIT = 3600.0
 #: where a worker's exit cannot be watched through a pidfd, poll for it this often
 _POLL_EXIT = 0.2
-_all_handlers: "weakref.WeakSet[ParallelJobHandler]" = weakref.WeakSet()
 _swept = [False]
 
 
@@ -168,7 +166,7 @@ class ParallelJobHandler(JobHandler):
         self._completer_pool: "Optional[cf.ThreadPoolExecutor]" = None
         self._depth = _PREFETCH_DEPTH
         self._avg_run = 1.0  # seconds, a moving average of recent jobs' run times
-        _all_handlers.add(self)
+        shut_down_at_exit(self)
         _sweep_once()
         # start the pool now, so workers warm up while the caller prepares its jobs; but not
         # inside a worker, which may import a module that makes a handler at top level
@@ -524,12 +522,3 @@ class ParallelJobHandler(JobHandler):
             job.report_error(JobTimeoutError(
                 f"job {job.function_name} ({job.id}) was killed after running longer than "
                 f"job_timeout={timeout} s; raise hi.Config(job_timeout=...) if it needs longer"))
-
-
-@atexit.register
-def _shutdown_all() -> None:
-    for h in list(_all_handlers):
-        try:
-            h.shutdown(wait=False)
-        except Exception:  # pragma: no cover - exiting anyway
-            pass
