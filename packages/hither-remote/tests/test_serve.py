@@ -75,6 +75,14 @@ def test_results_errors_and_a_pipeline(serve, jh, tmp_path):
     log = server.log()
     assert "start rt_add" in log and "end rt_add" in log and "end rt_fail" in log
     assert os.environ["HITHER_REMOTE_SECRET"] not in log
+    # one after another, jobs of one code bundle run in one reused job process (no fork each)
+    pids = []
+    with hi.Config(job_handler=jh):
+        for i in range(4):
+            j = rf.rt_add.run(x=1000 + i, y=0)
+            assert j.wait(60) == 1000 + i
+            pids.append(j.get_runtime_info().pid)
+    assert len(set(pids)) == 1, pids
 
 
 def test_cancel_kills_the_running_job_within_2_s(serve, jh, tmp_path):

@@ -1346,7 +1346,7 @@ def serve(on_eof="drain", preload=(), fsync=True, reuse=0):
         req["job_dir"] = job_dir
         timeout = req.get("timeout")
         key = _bundle_key(job_dir) if reuse else None
-        for w in list(idle) if key else ():
+        for w in list(reversed(idle)) if key else ():  # the last used first: its caches are warm
             if w.key != key:
                 continue
             idle.remove(w)

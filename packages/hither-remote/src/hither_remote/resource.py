@@ -67,9 +67,10 @@ SAFETY_POLL = 1.0
 
 def launcher_for(job_handler: Any, workers: Optional[int]) -> Tuple[Launcher, int]:
     """The launcher that runs a resource's job directories and how many run at once: the
-    handler's ``job_dir_launcher()`` when it gives one, else a ``JobServerLauncher``;
-    capacity ``workers`` if given, else the launcher's, else the handler's ``num_workers``,
-    else 1."""
+    handler's ``job_dir_launcher()`` when it gives one, else a ``JobServerLauncher`` that
+    reuses job processes per code bundle as a ``ParallelJobHandler``'s would (what
+    ``hither-remote serve --handler parallel`` runs); capacity ``workers`` if given, else
+    the launcher's, else the handler's ``num_workers``, else 1."""
     get = getattr(job_handler, "job_dir_launcher", None)
     launcher: Optional[Launcher] = get() if get is not None else None
     if workers is None:
@@ -78,7 +79,7 @@ def launcher_for(job_handler: Any, workers: Optional[int]) -> Tuple[Launcher, in
     if launcher is None:
         from hither.jobserver import JobServerLauncher
 
-        launcher = JobServerLauncher(capacity=workers)
+        launcher = JobServerLauncher(capacity=workers, reuse=True)
     elif launcher.capacity is not None and launcher.capacity < workers:
         logger.warning("workers=%d, but %r runs %d job(s) at once: claimed jobs wait for it",
                        workers, job_handler, launcher.capacity)
