@@ -8,7 +8,9 @@
    process of its own), per job, beside the same job on a local ``DefaultJobHandler``.
    Target: median under 50 ms.
 2. 500 trivial jobs submitted at once through one such resource: jobs/s, beside the same
-   jobs on a local ``ParallelJobHandler(2)``. Target: at least 100 jobs/s.
+   jobs on a local ``ParallelJobHandler(2)``. Target: at least 100 jobs/s. Then where the
+   CPU of a remote job goes (from /proc, over the same runs): the bus server (SecantusDB,
+   when found), the resource with its job server and job processes, and this client.
 
 Client and resource share the bus (a private database per run, dropped at the end) and a
 store folder under /tmp (each with a cache folder of its own). Runs are interleaved (ours,
@@ -28,7 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
-from typing import Callable, List
+from typing import Callable, Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -116,6 +118,82 @@ def throughput(jh: hi.JobHandler, jobs: int) -> float:
     return jobs / (time.perf_counter() - t0)
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> List[str]:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and its descendants so far: their own user+system time and
+    that of children they reaped (a job server's ended job processes)."""
+    parents: Dict[int, List[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parents.setdefault(int(_stat(int(entry))[1]), []).append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            f = _stat(p)
+        except OSError:
+            continue
+        total += sum(int(x) for x in f[11:15])  # utime stime cutime cstime
+        todo += parents.get(p, [])
+    return total / _TICK
+
+
+def bus_server_pid() -> Optional[int]:
+    """The MongoDB-protocol server's pid on this machine (SecantusDB or mongod), if found."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if b"secantusd" in cmd or cmd.startswith(b"mongod "):
+                return int(entry)
+    return None
+
+
+class CpuPerJob:
+    """CPU ms per job of the bus server, the resource (with its job server and job
+    processes) and this client, over the runs measured with ``measure``."""
+
+    def __init__(self, resource_pid: int) -> None:
+        self.pids = {"bus server": bus_server_pid(), "resource + job server + job processes": resource_pid}
+        self.runs: List[Dict[str, float]] = []
+
+    def _now(self) -> Dict[str, float]:
+        t = os.times()
+        now = {"client": t.user + t.system}
+        for name, pid in self.pids.items():
+            if pid is not None:
+                now[name] = tree_cpu(pid)
+        return now
+
+    def measure(self, run: Callable[[], float], jobs: int) -> float:
+        before = self._now()
+        value = run()
+        after = self._now()
+        self.runs.append({k: (after[k] - before[k]) * 1000.0 / jobs for k in after})
+        return value
+
+    def report(self) -> str:
+        if not self.runs:
+            return ""
+        parts = {k: statistics.median(r[k] for r in self.runs) for k in self.runs[0]}
+        total = statistics.median(sum(r.values()) for r in self.runs)
+        return (f"CPU per remote job, ms (median of {len(self.runs)} runs): all {total:.1f} = "
+                + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
+
+
 def line(figure: str, a: List[float], b: List[float], baseline: str, target: str, unit: str,
          scale: float = 1.0) -> None:
     ma, mb = statistics.median(a), statistics.median(b)
@@ -167,11 +245,14 @@ def main() -> None:
         if args.only in (None, "throughput"):
             par = hi.ParallelJobHandler(2)
             try:
-                a, b = interleave(lambda: throughput(remote.jh, n_jobs), lambda: throughput(par, n_jobs), repeat)
+                cpu = CpuPerJob(remote.proc.pid)
+                a, b = interleave(lambda: cpu.measure(lambda: throughput(remote.jh, n_jobs), n_jobs),
+                                  lambda: throughput(par, n_jobs), repeat)
             finally:
                 par.shutdown()
             line(f"{n_jobs} trivial jobs through one resource (ParallelJobHandler(2)), submitted at once",
                  a, b, "the same jobs on a local ParallelJobHandler(2)", ">= 100 jobs/s (absolute)", "jobs/s")
+            print(cpu.report(), flush=True)
     finally:
         remote.close()
         print(f"load average at the end {os.getloadavg()[0]:.1f}", flush=True)

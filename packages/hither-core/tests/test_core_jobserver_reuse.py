@@ -172,9 +172,13 @@ def test_command_line_reuse_option(tmp_path):
     import sys
 
     dirs = [write_job(tmp_path / f"j{i}", COUNTER, args={"tag": i}) for i in range(3)]
+    t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "hither.runner", "--serve", "--reuse", "1"],
                           input="\n".join(dirs) + "\n", capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+    # at end of input it drains, then ends its job processes at once (a process that ended
+    # its job after end of input once waited for the 10 s shutdown grace)
+    assert time.monotonic() - t0 < 6
     ended = [json.loads(x) for x in proc.stdout.splitlines() if '"ended"' in x]
     assert len(ended) == 3 and all(e["exit_code"] == 0 for e in ended)
     bad = subprocess.run([sys.executable, "-m", "hither.runner", "--serve", "--reuse", "many"],

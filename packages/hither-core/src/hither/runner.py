@@ -1487,11 +1487,12 @@ def serve(on_eof="drain", preload=(), fsync=True, reuse=0):
     finally:
         for r in list(running.values()):
             kill(r, "shutdown")
-        for w in list(idle):
-            try:
-                os.killpg(w.pid, signal_mod.SIGKILL)
-            except OSError:
-                pass
+        for w in list(workers.values()):  # idle ones, and any that ended a job after EOF
+            if w.pid not in running:
+                try:
+                    os.killpg(w.pid, signal_mod.SIGKILL)
+                except OSError:
+                    pass
         deadline = time.monotonic() + 10
         while (running or workers) and time.monotonic() < deadline:
             reap()
