@@ -82,14 +82,15 @@ def test_a_batch_given_up_does_not_fail_the_next_jobs(slurm, make_handler, caplo
     CPUs), pends past pending_timeout and is given up while the first runs all the jobs.
     Once that one has ended, the next job starts a new batch and runs: the old batch's
     error must not fail it (it did, once: the launch error outlived the jobs it was for)."""
+    # pending_timeout leaves the first batch 8 s to start on a busy node (it takes ~1 s)
     jh = make_handler(num_workers_per_batch=2, num_cores_per_job=1, max_simultaneous_batches=2,
-                      pending_timeout=5, idle_timeout=2)
+                      pending_timeout=8, idle_timeout=2)
     with hi.Config(job_handler=jh):
         # two run at once, then the third: the handler watches (and gives up) the second
         # batch while they run
-        jobs = [sf.slurm_sleep.run(seconds=7 + i * 0.01) for i in range(3)]
-        assert [j.wait(50) for j in jobs] == [7, 7.01, 7.02]
-    given_up = [r.getMessage() for r in caplog.records if "pending_timeout=5" in r.getMessage()]
+        jobs = [sf.slurm_sleep.run(seconds=10 + i * 0.01) for i in range(3)]
+        assert [j.wait(60) for j in jobs] == [10, 10.01, 10.02]
+    given_up = [r.getMessage() for r in caplog.records if "pending_timeout=8" in r.getMessage()]
     assert given_up, "the second batch was not given up: the test did not make its case"
     first = jobs[0].get_runtime_info().slurm_job_id
     assert _gone_from_squeue(first, 30), f"the first batch {first} did not end when idle"
