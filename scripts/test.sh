@@ -16,8 +16,22 @@ hatch run python scripts/check_workspace.py
 hatch run layers   # hither-core's layers (.importlinter): no upward import, no cycle
 hatch run test "$@"
 if [ $# -eq 0 ]; then
-  for env in core-only cache-only store-only slurm-only container-only remote-only; do
-    echo "== per-package environment: $env"
-    hatch run "$env:test" -q -m "not slow"
-  done
+  # two lanes at once: these tests mostly wait (on Slurm, Docker, job processes), so two
+  # lanes finish in little more than the longer one; the services each lane uses (Slurm
+  # and Docker in the second only) are not shared with the first
+  logs=$(mktemp -d)
+  lane() {
+    for env in "$@"; do
+      echo "== per-package environment: $env"
+      hatch run "$env:test" -q -m "not slow" || { echo "== FAILED: $env"; return 1; }
+    done
+  }
+  lane core-only cache-only store-only >"$logs/first" 2>&1 & first=$!
+  lane slurm-only container-only remote-only >"$logs/second" 2>&1 & second=$!
+  status=0
+  wait "$first" || status=1
+  wait "$second" || status=1
+  cat "$logs/first" "$logs/second"
+  rm -rf "$logs"
+  exit "$status"
 fi

@@ -77,6 +77,7 @@ def test_which_reasons_never_resolve(reason, never):
     assert never_starts(reason) is never
 
 
+@pytest.mark.slow
 def test_a_batch_given_up_does_not_fail_the_next_jobs(slurm, make_handler, caplog):
     """A second batch, asked for while the first fills the node (2 workers x 1 core on 2
     CPUs), pends past pending_timeout and is given up while the first runs all the jobs.
