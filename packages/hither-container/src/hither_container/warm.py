@@ -7,7 +7,6 @@ it for its run (a symbolic link keeps its path working on the host) and back aft
 out takes its container down; idle containers stop after ``idle_timeout`` and at exit."""
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from hither.errors import JobTimeoutError
+from hither.lifetime import close_at_exit
 
 from hither.errors import ContainerError
 from .jobmount import crashed, has_outcome, job_binds
@@ -264,7 +264,7 @@ class WarmPool:
 
     def close(self, options_key: Optional[str] = None) -> None:
         """Stop the warm containers of one options key (JSON of ContainerOptions), or every
-        one of this process (also registered with atexit)."""
+        one of this process (also run at exit: hither.lifetime.close_at_exit)."""
         with self.lock:
             keys = [k for k in self.idle if options_key is None or k[2] == options_key]
             everything = [w for k in keys for w in self.idle.pop(k)]
@@ -283,7 +283,7 @@ def pool(c: "docker.DockerClient") -> WarmPool:
     with _pool_lock:
         if _pool is None:
             _pool = WarmPool(c)
-            atexit.register(_pool.close)
+            close_at_exit(_pool.close)  # at exit, after the handlers have stopped their jobs
             _chain_sigterm()
         return _pool
 

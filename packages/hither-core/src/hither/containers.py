@@ -8,7 +8,6 @@ available runner in ``ENGINE_PREFERENCE`` order (then any other) that runs the s
 """
 from __future__ import annotations
 
-import atexit
 import logging
 import threading
 import time
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Tuple, Type
 from . import registry
 from .errors import ConfigError, PluginNotInstalledError
 from .interfaces import ContainerRunner
+from .lifetime import close_at_exit
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models import ContainerOptions
@@ -116,7 +116,6 @@ def runner_for(image: str, cfg: Any, function_name: str = "the job") -> Containe
         return inst
 
 
-@atexit.register
 def close_runners() -> None:
     """Close every runner made here (stops warm containers); also at interpreter exit."""
     with _lock:
@@ -127,3 +126,6 @@ def close_runners() -> None:
             inst.close()
         except Exception:  # pragma: no cover - exiting anyway
             logger.exception("could not close container runner %s", inst.name)
+
+
+close_at_exit(close_runners)  # after the handlers have stopped their jobs

@@ -7,6 +7,7 @@ shared secret, the store, and their numeric options (positive and finite)::
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Optional, Tuple
 
 from hither.errors import ConfigError
@@ -32,7 +33,7 @@ def endpoint(owner: str, compute_resource_id: Any, secret: Any, secret_file: Opt
 
 def seconds(owner: str, name: str, value: Any) -> float:
     """``value`` as a positive, finite number of seconds, or a ConfigError naming it."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float))
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real)  # numpy numbers too
     if not ok or not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{owner}({name}=...) needs a positive, finite number of seconds, got {value!r}")
     return float(value)
