@@ -66,6 +66,19 @@ def check(job_dir: str) -> None:
     os.remove(os.path.join(job_dir, "result.json"))
 
 
+def through(server: JobServer, dirs: List[str]) -> Callable[[], float]:
+    """A timed run: ``dirs`` one after another through ``server``; seconds per job."""
+    def timed() -> float:
+        t0 = time.perf_counter()
+        for d in dirs:
+            end = server.submit(d).wait(60)
+            if end.exit_code != 0:
+                raise SystemExit(f"{d}: {end}")
+            check(d)
+        return (time.perf_counter() - t0) / len(dirs)
+    return timed
+
+
 def interleaved(repeat: int, ours: Callable[[], float], base: Callable[[], float]) -> Tuple[List[float], List[float]]:
     t_ours: List[float] = []
     t_base: List[float] = []
@@ -97,14 +110,7 @@ def main() -> None:
             dirs = [write_job(os.path.join(base_dir, f"{label[:5]}-{i}"), source, i) for i in range(a.jobs)]
             server = JobServer(preload=preload).start()
             try:
-                def ours() -> float:
-                    t0 = time.perf_counter()
-                    for d in dirs:
-                        end = server.submit(d).wait(60)
-                        if end.exit_code != 0:
-                            raise SystemExit(f"{d}: {end}")
-                        check(d)
-                    return (time.perf_counter() - t0) / len(dirs)
+                ours = through(server, dirs)
 
                 def base() -> float:
                     t0 = time.perf_counter()
@@ -125,20 +131,9 @@ def main() -> None:
         dirs = [write_job(os.path.join(base_dir, f"reuse-{i}"), TRIVIAL, i) for i in range(a.jobs)]
         servers = {reuse: JobServer(reuse=reuse).start() for reuse in (0, 1)}
         try:
-            def through(server: JobServer) -> Callable[[], float]:
-                def timed() -> float:
-                    t0 = time.perf_counter()
-                    for d in dirs:
-                        end = server.submit(d).wait(60)
-                        if end.exit_code != 0:
-                            raise SystemExit(f"{d}: {end}")
-                        check(d)
-                    return (time.perf_counter() - t0) / len(dirs)
-                return timed
-
-            through(servers[1])()
-            through(servers[0])()
-            t_ours, t_base = interleaved(a.repeat, through(servers[1]), through(servers[0]))
+            through(servers[1], dirs)()
+            through(servers[0], dirs)()
+            t_ours, t_base = interleaved(a.repeat, through(servers[1], dirs), through(servers[0], dirs))
         finally:
             for server in servers.values():
                 server.close()

@@ -20,11 +20,13 @@ if [ $# -eq 0 ]; then
   # lanes finish in little more than the longer one; the services each lane uses (Slurm
   # and Docker in the second only) are not shared with the first
   logs=$(mktemp -d)
-  lane() {
+  lane() {  # every environment runs, so that one failure does not hide another
+    local failed=0
     for env in "$@"; do
       echo "== per-package environment: $env"
-      hatch run "$env:test" -q -m "not slow" || { echo "== FAILED: $env"; return 1; }
+      hatch run "$env:test" -q -m "not slow" || { echo "== FAILED: $env"; failed=1; }
     done
+    return "$failed"
   }
   lane core-only cache-only store-only >"$logs/first" 2>&1 & first=$!
   lane slurm-only container-only remote-only >"$logs/second" 2>&1 & second=$!

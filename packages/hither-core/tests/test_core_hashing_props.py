@@ -205,6 +205,8 @@ def test_enum_arguments_run_and_come_back(tmp_path):
 # ------------------------------------------------------------------ wire format
 @FAST
 @given(numpy_scalars())
+@example(np.str_("a\x00"))
+@example(np.bytes_(b"\x00\x00"))
 def test_every_numpy_scalar_kind_round_trips_through_the_wire_format(v):
     arrays = []
 
@@ -222,6 +224,7 @@ def test_every_numpy_scalar_kind_round_trips_through_the_wire_format(v):
 @example(v=np.arange(3).astype(">M8[ns]"))
 @example(v=[np.arange(6).astype(">m8[ms]").reshape(2, 3)[:, ::2], np.datetime64(5, "ns")])
 @example(v=np.zeros(2, [("t", ">M8[ns]"), ("x", ">f8", (2,))]))
+@example(v=[np.str_("\x00"), {"k": np.bytes_(b"a\x00")}])  # numpy's pickling drops trailing NULs
 def test_values_round_trip_exactly_through_the_worker_transfer(v, shm):
     """``hither.transfer`` (pickle protocol 5, buffers in-band or through shared-memory
     files) gives a ParallelJobHandler worker, and brings back, exactly the value: byte order

@@ -1093,6 +1093,14 @@ def _flush_std():
             pass
 
 
+def _print_crash():
+    """The traceback of a crash of the runner itself, on stderr (never raising)."""
+    try:
+        traceback.print_exc()
+    except BaseException:  # noqa: BLE001
+        pass
+
+
 def _job_process(req, code_cache):
     """In the job process (forked): run one job directory; never returns."""
     code = 70
@@ -1100,10 +1108,7 @@ def _job_process(req, code_cache):
         _stdin_null()
         code = _run_request(req, code_cache)
     except BaseException:  # noqa: BLE001 - a crash of the runner itself
-        try:
-            traceback.print_exc()
-        except BaseException:  # noqa: BLE001
-            pass
+        _print_crash()
     finally:
         _flush_std()
         os._exit(code)
@@ -1154,10 +1159,7 @@ def _worker_process(req, code_cache, ctl_r, ev_w):
                 code = _run_request(req, code_cache)
             except BaseException:  # noqa: BLE001 - a crash of the runner itself
                 code, fit = 70, False
-                try:
-                    traceback.print_exc()
-                except BaseException:  # noqa: BLE001
-                    pass
+                _print_crash()
             if os.getpid() != me:  # a fork the job made returned here: it must not take jobs
                 os._exit(code)
             jobs += 1
@@ -1187,10 +1189,7 @@ def _worker_process(req, code_cache, ctl_r, ev_w):
                 break
             req = json.loads(line)
     except BaseException:  # noqa: BLE001
-        try:
-            traceback.print_exc()
-        except BaseException:  # noqa: BLE001
-            pass
+        _print_crash()
     finally:
         _flush_std()
         os._exit(code)

@@ -51,18 +51,30 @@ def _as_is(value: Any) -> Any:
 
 
 def _with_dtype(raw: Any, dtype: str) -> Any:
-    """Unpickling side of ``_keep_byte_order``: the integer view seen as its own dtype."""
+    """Unpickling side of ``_keep_exact``: the integer view seen as its own dtype."""
     return raw.view(dtype)
 
 
-def _keep_byte_order(obj: Any) -> Any:
-    """``reducer_override`` of the picklers below, for arrays whose dtype is not in native
-    byte order (numpy scalars always are), which numpy's pickling would make native: a
-    strided array (neither C- nor F-contiguous) goes as a contiguous copy, and an array of
-    datetimes or timedeltas as its bytes viewed as integers of that byte order plus its
-    dtype string. Everything else is pickled the usual way."""
-    np = sys.modules.get("numpy")  # an array here means numpy is loaded
-    if np is None or not isinstance(obj, np.ndarray) or obj.dtype.isnative:
+def _keep_exact(obj: Any) -> Any:
+    """``reducer_override`` of the picklers below, for what numpy's own pickling changes.
+
+    - Arrays whose dtype is not in native byte order (numpy scalars always are), which it
+      would make native: a strided array (neither C- nor F-contiguous) goes as a
+      contiguous copy, and an array of datetimes or timedeltas as its bytes viewed as
+      integers of that byte order plus its dtype string.
+    - ``np.str_`` and ``np.bytes_`` scalars, which it pickles as a NUL-padded buffer and so
+      loses their trailing NULs (``np.str_("a\\0")`` came back as ``"a"``): they go as
+      their Python ``str``/``bytes``.
+
+    Everything else is pickled the usual way."""
+    np = sys.modules.get("numpy")  # a numpy value here means numpy is loaded
+    if np is None:
+        return NotImplemented
+    if isinstance(obj, np.str_):
+        return np.str_, (str.__str__(obj),)
+    if isinstance(obj, np.bytes_):
+        return np.bytes_, (bytes(obj),)
+    if not isinstance(obj, np.ndarray) or obj.dtype.isnative:
         return NotImplemented
     if not (obj.flags.c_contiguous or obj.flags.f_contiguous):
         return _as_is, (np.ascontiguousarray(obj),)
@@ -73,7 +85,7 @@ def _keep_byte_order(obj: Any) -> Any:
 
 class _Pickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
-        return _keep_byte_order(obj)
+        return _keep_exact(obj)
 
 
 def _pickle(value: Any, by_value: bool, out_of_band: Any) -> bytes:
@@ -85,7 +97,7 @@ def _pickle(value: Any, by_value: bool, out_of_band: Any) -> bytes:
 
         class _ByValue(cloudpickle.CloudPickler):
             def reducer_override(self, obj: Any) -> Any:
-                kept = _keep_byte_order(obj)
+                kept = _keep_exact(obj)
                 return super().reducer_override(obj) if kept is NotImplemented else kept
 
         _ByValue(f, protocol=5, buffer_callback=out_of_band).dump(value)
