@@ -207,3 +207,30 @@ def test_a_fork_the_job_made_that_returns_takes_no_further_jobs(server, tmp_path
     for i in range(5):
         nxt = write_job(tmp_path / f"n{i}", src, args={"tag": f"n{i}"})
         assert run(server, nxt) == [pid, f"n{i}"]
+
+
+def test_a_process_that_grew_by_a_gib_is_not_reused(server, tmp_path):
+    """What a job keeps (here 1.1 GB in a module global) stays with the process: one that
+    grew by 1 GiB since its first job ends after its job instead of running the next."""
+    src = """
+        import os
+        kept = []
+        def f(grow):
+            if grow:
+                kept.append(b"x" * (1100 << 20))  # touched pages: resident
+            return os.getpid()
+    """
+    first = run(server, write_job(tmp_path / "small", src, args={"grow": False}))
+    assert run(server, write_job(tmp_path / "big", src, args={"grow": True})) == first
+    assert wait_dead([first]), "the process that grew by 1.1 GB was kept"
+    assert run(server, write_job(tmp_path / "after", src, args={"grow": False})) != first
+
+
+def test_a_process_ends_after_its_thousandth_job(server, tmp_path):
+    dirs = [write_job(tmp_path / f"j{i}", COUNTER, args={"tag": i}) for i in range(2)]
+    pids = []
+    for i in range(1001):
+        pid, count = run(server, dirs[i % 2])
+        pids.append(pid)
+    assert len(set(pids[:1000])) == 1 and count == 1  # the 1001st: a fresh process
+    assert pids[1000] != pids[0] and wait_dead([pids[0]])

@@ -25,7 +25,7 @@ from .filestore import clone_or_copy
 from .interfaces import Store
 from .refs import walk_encoded
 from .jobdir import RUNNER_SOURCE, read_job_outputs
-from .runner import ERROR, RESULT, RUNTIME
+from .runner import ERROR, RESULT, RUNTIME, write_json_atomic
 
 #: arrays below this many bytes travel inside the document (configurable per call and by
 #: ``$HITHER_INLINE_MAX_BYTES``)
@@ -145,9 +145,7 @@ def place_stored_inputs(job_dir: str, store: Store, arrays_in_place: bool = Fals
     placed = _unpack_value(args, job_dir, store, "stored", arrays_in_place)
     if placed == args:
         return False
-    with open(path + ".tmp", "w") as f:
-        json.dump(placed, f)
-    os.replace(path + ".tmp", path)
+    write_json_atomic(path, placed, fsync=False)
     return True
 
 
@@ -159,10 +157,7 @@ def store_outputs(job_dir: str, store: Store, inline_max_bytes: Optional[int] = 
     if not os.path.exists(os.path.join(job_dir, RESULT)) or os.path.exists(os.path.join(job_dir, ERROR)):
         return False
     doc = pack_outputs(job_dir, store, inline_max_bytes)
-    tmp = os.path.join(job_dir, OUTPUTS + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(doc, f)
-    os.replace(tmp, os.path.join(job_dir, OUTPUTS))
+    write_json_atomic(os.path.join(job_dir, OUTPUTS), doc, fsync=False)
     return True
 
 
