@@ -8,7 +8,7 @@ in the same run.
    ``hi.JobCache(path=...)`` vs ``joblib.Memory`` hits of the same function and arguments.
    Target: at least as fast.
 2. A hit for a job with a large float64 array argument vs hashing alone
-   (``hither.values.job_hash``): a hit must cost little beyond the hash it cannot avoid.
+   (``hither.values.grammar.job_hash``): a hit must cost little beyond the hash it cannot avoid.
    Target: at most 1.2x.
 
 Each figure is the best of ``--repeat`` runs, alternating ours and the baseline. Scratch
@@ -27,7 +27,7 @@ from typing import Callable, List
 import numpy as np
 
 import hither as hi
-from hither.values import job_hash
+from hither.values.grammar import job_hash
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRATCH = os.path.join(HERE, "_scratch")

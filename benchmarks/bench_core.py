@@ -123,7 +123,7 @@ def bench_faq_parallel() -> list:
 _HASH_CHILD = r"""
 import hashlib, resource, sys, time
 import numpy as np
-from hither.values import job_hash
+from hither.values.grammar import job_hash
 n = int(sys.argv[1]); which = sys.argv[2]
 a = np.random.default_rng(0).random(n)
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -51,7 +51,7 @@ def _sha1_then_copy(src: str, dest: str) -> str:
 
 
 def _can_clone(work: str) -> bool:
-    from hither.filestore import clone_fd
+    from hither.content.folder import clone_fd
 
     a, b = os.path.join(work, "clone-a"), os.path.join(work, "clone-b")
     with open(a, "wb") as f:
@@ -75,8 +75,8 @@ def _report(figure: str, pairs: List[Tuple[float, float]], baseline: str, target
 
 def bench_make_file(work: str, size_mb: int, runs: int) -> None:
     import hither as hi
-    from hither.filestore import ContentFolder, file_store
-    from hither.stores import set_default_store
+    from hither.content.folder import ContentFolder, file_store
+    from hither.content.stores import set_default_store
 
     src = os.path.join(work, "source.bin")
     block = os.urandom(CHUNK)

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 import hither as hi
-from hither.filestore import builtin_folder, file_store
-from hither.stores import default_store, set_default_store
+from hither.content.folder import builtin_folder, file_store
+from hither.content.stores import default_store, set_default_store
 from hither_store import Store
 from hither_store.cli import main as store_cli
 from hither_store.prune import parse_age, parse_size, prune

@@ -16,7 +16,7 @@ import hither as hi
 from hither.errors import (DependencyFailedError, HitherError, JobCancelledException, JobError,
                            JobTimeoutError, WorkerDiedError)
 from hither.models import CacheEntry, ErrorInfo, JobStatus, RuntimeInfo
-from hither.values import job_hash
+from hither.values.grammar import job_hash
 
 pytest.importorskip("hither_cache")
 sys.path.insert(0, os.path.dirname(__file__))
@@ -72,7 +72,7 @@ def test_a_recorded_timeout_of_an_older_hither_is_a_miss(tmp_path):
     (JobError("x", remote_type="hither.errors.WorkerDiedError"), False),
 ])
 def test_only_errors_of_the_function_are_results(exc, recorded):
-    from hither.job_cache import _is_function_error
+    from hither.jobs.cache_policy import _is_function_error
 
     assert _is_function_error(exc) is recorded
     t = type(exc)
@@ -88,7 +88,7 @@ def _load(path: Path, name: str):
 
 
 def test_check_code_misses_an_entry_recorded_without_a_code_hash(tmp_path, monkeypatch):
-    import hither.packaging as packaging
+    import hither.outside.bundle as packaging
 
     src = ("import hither as hi\n\n@hi.function('co_code', '0.1.0')\n"
            "def co_code(x):\n    return x + {inc}\n")

@@ -200,7 +200,7 @@ def test_cached_result_whose_file_is_gone_is_a_miss(cache_path: str, tmp_path: P
     monkeypatch.setenv("JCP_OUT", str(out))
     # a content store of this test only
     monkeypatch.setenv("HITHER_STORE_URL", str(tmp_path / "store"))
-    from hither.stores import set_default_store
+    from hither.content.stores import set_default_store
 
     def remove_stored(f: hi.File) -> None:
         blob = f.resolve()
@@ -242,9 +242,9 @@ def _load_module(path: Path) -> object:
 def test_same_version_different_code_warns_or_misses_with_check_code(cache_path: str,
                                                                      tmp_path: Path) -> None:
     try:
-        importlib.import_module("hither.packaging")
+        importlib.import_module("hither.outside.bundle")
     except ImportError:
-        pytest.skip("hither-core has no code packaging yet (hither.packaging): no code hash")
+        pytest.skip("hither-core has no code packaging yet (hither.outside.bundle): no code hash")
     src = ("import hither as hi\n\n@hi.function('jcp_code', '0.1.0')\n"
            "def jcp_code(x):\n    return x + {inc}\n")
     mods = []

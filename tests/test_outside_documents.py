@@ -2,7 +2,7 @@
 ``prepare_document`` packs a job through a real content store (hither-store), a separate
 "resource" folder unpacks and runs it with the runner in a fresh interpreter, and
 ``collect_document`` reports the outcome. Results whose arrays or files are in the store
-stay there (``hither.refs.StoredResult``) until read, and travel between jobs on a handler
+stay there (``hither.values.refs.StoredResult``) until read, and travel between jobs on a handler
 that reads the same store as URIs, never through this process."""
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 import hither as hi
-from hither.interfaces import JobHandler
-from hither.outside import SubprocessLauncher, collect_document, launch_timeout, prepare_document
-from hither.refs import StoredResult
+from hither.plugins.interfaces import JobHandler
+from hither.outside.path import SubprocessLauncher, collect_document, launch_timeout, prepare_document
+from hither.values.refs import StoredResult
 from hither.testing.handler_conformance import JobHandlerConformance
-from hither.transport import pack_outputs, unpack_job
+from hither.outside.documents import pack_outputs, unpack_job
 
 sys.path.insert(0, os.path.dirname(__file__))
 import transport_funcs as tf  # noqa: E402
@@ -85,7 +85,7 @@ def test_results_stay_in_the_store_and_travel_as_uris(remote):
         a = tf.make_ones.run(n=100_000)           # 800 KB: stays in the store
         b = tf.add_to.run(x=a, y=1.0)              # same store: gets the URI
         b.wait_done(120)
-    from hither.refs import _UNSET
+    from hither.values.refs import _UNSET
 
     assert isinstance(a._result, StoredResult) and isinstance(b._result, StoredResult)
     # b's document carried a's array by URI, and nothing was read here to make it

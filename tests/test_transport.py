@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import hither as hi
-from hither.jobdir import write_job_dir
-from hither.transport import pack_job, pack_outputs, unpack_job, unpack_outputs
+from hither.outside.jobdir import write_job_dir
+from hither.outside.documents import pack_job, pack_outputs, unpack_job, unpack_outputs
 
 sys.path.insert(0, os.path.dirname(__file__))
 import transport_funcs as tf  # noqa: E402

@@ -1,7 +1,7 @@
 """Large arrays nested inside the typed wire forms (a tuple, a dict that has a "_hither" key,
 a dict with a key UTF-8 cannot hold, the array form of a structured scalar, a list) cross
-``hither.transport`` (pack into a real content store, unpack) and come back through
-``hither.refs.StoredResult`` exactly: type, dtype (byte order, fields, offsets), shape and
+``hither.outside.documents`` (pack into a real content store, unpack) and come back through
+``hither.values.refs.StoredResult`` exactly: type, dtype (byte order, fields, offsets), shape and
 every byte of the values. A property test over nesting, and one job end to end (runner in
 a fresh interpreter)."""
 from __future__ import annotations
@@ -18,12 +18,12 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import hither as hi
-from hither.jobdir import array_sink, write_job_dir
-from hither.refs import StoredResult
-from hither.runner import RESULT, encode_value
+from hither.outside.jobdir import array_sink, write_job_dir
+from hither.values.refs import StoredResult
+from hither.runtime.runner import RESULT, encode_value
 from hither.testing.container_conformance import ParkedHandler
 from hither.testing.value_strategies import arrays, assert_exact, hither_values, unmapped
-from hither.transport import pack_job, pack_outputs, unpack_job, unpack_outputs
+from hither.outside.documents import pack_job, pack_outputs, unpack_job, unpack_outputs
 
 sys.path.insert(0, os.path.dirname(__file__))
 import transport_funcs as tf  # noqa: E402

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hither import registry
+from hither.plugins import registry
 from hither.models import JobStatus
 from hither.testing.cache_conformance import CacheBackendConformance, entry, job_hash
 from hither_cache.file_backend import FileCacheBackend

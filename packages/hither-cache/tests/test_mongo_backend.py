@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import hither as hi
-from hither import registry
+from hither.plugins import registry
 from hither.errors import ConfigError, HitherError, PluginNotInstalledError
 from hither.models import JobStatus
 from hither.testing.cache_conformance import CacheBackendConformance, assert_same_value, entry, job_hash
@@ -74,7 +74,7 @@ def test_job_cache_with_a_database_hits(mongo_db) -> None:
 def test_default_store_takes_what_does_not_fit(mongo_db, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("hither_store")
-    from hither.stores import default_store, set_default_store
+    from hither.content.stores import default_store, set_default_store
 
     monkeypatch.setenv("HITHER_STORE_URL", str(tmp_path / "default-store"))
     set_default_store(None)

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 import hither as hi
 from hither.models import CacheEntry, JobStatus, RuntimeInfo
 from hither.testing.value_strategies import Color, assert_exact, hither_values, numpy_scalars
-from hither.values import job_hash
+from hither.values.grammar import job_hash
 from hither_cache import FileCacheBackend
 
 _n = itertools.count()

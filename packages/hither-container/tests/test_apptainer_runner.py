@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from hither.errors import ContainerError, ContainerImageError, JobTimeoutError
-from hither.jobdir import read_job_outputs
+from hither.outside.jobdir import read_job_outputs
 from hither.models import ContainerOptions
 from hither_container.apptainer_runner import ApptainerRunner, SingularityRunner
 from hither_container.jobmount import HITHER_MOUNT, ContainerCrashedError, hither_source

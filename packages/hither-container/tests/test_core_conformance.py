@@ -16,7 +16,7 @@ class TestDockerCoreConformance(ContainerRunnerConformance):
     @pytest.fixture(autouse=True)
     def _close_runners(self):
         yield
-        from hither.containers import close_runners
+        from hither.plugins.containers import close_runners
 
         close_runners()  # warm containers of one test do not outlive it
 

@@ -161,7 +161,7 @@ def test_warm_reuse_through_the_config(jh, leftover_containers):
     assert len({o[0] for o in out}) == 1  # one container (jobs run one after another) ...
     assert len({o[1] for o in out}) == 4  # ... a fresh process for each job
     assert len(leftover_containers()) == 1
-    from hither.containers import close_runners
+    from hither.plugins.containers import close_runners
 
     close_runners()  # what happens at exit
     assert leftover_containers() == []

@@ -1,6 +1,6 @@
 """The one job-directory fixture of hither-container's tests (``hither_container.testing.
 job_dirs``, used by the conformance suite and by the Docker and Apptainer tests): a real Job
-that never ran here, written by ``hither.outside.prepare`` into a directory the runner (here:
+that never ran here, written by ``hither.outside.path.prepare`` into a directory the runner (here:
 this host's Python, no container) runs by hand, and cancelled at the end of the test."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 import pytest
 
 import hither as hi
-from hither.jobdir import read_job_outputs
+from hither.outside.jobdir import read_job_outputs
 from hither_container.testing import job_dirs  # noqa: F401 - the one fixture body
 
 import ct_funcs

@@ -9,9 +9,9 @@ import warnings
 import pytest
 
 import hither as hi
-import hither.registry as registry
+import hither.plugins.registry as registry
 from hither import config as hconfig
-from hither.progress import _summary
+from hither.jobs.progress import _summary
 import core_funcs as cf
 from core_funcs import add, sleep_then
 
@@ -301,7 +301,7 @@ class _FakeEP:
 def test_discover_duplicate_names_across_distributions_is_plugin_error(monkeypatch):
     # Faking the entry points of installed distributions is the only way to have two
     # distributions claim one name without installing packages: _discover reads them
-    # through importlib.metadata.entry_points, which we replace here (in hither.registry only).
+    # through importlib.metadata.entry_points, which we replace here (in hither.plugins.registry only).
     def fake_entry_points(group):
         assert group == "hither.caches"
         return [_FakeEP("file", "pkg_one.backend:FileBackend", "pkg-one"),
@@ -374,7 +374,7 @@ def test_hi_reset_cancels_unfinished_jobs(make_pjh):
     with pytest.raises((hi.JobCancelledException, hi.DependencyFailedError), match="cancelled"):
         pending.wait(timeout=5)
     assert time.monotonic() - t0 < 5
-    from hither.manager import manager
+    from hither.jobs.manager import manager
 
     assert not manager.active_jobs()
     # a handler shut down by reset says so; a new one works
@@ -420,8 +420,8 @@ def test_progress_summary_of_real_jobs(make_pjh):
 
 
 def test_wait_with_progress_display(make_pjh, capfd):
-    from hither.progress import wait_with_progress
-    import hither.progress as progress
+    from hither.jobs.progress import wait_with_progress
+    import hither.jobs.progress as progress
 
     old = progress._FIRST_DISPLAY_AFTER
     progress._FIRST_DISPLAY_AFTER = 0.1
@@ -494,7 +494,7 @@ def test_wait_shows_progress_on_a_terminal_only(tmp_path):
 
 # ----------------------------------------------------------------- plugin checks and exports
 def test_registry_checks_interface_and_name():
-    from hither.interfaces import CacheBackend
+    from hither.plugins.interfaces import CacheBackend
 
     class NotABackend:
         name = "nab"
@@ -517,7 +517,7 @@ def test_registry_checks_interface_and_name():
     registry.register("caches", "nab", NotABackend)
     registry.register("caches", "misnamed", Misnamed)
     try:
-        with pytest.raises(hi.errors.PluginError, match="not a subclass of hither.interfaces.CacheBackend"):
+        with pytest.raises(hi.errors.PluginError, match="not a subclass of hither.plugins.interfaces.CacheBackend"):
             registry.load("caches", "nab")
         with pytest.raises(hi.errors.PluginError, match="registered as 'misnamed'.*name = 'other'"):
             registry.load("caches", "misnamed")

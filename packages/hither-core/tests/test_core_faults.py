@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 import hither as hi
-from hither import transfer
+from hither.local import transfer
 from hither.errors import (ConfigError, DependencyFailedError, JobCancelledException,
                            JobTimeoutError, WorkerDiedError)
-from hither.runner import JobExitError
+from hither.runtime.runner import JobExitError
 
 from fault_funcs import (fault_cyclic_result, fault_double_fork, fault_exit, fault_fail, fault_fork_then_die,
                          fault_inc, fault_leave_child, fault_pid, fault_sleep, fault_sleep_with_child,
@@ -83,7 +83,7 @@ def hygiene():
     yield
     del os.environ[TAG_VAR]
     hi.reset()
-    from hither.lifetime import live_handlers
+    from hither.plugins.lifetime import live_handlers
 
     for h in live_handlers():
         h.shutdown(wait=True)
@@ -251,7 +251,7 @@ def test_uncaught_ctrl_c_ends_the_program_and_its_workers(tmp_path):
 
 @pytest.mark.timeout(60)
 def test_a_program_that_exits_with_a_job_running_takes_its_workers_along(tmp_path):
-    """At interpreter exit, handlers still alive are shut down (``hither.lifetime``): the
+    """At interpreter exit, handlers still alive are shut down (``hither.plugins.lifetime``): the
     program ends at once, its workers and the job's child with it."""
     pid_file = str(tmp_path / "pids")
     p = _program(f"""
@@ -317,7 +317,7 @@ def test_orphans_a_parallel_job_leaves_are_gone_when_it_returns(make_pjh, tmp_pa
 def test_orphans_a_job_directory_leaves_are_gone_when_its_runner_ends(tmp_path, how):
     """The same through the runner (``python runner.py JOB_DIR``, as SubprocessLauncher,
     the job server and compute resources run it): gone before the runner exits."""
-    from hither.outside import SubprocessLauncher, prepare
+    from hither.outside.path import SubprocessLauncher, prepare
     from hither.testing.container_conformance import ParkedHandler
 
     pid_file = str(tmp_path / "pids")
@@ -422,7 +422,7 @@ def test_failure_at_the_head_of_a_long_chain_keeps_messages_small(make_pjh, wher
 def test_cyclic_or_too_deep_result_is_a_clear_job_error(handler, kind):
     with hi.Config(job_handler=handler):
         before = fault_pid.run().wait(timeout=20)
-        # the words of hither.execution.check_result, or of a cycle/depth guard in values.scan
+        # the words of hither.local.execution.check_result, or of a cycle/depth guard in values.scan
         with pytest.raises(TypeError, match=r"the result.*(contains itself|cycle|deep)"):
             fault_cyclic_result.run(kind=kind).wait(timeout=20)
         assert fault_pid.run().wait(timeout=20) == before  # same process: the worker lives

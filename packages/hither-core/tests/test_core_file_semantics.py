@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hither as hi
-from hither import serialization
+from hither.values import codec as serialization
 from hither.errors import WorkerDiedError
-from hither.filestore import ContentFolder, builtin_folder, clone_or_copy, file_store
-from hither.stores import set_default_store
+from hither.content.folder import ContentFolder, builtin_folder, clone_or_copy, file_store
+from hither.content.stores import set_default_store
 
 import file_funcs as ff
 
@@ -183,7 +183,7 @@ def test_file_returned_from_a_temporary_directory_in_a_container_job(handler_kin
                                                                       tmp_path):
     """The job-directory path (the host-Python container runner): the runner copies the
     returned File into the job directory, the reading side puts it into the store."""
-    from hither import registry
+    from hither.plugins import registry
     from hither.testing.container_conformance import HostPythonRunner
 
     monkeypatch.setenv("HITHER_TEMP_DIR", str(tmp_path / "jobs"))
@@ -225,8 +225,8 @@ def test_file_returned_from_a_temporary_directory_in_an_image_without_hither(tmp
     import sys
     import zipfile
 
-    from hither import runner
-    from hither.jobdir import read_job_outputs
+    from hither.runtime import runner
+    from hither.outside.jobdir import read_job_outputs
 
     job_dir = tmp_path / "job"
     (job_dir / "arrays").mkdir(parents=True)
@@ -304,9 +304,9 @@ def test_content_folder_round_trip(tmp_path_factory, data, name):
 @given(data=st.binary(max_size=2048), name=_names)
 def test_job_directory_file_encoding_round_trip(tmp_path_factory, data, name):
     """A returned File as the runner writes it into a job directory, read back by
-    ``hither.jobdir.returned_file``: same identity and content, now in the store."""
-    from hither import runner
-    from hither.jobdir import returned_file
+    ``hither.outside.jobdir.returned_file``: same identity and content, now in the store."""
+    from hither.runtime import runner
+    from hither.outside.jobdir import returned_file
 
     job_dir = str(tmp_path_factory.mktemp("job"))
     src = tmp_path_factory.mktemp("made") / name

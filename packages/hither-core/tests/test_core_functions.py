@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import hither as hi
-import hither.values
+import hither.values.grammar
 import core_funcs as cf
 
 # ``hither.function`` is the decorator (the package re-exports it); the module is this:
@@ -102,7 +102,7 @@ def test_faq_get_the_answer():
 
 
 def test_plain_call_is_synchronous_in_this_process_without_a_handler(make_pjh):
-    from hither.manager import manager
+    from hither.jobs.manager import manager
 
     jh = make_pjh(1)
     with hi.Config(job_handler=jh):
@@ -214,7 +214,7 @@ class _Thing:
     (1 + 2j, "x", "complex"),
 ])
 def test_disallowed_argument_raises_typeerror_at_run_naming_path(handler, value, path, typename):
-    from hither.manager import manager
+    from hither.jobs.manager import manager
 
     with hi.Config(job_handler=handler):
         with pytest.raises(TypeError) as ei:
@@ -288,7 +288,7 @@ def test_file_argument_with_no_resolve_input_files_arrives_as_file(handler, tmp_
     assert cf.file_obj_kind.no_resolve_input_files
     with hi.Config(job_handler=handler):
         r = cf.file_obj_kind.run(f=hi.File(str(p))).wait(timeout=60)
-    assert r == ["hither.file.File", "file content 2"]
+    assert r == ["hither.values.file.File", "file content 2"]
 
 
 def test_function_may_return_a_file(handler, tmp_path):
@@ -318,7 +318,7 @@ def test_file_identity_is_content():
                 fh.write(t)
         fa, fb, fc = hi.File(a), hi.File(b), hi.File(c)
         assert fa.sha1 == fb.sha1 != fc.sha1
-        h = hither.values.job_hash
+        h = hither.values.grammar.job_hash
         assert h("f", "1", {"x": fa}) != h("f", "1", {"x": fc})
         # same content and name -> same uri -> same hash, wherever the file is
         os.makedirs(os.path.join(d, "sub"))
@@ -329,7 +329,7 @@ def test_file_identity_is_content():
 
 
 # ----------------------------------------------------------------- job hash
-jh_ = hither.values.job_hash
+jh_ = hither.values.grammar.job_hash
 
 
 def test_hash_dict_order_irrelevant():
@@ -363,12 +363,12 @@ def test_hash_arrays_dtype_shape_and_contiguity():
         assert jh_("f", "1", {"a": view}) == jh_("f", "1", {"a": np.ascontiguousarray(view)})
     # non-contiguous, in several chunks
     big = np.arange(3 * 1000, dtype=np.float64).reshape(1000, 3)[:, ::2]
-    old = hither.values._HASH_CHUNK
+    old = hither.values.grammar._HASH_CHUNK
     try:
-        hither.values._HASH_CHUNK = 64  # force many slabs
+        hither.values.grammar._HASH_CHUNK = 64  # force many slabs
         assert jh_("f", "1", {"a": big}) == jh_("f", "1", {"a": np.ascontiguousarray(big)})
     finally:
-        hither.values._HASH_CHUNK = old
+        hither.values.grammar._HASH_CHUNK = old
     # numpy scalars: dtype matters
     assert jh_("f", "1", {"a": np.float32(1)}) != jh_("f", "1", {"a": np.float64(1)})
     assert jh_("f", "1", {"a": np.float64(1)}) != jh_("f", "1", {"a": 1.0})
@@ -381,7 +381,7 @@ _HASH_VALUES_SRC = ("{'a': 1, 'b': 2.5, 'c': (1, [2, 'x']), 'd': None, 'e': True
 
 def test_hash_is_stable_in_a_fresh_interpreter():
     here = jh_("stable_fn", "0.1.0", eval(_HASH_VALUES_SRC, {"np": np}))
-    code = ("import numpy as np, hither.values as v; "
+    code = ("import numpy as np, hither.values.grammar as v; "
             f"print(v.job_hash('stable_fn', '0.1.0', {_HASH_VALUES_SRC}))")
     env = dict(os.environ, PYTHONHASHSEED="12345")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
@@ -472,7 +472,7 @@ def test_missing_file_argument_is_an_error_at_run(tmp_path):
 
 
 def test_code_bundle_failure_is_remembered(tmp_path, monkeypatch):
-    import hither.packaging as packaging
+    import hither.outside.bundle as packaging
 
     calls = []
     real = packaging.build_bundle

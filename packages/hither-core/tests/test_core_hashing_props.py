@@ -18,12 +18,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import hither as hi
-from hither import transfer
-from hither.runner import decode_value, encode_value
+from hither.local import transfer
+from hither.runtime.runner import decode_value, encode_value
 from hither.testing.value_strategies import (Color, Count, Level, Meters, Tag, assert_exact,
                                              different_values, equal_twin, hither_values,
                                              numpy_scalars)
-from hither.values import job_hash
+from hither.values.grammar import job_hash
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -43,8 +43,8 @@ def test_equal_values_in_any_layout_share_a_hash(data):
 _CHILD = """
 import json, sys
 import numpy as np
-from hither.runner import decode_value
-from hither.values import job_hash
+from hither.runtime.runner import decode_value
+from hither.values.grammar import job_hash
 folder = sys.argv[1]
 with open(folder + "/corpus.json") as f:
     vals = decode_value(json.load(f), lambda ref: np.load(folder + "/" + ref), exact=True)
@@ -151,7 +151,7 @@ def test_fortran_and_strided_arrays_hash_like_c_order():
 def test_hash_domain_is_v2():
     import hashlib
 
-    from hither.values import HASH_DOMAIN, update_hash
+    from hither.values.grammar import HASH_DOMAIN, update_hash
 
     ref = hashlib.sha1(b"hither-job-v2\0")
     for x in ("f", "1", {"x": 1}):
@@ -226,7 +226,7 @@ def test_every_numpy_scalar_kind_round_trips_through_the_wire_format(v):
 @example(v=np.zeros(2, [("t", ">M8[ns]"), ("x", ">f8", (2,))]))
 @example(v=[np.str_("\x00"), {"k": np.bytes_(b"a\x00")}])  # numpy's pickling drops trailing NULs
 def test_values_round_trip_exactly_through_the_worker_transfer(v, shm):
-    """``hither.transfer`` (pickle protocol 5, buffers in-band or through shared-memory
+    """``hither.local.transfer`` (pickle protocol 5, buffers in-band or through shared-memory
     files) gives a ParallelJobHandler worker, and brings back, exactly the value: byte order
     of datetime and timedelta arrays included (pickle alone makes them native)."""
     with pytest.MonkeyPatch.context() as mp:
@@ -292,7 +292,7 @@ def test_nested_containers_and_small_arrays_are_captured_at_run(make_pjh):
 
 
 def test_snapshot_rules():
-    from hither.values import snapshot
+    from hither.values.grammar import snapshot
 
     a = np.zeros(4)
     assert snapshot(a) is not a and np.shares_memory(snapshot({"a": [a]})["a"][0], a) is False
@@ -305,7 +305,7 @@ def test_snapshot_rules():
     t = (1, [2])
     assert snapshot(t) == t and snapshot(t)[1] is not t[1]
     big = np.zeros(1)
-    import hither.values as values
+    import hither.values.grammar as values
 
     old = values.SNAPSHOT_MAX_BYTES
     values.SNAPSHOT_MAX_BYTES = 4  # above the limit: passed by reference (documented)
@@ -332,7 +332,7 @@ def test_runner_rebuilds_a_scripts_enum_arguments_and_results(tmp_path):
     # as themselves; a class the runner cannot import arrives as its plain value
     import zipfile
 
-    import hither.runner as runner_mod
+    import hither.runtime.runner as runner_mod
 
     job_dir = tmp_path / "job"
     (job_dir / "arrays").mkdir(parents=True)

@@ -670,7 +670,7 @@ def test_local_function_traceback_names_its_file(make_pjh):
 
 
 def test_argument_buffers_are_cleaned_up(make_pjh, tmp_path, monkeypatch):
-    import hither.transfer as transfer
+    import hither.local.transfer as transfer
 
     shm = tmp_path / "shm"
     shm.mkdir()
@@ -779,7 +779,7 @@ def test_keyboard_interrupt_in_inline_job_does_not_leave_a_running_job():
     import signal
     import time
 
-    from hither.manager import manager
+    from hither.jobs.manager import manager
 
     @hi.function('core_interrupted', '0.1.0')
     def core_interrupted():

@@ -1,4 +1,4 @@
-"""``hither.jobserver.JobServerLauncher`` (the ``Launcher`` behind
+"""``hither.outside.jobserver.JobServerLauncher`` (the ``Launcher`` behind
 ``JobHandler.job_dir_launcher()``): results, errors, timeouts, kills and a job server killed
 mid-job, with real processes only."""
 import os
@@ -10,8 +10,8 @@ import pytest
 
 import hither as hi
 from hither.errors import HitherError, JobTimeoutError, WorkerDiedError
-from hither.jobdir import read_job_outputs
-from hither.jobserver import JobServerLauncher
+from hither.outside.jobdir import read_job_outputs
+from hither.outside.jobserver import JobServerLauncher
 
 from test_core_jobserver import TREE, alive, result, wait_dead, wait_file, write_job
 

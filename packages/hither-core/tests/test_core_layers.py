@@ -23,4 +23,4 @@ def test_no_import_cycles():
 
 def test_runner_imports_no_hither_module():
     g = grimp.build_graph("hither", include_external_packages=False)
-    assert g.find_modules_directly_imported_by("hither.runner") == set()
+    assert g.find_modules_directly_imported_by("hither.runtime.runner") == set()

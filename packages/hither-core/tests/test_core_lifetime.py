@@ -1,4 +1,4 @@
-"""``hither.lifetime``: at interpreter exit live handlers are shut down first, then the
+"""``hither.plugins.lifetime``: at interpreter exit live handlers are shut down first, then the
 closers run (warm containers), whatever the order they were registered in; a dropped
 handler is not kept alive; one failing shutdown does not stop the others."""
 import subprocess
@@ -11,7 +11,7 @@ pytestmark = pytest.mark.timeout(60)
 
 PROGRAM = textwrap.dedent("""
     import gc
-    from hither.lifetime import close_at_exit, shut_down_at_exit
+    from hither.plugins.lifetime import close_at_exit, shut_down_at_exit
 
     class Handler:
         def __init__(self, name, fail=False):

@@ -1,4 +1,4 @@
-"""Code packaging (hither.packaging) and running packaged code through job directories:
+"""Code packaging (hither.outside.bundle) and running packaged code through job directories:
 the FAQ's rules for what is shipped, determinism, limits, and the container path of the
 handlers driven by a container runner that runs the job with this host's Python."""
 from __future__ import annotations
@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 import hither as hi
-from hither import registry
+from hither.plugins import registry
 from hither.errors import BundleTooLargeError, HitherError
-from hither.interfaces import JobHandler
+from hither.plugins.interfaces import JobHandler
 from hither.testing.container_conformance import ContainerRunnerConformance, HostPythonRunner, ParkedHandler
-from hither.jobdir import read_job_outputs, write_job_dir
-from hither.packaging import build_bundle
+from hither.outside.jobdir import read_job_outputs, write_job_dir
+from hither.outside.bundle import build_bundle
 
 # each test writes its project afresh: the same function names from new files, on purpose
 pytestmark = pytest.mark.filterwarnings("ignore:hither function name .* is registered twice")
@@ -127,11 +127,11 @@ def test_bundle_too_large_names_the_biggest_files(project, monkeypatch):
     root, mod = project
     big = root / "pkgroot" / "mypkg" / "sub" / "huge.cfg"
     big.write_bytes(b"x" * 300_000)
-    monkeypatch.setattr("hither.packaging.MAX_BUNDLE_BYTES", 200_000)
+    monkeypatch.setattr("hither.outside.bundle.MAX_BUNDLE_BYTES", 200_000)
     with pytest.raises(BundleTooLargeError, match=r"mypkg/sub/huge.cfg \(0.3 MB\)"):
         build_bundle(mod.pkg_func)
-    monkeypatch.setattr("hither.packaging.MAX_BUNDLE_BYTES", 10_000_000)
-    monkeypatch.setattr("hither.packaging.MAX_BUNDLE_FILES", 3)
+    monkeypatch.setattr("hither.outside.bundle.MAX_BUNDLE_BYTES", 10_000_000)
+    monkeypatch.setattr("hither.outside.bundle.MAX_BUNDLE_FILES", 3)
     with pytest.raises(BundleTooLargeError, match="more than 3 files"):
         build_bundle(mod.pkg_func)
 
@@ -429,7 +429,7 @@ def test_interactive_and_over_limit_functions_refused_at_run(host_runner, box, m
     with hi.Config(container="hostpython://img"):
         with pytest.raises(HitherError, match="no source file"):
             ns["typed_in"].run(x=1)
-    import hither.packaging as packaging
+    import hither.outside.bundle as packaging
 
     monkeypatch.setattr(packaging, "MAX_BUNDLE_BYTES", 10)
     box.in_box._bundle = None  # built again under the tiny limit
@@ -443,7 +443,7 @@ LAUNCH_AND_HANG = r'''
 import sys, time
 sys.path.insert(0, sys.argv[1])
 import hither as hi
-from hither.outside import SubprocessLauncher, prepare
+from hither.outside.path import SubprocessLauncher, prepare
 from hither.testing.container_conformance import ParkedHandler
 import wd_funcs
 with hi.Config(job_handler=ParkedHandler()):

@@ -1,4 +1,4 @@
-"""hither.runner (the stdlib-only job runner) run on hand-written job directories, and the
+"""hither.runtime.runner (the stdlib-only job runner) run on hand-written job directories, and the
 FAQ's parallel example run as a script."""
 import ast
 import json
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import hither.runner as runner_mod
-from hither.runner import decode_value, encode_value
+import hither.runtime.runner as runner_mod
+from hither.runtime.runner import decode_value, encode_value
 
 RUNNER = os.path.abspath(runner_mod.__file__)
 T = "_hither"
@@ -319,10 +319,10 @@ def test_runner_unusable_job_dir_exit_code_3(tmp_path):
 
 
 def test_runner_as_module_with_isolated_flag(tmp_path):
-    # python -I -m hither.runner works where hither is installed in site-packages
+    # python -I -m hither.runtime.runner works where hither is installed in site-packages
     job_dir = tmp_path / "job"
     _write_job_dir(str(job_dir), SCRIPT_PLAIN, "fails", {"n": 1})
-    proc = subprocess.run([sys.executable, "-I", "-m", "hither.runner", str(job_dir)], cwd=str(tmp_path),
+    proc = subprocess.run([sys.executable, "-I", "-m", "hither.runtime.runner", str(job_dir)], cwd=str(tmp_path),
                           capture_output=True, text=True, timeout=60, env=_clean_env())
     assert proc.returncode == 0, proc.stderr
     assert _read(job_dir, "error.json")["message"] == "bad input 1"
@@ -437,7 +437,7 @@ _json_values = st.recursive(
 @settings(max_examples=60, deadline=None)
 @given(old=_json_values, new=_json_values, fsync=st.booleans())
 def test_write_json_atomic_round_trips_and_replaces(tmp_path_factory, old, new, fsync):
-    from hither.jobdir import write_json_atomic  # the public name of runner.write_json_atomic
+    from hither.outside.jobdir import write_json_atomic  # the public name of runner.write_json_atomic
 
     d = tmp_path_factory.mktemp("atomic")
     path = str(d / "error.json")
@@ -449,7 +449,7 @@ def test_write_json_atomic_round_trips_and_replaces(tmp_path_factory, old, new, 
 
 
 def test_write_json_atomic_failure_keeps_the_old_file_and_no_temporary(tmp_path):
-    from hither.jobdir import write_json_atomic
+    from hither.outside.jobdir import write_json_atomic
 
     path = str(tmp_path / "runtime.json")
     write_json_atomic(path, {"status": "finished"})

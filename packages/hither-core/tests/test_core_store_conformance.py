@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from hither.errors import HitherError
-from hither.file import parse_uri
-from hither.interfaces import Store
+from hither.values.file import parse_uri
+from hither.plugins.interfaces import Store
 from hither.testing.store_conformance import StoreConformance
 
 

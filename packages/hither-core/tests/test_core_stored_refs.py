@@ -16,13 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from hither.filestore import ContentFolder
-from hither.jobdir import array_sink
-from hither.refs import has_store_refs, is_stored
-from hither.runner import RESULT, decode_value, encode_value
-from hither.outside import document_outcome
+from hither.content.folder import ContentFolder
+from hither.outside.jobdir import array_sink
+from hither.values.refs import has_store_refs, is_stored
+from hither.runtime.runner import RESULT, decode_value, encode_value
+from hither.outside.path import document_outcome
 from hither.testing.value_strategies import assert_exact, hither_values, unmapped
-from hither.transport import OUTPUTS, place_stored_inputs, store_outputs
+from hither.outside.documents import OUTPUTS, place_stored_inputs, store_outputs
 
 INLINE_MAX = 1024  # arrays of this many bytes or more go to the store
 

@@ -1,5 +1,5 @@
-"""A job packed for the bus (``hither.outside.prepare_document``, as RemoteJobHandler does)
-and rebuilt on the resource (``hither.transport.unpack_job``): the code goes to the store
+"""A job packed for the bus (``hither.outside.path.prepare_document``, as RemoteJobHandler does)
+and rebuilt on the resource (``hither.outside.documents.unpack_job``): the code goes to the store
 straight from the function's bundle (no ``code.zip`` through the client's throw-away job
 directory), and the rebuilt directory runs."""
 from __future__ import annotations
@@ -12,9 +12,9 @@ import tempfile
 
 import hither as hi
 import hither.config as _config
-from hither.job import Job
-from hither.outside import prepare_document
-from hither.transport import unpack_job
+from hither.jobs.job import Job
+from hither.outside.path import prepare_document
+from hither.outside.documents import unpack_job
 
 import remote_funcs as cf
 from hither_store import Store

@@ -12,7 +12,7 @@ import pytest
 
 import hither as hi
 from hither.errors import JobCancelledException
-from hither.refs import StoredResult
+from hither.values.refs import StoredResult
 
 import remote_funcs as rf
 
@@ -63,7 +63,7 @@ def test_results_errors_and_a_pipeline(serve, jh, tmp_path):
         b.wait_done(60)
     assert "rt_fail" in (getattr(ei.value, "remote_traceback", "") or "")
     assert isinstance(a._result, StoredResult) and isinstance(b._result, StoredResult)
-    from hither.refs import _UNSET
+    from hither.values.refs import _UNSET
 
     assert a._result._value is _UNSET, "a's result travelled through the client"
     np.testing.assert_array_equal(big.wait(60), np.full(1_500_000, 3.0))

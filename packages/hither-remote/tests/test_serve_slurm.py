@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import hither as hi
-from hither.refs import StoredResult
+from hither.values.refs import StoredResult
 
 import remote_funcs as rf
 
@@ -72,7 +72,7 @@ def test_serve_with_the_slurm_handler(slurm_ready, serve, db, store, tmp_path):
             assert running and all(state == "RUNNING" for _, state in running), running
             assert slow.wait(60) == 11
         assert isinstance(a._result, StoredResult)
-        from hither.refs import _UNSET
+        from hither.values.refs import _UNSET
 
         assert a._result._value is _UNSET, "a's result travelled through the client"
         ri = b.get_runtime_info()

@@ -237,7 +237,7 @@ def test_batched_claims_from_many_claimers_take_each_job_once(db):
 
 
 def test_capacity_comes_from_workers_then_launcher_then_handler(db, store):
-    from hither.jobserver import JobServerLauncher
+    from hither.outside.jobserver import JobServerLauncher
 
     par = hi.ParallelJobHandler(3)
     try:

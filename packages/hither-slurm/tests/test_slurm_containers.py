@@ -47,7 +47,7 @@ def test_a_missing_image_is_a_clear_job_error(docker_ready, handler):
 def test_a_stored_result_goes_into_a_container_job_by_reference(docker_ready, handler, tmp_path):
     """A large result of a host job stays in working_dir/store; the pilot places it in the
     container job's directory (the only folder the container sees), not the client."""
-    from hither.refs import is_stored
+    from hither.values.refs import is_stored
 
     host_only = tmp_path / "host-only"
     host_only.mkdir()

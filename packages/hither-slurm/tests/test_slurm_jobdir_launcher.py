@@ -1,7 +1,7 @@
 """``SlurmJobHandler.job_dir_launcher()``: prepared job directories (as a hither-remote
 compute resource unpacks them) run through the handler's pilots, on local pilots and on a
 real Slurm. Jobs are prepared and collected by core's own outside path
-(``hither.outside.run_outside``), the way a compute resource drives a launcher; the
+(``hither.outside.path.run_outside``), the way a compute resource drives a launcher; the
 JobHandler conformance suite runs through it too."""
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 
 import hither as hi
 from hither.errors import ConfigError
-from hither.interfaces import JobHandler, Launcher
-from hither.outside import cancel_outside, run_outside
+from hither.plugins.interfaces import JobHandler, Launcher
+from hither.outside.path import cancel_outside, run_outside
 from hither.testing.handler_conformance import JobHandlerConformance
 from hither_slurm import AllocationLostError
 

@@ -75,7 +75,7 @@ def test_refusals_at_run(tmp_path):
 
 
 def test_found_through_entry_points():
-    import hither.registry as registry
+    import hither.plugins.registry as registry
     from hither_slurm import SlurmJobHandler
 
     assert hi.SlurmJobHandler is SlurmJobHandler

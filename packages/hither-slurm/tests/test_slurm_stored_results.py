@@ -12,7 +12,7 @@ import pytest
 import hither as hi
 import hither_slurm.handler as slurm_handler
 from hither.errors import HitherError
-from hither.refs import is_stored
+from hither.values.refs import is_stored
 
 import slurm_funcs as sf
 

@@ -1,7 +1,7 @@
 """Behaviour of the store, run alike against a local folder, memory:// and S3 (moto).
 
 ``TestFsspecStoreConformance`` runs hither-core's conformance suite
-(``hither.testing.store_conformance``: what every ``hither.interfaces.Store`` must do) on
+(``hither.testing.store_conformance``: what every ``hither.plugins.interfaces.Store`` must do) on
 the three backends of conftest's ``store`` fixture; the tests after it are this store's own
 (its errors and messages, ``name=``, ``stats``/``remove``, blob layout, memory maps).
 """

@@ -19,7 +19,7 @@ import click
 import numpy as np
 
 from hither.errors import HitherError
-from hither.interfaces import CacheBackend
+from hither.plugins.interfaces import CacheBackend
 
 from .__about__ import __version__
 from .documents import EntrySummary

@@ -1,5 +1,5 @@
 """The serialized forms of a cache entry: ``entry.json`` of the file backend and the MongoDB
-document. Results are encoded with ``hither.serialization.encode``; arrays never go inside
+document. Results are encoded with ``hither.values.codec.encode``; arrays never go inside
 the JSON: the encoded result refers to them by their index in ``arrays``.
 """
 from __future__ import annotations

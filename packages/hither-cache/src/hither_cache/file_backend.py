@@ -28,9 +28,9 @@ from typing import Any, Iterator, List, Optional, Tuple, Union
 import numpy as np
 
 from hither.errors import ConfigError
-from hither.interfaces import CacheBackend
+from hither.plugins.interfaces import CacheBackend
 from hither.models import CacheEntry
-from hither.serialization import decode, encode
+from hither.values.codec import decode, encode
 
 from . import npy
 from .documents import ArrayFile, EntryMeta, EntrySummary, FileEntryDoc

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, TypeV
 import numpy as np
 
 from hither.errors import ConfigError, PluginNotInstalledError
-from hither.interfaces import CacheBackend, Store
+from hither.plugins.interfaces import CacheBackend, Store
 from hither.models import CacheEntry, Database
-from hither.serialization import decode, encode
+from hither.values.codec import decode, encode
 
 from . import npy
 from .documents import EntryMeta, EntrySummary, MongoArray, MongoEntryDoc, MongoPayload
@@ -60,7 +60,7 @@ class MongoCacheBackend(CacheBackend):
     """Cache entries in a MongoDB collection, shared by every machine that reaches it.
 
     Results bigger than ``inline_limit`` bytes (arrays and the encoded result together) go
-    to ``store`` (default: ``hither.stores.default_store()``, from hither-store), so a
+    to ``store`` (default: ``hither.content.stores.default_store()``, from hither-store), so a
     100 MB array result is fine. When the server does not answer, each operation is retried
     with backoff for up to ``retry_timeout`` seconds (a restart of a few seconds goes
     unnoticed); then it raises ``CacheUnavailableError`` naming the server, and for
@@ -189,7 +189,7 @@ class MongoCacheBackend(CacheBackend):
 
     def _get_store(self) -> Store:
         if self._store is None:
-            from hither.stores import default_store
+            from hither.content.stores import default_store
 
             self._store = default_store()
         return self._store

@@ -12,7 +12,7 @@ import threading
 from typing import ClassVar, Dict, List, Optional, Tuple
 
 from hither.errors import JobTimeoutError
-from hither.interfaces import ContainerRunner
+from hither.plugins.interfaces import ContainerRunner
 
 from hither.errors import ContainerError, ContainerImageError
 from hither.models import ContainerOptions

@@ -13,7 +13,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Optional, Set, Tuple
 
 from hither.errors import JobTimeoutError
-from hither.interfaces import ContainerRunner
+from hither.plugins.interfaces import ContainerRunner
 
 from hither.errors import ContainerError, ContainerImageError
 from hither.models import ContainerOptions

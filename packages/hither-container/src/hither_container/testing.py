@@ -1,4 +1,4 @@
-"""Conformance tests every ``hither.interfaces.ContainerRunner`` must pass (needs pytest).
+"""Conformance tests every ``hither.plugins.interfaces.ContainerRunner`` must pass (needs pytest).
 
 A runner's test module subclasses :class:`ContainerRunnerConformance` and provides three
 fixtures: ``make_runner`` (``ContainerOptions -> runner``: a runner of the implementation
@@ -13,8 +13,8 @@ present: must be empty after every run). Example::
         def make_runner(self):
             return lambda options: DockerRunner(options)
 
-It writes real job directories (``hither.outside.prepare``, see ``job_dirs``) of real jobs, runs them
-with the runner and reads them back (``hither.jobdir.read_job_outputs``): results with
+It writes real job directories (``hither.outside.path.prepare``, see ``job_dirs``) of real jobs, runs them
+with the runner and reads them back (``hither.outside.jobdir.read_job_outputs``): results with
 arrays and console output, errors with tracebacks, running inside the image (the host's
 files unseen), the caller's uid, timeout, crash, out-of-memory kill, cancel within
 ``kill_within`` seconds, hi.File in and out, a large array through the job folder, and no
@@ -35,8 +35,8 @@ import pytest
 
 import hither as hi
 from hither.errors import JobCancelledException, JobTimeoutError, WorkerDiedError
-from hither.jobdir import read_job_outputs
-from hither.outside import prepare
+from hither.outside.jobdir import read_job_outputs
+from hither.outside.path import prepare
 from hither.status import JobStatus
 from hither.testing.container_conformance import ParkedHandler
 
@@ -115,7 +115,7 @@ def job_dirs(tmp_path: Any, monkeypatch: Any) -> Iterator[Callable[..., str]]:
     """The body of the ``job_dir_of`` fixtures (this suite's, and hither-container's own
     tests' in their conftest): ``job_dir_of(fn, **kwargs)`` makes a real Job of
     ``fn(**kwargs)`` that never runs here (``hither.testing``'s ``ParkedHandler``), writes it
-    with ``hither.outside.prepare`` into a fresh folder under ``tmp_path/jobs`` and returns
+    with ``hither.outside.path.prepare`` into a fresh folder under ``tmp_path/jobs`` and returns
     that job directory, for the runner under test to run by hand. The jobs are cancelled at
     the end. Example::
 

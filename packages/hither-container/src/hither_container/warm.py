@@ -19,7 +19,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from hither.errors import JobTimeoutError
-from hither.lifetime import close_at_exit
+from hither.plugins.lifetime import close_at_exit
 
 from hither.errors import ContainerError
 from .jobmount import crashed, has_outcome, job_binds
@@ -264,7 +264,7 @@ class WarmPool:
 
     def close(self, options_key: Optional[str] = None) -> None:
         """Stop the warm containers of one options key (JSON of ContainerOptions), or every
-        one of this process (also run at exit: hither.lifetime.close_at_exit)."""
+        one of this process (also run at exit: hither.plugins.lifetime.close_at_exit)."""
         with self.lock:
             keys = [k for k in self.idle if options_key is None or k[2] == options_key]
             everything = [w for k in keys for w in self.idle.pop(k)]

@@ -18,45 +18,45 @@ from __future__ import annotations
 import importlib
 from typing import Any, Optional
 
-from . import errors
-from .__about__ import __version__
-from .config import Config
-from .errors import (DependencyFailedError, HitherError, JobCancelledException, JobError,
+from hither import errors
+from hither.__about__ import __version__
+from hither.config import Config
+from hither.errors import (DependencyFailedError, HitherError, JobCancelledException, JobError,
                      JobTimeoutError, WorkerDiedError)
-from .file import File
-from .function import HitherFunction, additional_files, container, function, local_modules, opts, run
-from .status import JobStatus
-from .tempdir import TemporaryDirectory
+from hither.values.file import File
+from hither.function import HitherFunction, additional_files, container, function, local_modules, opts, run
+from hither.status import JobStatus
+from hither.tempdir import TemporaryDirectory
 
 # Loaded on first use, so that ``import hither`` stays light (worker processes and code
 # that only declares functions pay neither for numpy nor for pydantic).
 _LAZY = {
-    "Job": ("hither.job", "Job"),
-    "JobCache": ("hither.job_cache", "JobCache"),
+    "Job": ("hither.jobs.job", "Job"),
+    "JobCache": ("hither.jobs.cache_policy", "JobCache"),
     "Database": ("hither.models", "Database"),
     "RuntimeInfo": ("hither.models", "RuntimeInfo"),
     "ContainerOptions": ("hither.models", "ContainerOptions"),
-    "JobExitError": ("hither.runner", "JobExitError"),
-    "DefaultJobHandler": ("hither.handlers.default", "DefaultJobHandler"),
-    "ParallelJobHandler": ("hither.handlers.parallel", "ParallelJobHandler"),
-    "JobHandler": ("hither.interfaces", "JobHandler"),
-    "CacheBackend": ("hither.interfaces", "CacheBackend"),
-    "Store": ("hither.interfaces", "Store"),
-    "ContainerRunner": ("hither.interfaces", "ContainerRunner"),
+    "JobExitError": ("hither.runtime.runner", "JobExitError"),
+    "DefaultJobHandler": ("hither.local.default", "DefaultJobHandler"),
+    "ParallelJobHandler": ("hither.local.parallel", "ParallelJobHandler"),
+    "JobHandler": ("hither.plugins.interfaces", "JobHandler"),
+    "CacheBackend": ("hither.plugins.interfaces", "CacheBackend"),
+    "Store": ("hither.plugins.interfaces", "Store"),
+    "ContainerRunner": ("hither.plugins.interfaces", "ContainerRunner"),
 }
 
 
 def wait(timeout: Optional[float] = None) -> None:
     """Wait until every job started so far has ended (failed jobs do not raise here: their
     ``wait()``/``get_result()`` does). ``TimeoutError`` if ``timeout`` seconds pass first."""
-    from .manager import manager
+    from hither.jobs.manager import manager
 
     manager.wait_all(timeout)
 
 
 def reset() -> None:
     """Cancel every unfinished job and shut down every job handler used so far."""
-    from .manager import manager
+    from hither.jobs.manager import manager
 
     manager.reset()
 
@@ -70,7 +70,7 @@ def __getattr__(name: str) -> Any:
     if not name.startswith("_") and name != "registry":
         # names other hither packages add (``hi.SlurmJobHandler``...): any package can
         # declare one in the ``hither.exports`` entry-point group
-        registry = importlib.import_module("hither.registry")
+        registry = importlib.import_module("hither.plugins.registry")
         if name in registry.names("exports") or ("exports", name) in registry.KNOWN_PROVIDERS:
             return registry.load("exports", name)
     raise AttributeError(f"module 'hither' has no attribute {name!r}")

@@ -11,8 +11,8 @@ import math
 import dataclasses
 from typing import Any, List
 
-from .config_state import _DEFAULT, ConfigState, _current, current
-from .errors import ConfigError
+from hither.config_state import _DEFAULT, ConfigState, _current, current
+from hither.errors import ConfigError
 
 __all__ = ["Config", "ConfigState", "current", "_DEFAULT"]
 
@@ -22,7 +22,7 @@ _UNSET: Any = object()
 def _container_options(value: Any) -> Any:
     from pydantic import ValidationError
 
-    from .models import ContainerOptions
+    from hither.models import ContainerOptions
 
     if isinstance(value, ContainerOptions):
         return value
@@ -60,8 +60,8 @@ class Config:
     def __init__(self, job_handler: Any = _UNSET, container: Any = _UNSET, job_cache: Any = _UNSET,
                  download_results: Any = _UNSET, job_timeout: Any = _UNSET, force_run: Any = _UNSET,
                  container_engine: Any = _UNSET, container_options: Any = _UNSET) -> None:
-        from .interfaces import JobHandler
-        from .job_cache import JobCache
+        from hither.plugins.interfaces import JobHandler
+        from hither.jobs.cache_policy import JobCache
 
         if job_handler is not _UNSET and job_handler is not None and not isinstance(job_handler, JobHandler):
             raise ConfigError(f"hi.Config(job_handler=...) needs a job handler such as "

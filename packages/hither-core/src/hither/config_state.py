@@ -11,7 +11,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .interfaces import JobHandler
+    from hither.plugins.interfaces import JobHandler
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,7 +20,7 @@ class ConfigState:
 
     job_handler: Optional["JobHandler"] = None  # None: the process-wide DefaultJobHandler
     container: Union[bool, str, None] = None  # True: the function's own container; str: this image
-    job_cache: Any = None  # a hither.job_cache.JobCache (which sits above jobs), or None
+    job_cache: Any = None  # a hither.jobs.cache_policy.JobCache (which sits above jobs), or None
     download_results: Optional[bool] = None
     job_timeout: Optional[float] = None
     force_run: bool = False

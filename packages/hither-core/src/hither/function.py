@@ -9,7 +9,7 @@ import threading
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .errors import FunctionDefinitionError, UnknownFunctionError
+from hither.errors import FunctionDefinitionError, UnknownFunctionError
 
 logger = logging.getLogger("hither.function")
 
@@ -64,7 +64,7 @@ class HitherFunction:
 
     def run(self, *args: Any, **kwargs: Any) -> "Any":
         """Start a job (see ``hi.Config`` for where it runs); returns a ``hi.Job``."""
-        from .manager import manager
+        from hither.jobs.manager import manager
 
         return manager.create_job(self, args, kwargs)
 
@@ -73,11 +73,11 @@ class HitherFunction:
         return bool(self.opts.get("no_resolve_input_files", False))
 
     def code_bundle(self) -> Any:
-        """This function's packaged code (``hither.packaging.CodeBundle``), built once."""
+        """This function's packaged code (``hither.outside.bundle.CodeBundle``), built once."""
         with self._lock:
             if self._bundle is None:
-                from .errors import HitherError
-                from .packaging import build_bundle
+                from hither.errors import HitherError
+                from hither.outside.bundle import build_bundle
 
                 try:
                     self._bundle = build_bundle(self)

@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .status import JobStatus
+from hither.status import JobStatus
 
 
 class RuntimeInfo(BaseModel):
@@ -65,7 +65,7 @@ class Database(BaseModel):
 
 class CacheEntry(BaseModel):
     """One job-cache record. ``result`` is the decoded Python value (backends choose how to
-    store arrays: see ``hither.serialization``)."""
+    store arrays: see ``hither.values.codec``)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -122,7 +122,7 @@ class ContainerOptions(BaseModel):
 
 
 class JobSpec(BaseModel):
-    """Everything a process outside the caller needs to run one job with ``hither.runner``.
+    """Everything a process outside the caller needs to run one job with ``hither.runtime.runner``.
 
     Written as ``spec.json`` into a job directory; arguments live beside it (``args.json``
     plus ``.npy`` files), the code bundle in ``code.zip``.

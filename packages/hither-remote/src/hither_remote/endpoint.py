@@ -11,7 +11,7 @@ import numbers
 from typing import Any, Optional, Tuple
 
 from hither.errors import ConfigError
-from hither.interfaces import Store
+from hither.plugins.interfaces import Store
 
 from .signing import Secret, load_secret
 
@@ -25,7 +25,7 @@ def endpoint(owner: str, compute_resource_id: Any, secret: Any, secret_file: Opt
                           f"got {compute_resource_id!r}")
     loaded = load_secret(secret, secret_file)
     if store is None:
-        from hither.stores import default_store
+        from hither.content.stores import default_store
 
         store = default_store()
     return compute_resource_id, loaded, store

@@ -1,10 +1,10 @@
 """``hi.RemoteJobHandler``: sends jobs through the MongoDB bus to a named compute resource.
 
-Each job is packed with ``hither.outside.prepare_document`` (large arrays, files and code
+Each job is packed with ``hither.outside.path.prepare_document`` (large arrays, files and code
 go to the content store as ``sha1://`` URIs), signed, and inserted on the bus (jobs queued
 together in one insert); a client thread, woken by the bus's change stream when a job
 ends (polling every ``poll_interval`` where the server has none, or with
-``change_streams=False``), reports outcomes with ``hither.outside.collect_document``::
+``change_streams=False``), reports outcomes with ``hither.outside.path.collect_document``::
 
     db = hi.Database(mongo_url="mongodb://127.0.0.1:27017", database="hither")
     jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1")
@@ -21,7 +21,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from hither.errors import ConfigError, HitherError, JobTimeoutError
-from hither.interfaces import JobHandler, Store
+from hither.plugins.interfaces import JobHandler, Store
 
 from .models import FINAL, BusJob, BusOutcome, BusStatus, CachePolicy
 from .endpoint import byte_count, endpoint, seconds
@@ -29,7 +29,7 @@ from .signing import outcome_problem, sign
 from .wakeups import ChangeWatcher
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hither.job import Job
+    from hither.jobs.job import Job
     from hither.models import Database
 
 logger = logging.getLogger("hither_remote.handler")
@@ -74,7 +74,7 @@ class RemoteJobError(HitherError):
 class RemoteJobHandler(JobHandler):
     """Runs jobs on the compute resource ``compute_resource_id`` reached through ``database``
     (see the module docstring). ``store``: the content store both sides read (default:
-    ``hither.stores.default_store()``); ``secret``/``secret_file``: the shared secret (default
+    ``hither.content.stores.default_store()``); ``secret``/``secret_file``: the shared secret (default
     ``$HITHER_REMOTE_SECRET``); ``expires_in``: seconds a job may wait to be started;
     ``change_streams=False``: poll every ``poll_interval`` s instead of waking on the bus's
     change stream."""
@@ -191,7 +191,7 @@ class RemoteJobHandler(JobHandler):
     def _pack(self, job: "Job") -> Optional[BusJob]:
         """``job`` as a signed bus document, registered as pending; None when it needs none
         (cancelled, failed to pack, or following a job an earlier client sent)."""
-        from hither.outside import prepare_document
+        from hither.outside.path import prepare_document
 
         if job.is_done():  # cancelled before it was sent
             return None
@@ -360,7 +360,7 @@ class RemoteJobHandler(JobHandler):
                            type(exc).__name__)
 
     def _report(self, job: "Job", bus_job: BusJob) -> None:
-        from hither.outside import collect_document
+        from hither.outside.path import collect_document
 
         try:
             outcome = bus_job.outcome

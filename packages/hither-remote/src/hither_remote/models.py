@@ -25,7 +25,7 @@ FINAL = (BusStatus.FINISHED, BusStatus.ERROR, BusStatus.CANCELLED, BusStatus.REF
 
 
 class BusOutcome(BaseModel):
-    """What the resource sends back: ``hither.transport.pack_outputs``'s document (result,
+    """What the resource sends back: ``hither.outside.documents.pack_outputs``'s document (result,
     error, runtime; arrays and files as store URIs) and the runner's exit code, or a
     message when the job could not run at all."""
 
@@ -69,7 +69,7 @@ class BusJob(BaseModel):
     function_name: str
     job_hash: Optional[str] = None     # hither's hash of function and arguments
     status: BusStatus = BusStatus.QUEUED
-    document: Dict[str, Any]            # hither.outside.prepare_document's packed job
+    document: Dict[str, Any]            # hither.outside.path.prepare_document's packed job
     created: float
     expires: float                      # the resource refuses the job after this time
     signature: Optional[str] = None

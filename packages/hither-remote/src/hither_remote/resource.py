@@ -1,11 +1,11 @@
 """``hi.ComputeResource``: claims this resource's jobs from the bus and runs them here.
 
 Each claimed job is checked (signature, expiry, replay), rebuilt into a job directory with
-``hither.transport.unpack_job``, run by a ``hither.interfaces.Launcher`` (see
+``hither.outside.documents.unpack_job``, run by a ``hither.plugins.interfaces.Launcher`` (see
 ``launcher_for``: the ``job_handler``'s ``job_dir_launcher()``, by default a
-``hither.jobserver.JobServerLauncher``: a fork of a warm job server per job, in a process
+``hither.outside.jobserver.JobServerLauncher``: a fork of a warm job server per job, in a process
 group of its own, so a cancel or a stop kills everything it started), and its outcome
-packed with ``hither.transport.pack_outputs`` (arrays and files into the store) and written
+packed with ``hither.outside.documents.pack_outputs`` (arrays and files into the store) and written
 back. Up to ``capacity`` jobs run at once, each from a thread: ``workers=``, else the
 launcher's ``capacity``, else the ``num_workers`` of the given ``job_handler`` (e.g.
 ``hi.ParallelJobHandler(8)``), else 1::
@@ -48,7 +48,7 @@ from collections import OrderedDict
 from typing import Any, Dict, Optional, Tuple
 
 from hither.errors import ConfigError, JobTimeoutError
-from hither.interfaces import Launcher, Store
+from hither.plugins.interfaces import Launcher, Store
 
 from .janitor import Janitor
 from .models import BusJob, BusOutcome, BusStatus, ResourceHeartbeat
@@ -77,7 +77,7 @@ def launcher_for(job_handler: Any, workers: Optional[int]) -> Tuple[Launcher, in
         workers = (launcher.capacity if launcher is not None else None) \
             or getattr(job_handler, "num_workers", None) or 1
     if launcher is None:
-        from hither.jobserver import JobServerLauncher
+        from hither.outside.jobserver import JobServerLauncher
 
         launcher = JobServerLauncher(capacity=workers, reuse=True)
     elif launcher.capacity is not None and launcher.capacity < workers:
@@ -99,7 +99,7 @@ class _Running:
 class ComputeResource:
     """Serves the jobs sent to ``compute_resource_id`` (see the module docstring).
 
-    ``store``: the content store shared with clients (default ``hither.stores.default_store()``);
+    ``store``: the content store shared with clients (default ``hither.content.stores.default_store()``);
     ``secret``/``secret_file``: the shared secret (default ``$HITHER_REMOTE_SECRET``);
     ``job_cache``: a ``hi.JobCache`` consulted before a job runs and filled after it ran,
     with the client's force_run/cache_failing settings (``hither_remote.resource_cache``);
@@ -450,8 +450,8 @@ class ComputeResource:
             self._wake.set()  # a slot is free: claim the next job now
 
     def _execute(self, r: _Running) -> None:
-        from hither.outside import TIMEOUT_GRACE
-        from hither.transport import pack_outputs, unpack_job
+        from hither.outside.path import TIMEOUT_GRACE
+        from hither.outside.documents import pack_outputs, unpack_job
 
         from .logs import with_console_file
 

@@ -26,7 +26,7 @@ from typing import Any, Dict, Optional
 from urllib.parse import urlparse
 
 from hither.errors import ConfigError
-from hither.interfaces import Store
+from hither.plugins.interfaces import Store
 
 from .models import CachePolicy
 
@@ -36,7 +36,7 @@ logger = logging.getLogger("hither_remote.resource_cache")
 def job_cache_from_option(value: str) -> Any:
     """``hi.JobCache`` for ``serve --job-cache``: a folder (file cache) or a
     ``mongodb://HOST:PORT/DATABASE`` URL (MongoDB cache; database ``hither`` by default)."""
-    from hither.job_cache import JobCache
+    from hither.jobs.cache_policy import JobCache
     from hither.models import Database
 
     if value.startswith(("mongodb://", "mongodb+srv://")):
@@ -63,7 +63,7 @@ class ResourceCache:
 
     def __init__(self, job_cache: Any, store: Store, resource_id: str,
                  inline_max_bytes: Optional[int] = None) -> None:
-        from hither.job_cache import JobCache
+        from hither.jobs.cache_policy import JobCache
 
         if not isinstance(job_cache, JobCache):
             raise ConfigError(f"ComputeResource(job_cache=...) needs hi.JobCache(...), got {job_cache!r}")
@@ -103,7 +103,7 @@ class ResourceCache:
             else:
                 _write_json(os.path.join(scratch, "error.json"), entry.error.model_dump(mode="json"))
             _write_json(os.path.join(scratch, "runtime.json"), ri)
-            from hither.transport import pack_outputs
+            from hither.outside.documents import pack_outputs
 
             return pack_outputs(scratch, self.store, self.inline_max_bytes)
         except Exception as exc:  # noqa: BLE001 - an unusable entry: run the job instead
@@ -116,7 +116,7 @@ class ResourceCache:
     def fill(self, spec: Dict[str, Any], job_dir: str, exit_code: Optional[int]) -> None:
         """Record the outcome the runner left in ``job_dir`` (the cache's policy decides
         whether a failure is recorded); a failure to record only logs."""
-        from hither.jobdir import read_job_outputs
+        from hither.outside.jobdir import read_job_outputs
 
         if not spec.get("job_hash"):
             return
@@ -136,9 +136,9 @@ def _write_json(path: str, data: Any) -> None:
 def _write_result(job_dir: str, value: Any) -> None:
     """``value`` as the runner writes a result (``result.json``, arrays as ``.npy``, files
     as copies under ``outputs/``), for ``transport.pack_outputs``."""
-    from hither.filestore import clone_or_copy
-    from hither.jobdir import array_sink
-    from hither.runner import encode_value
+    from hither.content.folder import clone_or_copy
+    from hither.outside.jobdir import array_sink
+    from hither.runtime.runner import encode_value
 
     def file_encoder(f: Any) -> Dict[str, Any]:
         rel = f"outputs/{f.sha1}/{f.name}"

@@ -1,7 +1,7 @@
 """Container jobs on a compute resource: ``ResourceLauncher`` runs a job directory on the
 resource's host launcher, or, when its spec names an image and containers are on, in that
-image through core's ``hither.outside.ContainerLauncher`` (runner chosen by
-``hither.containers``: engine preference, network ``none`` unless the resource's
+image through core's ``hither.outside.path.ContainerLauncher`` (runner chosen by
+``hither.plugins.containers``: engine preference, network ``none`` unless the resource's
 ``container_options`` say otherwise; a client cannot ask for more)::
 
     launcher = ResourceLauncher(SubprocessLauncher(), containers=None)   # auto
@@ -23,7 +23,7 @@ from types import SimpleNamespace
 from typing import Any, Dict, Optional
 
 from hither.errors import ConfigError
-from hither.interfaces import Launcher
+from hither.plugins.interfaces import Launcher
 
 logger = logging.getLogger("hither_remote.resource_containers")
 
@@ -45,7 +45,7 @@ class ResourceLauncher(Launcher):
         self.host = host
         self.capacity = host.capacity
         self.containers = containers
-        # what hither.containers reads from a hi.Config: the resource's own settings
+        # what hither.plugins.containers reads from a hi.Config: the resource's own settings
         self._cfg = SimpleNamespace(container_engine=container_engine,
                                     container_options=container_options or ContainerOptions())
         self._lock = threading.Lock()
@@ -54,7 +54,7 @@ class ResourceLauncher(Launcher):
             self._check_available()
 
     def _check_available(self) -> None:
-        from hither import registry
+        from hither.plugins import registry
         from hither.errors import PluginNotInstalledError
 
         engine = self._cfg.container_engine
@@ -85,7 +85,7 @@ class ResourceLauncher(Launcher):
             return (f"{function_name} asks for container {image!r}, and this compute resource does not run "
                     "containers (it serves with --no-containers); run it without container=True, or send "
                     "it to a resource that runs containers")
-        from hither.containers import runner_class_for
+        from hither.plugins.containers import runner_class_for
 
         try:
             runner_class_for(image, self._cfg, function_name)
@@ -99,8 +99,8 @@ class ResourceLauncher(Launcher):
         image = spec.get("container")
         if not image or self._host_runs_containers():
             return self.host.launch(job_dir, timeout)
-        from hither.containers import runner_for
-        from hither.outside import ContainerLauncher
+        from hither.plugins.containers import runner_for
+        from hither.outside.path import ContainerLauncher
 
         launcher = ContainerLauncher(runner_for(image, self._cfg, spec.get("function_name", "the job")), image)
         with self._lock:

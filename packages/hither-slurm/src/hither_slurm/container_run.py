@@ -3,7 +3,7 @@
 A job the client sent with ``container=True`` carries its image, engine and container
 options in its queue entry; the pilot runs it through the container runner installed on
 the node (hither-container), on core's launcher contract, instead of through its job server.
-The handle looks like a ``hither.jobserver.JobRun`` to the pilot.
+The handle looks like a ``hither.outside.jobserver.JobRun`` to the pilot.
 """
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from types import SimpleNamespace
 from typing import Any, Callable, Dict, List, Optional
 
 from hither.errors import JobTimeoutError
-from hither.jobdir import write_json_atomic
-from hither.jobserver import JobEnd
-from hither.outside import TIMEOUT_GRACE
-from hither.runner import ERROR, RUNTIME, error_dict
+from hither.outside.jobdir import write_json_atomic
+from hither.outside.jobserver import JobEnd
+from hither.outside.path import TIMEOUT_GRACE
+from hither.runtime.runner import ERROR, RUNTIME, error_dict
 
 logger = logging.getLogger("hither_slurm.container_run")
 
@@ -49,7 +49,7 @@ class ContainerRun:
                          daemon=True).start()
 
     def _make_runner(self) -> Any:
-        from hither.containers import runner_for
+        from hither.plugins.containers import runner_for
         from hither.models import ContainerOptions
 
         opts = self._spec.get("options")

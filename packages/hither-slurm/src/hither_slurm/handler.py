@@ -13,13 +13,13 @@ import uuid
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from hither.errors import ConfigError, HitherError, JobTimeoutError
-from hither.filestore import ContentFolder
-from hither.interfaces import JobHandler
-from hither.jobdir import read_job_outputs
-from hither.lifetime import shut_down_at_exit
-from hither.outcome import Outcome, report
-from hither.outside import document_outcome, prepare
-from hither.transport import OUTPUTS
+from hither.content.folder import ContentFolder
+from hither.plugins.interfaces import JobHandler
+from hither.outside.jobdir import read_job_outputs
+from hither.plugins.lifetime import shut_down_at_exit
+from hither.values.outcome import Outcome, report
+from hither.outside.path import document_outcome, prepare
+from hither.outside.documents import OUTPUTS
 
 from .batches import Batch, Launcher
 from .container_run import container_entry
@@ -28,7 +28,7 @@ from .options import parse_options
 from .workdir import WorkDir
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hither.job import Job
+    from hither.jobs.job import Job
 
     from .jobdir_launcher import PilotLauncher
 
@@ -38,7 +38,7 @@ _counter = itertools.count(1)
 
 
 # Job directories are written and read by core's one out-of-process path
-# (hither.outside): prepare into the queue folder (an argument that is a StoredResult of
+# (hither.outside.path): prepare into the queue folder (an argument that is a StoredResult of
 # this folder's store goes in as its URIs), read the outcome a pilot left.
 def _prepare(job: "Job", job_dir: str) -> None:
     prepare(job, job_dir=job_dir)
@@ -47,7 +47,7 @@ def _prepare(job: "Job", job_dir: str) -> None:
 def _collect(job_dir: str, exit_code: Optional[int], store: ContentFolder, download: bool) -> Outcome:
     """A finished job's outcome. A result the pilot packed into ``store`` (``OUTPUTS``)
     comes back as a ``StoredResult`` (nothing of its arrays or files is read here) unless
-    ``download``, as hither-remote's results do (``hither.outside.document_outcome``)."""
+    ``download``, as hither-remote's results do (``hither.outside.path.document_outcome``)."""
     try:
         with open(os.path.join(job_dir, OUTPUTS)) as f:
             doc = json.load(f)
@@ -91,7 +91,7 @@ class SlurmJobHandler(JobHandler):
     A batch Slurm will never start (e.g. more CPUs than the partition has), or still
     pending after ``pending_timeout`` seconds, is cancelled and its waiting jobs fail with
     a ``SlurmError`` naming squeue's reason. Large results stay in ``working_dir/store``
-    and go to the next job there by reference (``hither.refs.StoredResult``).
+    and go to the next job there by reference (``hither.values.refs.StoredResult``).
     ``use_slurm=False`` runs the same pilots as local processes::
 
         jh = hi.SlurmJobHandler(working_dir="/shared/hither", num_workers_per_batch=4,
@@ -132,7 +132,7 @@ class SlurmJobHandler(JobHandler):
         except OSError as exc:
             raise ConfigError(f"SlurmJobHandler cannot use working_dir={working_dir!r}: {exc}") from None
         # results stay here, on the cluster's file system, and go to the next job on this
-        # folder by reference (hither.refs); the client reads them only at get_result()
+        # folder by reference (hither.values.refs); the client reads them only at get_result()
         self.result_store = self.wd.store()
         self._touched = time.monotonic()
         self._launcher = Launcher(self.options, self.wd, self._client)
@@ -156,7 +156,7 @@ class SlurmJobHandler(JobHandler):
     def check_config(self, job: "Job") -> None:
         self._check_job(job.function_name, job.config.job_timeout)
         # packaging errors (nested, no source, too large) are refused before this, at .run()
-        # (hither.placement: needs_code_bundle)
+        # (hither.jobs.placement: needs_code_bundle)
 
     def _check_job(self, function_name: str, timeout: Optional[float]) -> None:
         if self._closed:

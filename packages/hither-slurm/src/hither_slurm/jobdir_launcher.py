@@ -8,7 +8,7 @@ than ``Job`` objects, such as a hither-remote compute resource.
                             max_simultaneous_batches=2)
     launcher = jh.job_dir_launcher()          # launcher.capacity == 8
     code = launcher.launch(job_dir, timeout=65)   # from up to 8 threads at once
-    outcome = hither.jobdir.read_job_outputs(job_dir, code)
+    outcome = hither.outside.jobdir.read_job_outputs(job_dir, code)
     launcher.close()
 
 ``launch`` moves the directory into the handler's queue (a rename; a copy when the working
@@ -31,16 +31,16 @@ import time
 from typing import TYPE_CHECKING, Dict, Optional
 
 from hither.errors import HitherError, JobTimeoutError
-from hither.interfaces import Launcher
-from hither.jobdir import write_json_atomic
-from hither.runner import ERROR, RESULT, RUNTIME, error_dict
+from hither.plugins.interfaces import Launcher
+from hither.outside.jobdir import write_json_atomic
+from hither.runtime.runner import ERROR, RESULT, RUNTIME, error_dict
 
 if TYPE_CHECKING:  # pragma: no cover
     from .handler import SlurmJobHandler, _Entry
 
 logger = logging.getLogger("hither_slurm.jobdir_launcher")
 
-#: what a runner writes into a job directory (``hither.jobdir.read_job_outputs`` reads them)
+#: what a runner writes into a job directory (``hither.outside.jobdir.read_job_outputs`` reads them)
 _OUTPUT_FILES = (RESULT, ERROR, RUNTIME)
 _OUTPUT_DIRS = ("outputs",)
 #: seconds ``launch`` waits for a killed job's pilot to confirm before giving it up

@@ -2,14 +2,14 @@
 
 One pilot runs per batch (a Slurm allocation, or a local process with ``use_slurm=False``).
 It claims queued job directories from the working folder, runs up to ``--workers`` of them
-at once through one ``hither.jobserver.JobServer`` (a fresh fork per job, so jobs never
+at once through one ``hither.outside.jobserver.JobServer`` (a fresh fork per job, so jobs never
 share modules), writes each job's outcome, and exits after ``--idle-timeout`` seconds without
 work, or soon after its client (the handler's program) is gone. A job that would not
 finish before the batch's end (``--end-in``) is left for another batch. For a job queued
 with ``store``, the pilot places the arguments it holds by reference from the working
 folder's ``store/`` before the run (arrays of a host job are mapped from the store, not
 copied) and leaves the result's arrays and files there after it, on a thread of its own
-so a large result does not hold up the other jobs (``hither.transport``): results go
+so a large result does not hold up the other jobs (``hither.outside.documents``): results go
 from job to job on the cluster. SIGTERM
 (``scancel``) kills its running jobs and exits; their claims stay, and the client
 requeues them.
@@ -25,10 +25,10 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 
-from hither.jobdir import write_json_atomic
-from hither.jobserver import JobEnd, JobServer
-from hither.runner import ERROR, RUNTIME, error_dict
-from hither.transport import OUTPUTS, place_stored_inputs, store_outputs
+from hither.outside.jobdir import write_json_atomic
+from hither.outside.jobserver import JobEnd, JobServer
+from hither.runtime.runner import ERROR, RUNTIME, error_dict
+from hither.outside.documents import OUTPUTS, place_stored_inputs, store_outputs
 
 from .container_run import ContainerRun
 

@@ -14,7 +14,7 @@
       pilots/<batch>.json    the pilot of a batch: pid, host, Slurm job id, end time
       clients/<client>.json  a handler using the folder (pid, host; touched while it lives)
       batches/<batch>/       the batch script and Slurm's output of the batch
-      store/                 results that stay on the cluster (``hither.filestore.ContentFolder``
+      store/                 results that stay on the cluster (``hither.content.folder.ContentFolder``
                              layout: sha1/ab/cd/<sha1>); jobs' arguments refer to them by URI
 
 Job keys are ``<client>.<sequence>``, so a handler that starts in a folder left by a killed
@@ -33,7 +33,7 @@ import time
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hither.filestore import ContentFolder
+    from hither.content.folder import ContentFolder
 
 logger = logging.getLogger("hither_slurm.workdir")
 
@@ -82,12 +82,12 @@ class WorkDir:
     def enqueue(self, key: str, timeout: Optional[float], container: Optional[dict] = None,
                 store: bool = False) -> None:
         """Queue ``jobs/<key>``; ``store``: its pilot places arguments held by reference
-        from ``store/`` and leaves the result's large parts there (``hither.transport``)."""
+        from ``store/`` and leaves the result's large parts there (``hither.outside.documents``)."""
         self.write_json(self.path("queue", key), {"timeout": timeout, "container": container, "store": store})
 
     def store(self) -> "ContentFolder":
         """The content store of this folder, where results stay between jobs."""
-        from hither.filestore import ContentFolder
+        from hither.content.folder import ContentFolder
 
         return ContentFolder(self.path("store"))
 

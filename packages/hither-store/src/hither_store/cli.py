@@ -121,7 +121,7 @@ def get(obj: _Ctx, uri: str, dest: Optional[str], force_special: bool) -> None:
         click.echo(src)
         return
     if os.path.isdir(dest):
-        from hither.file import parse_uri
+        from hither.values.file import parse_uri
 
         digest, name = parse_uri(uri)
         dest = os.path.join(dest, name or digest)

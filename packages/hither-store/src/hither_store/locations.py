@@ -5,7 +5,7 @@ import json
 import os
 from typing import Any, Dict, Optional
 
-from hither.file import is_sha1_hex
+from hither.values.file import is_sha1_hex
 
 from .errors import StoreError
 

@@ -1,4 +1,4 @@
-"""The content-addressed store on any fsspec file system (entry point ``hither.stores:fsspec``)."""
+"""The content-addressed store on any fsspec file system (entry point ``hither.content.stores:fsspec``)."""
 from __future__ import annotations
 
 import io
@@ -12,9 +12,9 @@ from threading import Event
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, Optional, Tuple
 
-from hither.file import file_sha1, known_file_sha1, parse_uri, remember_file_sha1
-from hither.filestore import clone_fd
-from hither.interfaces import Store as StoreInterface
+from hither.values.file import file_sha1, known_file_sha1, parse_uri, remember_file_sha1
+from hither.content.folder import clone_fd
+from hither.plugins.interfaces import Store as StoreInterface
 
 from .errors import BlobNotFoundError, StoreError, StoreIntegrityError
 from .hashing import CHUNK, copy_hashing, sha1_of_buffers, write_all

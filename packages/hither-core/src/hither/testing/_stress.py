@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
-from ..models import CacheEntry, JobStatus, RuntimeInfo
+from hither.models import CacheEntry, JobStatus, RuntimeInfo
 
 
 def make_entry(job_hash: str, writer: int, round_: int, array_bytes: int) -> CacheEntry:

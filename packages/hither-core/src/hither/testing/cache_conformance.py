@@ -1,4 +1,4 @@
-"""Conformance tests every ``hither.interfaces.CacheBackend`` must pass (needs pytest).
+"""Conformance tests every ``hither.plugins.interfaces.CacheBackend`` must pass (needs pytest).
 
 A backend's test module subclasses :class:`CacheBackendConformance` and provides the
 fixture ``cache_spec``: ``(backend class, keyword arguments)`` for a fresh, empty cache
@@ -29,10 +29,10 @@ from typing import Any, Callable, Dict, List, Tuple
 import numpy as np
 import pytest
 
-from ..file import File
-from ..interfaces import CacheBackend
-from ..models import CacheEntry, ErrorInfo, JobStatus, RuntimeInfo
-from ._stress import check_entry, make_entry, stress_process, stress_worker
+from hither.values.file import File
+from hither.plugins.interfaces import CacheBackend
+from hither.models import CacheEntry, ErrorInfo, JobStatus, RuntimeInfo
+from hither.testing._stress import check_entry, make_entry, stress_process, stress_worker
 
 Spec = Tuple[Callable[..., CacheBackend], Dict[str, Any]]
 

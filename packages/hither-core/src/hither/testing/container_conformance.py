@@ -1,4 +1,4 @@
-"""Conformance tests every ``hither.interfaces.ContainerRunner`` must pass (needs pytest),
+"""Conformance tests every ``hither.plugins.interfaces.ContainerRunner`` must pass (needs pytest),
 and ``HostPythonRunner``, a real runner that uses this host's Python instead of an image.
 
 A runner's test module subclasses :class:`ContainerRunnerConformance` and provides the
@@ -29,15 +29,15 @@ import threading
 import time
 from typing import Any, Iterator, Optional
 
-from ._modules import job_module
+from hither.testing._modules import job_module
 
 import numpy as np
 import pytest
 
-from ..errors import JobCancelledException, JobTimeoutError, WorkerDiedError
-from ..interfaces import ContainerRunner, JobHandler
-from ..outside import SubprocessLauncher, prepare
-from ..jobdir import read_job_outputs
+from hither.errors import JobCancelledException, JobTimeoutError, WorkerDiedError
+from hither.plugins.interfaces import ContainerRunner, JobHandler
+from hither.outside.path import SubprocessLauncher, prepare
+from hither.outside.jobdir import read_job_outputs
 
 JOB_FUNCS = '''
 import os
@@ -231,7 +231,7 @@ class ContainerRunnerConformance:
     # -------------------------------------------------------------- the runner itself
     def test_runner_contract(self, funcs: Any, runner_name: str, image: str, tmp_path: Any) -> None:
         import hither as hi
-        from .. import registry
+        from hither.plugins import registry
 
         cls = registry.load("container_runners", runner_name)
         assert cls.is_available()

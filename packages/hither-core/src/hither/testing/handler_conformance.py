@@ -1,4 +1,4 @@
-"""Conformance tests every ``hither.interfaces.JobHandler`` must pass (needs pytest).
+"""Conformance tests every ``hither.plugins.interfaces.JobHandler`` must pass (needs pytest).
 
 A handler's test module subclasses :class:`JobHandlerConformance` and provides the fixture
 ``handler``: a fresh handler (the suite shuts it down). Class attributes say what the
@@ -21,12 +21,12 @@ from __future__ import annotations
 import time
 from typing import Any, Iterator
 
-from ._modules import job_module
+from hither.testing._modules import job_module
 
 import numpy as np
 import pytest
 
-from ..errors import DependencyFailedError, JobCancelledException, JobTimeoutError
+from hither.errors import DependencyFailedError, JobCancelledException, JobTimeoutError
 
 JOB_FUNCS = '''
 import os

@@ -1,4 +1,4 @@
-"""Conformance tests every ``hither.interfaces.Store`` must pass (needs pytest).
+"""Conformance tests every ``hither.plugins.interfaces.Store`` must pass (needs pytest).
 
 A store's test module subclasses :class:`StoreConformance` and provides a fixture
 ``store``: an empty store of the implementation under test (fresh for each test). The
@@ -41,9 +41,9 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import pytest
 
-from ..errors import HitherError
-from ..file import File
-from ..interfaces import Store
+from hither.errors import HitherError
+from hither.values.file import File
+from hither.plugins.interfaces import Store
 
 _URI = re.compile(r"sha1://([0-9a-f]{40})/([^/\\]+)")
 
@@ -143,7 +143,7 @@ def bad_uri(template: str, digest: str) -> str:
 
 
 class StoreConformance:
-    """The behaviour tests of a ``hither.interfaces.Store``; subclass it and provide a
+    """The behaviour tests of a ``hither.plugins.interfaces.Store``; subclass it and provide a
     ``store`` fixture (in the class, the module or a conftest)::
 
         class TestDictStoreConformance(StoreConformance):

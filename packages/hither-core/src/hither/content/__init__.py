@@ -1,0 +1,1 @@
+"""Content addressing: sha1 hashing, the local content folder (blob layout) and the configured content store."""

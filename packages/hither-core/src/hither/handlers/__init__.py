@@ -1,1 +1,0 @@
-"""The job handlers that ship with hither-core."""

@@ -1,0 +1,288 @@
+"""The job manager: creates jobs, waits for their input jobs, asks the cache, hands ready
+jobs to their handler, records results, and wakes dependent jobs."""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
+
+from hither import config_state as _config
+from hither.errors import DependencyFailedError
+from hither.plugins.interfaces import JobHandler
+from hither.jobs.job import Job
+from hither.jobs.placement import check_placement
+from hither.values.refs import is_stored
+from hither.status import JobStatus
+from hither.values.grammar import scan, snapshot, substitute
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hither.plugins.protocols import JobFunction
+
+logger = logging.getLogger("hither.jobs.manager")
+
+
+def bind_arguments(fn: "JobFunction", args: tuple, kwargs: dict) -> Tuple[Dict[str, Any], List[Job]]:
+    """The job's arguments by name (defaults included when they are hither values, so
+    ``f.run(x=1)`` and ``f.run(x=1, d=None)`` share a hash) and its distinct input jobs.
+    Raises ``TypeError`` naming the argument for anything hither cannot carry.
+
+    The arguments are captured here, at ``.run()``: containers are copied, and so are
+    writeable arrays up to ``hither.values.grammar.SNAPSHOT_MAX_BYTES`` (see ``values.snapshot``),
+    so a job that starts later (after its input jobs, or when a worker frees up) sees the
+    values as they were at ``.run()``."""
+    try:
+        bound = fn.signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"{fn.name}.run(): {exc}") from None
+    given: Dict[str, Any] = {}
+    for pname, value in bound.arguments.items():
+        kind = fn.signature.parameters[pname].kind
+        if kind is kind.VAR_KEYWORD:
+            given.update(value)  # jobs pass arguments by name: flatten **kwargs
+        elif kind in (kind.VAR_POSITIONAL, kind.POSITIONAL_ONLY):
+            raise TypeError(f"{fn.name}.run(): hither passes arguments by name, so "
+                            f"*{pname} / positional-only parameters are not supported; "
+                            "make it a keyword parameter")
+        else:
+            given[pname] = value
+    deps: List[Job] = []
+    for name, value in given.items():
+        deps.extend(scan(value, name))
+    given = {name: snapshot(value) for name, value in given.items()}
+    for pname, param in fn.signature.parameters.items():
+        if pname not in given and param.default is not param.empty \
+                and param.kind not in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+            try:
+                scan(param.default, pname, allow_jobs=False)
+            except TypeError:
+                continue  # not a hither value: part of the code, covered by the version
+            given[pname] = snapshot(param.default)
+    return given, list({id(d): d for d in deps}.values())
+
+
+_CAUSE_MAX = 2000  # characters of the root cause's message quoted in a DependencyFailedError
+
+
+def _dependency_failed(job: Job, dep: Job) -> DependencyFailedError:
+    """The error of ``job`` whose input ``dep`` failed or was cancelled. It names the input
+    and the root cause once (the first job that failed in the chain, shared, not nested), so
+    a failure at the head of a long chain costs the same small message at every link."""
+    cause = dep.get_error()
+    root = getattr(cause, "root_cause", None) if isinstance(cause, DependencyFailedError) else None
+    if root is None:
+        root = f"job {dep.function_name} ({dep.id}) {dep.get_status().value}"
+        if cause is not None:
+            text = str(cause)
+            if len(text) > _CAUSE_MAX:
+                text = text[:_CAUSE_MAX] + f"... ({len(text) - _CAUSE_MAX} more characters)"
+            root += f": {type(cause).__name__}: {text}"
+        msg = f"job {job.function_name} ({job.id}) could not run: its input {root}"
+    else:
+        msg = (f"job {job.function_name} ({job.id}) could not run: its input job "
+               f"{dep.function_name} ({dep.id}) could not run; root cause: {root}")
+    err = DependencyFailedError(msg)
+    err.root_cause = root  # type: ignore[attr-defined]
+    return err
+
+
+class JobManager:
+    """Process-wide coordinator of jobs (one instance: ``hither.jobs.manager.manager``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active: Dict[str, Job] = {}
+        self._handlers: "weakref.WeakSet[JobHandler]" = weakref.WeakSet()
+        self._default_handler: Optional[JobHandler] = None
+        self._dispatch_q: "queue.SimpleQueue[Optional[Job]]" = queue.SimpleQueue()
+        self._dispatch_thread: Optional[threading.Thread] = None
+
+    # ------------------------------------------------------------------ creation
+    def default_handler(self) -> JobHandler:
+        with self._lock:
+            if self._default_handler is None:
+                from hither.local.default import DefaultJobHandler
+
+                self._default_handler = DefaultJobHandler()
+            return self._default_handler
+
+    def create_job(self, fn: "JobFunction", args: tuple, kwargs: dict) -> Job:
+        given, deps = bind_arguments(fn, args, kwargs)
+        cfg = _config.current()
+        handler = cfg.job_handler or self.default_handler()
+        job = Job(fn, given, cfg, handler, self._container_for(fn, cfg), deps)
+        job.attach(self)
+        check_placement(job)
+        with self._lock:
+            self._active[job.id] = job
+            self._handlers.add(handler)
+        if deps:
+            self._await_inputs(job)
+        else:
+            self._ready(job, inline=True)
+        return job
+
+    def _await_inputs(self, job: Job) -> None:
+        """Continue ``job`` once every input job has ended: right here if they all already
+        have, else on the dispatch thread (never in a handler's thread)."""
+        pending = [len(job.dependencies)]
+        plock = threading.Lock()
+        creator = threading.get_ident()
+        registering = [True]
+
+        def input_done(_dep: Job) -> None:
+            with plock:
+                pending[0] -= 1
+                last = pending[0] == 0
+            if last:
+                if registering[0] and threading.get_ident() == creator:
+                    self._deps_ready(job, inline=True)
+                else:
+                    self._dispatch(job)
+
+        for d in job.dependencies:
+            d.add_done_callback(input_done)
+        registering[0] = False
+
+    def _container_for(self, fn: "JobFunction", cfg: _config.ConfigState) -> Optional[str]:
+        """The image ``fn`` runs in under ``cfg``, or None for the host. Whether it can run
+        there is the handler's to say (``hither.jobs.placement``)."""
+        if isinstance(cfg.container, str):
+            return cfg.container
+        if cfg.container is True:
+            return fn.container
+        return None
+
+    # ------------------------------------------------------------------ readiness
+    def _dispatch(self, job: Job) -> None:
+        """Continue ``job`` on the dispatch thread (never block a handler's own thread)."""
+        with self._lock:
+            if self._dispatch_thread is None or not self._dispatch_thread.is_alive():
+                self._dispatch_thread = threading.Thread(target=self._dispatch_loop,
+                                                         name="hither-dispatch", daemon=True)
+                self._dispatch_thread.start()
+        self._dispatch_q.put(job)
+
+    def _dispatch_loop(self) -> None:
+        while True:
+            job = self._dispatch_q.get()
+            if job is None:
+                return
+            try:
+                self._deps_ready(job, inline=False)
+            except Exception:  # never let one job take the dispatcher down
+                logger.exception("hither internal error while starting %s", job)
+
+    def _deps_ready(self, job: Job, inline: bool) -> None:
+        if job.is_done():
+            return
+        for d in job.dependencies:
+            if d.get_status() != JobStatus.FINISHED:
+                self.complete(job, JobStatus.ERROR, None, _dependency_failed(job, d), None)
+                return
+        job.resolved_kwargs = substitute(job.kwargs, lambda d: d.result_for(job))
+        self._ready(job, inline)
+
+    def _ready(self, job: Job, inline: bool) -> None:
+        cfg = job.config
+        cache = cfg.job_cache
+        try:
+            if cache is not None and not cfg.force_run:
+                entry = cache.lookup(job)
+                if entry is not None:
+                    from hither.jobs.cache_policy import entry_error
+
+                    ri = {**entry.runtime_info.model_dump(), "cached": True}
+                    if entry.status == JobStatus.FINISHED:
+                        self.complete(job, JobStatus.FINISHED, entry.result, None, ri)
+                    else:
+                        self.complete(job, JobStatus.ERROR, None, entry_error(entry), ri)
+                    return
+            if not job.mark_queued():
+                return
+            job.handler.submit(job, inline)
+        except Exception as exc:
+            self.complete(job, JobStatus.ERROR, None, exc, None)
+
+    # ------------------------------------------------------------------ reports
+    def on_running(self, job: Job, runtime_info: Any = None) -> None:
+        job.mark_running(runtime_info)
+
+    def complete(self, job: Job, status: JobStatus, result: Any, error: Optional[BaseException],
+                 runtime_info: Any) -> bool:
+        """Record the end of ``job`` (first report wins); store it in the cache; wake waiters."""
+        if not job.begin_end():
+            return False
+        job.update_runtime_info(runtime_info, status)
+        cache = job.config.job_cache
+        if cache is not None and not job.from_cache and status != JobStatus.CANCELLED:
+            try:
+                # a cache keeps values, not references into a job's store
+                value = result.materialize() if is_stored(result) else result
+                cache.store(job, status, value, error, job.get_runtime_info())
+            except Exception as exc:
+                logger.warning("could not store %s (%s) in the job cache: %s: %s",
+                               job.function_name, job.id, type(exc).__name__, exc)
+        callbacks = job.end(status, result, error)
+        with self._lock:
+            self._active.pop(job.id, None)
+        for cb in callbacks:
+            try:
+                cb(job)
+            except Exception:
+                logger.exception("error in a done-callback of %s", job)
+        return True
+
+    # ------------------------------------------------------------------ control
+    def cancel(self, job: Job) -> bool:
+        if job.is_done():
+            return False
+        status = job.get_status()
+        if status == JobStatus.PENDING:
+            job.report_cancelled()
+            return True
+        stopped = job.handler.cancel(job)
+        if not stopped and not job.is_done() and job.get_status() == JobStatus.QUEUED:
+            job.report_cancelled()
+            return True
+        return stopped
+
+    def active_jobs(self) -> List[Job]:
+        with self._lock:
+            return list(self._active.values())
+
+    def wait_all(self, timeout: Optional[float] = None) -> None:
+        from hither.jobs.progress import wait_with_progress
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            jobs = self.active_jobs()
+            if not jobs:
+                return
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not wait_with_progress(jobs, remaining):
+                raise TimeoutError(f"hi.wait(): {len(self.active_jobs())} job(s) still unfinished "
+                                   f"after {timeout} s; they keep running")
+
+    def reset(self) -> None:
+        """Cancel every unfinished job and shut down every handler used so far."""
+        for job in self.active_jobs():
+            try:
+                self.cancel(job)
+            except Exception:
+                logger.exception("could not cancel %s", job)
+        with self._lock:
+            handlers: Set[JobHandler] = set(self._handlers)
+            self._handlers = weakref.WeakSet()
+        for h in handlers:
+            try:
+                h.shutdown(wait=False)
+            except Exception:
+                logger.exception("could not shut down %s", h)
+        for job in self.active_jobs():  # whatever a handler could not stop
+            job.report_cancelled()
+
+
+manager = JobManager()

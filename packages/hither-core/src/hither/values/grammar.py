@@ -1,0 +1,447 @@
+"""Hither-allowed values: validation (with the argument path in errors), the jobs nested in
+arguments, substitution of their results, and the canonical job hash.
+
+Allowed, nested anywhere: None, bool, int, float, str, numpy arrays (not object dtype),
+numpy scalars, list, tuple (kept distinct from list), dict with str keys, ``hi.File`` and
+``Job`` (a pipeline dependency; arguments only).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import sys
+from typing import Any, Callable, Iterator, List, Optional, Tuple
+
+from hither.values.file import File
+
+#: a ``hither.jobs.job.Job`` (jobs sit above this module in hither's layers, so they are
+#: recognised by the ``_hither_job`` marker of their class, not by importing them)
+Job = Any
+
+_SCALARS = (str, int, float, bool, type(None))
+_HASH_CHUNK = 64 * 1024 * 1024
+
+
+class _JobMeta(type):
+    def __instancecheck__(cls, obj: Any) -> bool:
+        return getattr(type(obj), "_hither_job", False) is True
+
+
+class _AnyJob(metaclass=_JobMeta):
+    """``isinstance(v, _AnyJob)``: whether ``v`` is a hither Job."""
+
+
+def _job_type() -> type:
+    return _AnyJob
+
+
+def scan(value: Any, path: str, allow_jobs: bool = True) -> List["Job"]:
+    """Validate ``value``; return the Jobs nested in it. ``TypeError`` names the path."""
+    jobs: List["Job"] = []
+    _scan(value, path, jobs, allow_jobs, _job_type())
+    return jobs
+
+
+#: containers nested deeper than this are refused (well below Python's recursion limit)
+MAX_DEPTH = 500
+
+
+def _scan(v: Any, path: str, jobs: list, allow_jobs: bool, job_type: type,
+          active: Optional[set] = None, depth: int = 0) -> None:
+    t = type(v)
+    np = sys.modules.get("numpy")  # no numpy loaded: no value can be an array
+    if t in _SCALARS:
+        return
+    if t is list or t is tuple or t is dict:
+        if depth >= MAX_DEPTH:
+            short = path if len(path) < 120 else f"{path[:60]}...{path[-30:]}"
+            raise TypeError(f"{short} is nested more than {MAX_DEPTH} levels deep: hither cannot "
+                            "check, hash or send it; flatten it")
+        if active is None:
+            active = set()
+        if id(v) in active:
+            raise TypeError(f"{path} contains itself (a cycle): hither values must be trees; pass a "
+                            "copy without the cycle")
+        active.add(id(v))
+        try:
+            if t is dict:
+                for k, item in v.items():
+                    if type(k) is not str:
+                        raise TypeError(f"{path} has a key {k!r} of type {type(k).__name__}: hither "
+                                        "dicts need str keys (convert the keys with str())")
+                    _scan(item, f"{path}[{k!r}]", jobs, allow_jobs, job_type, active, depth + 1)
+            else:
+                for i, item in enumerate(v):
+                    _scan(item, f"{path}[{i}]", jobs, allow_jobs, job_type, active, depth + 1)
+        finally:
+            active.discard(id(v))
+        return
+    if np is not None and isinstance(v, np.ndarray):
+        if type(v) is not np.ndarray and not isinstance(v, np.memmap):
+            # a masked array or matrix carries meaning beyond its data buffer
+            raise TypeError(f"{path} is a {t.__module__}.{t.__qualname__}, a numpy array subclass "
+                            "hither cannot carry faithfully; pass np.asarray(...) (and a mask "
+                            "as an array of its own)")
+        if v.dtype.hasobject:
+            raise TypeError(f"{path} is a numpy array of dtype {v.dtype}: object arrays are not "
+                            "allowed (use a numeric dtype, or a list)")
+        _check_dtype(v.dtype, path)
+        return
+    if np is not None and isinstance(v, np.generic):
+        if v.dtype.hasobject:
+            raise TypeError(f"{path} is a numpy object scalar: not allowed")
+        _check_dtype(v.dtype, path)
+        return
+    if isinstance(v, File):
+        if v._uri is None and not os.path.exists(v.path or ""):
+            raise FileNotFoundError(f"{path} is hi.File({v.path!r}), but that file does not exist "
+                                    "(check the path, or pass hi.File.from_uri(...) for stored content)")
+        return
+    if getattr(t, "_hither_ref", False) is True:  # a hither.values.refs.StoredResult
+        return
+    if isinstance(v, job_type):
+        if not allow_jobs:
+            raise TypeError(f"{path} is a hither Job: a function cannot return a Job "
+                            "(return its result, or run the job from the caller)")
+        jobs.append(v)
+        return
+    if _subclass_base(v) is not None:  # subclasses of int/float/str (IntEnum, (str, Enum), ...)
+        _check_subclass(v, path)
+        return
+    raise TypeError(f"{path} has type {t.__module__}.{t.__qualname__}, which hither cannot pass "
+                    "to or from a job; allowed: None, bool, int, float, str, numpy arrays and "
+                    "scalars, list, tuple, dict with str keys, hi.File, and Job")
+
+
+def _check_dtype(dt: Any, path: str) -> None:
+    """Refuse a structured dtype that ``.npy`` (hence the cache and job directories) cannot
+    describe: overlapping or out-of-order fields."""
+    if dt.names is not None:
+        try:
+            dt.descr
+        except ValueError:
+            raise TypeError(f"{path} has a structured dtype with overlapping or out-of-order "
+                            f"fields ({dt}), which hither cannot store faithfully; pass "
+                            "numpy.lib.recfunctions.repack_fields(a) (fields in offset order)") from None
+
+
+def substitute(value: Any, result_of: Callable[["Job"], Any]) -> Any:
+    """A copy of ``value`` with every Job replaced by ``result_of(job)``."""
+    job_type = _job_type()
+
+    def sub(v: Any) -> Any:
+        t = type(v)
+        if t is list:
+            return [sub(x) for x in v]
+        if t is tuple:
+            return tuple(sub(x) for x in v)
+        if t is dict:
+            return {k: sub(x) for k, x in v.items()}
+        if isinstance(v, job_type):
+            return result_of(v)
+        return v
+
+    return sub(value)
+
+
+#: writeable arrays up to this many bytes are copied at ``.run()`` (see ``snapshot``)
+SNAPSHOT_MAX_BYTES = int(os.environ.get("HITHER_SNAPSHOT_MAX_BYTES", 16 * 1024 * 1024))
+
+
+def snapshot(value: Any) -> Any:
+    """``value`` as it is now, for a job that may read it later (when its input jobs end, or
+    when its container or cluster job starts): lists, tuples and dicts are copied at every
+    depth, so changing them after ``.run()`` never changes the job.
+
+    A numpy array is copied when its memory can still be written (it, or an array it is a
+    view of, is writeable) and it holds at most ``SNAPSHOT_MAX_BYTES`` (16 MiB, set by
+    ``$HITHER_SNAPSHOT_MAX_BYTES``; such a copy costs a few ms). A larger writeable array is
+    passed by reference rather than doubled in memory: do not modify it until the job has
+    ended, or pass a read-only array (``a.setflags(write=False)`` on an array that owns its
+    memory), which is never copied. Everything else (numbers, strings, numpy scalars,
+    ``hi.File``, ``Job``) is immutable and kept as is."""
+    t = type(value)
+    if t is list:
+        return [snapshot(x) for x in value]
+    if t is tuple:
+        return tuple(snapshot(x) for x in value)
+    if t is dict:
+        return {k: snapshot(x) for k, x in value.items()}
+    if _is_array(value) and value.nbytes <= SNAPSHOT_MAX_BYTES and _writable_memory(value):
+        return sys.modules["numpy"].array(value, copy=True, order="K", subok=False)
+    return value
+
+
+def _is_array(v: Any) -> bool:
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(v, np.ndarray)
+
+
+def _writable_memory(a: Any) -> bool:
+    """Whether ``a``'s data can change: it or any array it is a view of is writeable."""
+    while _is_array(a):
+        if a.flags.writeable:
+            return True
+        a = a.base
+    return False
+
+
+def map_files(value: Any, fn: Callable[[File], Any]) -> Any:
+    """A copy of ``value`` with every ``hi.File`` replaced by ``fn(file)``."""
+    t = type(value)
+    if t is list:
+        return [map_files(x, fn) for x in value]
+    if t is tuple:
+        return tuple(map_files(x, fn) for x in value)
+    if t is dict:
+        return {k: map_files(x, fn) for k, x in value.items()}
+    if isinstance(value, File):
+        return fn(value)
+    return value
+
+
+def prepare_kwargs(kwargs: dict, no_resolve_input_files: bool) -> dict:
+    """Arguments as the function sees them: each ``hi.File`` becomes a local path string."""
+    if no_resolve_input_files:
+        return kwargs
+    return {k: map_files(v, File.resolve) for k, v in kwargs.items()}
+
+
+def has_files(value: Any) -> bool:
+    t = type(value)
+    if t is list or t is tuple:
+        return any(has_files(x) for x in value)
+    if t is dict:
+        return any(has_files(x) for x in value.values())
+    return isinstance(value, File)
+
+
+# ---------------------------------------------------------------- canonical hashing
+# One tag byte per kind, lengths before variable-size parts, so no two values of different
+# value, type, dtype, shape or nesting can produce the same byte stream. Bumped whenever the
+# encoding changes, so entries made under an older encoding can never be mistaken for new.
+HASH_DOMAIN = b"hither-job-v2\0"
+
+
+def update_hash(h: "hashlib._Hash", v: Any) -> None:
+    """Feed a canonical, type-tagged encoding of ``v`` into ``h``.
+
+    Exact: the encoding follows the value *and* its type. Dict order does not matter; list
+    and tuple differ; an ``int``/``float``/``str`` subclass (``IntEnum``, a ``(str, Enum)``)
+    is tagged with its class (module and qualified name) besides its value; numpy scalars
+    and arrays by dtype, shape and their meaningful bytes in C order (no padding bytes, so
+    equal values always hash alike, whatever their memory layout); Files by content; Jobs
+    (not yet resolved) by their own hash. No Python ``hash()``: stable across processes.
+    """
+    t = type(v)
+    if v is None:
+        h.update(b"N")
+    elif t is bool:
+        h.update(b"T" if v else b"F")
+    elif t is int:
+        s = str(v).encode()
+        h.update(b"i%d:" % len(s) + s)
+    elif t is float:
+        h.update(b"f" + struct.pack("<d", v))
+    elif t is str:
+        b = v.encode("utf-8", "surrogatepass")
+        h.update(b"s%d:" % len(b) + b)
+    elif t is list or t is tuple:
+        h.update((b"L%d:" if t is list else b"U%d:") % len(v))
+        for x in v:
+            update_hash(h, x)
+    elif t is dict:
+        h.update(b"D%d:" % len(v))
+        for k in sorted(v):
+            kb = k.encode("utf-8", "surrogatepass")
+            h.update(b"%d:" % len(kb) + kb)
+            update_hash(h, v[k])
+    else:
+        np = sys.modules.get("numpy")
+        if np is not None and isinstance(v, np.ndarray):
+            _hash_array(h, v)
+        elif np is not None and isinstance(v, np.generic):
+            _hash_np_scalar(h, v)
+        elif isinstance(v, File):
+            h.update(b"P" + v.sha1.encode())
+        elif isinstance(v, _job_type()):
+            h.update(b"J" + v.job_hash.encode())
+        elif getattr(t, "_hither_ref", False) is True:  # a result held in a store
+            h.update(b"R" + v.digest.encode())
+        elif _subclass_base(v) is not None:
+            _check_subclass(v, "a value")
+            name = type_name(t).encode("utf-8", "surrogatepass")
+            h.update(b"X%d:" % len(name) + name)
+            update_hash(h, base_value(v))
+        else:  # scan() rejects these before hashing; keep the error precise anyway
+            raise TypeError(f"cannot hash a value of type {t.__module__}.{t.__qualname__}")
+
+
+def _subclass_base(v: Any) -> Optional[type]:
+    """``int``, ``float`` or ``str`` when ``v`` is an instance of a subclass of it."""
+    for base in (int, float, str):
+        if isinstance(v, base):
+            return base
+    return None
+
+
+def base_value(v: Any) -> Any:
+    """The plain ``int``/``float``/``str`` value of an instance of a subclass of one (the
+    base class's own conversion: an overridden ``__str__``, as ``(str, Enum)`` has, is not
+    the value)."""
+    if isinstance(v, int):
+        return int.__int__(v)
+    if isinstance(v, float):
+        return float.__float__(v)
+    return str.__str__(v)
+
+
+def type_name(t: type) -> str:
+    """``module:qualname`` of a class, as the wire format names it (the runner loads a
+    ``__main__`` script as ``__hither_main__``: that is ``__main__`` again)."""
+    mod = t.__module__
+    return f"{'__main__' if mod == '__hither_main__' else mod}:{t.__qualname__}"
+
+
+def _check_subclass(v: Any, path: str) -> None:
+    """Refuse an ``int``/``float``/``str`` subclass instance that its class and plain value
+    do not describe faithfully (hash and wire format carry exactly those two)."""
+    t = type(v)
+    if "<locals>" in t.__qualname__:
+        raise TypeError(f"{path} is a {t.__qualname__}, a class defined inside a function: hither "
+                        "names a value's class by module and name, which does not tell such "
+                        "classes apart; define the class at module level (or pass "
+                        f"{_subclass_base(v).__name__}(value))")  # type: ignore[union-attr]
+    import enum
+
+    if isinstance(v, enum.Enum):  # a member is its class and value (attributes come with the class)
+        return
+    state = sorted(getattr(v, "__dict__", None) or ())
+    state += [n for c in t.__mro__ for n in _slot_names(c) if hasattr(v, n)]
+    if state:
+        raise TypeError(f"{path} is a {t.__module__}.{t.__qualname__} whose instance carries "
+                        f"attributes ({', '.join(state)}) besides its "
+                        f"{_subclass_base(v).__name__} value; hither cannot hash or carry those: "  # type: ignore[union-attr]
+                        "pass the plain value, or a dict of the parts")
+
+
+def _slot_names(c: type) -> List[str]:
+    slots = c.__dict__.get("__slots__", ())
+    names = [slots] if isinstance(slots, str) else list(slots)
+    return [n for n in names if n not in ("__dict__", "__weakref__")]
+
+
+def _hash_np_scalar(h: "hashlib._Hash", v: Any) -> None:
+    import numpy as np
+
+    if isinstance(v, (np.str_, np.bytes_)):
+        # the value is the Python str/bytes (a numpy buffer would drop trailing NULs)
+        b = str.__str__(v).encode("utf-8", "surrogatepass") if isinstance(v, np.str_) else bytes(v)
+        h.update((b"gU%d:" if isinstance(v, np.str_) else b"gS%d:") % len(b) + b)
+        return
+    dt = v.dtype
+    if dt.names is None and dt.kind != "V" and _meaningful_ranges(dt) == [(0, dt.itemsize)]:
+        # the same bytes _hash_array gives for the 0-d array, without making one
+        d = _dtype_tag(dt).encode()
+        h.update(b"g%d:" % len(d) + d + b"()" + v.tobytes())
+        return
+    _hash_array(h, np.asarray(v), tag=b"g")
+
+
+def _dtype_tag(dt: Any) -> str:
+    """Exact text of a dtype: byte order, kind, size, datetime unit; for a structured dtype
+    each field's name, title, offset and dtype, and the item size."""
+    if dt.names is not None:
+        parts = []
+        for name in dt.names:
+            f = dt.fields[name]
+            title = "" if len(f) < 3 else f"/{f[2]!r}"
+            parts.append(f"{name!r}{title}@{f[1]}:{_dtype_tag(f[0])}")
+        return "{" + ",".join(parts) + "}%d" % dt.itemsize
+    if dt.subdtype is not None:
+        base, shape = dt.subdtype
+        return f"{shape!r}{_dtype_tag(base)}"
+    return dt.str
+
+
+def _meaningful_ranges(dt: Any) -> List[Tuple[int, int]]:
+    """The byte ranges of one item of ``dt`` that hold its value: without the padding of
+    aligned structured dtypes and of x87 extended precision (80 bits in 12 or 16 bytes)."""
+    import numpy as np
+
+    if dt.names is not None:
+        out: List[Tuple[int, int]] = []
+        for name in dt.names:
+            fdt, off = dt.fields[name][:2]
+            out += [(off + a, off + b) for a, b in _meaningful_ranges(fdt)]
+        return _merge(out)
+    if dt.subdtype is not None:
+        base, shape = dt.subdtype
+        one = _meaningful_ranges(base)
+        if one == [(0, base.itemsize)]:  # no padding in the items: all of it
+            return [(0, dt.itemsize)]
+        n = int(np.prod(shape, dtype=np.int64))
+        return _merge([(i * base.itemsize + a, i * base.itemsize + b) for i in range(n) for a, b in one])
+    if dt.type in (np.longdouble, np.clongdouble) and np.finfo(np.longdouble).nmant == 63:
+        part = dt.itemsize // (2 if dt.kind == "c" else 1)
+        if part > 10:  # x87: 10 significant bytes, at the low end unless big-endian
+            lo = part - 10 if dt.byteorder == ">" else 0
+            return [(p * part + lo, p * part + lo + 10) for p in range(dt.itemsize // part)]
+    return [(0, dt.itemsize)] if dt.itemsize else []
+
+
+def _merge(ranges: List[Tuple[int, int]]) -> List[Tuple[int, int]]:
+    out: List[Tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        elif b > a:
+            out.append((a, b))
+    return out
+
+
+def _hash_array(h: "hashlib._Hash", a: Any, tag: bytes = b"A") -> None:
+    import numpy as np
+
+    d = _dtype_tag(a.dtype).encode("utf-8", "surrogatepass")
+    shape = ",".join(map(str, a.shape)).encode()
+    h.update(tag + b"%d:" % len(d) + d + b"(" + shape + b")")
+    if a.size == 0 or a.dtype.itemsize == 0:
+        return
+    ranges = _meaningful_ranges(a.dtype)
+    whole = ranges == [(0, a.dtype.itemsize)]
+    keep = None if whole else np.concatenate([np.arange(x, y) for x, y in ranges])
+    for flat in _c_order_chunks(a):
+        raw = flat.view(np.uint8)  # any dtype (datetime64 too: no buffer protocol needed)
+        if keep is not None:  # only the meaningful bytes of each item
+            raw = np.ascontiguousarray(raw.reshape(-1, a.dtype.itemsize)[:, keep])
+        h.update(memoryview(raw).cast("B"))  # hashlib reads the buffer in place, GIL released
+
+
+def _c_order_chunks(a: Any) -> Iterator[Any]:
+    """``a``'s items in C order as 1-d contiguous arrays of bounded size (views when ``a``
+    is C-contiguous, else copies of slabs along the first axis): Fortran-order and strided
+    arrays hash like their C-ordered equals without a full copy."""
+    import numpy as np
+
+    itemsize = a.dtype.itemsize
+    if a.flags.c_contiguous:
+        flat = a.reshape(-1)
+        step = max(1, _HASH_CHUNK // itemsize)
+        for i in range(0, flat.shape[0], step):
+            yield flat[i:i + step]
+        return
+    row_bytes = max(1, itemsize * int(np.prod(a.shape[1:], dtype=np.int64)))
+    step = max(1, _HASH_CHUNK // row_bytes)
+    for i in range(0, a.shape[0], step):
+        yield np.ascontiguousarray(a[i:i + step]).reshape(-1)
+
+
+def job_hash(name: str, version: str, kwargs: dict) -> str:
+    """sha1 over the canonical encoding of (function name, version, arguments)."""
+    h = hashlib.sha1(HASH_DOMAIN)
+    update_hash(h, name)
+    update_hash(h, version)
+    update_hash(h, kwargs)
+    return h.hexdigest()
