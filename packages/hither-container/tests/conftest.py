@@ -54,7 +54,7 @@ def own_containers(c: Any, running: bool = False) -> List[str]:
     only running ones)."""
     # the list call alone (no inspect per container, which races with removals)
     return [(ct.get("Names") or [ct["Id"]])[0].lstrip("/") for ct in c.api.containers(
-        all=not running, filters={"label": ["hither.jobs.job=1", f"hither.owner_pid={os.getpid()}"]})]
+        all=not running, filters={"label": ["hither.job=1", f"hither.owner_pid={os.getpid()}"]})]
 
 
 @pytest.fixture

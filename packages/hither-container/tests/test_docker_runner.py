@@ -194,7 +194,7 @@ def _kill_a_caller_mid_job(tmp_path, docker_client, job_dir_of, reuse):
         f"DockerRunner(ContainerOptions(reuse={reuse})).run("
         f"'docker://hither-test/python-numpy:3.11', {d!r})\n")
     proc = subprocess.Popen([sys.executable, str(script)], cwd=str(tmp_path))
-    flt = {"label": ["hither.jobs.job=1", f"hither.owner_pid={proc.pid}"]}
+    flt = {"label": ["hither.job=1", f"hither.owner_pid={proc.pid}"]}
     # running, and the job started in it (the runner extracted its code bundle; a warm
     # container's job directory is reached through the symbolic link at its own path)
     return flt, _wait_then_kill(proc, lambda: bool(docker_client.containers.list(filters=flt))
@@ -238,7 +238,7 @@ def test_without_a_lifeline_the_sweep_still_removes_a_killed_callers_container(
         "DockerRunner(ContainerOptions(extra={'docker': {'stdin_open': False}})).run("
         f"'docker://hither-test/python-numpy:3.11', {d!r})\n")
     proc = subprocess.Popen([sys.executable, str(script)], cwd=str(tmp_path))
-    flt = {"label": ["hither.jobs.job=1", f"hither.owner_pid={proc.pid}"]}
+    flt = {"label": ["hither.job=1", f"hither.owner_pid={proc.pid}"]}
     _wait_then_kill(proc, lambda: bool(docker_client.containers.list(filters=flt)) and
                     os.path.isdir(os.path.join(d, "code")), docker_client)
     time.sleep(2)
@@ -347,7 +347,7 @@ def test_warm_containers_stop_when_the_program_exits(tmp_path, docker_client, jo
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                          timeout=120, cwd=str(tmp_path))
     assert out.returncode == 0, out.stderr
-    flt = {"label": ["hither.jobs.job=1", f"hither.owner_pid={out.stdout.strip()}"]}
+    flt = {"label": ["hither.job=1", f"hither.owner_pid={out.stdout.strip()}"]}
     assert docker_client.containers.list(all=True, filters=flt) == []
 
 
@@ -404,7 +404,7 @@ def test_a_killed_program_with_a_parallel_handler_leaves_no_running_container(
     def running() -> bool:  # the program's container, running the job
         if marker.exists():
             mine[:] = [ct["Id"] for ct in docker_client.api.containers(
-                filters={"label": "hither.jobs.job=1"}) if ct["Id"] not in before]
+                filters={"label": "hither.job=1"}) if ct["Id"] not in before]
         return bool(mine)
 
     _wait_then_kill(proc, running, docker_client, timeout=90)

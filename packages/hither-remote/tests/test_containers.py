@@ -40,7 +40,7 @@ def docker_client():
 
 
 def _containers_of(c, pid: int):
-    return c.api.containers(all=True, filters={"label": ["hither.jobs.job=1", f"hither.owner_pid={pid}"]})
+    return c.api.containers(all=True, filters={"label": ["hither.job=1", f"hither.owner_pid={pid}"]})
 
 
 @pytest.fixture

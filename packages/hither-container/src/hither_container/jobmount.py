@@ -18,7 +18,7 @@ logger = logging.getLogger("hither_container")
 #: where the hither-core package is mounted (read-only) inside a container
 HITHER_MOUNT = "/opt/hither-core"
 #: labels on every container hither starts (swept when their owner process is gone)
-LABEL_JOB = "hither.jobs.job"
+LABEL_JOB = "hither.job"
 LABEL_OWNER_PID = "hither.owner_pid"
 LABEL_OWNER_HOST = "hither.owner_host"
 LABEL_KIND = "hither.kind"  # "job" (one run) or "warm" (reused)

@@ -6,7 +6,7 @@
     uri = store.put_file("data.csv")     # 'sha1://<40 hex>/data.csv'
     path = store.get_path(uri)
 
-hither-core finds it through the ``hither.content.stores`` entry point ``fsspec``
+hither-core finds it through the ``hither.stores`` entry point ``fsspec``
 (``hither.content.stores.default_store()``); ``hi.File(path)`` keeps the file's content in it (a
 local store) when the File is made, and ``hi.File.resolve()`` fetches content from it.
 """

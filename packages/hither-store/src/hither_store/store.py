@@ -1,4 +1,4 @@
-"""The content-addressed store on any fsspec file system (entry point ``hither.content.stores:fsspec``)."""
+"""The content-addressed store on any fsspec file system (entry point ``hither.stores:fsspec``)."""
 from __future__ import annotations
 
 import io

@@ -146,7 +146,7 @@ class CacheBackend(abc.ABC):
 
 
 class Store(abc.ABC):
-    """Content-addressed storage of files and arrays. Entry-point group ``hither.content.stores``.
+    """Content-addressed storage of files and arrays. Entry-point group ``hither.stores``.
 
     Content is addressed by ``sha1://<40 hex>/<name>`` URIs, stored once, readable from any
     machine that reaches the store. Example::
