@@ -13,7 +13,7 @@ bash scripts/services.sh
 hatch env prune >/dev/null 2>&1 || true   # pick up newly declared entry points
 hatch env create
 hatch run python scripts/check_workspace.py
-hatch run layers   # hither-core's layers (.importlinter): no upward import, no cycle
+hatch run lint    # ruff, mypy on hither-core, import contracts (.importlinter)
 hatch run test "$@"
 if [ $# -eq 0 ]; then
   # two lanes at once: these tests mostly wait (on Slurm, Docker, job processes), so two

@@ -151,9 +151,10 @@ def _check_plugin(group: str, name: str, obj: Any, target: Any) -> None:
         raise PluginError(f"the hither plugin {name!r} in hither.{group} ({where}) is not a subclass "
                           f"of hither.plugins.interfaces.{iface.__name__}; fix or uninstall the package that "
                           "provides it")
-    if obj.name != name:
+    declared = getattr(obj, "name", None)
+    if declared != name:
         raise PluginError(f"the hither plugin {where} is registered as {name!r} in hither.{group} but "
-                          f"its class says name = {obj.name!r}; the two must match")
+                          f"its class says name = {declared!r}; the two must match")
 
 
 def refresh() -> None:

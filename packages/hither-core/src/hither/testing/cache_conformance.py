@@ -163,7 +163,7 @@ class CacheBackendConformance:
     def test_roundtrip_every_field(self, backend: CacheBackend) -> None:
         ri = RuntimeInfo(status=JobStatus.FINISHED, stdout="out\n", stderr="err\n", start_time=10.5,
                          end_time=12.25, host="hostA", pid=1234, handler="parallel", cached=False,
-                         extra_field={"k": [1, 2]})
+                         extra_field={"k": [1, 2]})  # type: ignore[call-arg]  # extra fields are kept
         e = entry("fields", result=[1, "two"], function_name="fn", function_version="1.2.3",
                   code_hash="c0de", hither_version="9.8.7", created_at=1700000000.125, runtime_info=ri)
         backend.put(e)

@@ -233,7 +233,8 @@ def different_values(v: Any) -> List[Any]:
     elif isinstance(v, np.ndarray):
         out += _array_variants(v)
     elif isinstance(v, (np.str_, np.bytes_)):
-        out += [type(v)(v + (b"x" if isinstance(v, np.bytes_) else "x"))]
+        longer = v + b"x" if isinstance(v, np.bytes_) else v + "x"
+        out += [type(v)(longer)]
         if isinstance(v, np.str_):
             out.append(v.item())
     elif isinstance(v, np.generic):
@@ -266,7 +267,7 @@ def _flip_meaningful_bit(a: np.ndarray) -> None:
 
 
 def _meaningful_offset(dt: np.dtype) -> int:
-    if dt.names is not None:
+    if dt.names is not None and dt.fields is not None:
         f = dt.fields[dt.names[0]]
         return f[1] + _meaningful_offset(f[0])
     if dt.subdtype is not None:
