@@ -1,5 +1,5 @@
 """Job server benchmark: per-job cost of running job directories through one long-lived
-``hither.outside.jobserver.JobServer`` (a fork per job) vs ``python -m hither.runtime.runner JOB_DIR`` (a new
+``hither.outside.jobserver.JobServer`` (a fork per job) vs ``python -m hither.runtime JOB_DIR`` (a new
 interpreter per job), measured in the same run.
 
     python benchmarks/bench_jobserver.py            # 40 jobs per run, 7 runs
@@ -115,7 +115,7 @@ def main() -> None:
                 def base() -> float:
                     t0 = time.perf_counter()
                     for d in dirs:
-                        subprocess.run([sys.executable, "-m", "hither.runtime.runner", d], check=True, cwd=d)
+                        subprocess.run([sys.executable, "-m", "hither.runtime", d], check=True, cwd=d)
                         check(d)
                     return (time.perf_counter() - t0) / len(dirs)
 
@@ -125,7 +125,7 @@ def main() -> None:
                 server.close()
             pre = f", preload={preload}" if preload else ""
             line(f"{label} through one JobServer{pre}, per job (fork per job)", t_ours, t_base,
-                 "python -m hither.runtime.runner JOB_DIR per job", "< 1 (a fraction of an interpreter start)")
+                 "python -m hither.runtime JOB_DIR per job", "< 1 (a fraction of an interpreter start)")
         # a reused job process (JobServer(reuse=1): what the in-machine handlers' launchers
         # use) beside a fork per job, both through a warm server
         dirs = [write_job(os.path.join(base_dir, f"reuse-{i}"), TRIVIAL, i) for i in range(a.jobs)]

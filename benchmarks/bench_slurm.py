@@ -7,7 +7,7 @@
    included) beside submitit (the standard Slurm submitter) with one ``sbatch`` per job, and
    beside submitit's ``map_array`` (one job array). Target: at least 20x faster than both.
 2. Pilot overhead per job once a batch is running: 200 trivial jobs into a warm batch,
-   wall time per job, beside ``python -m hither.runtime.runner JOB_DIR`` per job. Target: < 20 ms.
+   wall time per job, beside ``python -m hither.runtime JOB_DIR`` per job. Target: < 20 ms.
 3. A two-job pipeline passing a 50 MB array on a warm batch: the result stays in the
    working folder's store and goes to the second job by reference, beside the same pipeline
    with ``hi.Config(download_results=True)`` (through the client, as before results stayed
@@ -118,7 +118,7 @@ def warm(jobs: int) -> Callable[[], float]:
 
 
 def runner_per_job(jobs: int) -> Callable[[], float]:
-    """``python -m hither.runtime.runner JOB_DIR`` on a job directory of the same job, one per job."""
+    """``python -m hither.runtime JOB_DIR`` on a job directory of the same job, one per job."""
     from hither.outside.jobdir import write_job_dir
 
     captured: Dict[str, str] = {}
@@ -136,7 +136,7 @@ def runner_per_job(jobs: int) -> Callable[[], float]:
     def run() -> float:
         t0 = time.perf_counter()
         for _ in range(jobs):
-            subprocess.run([sys.executable, "-m", "hither.runtime.runner", d], check=True, cwd=d)
+            subprocess.run([sys.executable, "-m", "hither.runtime", d], check=True, cwd=d)
         return (time.perf_counter() - t0) / jobs
 
     return run
@@ -247,7 +247,7 @@ def figure_2(a: argparse.Namespace) -> None:
         w.handler.shutdown()  # type: ignore[attr-defined]
         shutil.rmtree(w.work, ignore_errors=True)  # type: ignore[attr-defined]
     line(f"{a.warm_jobs} trivial jobs into a running batch (2 workers), per job", tw, tr,
-         "python -m hither.runtime.runner JOB_DIR per job", "< 20 ms per job", unit="ms", scale=1e3)
+         "python -m hither.runtime JOB_DIR per job", "< 20 ms per job", unit="ms", scale=1e3)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from hypothesis.extra import numpy as hnp
 import hither as hi
 from hither.outside.jobdir import array_sink, write_job_dir
 from hither.values.refs import StoredResult
-from hither.runtime.runner import RESULT, encode_value
+from hither.runtime import RESULT, encode_value
 from hither.testing.container_conformance import ParkedHandler
 from hither.testing.value_strategies import arrays, assert_exact, hither_values, unmapped
 from hither.outside.documents import pack_job, pack_outputs, unpack_job, unpack_outputs

@@ -19,7 +19,7 @@ import hither as hi
 from hither.local import transfer
 from hither.errors import (ConfigError, DependencyFailedError, JobCancelledException,
                            JobTimeoutError, WorkerDiedError)
-from hither.runtime.runner import JobExitError
+from hither.runtime import JobExitError
 
 from fault_funcs import (fault_cyclic_result, fault_double_fork, fault_exit, fault_fail, fault_fork_then_die,
                          fault_inc, fault_leave_child, fault_pid, fault_sleep, fault_sleep_with_child,

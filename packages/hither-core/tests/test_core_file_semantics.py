@@ -225,8 +225,8 @@ def test_file_returned_from_a_temporary_directory_in_an_image_without_hither(tmp
     import sys
     import zipfile
 
-    from hither.runtime import runner
     from hither.outside.jobdir import read_job_outputs
+    from hither.runtime import write_runner
 
     job_dir = tmp_path / "job"
     (job_dir / "arrays").mkdir(parents=True)
@@ -241,7 +241,8 @@ def test_file_returned_from_a_temporary_directory_in_an_image_without_hither(tmp
     env["HITHER_TEMP_DIR"] = str(tmp_path / "box-tmp")
     os.makedirs(env["HITHER_TEMP_DIR"])
     # -I -S: neither hither nor site-packages, as in a bare image
-    proc = subprocess.run([sys.executable, "-I", "-S", runner.__file__, str(job_dir)], cwd=str(tmp_path),
+    write_runner(str(tmp_path / "runner.py"))
+    proc = subprocess.run([sys.executable, "-I", "-S", str(tmp_path / "runner.py"), str(job_dir)], cwd=str(tmp_path),
                           capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
     assert not (job_dir / "error.json").exists(), (job_dir / "error.json").read_text()
@@ -305,15 +306,16 @@ def test_content_folder_round_trip(tmp_path_factory, data, name):
 def test_job_directory_file_encoding_round_trip(tmp_path_factory, data, name):
     """A returned File as the runner writes it into a job directory, read back by
     ``hither.outside.jobdir.returned_file``: same identity and content, now in the store."""
-    from hither.runtime import runner
+    from hither.runtime import decode_value, encode_value
+    from hither.runtime.jobdir import returned_file_encoder
     from hither.outside.jobdir import returned_file
 
     job_dir = str(tmp_path_factory.mktemp("job"))
     src = tmp_path_factory.mktemp("made") / name
     src.write_bytes(data)
     f = hi.File(str(src))
-    node = runner.encode_value([f], None, runner._returned_file_encoder(job_dir))[0]
-    back = runner.decode_value([node], None, lambda n: returned_file(job_dir, n))[0]
+    node = encode_value([f], None, returned_file_encoder(job_dir))[0]
+    back = decode_value([node], None, lambda n: returned_file(job_dir, n))[0]
     assert back == f and back.uri == f.uri
     with open(back, "rb") as fh:
         assert fh.read() == data

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import hither as hi
 from hither.local import transfer
-from hither.runtime.runner import decode_value, encode_value
+from hither.runtime import decode_value, encode_value
 from hither.testing.value_strategies import (Color, Count, Level, Meters, Tag, assert_exact,
                                              different_values, equal_twin, hither_values,
                                              numpy_scalars)
@@ -43,7 +43,7 @@ def test_equal_values_in_any_layout_share_a_hash(data):
 _CHILD = """
 import json, sys
 import numpy as np
-from hither.runtime.runner import decode_value
+from hither.runtime import decode_value
 from hither.values.grammar import job_hash
 folder = sys.argv[1]
 with open(folder + "/corpus.json") as f:
@@ -332,7 +332,7 @@ def test_runner_rebuilds_a_scripts_enum_arguments_and_results(tmp_path):
     # as themselves; a class the runner cannot import arrives as its plain value
     import zipfile
 
-    import hither.runtime.runner as runner_mod
+    from hither.runtime import write_runner
 
     job_dir = tmp_path / "job"
     (job_dir / "arrays").mkdir(parents=True)
@@ -346,7 +346,8 @@ def test_runner_rebuilds_a_scripts_enum_arguments_and_results(tmp_path):
     (job_dir / "args.json").write_text(json.dumps(args))
     with zipfile.ZipFile(job_dir / "code.zip", "w") as z:
         z.writestr("script.py", _ENUM_SCRIPT)
-    proc = subprocess.run([sys.executable, runner_mod.__file__, str(job_dir)], capture_output=True,
+    write_runner(str(tmp_path / "runner.py"))
+    proc = subprocess.run([sys.executable, str(tmp_path / "runner.py"), str(job_dir)], capture_output=True,
                           text=True, timeout=60, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert not (job_dir / "error.json").exists(), (job_dir / "error.json").read_text()

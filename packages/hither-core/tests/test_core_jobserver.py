@@ -1,4 +1,4 @@
-"""The job server (``python -m hither.runtime.runner --serve`` and ``hither.outside.jobserver.JobServer``):
+"""The job server (``python -m hither.runtime --serve`` and ``hither.outside.jobserver.JobServer``):
 many job directories in one long-lived process, each in a clean fork; real processes only."""
 import json
 import os
@@ -305,7 +305,7 @@ def test_console_output_reaches_the_log_while_the_job_runs(server, tmp_path):
 def test_command_line_server_reads_paths_and_drains_at_end_of_input(tmp_path):
     dirs = [write_job(tmp_path / f"j{i}", f"def f():\n    return {i}\n") for i in range(3)]
     lines = "\n".join(dirs[:2]) + "\n" + json.dumps({"op": "run", "job_dir": dirs[2]}) + '\n{"op": "nope"}\n'
-    proc = subprocess.run([sys.executable, "-m", "hither.runtime.runner", "--serve"], input=lines,
+    proc = subprocess.run([sys.executable, "-m", "hither.runtime", "--serve"], input=lines,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(x) for x in proc.stdout.splitlines()]
@@ -315,7 +315,7 @@ def test_command_line_server_reads_paths_and_drains_at_end_of_input(tmp_path):
     assert [result(d) for d in dirs] == [0, 1, 2]
     errors = [e for e in events if e["event"] == "error"]
     assert len(errors) == 1 and "bad request" in errors[0]["message"]
-    proc = subprocess.run([sys.executable, "-m", "hither.runtime.runner", "--serve", "--on-eof", "sometimes"],
+    proc = subprocess.run([sys.executable, "-m", "hither.runtime", "--serve", "--on-eof", "sometimes"],
                           input="", capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "usage" in proc.stderr
 

@@ -173,7 +173,7 @@ def test_command_line_reuse_option(tmp_path):
 
     dirs = [write_job(tmp_path / f"j{i}", COUNTER, args={"tag": i}) for i in range(3)]
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "hither.runtime.runner", "--serve", "--reuse", "1"],
+    proc = subprocess.run([sys.executable, "-m", "hither.runtime", "--serve", "--reuse", "1"],
                           input="\n".join(dirs) + "\n", capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     # at end of input it drains, then ends its job processes at once (a process that ended
@@ -181,7 +181,7 @@ def test_command_line_reuse_option(tmp_path):
     assert time.monotonic() - t0 < 6
     ended = [json.loads(x) for x in proc.stdout.splitlines() if '"ended"' in x]
     assert len(ended) == 3 and all(e["exit_code"] == 0 for e in ended)
-    bad = subprocess.run([sys.executable, "-m", "hither.runtime.runner", "--serve", "--reuse", "many"],
+    bad = subprocess.run([sys.executable, "-m", "hither.runtime", "--serve", "--reuse", "many"],
                          input="", capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--reuse N" in bad.stderr
 

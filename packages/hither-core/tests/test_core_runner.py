@@ -1,10 +1,11 @@
-"""hither.runtime.runner (the stdlib-only job runner) run on hand-written job directories, and the
+"""The shipped runner.py (hither.runtime, stdlib-only, as one zip) run on hand-written job directories, and the
 FAQ's parallel example run as a script."""
 import ast
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import zipfile
@@ -14,10 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import hither.runtime.runner as runner_mod
-from hither.runtime.runner import decode_value, encode_value
+from hither.runtime import decode_value, encode_value, write_runner
 
-RUNNER = os.path.abspath(runner_mod.__file__)
+_RUNNER_DIR = tempfile.TemporaryDirectory(prefix="hither-test-runner-")  # removed at exit
+RUNNER = os.path.join(_RUNNER_DIR.name, "runner.py")  # the file a job directory gets
+write_runner(RUNNER)
 T = "_hither"
 
 
@@ -319,10 +321,10 @@ def test_runner_unusable_job_dir_exit_code_3(tmp_path):
 
 
 def test_runner_as_module_with_isolated_flag(tmp_path):
-    # python -I -m hither.runtime.runner works where hither is installed in site-packages
+    # python -I -m hither.runtime works where hither is installed in site-packages
     job_dir = tmp_path / "job"
     _write_job_dir(str(job_dir), SCRIPT_PLAIN, "fails", {"n": 1})
-    proc = subprocess.run([sys.executable, "-I", "-m", "hither.runtime.runner", str(job_dir)], cwd=str(tmp_path),
+    proc = subprocess.run([sys.executable, "-I", "-m", "hither.runtime", str(job_dir)], cwd=str(tmp_path),
                           capture_output=True, text=True, timeout=60, env=_clean_env())
     assert proc.returncode == 0, proc.stderr
     assert _read(job_dir, "error.json")["message"] == "bad input 1"
@@ -343,24 +345,38 @@ def test_runner_importable_module_function(tmp_path):
     assert _read(job_dir, "result.json")["value"] == 15
 
 
-def test_runner_source_is_python38_and_stdlib_only():
-    with open(RUNNER) as f:
-        src = f.read()
-    tree = ast.parse(src, feature_version=(3, 8))
-    top_imports = set()
-    for node in tree.body:
-        if isinstance(node, ast.Import):
-            top_imports |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0, "relative import at the top of runner.py"
-            top_imports.add(node.module.split(".")[0])
-    assert top_imports, "no imports found?"
-    not_std = {m for m in top_imports if m not in sys.stdlib_module_names}
-    assert not not_std, f"runner.py imports non-stdlib modules at top level: {not_std}"
-    # and nowhere does it import hither's own modules except through the guarded stand-in check
+RUNTIME_DIR = os.path.dirname(os.path.abspath(encode_value.__code__.co_filename))
+RUNTIME_MODULES = sorted(n for n in os.listdir(RUNTIME_DIR) if n.endswith(".py"))
+
+
+def _imports(tree):
+    """(level, top-level name or None, at module level?) of every import in ``tree``."""
+    top = set(map(id, tree.body))
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            assert node.level == 0
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                yield 0, a.name.split(".")[0], id(node) in top
+        elif isinstance(node, ast.ImportFrom):
+            yield node.level, (node.module or "").split(".")[0] or None, id(node) in top
+
+
+@pytest.mark.parametrize("name", RUNTIME_MODULES)
+def test_runtime_modules_are_python38_and_stdlib_only(name):
+    # every module of hither/runtime ships in runner.py: Python 3.8 syntax, the stdlib and its
+    # sibling modules only (numpy inside functions, where arrays are), and never hither
+    with open(os.path.join(RUNTIME_DIR, name)) as f:
+        tree = ast.parse(f.read(), feature_version=(3, 8))
+    found = list(_imports(tree))
+    for level, mod, at_top in found:
+        assert mod != "hither", f"{name} imports hither"
+        if level:
+            assert level == 1, f"{name}: a relative import outside hither/runtime"
+            continue
+        if at_top:
+            assert mod == "__future__" or mod in sys.stdlib_module_names, f"{name} imports {mod} at top level"
+        else:
+            assert mod in sys.stdlib_module_names or mod == "numpy", f"{name} imports {mod}"
+    assert found or name == "__init__.py"
 
 
 def test_runner_imports_in_bare_interpreter():
@@ -368,6 +384,82 @@ def test_runner_imports_in_bare_interpreter():
                            f"import runpy; runpy.run_path({RUNNER!r}, run_name='x'); print('ok')"],
                           capture_output=True, text=True, timeout=30, env=_clean_env())
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_shipped_runner_is_a_zip_with_the_same_bytes_every_time():
+    from hither.runtime.shipping import PACKAGE, build_runner, runner_bytes
+
+    data = build_runner()
+    assert data == build_runner() == runner_bytes()
+    with open(RUNNER, "rb") as f:
+        assert f.read() == data
+    with zipfile.ZipFile(RUNNER) as z:
+        infos = z.infolist()
+    names = [i.filename for i in infos]
+    assert names[0] == "__main__.py" and names[1:] == sorted(names[1:])
+    shipped = {n for n in RUNTIME_MODULES if n not in ("__init__.py", "shipping.py")}
+    assert {n[len(PACKAGE) + 1:] for n in names[1:]} == shipped | {"__init__.py"}
+    assert not any(n.startswith("hither/") for n in names)  # inside an image hither is hither
+    assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
+    assert {i.compress_type for i in infos} == {zipfile.ZIP_STORED}
+
+
+def _oldest_python():
+    """The oldest Python >= 3.8 under ~/.pyenv/versions (None if there is none)."""
+    import glob
+
+    found = []
+    for exe in glob.glob(os.path.expanduser("~/.pyenv/versions/*/bin/python3")):
+        try:
+            out = subprocess.run([exe, "-I", "-S", "-c", "import sys; print(*sys.version_info[:2])"],
+                                 capture_output=True, text=True, timeout=30, env=_clean_env()).stdout
+            version = tuple(int(x) for x in out.split())
+        except (OSError, ValueError, subprocess.SubprocessError):
+            continue
+        if version >= (3, 8):
+            found.append((version, exe))
+    return min(found)[1] if found else None
+
+
+def test_shipped_runner_runs_a_job_dir_under_the_oldest_python(tmp_path):
+    exe = _oldest_python()
+    if exe is None:
+        pytest.skip("no Python >= 3.8 under ~/.pyenv/versions")
+    job_dir = tmp_path / "job"
+    outside = tmp_path / "outside.txt"
+    outside.write_text("old python")
+    args = {"xs": [4, 5], "path": {T: "file", "uri": "sha1://" + "a" * 40 + "/outside.txt", "path": str(outside)},
+            "named": {T: "file", "uri": "sha1://" + "b" * 40 + "/in.txt", "local": "files/bb/in.txt"}}
+    _write_job_dir(str(job_dir), SCRIPT_PLAIN, "combine", args, files={"files/bb/in.txt": "shipped"})
+    proc = subprocess.run([exe, "-I", "-S", RUNNER, str(job_dir)], cwd=str(tmp_path), capture_output=True,
+                          text=True, timeout=60, env=_clean_env())
+    assert proc.returncode == 0, proc.stderr
+    assert not (job_dir / "error.json").exists(), (job_dir / "error.json").read_text()
+    value = _read(job_dir, "result.json")["value"]
+    assert value["sum"] == 9 and value["text"] == "old python" and value["text2"] == "shipped" and value["stand_in"]
+    usage = subprocess.run([exe, "-I", "-S", RUNNER], capture_output=True, text=True, timeout=60, env=_clean_env())
+    assert usage.returncode == 2 and "usage" in usage.stderr
+
+
+def test_python_m_hither_runner_still_runs_a_job_dir(tmp_path):
+    # documented for users: python -m hither.runner JOB_DIR (the compat module)
+    job_dir = tmp_path / "job"
+    _write_job_dir(str(job_dir), SCRIPT_PLAIN, "fails", {"n": 2})
+    proc = subprocess.run([sys.executable, "-m", "hither.runner", str(job_dir)], cwd=str(tmp_path),
+                          capture_output=True, text=True, timeout=60, env=_clean_env())
+    assert proc.returncode == 0, proc.stderr
+    assert _read(job_dir, "error.json")["message"] == "bad input 2"
+
+
+def test_an_error_description_naming_hither_runner_rebuilds_as_job_exit_error():
+    import hither as hi
+    from hither.values.outcome import rebuild_error
+
+    assert hi.JobExitError.__module__ == "hither.runner"
+    info = {"type_module": "hither.runner", "type_name": "JobExitError", "message": "the job's function raised SystemExit(3)",
+            "args_json": ["the job's function raised SystemExit(3)", "SystemExit"], "traceback": "tb"}
+    exc = rebuild_error(info)
+    assert type(exc) is hi.JobExitError and exc.exit_type == "SystemExit"
 
 
 def test_wire_format_round_trip():

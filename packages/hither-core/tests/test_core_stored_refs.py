@@ -19,7 +19,7 @@ from hypothesis.extra import numpy as hnp
 from hither.content.folder import ContentFolder
 from hither.outside.jobdir import array_sink
 from hither.values.refs import has_store_refs, is_stored
-from hither.runtime.runner import RESULT, decode_value, encode_value
+from hither.runtime import RESULT, decode_value, encode_value
 from hither.outside.path import document_outcome
 from hither.testing.value_strategies import assert_exact, hither_values, unmapped
 from hither.outside.documents import OUTPUTS, place_stored_inputs, store_outputs

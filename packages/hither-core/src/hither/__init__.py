@@ -36,7 +36,7 @@ _LAZY = {
     "Database": ("hither.models", "Database"),
     "RuntimeInfo": ("hither.models", "RuntimeInfo"),
     "ContainerOptions": ("hither.models", "ContainerOptions"),
-    "JobExitError": ("hither.runtime.runner", "JobExitError"),
+    "JobExitError": ("hither.runtime", "JobExitError"),
     "DefaultJobHandler": ("hither.local.default", "DefaultJobHandler"),
     "ParallelJobHandler": ("hither.local.parallel", "ParallelJobHandler"),
     "JobHandler": ("hither.plugins.interfaces", "JobHandler"),

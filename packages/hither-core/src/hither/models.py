@@ -122,7 +122,7 @@ class ContainerOptions(BaseModel):
 
 
 class JobSpec(BaseModel):
-    """Everything a process outside the caller needs to run one job with ``hither.runtime.runner``.
+    """Everything a process outside the caller needs to run one job with ``hither.runtime``.
 
     Written as ``spec.json`` into a job directory; arguments live beside it (``args.json``
     plus ``.npy`` files), the code bundle in ``code.zip``.

@@ -1,7 +1,7 @@
 """Live console output of running jobs: shipped by the resource, read by ``hither-remote logs``.
 
 The resource asks the runner to write the job's stdout and stderr, line-buffered, to
-``console.log`` in the job directory (``with_console_file``; ``hither.runtime.runner`` honours
+``console.log`` in the job directory (``with_console_file``; ``hither.runtime`` honours
 ``spec["extra"]["console_file"]``, on the host or in a container). A ``LogShipper`` thread
 appends what is new to the bus collection ``hither_remote_logs`` every ``interval``
 (0.5 s) and once more when the job ends, before its outcome is written. Each job keeps at

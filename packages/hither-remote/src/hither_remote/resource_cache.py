@@ -138,7 +138,7 @@ def _write_result(job_dir: str, value: Any) -> None:
     as copies under ``outputs/``), for ``transport.pack_outputs``."""
     from hither.content.folder import clone_or_copy
     from hither.outside.jobdir import array_sink
-    from hither.runtime.runner import encode_value
+    from hither.runtime import encode_value
 
     def file_encoder(f: Any) -> Dict[str, Any]:
         rel = f"outputs/{f.sha1}/{f.name}"

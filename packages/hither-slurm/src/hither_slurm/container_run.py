@@ -18,7 +18,7 @@ from hither.errors import JobTimeoutError
 from hither.outside.jobdir import write_json_atomic
 from hither.outside.jobserver import JobEnd
 from hither.outside.path import TIMEOUT_GRACE
-from hither.runtime.runner import ERROR, RUNTIME, error_dict
+from hither.runtime import ERROR, RUNTIME, error_dict
 
 logger = logging.getLogger("hither_slurm.container_run")
 

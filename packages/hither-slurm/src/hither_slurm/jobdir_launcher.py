@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Dict, Optional
 from hither.errors import HitherError, JobTimeoutError
 from hither.plugins.interfaces import Launcher
 from hither.outside.jobdir import write_json_atomic
-from hither.runtime.runner import ERROR, RESULT, RUNTIME, error_dict
+from hither.runtime import ERROR, RESULT, RUNTIME, error_dict
 
 if TYPE_CHECKING:  # pragma: no cover
     from .handler import SlurmJobHandler, _Entry

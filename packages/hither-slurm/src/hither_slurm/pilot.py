@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional
 
 from hither.outside.jobdir import write_json_atomic
 from hither.outside.jobserver import JobEnd, JobServer
-from hither.runtime.runner import ERROR, RUNTIME, error_dict
+from hither.runtime import ERROR, RUNTIME, error_dict
 from hither.outside.documents import OUTPUTS, place_stored_inputs, store_outputs
 
 from .container_run import ContainerRun

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 from hither.values.outcome import Outcome, failed, finished, result_error
-from hither.runtime.runner import call_function
+from hither.runtime import call_function
 from hither.values.grammar import prepare_kwargs
 
 

@@ -27,7 +27,7 @@ from hither.local import messages as P
 # hither modules that import neither numpy nor pydantic: a worker starts fast and imports
 # numpy only when a job's arguments hold arrays
 from hither.local.execution import check_result
-from hither.runtime.runner import become_subreaper, call_function, kill_leftovers
+from hither.runtime import become_subreaper, call_function, kill_leftovers
 from hither.values.grammar import prepare_kwargs
 
 _functions: Dict[Any, Callable[..., Any]] = {}
@@ -82,7 +82,7 @@ def _send_error(exc: BaseException, fn_name: str) -> BaseException:
 
 
 def _safe_error_dict(error: BaseException, tb_text: str) -> Dict[str, Any]:
-    from hither.runtime.runner import error_dict
+    from hither.runtime import error_dict
 
     try:
         return error_dict(error, tb_text)
@@ -145,7 +145,7 @@ def run_one(conn: P.Channel, msg: P.RunJob) -> None:
 
 def _send(conn: P.Channel, message: Any) -> None:
     """Send a job's outcome once every process the job started has ended: the job's
-    processes are gone when the caller sees it finish (``runner.kill_leftovers``: this
+    processes are gone when the caller sees it finish (``hither.runtime.kill_leftovers``: this
     worker's children, orphans of the job's processes included as it is their subreaper,
     and its process group; one system call when the job left nothing)."""
     kill_leftovers()

@@ -18,14 +18,13 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 from typing import Any, Dict, Optional, Tuple
 
 from hither.content.folder import clone_or_copy
 from hither.plugins.interfaces import Store
 from hither.values.refs import walk_encoded
-from hither.outside.jobdir import RUNNER_SOURCE, read_job_outputs
-from hither.runtime.runner import ERROR, RESULT, RUNTIME, write_json_atomic
+from hither.outside.jobdir import read_job_outputs
+from hither.runtime import ERROR, RESULT, RUNNER, RUNTIME, write_json_atomic, write_runner
 
 #: arrays below this many bytes travel inside the document (configurable per call and by
 #: ``$HITHER_INLINE_MAX_BYTES``)
@@ -110,7 +109,7 @@ def unpack_job(doc: Dict[str, Any], job_dir: str, store: Store) -> None:
     with open(os.path.join(job_dir, "args.json"), "w") as f:
         json.dump(_unpack_value(doc["args"], job_dir, store, "arg"), f)
     _place(store.get_path(doc["code"]), os.path.join(job_dir, "code.zip"))
-    shutil.copyfile(RUNNER_SOURCE, os.path.join(job_dir, "runner.py"))
+    write_runner(os.path.join(job_dir, RUNNER))
 
 
 def pack_outputs(job_dir: str, store: Store, inline_max_bytes: Optional[int] = None) -> Dict[str, Any]:

@@ -1,11 +1,12 @@
-"""The job-directory format: writing a job for ``hither.runtime.runner`` and reading its outcome.
+"""The job-directory format: writing a job for the runtime (``hither.runtime``) and reading its outcome.
 
 A job directory holds ``spec.json`` (a ``hither.models.JobSpec``), ``args.json`` (values in
 the runner's wire format), ``arrays/`` (``.npy``), ``files/<sha1>/<name>`` (input files),
-``code.zip`` (the code bundle) and ``runner.py``. The runner writes ``result.json`` (+
+``code.zip`` (the code bundle) and ``runner.py`` (the runtime, one zip file: see
+``hither.runtime.shipping``). The runner writes ``result.json`` (+
 ``arrays/result-*.npy`` and each returned file as ``outputs/<sha1>/<name>``, which the
 reading side puts into the content store) or ``error.json``, and ``runtime.json``.
-``hither.outside.path`` drives the whole path. ``write_json_atomic`` (from ``hither.runtime.runner``,
+``hither.outside.path`` drives the whole path. ``write_json_atomic`` (from ``hither.runtime``,
 which must run without the rest of hither) is how a process other than the runner writes
 such a file into a job directory (an ``error.json`` for a job it could not run).
 """
@@ -14,26 +15,22 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
-from hither.runtime import runner as _runner
 from hither.errors import HitherError, WorkerDiedError
 from hither.values.file import File, parse_uri
 from hither.content.folder import clone_or_copy, file_store, touch
 from hither.values.outcome import Outcome, failed, finished, rebuild_error
-from hither.runtime.runner import write_json_atomic  # noqa: F401 - public here
+from hither.runtime import ERROR, RESULT, RUNNER, RUNTIME, decode_value, encode_value, write_runner
+from hither.runtime import write_json_atomic  # noqa: F401 - public here
 
 if TYPE_CHECKING:  # pragma: no cover
     from hither.jobs.job import Job
 
 logger = logging.getLogger("hither.outside.jobdir")
 
-RUNNER_SOURCE = _runner.__file__
-
-
 def array_sink(job_dir: str, prefix: str) -> Callable[[Any], str]:
-    """An ``array_sink`` for ``runner.encode_value``: saves each array it is given as
+    """An ``array_sink`` for ``encode_value``: saves each array it is given as
     ``arrays/<prefix>-<n>.npy`` in ``job_dir`` and returns that relative path."""
     counter = [0]
 
@@ -49,7 +46,7 @@ def array_sink(job_dir: str, prefix: str) -> Callable[[Any], str]:
 
 
 def write_job_dir(job: "Job", job_dir: str, code: bool = True) -> None:
-    """Write ``job`` into ``job_dir`` (created if needed) for ``hither.runtime.runner``; without
+    """Write ``job`` into ``job_dir`` (created if needed) for the runtime; without
     ``code`` leave out ``code.zip`` and ``runner.py`` (a job directory only to be packed
     for another machine, whose code goes to the store straight from the bundle)."""
     from hither.models import JobSpec
@@ -76,12 +73,12 @@ def write_job_dir(job: "Job", job_dir: str, code: bool = True) -> None:
             clone_or_copy(fobj.resolve(), dest)
         return {"_hither": "file", "uri": fobj.uri, "path": fobj.path, "local": rel}
 
-    args = _runner.encode_value(job.resolved_kwargs or {}, array_sink(job_dir, "arg"), file_encoder)
+    args = encode_value(job.resolved_kwargs or {}, array_sink(job_dir, "arg"), file_encoder)
     with open(os.path.join(job_dir, "args.json"), "w") as f:
         json.dump(args, f)
     if code:
         bundle.write_zip(os.path.join(job_dir, "code.zip"))
-        shutil.copyfile(RUNNER_SOURCE, os.path.join(job_dir, "runner.py"))
+        write_runner(os.path.join(job_dir, RUNNER))
 
 
 def returned_file(job_dir: str, node: Dict[str, Any]) -> File:
@@ -110,16 +107,16 @@ def returned_file(job_dir: str, node: Dict[str, Any]) -> File:
 def read_job_outputs(job_dir: str, exit_code: Optional[int] = None) -> Outcome:
     """The outcome a runner left in ``job_dir``."""
     ri: Dict[str, Any] = {}
-    rpath = os.path.join(job_dir, _runner.RUNTIME)
+    rpath = os.path.join(job_dir, RUNTIME)
     if os.path.exists(rpath):
         with open(rpath) as f:
             ri = json.load(f)
-    epath = os.path.join(job_dir, _runner.ERROR)
+    epath = os.path.join(job_dir, ERROR)
     if os.path.exists(epath):
         with open(epath) as f:
             info = json.load(f)
         return failed(rebuild_error(info, where=ri.get("host", "")), ri)
-    res = os.path.join(job_dir, _runner.RESULT)
+    res = os.path.join(job_dir, RESULT)
     if not os.path.exists(res):
         return failed(WorkerDiedError(
             f"the job's process ended (exit code {exit_code}) without writing a result in {job_dir}: "
@@ -132,7 +129,7 @@ def read_job_outputs(job_dir: str, exit_code: Optional[int] = None) -> Outcome:
 
     try:
         with open(res) as f:
-            value = _runner.decode_value(json.load(f)["value"], array_source,
+            value = decode_value(json.load(f)["value"], array_source,
                                          lambda node: returned_file(job_dir, node))
     except Exception as exc:  # noqa: BLE001 - an unreadable result is the job's failure
         return failed(HitherError(f"the result in {job_dir} could not be read: "

@@ -1,7 +1,7 @@
 """``JobServer``: a long-lived process that runs many job directories, one fork per job.
 
-It drives ``python -m hither.runtime.runner --serve`` (the protocol is documented in
-``hither/runner.py``): the server process never imports user code and forks a clean child
+It drives ``python -m hither.runtime --serve`` (the protocol is documented in
+``hither.runtime.server``): the server process never imports user code and forks a clean child
 per job, so two code bundles that share a module name each run their own code. A Slurm
 pilot, a warm container or a compute resource holds one server and submits job directories
 to it::
@@ -108,12 +108,12 @@ class JobRun:
 
 
 class JobServer:
-    """One ``python -m hither.runtime.runner --serve`` process and the runs submitted to it.
+    """One ``python -m hither.runtime --serve`` process and the runs submitted to it.
 
     ``python``: the interpreter (default: this one); ``preload``: modules the server imports
     once so that jobs need not (e.g. ``["numpy"]``); ``env``/``cwd`` of the server process;
     ``fsync=False``: jobs write their outputs without fsync, for a caller that reads them on
-    this machine as soon as each job ends (``hither.runtime.runner._FSYNC``); ``reuse=N``: keep up
+    this machine as soon as each job ends (``hither.runtime.jobdir.FSYNC``); ``reuse=N``: keep up
     to N job processes for further jobs of the code bundle they ran (``--reuse``: module
     state then carries from one job of a bundle to the next, as in a pool's workers).
     """
@@ -141,7 +141,7 @@ class JobServer:
         """Start the server process and wait until it is ready."""
         if self.proc is not None:
             return self
-        cmd = [self.python, "-m", "hither.runtime.runner", "--serve", "--on-eof", "kill"]
+        cmd = [self.python, "-m", "hither.runtime", "--serve", "--on-eof", "kill"]
         if self.preload:
             cmd += ["--preload", ",".join(self.preload)]
         if not self.fsync:

@@ -212,7 +212,7 @@ class ContainerRunner(abc.ABC):
       even for a job that raised); any other code means the container crashed or was killed;
     - when ``timeout`` seconds pass it stops and removes the container, then raises
       ``hither.errors.JobTimeoutError`` (the runner also stops itself at the job's timeout
-      as a backstop, see ``hither.runtime.runner``);
+      as a backstop, see ``hither.runtime``);
     - it raises ``hither.errors.ContainerImageError`` naming the image when the image is
       missing and cannot be pulled, and ``ContainerError`` for other engine failures;
     - ``kill(job_dir)`` (from another thread) stops the container running ``job_dir``

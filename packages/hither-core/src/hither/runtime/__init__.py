@@ -1,1 +1,19 @@
-"""The job runtime: what runs inside a container or on another machine. Stdlib-only, Python >= 3.8; imports nothing else of hither."""
+"""The job runtime: what runs a job outside the calling process (a job directory, the job
+server, a worker), and the pieces of it the rest of hither shares. Stdlib-only, Python >= 3.8;
+imports nothing else of hither. This module is its public face: the rest of hither imports
+only the names below, never a submodule. Into a job directory it ships as one file,
+``runner.py`` (``write_runner``: a zip of these modules, see ``shipping``); ``python -m
+hither.runtime JOB_DIR`` (or ``--serve ...``) runs the same program from the installed package.
+"""
+from .calling import call_function
+from .cli import main
+from .console import capture
+from .errors import JobExitError, error_dict
+from .jobdir import ERROR, RESULT, RUNNER, RUNTIME, write_json_atomic
+from .processes import become_subreaper, kill_leftovers
+from .shipping import runner_bytes, write_runner
+from .wire import TAG, decode_value, encode_value
+
+__all__ = ["ERROR", "RESULT", "RUNNER", "RUNTIME", "TAG", "JobExitError", "become_subreaper",
+           "call_function", "capture", "decode_value", "encode_value", "error_dict",
+           "kill_leftovers", "main", "runner_bytes", "write_json_atomic", "write_runner"]

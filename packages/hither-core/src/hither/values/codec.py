@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict
 
 from hither.values.file import File
-from hither.runtime.runner import decode_value, encode_value
+from hither.runtime import decode_value, encode_value
 
 
 def _file_to_wire(f: File) -> Dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 from hither.errors import JobError
 from hither.models import ErrorInfo
-from hither.runtime.runner import error_dict
+from hither.runtime import error_dict
 
 
 def to_error_info(exc: BaseException, tb_text: Optional[str] = None) -> ErrorInfo:

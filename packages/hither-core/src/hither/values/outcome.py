@@ -58,7 +58,7 @@ def result_error(value: Any, fn_name: str = "the job") -> Optional[BaseException
 
 
 def rebuild_error(info: Dict[str, Any], pickled: Optional[bytes] = None, where: str = "") -> BaseException:
-    """The job's exception from its description (``runner.error_dict``): the pickled
+    """The job's exception from its description (``hither.runtime.error_dict``): the pickled
     original when it unpickles here, else rebuilt by type name (or a ``JobError``); the
     traceback text from where the job ran is attached either way."""
     from hither.values.error_info import attach_traceback, from_error_info  # pydantic: only when needed

@@ -20,7 +20,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from hither.values.file import File
-from hither.runtime.runner import decode_value
+from hither.runtime import decode_value
 
 if TYPE_CHECKING:  # pragma: no cover
     from hither.plugins.interfaces import Store

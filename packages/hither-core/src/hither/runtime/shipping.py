@@ -1,0 +1,64 @@
+"""Shipping the runtime: the one file (``runner.py``) that goes into every job directory, a
+zip (zipapp-style) of this package's modules under the name ``_hither_runtime`` (not
+``hither``: inside an image ``import hither`` must find the installed hither or the
+stand-in) with a ``__main__.py`` at its root. CPython runs a zip given as the script, whatever
+its extension: ``python3 runner.py JOB_DIR``. Built once per process, with the same bytes
+every time (sorted entries, fixed timestamps and modes, stored uncompressed).
+"""
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import List
+
+PACKAGE = "_hither_runtime"
+_NOT_SHIPPED = ("__init__.py", "shipping.py")  # the public face and this builder stay here
+_INIT = ('"""hither\'s job runtime, as shipped in a job directory\'s runner.py (see '
+         'hither.runtime.shipping)."""\n')
+_MAIN = ('"""hither\'s job runtime, shipped as a job directory\'s runner.py (a zip): '
+         '``python3 runner.py JOB_DIR`` or ``--serve ...``."""\n'
+         "import sys\n\n"
+         "from %s.cli import main\n\n"
+         "if __name__ == \"__main__\":\n"
+         "    sys.exit(main())\n" % PACKAGE)
+_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
+_BUILT: List[bytes] = []
+
+
+def _entry(z: zipfile.ZipFile, name: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=_EPOCH)
+    info.compress_type = zipfile.ZIP_STORED
+    info.create_system = 3  # unix, wherever it is built
+    info.external_attr = 0o644 << 16
+    z.writestr(info, data)
+
+
+def build_runner() -> bytes:
+    """The bytes of the shipped ``runner.py``, built from this package's modules now."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    names = sorted(n for n in os.listdir(here) if n.endswith(".py") and n not in _NOT_SHIPPED)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        _entry(z, "__main__.py", _MAIN.encode("utf-8"))
+        _entry(z, PACKAGE + "/__init__.py", _INIT.encode("utf-8"))
+        for name in names:
+            with open(os.path.join(here, name), "rb") as f:
+                _entry(z, "%s/%s" % (PACKAGE, name), f.read())
+    return buf.getvalue()
+
+
+def runner_bytes() -> bytes:
+    """The shipped ``runner.py`` (built on first use, then the same bytes for this process)."""
+    if not _BUILT:
+        _BUILT.append(build_runner())
+    return _BUILT[0]
+
+
+def write_runner(path: str) -> None:
+    """Write the shipped runtime at ``path`` (a job directory's ``runner.py``)."""
+    with open(path, "wb") as f:
+        f.write(runner_bytes())
