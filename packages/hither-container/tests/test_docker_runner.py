@@ -15,8 +15,8 @@ from hither.errors import JobTimeoutError
 from hither.outside.jobdir import read_job_outputs
 from hither.errors import ContainerError, ContainerImageError
 from hither.models import ContainerOptions
-from hither_container.docker_runner import (DockerRunner, create_kwargs, device_requests,
-                                            labels, sweep_stale)
+from hither_container.docker_runner import DockerRunner, sweep_stale
+from hither_container.engine import create_kwargs, device_requests, labels
 from hither_container.jobmount import ContainerCrashedError, HITHER_MOUNT
 
 import ct_funcs

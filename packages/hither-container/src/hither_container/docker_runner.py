@@ -9,7 +9,6 @@ import shutil
 import socket
 import threading
 import time
-import uuid
 from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Optional, Set, Tuple
 
 from hither.errors import JobTimeoutError
@@ -18,8 +17,9 @@ from hither.plugins.interfaces import ContainerRunner
 from hither.errors import ContainerError, ContainerImageError
 from hither.models import ContainerOptions
 from .jobmount import (LABEL_JOB, LABEL_KIND, LABEL_OWNER_HOST, LABEL_OWNER_PID, crashed,
-                       calling_user, describe_exit, has_outcome, job_binds, job_command,
-                       job_env, split_image)
+                       describe_exit, has_outcome, job_binds, job_command,
+                       split_image)
+from .engine import create_kwargs, remove_quietly
 from .lifeline_host import attach_lifeline, close_lifeline, lifeline_command, wants_lifeline
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -149,61 +149,6 @@ def sweep_stale(c: "docker.DockerClient") -> List[str]:
     if removed:
         logger.info("removed %d stale hither container(s): %s", len(removed), ", ".join(removed))
     return removed
-
-
-def labels(kind: str) -> Dict[str, str]:
-    return {LABEL_JOB: "1", LABEL_OWNER_PID: str(os.getpid()),
-            LABEL_OWNER_HOST: socket.gethostname(), LABEL_KIND: kind}
-
-
-def device_requests(gpus: Any) -> List[Any]:
-    """docker-py device requests for ``ContainerOptions.gpus``: a count (-1 or "all": every
-    GPU) or a comma-separated list of device ids."""
-    from docker.types import DeviceRequest
-
-    if gpus is None:
-        return []
-    if gpus == "all" or (isinstance(gpus, int) and not isinstance(gpus, bool)):
-        return [DeviceRequest(count=-1 if gpus == "all" else int(gpus), capabilities=[["gpu"]])]
-    ids = [g.strip() for g in str(gpus).split(",") if g.strip()]
-    if not ids:
-        raise ContainerError(f"gpus={gpus!r}: give a count, 'all' or device ids like '0,1'")
-    return [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
-
-
-def create_kwargs(ref: str, options: ContainerOptions, binds: List[Tuple[str, str, str]],
-                  command: List[str], workdir: str, kind: str) -> Dict[str, Any]:
-    """Arguments of ``containers.create`` for a hither container (pure: tested as is)."""
-    kw: Dict[str, Any] = dict(
-        image=ref, command=command, working_dir=workdir,
-        user=options.user or calling_user(),
-        network_mode=options.network or "none",
-        environment=job_env(options),
-        volumes={h: {"bind": c, "mode": m} for h, c, m in binds},
-        labels=labels(kind),
-        name=f"hither-{kind}-{uuid.uuid4().hex[:12]}",
-        # the lifeline: stdin open, and closed when the attached launcher goes (StdinOnce,
-        # which docker-py sets for a container that is not "detached"; create() starts and
-        # attaches nothing by itself)
-        stdin_open=True,
-        detach=False,
-    )
-    if options.memory:
-        kw["mem_limit"] = options.memory
-        kw["memswap_limit"] = options.memory  # no swap: over the limit is an OOM kill
-    reqs = device_requests(options.gpus)
-    if reqs:
-        kw["device_requests"] = reqs
-    for k, v in options.extra.get("docker", {}).items():  # raw docker-py create() arguments
-        kw[k] = v
-    return kw
-
-
-def remove_quietly(ct: Any) -> None:
-    try:
-        ct.remove(force=True)
-    except Exception as exc:  # noqa: BLE001 - already gone
-        logger.debug("removing %s: %s", getattr(ct, "name", ct), exc)
 
 
 class DockerRunner(ContainerRunner):

@@ -5,7 +5,8 @@ it (the kernel empties the pid namespace) every process of the job. The job itse
 /dev/null as stdin: it sees no input, as without the lifeline.
 
 A one-shot container runs this file's source as ``python3 -c SOURCE RUNNER_PY JOB_DIR``:
-it holds the lifeline, then runs the job directory's runner.py as ``__main__``. The warm
+it holds the lifeline, then runs the job directory's runner.py (the runtime, a zip) as
+``__main__``. The warm
 loop imports it (a copy in its control folder) and calls ``hold``.
 """
 import os
@@ -64,11 +65,12 @@ def cut():
 
 
 def _run_runner(argv):
-    """``RUNNER_PY JOB_DIR``: run runner.py as ``python3 RUNNER_PY JOB_DIR`` would."""
+    """``RUNNER_PY JOB_DIR``: run runner.py (a zip with a ``__main__.py``) as ``python3
+    RUNNER_PY JOB_DIR`` would: the zip is ``sys.path[0]``."""
     import runpy
 
     sys.argv = list(argv)
-    sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))
+    sys.path[0] = os.path.abspath(argv[0])
     runpy.run_path(argv[0], run_name="__main__")
 
 

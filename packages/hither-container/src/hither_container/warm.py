@@ -22,13 +22,13 @@ from hither.errors import JobTimeoutError
 from hither.plugins.lifetime import close_at_exit
 
 from hither.errors import ContainerError
+from .engine import HasOptions, create_kwargs, remove_quietly
 from .jobmount import crashed, has_outcome, job_binds
 from .lifeline_host import LIFELINE_SOURCE, attach_lifeline, close_lifeline, wants_lifeline
 
 if TYPE_CHECKING:  # pragma: no cover
     import docker
 
-    from .docker_runner import DockerRunner
 
 logger = logging.getLogger("hither_container.warm")
 
@@ -62,9 +62,8 @@ def _timed_out(job_dir: str) -> bool:
 class WarmContainer:
     """One long-lived container and its control folder; runs one job at a time."""
 
-    def __init__(self, c: "docker.DockerClient", ref: str, base: str, runner: "DockerRunner",
+    def __init__(self, c: "docker.DockerClient", ref: str, base: str, runner: HasOptions,
                  idle: float) -> None:
-        from .docker_runner import create_kwargs, remove_quietly
 
         self.ref, self.base, self.idle = ref, base, idle
         # The container sees only this exchange folder (on the job directories' file system,
@@ -213,7 +212,7 @@ class WarmPool:
         self._reaper: Optional[threading.Thread] = None
         self._closed = threading.Event()
 
-    def run(self, runner: "DockerRunner", ref: str, job_dir: str, timeout: Optional[float]) -> int:
+    def run(self, runner: HasOptions, ref: str, job_dir: str, timeout: Optional[float]) -> int:
         base = os.path.dirname(job_dir)
         idle = float(runner.options.extra.get("idle_timeout", DEFAULT_IDLE))
         key = (ref, base, runner.options.model_dump_json())

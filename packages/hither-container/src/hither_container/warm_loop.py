@@ -3,7 +3,7 @@ the container's control folder and run as ``python3 warm_loop.py CTL_DIR IDLE_SE
 
 The host drops ``<id>.job`` files (a job directory's path) into CTL_DIR; the loop runs each
 in a forked child (a clean process started from the loop's state, with numpy, hither and
-the job directory's runner.py already loaded, in the job's own folder) and answers with ``<id>.done`` (JSON: exit code,
+the job directory's runtime (runner.py, a zip) already loaded, in the job's own folder) and answers with ``<id>.done`` (JSON: exit code,
 signal, whether the memory cgroup killed something). It exits after IDLE_SECONDS without a
 job, so a container whose owner vanished stops by itself; with ``lifeline`` as a third
 argument it also ends at once when its launcher dies (EOF on stdin, see ``lifeline.py``).
@@ -30,22 +30,34 @@ def _oom_kills():
 
 
 _held = [-1]  # the loop's lifeline descriptor (lifeline.py), -1 without one
-_runners = {}  # type: dict  # sha1 of a runner.py -> its module namespace, loaded once
+_runners = {}  # type: dict  # sha1 of a runner.py -> the namespace of its __main__, loaded once
+_loaded = []  # type: list  # the modules the runtime loaded last put into sys.modules
 
 
-def _runner_namespace(job_dir):
-    """The namespace of the job directory's runner.py, executed once per content in the
-    loop (so its compile and imports are not paid per job; forked children share it)."""
+def _runner_namespace(job_dir, ctl_dir):
+    """The namespace of the job directory's runner.py (the runtime: a zip with a
+    ``__main__.py``, whose ``main(argv)`` runs a job directory), loaded once per content in
+    the loop, so its modules are not compiled and imported per job (forked children share
+    them). It is loaded from a copy in the control folder named by its sha1: a path that
+    stays, whatever happens to the job directory, and never holds another content."""
     import hashlib
+    import runpy
 
-    path = os.path.join(job_dir, "runner.py")
-    with open(path, "rb") as f:
-        source = f.read()
-    key = hashlib.sha1(source).hexdigest()
+    with open(os.path.join(job_dir, "runner.py"), "rb") as f:
+        data = f.read()
+    key = hashlib.sha1(data).hexdigest()
     ns = _runners.get(key)
     if ns is None:
-        ns = {"__name__": "__hither_runner__", "__file__": path}
-        exec(compile(source, path, "exec"), ns)
+        path = os.path.join(ctl_dir, "runtime-%s.zip" % key)
+        with open(path + ".tmp", "wb") as f:
+            f.write(data)
+        os.rename(path + ".tmp", path)
+        for name in _loaded:  # another runtime's modules (its functions keep them)
+            sys.modules.pop(name, None)
+        before = set(sys.modules)
+        ns = runpy.run_path(path, run_name="__hither_runner__")
+        _loaded[:] = [n for n in sys.modules if n not in before
+                      and (getattr(sys.modules[n], "__file__", None) or "").startswith(path + os.sep)]
         _runners[key] = ns
     return ns
 
@@ -120,7 +132,7 @@ def main(ctl_dir, idle, lifeline=False):
                 job_dir = f.read().strip()
             os.remove(path)
             try:
-                ns = _runner_namespace(job_dir)
+                ns = _runner_namespace(job_dir, ctl_dir)
             except Exception as exc:  # noqa: BLE001 - the job directory is unusable
                 sys.stderr.write("hither warm loop: no runner in %s: %r\n" % (job_dir, exc))
                 ns = {"main": lambda argv: 3}
