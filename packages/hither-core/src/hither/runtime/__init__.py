@@ -7,13 +7,12 @@ hither.runtime JOB_DIR`` (or ``--serve ...``) runs the same program from the ins
 """
 from .calling import call_function
 from .cli import main
-from .console import capture
 from .errors import JobExitError, error_dict
 from .jobdir import ERROR, RESULT, RUNNER, RUNTIME, write_json_atomic
 from .processes import become_subreaper, kill_leftovers
 from .shipping import runner_bytes, write_runner
-from .wire import TAG, decode_value, encode_value
+from .wire import decode_value, encode_value
 
-__all__ = ["ERROR", "RESULT", "RUNNER", "RUNTIME", "TAG", "JobExitError", "become_subreaper",
-           "call_function", "capture", "decode_value", "encode_value", "error_dict",
-           "kill_leftovers", "main", "runner_bytes", "write_json_atomic", "write_runner"]
+__all__ = ["ERROR", "RESULT", "RUNNER", "RUNTIME", "JobExitError", "become_subreaper", "call_function",
+           "decode_value", "encode_value", "error_dict", "kill_leftovers", "main", "runner_bytes",
+           "write_json_atomic", "write_runner"]

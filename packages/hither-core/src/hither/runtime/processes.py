@@ -200,6 +200,6 @@ def console_to(path: str) -> None:
     os.close(fd)
     for stream in (sys.stdout, sys.stderr):
         try:
-            getattr(stream, "reconfigure")(line_buffering=True)
+            stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
         except (AttributeError, ValueError):  # not a TextIOWrapper
             pass

@@ -1,9 +1,6 @@
 """The job server (``python -m hither.runtime --serve``): a long-lived process that runs many
-job directories, each in a fork of this (clean) process. Stdlib-only, Python >= 3.8 (part of
-the shipped runtime).
-
-Jobs of two code bundles that share a module name never see each other's modules; the server
-never imports user code. Per job:
+job directories, each in a fork of this (clean) process, so jobs of two code bundles that
+share a module name never see each other's modules; it never imports user code. Per job:
 
   server --fork--> job process (leader of its own process group G)
 
@@ -31,7 +28,8 @@ next job of the same code bundle (sha1 of code.zip), sent on a pipe of its own; 
 "done CODE AGAIN" on another (see ``jobprocess.worker_process``). Its process group is still
 its own, so timeout and cancel kill it as above (and the next job gets a fresh fork). Jobs of
 one bundle then share a process one after another, as in a ParallelJobHandler's workers; a
-fork per job saves nothing for them but costs ~5 ms.
+fork per job saves nothing for them but costs ~5 ms. Stdlib-only, Python >= 3.8 (part of the
+shipped runtime).
 """
 from __future__ import annotations
 
