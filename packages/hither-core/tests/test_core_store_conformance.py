@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from hither.errors import HitherError
-from hither.values.file import parse_uri
+from hither.content.hashing import parse_uri
 from hither.plugins.interfaces import Store
 from hither.testing.store_conformance import StoreConformance
 

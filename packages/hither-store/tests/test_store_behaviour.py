@@ -16,7 +16,7 @@ import pytest
 from hither.errors import HitherError
 from hither.testing.store_conformance import BAD_URIS, StoreConformance, bad_uri, sha1
 from hither_store import BlobNotFoundError, Store, StoreError, StoreStats
-from hither_store.hashing import CHUNK
+from hither.content.hashing import CHUNK
 
 
 class TestFsspecStoreConformance(StoreConformance):

@@ -12,7 +12,7 @@ import pytest
 
 from hither_store import Store
 from hither_store import localdir
-from hither_store.localdir import SIZE_HINT_MIN
+from hither.content.layout import SIZE_HINT_MIN
 
 
 @pytest.fixture

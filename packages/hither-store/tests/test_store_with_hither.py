@@ -123,7 +123,7 @@ def test_serialization_offloads_arrays_to_the_store(store):
 def test_local_put_file_shares_the_sha1_memo_with_hi_file(tmp_path):
     """A local put hashes while it copies and records the sha1 for hi.File; a later put of
     the same unchanged path is answered from that memo without copying."""
-    from hither.values.file import known_file_sha1
+    from hither.content.hashing import known_file_sha1
 
     store = Store(str(tmp_path / "store"))
     path = tmp_path / "memo.bin"
