@@ -108,7 +108,7 @@ def test_publish_keeps_a_whole_blob_and_removes_the_temp(tmp_path):
 @pytest.mark.parametrize("what", ["symlink", "truncated", "empty-dir"])
 def test_publish_repairs_what_is_not_a_whole_blob(tmp_path, what):
     folder = ContentFolder(str(tmp_path / "s"))
-    place = Path(folder.path(HELLO_SHA1))
+    place = Path(folder.local_blobs.path(HELLO_SHA1))
     place.parent.mkdir(parents=True)
     if what == "symlink":
         (tmp_path / "elsewhere").write_bytes(HELLO)

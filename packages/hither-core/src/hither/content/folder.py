@@ -53,7 +53,8 @@ def clone_fd(src_fd: int, dest_fd: int) -> bool:
     try:
         fcntl.ioctl(dest_fd, getattr(fcntl, "FICLONE", FICLONE), src_fd)
     except OSError as exc:  # EOPNOTSUPP, EXDEV (two file systems), EINVAL, ENOTTY, ...
-        logger.debug("no copy-on-write clone (%s): copying", errno.errorcode.get(exc.errno, exc.errno))
+        code = errno.errorcode.get(exc.errno, exc.errno) if exc.errno is not None else exc
+        logger.debug("no copy-on-write clone (%s): copying", code)
         return False
     return True
 
@@ -87,10 +88,6 @@ class ContentFolder(Store):
         self.local_blobs = BlobFolder(root, "the content folder")
         self.root = self.local_blobs.root
         self.tmp_dir = self.local_blobs.tmp_dir
-
-    def path(self, digest: str) -> str:
-        """Where the blob ``digest`` lives (whether or not it is there)."""
-        return self.local_blobs.path(digest)
 
     # -- putting ---------------------------------------------------------------------------
 

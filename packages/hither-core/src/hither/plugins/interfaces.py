@@ -187,7 +187,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def get_path(self, uri: str) -> str:
-        """A local path holding the content of ``uri`` (downloaded and verified if needed)."""
+        """A local path holding the content of ``uri`` (downloaded and verified if needed);
+        ``ContentNotFoundError`` when the store does not hold it."""
 
     @abc.abstractmethod
     def open(self, uri: str) -> IO[bytes]:
