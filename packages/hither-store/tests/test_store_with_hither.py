@@ -47,7 +47,7 @@ def test_default_location_is_the_user_cache(monkeypatch):
     cache = platformdirs.user_cache_dir("hither", appauthor=False)
     store = Store()  # nothing is written until something is put
     assert store.url == os.path.join(cache, "store") and store.is_local
-    assert Store("memory://x")._blobs.root == os.path.join(cache, "store-cache")
+    assert Store("memory://x").local_blobs.root == os.path.join(cache, "store-cache")
 
 
 def test_store_options_from_the_environment(monkeypatch, s3_store_url, s3_options, no_default_store):
