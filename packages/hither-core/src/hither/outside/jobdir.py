@@ -18,7 +18,8 @@ import os
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from hither.errors import HitherError, WorkerDiedError
-from hither.values.file import File, parse_uri
+from hither.content.hashing import parse_uri
+from hither.values.file import File
 from hither.content.folder import clone_or_copy, file_store, touch
 from hither.values.outcome import Outcome, failed, finished, rebuild_error
 from hither.runtime import ERROR, RESULT, RUNNER, RUNTIME, decode_value, encode_value, write_runner
