@@ -9,6 +9,7 @@ import json
 import os
 import zipfile
 
+from .hashing import copy_file_hashing, sha1_of_bytes
 from .wire import TAG
 
 TYPE_CHECKING = False
@@ -55,23 +56,13 @@ def write_output(path: str, data: Any) -> None:
     write_json_atomic(path, data, fsync=FSYNC[0])
 
 
-def _copy_hashing(src: str, dest: str) -> str:
-    """Copy ``src`` to ``dest`` and return the sha1 of what was copied."""
-    import hashlib
-
-    h = hashlib.sha1()
-    with open(src, "rb") as fin, open(dest, "wb") as fout:
-        for chunk in iter(lambda: fin.read(1 << 22), b""):
-            h.update(chunk)
-            fout.write(chunk)
-    return h.hexdigest()
 
 
 def keep_output(job_dir: str, src: str, name: str) -> Tuple[str, str]:
     """Copy ``src`` to ``outputs/<sha1>/<name>`` in the job directory: (its path, its URI)."""
     tmp = os.path.join(job_dir, "outputs", ".partial-%d-%s" % (os.getpid(), os.urandom(6).hex()))
     os.makedirs(os.path.dirname(tmp), exist_ok=True)
-    digest = _copy_hashing(src, tmp)
+    digest = copy_file_hashing(src, tmp)
     os.makedirs(os.path.join(job_dir, "outputs", digest), exist_ok=True)
     dest = os.path.join(job_dir, "outputs", digest, name)
     os.replace(tmp, dest)
@@ -125,7 +116,7 @@ def code_dir(job_dir: str, code_cache: Optional[str], bundle: Optional[str] = No
     data = None
     if bundle is None:
         data = read_bytes(zip_path)
-        bundle = sha1_hex(data)
+        bundle = sha1_of_bytes(data)
     folder = os.path.join(code_cache, bundle)
     if not os.path.isdir(folder):  # unpacked aside, then renamed: never seen half-written
         if data is None:
@@ -146,8 +137,3 @@ def read_bytes(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
 
-
-def sha1_hex(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha1(data).hexdigest()

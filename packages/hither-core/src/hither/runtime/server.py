@@ -42,7 +42,8 @@ import tempfile
 import time
 
 from .calling import HOST
-from .jobdir import FSYNC, read_bytes, sha1_hex
+from .hashing import sha1_of_bytes
+from .jobdir import FSYNC, read_bytes
 from .jobprocess import job_process, reset_child_signals, watch_server, worker_process
 from .processes import load_prctl
 from .standin import install_stand_in
@@ -81,7 +82,7 @@ def _bundle_key(job_dir: str) -> Optional[str]:
     """The sha1 of a job directory's code bundle (None without one): jobs reuse only a
     process that ran the same bundle (which is then told it: see ``jobdir.code_dir``)."""
     try:
-        return sha1_hex(read_bytes(os.path.join(job_dir, "code.zip")))
+        return sha1_of_bytes(read_bytes(os.path.join(job_dir, "code.zip")))
     except OSError:
         return None
 
