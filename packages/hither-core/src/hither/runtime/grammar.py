@@ -158,7 +158,7 @@ class WireVisitor(object):
 
     ``visit(d)`` calls ``visit_list``, ``visit_dict`` (untagged), ``visit_tagged(tag, d,
     path)`` or ``visit_scalar``. By default containers are copied with their items visited,
-    a tagged dict like a plain one (so nodes nested in its fields are reached: the items of
+    a tagged dict with its fields visited (so nodes nested in them are reached: the items of
     a tuple, the 0-d array of a structured scalar...) and scalars kept. Lists and dicts are
     recognised with ``isinstance`` (documents may come back as dict subclasses).
     """
@@ -185,4 +185,10 @@ class WireVisitor(object):
         return {k: visit(x, (path, k)) for k, x in d.items()}
 
     def visit_tagged(self, tag, d, path):
-        return self.visit_dict(d, path)
+        """A copy of the tagged dict ``d`` with its fields visited (they stand for the value
+        itself, so they keep its path: a tuple's items get ``path[i]``). The items of a
+        ``"dict"`` node (a dict with a ``"_hither"`` key of its own) are values, not a node."""
+        visit = self.visit
+        if tag == "dict":
+            return dict(d, items={k: visit(x, (path, k)) for k, x in d["items"].items()})
+        return {k: visit(x, path) for k, x in d.items()}
