@@ -21,6 +21,7 @@ walk through its ``visit_<kind>`` method (``Visitor.leaf`` until a walk defines 
 Python 3.8 syntax, no import of the rest of hither: the runner ships with it.
 """
 import sys
+from typing import Any, Callable, Dict, List, Tuple
 
 (NONE, BOOL, INT, FLOAT, STR, LIST, TUPLE, DICT, NDARRAY, NPSCALAR, FILE, REF, JOB, TYPED,
  OTHER) = range(15)
@@ -32,11 +33,11 @@ TAG = "_hither"
 
 _BUILTIN = {type(None): NONE, bool: BOOL, int: INT, float: FLOAT, str: STR, list: LIST,
             tuple: TUPLE, dict: DICT}
-_KINDS = dict(_BUILTIN)  # class -> kind: the builtins, then every class met (bounded)
+_KINDS: Dict[type, int] = dict(_BUILTIN)  # class -> kind: the builtins, then every class met (bounded)
 _MAX_REMEMBERED = 2048
 
 
-def classify(t):
+def classify(t: type) -> int:
     """The kind of the instances of class ``t`` (not remembered; ``kind_of`` remembers)."""
     kind = _BUILTIN.get(t)
     if kind is not None:
@@ -57,7 +58,7 @@ def classify(t):
     return OTHER
 
 
-def kind_of(v):
+def kind_of(v: Any) -> int:
     """The kind of ``v`` (one of the constants above).
 
     An object of no kind is classified again by the class its ``__class__`` claims, as
@@ -78,17 +79,17 @@ def kind_of(v):
     return kind
 
 
-def format_path(path):
+def format_path(path: Any) -> str:
     """The text of an argument path: ``x[2]['a']``. A path is its root's name (a str) or a
     pair ``(parent path, key)``, made per item only as a tuple: formatted only for errors."""
-    keys = []
+    keys: List[Any] = []
     while type(path) is tuple:
         path, key = path
         keys.append(key)
     return str(path) + "".join("[%r]" % (k,) for k in reversed(keys))
 
 
-def path_depth(path):
+def path_depth(path: Any) -> int:
     """How many containers down ``path`` leads."""
     depth = 0
     while type(path) is tuple:
@@ -109,40 +110,40 @@ class Visitor(object):
     Python frame per level of nesting (values may nest ``MAX_DEPTH`` = 500 levels deep).
     """
 
-    _table = ()
+    _table: Tuple[Callable[..., Any], ...] = ()
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._table = tuple(getattr(cls, "visit_" + name, None) or cls.leaf for name in KIND_NAMES)
 
-    def visit(self, v, path="value"):
+    def visit(self, v: Any, path: Any = "value") -> Any:
         kind = _KINDS.get(type(v))
         if kind is None:
             kind = kind_of(v)
         return self._table[kind](self, v, path)
 
-    def leaf(self, v, path):
+    def leaf(self, v: Any, path: Any) -> Any:
         return v
 
-    def visit_list(self, v, path):
+    def visit_list(self, v: Any, path: Any) -> Any:
         table, kinds = self._table, _KINDS
-        out = []
+        out: List[Any] = []
         for i, x in enumerate(v):
             kind = kinds.get(type(x))
             out.append(table[kind_of(x) if kind is None else kind](self, x, (path, i)))
         return out
 
-    def visit_tuple(self, v, path):
+    def visit_tuple(self, v: Any, path: Any) -> Any:
         table, kinds = self._table, _KINDS
-        out = []
+        out: List[Any] = []
         for i, x in enumerate(v):
             kind = kinds.get(type(x))
             out.append(table[kind_of(x) if kind is None else kind](self, x, (path, i)))
         return tuple(out)
 
-    def visit_dict(self, v, path):
+    def visit_dict(self, v: Any, path: Any) -> Any:
         table, kinds = self._table, _KINDS
-        out = {}
+        out: Dict[Any, Any] = {}
         for k, x in v.items():
             kind = kinds.get(type(x))
             out[k] = table[kind_of(x) if kind is None else kind](self, x, (path, k))
@@ -163,7 +164,7 @@ class WireVisitor(object):
     recognised with ``isinstance`` (documents may come back as dict subclasses).
     """
 
-    def visit(self, d, path="value"):
+    def visit(self, d: Any, path: Any = "value") -> Any:
         if isinstance(d, list):
             return self.visit_list(d, path)
         if isinstance(d, dict):
@@ -173,18 +174,18 @@ class WireVisitor(object):
             return self.visit_tagged(tag, d, path)
         return self.visit_scalar(d, path)
 
-    def visit_scalar(self, d, path):
+    def visit_scalar(self, d: Any, path: Any) -> Any:
         return d
 
-    def visit_list(self, d, path):
+    def visit_list(self, d: Any, path: Any) -> Any:
         visit = self.visit
         return [visit(x, (path, i)) for i, x in enumerate(d)]
 
-    def visit_dict(self, d, path):
+    def visit_dict(self, d: Any, path: Any) -> Any:
         visit = self.visit
         return {k: visit(x, (path, k)) for k, x in d.items()}
 
-    def visit_tagged(self, tag, d, path):
+    def visit_tagged(self, tag: Any, d: Any, path: Any) -> Any:
         """A copy of the tagged dict ``d`` with its fields visited (they stand for the value
         itself, so they keep its path: a tuple's items get ``path[i]``). The items of a
         ``"dict"`` node (a dict with a ``"_hither"`` key of its own) are values, not a node."""

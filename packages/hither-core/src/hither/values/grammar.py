@@ -131,7 +131,7 @@ def _check_dtype(dt: Any, path: Path) -> None:
     describe: overlapping or out-of-order fields."""
     if dt.names is not None:
         try:
-            dt.descr
+            dt.descr  # noqa: B018 - reading it raises for fields .npy cannot describe
         except ValueError:
             raise TypeError(f"{format_path(path)} has a structured dtype with overlapping or "
                             f"out-of-order fields ({dt}), which hither cannot store faithfully; "
