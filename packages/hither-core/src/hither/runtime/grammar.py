@@ -157,12 +157,20 @@ class WireVisitor(object):
     """One walk over a value in the JSON wire form: lists, plain dicts and scalars, and the
     tagged dicts (``{"_hither": tag, ...}``) that stand for everything else.
 
-    ``visit(d)`` calls ``visit_list``, ``visit_dict`` (untagged), ``visit_tagged(tag, d,
-    path)`` or ``visit_scalar``. By default containers are copied with their items visited,
-    a tagged dict with its fields visited (so nodes nested in them are reached: the items of
-    a tuple, the 0-d array of a structured scalar...) and scalars kept. Lists and dicts are
-    recognised with ``isinstance`` (documents may come back as dict subclasses).
+    ``visit(d)`` calls ``visit_list``, ``visit_dict`` (untagged), ``tag_<tag>(d, path)``
+    when the class has one for that tag, else ``visit_tagged(tag, d, path)``, or
+    ``visit_scalar``. By default containers are copied with their items visited, a tagged
+    dict with its fields visited (so nodes nested in them are reached: the items of a tuple,
+    the 0-d array of a structured scalar...) and scalars kept. Lists and dicts are
+    recognised with ``isinstance`` (documents may come back as dict subclasses). As with
+    ``Visitor``, a method loops over items itself: two Python frames per level of nesting.
     """
+
+    _tags: Dict[str, Callable[..., Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._tags = {name[4:]: getattr(cls, name) for name in dir(cls) if name.startswith("tag_")}
 
     def visit(self, d: Any, path: Any = "value") -> Any:
         if isinstance(d, list):
@@ -171,6 +179,9 @@ class WireVisitor(object):
             tag = d.get(TAG)
             if tag is None:
                 return self.visit_dict(d, path)
+            method = self._tags.get(tag) if type(tag) is str else None
+            if method is not None:
+                return method(self, d, path)
             return self.visit_tagged(tag, d, path)
         return self.visit_scalar(d, path)
 
@@ -179,11 +190,17 @@ class WireVisitor(object):
 
     def visit_list(self, d: Any, path: Any) -> Any:
         visit = self.visit
-        return [visit(x, (path, i)) for i, x in enumerate(d)]
+        out: List[Any] = []
+        for i, x in enumerate(d):
+            out.append(visit(x, (path, i)))
+        return out
 
     def visit_dict(self, d: Any, path: Any) -> Any:
         visit = self.visit
-        return {k: visit(x, (path, k)) for k, x in d.items()}
+        out: Dict[Any, Any] = {}
+        for k, x in d.items():
+            out[k] = visit(x, (path, k))
+        return out
 
     def visit_tagged(self, tag: Any, d: Any, path: Any) -> Any:
         """A copy of the tagged dict ``d`` with its fields visited (they stand for the value
@@ -191,5 +208,8 @@ class WireVisitor(object):
         ``"dict"`` node (a dict with a ``"_hither"`` key of its own) are values, not a node."""
         visit = self.visit
         if tag == "dict":
-            return dict(d, items={k: visit(x, (path, k)) for k, x in d["items"].items()})
-        return {k: visit(x, path) for k, x in d.items()}
+            return dict(d, items=self.visit_dict(d["items"], path))
+        out: Dict[Any, Any] = {}
+        for k, x in d.items():
+            out[k] = visit(x, path)
+        return out
