@@ -195,7 +195,7 @@ def test_a_kind_decided_in_the_grammar_reaches_every_walk(monkeypatch):
         assert substitute(v, lambda j: 42) == {"h": [42]}
         assert snapshot(v)["h"][0] is v["h"][0] and snapshot(v)["h"] is not v["h"]
     finally:
-        g._KINDS.pop(Handle, None)
+        g.KIND_BY_CLASS.pop(Handle, None)
 
 
 def test_a_new_walk_is_one_method_per_kind_it_cares_about():

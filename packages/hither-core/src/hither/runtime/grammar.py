@@ -33,7 +33,9 @@ TAG = "_hither"
 
 _BUILTIN = {type(None): NONE, bool: BOOL, int: INT, float: FLOAT, str: STR, list: LIST,
             tuple: TUPLE, dict: DICT}
-_KINDS: Dict[type, int] = dict(_BUILTIN)  # class -> kind: the builtins, then every class met (bounded)
+#: class -> kind: the builtins, then every class ``kind_of`` met (bounded; classes of no kind
+#: are never in it). Walks read it for speed (``KIND_BY_CLASS.get(type(v))``, else ``kind_of(v)``).
+KIND_BY_CLASS: Dict[type, int] = dict(_BUILTIN)
 _MAX_REMEMBERED = 2048
 
 
@@ -63,19 +65,19 @@ def kind_of(v: Any) -> int:
 
     An object of no kind is classified again by the class its ``__class__`` claims, as
     ``isinstance`` does (a proxy standing for an array, say); reading it may raise. Such
-    classes are not remembered, so the fast lookup ``_KINDS.get(type(v))`` never answers
+    classes are not remembered, so the fast lookup ``KIND_BY_CLASS.get(type(v))`` never answers
     for them."""
     t = type(v)
-    kind = _KINDS.get(t)
+    kind = KIND_BY_CLASS.get(t)
     if kind is None:
         kind = classify(t)
         if kind == OTHER:
             c = v.__class__
             return OTHER if c is t else classify(c)
-        if len(_KINDS) >= _MAX_REMEMBERED:  # many classes met (made at run time): start over
-            _KINDS.clear()
-            _KINDS.update(_BUILTIN)
-        _KINDS[t] = kind
+        if len(KIND_BY_CLASS) >= _MAX_REMEMBERED:  # many classes met (made at run time): start over
+            KIND_BY_CLASS.clear()
+            KIND_BY_CLASS.update(_BUILTIN)
+        KIND_BY_CLASS[t] = kind
     return kind
 
 
@@ -106,7 +108,7 @@ class Visitor(object):
     ``visit_tuple`` and ``visit_dict`` return a new list, tuple or dict of the results.
     Subclasses override what they need; the dispatch table is built once per class. A
     container method loops over its items itself (``table[kind](self, item, (path, key))``
-    with ``kind = _KINDS.get(type(item))``, else ``kind_of(item)``), so a walk costs one
+    with ``kind = KIND_BY_CLASS.get(type(item))``, else ``kind_of(item)``), so a walk costs one
     Python frame per level of nesting (values may nest ``MAX_DEPTH`` = 500 levels deep).
     """
 
@@ -117,7 +119,7 @@ class Visitor(object):
         cls._table = tuple(getattr(cls, "visit_" + name, None) or cls.leaf for name in KIND_NAMES)
 
     def visit(self, v: Any, path: Any = "value") -> Any:
-        kind = _KINDS.get(type(v))
+        kind = KIND_BY_CLASS.get(type(v))
         if kind is None:
             kind = kind_of(v)
         return self._table[kind](self, v, path)
@@ -126,7 +128,7 @@ class Visitor(object):
         return v
 
     def visit_list(self, v: Any, path: Any) -> Any:
-        table, kinds = self._table, _KINDS
+        table, kinds = self._table, KIND_BY_CLASS
         out: List[Any] = []
         for i, x in enumerate(v):
             kind = kinds.get(type(x))
@@ -134,7 +136,7 @@ class Visitor(object):
         return out
 
     def visit_tuple(self, v: Any, path: Any) -> Any:
-        table, kinds = self._table, _KINDS
+        table, kinds = self._table, KIND_BY_CLASS
         out: List[Any] = []
         for i, x in enumerate(v):
             kind = kinds.get(type(x))
@@ -142,7 +144,7 @@ class Visitor(object):
         return tuple(out)
 
     def visit_dict(self, v: Any, path: Any) -> Any:
-        table, kinds = self._table, _KINDS
+        table, kinds = self._table, KIND_BY_CLASS
         out: Dict[Any, Any] = {}
         for k, x in v.items():
             kind = kinds.get(type(x))

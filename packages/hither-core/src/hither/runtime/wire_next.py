@@ -16,7 +16,7 @@ import struct
 import sys
 from typing import Any, Callable, Dict, List, Optional
 
-from hither.runtime.grammar import _KINDS, TAG, Visitor, WireVisitor, kind_of
+from hither.runtime.grammar import KIND_BY_CLASS, TAG, Visitor, WireVisitor, kind_of
 
 _pack_double = struct.Struct("<d").pack
 
@@ -62,7 +62,7 @@ class _Encode(Visitor):
         return {TAG: "float", "repr": repr(v)}
 
     def visit_tuple(self, v: Any, path: Any) -> Any:
-        table, kinds = self._table, _KINDS
+        table, kinds = self._table, KIND_BY_CLASS
         items: List[Any] = []
         for i, x in enumerate(v):
             kind = kinds.get(type(x))
@@ -70,7 +70,7 @@ class _Encode(Visitor):
         return {TAG: "tuple", "items": items}
 
     def visit_dict(self, v: Dict[Any, Any], path: Any) -> Any:
-        table, kinds = self._table, _KINDS
+        table, kinds = self._table, KIND_BY_CLASS
         if any(type(k) is str and type(encode_str(k)) is not str for k in v):
             # a key UTF-8 JSON cannot hold: the dict as a list of (key, value) pairs
             pairs: List[Any] = []

@@ -14,7 +14,7 @@ import struct
 import sys
 from typing import Any, Callable, Iterator, List, Optional, Set, Tuple
 
-from hither.runtime.grammar import _KINDS, NDARRAY, Visitor, format_path, kind_of
+from hither.runtime.grammar import KIND_BY_CLASS, NDARRAY, Visitor, format_path, kind_of
 from hither.values.file import File
 
 #: a ``hither.jobs.job.Job`` (jobs sit above this module in hither's layers, so they are
@@ -63,7 +63,7 @@ class _Scan(Visitor):
 
     def visit_list(self, v: Any, path: Path) -> None:
         self._enter(v, path)
-        table, kinds = self._table, _KINDS
+        table, kinds = self._table, KIND_BY_CLASS
         for i, item in enumerate(v):
             kind = kinds.get(type(item))
             table[kind_of(item) if kind is None else kind](self, item, (path, i))
@@ -73,7 +73,7 @@ class _Scan(Visitor):
 
     def visit_dict(self, v: Any, path: Path) -> None:
         self._enter(v, path)
-        table, kinds = self._table, _KINDS
+        table, kinds = self._table, KIND_BY_CLASS
         for k, item in v.items():
             if type(k) is not str:
                 raise TypeError(f"{format_path(path)} has a key {k!r} of type {type(k).__name__}: "
@@ -223,7 +223,7 @@ class _HasFiles(Visitor):
         return False
 
     def visit_list(self, v: Any, path: Path) -> bool:
-        table, kinds = self._table, _KINDS
+        table, kinds = self._table, KIND_BY_CLASS
         for x in (v.values() if type(v) is dict else v):
             kind = kinds.get(type(x))
             if table[kind_of(x) if kind is None else kind](self, x, path):
@@ -289,7 +289,7 @@ class _Hash(Visitor):
 
     def visit_list(self, v: Any, path: Path) -> None:
         self.update((b"L%d:" if type(v) is list else b"U%d:") % len(v))
-        table, kinds = self._table, _KINDS
+        table, kinds = self._table, KIND_BY_CLASS
         for item in v:
             kind = kinds.get(type(item))
             table[kind_of(item) if kind is None else kind](self, item, path)
@@ -297,7 +297,7 @@ class _Hash(Visitor):
     visit_tuple = visit_list
 
     def visit_dict(self, v: dict, path: Path) -> None:  # items in key order; no paths (never named)
-        update, table, kinds = self.update, self._table, _KINDS
+        update, table, kinds = self.update, self._table, KIND_BY_CLASS
         update(b"D%d:" % len(v))
         for k in sorted(v):
             kb = k.encode("utf-8", "surrogatepass")
