@@ -112,6 +112,7 @@ class Visitor(object):
     Python frame per level of nesting (values may nest ``MAX_DEPTH`` = 500 levels deep).
     """
 
+    __slots__ = ()  # subclasses may declare theirs: a walk's state is made once per walk
     _table: Tuple[Callable[..., Any], ...] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -168,6 +169,7 @@ class WireVisitor(object):
     ``Visitor``, a method loops over items itself: two Python frames per level of nesting.
     """
 
+    __slots__ = ()
     _tags: Dict[str, Callable[..., Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -43,6 +43,8 @@ def encode_str(s: str) -> Any:
 class _Encode(Visitor):
     """``encode_value``: one method per kind of value."""
 
+    __slots__ = ("array_sink", "file_encoder")
+
     def __init__(self, array_sink: Callable[[Any], Any],
                  file_encoder: Optional[Callable[[Any], Any]]) -> None:
         self.array_sink = array_sink
@@ -151,6 +153,8 @@ def resolve_class(name: str) -> Optional[type]:
 class _Decode(WireVisitor):
     """``decode_value``: one method per tag (``tag_<name>``); lists and dicts copied; an
     unknown tag is an error."""
+
+    __slots__ = ("array_source", "file_decoder", "exact")
 
     def __init__(self, array_source: Optional[Callable[[Any], Any]],
                  file_decoder: Optional[Callable[[Dict[str, Any]], Any]], exact: bool) -> None:

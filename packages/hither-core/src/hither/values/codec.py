@@ -1,4 +1,5 @@
-"""Encoding hither values for storage and transport (arrays handed to a sink).
+"""Encoding hither values for storage and transport (arrays handed to a sink): the wire format
+of ``hither.runtime.wire_next`` (the grammar's walks), with ``hi.File`` rebuilt on decoding.
 
 Cache backends and stores use these so arrays never travel as base64 inside JSON::
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict
 
 from hither.values.file import File
-from hither.runtime.runner import decode_value, encode_value
+from hither.runtime.wire_next import decode_value, encode_value
 
 
 def _file_to_wire(f: File) -> Dict[str, Any]:

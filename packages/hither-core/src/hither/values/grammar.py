@@ -42,6 +42,8 @@ MAX_DEPTH = 500
 class _Scan(Visitor):
     """``scan``: every kind checked, the Jobs collected, cycles and deep nesting refused."""
 
+    __slots__ = ("jobs", "allow_jobs", "active")
+
     def __init__(self, allow_jobs: bool) -> None:
         self.jobs: List["Job"] = []
         self.allow_jobs = allow_jobs
@@ -142,6 +144,8 @@ def _check_dtype(dt: Any, path: Path) -> None:
 class _Substitute(Visitor):
     """``substitute``: containers copied, each Job replaced by its result."""
 
+    __slots__ = ("result_of",)
+
     def __init__(self, result_of: Callable[["Job"], Any]) -> None:
         self.result_of = result_of
 
@@ -196,6 +200,8 @@ def _writable_memory(a: Any) -> bool:
 
 class _MapFiles(Visitor):
     """``map_files``: containers copied, each ``hi.File`` replaced by ``fn(file)``."""
+
+    __slots__ = ("fn",)
 
     def __init__(self, fn: Callable[[File], Any]) -> None:
         self.fn = fn
@@ -265,6 +271,8 @@ def update_hash(h: "hashlib._Hash", v: Any) -> None:
 
 class _Hash(Visitor):
     """``update_hash``: the canonical encoding of each kind fed into ``self.h``."""
+
+    __slots__ = ("h", "update")
 
     def __init__(self, h: "hashlib._Hash") -> None:
         self.h = h
@@ -499,7 +507,7 @@ def job_hash(name: str, version: str, kwargs: dict) -> str:
     """sha1 over the canonical encoding of (function name, version, arguments)."""
     h = hashlib.sha1(HASH_DOMAIN)
     hasher = _Hash(h)
-    hasher.visit(name, "name")
-    hasher.visit(version, "version")
+    for part in (name, version):  # a str, as hi.function requires (visited as any value else)
+        hasher.visit_str(part, None) if type(part) is str else hasher.visit(part, None)
     hasher.visit(kwargs, "kwargs")
     return h.hexdigest()

@@ -20,7 +20,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from hither.runtime.grammar import WireVisitor
-from hither.runtime.runner import decode_value
+from hither.runtime.wire_next import decode_value
 from hither.values.file import File
 
 if TYPE_CHECKING:  # pragma: no cover
