@@ -2,7 +2,8 @@
 value (with its argument path, for error messages) and one ``WireVisitor`` that walks its
 JSON wire form. Every check, copy, hash and encoding of values is written on these.
 
-Kinds (``kind_of(v)``, decided by the value's class alone and remembered per class):
+Kinds (``kind_of(v)``, decided by the value's class and remembered per class; tested in the
+order numpy, ref, job, typed, file; an object of no kind by the class its ``__class__`` claims):
 
     none bool int float str        the JSON scalars (exact classes; ``bool`` is not ``int``)
     list tuple dict                containers (exact classes; tuple is kept apart from list)
@@ -16,7 +17,8 @@ Kinds (``kind_of(v)``, decided by the value's class alone and remembered per cla
     other                          anything else (each walk decides: keep it, or refuse it)
 
 A new kind is added here (a constant, its name, a test in ``classify``) and then reaches every
-walk through its ``visit_<kind>`` method (``Visitor.leaf`` until a walk defines one).
+walk through its ``visit_<kind>`` method, or the walk's ``leaf`` until it defines one: the walks
+that copy keep such a value as is, those that check, hash or encode refuse it.
 
 Python 3.8 syntax, no import of the rest of hither: the runner ships with it.
 """

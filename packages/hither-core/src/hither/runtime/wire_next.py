@@ -50,8 +50,10 @@ class _Encode(Visitor):
         self.array_sink = array_sink
         self.file_encoder = file_encoder
 
-    def leaf(self, v: Any, path: Any) -> Any:  # None, bool, int
+    def keep(self, v: Any, path: Any) -> Any:
         return v
+
+    visit_none = visit_bool = visit_int = keep
 
     def visit_str(self, v: str, path: Any) -> Any:
         return encode_str(v)
@@ -118,7 +120,7 @@ class _Encode(Visitor):
         t = type(v)
         raise TypeError("cannot encode a value of type %s.%s for hither" % (t.__module__, t.__qualname__))
 
-    visit_job = visit_other
+    visit_job = leaf = visit_other  # a Job, or a kind this walk does not know
 
 
 def encode_value(v: Any, array_sink: Callable[[Any], Any],

@@ -49,8 +49,10 @@ class _Scan(Visitor):
         self.allow_jobs = allow_jobs
         self.active: Set[int] = set()  # ids of the containers being walked (a cycle test)
 
-    def leaf(self, v: Any, path: Path) -> None:  # JSON scalars, stored results
+    def accept(self, v: Any, path: Path) -> None:
         return None
+
+    visit_none = visit_bool = visit_int = visit_float = visit_str = visit_ref = accept
 
     def _enter(self, v: Any, path: Path) -> None:
         if len(self.active) >= MAX_DEPTH:
@@ -126,6 +128,8 @@ class _Scan(Visitor):
                         "hither cannot pass to or from a job; allowed: None, bool, int, float, "
                         "str, numpy arrays and scalars, list, tuple, dict with str keys, hi.File, "
                         "and Job")
+
+    leaf = visit_other  # a kind this walk does not know
 
 
 def _check_dtype(dt: Any, path: Path) -> None:
@@ -341,6 +345,8 @@ class _Hash(Visitor):
     def visit_other(self, v: Any, path: Path) -> None:  # scan() rejects these before hashing
         t = type(v)
         raise TypeError(f"cannot hash a value of type {t.__module__}.{t.__qualname__}")
+
+    leaf = visit_other  # a kind this walk does not know
 
 
 def _subclass_base(v: Any) -> Optional[type]:
