@@ -75,8 +75,8 @@ _HEADER = struct.Struct("!Q")
 _READ = 1 << 16
 # on the wire a message is the plain tuple (kind, *fields): pickling a NamedTuple by its
 # class costs about twice as much, and this is paid four times per job
-KIND_BY_CLASS = (Init, RunJob, CancelJob, Stop, JobDone, JobFailed)
-_KIND = {cls: i for i, cls in enumerate(KIND_BY_CLASS)}
+_KINDS = (Init, RunJob, CancelJob, Stop, JobDone, JobFailed)
+_KIND = {cls: i for i, cls in enumerate(_KINDS)}
 
 
 def _encode(msg: Any) -> bytes:
@@ -85,7 +85,7 @@ def _encode(msg: Any) -> bytes:
 
 def _decode(data: Any) -> Any:
     t = pickle.loads(data)
-    return tuple.__new__(KIND_BY_CLASS[t[0]], t[1:])
+    return tuple.__new__(_KINDS[t[0]], t[1:])
 
 
 class Channel:
