@@ -8,13 +8,16 @@ hither.runtime JOB_DIR`` (or ``--serve ...``) runs the same program from the ins
 from .calling import call_function
 from .cli import main
 from .errors import JobExitError, error_dict
+from .grammar import KIND_BY_CLASS, NDARRAY, Visitor, WireVisitor, format_path, kind_of
 from .hashing import CHUNK, copy_file_hashing, copy_hashing, sha1_of_buffers, sha1_of_bytes, sha1_of_fd
 from .jobdir import ERROR, RESULT, RUNNER, RUNTIME, write_json_atomic
 from .processes import become_subreaper, kill_leftovers
 from .shipping import runner_bytes, write_runner
 from .wire import decode_value, encode_value
 
-__all__ = ["CHUNK", "ERROR", "RESULT", "RUNNER", "RUNTIME", "JobExitError", "copy_file_hashing", "copy_hashing",
-           "sha1_of_buffers", "sha1_of_bytes", "sha1_of_fd", "become_subreaper", "call_function",
-           "decode_value", "encode_value", "error_dict", "kill_leftovers", "main", "runner_bytes",
-           "write_json_atomic", "write_runner"]
+__all__ = [
+    "CHUNK", "ERROR", "KIND_BY_CLASS", "NDARRAY", "RESULT", "RUNNER", "RUNTIME", "JobExitError", "Visitor",
+    "WireVisitor", "become_subreaper", "call_function", "copy_file_hashing", "copy_hashing", "decode_value",
+    "encode_value", "error_dict", "format_path", "kind_of", "kill_leftovers", "main", "runner_bytes",
+    "sha1_of_buffers", "sha1_of_bytes", "sha1_of_fd", "write_json_atomic", "write_runner",
+]

@@ -1,5 +1,6 @@
 """Hither-allowed values: validation (with the argument path in errors), the jobs nested in
-arguments, substitution of their results, and the canonical job hash.
+arguments, substitution of their results, and the canonical job hash: each a walk written on
+the one value grammar of ``hither.runtime.grammar`` (one method per kind of value).
 
 Allowed, nested anywhere: None, bool, int, float, str, numpy arrays (not object dtype),
 numpy scalars, list, tuple (kept distinct from list), dict with str keys, ``hi.File`` and
@@ -11,142 +12,170 @@ import hashlib
 import os
 import struct
 import sys
-from typing import Any, Callable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Set, Tuple
 
+from hither.runtime import KIND_BY_CLASS, NDARRAY, Visitor, format_path, kind_of
 from hither.values.file import File
 
 #: a ``hither.jobs.job.Job`` (jobs sit above this module in hither's layers, so they are
 #: recognised by the ``_hither_job`` marker of their class, not by importing them)
 Job = Any
 
-_SCALARS = (str, int, float, bool, type(None))
+#: an argument path: its root's name, or ``(parent path, key)`` (see ``hither.runtime.grammar``)
+Path = Any
+
 _HASH_CHUNK = 64 * 1024 * 1024
-
-
-class _JobMeta(type):
-    def __instancecheck__(cls, obj: Any) -> bool:
-        return getattr(type(obj), "_hither_job", False) is True
-
-
-class _AnyJob(metaclass=_JobMeta):
-    """``isinstance(v, _AnyJob)``: whether ``v`` is a hither Job."""
-
-
-def _job_type() -> type:
-    return _AnyJob
+_pack_double = struct.Struct("<d").pack
 
 
 def scan(value: Any, path: str, allow_jobs: bool = True) -> List["Job"]:
     """Validate ``value``; return the Jobs nested in it. ``TypeError`` names the path."""
-    jobs: List["Job"] = []
-    _scan(value, path, jobs, allow_jobs, _job_type())
-    return jobs
+    s = _Scan(allow_jobs)
+    s.visit(value, path)
+    return s.jobs
 
 
 #: containers nested deeper than this are refused (well below Python's recursion limit)
 MAX_DEPTH = 500
 
 
-def _scan(v: Any, path: str, jobs: list, allow_jobs: bool, job_type: type,
-          active: Optional[set] = None, depth: int = 0) -> None:
-    t = type(v)
-    np = sys.modules.get("numpy")  # no numpy loaded: no value can be an array
-    if t in _SCALARS:
-        return
-    if t is list or t is tuple or t is dict:
-        if depth >= MAX_DEPTH:
-            short = path if len(path) < 120 else f"{path[:60]}...{path[-30:]}"
+class _Scan(Visitor):
+    """``scan``: every kind checked, the Jobs collected, cycles and deep nesting refused."""
+
+    __slots__ = ("jobs", "allow_jobs", "active")
+
+    def __init__(self, allow_jobs: bool) -> None:
+        self.jobs: List["Job"] = []
+        self.allow_jobs = allow_jobs
+        self.active: Set[int] = set()  # ids of the containers being walked (a cycle test)
+
+    def accept(self, v: Any, path: Path) -> None:
+        return None
+
+    visit_none = visit_bool = visit_int = visit_float = visit_str = visit_ref = accept
+
+    def _enter(self, v: Any, path: Path) -> None:
+        if len(self.active) >= MAX_DEPTH:
+            text = format_path(path)
+            short = text if len(text) < 120 else f"{text[:60]}...{text[-30:]}"
             raise TypeError(f"{short} is nested more than {MAX_DEPTH} levels deep: hither cannot "
                             "check, hash or send it; flatten it")
-        if active is None:
-            active = set()
-        if id(v) in active:
-            raise TypeError(f"{path} contains itself (a cycle): hither values must be trees; pass a "
-                            "copy without the cycle")
-        active.add(id(v))
-        try:
-            if t is dict:
-                for k, item in v.items():
-                    if type(k) is not str:
-                        raise TypeError(f"{path} has a key {k!r} of type {type(k).__name__}: hither "
-                                        "dicts need str keys (convert the keys with str())")
-                    _scan(item, f"{path}[{k!r}]", jobs, allow_jobs, job_type, active, depth + 1)
-            else:
-                for i, item in enumerate(v):
-                    _scan(item, f"{path}[{i}]", jobs, allow_jobs, job_type, active, depth + 1)
-        finally:
-            active.discard(id(v))
-        return
-    if np is not None and isinstance(v, np.ndarray):
+        if id(v) in self.active:
+            raise TypeError(f"{format_path(path)} contains itself (a cycle): hither values must "
+                            "be trees; pass a copy without the cycle")
+        self.active.add(id(v))
+
+    def visit_list(self, v: Any, path: Path) -> None:
+        self._enter(v, path)
+        table, kinds = self._table, KIND_BY_CLASS
+        for i, item in enumerate(v):
+            kind = kinds.get(type(item))
+            table[kind_of(item) if kind is None else kind](self, item, (path, i))
+        self.active.discard(id(v))
+
+    visit_tuple = visit_list
+
+    def visit_dict(self, v: Any, path: Path) -> None:
+        self._enter(v, path)
+        table, kinds = self._table, KIND_BY_CLASS
+        for k, item in v.items():
+            if type(k) is not str:
+                raise TypeError(f"{format_path(path)} has a key {k!r} of type {type(k).__name__}: "
+                                "hither dicts need str keys (convert the keys with str())")
+            kind = kinds.get(type(item))
+            table[kind_of(item) if kind is None else kind](self, item, (path, k))
+        self.active.discard(id(v))
+
+    def visit_ndarray(self, v: Any, path: Path) -> None:
+        np = sys.modules["numpy"]
         if type(v) is not np.ndarray and not isinstance(v, np.memmap):
             # a masked array or matrix carries meaning beyond its data buffer
-            raise TypeError(f"{path} is a {t.__module__}.{t.__qualname__}, a numpy array subclass "
-                            "hither cannot carry faithfully; pass np.asarray(...) (and a mask "
-                            "as an array of its own)")
+            t = type(v)
+            raise TypeError(f"{format_path(path)} is a {t.__module__}.{t.__qualname__}, a numpy "
+                            "array subclass hither cannot carry faithfully; pass np.asarray(...) "
+                            "(and a mask as an array of its own)")
         if v.dtype.hasobject:
-            raise TypeError(f"{path} is a numpy array of dtype {v.dtype}: object arrays are not "
-                            "allowed (use a numeric dtype, or a list)")
+            raise TypeError(f"{format_path(path)} is a numpy array of dtype {v.dtype}: object "
+                            "arrays are not allowed (use a numeric dtype, or a list)")
         _check_dtype(v.dtype, path)
-        return
-    if np is not None and isinstance(v, np.generic):
+
+    def visit_npscalar(self, v: Any, path: Path) -> None:
         if v.dtype.hasobject:
-            raise TypeError(f"{path} is a numpy object scalar: not allowed")
+            raise TypeError(f"{format_path(path)} is a numpy object scalar: not allowed")
         _check_dtype(v.dtype, path)
-        return
-    if isinstance(v, File):
+
+    def visit_file(self, v: Any, path: Path) -> None:
+        if not isinstance(v, File):  # file-like to the runner, but not a hi.File
+            return self.visit_other(v, path)
         if v._uri is None and not os.path.exists(v.path or ""):
-            raise FileNotFoundError(f"{path} is hi.File({v.path!r}), but that file does not exist "
-                                    "(check the path, or pass hi.File.from_uri(...) for stored content)")
-        return
-    if getattr(t, "_hither_ref", False) is True:  # a hither.values.refs.StoredResult
-        return
-    if isinstance(v, job_type):
-        if not allow_jobs:
-            raise TypeError(f"{path} is a hither Job: a function cannot return a Job "
+            raise FileNotFoundError(f"{format_path(path)} is hi.File({v.path!r}), but that file "
+                                    "does not exist (check the path, or pass "
+                                    "hi.File.from_uri(...) for stored content)")
+        return None
+
+    def visit_job(self, v: Any, path: Path) -> None:
+        if not self.allow_jobs:
+            raise TypeError(f"{format_path(path)} is a hither Job: a function cannot return a Job "
                             "(return its result, or run the job from the caller)")
-        jobs.append(v)
-        return
-    if _subclass_base(v) is not None:  # subclasses of int/float/str (IntEnum, (str, Enum), ...)
-        _check_subclass(v, path)
-        return
-    raise TypeError(f"{path} has type {t.__module__}.{t.__qualname__}, which hither cannot pass "
-                    "to or from a job; allowed: None, bool, int, float, str, numpy arrays and "
-                    "scalars, list, tuple, dict with str keys, hi.File, and Job")
+        self.jobs.append(v)
+
+    def visit_typed(self, v: Any, path: Path) -> None:  # IntEnum, (str, Enum), ...
+        _check_subclass(v, format_path(path))
+
+    def visit_other(self, v: Any, path: Path) -> None:
+        t = type(v)
+        raise TypeError(f"{format_path(path)} has type {t.__module__}.{t.__qualname__}, which "
+                        "hither cannot pass to or from a job; allowed: None, bool, int, float, "
+                        "str, numpy arrays and scalars, list, tuple, dict with str keys, hi.File, "
+                        "and Job")
+
+    leaf = visit_other  # a kind this walk does not know
 
 
-def _check_dtype(dt: Any, path: str) -> None:
+def _check_dtype(dt: Any, path: Path) -> None:
     """Refuse a structured dtype that ``.npy`` (hence the cache and job directories) cannot
     describe: overlapping or out-of-order fields."""
     if dt.names is not None:
         try:
-            dt.descr
+            dt.descr  # noqa: B018 - reading it raises for fields .npy cannot describe
         except ValueError:
-            raise TypeError(f"{path} has a structured dtype with overlapping or out-of-order "
-                            f"fields ({dt}), which hither cannot store faithfully; pass "
-                            "numpy.lib.recfunctions.repack_fields(a) (fields in offset order)") from None
+            raise TypeError(f"{format_path(path)} has a structured dtype with overlapping or "
+                            f"out-of-order fields ({dt}), which hither cannot store faithfully; "
+                            "pass numpy.lib.recfunctions.repack_fields(a) (fields in offset "
+                            "order)") from None
+
+
+class _Substitute(Visitor):
+    """``substitute``: containers copied, each Job replaced by its result."""
+
+    __slots__ = ("result_of",)
+
+    def __init__(self, result_of: Callable[["Job"], Any]) -> None:
+        self.result_of = result_of
+
+    def visit_job(self, v: Any, path: Path) -> Any:
+        return self.result_of(v)
 
 
 def substitute(value: Any, result_of: Callable[["Job"], Any]) -> Any:
     """A copy of ``value`` with every Job replaced by ``result_of(job)``."""
-    job_type = _job_type()
-
-    def sub(v: Any) -> Any:
-        t = type(v)
-        if t is list:
-            return [sub(x) for x in v]
-        if t is tuple:
-            return tuple(sub(x) for x in v)
-        if t is dict:
-            return {k: sub(x) for k, x in v.items()}
-        if isinstance(v, job_type):
-            return result_of(v)
-        return v
-
-    return sub(value)
+    return _Substitute(result_of).visit(value)
 
 
 #: writeable arrays up to this many bytes are copied at ``.run()`` (see ``snapshot``)
 SNAPSHOT_MAX_BYTES = int(os.environ.get("HITHER_SNAPSHOT_MAX_BYTES", 16 * 1024 * 1024))
+
+
+class _Snapshot(Visitor):
+    """``snapshot``: containers copied, small writeable arrays copied, the rest kept."""
+
+    def visit_ndarray(self, v: Any, path: Path) -> Any:
+        if v.nbytes <= SNAPSHOT_MAX_BYTES and _writable_memory(v):
+            return sys.modules["numpy"].array(v, copy=True, order="K", subok=False)
+        return v
+
+
+_SNAPSHOT = _Snapshot()
 
 
 def snapshot(value: Any) -> Any:
@@ -161,44 +190,33 @@ def snapshot(value: Any) -> Any:
     ended, or pass a read-only array (``a.setflags(write=False)`` on an array that owns its
     memory), which is never copied. Everything else (numbers, strings, numpy scalars,
     ``hi.File``, ``Job``) is immutable and kept as is."""
-    t = type(value)
-    if t is list:
-        return [snapshot(x) for x in value]
-    if t is tuple:
-        return tuple(snapshot(x) for x in value)
-    if t is dict:
-        return {k: snapshot(x) for k, x in value.items()}
-    if _is_array(value) and value.nbytes <= SNAPSHOT_MAX_BYTES and _writable_memory(value):
-        return sys.modules["numpy"].array(value, copy=True, order="K", subok=False)
-    return value
-
-
-def _is_array(v: Any) -> bool:
-    np = sys.modules.get("numpy")
-    return np is not None and isinstance(v, np.ndarray)
+    return _SNAPSHOT.visit(value)
 
 
 def _writable_memory(a: Any) -> bool:
     """Whether ``a``'s data can change: it or any array it is a view of is writeable."""
-    while _is_array(a):
+    while kind_of(a) == NDARRAY:
         if a.flags.writeable:
             return True
         a = a.base
     return False
 
 
+class _MapFiles(Visitor):
+    """``map_files``: containers copied, each ``hi.File`` replaced by ``fn(file)``."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[File], Any]) -> None:
+        self.fn = fn
+
+    def visit_file(self, v: Any, path: Path) -> Any:
+        return self.fn(v) if isinstance(v, File) else v
+
+
 def map_files(value: Any, fn: Callable[[File], Any]) -> Any:
     """A copy of ``value`` with every ``hi.File`` replaced by ``fn(file)``."""
-    t = type(value)
-    if t is list:
-        return [map_files(x, fn) for x in value]
-    if t is tuple:
-        return tuple(map_files(x, fn) for x in value)
-    if t is dict:
-        return {k: map_files(x, fn) for k, x in value.items()}
-    if isinstance(value, File):
-        return fn(value)
-    return value
+    return _MapFiles(fn).visit(value)
 
 
 def prepare_kwargs(kwargs: dict, no_resolve_input_files: bool) -> dict:
@@ -208,13 +226,31 @@ def prepare_kwargs(kwargs: dict, no_resolve_input_files: bool) -> dict:
     return {k: map_files(v, File.resolve) for k, v in kwargs.items()}
 
 
+class _HasFiles(Visitor):
+    """``has_files``: whether a ``hi.File`` is nested anywhere (stops at the first)."""
+
+    def leaf(self, v: Any, path: Path) -> bool:
+        return False
+
+    def visit_list(self, v: Any, path: Path) -> bool:
+        table, kinds = self._table, KIND_BY_CLASS
+        for x in (v.values() if type(v) is dict else v):
+            kind = kinds.get(type(x))
+            if table[kind_of(x) if kind is None else kind](self, x, path):
+                return True
+        return False
+
+    visit_tuple = visit_dict = visit_list
+
+    def visit_file(self, v: Any, path: Path) -> bool:
+        return isinstance(v, File)
+
+
+_HAS_FILES = _HasFiles()
+
+
 def has_files(value: Any) -> bool:
-    t = type(value)
-    if t is list or t is tuple:
-        return any(has_files(x) for x in value)
-    if t is dict:
-        return any(has_files(x) for x in value.values())
-    return isinstance(value, File)
+    return bool(_HAS_FILES.visit(value))
 
 
 # ---------------------------------------------------------------- canonical hashing
@@ -234,48 +270,83 @@ def update_hash(h: "hashlib._Hash", v: Any) -> None:
     equal values always hash alike, whatever their memory layout); Files by content; Jobs
     (not yet resolved) by their own hash. No Python ``hash()``: stable across processes.
     """
-    t = type(v)
-    if v is None:
-        h.update(b"N")
-    elif t is bool:
-        h.update(b"T" if v else b"F")
-    elif t is int:
+    _Hash(h).visit(v)
+
+
+class _Hash(Visitor):
+    """``update_hash``: the canonical encoding of each kind fed into ``self.h``."""
+
+    __slots__ = ("h", "update")
+
+    def __init__(self, h: "hashlib._Hash") -> None:
+        self.h = h
+        self.update = h.update
+
+    def visit_none(self, v: None, path: Path) -> None:
+        self.update(b"N")
+
+    def visit_bool(self, v: bool, path: Path) -> None:
+        self.update(b"T" if v else b"F")
+
+    def visit_int(self, v: int, path: Path) -> None:
         s = str(v).encode()
-        h.update(b"i%d:" % len(s) + s)
-    elif t is float:
-        h.update(b"f" + struct.pack("<d", v))
-    elif t is str:
+        self.update(b"i%d:" % len(s) + s)
+
+    def visit_float(self, v: float, path: Path) -> None:
+        self.update(b"f" + _pack_double(v))
+
+    def visit_str(self, v: str, path: Path) -> None:
         b = v.encode("utf-8", "surrogatepass")
-        h.update(b"s%d:" % len(b) + b)
-    elif t is list or t is tuple:
-        h.update((b"L%d:" if t is list else b"U%d:") % len(v))
-        for x in v:
-            update_hash(h, x)
-    elif t is dict:
-        h.update(b"D%d:" % len(v))
+        self.update(b"s%d:" % len(b) + b)
+
+    def visit_list(self, v: Any, path: Path) -> None:
+        self.update((b"L%d:" if type(v) is list else b"U%d:") % len(v))
+        table, kinds = self._table, KIND_BY_CLASS
+        for item in v:
+            kind = kinds.get(type(item))
+            table[kind_of(item) if kind is None else kind](self, item, path)
+
+    visit_tuple = visit_list
+
+    def visit_dict(self, v: dict, path: Path) -> None:  # items in key order; no paths (never named)
+        update, table, kinds = self.update, self._table, KIND_BY_CLASS
+        update(b"D%d:" % len(v))
         for k in sorted(v):
             kb = k.encode("utf-8", "surrogatepass")
-            h.update(b"%d:" % len(kb) + kb)
-            update_hash(h, v[k])
-    else:
-        np = sys.modules.get("numpy")
-        if np is not None and isinstance(v, np.ndarray):
-            _hash_array(h, v)
-        elif np is not None and isinstance(v, np.generic):
-            _hash_np_scalar(h, v)
-        elif isinstance(v, File):
-            h.update(b"P" + v.sha1.encode())
-        elif isinstance(v, _job_type()):
-            h.update(b"J" + v.job_hash.encode())
-        elif getattr(t, "_hither_ref", False) is True:  # a result held in a store
-            h.update(b"R" + v.digest.encode())
-        elif _subclass_base(v) is not None:
-            _check_subclass(v, "a value")
-            name = type_name(t).encode("utf-8", "surrogatepass")
-            h.update(b"X%d:" % len(name) + name)
-            update_hash(h, base_value(v))
-        else:  # scan() rejects these before hashing; keep the error precise anyway
-            raise TypeError(f"cannot hash a value of type {t.__module__}.{t.__qualname__}")
+            update(b"%d:" % len(kb) + kb)
+            x = v[k]
+            kind = kinds.get(type(x))
+            table[kind_of(x) if kind is None else kind](self, x, path)
+
+    def visit_ndarray(self, v: Any, path: Path) -> None:
+        _hash_array(self.h, v)
+
+    def visit_npscalar(self, v: Any, path: Path) -> None:
+        _hash_np_scalar(self.h, v)
+
+    def visit_file(self, v: Any, path: Path) -> None:
+        if not isinstance(v, File):
+            return self.visit_other(v, path)
+        self.h.update(b"P" + v.sha1.encode())
+        return None
+
+    def visit_job(self, v: Any, path: Path) -> None:
+        self.h.update(b"J" + v.job_hash.encode())
+
+    def visit_ref(self, v: Any, path: Path) -> None:  # a result held in a store
+        self.h.update(b"R" + v.digest.encode())
+
+    def visit_typed(self, v: Any, path: Path) -> None:
+        _check_subclass(v, "a value")
+        name = type_name(type(v)).encode("utf-8", "surrogatepass")
+        self.h.update(b"X%d:" % len(name) + name)
+        self.visit(base_value(v), path)
+
+    def visit_other(self, v: Any, path: Path) -> None:  # scan() rejects these before hashing
+        t = type(v)
+        raise TypeError(f"cannot hash a value of type {t.__module__}.{t.__qualname__}")
+
+    leaf = visit_other  # a kind this walk does not know
 
 
 def _subclass_base(v: Any) -> Optional[type]:
@@ -441,7 +512,8 @@ def _c_order_chunks(a: Any) -> Iterator[Any]:
 def job_hash(name: str, version: str, kwargs: dict) -> str:
     """sha1 over the canonical encoding of (function name, version, arguments)."""
     h = hashlib.sha1(HASH_DOMAIN)
-    update_hash(h, name)
-    update_hash(h, version)
-    update_hash(h, kwargs)
+    hasher = _Hash(h)
+    for part in (name, version):  # a str, as hi.function requires (visited as any value else)
+        hasher.visit_str(part, None) if type(part) is str else hasher.visit(part, None)
+    hasher.visit(kwargs, "kwargs")
     return h.hexdigest()

@@ -20,7 +20,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from hither.values.file import File
-from hither.runtime import decode_value
+from hither.runtime import WireVisitor, decode_value
 
 if TYPE_CHECKING:  # pragma: no cover
     from hither.plugins.interfaces import Store
@@ -30,14 +30,21 @@ _UNSET: Any = object()
 
 def walk_encoded(value: Any, fn: Callable[[Dict[str, Any]], Any]) -> Any:
     """Apply ``fn`` to every ndarray/file node of a value in the wire format, wherever it
-    is nested (inside tuples, dicts, pairs, or the array form of a structured scalar)."""
-    if isinstance(value, list):
-        return [walk_encoded(v, fn) for v in value]
-    if isinstance(value, dict):
-        if value.get("_hither") in ("ndarray", "file"):
-            return fn(value)
-        return {k: walk_encoded(v, fn) for k, v in value.items()}
-    return value
+    is nested (inside tuples, dicts, pairs, or the array form of a structured scalar); a
+    dict of the value that has a ``"_hither"`` key of its own is data, never a node."""
+    return _NodeWalk(fn).visit(value)
+
+
+class _NodeWalk(WireVisitor):
+    """``walk_encoded``: the wire form copied, its ndarray and file nodes replaced."""
+
+    def __init__(self, fn: Callable[[Dict[str, Any]], Any]) -> None:
+        self.fn = fn
+
+    def visit_tagged(self, tag: Any, d: Dict[str, Any], path: Any) -> Any:
+        if tag == "ndarray" or tag == "file":
+            return self.fn(d)
+        return super().visit_tagged(tag, d, path)
 
 
 def has_store_refs(encoded: Any) -> bool:
