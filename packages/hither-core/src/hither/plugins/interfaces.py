@@ -11,8 +11,12 @@ and hither-core finds it lazily, never importing a plugin package by name.
 from __future__ import annotations
 
 import abc
+import json
+import os
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Iterator, Optional, Tuple
+
+from hither.errors import ContainerError
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -192,8 +196,54 @@ class Store(abc.ABC):
         """Re-hash the stored content; True when it matches ``uri``."""
 
 
-class ContainerRunner(abc.ABC):
+class Launcher(abc.ABC):
+    """Runs a prepared job directory somewhere: the one step that differs between the ways
+    a job leaves the calling process (a subprocess, a container, a pilot, a remote resource).
+
+    ``hither.outside.path`` prepares the job directory (or a document that another machine
+    unpacks into one), calls ``launch`` (``hither.outside.path.launch``), and collects the
+    outcome the runner wrote there; ``run_outside(job, launcher)`` does all three. Every
+    ``ContainerRunner`` is a Launcher (of the image its job directory's ``spec.json``
+    names). Example::
+
+        class HostPython(Launcher):
+            name = "host-python"
+
+            def launch(self, job_dir, timeout):
+                proc = subprocess.run([sys.executable, os.path.join(job_dir, "runner.py"), job_dir],
+                                      timeout=timeout)
+                return proc.returncode
+
+        run_outside(job, HostPython())
+
+    ``launch`` returns the exit code of the runner (0 when it wrote an outcome), raises
+    ``hither.errors.JobTimeoutError`` after stopping the job when ``timeout`` passes, and
+    returns promptly after ``kill(job_dir)`` is called from another thread.
+    """
+
+    name: ClassVar[str] = ""
+    #: how many job directories this launcher runs at once (None: as many as are given)
+    capacity: Optional[int] = None
+
+    @abc.abstractmethod
+    def launch(self, job_dir: str, timeout: Optional[float]) -> int:
+        """Run ``runner.py`` on ``job_dir`` and wait for it; return its exit code."""
+
+    def kill(self, job_dir: str) -> None:
+        """Stop the run of ``job_dir`` (cancel), with every process it started."""
+
+    def close(self) -> None:
+        """Release what the launcher holds (a job server, connections); runs still going
+        are stopped."""
+
+
+class ContainerRunner(Launcher):
     """Runs a prepared job directory inside a container image. Group ``hither.container_runners``.
+
+    A runner *is* the ``Launcher`` of container jobs: ``launch(job_dir, timeout)`` runs the
+    directory in the image its ``spec.json`` names (``container``), through ``run``. A
+    plugin implements ``is_available``, ``run`` and, for cancel and warm containers,
+    ``kill`` and ``close``; it does not implement ``launch``.
 
     A job directory (see ``hither.outside.path``) holds ``spec.json``, ``args.json`` (+ arrays
     and files), ``code.zip`` and ``runner.py``. ``run`` mounts it read-write, runs
@@ -205,6 +255,7 @@ class ContainerRunner(abc.ABC):
 
         runner = registry.load("container_runners", "docker")(ContainerOptions(memory="2g"))
         exit_code = runner.run("docker://hither-test/python-numpy:3.11", job_dir, timeout=60)
+        exit_code = runner.launch(job_dir, timeout=60)   # the image spec.json names
 
     The contract of ``run``:
 
@@ -239,6 +290,14 @@ class ContainerRunner(abc.ABC):
     def run(self, image: str, job_dir: str, timeout: Optional[float] = None) -> int:
         """Run the job in ``job_dir`` inside ``image``; return the runner's exit code."""
 
+    def launch(self, job_dir: str, timeout: Optional[float]) -> int:
+        """``run`` the job directory in the image its ``spec.json`` names."""
+        image = job_dir_image(job_dir)
+        if not image:
+            raise ContainerError(f"{job_dir}/spec.json names no container image for the "
+                                 f"{self.name} container runner")
+        return self.run(image, job_dir, timeout=timeout)
+
     def kill(self, job_dir: str) -> None:
         """Stop the container running ``job_dir``, if any (cancel)."""
 
@@ -246,42 +305,10 @@ class ContainerRunner(abc.ABC):
         """Release what the runner keeps between jobs (warm containers)."""
 
 
-class Launcher(abc.ABC):
-    """Runs a prepared job directory somewhere: the one step that differs between the ways
-    a job leaves the calling process (a subprocess, a container, a pilot, a remote resource).
-
-    ``hither.outside.path.run_outside(job, launcher)`` prepares the job directory, calls
-    ``launch``, and collects the outcome the runner wrote there. Example::
-
-        class HostPython(Launcher):
-            name = "host-python"
-
-            def launch(self, job_dir, timeout):
-                proc = subprocess.run([sys.executable, os.path.join(job_dir, "runner.py"), job_dir],
-                                      timeout=timeout)
-                return proc.returncode
-
-        run_outside(job, HostPython())
-
-    ``launch`` returns the exit code of the runner (0 when it wrote an outcome), raises
-    ``hither.errors.JobTimeoutError`` after stopping the job when ``timeout`` passes, and
-    returns promptly after ``kill(job_dir)`` is called from another thread.
-    """
-
-    name: ClassVar[str] = ""
-    #: how many job directories this launcher runs at once (None: as many as are given)
-    capacity: Optional[int] = None
-
-    @abc.abstractmethod
-    def launch(self, job_dir: str, timeout: Optional[float]) -> int:
-        """Run ``runner.py`` on ``job_dir`` and wait for it; return its exit code."""
-
-    def kill(self, job_dir: str) -> None:
-        """Stop the run of ``job_dir`` (cancel), with every process it started."""
-
-    def close(self) -> None:
-        """Release what the launcher holds (a job server, connections); runs still going
-        are stopped."""
+def job_dir_image(job_dir: str) -> Optional[str]:
+    """The container image a prepared job directory's ``spec.json`` names (None: a host job)."""
+    with open(os.path.join(job_dir, "spec.json")) as f:
+        return json.load(f).get("container") or None
 
 
 def describe_interface(cls: Any) -> str:
