@@ -116,12 +116,12 @@ class ResourceCache:
     def fill(self, spec: Dict[str, Any], job_dir: str, exit_code: Optional[int]) -> None:
         """Record the outcome the runner left in ``job_dir`` (the cache's policy decides
         whether a failure is recorded); a failure to record only logs."""
-        from hither.outside.jobdir import read_job_outputs
+        from hither.outside.path import read_outcome
 
         if not spec.get("job_hash"):
             return
         try:
-            status, value, error, ri = read_job_outputs(job_dir, exit_code)
+            status, value, error, ri = read_outcome(job_dir, exit_code)
             self.job_cache.store(_SpecJob(spec), status, value, error, ri)
         except Exception as exc:  # noqa: BLE001
             logger.warning("could not record %s in the job cache %s: %s: %s", spec.get("function_name"),
