@@ -86,7 +86,7 @@ class ResourceCache:
         return jc
 
     def lookup(self, spec: Dict[str, Any], policy: Optional[CachePolicy]) -> Optional[Dict[str, Any]]:
-        """The packed outcome (``transport.pack_outputs``) of the recorded run of this job,
+        """The packed outcome (``hither.outside.documents.pack_outputs``) of the recorded run of this job,
         or None when the job must run."""
         from hither.models import JobStatus
 
@@ -135,7 +135,7 @@ def _write_json(path: str, data: Any) -> None:
 
 def _write_result(job_dir: str, value: Any) -> None:
     """``value`` as the runner writes a result (``result.json``, arrays as ``.npy``, files
-    as copies under ``outputs/``), for ``transport.pack_outputs``."""
+    as copies under ``outputs/``), for ``hither.outside.documents.pack_outputs``."""
     from hither.content.folder import clone_or_copy
     from hither.outside.jobdir import array_sink
     from hither.runtime.runner import encode_value

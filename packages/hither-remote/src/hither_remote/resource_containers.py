@@ -73,9 +73,9 @@ class ResourceLauncher(Launcher):
                           "with --no-containers")
 
     def _host_runs_containers(self) -> bool:
-        """Whether the host launcher runs container jobs itself (Slurm pilots start the
-        container on their node), so that no engine is needed here."""
-        return bool(getattr(self.host, "runs_containers", False))
+        """Whether the host launcher runs container jobs itself (``Launcher.runs_containers``:
+        Slurm pilots start the container on their node), so that no engine is needed here."""
+        return self.host.runs_containers
 
     def refusal(self, image: str, function_name: str) -> Optional[str]:
         """Why this resource will not run ``function_name`` in ``image`` (None: it will)."""

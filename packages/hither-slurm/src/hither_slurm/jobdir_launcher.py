@@ -8,7 +8,7 @@ than ``Job`` objects, such as a hither-remote compute resource.
                             max_simultaneous_batches=2)
     launcher = jh.job_dir_launcher()          # launcher.capacity == 8
     code = launcher.launch(job_dir, timeout=65)   # from up to 8 threads at once
-    outcome = hither.outside.jobdir.read_job_outputs(job_dir, code)
+    outcome = hither.outside.path.read_outcome(job_dir, code)
     launcher.close()
 
 ``launch`` moves the directory into the handler's queue (a rename; a copy when the working
@@ -28,7 +28,7 @@ import shutil
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING, Dict, Optional
+from typing import TYPE_CHECKING, ClassVar, Dict, Optional
 
 from hither.errors import HitherError, JobTimeoutError
 from hither.plugins.interfaces import Launcher
@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger("hither_slurm.jobdir_launcher")
 
-#: what a runner writes into a job directory (``hither.outside.jobdir.read_job_outputs`` reads them)
+#: what a runner writes into a job directory (``hither.outside.path.read_outcome`` reads them)
 _OUTPUT_FILES = (RESULT, ERROR, RUNTIME)
 _OUTPUT_DIRS = ("outputs",)
 #: seconds ``launch`` waits for a killed job's pilot to confirm before giving it up
@@ -55,7 +55,7 @@ class PilotLauncher(Launcher):
     name = "Slurm pilots"
     #: a container job runs in its image on the pilot's node (``container_run``), so a
     #: compute resource in front of these pilots needs no container engine of its own
-    runs_containers = True
+    runs_containers: ClassVar[bool] = True
 
     def __init__(self, handler: "SlurmJobHandler") -> None:
         self.handler = handler

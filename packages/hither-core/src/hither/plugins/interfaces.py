@@ -224,6 +224,10 @@ class Launcher(abc.ABC):
     name: ClassVar[str] = ""
     #: how many job directories this launcher runs at once (None: as many as are given)
     capacity: Optional[int] = None
+    #: whether ``launch`` runs a container job (``spec.json`` names an image) in its image
+    #: itself (a container runner, Slurm pilots that start it on their node); False: the
+    #: caller sends container jobs to a container runner instead
+    runs_containers: ClassVar[bool] = False
 
     @abc.abstractmethod
     def launch(self, job_dir: str, timeout: Optional[float]) -> int:
@@ -271,6 +275,7 @@ class ContainerRunner(Launcher):
     """
 
     name: ClassVar[str] = ""
+    runs_containers: ClassVar[bool] = True
     #: image URL schemes this runner can run, e.g. ("docker",); apptainer also runs
     #: "docker" images, so one image may have several runners: the engine is then chosen by
     #: ``hi.Config(container_engine=...)`` or the default preference order
