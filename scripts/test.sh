@@ -8,7 +8,7 @@
 #   bash scripts/test.sh ARGS...    # only: pytest ARGS in the all-in-one environment
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v hatch >/dev/null 2>&1 || python3 -m pip install -q "hatch>=1.16"
+source scripts/tools.sh   # hatch, in a venv of its own if it is not on PATH (PEP 668 safe)
 bash scripts/services.sh
 hatch env prune >/dev/null 2>&1 || true   # pick up newly declared entry points
 hatch env create

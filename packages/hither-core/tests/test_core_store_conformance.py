@@ -1,4 +1,6 @@
-"""hither-core's Store conformance suite against a tiny dict-backed Store.
+"""hither-core's Store conformance suite against a tiny dict-backed Store, and against
+hither-core's own ``ContentFolder`` (the built-in store of ``hi.File`` and of a Slurm
+working folder).
 
 ``DictStore`` exists only to prove the suite (``hither.testing.store_conformance``) is
 backend-agnostic: it is written for this test, keeps content in a dict, knows nothing of
@@ -16,7 +18,8 @@ import numpy as np
 import pytest
 
 from hither.errors import HitherError
-from hither.values.file import parse_uri
+from hither.content.folder import ContentFolder
+from hither.content.hashing import parse_uri
 from hither.plugins.interfaces import Store
 from hither.testing.store_conformance import StoreConformance
 
@@ -96,3 +99,12 @@ class TestDictStoreConformance(StoreConformance):
     @pytest.fixture
     def store(self, tmp_path: Path) -> DictStore:
         return DictStore(tmp_path / "spill")
+
+
+class TestContentFolderConformance(StoreConformance):
+    picklable = True  # a SlurmJobHandler's result_store travels to workers
+    array_name = "array.npy"
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> ContentFolder:
+        return ContentFolder(str(tmp_path / "content"))

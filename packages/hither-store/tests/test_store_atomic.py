@@ -34,7 +34,7 @@ def backend(request):
 
 def leftover_temp_files(store: Store) -> list:
     if store.is_local:
-        tmp = store._blobs.tmp_dir
+        tmp = store.local_blobs.tmp_dir
         return os.listdir(tmp) if os.path.isdir(tmp) else []
     store.fs.invalidate_cache()
     return store.fs.find(f"{store.root}/tmp")
@@ -99,7 +99,7 @@ def test_writer_killed_mid_put_leaves_no_blob(tmp_path):
         part = os.urandom(1024 * 1024)
         os.write(fd, part)
         store = Store(store_dir)
-        tmp_dir = store._blobs.tmp_dir
+        tmp_dir = store.local_blobs.tmp_dir
         deadline = time.monotonic() + 60
         while True:  # wait until the child has written part of it
             sizes = [os.path.getsize(os.path.join(tmp_dir, n)) for n in os.listdir(tmp_dir)] \

@@ -16,7 +16,7 @@ import pytest
 from hither.errors import HitherError
 from hither.testing.store_conformance import BAD_URIS, StoreConformance, bad_uri, sha1
 from hither_store import BlobNotFoundError, Store, StoreError, StoreStats
-from hither_store.hashing import CHUNK
+from hither.content.hashing import CHUNK
 
 
 class TestFsspecStoreConformance(StoreConformance):
@@ -31,7 +31,7 @@ class TestFsspecStoreConformance(StoreConformance):
 def overwrite_blob(store: Store, digest: str, data: bytes) -> None:
     """Change a stored blob behind the store's back (a disk or bucket going bad)."""
     if store.is_local:
-        path = store._blobs.path(digest)
+        path = store.local_blobs.path(digest)
         os.chmod(path, 0o644)
         with open(path, "wb") as f:
             f.write(data)
@@ -151,7 +151,7 @@ def test_putting_stored_content_does_not_rewrite_it(store, tmp_path):
     assert store.put_file(path) == f"sha1://{digest}/same.txt"
     assert not store.verify(uri), "the existing blob was rewritten"
     if store.is_local:
-        assert os.stat(store._blobs.path(digest)).st_ino == inode
+        assert os.stat(store.local_blobs.path(digest)).st_ino == inode
 
 
 def test_putting_a_stored_array_does_not_rewrite_it(store):

@@ -83,7 +83,7 @@ def test_verify_reports_a_bad_blob_with_exit_code_1(cli_args, store, sample):
     good_uri = run(*cli_args, "put", __file__).output.strip()
     digest = uri[7:47]
     if store.is_local:
-        path = store._blobs.path(digest)
+        path = store.local_blobs.path(digest)
         os.chmod(path, 0o644)
         with open(path, "w") as f:
             f.write("tampered")

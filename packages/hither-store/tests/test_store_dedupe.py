@@ -12,7 +12,7 @@ import pytest
 
 from hither_store import Store
 from hither_store import localdir
-from hither_store.localdir import SIZE_HINT_MIN
+from hither.content.layout import SIZE_HINT_MIN
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def test_copy_of_stored_large_content_is_not_copied_again(tmp_path, big_file, sp
     shutil.copyfile(big_file, copy)  # another inode: only its content says it is stored
     assert store.put_file(copy) == uri.replace("big.bin", "copy.bin")
     assert spy_new_blob == [1], "the duplicate was copied before it was known to be one"
-    assert os.listdir(store._blobs.tmp_dir) == []
+    assert os.listdir(store.local_blobs.tmp_dir) == []
 
 
 def test_hard_link_of_a_stored_file_is_not_read(tmp_path, big_file, monkeypatch):

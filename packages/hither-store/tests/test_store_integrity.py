@@ -28,14 +28,14 @@ def backend(remote_backend):
 
 
 def cache_files(store: Store) -> list:
-    return sorted(os.path.relpath(os.path.join(d, f), store._blobs.root)
-                  for d, _dirs, files in os.walk(store._blobs.root) for f in files)
+    return sorted(os.path.relpath(os.path.join(d, f), store.local_blobs.root)
+                  for d, _dirs, files in os.walk(store.local_blobs.root) for f in files)
 
 
 def test_remote_content_is_cached_after_verification(remote_store):
     uri = remote_store.put_bytes(b"cached copy")
     path = remote_store.get_path(uri)
-    assert path.startswith(remote_store._blobs.root)
+    assert path.startswith(remote_store.local_blobs.root)
     assert remote_store.get_path(uri) == path
     assert not os.access(path, os.W_OK) or os.geteuid() == 0  # read-only (root may write anyway)
     assert oct(os.stat(path).st_mode & 0o777) == oct(0o444)

@@ -82,7 +82,7 @@ def test_blob_changed_by_another_process_is_found_on_first_read(local, tmp_path)
 def test_symlink_out_of_the_store_is_refused_even_with_the_right_content(local, tmp_path):
     data = b"right content, wrong kind of file"
     uri = local.put_bytes(data)
-    path = local._blobs.path(uri[7:47])
+    path = local.local_blobs.path(uri[7:47])
     outside = tmp_path / "outside.bin"
     outside.write_bytes(data)
     os.unlink(path)
@@ -100,7 +100,7 @@ def test_symlink_out_of_the_store_is_refused_even_with_the_right_content(local, 
 
 def test_verify_remove_bad_removes_a_symlinked_blob_not_its_target(local, tmp_path):
     uri = local.put_bytes(b"linked")
-    path = local._blobs.path(uri[7:47])
+    path = local.local_blobs.path(uri[7:47])
     outside = tmp_path / "outside.bin"
     outside.write_bytes(b"other")
     os.unlink(path)
@@ -127,7 +127,7 @@ def test_blob_served_without_rehash_after_first_check(local, monkeypatch):
 def test_directory_at_a_blob_place(local):
     data = b"into a directory?"
     digest = hashlib.sha1(data).hexdigest()
-    path = local._blobs.path(digest)
+    path = local.local_blobs.path(digest)
     os.makedirs(os.path.join(path, "something"))
     with pytest.raises(StoreWriteError, match="directory where the blob") as info:
         local.put_bytes(data)
@@ -143,7 +143,7 @@ def test_directory_at_a_blob_place(local):
     # an empty directory is nobody's data: the put repairs it
     data2 = b"empty directory"
     digest2 = hashlib.sha1(data2).hexdigest()
-    os.makedirs(local._blobs.path(digest2))
+    os.makedirs(local.local_blobs.path(digest2))
     with local.open(local.put_bytes(data2)) as f:
         assert f.read() == data2
 

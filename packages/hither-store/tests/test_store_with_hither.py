@@ -47,7 +47,7 @@ def test_default_location_is_the_user_cache(monkeypatch):
     cache = platformdirs.user_cache_dir("hither", appauthor=False)
     store = Store()  # nothing is written until something is put
     assert store.url == os.path.join(cache, "store") and store.is_local
-    assert Store("memory://x")._blobs.root == os.path.join(cache, "store-cache")
+    assert Store("memory://x").local_blobs.root == os.path.join(cache, "store-cache")
 
 
 def test_store_options_from_the_environment(monkeypatch, s3_store_url, s3_options, no_default_store):
@@ -123,7 +123,7 @@ def test_serialization_offloads_arrays_to_the_store(store):
 def test_local_put_file_shares_the_sha1_memo_with_hi_file(tmp_path):
     """A local put hashes while it copies and records the sha1 for hi.File; a later put of
     the same unchanged path is answered from that memo without copying."""
-    from hither.values.file import known_file_sha1
+    from hither.content.hashing import known_file_sha1
 
     store = Store(str(tmp_path / "store"))
     path = tmp_path / "memo.bin"

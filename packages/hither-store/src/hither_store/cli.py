@@ -19,12 +19,13 @@ from typing import Any, Dict, Optional, Tuple
 
 import click
 
-from hither.errors import HitherError
+from hither.content.hashing import parse_uri
+from hither.content.layout import kind_of
 
+from .cli_support import StoreContext, error_for, human_size, run_reporting
 from .errors import BlobNotFoundError, StoreError
 from .locations import ENV_OPTIONS, ENV_URL, parse_storage_options
-
-logger = logging.getLogger("hither.store")
+from .prune import prune_command
 
 
 def _parse_options(raw: Optional[str]) -> Optional[Dict[str, Any]]:
@@ -34,20 +35,6 @@ def _parse_options(raw: Optional[str]) -> Optional[Dict[str, Any]]:
         return parse_storage_options(raw, "the value")
     except StoreError as exc:
         raise click.BadParameter(str(exc), param_hint="--storage-options") from None
-
-
-class _Ctx:
-    def __init__(self, url: Optional[str], options: Optional[Dict[str, Any]]) -> None:
-        self.url, self.options = url, options
-        self._store = None
-
-    @property
-    def store(self):
-        if self._store is None:
-            from .store import Store
-
-            self._store = _run(lambda: Store(self.url, storage_options=self.options))
-        return self._store
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -65,43 +52,19 @@ def main(ctx: click.Context, url: Optional[str], storage_options: Optional[str],
     """Content-addressed store of hither: files and arrays by sha1 on any fsspec file system."""
     if verbose:
         logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
-    ctx.obj = _Ctx(url, _parse_options(storage_options))
-
-
-def _run(fn, *args):
-    try:
-        return fn(*args)
-    except Exception as exc:  # noqa: BLE001 - every failure of the store is an error message
-        raise _error(exc) from exc
-
-
-def _error(exc: Exception) -> click.ClickException:
-    if isinstance(exc, HitherError):
-        return click.ClickException(str(exc))
-    # the file system's own error, e.g. an S3 endpoint that does not answer
-    logger.debug("store operation failed", exc_info=exc)
-    obj = click.get_current_context().obj
-    url = obj.url or os.environ.get(ENV_URL) or f"${ENV_URL}"
-    store = obj._store
-    if (store.is_local if store is not None else "://" not in url and "::" not in url):
-        return click.ClickException(
-            f"{type(exc).__name__}: {exc}. Check that the folder {url} exists and is readable "
-            "and writable; -v shows the traceback")
-    return click.ClickException(
-        f"{type(exc).__name__}: {exc}. Check that the store {url} is reachable and that "
-        "--storage-options (endpoint, credentials) are right; -v shows the traceback")
+    ctx.obj = StoreContext(url, _parse_options(storage_options))
 
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--name", default=None, help="File name in the URI (default: the file's own; one FILE only).")
 @click.pass_obj
-def put(obj: _Ctx, files: Tuple[str, ...], name: Optional[str]) -> None:
+def put(obj: StoreContext, files: Tuple[str, ...], name: Optional[str]) -> None:
     """Store FILES; print one sha1:// URI per file."""
     if name is not None and len(files) != 1:
         raise click.UsageError("--name needs exactly one FILE")
     for path in files:
-        click.echo(_run(obj.store.put_file, path, name))
+        click.echo(run_reporting(obj.store.put_file, path, name))
 
 
 @main.command()
@@ -111,18 +74,16 @@ def put(obj: _Ctx, files: Tuple[str, ...], name: Optional[str]) -> None:
               help="Write the content into DEST even when it is a FIFO, a device or a socket "
                    "(written into it, never replacing it).")
 @click.pass_obj
-def get(obj: _Ctx, uri: str, dest: Optional[str], force_special: bool) -> None:
+def get(obj: StoreContext, uri: str, dest: Optional[str], force_special: bool) -> None:
     """Print a local path holding URI's content, or copy it to DEST (a file or a folder).
 
     DEST is never replaced by something else: a symlink stays and its target gets the
     content; a FIFO or a device is refused unless --force-special says to write into it."""
-    src = _run(obj.store.get_path, uri)
+    src = run_reporting(obj.store.get_path, uri)
     if dest is None:
         click.echo(src)
         return
     if os.path.isdir(dest):
-        from hither.values.file import parse_uri
-
         digest, name = parse_uri(uri)
         dest = os.path.join(dest, name or digest)
     # write through symlinks: the link the user named stays, its target gets the content
@@ -135,13 +96,11 @@ def get(obj: _Ctx, uri: str, dest: Optional[str], force_special: bool) -> None:
         raise click.ClickException(f"cannot write {dest}: {exc.strerror or exc}") from exc
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise click.ClickException(f"cannot write {dest}: {target} is a directory")
-    store_root = obj.store._blobs.root + os.sep
+    store_root = obj.store.local_blobs.root + os.sep
     if target.startswith(store_root):
         raise click.ClickException(f"cannot write {dest}: it leads into the store's own folder "
                                    f"{store_root}, whose blobs are never written by get")
     if st is not None and not stat.S_ISREG(st.st_mode):
-        from .localdir import kind_of
-
         if not force_special:
             raise click.ClickException(
                 f"{dest} is a {kind_of(st.st_mode)}: hither-store get does not write into it "
@@ -183,11 +142,11 @@ def _replace_atomically(src: str, target: str, st: Optional[os.stat_result], des
 @click.argument("uris", nargs=-1)
 @click.option("--remove-bad", is_flag=True, help="Delete blobs whose content does not match their sha1.")
 @click.pass_obj
-def verify(obj: _Ctx, uris: Tuple[str, ...], remove_bad: bool) -> None:
+def verify(obj: StoreContext, uris: Tuple[str, ...], remove_bad: bool) -> None:
     """Re-hash URIS (default: every blob in the store); exit code 1 if any is bad or missing."""
     store = obj.store
     if not uris:
-        uris = tuple(f"sha1://{digest}/" for digest, _size in _run(lambda: list(store.iter_blobs())))
+        uris = tuple(f"sha1://{digest}/" for digest, _size in run_reporting(lambda: list(store.iter_blobs())))
     ok = bad = missing = 0
     for uri in uris:
         try:
@@ -197,7 +156,7 @@ def verify(obj: _Ctx, uris: Tuple[str, ...], remove_bad: bool) -> None:
             click.echo(f"MISSING {uri}")
             continue
         except Exception as exc:  # noqa: BLE001 - e.g. a malformed URI or a store that is down
-            raise _error(exc) from exc
+            raise error_for(exc) from exc
         if good:
             ok += 1
             click.echo(f"ok {uri}")
@@ -216,25 +175,15 @@ def verify(obj: _Ctx, uris: Tuple[str, ...], remove_bad: bool) -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 @click.pass_obj
-def stats(obj: _Ctx, as_json: bool) -> None:
+def stats(obj: StoreContext, as_json: bool) -> None:
     """Print the number of blobs in the store and their total size."""
     store = obj.store
-    st = _run(store.stats)
+    st = run_reporting(store.stats)
     if as_json:
         click.echo(json.dumps({"url": store.url, "count": st.count, "bytes": st.bytes}))
     else:
-        click.echo(f"store: {store.describe()}\nblobs: {st.count}\nbytes: {st.bytes} ({_human(st.bytes)})")
+        click.echo(f"store: {store.describe()}\nblobs: {st.count}\nbytes: {st.bytes} ({human_size(st.bytes)})")
 
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
-from .prune import prune_command  # noqa: E402 - defined with the pruning it runs
 
 main.add_command(prune_command)
 

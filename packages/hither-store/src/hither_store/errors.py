@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 from hither.errors import HitherError
+from hither.plugins.interfaces import ContentNotFoundError
 
 
 class StoreError(HitherError):
     """A content store could not do what was asked (bad location, unstorable value, ...)."""
 
 
-class BlobNotFoundError(StoreError, FileNotFoundError):
-    """The store holds no content for a ``sha1://`` URI."""
+class BlobNotFoundError(StoreError, ContentNotFoundError):
+    """The store holds no content for a ``sha1://`` URI (a ``ContentNotFoundError``, as every
+    ``Store`` raises then, hence also a ``FileNotFoundError``)."""
 
 
 class StoreIntegrityError(StoreError):

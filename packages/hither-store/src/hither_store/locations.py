@@ -1,11 +1,11 @@
-"""Where stores live by default, and the content-addressed layout shared by every store."""
+"""Where stores live by default (``$HITHER_STORE_URL``, the local cache) and their fsspec options.
+
+The layout of content under a store's root is ``hither.content.layout``'s (``blob_relpath``)."""
 from __future__ import annotations
 
 import json
 import os
 from typing import Any, Dict, Optional
-
-from hither.values.file import is_sha1_hex
 
 from .errors import StoreError
 
@@ -51,11 +51,3 @@ def parse_storage_options(raw: str, source: str) -> Dict[str, Any]:
     if not isinstance(opts, dict):
         raise StoreError(f"{source} must be a JSON object of fsspec options, not {raw!r}")
     return opts
-
-
-def blob_relpath(digest: str) -> str:
-    """``sha1/ab/cd/<digest>``: two levels of fan-out keep directories small."""
-    return f"sha1/{digest[:2]}/{digest[2:4]}/{digest}"
-
-
-is_digest = is_sha1_hex  # blob file names are bare digests

@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import click
 
+from hither.content.layout import BlobFolder
+
+from .cli_support import StoreContext, human_size, run_reporting
 from .errors import StoreError
-from .localdir import LocalBlobDir
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Store
@@ -49,7 +51,7 @@ class PruneReport:
     partials: int
 
 
-def _blobs_with_times(blobs: LocalBlobDir) -> List[Tuple[float, str, int]]:
+def _blobs_with_times(blobs: BlobFolder) -> List[Tuple[float, str, int]]:
     out = []
     for digest, _size in blobs.iter_blobs():
         try:
@@ -60,7 +62,7 @@ def _blobs_with_times(blobs: LocalBlobDir) -> List[Tuple[float, str, int]]:
     return out
 
 
-def prune_folder(blobs: LocalBlobDir, older_than: Optional[float] = None,
+def prune_folder(blobs: BlobFolder, older_than: Optional[float] = None,
                  max_bytes: Optional[int] = None, dry_run: bool = False,
                  now: Optional[float] = None) -> PruneReport:
     """Remove blobs of a local folder last used more than ``older_than`` seconds ago, then
@@ -89,19 +91,14 @@ def prune_folder(blobs: LocalBlobDir, older_than: Optional[float] = None,
         freed += size
         total -= size
     partials = 0
-    try:
-        names = os.listdir(blobs.tmp_dir)
-    except FileNotFoundError:
-        names = []
-    for name in names:
-        path = os.path.join(blobs.tmp_dir, name)
-        try:
-            if now - os.stat(path).st_mtime > PARTIAL_MAX_AGE:
-                if not dry_run:
+    for path, mtime in blobs.iter_partials():
+        if now - mtime > PARTIAL_MAX_AGE:
+            if not dry_run:
+                try:
                     os.unlink(path)
-                partials += 1
-        except FileNotFoundError:
-            continue
+                except FileNotFoundError:
+                    continue
+            partials += 1
     logger.debug("pruned %s: %d blobs (%d bytes), %d partial writes", blobs.root, removed, freed, partials)
     return PruneReport(blobs.root, removed, freed, len(entries) - removed, total, partials)
 
@@ -111,7 +108,7 @@ def prune(store: "Store", older_than: Optional[float] = None, max_bytes: Optiona
     """``prune_folder`` on a store's local folder: the store itself when it is local, else
     its local cache of content fetched from the remote store (which refills on demand;
     the remote objects are left alone)."""
-    return prune_folder(store._blobs, older_than, max_bytes, dry_run)
+    return prune_folder(store.local_blobs, older_than, max_bytes, dry_run)
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -141,14 +138,12 @@ def parse_size(text: str) -> int:
               help="Then remove the least recently used content until at most SIZE remains (50G, 500M).")
 @click.option("--dry-run", is_flag=True, help="Only print what would be removed.")
 @click.pass_obj
-def prune_command(obj, older_than: Optional[str], max_size: Optional[str], dry_run: bool) -> None:
+def prune_command(obj: StoreContext, older_than: Optional[str], max_size: Optional[str], dry_run: bool) -> None:
     """Reclaim disk space: remove stored content that was not used recently.
 
     "Used" means stored, or made into a hi.File again. For a remote store (s3://...) this
     cleans its local cache only. Job-cache entries whose files were removed run again.
     """
-    from .cli import _human, _run
-
     if older_than is None and max_size is None:
         raise click.UsageError("give --older-than AGE and/or --max-size SIZE")
     try:
@@ -157,8 +152,8 @@ def prune_command(obj, older_than: Optional[str], max_size: Optional[str], dry_r
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     store = obj.store
-    report = _run(prune, store, age, size, dry_run)
+    report = run_reporting(prune, store, age, size, dry_run)
     verb = "would remove" if dry_run else "removed"
     where = report.folder if store.is_local else f"{report.folder} (local cache of {store.url})"
-    click.echo(f"{where}: {verb} {report.removed} blobs ({_human(report.freed_bytes)}) and "
-               f"{report.partials} partial writes; {report.kept} blobs ({_human(report.kept_bytes)}) kept")
+    click.echo(f"{where}: {verb} {report.removed} blobs ({human_size(report.freed_bytes)}) and "
+               f"{report.partials} partial writes; {report.kept} blobs ({human_size(report.kept_bytes)}) kept")

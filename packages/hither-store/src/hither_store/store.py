@@ -12,15 +12,15 @@ from threading import Event
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, Optional, Tuple
 
-from hither.values.file import file_sha1, known_file_sha1, parse_uri, remember_file_sha1
 from hither.content.folder import clone_fd
+from hither.content.hashing import (CHUNK, copy_hashing, file_sha1, is_sha1_hex, known_file_sha1,
+                                    parse_uri, remember_file_sha1, sha1_of_buffers, write_all)
+from hither.content.layout import SIZE_HINT_MIN, blob_relpath, kind_of
 from hither.plugins.interfaces import Store as StoreInterface
 
 from .errors import BlobNotFoundError, StoreError, StoreIntegrityError
-from .hashing import CHUNK, copy_hashing, sha1_of_buffers, write_all
-from .locations import (ENV_CACHE, ENV_URL, blob_relpath, default_cache_dir, default_store_url,
-                        env_storage_options, is_digest)
-from .localdir import SIZE_HINT_MIN, BadBlob, LocalBlobDir, kind_of
+from .locations import ENV_CACHE, ENV_URL, default_cache_dir, default_store_url, env_storage_options
+from .localdir import BadBlob, LocalBlobDir
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -252,7 +252,7 @@ class Store(StoreInterface):
             return
         for key, info in found.items():
             digest = key.rstrip("/").rsplit("/", 1)[-1]
-            if is_digest(digest):
+            if is_sha1_hex(digest):
                 yield digest, int(info.get("size") or 0)
 
     def stats(self) -> StoreStats:
@@ -262,6 +262,12 @@ class Store(StoreInterface):
             count += 1
             total += size
         return StoreStats(count, total)
+
+    @property
+    def local_blobs(self) -> LocalBlobDir:
+        """The folder of blobs on this machine: the store itself when it is local, else its
+        local cache of verified copies of remote content (what ``prune`` reclaims)."""
+        return self._blobs
 
     def describe(self) -> str:
         """Where the content lives, and for a non-local store where its local cache is."""

@@ -1,1 +1,4 @@
-"""Content addressing: sha1 hashing, the local content folder (blob layout) and the configured content store."""
+"""Content addressing: the one sha1 helper and sha1:// URIs (``hashing``), the one on-disk
+layout of a folder of blobs (``layout``), hither-core's own content store on it
+(``folder.ContentFolder``, a ``hither.plugins.interfaces.Store``) and the configured store
+(``stores``)."""

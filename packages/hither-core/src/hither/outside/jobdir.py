@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from hither.runtime import runner as _runner
 from hither.errors import HitherError, WorkerDiedError
-from hither.values.file import File, parse_uri
+from hither.content.hashing import parse_uri
+from hither.values.file import File
 from hither.content.folder import clone_or_copy, file_store, touch
 from hither.values.outcome import Outcome, failed, finished, rebuild_error
 from hither.runtime.runner import write_json_atomic  # noqa: F401 - public here

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Iterator, Optional, Tuple
 
-from hither.errors import ContainerError
+from hither.errors import ContainerError, HitherError
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -149,11 +149,20 @@ class CacheBackend(abc.ABC):
         return self.name
 
 
+class ContentNotFoundError(HitherError, FileNotFoundError):
+    """A store holds no content for a ``sha1://`` URI (what ``Store.get_path``, ``open``
+    and ``load_array`` raise then; also a ``FileNotFoundError``)."""
+
+
 class Store(abc.ABC):
     """Content-addressed storage of files and arrays. Entry-point group ``hither.stores``.
 
-    Content is addressed by ``sha1://<40 hex>/<name>`` URIs, stored once, readable from any
-    machine that reaches the store. Example::
+    Content is addressed by ``sha1://<40 hex>/<name>`` URIs (``hither.content.hashing``),
+    stored once, readable from any machine that reaches the store. Content the store does
+    not hold raises ``ContentNotFoundError``, a malformed URI or name a ``HitherError``.
+    hither-store's ``Store`` (entry point ``fsspec``) and hither-core's own
+    ``hither.content.folder.ContentFolder`` implement it; ``hither.testing.store_conformance``
+    checks an implementation. Example::
 
         store = registry.load("stores", "fsspec")("memory://hither")
         uri = store.put_bytes(b"hello", name="greeting.txt")
@@ -162,6 +171,9 @@ class Store(abc.ABC):
     """
 
     name: ClassVar[str] = ""
+    #: whether the store is a folder on this machine whose own files ``get_path`` hands out
+    #: (``hi.File`` then keeps content in it: ``hither.content.folder.file_store()``)
+    is_local: bool = False
 
     @abc.abstractmethod
     def put_file(self, path: "str | Path", name: Optional[str] = None) -> str:
@@ -177,7 +189,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def get_path(self, uri: str) -> str:
-        """A local path holding the content of ``uri`` (downloaded and verified if needed)."""
+        """A local path holding the content of ``uri`` (downloaded and verified if needed);
+        ``ContentNotFoundError`` when the store does not hold it."""
 
     @abc.abstractmethod
     def open(self, uri: str) -> IO[bytes]:

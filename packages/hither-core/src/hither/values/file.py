@@ -11,10 +11,9 @@ import os
 import stat
 from typing import Any, Optional, Tuple, Union
 
-from hither.content.hashing import (file_sha1, is_sha1_hex, known_file_sha1, parse_uri,  # noqa: F401 - public here
-                      remember_file_sha1, sha1_of_fd)
-from hither.errors import HitherError
 from hither.content.folder import fetch, file_store, find_local, touch
+from hither.content.hashing import file_sha1, parse_uri
+from hither.errors import HitherError
 
 
 def _display(path: Optional[str], uri: Optional[str]) -> str:
