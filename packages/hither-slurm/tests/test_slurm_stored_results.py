@@ -48,14 +48,15 @@ class _Spy:
 def written_args(monkeypatch):
     """The args.json of every job directory the client writes, as written."""
     seen = {}
-    real = slurm_handler._prepare
+    real = slurm_handler.prepare  # core's hither.outside.path.prepare, as the handler calls it
 
-    def prepare(job, job_dir):
-        real(job, job_dir)
+    def prepare(job, job_dir=None, **kw):
+        job_dir = real(job, job_dir=job_dir, **kw)
         with open(os.path.join(job_dir, "args.json")) as f:
             seen[job.function_name] = (f.read(), sorted(os.listdir(os.path.join(job_dir, "arrays"))))
+        return job_dir
 
-    monkeypatch.setattr(slurm_handler, "_prepare", prepare)
+    monkeypatch.setattr(slurm_handler, "prepare", prepare)
     return seen
 
 

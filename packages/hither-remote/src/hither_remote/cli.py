@@ -21,6 +21,8 @@ import click
 
 from hither.errors import ConfigError
 
+from .slurm_cli import SlurmCommand, handler_kwargs
+
 if TYPE_CHECKING:  # pragma: no cover
     from .bus import Bus
 
@@ -90,7 +92,7 @@ def main() -> None:
     """Run hither jobs on a compute resource through a MongoDB job bus."""
 
 
-@main.command()
+@main.command(cls=SlurmCommand)  # + the --slurm-* options, from hither-slurm's options model
 @_mongo
 @_db
 @click.option("--resource-id", show_envvar=True, envvar="HITHER_REMOTE_RESOURCE_ID", required=True, help="the compute_resource_id clients send jobs to")
@@ -100,22 +102,6 @@ def main() -> None:
               type=click.Choice(["parallel", "slurm"]), default="parallel", show_default=True,
               help="parallel: each job in a fresh fork of a warm job server here; slurm: in pilot batches of a "
                    "SlurmJobHandler (needs hither-slurm)")
-@click.option("--slurm-working-dir", show_envvar=True, envvar="HITHER_REMOTE_SLURM_WORKING_DIR", default=None,
-              help="slurm: folder this machine and the nodes share")
-@click.option("--slurm-workers-per-batch", show_envvar=True, envvar="HITHER_REMOTE_SLURM_WORKERS_PER_BATCH",
-              type=click.IntRange(min=1), default=14, show_default=True, help="slurm: jobs one allocation runs at once")
-@click.option("--slurm-cores-per-job", show_envvar=True, envvar="HITHER_REMOTE_SLURM_CORES_PER_JOB",
-              type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("--slurm-time-limit", show_envvar=True, envvar="HITHER_REMOTE_SLURM_TIME_LIMIT",
-              type=click.FloatRange(min=0, min_open=True), default=None, help="slurm: seconds per batch (sbatch --time)")
-@click.option("--slurm-max-batches", show_envvar=True, envvar="HITHER_REMOTE_SLURM_MAX_BATCHES",
-              type=click.IntRange(min=1), default=1, show_default=True, help="slurm: batches at once")
-@click.option("--slurm-partition", show_envvar=True, envvar="HITHER_REMOTE_SLURM_PARTITION", default=None)
-@click.option("--slurm-idle-timeout", show_envvar=True, envvar="HITHER_REMOTE_SLURM_IDLE_TIMEOUT",
-              type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
-              help="slurm: seconds a pilot waits for work before its batch ends")
-@click.option("--slurm-local-pilots", show_envvar=True, envvar="HITHER_REMOTE_SLURM_LOCAL_PILOTS", is_flag=True,
-              default=False, help="slurm: run the pilots as local processes, not sbatch (use_slurm=False)")
 @click.option("--store-url", show_envvar=True, envvar="HITHER_REMOTE_STORE_URL", default=None, help="content store shared with clients (default $HITHER_STORE_URL)")
 @click.option("--lease-seconds", show_envvar=True, envvar="HITHER_REMOTE_LEASE_SECONDS", type=click.FloatRange(min=0.5), default=30.0, show_default=True,
               help="a claimed job goes back to the queue this long after this process stops renewing it")
@@ -169,24 +155,20 @@ def serve(mongo_url: str, database: str, resource_id: str, workers: Optional[int
             job_handler.shutdown()  # its batches end with this process
 
 
-def _slurm_handler(slurm_working_dir: Optional[str], slurm_workers_per_batch: int, slurm_cores_per_job: int,
-                   slurm_time_limit: Optional[float], slurm_max_batches: int, slurm_partition: Optional[str],
-                   slurm_idle_timeout: float, slurm_local_pilots: bool):  # noqa: ANN202
-    """The SlurmJobHandler of ``serve --handler slurm``."""
+def _slurm_handler(**options: object):  # noqa: ANN202
+    """The SlurmJobHandler of ``serve --handler slurm``, from its ``--slurm-*`` options
+    (``hither_remote.slurm_cli``)."""
     try:
         from hither_slurm import SlurmJobHandler
     except ImportError:
         raise click.ClickException("--handler slurm needs the hither-slurm package on this machine: "
                                    "pip install hither-slurm") from None
-    if not slurm_working_dir:
+    kwargs = handler_kwargs(options)
+    if not kwargs.get("working_dir"):
         raise click.UsageError("--handler slurm needs --slurm-working-dir (or $HITHER_REMOTE_SLURM_WORKING_DIR): "
                                "a folder this machine and the Slurm nodes share")
     try:
-        return SlurmJobHandler(
-            working_dir=slurm_working_dir, num_workers_per_batch=slurm_workers_per_batch,
-            num_cores_per_job=slurm_cores_per_job, time_limit_per_batch=slurm_time_limit,
-            max_simultaneous_batches=slurm_max_batches, partition=slurm_partition,
-            idle_timeout=slurm_idle_timeout, use_slurm=not slurm_local_pilots)
+        return SlurmJobHandler(**kwargs)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 

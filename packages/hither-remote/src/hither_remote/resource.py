@@ -450,8 +450,8 @@ class ComputeResource:
             self._wake.set()  # a slot is free: claim the next job now
 
     def _execute(self, r: _Running) -> None:
-        from hither.outside.path import TIMEOUT_GRACE
         from hither.outside.documents import pack_outputs, unpack_job
+        from hither.outside.path import launch
 
         from .logs import with_console_file
 
@@ -481,17 +481,15 @@ class ComputeResource:
             else:
                 logger.info("start %s (%s) attempt %d", fname, job_id, bus_job.attempts)
                 timeout = spec.get("timeout")
-                try:
-                    code = self._launcher.launch(job_dir, None if timeout is None else float(timeout) + TIMEOUT_GRACE)
+                try:  # core's launch step (None: stopped after the runner wrote its error)
+                    code = launch(self._launcher, job_dir, timeout)
                 except JobTimeoutError:
-                    if not os.path.exists(os.path.join(job_dir, "error.json")):
-                        self._logs.finish(job_id)
-                        self._end(job_id, BusStatus.ERROR, BusOutcome(kind="timeout", message=(
-                            f"job {fname} was stopped after job_timeout={timeout} s; raise "
-                            "hi.Config(job_timeout=...) if it needs longer")))
-                        logger.info("end %s (%s): timeout after %.2f s", fname, job_id, time.monotonic() - t0)
-                        return
-                    code = None
+                    self._logs.finish(job_id)
+                    self._end(job_id, BusStatus.ERROR, BusOutcome(kind="timeout", message=(
+                        f"job {fname} was stopped after job_timeout={timeout} s; raise "
+                        "hi.Config(job_timeout=...) if it needs longer")))
+                    logger.info("end %s (%s): timeout after %.2f s", fname, job_id, time.monotonic() - t0)
+                    return
             self._logs.finish(job_id)  # all of the live output, before the outcome
             if self._handing_back and not r.cancelled:
                 self._retry(self.bus.hand_back, job_id, self.owner)

@@ -86,7 +86,7 @@ class ResourceCache:
         return jc
 
     def lookup(self, spec: Dict[str, Any], policy: Optional[CachePolicy]) -> Optional[Dict[str, Any]]:
-        """The packed outcome (``transport.pack_outputs``) of the recorded run of this job,
+        """The packed outcome (``hither.outside.documents.pack_outputs``) of the recorded run of this job,
         or None when the job must run."""
         from hither.models import JobStatus
 
@@ -116,12 +116,12 @@ class ResourceCache:
     def fill(self, spec: Dict[str, Any], job_dir: str, exit_code: Optional[int]) -> None:
         """Record the outcome the runner left in ``job_dir`` (the cache's policy decides
         whether a failure is recorded); a failure to record only logs."""
-        from hither.outside.jobdir import read_job_outputs
+        from hither.outside.path import read_outcome
 
         if not spec.get("job_hash"):
             return
         try:
-            status, value, error, ri = read_job_outputs(job_dir, exit_code)
+            status, value, error, ri = read_outcome(job_dir, exit_code)
             self.job_cache.store(_SpecJob(spec), status, value, error, ri)
         except Exception as exc:  # noqa: BLE001
             logger.warning("could not record %s in the job cache %s: %s: %s", spec.get("function_name"),
@@ -135,7 +135,7 @@ def _write_json(path: str, data: Any) -> None:
 
 def _write_result(job_dir: str, value: Any) -> None:
     """``value`` as the runner writes a result (``result.json``, arrays as ``.npy``, files
-    as copies under ``outputs/``), for ``transport.pack_outputs``."""
+    as copies under ``outputs/``), for ``hither.outside.documents.pack_outputs``."""
     from hither.content.folder import clone_or_copy
     from hither.outside.jobdir import array_sink
     from hither.runtime import encode_value

@@ -1,7 +1,7 @@
 """Container jobs on a compute resource: ``ResourceLauncher`` runs a job directory on the
 resource's host launcher, or, when its spec names an image and containers are on, in that
-image through core's ``hither.outside.path.ContainerLauncher`` (runner chosen by
-``hither.plugins.containers``: engine preference, network ``none`` unless the resource's
+image through the container runner (itself a ``Launcher``) chosen by
+``hither.plugins.containers`` (engine preference, network ``none`` unless the resource's
 ``container_options`` say otherwise; a client cannot ask for more)::
 
     launcher = ResourceLauncher(SubprocessLauncher(), containers=None)   # auto
@@ -73,9 +73,9 @@ class ResourceLauncher(Launcher):
                           "with --no-containers")
 
     def _host_runs_containers(self) -> bool:
-        """Whether the host launcher runs container jobs itself (Slurm pilots start the
-        container on their node), so that no engine is needed here."""
-        return bool(getattr(self.host, "runs_containers", False))
+        """Whether the host launcher runs container jobs itself (``Launcher.runs_containers``:
+        Slurm pilots start the container on their node), so that no engine is needed here."""
+        return self.host.runs_containers
 
     def refusal(self, image: str, function_name: str) -> Optional[str]:
         """Why this resource will not run ``function_name`` in ``image`` (None: it will)."""
@@ -100,9 +100,8 @@ class ResourceLauncher(Launcher):
         if not image or self._host_runs_containers():
             return self.host.launch(job_dir, timeout)
         from hither.plugins.containers import runner_for
-        from hither.outside.path import ContainerLauncher
 
-        launcher = ContainerLauncher(runner_for(image, self._cfg, spec.get("function_name", "the job")), image)
+        launcher = runner_for(image, self._cfg, spec.get("function_name", "the job"))
         with self._lock:
             self._active[job_dir] = launcher
         try:

@@ -2,7 +2,8 @@
 
 A job the client sent with ``container=True`` carries its image, engine and container
 options in its queue entry; the pilot runs it through the container runner installed on
-the node (hither-container), on core's launcher contract, instead of through its job server.
+the node (hither-container), as core's launch step (``hither.outside.path.launch``, the runner being the Launcher), instead
+of through its job server.
 The handle looks like a ``hither.outside.jobserver.JobRun`` to the pilot.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional
 from hither.errors import JobTimeoutError
 from hither.outside.jobdir import write_json_atomic
 from hither.outside.jobserver import JobEnd
-from hither.outside.path import TIMEOUT_GRACE
+from hither.outside.path import launch
 from hither.runtime import ERROR, RUNTIME, error_dict
 
 logger = logging.getLogger("hither_slurm.container_run")
@@ -38,7 +39,7 @@ class ContainerRun:
     def __init__(self, spec: Dict[str, Any], job_dir: str, timeout: Optional[float]) -> None:
         self.job_dir = job_dir
         self._spec = spec
-        self._timeout = None if timeout is None else float(timeout) + TIMEOUT_GRACE
+        self._timeout = timeout  # the job's; launch adds the grace
         self._end: Optional[JobEnd] = None
         self._done = threading.Event()
         self._killed = False
@@ -63,8 +64,10 @@ class ContainerRun:
         reason = "exited"
         try:
             self._runner = self._make_runner()
-            code = self._runner.run(self._spec["image"], self.job_dir, timeout=self._timeout)
-            reason = "cancelled" if self._killed else "exited"
+            # core's launch step, the runner being the launcher of container jobs
+            code = launch(self._runner, self.job_dir, self._timeout)
+            # None: stopped at the timeout after the runner wrote its own error
+            reason = "cancelled" if self._killed else ("timeout" if code is None else "exited")
         except JobTimeoutError:
             reason = "timeout"
         except BaseException as exc:  # noqa: BLE001 - e.g. no such image: the job's own error

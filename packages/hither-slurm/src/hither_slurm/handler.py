@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import queue
@@ -13,16 +12,14 @@ import uuid
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from hither.errors import ConfigError, HitherError, JobTimeoutError
-from hither.content.folder import ContentFolder
 from hither.plugins.interfaces import JobHandler
-from hither.outside.jobdir import read_job_outputs
 from hither.plugins.lifetime import shut_down_at_exit
-from hither.values.outcome import Outcome, report
-from hither.outside.path import document_outcome, prepare
+from hither.outside.path import collect, prepare
 from hither.outside.documents import OUTPUTS
 
 from .batches import Batch, Launcher
 from .container_run import container_entry
+from .entries import Entry
 from .errors import AllocationLostError, SlurmError
 from .options import parse_options
 from .workdir import WorkDir
@@ -35,49 +32,6 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger("hither_slurm.handler")
 
 _counter = itertools.count(1)
-
-
-# Job directories are written and read by core's one out-of-process path
-# (hither.outside.path): prepare into the queue folder (an argument that is a StoredResult of
-# this folder's store goes in as its URIs), read the outcome a pilot left.
-def _prepare(job: "Job", job_dir: str) -> None:
-    prepare(job, job_dir=job_dir)
-
-
-def _collect(job_dir: str, exit_code: Optional[int], store: ContentFolder, download: bool) -> Outcome:
-    """A finished job's outcome. A result the pilot packed into ``store`` (``OUTPUTS``)
-    comes back as a ``StoredResult`` (nothing of its arrays or files is read here) unless
-    ``download``, as hither-remote's results do (``hither.outside.path.document_outcome``)."""
-    try:
-        with open(os.path.join(job_dir, OUTPUTS)) as f:
-            doc = json.load(f)
-    except FileNotFoundError:  # an error, a crash, or a job directory run for a caller
-        return read_job_outputs(job_dir, exit_code)
-    return document_outcome(doc, store, download)
-
-
-class _Entry:
-    """What the handler knows of one queued job directory: a submitted ``Job``'s, or a
-    prepared one run for a caller through ``job_dir_launcher()`` (``job`` None; the caller
-    waits on ``done`` for ``end``)."""
-
-    __slots__ = ("job", "key", "batch", "requeued", "cancelled", "timeout", "container", "name",
-                 "end", "done")
-
-    def __init__(self, key: str, job: "Optional[Job]", timeout: Optional[float],
-                 container: Optional[Dict[str, Any]], name: str) -> None:
-        self.job = job
-        self.key = key
-        self.batch: Optional[str] = None  # the batch whose pilot claimed it
-        self.requeued = 0
-        self.cancelled = False
-        self.timeout = timeout
-        self.container = container  # hither_slurm.container_run.container_entry
-        self.name = name  # "function (job id)", for messages
-        # a job directory's end: ("outcome", pilot's outcome), ("error", exception) or
-        # ("cancelled", None)
-        self.end: Optional[Tuple[str, Any]] = None
-        self.done: Optional[threading.Event] = threading.Event() if job is None else None
 
 
 class SlurmJobHandler(JobHandler):
@@ -137,7 +91,7 @@ class SlurmJobHandler(JobHandler):
         self._touched = time.monotonic()
         self._launcher = Launcher(self.options, self.wd, self._client)
         self._lock = threading.RLock()
-        self._entries: Dict[str, _Entry] = {}  # key -> entry
+        self._entries: Dict[str, Entry] = {}  # key -> entry
         self._batches: List[Batch] = []
         self._closed = False
         self._wake = threading.Event()
@@ -154,11 +108,13 @@ class SlurmJobHandler(JobHandler):
 
     # ------------------------------------------------------------------ JobHandler
     def check_config(self, job: "Job") -> None:
-        self._check_job(job.function_name, job.config.job_timeout)
+        self.check_job(job.function_name, job.config.job_timeout)
         # packaging errors (nested, no source, too large) are refused before this, at .run()
         # (hither.jobs.placement: needs_code_bundle)
 
-    def _check_job(self, function_name: str, timeout: Optional[float]) -> None:
+    def check_job(self, function_name: str, timeout: Optional[float]) -> None:
+        """Raise ``ConfigError`` when this handler cannot run a job of ``function_name``
+        with ``timeout`` (shut down, or a timeout no batch could finish)."""
         if self._closed:
             raise ConfigError("this SlurmJobHandler was shut down (hi.reset() or shutdown()); "
                               "create a new one")
@@ -173,16 +129,18 @@ class SlurmJobHandler(JobHandler):
         if self._closed:
             raise HitherError("this SlurmJobHandler was shut down (hi.reset()); create a new one")
         key = self._new_key()
-        entry = _Entry(key, job, job.config.job_timeout, container_entry(job),
+        entry = Entry(key, job, job.config.job_timeout, container_entry(job),
                        f"{job.function_name} ({job.id})")
         try:
-            _prepare(job, self.wd.job_dir(key))
+            # core's outside path writes the job directory into the queue folder (an
+            # argument that is a StoredResult of this folder's store goes in as its URIs)
+            prepare(job, job_dir=self.wd.job_dir(key))
         except BaseException as exc:  # noqa: BLE001 - the job's failure, not the caller's
             shutil.rmtree(self.wd.job_dir(key), ignore_errors=True)
             job.report_error(exc)
             return
         try:
-            self._enqueue(entry)
+            self.enqueue(entry)
         except HitherError:
             shutil.rmtree(self.wd.job_dir(key), ignore_errors=True)
             raise
@@ -191,7 +149,7 @@ class SlurmJobHandler(JobHandler):
         key = job.handler_data
         with self._lock:
             entry = self._entries.get(key) if isinstance(key, str) else None
-        if entry is None or not self._cancel_entry(entry):
+        if entry is None or not self.cancel_entry(entry):
             return False
         job.report_cancelled()
         return True
@@ -207,7 +165,14 @@ class SlurmJobHandler(JobHandler):
     def _new_key(self) -> str:
         return f"{self._client}.{next(_counter):06d}"
 
-    def _enqueue(self, entry: _Entry) -> None:
+    def new_entry(self, name: str, timeout: Optional[float], container: Optional[Dict[str, Any]]) -> Entry:
+        """An entry for a job directory run for a caller (``jobdir_launcher``), checked by
+        ``check_job``; the caller puts the directory at ``wd.job_dir(entry.key)``, then
+        ``enqueue``s it and waits on ``entry.done``."""
+        self.check_job(name, timeout)
+        return Entry(self._new_key(), None, timeout, container, name)
+
+    def enqueue(self, entry: Entry) -> None:
         """Queue an entry whose job directory is in place (``wd.job_dir(entry.key)``)."""
         with self._lock:
             if self._closed:
@@ -219,12 +184,12 @@ class SlurmJobHandler(JobHandler):
             self._ensure_thread()
         self._wake.set()
 
-    def _queue(self, entry: _Entry) -> None:
+    def _queue(self, entry: Entry) -> None:
         # a submitted Job's results go to the store; a caller's job directory (a compute
         # resource's) keeps the runner's own outputs, which that caller reads
         self.wd.enqueue(entry.key, entry.timeout, entry.container, store=entry.job is not None)
 
-    def _cancel_entry(self, entry: _Entry) -> bool:
+    def cancel_entry(self, entry: Entry) -> bool:
         """Take a queued entry back, or ask its pilot to kill it (the entry then goes when
         the outcome comes). False if it is no longer the handler's."""
         with self._lock:
@@ -233,18 +198,18 @@ class SlurmJobHandler(JobHandler):
             entry.cancelled = True
             if self.wd.dequeue(entry.key):
                 self._end(entry, ("cancelled", None))
-                self._forget(entry)
+                self.forget(entry)
             else:
                 self.wd.request_cancel(entry.key)
         return True
 
-    def _end(self, e: _Entry, end: Tuple[str, Any]) -> None:
+    def _end(self, e: Entry, end: Tuple[str, Any]) -> None:
         """The end of a job-directory entry, for the caller waiting in ``launch``."""
         if e.done is not None and not e.done.is_set():
             e.end = end
             e.done.set()
 
-    def _fail(self, e: _Entry, exc: BaseException, ri: Optional[Dict[str, Any]] = None) -> None:
+    def _fail(self, e: Entry, exc: BaseException, ri: Optional[Dict[str, Any]] = None) -> None:
         if e.job is not None:
             e.job.report_error(exc, ri)
         else:
@@ -266,7 +231,7 @@ class SlurmJobHandler(JobHandler):
                 e.job.report_cancelled()
             else:
                 self._fail(e, HitherError("the SlurmJobHandler running this job directory was shut down"))
-            self._forget(e)
+            self.forget(e)
         self.wd.unregister_client(self._client)
         if wait and self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(10)
@@ -340,16 +305,16 @@ class SlurmJobHandler(JobHandler):
                 claims.pop(key, None)  # requeued: counts as queued when scaling below
         self._scale(claims)
 
-    def _report_running(self, e: _Entry) -> None:
+    def _report_running(self, e: Entry) -> None:
         info = self.wd.pilot_info(e.batch or "") or {}
         ri = {"host": info.get("host", ""), "slurm_job_id": info.get("slurm_job_id"),
               "batch": e.batch, "log_file": self.wd.log_file(e.key), "start_time": time.time()}
         # a running job shows its batch and its log file in get_runtime_info()
         e.job.report_running({k: v for k, v in ri.items() if v is not None})
 
-    def _finish(self, e: _Entry, outcome: Dict[str, Any]) -> None:
+    def _finish(self, e: Entry, outcome: Dict[str, Any]) -> None:
         self._end(e, ("outcome", outcome))
-        self._forget(e, keep_dir=True)
+        self.forget(e, keep_dir=True)
         if e.requeued and not self.wd.dequeue(e.key):
             # its lost run wrote an outcome after all: a second run must not go on
             self.wd.request_cancel(e.key)
@@ -371,10 +336,9 @@ class SlurmJobHandler(JobHandler):
             if outcome.get("error"):  # its pilot failed it (its result could not be stored)
                 job.report_error(HitherError(f"job {job.function_name} ({job.id}): {outcome['error']}"), ri)
                 return
-            result = _collect(self.wd.job_dir(e.key), outcome.get("exit_code"), self.result_store,
-                              bool(job.config.download_results))
-            result.runtime_info.update({k: v for k, v in ri.items() if v is not None})
-            report(job, result)
+            # core's outside path reads the outcome: a result the pilot put into the store
+            # stays there as a StoredResult unless download_results
+            collect(job, self.wd.job_dir(e.key), outcome.get("exit_code"), self.result_store, ri)
         except BaseException as exc:  # noqa: BLE001 - a failure to read is the job's failure
             job.report_error(exc)
         finally:
@@ -402,7 +366,7 @@ class SlurmJobHandler(JobHandler):
                 continue
             self.wd.discard(key)
 
-    def _forget(self, e: _Entry, keep_dir: bool = False) -> None:
+    def forget(self, e: Entry, keep_dir: bool = False) -> None:
         with self._lock:
             self._entries.pop(e.key, None)
         if e.job is None:  # a caller's job directory: the launcher takes it back
@@ -437,7 +401,7 @@ class SlurmJobHandler(JobHandler):
             if self.wd.outcome(e.key) is not None:
                 continue  # it finished just before its pilot went: collected next round
             if e.cancelled:
-                self._forget(e)
+                self.forget(e)
                 continue
             info = self.wd.pilot_info(batch) or {}
             where = f"Slurm job {info['slurm_job_id']}" if info.get("slurm_job_id") else f"pilot batch {batch}"
@@ -458,7 +422,7 @@ class SlurmJobHandler(JobHandler):
                     f"({where}) ended (scancel, time limit, node failure or a killed pilot) after the job "
                     "had already been requeued once; see the batch logs in "
                     f"{self.wd.path('batches', batch)}"), {"batch": batch, "slurm_job_id": info.get("slurm_job_id")})
-                self._forget(e)
+                self.forget(e)
         return requeued
 
     def _scale(self, claims: Dict[str, str]) -> None:
@@ -498,6 +462,6 @@ class SlurmJobHandler(JobHandler):
         for e in failed:  # no batch can start: fail the queued jobs instead of leaving them hanging
             if self.wd.dequeue(e.key):
                 self._fail(e, SlurmError(f"could not start a Slurm batch for {e.name}: {error}"))
-                self._forget(e)
+                self.forget(e)
         if failed:
             self._launch_error = None  # try again for later jobs

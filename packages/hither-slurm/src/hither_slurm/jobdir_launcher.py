@@ -8,7 +8,7 @@ than ``Job`` objects, such as a hither-remote compute resource.
                             max_simultaneous_batches=2)
     launcher = jh.job_dir_launcher()          # launcher.capacity == 8
     code = launcher.launch(job_dir, timeout=65)   # from up to 8 threads at once
-    outcome = hither.outside.jobdir.read_job_outputs(job_dir, code)
+    outcome = hither.outside.path.read_outcome(job_dir, code)
     launcher.close()
 
 ``launch`` moves the directory into the handler's queue (a rename; a copy when the working
@@ -28,19 +28,21 @@ import shutil
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING, Dict, Optional
+from typing import TYPE_CHECKING, ClassVar, Dict, Optional
 
 from hither.errors import HitherError, JobTimeoutError
 from hither.plugins.interfaces import Launcher
 from hither.outside.jobdir import write_json_atomic
 from hither.runtime import ERROR, RESULT, RUNTIME, error_dict
 
+from .entries import Entry
+
 if TYPE_CHECKING:  # pragma: no cover
-    from .handler import SlurmJobHandler, _Entry
+    from .handler import SlurmJobHandler
 
 logger = logging.getLogger("hither_slurm.jobdir_launcher")
 
-#: what a runner writes into a job directory (``hither.outside.jobdir.read_job_outputs`` reads them)
+#: what a runner writes into a job directory (``hither.outside.path.read_outcome`` reads them)
 _OUTPUT_FILES = (RESULT, ERROR, RUNTIME)
 _OUTPUT_DIRS = ("outputs",)
 #: seconds ``launch`` waits for a killed job's pilot to confirm before giving it up
@@ -53,7 +55,7 @@ class PilotLauncher(Launcher):
     name = "Slurm pilots"
     #: a container job runs in its image on the pilot's node (``container_run``), so a
     #: compute resource in front of these pilots needs no container engine of its own
-    runs_containers = True
+    runs_containers: ClassVar[bool] = True
 
     def __init__(self, handler: "SlurmJobHandler") -> None:
         self.handler = handler
@@ -62,27 +64,23 @@ class PilotLauncher(Launcher):
         self.capacity = (o.num_workers_per_batch * o.max_simultaneous_batches
                          if o.max_simultaneous_batches else None)
         self._lock = threading.Lock()
-        self._runs: Dict[str, "_Entry"] = {}  # caller's job_dir -> entry
+        self._runs: Dict[str, Entry] = {}  # caller's job_dir -> entry
 
     def launch(self, job_dir: str, timeout: Optional[float]) -> int:
-        from .handler import _Entry
-
         h = self.handler
         job_dir = os.path.abspath(job_dir)
         spec = _read_spec(job_dir)
         name = f"{spec.get('function_name', 'job')} ({spec.get('job_id', os.path.basename(job_dir))})"
         # the pilot stops the job at its own timeout (the caller's includes a grace)
         job_timeout = spec.get("timeout") or timeout
-        h._check_job(name, job_timeout)
         image = spec.get("container")
         container = {"image": image, "engine": None, "options": None} if image else None
-        key = h._new_key()
-        entry = _Entry(key, None, job_timeout, container, name)
-        moved = _move_or_copy(job_dir, h.wd.job_dir(key))
+        entry = h.new_entry(name, job_timeout, container)
+        moved = _move_or_copy(job_dir, h.wd.job_dir(entry.key))
         try:
             with self._lock:
                 self._runs[job_dir] = entry
-            h._enqueue(entry)
+            h.enqueue(entry)
             assert entry.done is not None
             killed_at: Optional[float] = None
             while not entry.done.wait(0.5):
@@ -90,7 +88,7 @@ class PilotLauncher(Launcher):
                     killed_at = time.monotonic()
                 if killed_at is not None and time.monotonic() - killed_at > KILL_WAIT:
                     logger.warning("%s: its pilot did not confirm the kill within %.0f s", name, KILL_WAIT)
-                    h._forget(entry)
+                    h.forget(entry)
                     break
         finally:
             with self._lock:
@@ -115,15 +113,15 @@ class PilotLauncher(Launcher):
         with self._lock:
             entry = self._runs.get(os.path.abspath(job_dir))
         if entry is not None:
-            self.handler._cancel_entry(entry)
+            self.handler.cancel_entry(entry)
 
     def close(self) -> None:
         with self._lock:
             entries = list(self._runs.values())
         for e in entries:
-            self.handler._cancel_entry(e)
+            self.handler.cancel_entry(e)
 
-    def _take_back(self, entry: "_Entry", job_dir: str, moved: bool) -> None:
+    def _take_back(self, entry: Entry, job_dir: str, moved: bool) -> None:
         """The job directory back at ``job_dir`` with the runner's outputs and the console log."""
         wd = self.handler.wd
         src = wd.job_dir(entry.key)

@@ -21,22 +21,22 @@ class SlurmOptions(BaseModel):
 
     working_dir: str = Field(description="a folder every node and this machine see at the same path")
     num_workers_per_batch: int = Field(14, ge=1, description="jobs one allocation runs at once")
-    num_cores_per_job: int = Field(2, ge=1)
-    time_limit_per_batch: Optional[float] = Field(None, gt=0, description="sbatch --time, seconds")
-    max_simultaneous_batches: Optional[int] = Field(None, ge=1)
-    additional_srun_opts: List[str] = Field(default_factory=list)
-    additional_sbatch_opts: List[str] = Field(default_factory=list)
-    use_slurm: bool = True
-    partition: Optional[str] = None
-    account: Optional[str] = None
+    num_cores_per_job: int = Field(2, ge=1, description="CPU cores each job gets")
+    time_limit_per_batch: Optional[float] = Field(None, gt=0, description="seconds per batch (sbatch --time)")
+    max_simultaneous_batches: Optional[int] = Field(None, ge=1, description="batches running at once (None: no limit)")
+    additional_srun_opts: List[str] = Field(default_factory=list, description="more srun options, one each")
+    additional_sbatch_opts: List[str] = Field(default_factory=list, description="more sbatch options, one each")
+    use_slurm: bool = Field(True, description="start pilots with sbatch; False: as local processes")
+    partition: Optional[str] = Field(None, description="Slurm partition (sbatch --partition)")
+    account: Optional[str] = Field(None, description="Slurm account (sbatch --account)")
     mem_per_job: Optional[str] = Field(None, description='memory per job, e.g. "4G"')
-    gpus_per_job: int = Field(0, ge=0)
-    idle_timeout: float = Field(60.0, gt=0, description="seconds a pilot waits for work before it exits")
+    gpus_per_job: int = Field(0, ge=0, description="GPUs per job (sbatch --gres=gpu:N)")
+    idle_timeout: float = Field(60.0, gt=0, description="seconds a pilot waits for work before its batch ends")
     pending_timeout: Optional[float] = Field(
         3600.0, gt=0, description="seconds a batch may wait in the Slurm queue before its jobs fail "
-        "(None: wait for ever); a batch Slurm can never start fails at once")
+        "(None or inf: wait for ever); a batch Slurm can never start fails at once")
     python: Optional[str] = Field(None, description="the Python the pilots run (default: this one)")
-    poll_interval: float = Field(0.05, gt=0, le=5)
+    poll_interval: float = Field(0.05, gt=0, le=5, description="seconds between two looks at the queue folder")
 
     @model_validator(mode="before")
     @classmethod

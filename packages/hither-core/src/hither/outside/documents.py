@@ -11,20 +11,23 @@ directory on the other side (verifying content through the store), and ``pack_ou
     doc = pack_job(job_dir, store)          # here
     unpack_job(doc, other_dir, store)       # there; run ``runner.py other_dir``
     back = pack_outputs(other_dir, store)   # there
-    status, value, error, ri = unpack_outputs(back, scratch_dir, store)   # here
+    outcome = unpack_outputs(back, scratch_dir, store)   # here
 """
 from __future__ import annotations
 
 import base64
 import json
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from hither.content.folder import clone_or_copy
 from hither.plugins.interfaces import Store
 from hither.values.refs import walk_encoded
 from hither.outside.jobdir import read_job_outputs
 from hither.runtime import ERROR, RESULT, RUNNER, RUNTIME, write_json_atomic, write_runner
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hither.values.outcome import Outcome
 
 #: arrays below this many bytes travel inside the document (configurable per call and by
 #: ``$HITHER_INLINE_MAX_BYTES``)
@@ -160,10 +163,9 @@ def store_outputs(job_dir: str, store: Store, inline_max_bytes: Optional[int] = 
     return True
 
 
-def unpack_outputs(doc: Dict[str, Any], scratch_dir: str, store: Store
-                   ) -> Tuple[Any, Any, Optional[BaseException], Dict[str, Any]]:
-    """(status, result, error, runtime info) from a ``pack_outputs`` document; arrays and
-    files are fetched (and verified) through the store into ``scratch_dir`` first."""
+def unpack_outputs(doc: Dict[str, Any], scratch_dir: str, store: Store) -> Outcome:
+    """The ``Outcome`` of a ``pack_outputs`` document; arrays and files are fetched (and
+    verified) through the store into ``scratch_dir`` first."""
     os.makedirs(scratch_dir, exist_ok=True)
     for key, name in (("runtime", RUNTIME), ("error", ERROR)):
         if key in doc:

@@ -7,16 +7,31 @@
       │               code, runner)                    │ writes result/error/runtime
       └───────report◀──collect (read, verify, rebuild)◀┘
 
-``prepare`` writes the job directory (``hither.outside.jobdir``); for another machine,
-``prepare_document`` packs it into a document plus store URIs (``hither.outside.documents``).
-``launch`` is the only step that differs: a ``hither.plugins.interfaces.Launcher`` (here:
-``SubprocessLauncher`` and ``ContainerLauncher``; Slurm pilots and compute resources
-bring their own). ``collect`` reads the outcome (``hither.outside.jobdir.read_job_outputs``, or
-``collect_document``) and reports it to the Job through ``hither.values.outcome``. Handlers call
-``run_outside(job, launcher)`` for the whole path, and ``cancel_outside(job)`` to stop it.
+Every job that leaves the calling process takes this path, whoever sends it:
+
+- **prepare**: ``prepare(job)`` writes the job directory (``hither.outside.jobdir``) — in a
+  temp folder, or a given one (a Slurm queue folder); ``prepare_document(job, store)`` packs
+  it for another machine into a document plus store URIs (``hither.outside.documents``),
+  which the other side unpacks into a job directory (``documents.unpack_job``).
+- **launch**: ``launch(launcher, job_dir, job_timeout)`` — the only step that differs is the
+  ``hither.plugins.interfaces.Launcher``: ``SubprocessLauncher`` here, every
+  ``ContainerRunner`` (``container_launcher(job)``), the job server
+  (``hither.outside.jobserver``), Slurm pilots (``SlurmJobHandler.job_dir_launcher()``).
+- **collect**: ``collect(job, job_dir, code, store)`` reads the outcome from the job
+  directory (``read_outcome``: a result the job put into a result store where it ran
+  stays there as a ``StoredResult`` unless ``download_results``) and reports it to the
+  Job through ``hither.values.outcome``; ``collect_document`` does the same for a document
+  that came back from another machine.
+
+The Default and Parallel handlers call ``run_outside(job, launcher)`` for the whole path and
+``cancel_outside(job)`` to stop it; hither-slurm's handler calls ``prepare`` and ``collect``
+around its pilots' queue; hither-remote's handler ``prepare_document`` and
+``collect_document``, its compute resource ``documents.unpack_job``, ``launch`` and
+``documents.pack_outputs``.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -32,7 +47,8 @@ from hither.plugins.interfaces import ContainerRunner, Launcher, Store
 from hither.outside.jobdir import read_job_outputs, write_job_dir
 from hither.values.outcome import Outcome, failed, finished, report
 from hither.values.refs import StoredResult, has_store_refs
-from hither.outside.documents import pack_job, unpack_outputs
+from hither.outside.documents import OUTPUTS, pack_job, unpack_outputs
+from hither.runtime import ERROR
 
 if TYPE_CHECKING:  # pragma: no cover
     from hither.jobs.job import Job
@@ -81,16 +97,43 @@ def prepare_document(job: "Job", store: Store, inline_max_bytes: Optional[int] =
         shutil.rmtree(job_dir, ignore_errors=True)
 
 
-def collect(job: "Job", job_dir: str, exit_code: Optional[int]) -> Outcome:
-    """Read the outcome the runner left in ``job_dir`` and report it to ``job``."""
-    outcome = read_job_outputs(job_dir, exit_code)
+def read_outcome(job_dir: str, exit_code: Optional[int] = None, store: Optional[Store] = None,
+                 download: bool = False) -> Outcome:
+    """The outcome a job left in ``job_dir``: when it ran where ``store`` is and its result
+    was put there (``hither.outside.documents.store_outputs`` wrote ``OUTPUTS``), that
+    packed outcome (``document_outcome``: a ``StoredResult`` unless ``download``); else
+    what the runner wrote (``hither.outside.jobdir.read_job_outputs``)."""
+    if store is not None:
+        try:
+            with open(os.path.join(job_dir, OUTPUTS)) as f:
+                doc = json.load(f)
+        except FileNotFoundError:  # an error, a crash, or a result not stored
+            pass
+        else:
+            return document_outcome(doc, store, download)
+    return read_job_outputs(job_dir, exit_code)
+
+
+def _job_outcome(job: "Job", job_dir: str, exit_code: Optional[int], store: Optional[Store],
+                 runtime_info: Optional[Dict[str, Any]]) -> Outcome:
+    outcome = read_outcome(job_dir, exit_code, store, bool(job.config.download_results))
+    outcome.runtime_info.update({k: v for k, v in (runtime_info or {}).items() if v is not None})
     outcome.runtime_info.setdefault("handler", job.handler.name)
+    return outcome
+
+
+def collect(job: "Job", job_dir: str, exit_code: Optional[int], store: Optional[Store] = None,
+            runtime_info: Optional[Dict[str, Any]] = None) -> Outcome:
+    """Read the outcome ``job`` left in ``job_dir`` (``read_outcome``, with the job's
+    ``download_results``), add ``runtime_info`` (its None values left out), and report it
+    to ``job``."""
+    outcome = _job_outcome(job, job_dir, exit_code, store, runtime_info)
     report(job, outcome)
     return outcome
 
 
 def document_outcome(doc: Dict[str, Any], store: Store, download: bool = False) -> Outcome:
-    """The outcome packed by ``transport.pack_outputs`` where the job ran.
+    """The outcome packed by ``documents.pack_outputs`` where the job ran.
 
     A result whose arrays or files are in ``store`` stays there as a ``StoredResult``
     (read when ``get_result()`` asks, or passed on as a reference to the next job on a
@@ -107,17 +150,45 @@ def document_outcome(doc: Dict[str, Any], store: Store, download: bool = False) 
 
 
 def collect_document(job: "Job", doc: Dict[str, Any], store: Store) -> Outcome:
-    """Report the outcome packed by ``transport.pack_outputs`` on another machine (see
+    """Report the outcome packed by ``documents.pack_outputs`` on another machine (see
     ``document_outcome``)."""
     outcome = document_outcome(doc, store, bool(job.config.download_results))
     report(job, outcome)
     return outcome
 
 
+def grace(job_timeout: Optional[float]) -> Optional[float]:
+    """How long a launcher lets a job run: ``job_timeout`` plus ``TIMEOUT_GRACE``."""
+    return None if job_timeout is None else float(job_timeout) + TIMEOUT_GRACE
+
+
 def launch_timeout(job: "Job") -> Optional[float]:
-    """How long a launcher lets a job run: its ``job_timeout`` plus ``TIMEOUT_GRACE``."""
-    t = job.config.job_timeout
-    return None if t is None else float(t) + TIMEOUT_GRACE
+    """How long a launcher lets ``job`` run: ``grace(job.config.job_timeout)``."""
+    return grace(job.config.job_timeout)
+
+
+def launch(launcher: Launcher, job_dir: str, job_timeout: Optional[float]) -> Optional[int]:
+    """Run the prepared ``job_dir`` through ``launcher`` and wait: the step between
+    ``prepare`` and ``collect`` every leaving job takes. The launcher lets it run
+    ``grace(job_timeout)`` seconds (the runner's own stop at ``job_timeout``, which writes a
+    clear outcome, normally comes first). Returns the runner's exit code, or None when
+    the launcher stopped a job whose runner had written its outcome (``error.json``);
+    raises ``JobTimeoutError`` when it stopped one that had written nothing."""
+    try:
+        return launcher.launch(job_dir, grace(job_timeout))
+    except (JobTimeoutError, subprocess.TimeoutExpired) as exc:
+        if os.path.exists(os.path.join(job_dir, ERROR)):
+            return None
+        if isinstance(exc, JobTimeoutError):
+            raise
+        raise JobTimeoutError(str(exc)) from None
+
+
+def launcher_label(launcher: Launcher) -> str:
+    """How messages name ``launcher`` ("the docker container runner", "Slurm pilots")."""
+    if isinstance(launcher, ContainerRunner):
+        return f"the {launcher.name} container runner"
+    return launcher.name or "its launcher"
 
 
 class _Running:
@@ -127,10 +198,26 @@ class _Running:
         self.launcher, self.job_dir = launcher, job_dir
 
 
+def _launched_outcome(job: "Job", launcher: Launcher, job_dir: str) -> Optional[Outcome]:
+    """Launch the prepared ``job_dir`` and read its outcome (None: cancelled meanwhile)."""
+    try:
+        code = launch(launcher, job_dir, job.config.job_timeout)
+    except JobTimeoutError:
+        if job.is_done():
+            return None
+        return failed(JobTimeoutError(
+            f"job {job.function_name} ({job.id}) was stopped by {launcher_label(launcher)} "
+            f"after job_timeout={job.config.job_timeout} s; raise hi.Config(job_timeout=...) "
+            "if it needs longer"), {"handler": job.handler.name})
+    if job.is_done():  # cancelled: the launcher was killed
+        return None
+    return _job_outcome(job, job_dir, code, None, None)
+
+
 def run_outside(job: "Job", launcher: Launcher, base_dir: Optional[str] = None) -> None:
-    """Run ``job`` through ``launcher``: prepare, launch, collect, clean up. Reports the
-    outcome to the job (after its job directory is gone) and never raises for the job's
-    own failures."""
+    """Run ``job`` through ``launcher``: ``prepare``, ``launch``, collect, clean up. Reports
+    the outcome to the job (after its job directory is gone) and never raises for the
+    job's own failures."""
     job_dir = ""
     outcome: Optional[Outcome] = None
     try:
@@ -138,21 +225,7 @@ def run_outside(job: "Job", launcher: Launcher, base_dir: Optional[str] = None) 
         job.handler_data = _Running(launcher, job_dir)
         if job.is_done():  # cancelled while being prepared
             return
-        try:
-            code: Optional[int] = launcher.launch(job_dir, launch_timeout(job))
-        except (JobTimeoutError, subprocess.TimeoutExpired):
-            code = None
-            # the runner writes the timeout itself when it can; otherwise say it here
-            if not os.path.exists(os.path.join(job_dir, "error.json")):
-                outcome = failed(JobTimeoutError(
-                    f"job {job.function_name} ({job.id}) was stopped by {launcher.name or 'its launcher'} "
-                    f"after job_timeout={job.config.job_timeout} s; raise hi.Config(job_timeout=...) "
-                    "if it needs longer"), {"handler": job.handler.name})
-        if job.is_done():  # cancelled: the launcher was killed
-            return
-        if outcome is None:
-            outcome = read_job_outputs(job_dir, code)
-            outcome.runtime_info.setdefault("handler", job.handler.name)
+        outcome = _launched_outcome(job, launcher, job_dir)
     except BaseException as exc:  # noqa: BLE001 - any failure here is the job's failure
         outcome = failed(exc, {"handler": job.handler.name})
         if not isinstance(exc, Exception):
@@ -226,28 +299,15 @@ class SubprocessLauncher(Launcher):
             logger.error("runner pid %s did not die after SIGKILL", proc.pid)
 
 
-class ContainerLauncher(Launcher):
-    """Runs the job directory in ``image`` through a container runner plugin."""
-
-    def __init__(self, runner: ContainerRunner, image: str) -> None:
-        self.runner, self.image = runner, image
-        self.name = f"the {runner.name} container runner"
-
-    def launch(self, job_dir: str, timeout: Optional[float]) -> int:
-        return self.runner.run(self.image, job_dir, timeout=timeout)
-
-    def kill(self, job_dir: str) -> None:
-        self.runner.kill(job_dir)
-
-
-def container_launcher(job: "Job") -> ContainerLauncher:
-    """The launcher for a container job under its configuration."""
+def container_launcher(job: "Job") -> ContainerRunner:
+    """The launcher of a container job: the container runner (a ``Launcher``) its
+    configuration chooses for its image (``hither.plugins.containers.runner_for``)."""
     from hither.plugins.containers import runner_for
 
     assert job.container is not None
-    return ContainerLauncher(runner_for(job.container, job.config, job.function_name), job.container)
+    return runner_for(job.container, job.config, job.function_name)
 
 
-__all__ = ["prepare", "prepare_document", "collect", "collect_document", "document_outcome", "run_outside",
-           "cancel_outside", "launch_timeout", "SubprocessLauncher", "ContainerLauncher",
-           "container_launcher", "job_temp_dir", "TIMEOUT_GRACE"]
+__all__ = ["prepare", "prepare_document", "launch", "grace", "launch_timeout", "launcher_label",
+           "read_outcome", "collect", "collect_document", "document_outcome", "run_outside",
+           "cancel_outside", "SubprocessLauncher", "container_launcher", "job_temp_dir", "TIMEOUT_GRACE"]

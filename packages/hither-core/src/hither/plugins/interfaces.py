@@ -11,10 +11,12 @@ and hither-core finds it lazily, never importing a plugin package by name.
 from __future__ import annotations
 
 import abc
+import json
+import os
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Iterator, Optional, Tuple
 
-from hither.errors import HitherError
+from hither.errors import ContainerError, HitherError
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -207,66 +209,15 @@ class Store(abc.ABC):
         """Re-hash the stored content; True when it matches ``uri``."""
 
 
-class ContainerRunner(abc.ABC):
-    """Runs a prepared job directory inside a container image. Group ``hither.container_runners``.
-
-    A job directory (see ``hither.outside.path``) holds ``spec.json``, ``args.json`` (+ arrays
-    and files), ``code.zip`` and ``runner.py``. ``run`` mounts it read-write, runs
-    ``python3 <dir>/runner.py <dir>`` in the image (network off unless the options say
-    otherwise) and returns the exit code; core then reads the outcome from the directory.
-    The job handler decides *where* a job runs; the runner decides *how* it runs in a
-    container. Runners are made per configuration: ``Runner(options)`` with the
-    ``hi.Config(container_options=...)`` in force. Example::
-
-        runner = registry.load("container_runners", "docker")(ContainerOptions(memory="2g"))
-        exit_code = runner.run("docker://hither-test/python-numpy:3.11", job_dir, timeout=60)
-
-    The contract of ``run``:
-
-    - it returns the exit code of the runner process (0 when the runner wrote its outcome,
-      even for a job that raised); any other code means the container crashed or was killed;
-    - when ``timeout`` seconds pass it stops and removes the container, then raises
-      ``hither.errors.JobTimeoutError`` (the runner also stops itself at the job's timeout
-      as a backstop, see ``hither.runtime``);
-    - it raises ``hither.errors.ContainerImageError`` naming the image when the image is
-      missing and cannot be pulled, and ``ContainerError`` for other engine failures;
-    - ``kill(job_dir)`` (from another thread) stops the container running ``job_dir``
-      within a second; ``run`` then returns or raises promptly.
-    """
-
-    name: ClassVar[str] = ""
-    #: image URL schemes this runner can run, e.g. ("docker",); apptainer also runs
-    #: "docker" images, so one image may have several runners: the engine is then chosen by
-    #: ``hi.Config(container_engine=...)`` or the default preference order
-    schemes: ClassVar[Tuple[str, ...]] = ()
-
-    def __init__(self, options: Optional["ContainerOptions"] = None) -> None:
-        from hither.models import ContainerOptions
-
-        self.options = options if options is not None else ContainerOptions()
-
-    @classmethod
-    @abc.abstractmethod
-    def is_available(cls) -> bool:
-        """Whether the engine is installed and answering on this machine."""
-
-    @abc.abstractmethod
-    def run(self, image: str, job_dir: str, timeout: Optional[float] = None) -> int:
-        """Run the job in ``job_dir`` inside ``image``; return the runner's exit code."""
-
-    def kill(self, job_dir: str) -> None:
-        """Stop the container running ``job_dir``, if any (cancel)."""
-
-    def close(self) -> None:
-        """Release what the runner keeps between jobs (warm containers)."""
-
-
 class Launcher(abc.ABC):
     """Runs a prepared job directory somewhere: the one step that differs between the ways
     a job leaves the calling process (a subprocess, a container, a pilot, a remote resource).
 
-    ``hither.outside.path.run_outside(job, launcher)`` prepares the job directory, calls
-    ``launch``, and collects the outcome the runner wrote there. Example::
+    ``hither.outside.path`` prepares the job directory (or a document that another machine
+    unpacks into one), calls ``launch`` (``hither.outside.path.launch``), and collects the
+    outcome the runner wrote there; ``run_outside(job, launcher)`` does all three. Every
+    ``ContainerRunner`` is a Launcher (of the image its job directory's ``spec.json``
+    names). Example::
 
         class HostPython(Launcher):
             name = "host-python"
@@ -286,6 +237,10 @@ class Launcher(abc.ABC):
     name: ClassVar[str] = ""
     #: how many job directories this launcher runs at once (None: as many as are given)
     capacity: Optional[int] = None
+    #: whether ``launch`` runs a container job (``spec.json`` names an image) in its image
+    #: itself (a container runner, Slurm pilots that start it on their node); False: the
+    #: caller sends container jobs to a container runner instead
+    runs_containers: ClassVar[bool] = False
 
     @abc.abstractmethod
     def launch(self, job_dir: str, timeout: Optional[float]) -> int:
@@ -297,6 +252,81 @@ class Launcher(abc.ABC):
     def close(self) -> None:
         """Release what the launcher holds (a job server, connections); runs still going
         are stopped."""
+
+
+class ContainerRunner(Launcher):
+    """Runs a prepared job directory inside a container image. Group ``hither.container_runners``.
+
+    A runner *is* the ``Launcher`` of container jobs: ``launch(job_dir, timeout)`` runs the
+    directory in the image its ``spec.json`` names (``container``), through ``run``. A
+    plugin implements ``is_available``, ``run`` and, for cancel and warm containers,
+    ``kill`` and ``close``; it does not implement ``launch``.
+
+    A job directory (see ``hither.outside.path``) holds ``spec.json``, ``args.json`` (+ arrays
+    and files), ``code.zip`` and ``runner.py``. ``run`` mounts it read-write, runs
+    ``python3 <dir>/runner.py <dir>`` in the image (network off unless the options say
+    otherwise) and returns the exit code; core then reads the outcome from the directory.
+    The job handler decides *where* a job runs; the runner decides *how* it runs in a
+    container. Runners are made per configuration: ``Runner(options)`` with the
+    ``hi.Config(container_options=...)`` in force. Example::
+
+        runner = registry.load("container_runners", "docker")(ContainerOptions(memory="2g"))
+        exit_code = runner.run("docker://hither-test/python-numpy:3.11", job_dir, timeout=60)
+        exit_code = runner.launch(job_dir, timeout=60)   # the image spec.json names
+
+    The contract of ``run``:
+
+    - it returns the exit code of the runner process (0 when the runner wrote its outcome,
+      even for a job that raised); any other code means the container crashed or was killed;
+    - when ``timeout`` seconds pass it stops and removes the container, then raises
+      ``hither.errors.JobTimeoutError`` (the runner also stops itself at the job's timeout
+      as a backstop, see ``hither.runtime``);
+    - it raises ``hither.errors.ContainerImageError`` naming the image when the image is
+      missing and cannot be pulled, and ``ContainerError`` for other engine failures;
+    - ``kill(job_dir)`` (from another thread) stops the container running ``job_dir``
+      within a second; ``run`` then returns or raises promptly.
+    """
+
+    name: ClassVar[str] = ""
+    runs_containers: ClassVar[bool] = True
+    #: image URL schemes this runner can run, e.g. ("docker",); apptainer also runs
+    #: "docker" images, so one image may have several runners: the engine is then chosen by
+    #: ``hi.Config(container_engine=...)`` or the default preference order
+    schemes: ClassVar[Tuple[str, ...]] = ()
+
+    def __init__(self, options: Optional["ContainerOptions"] = None) -> None:
+        from hither.models import ContainerOptions
+
+        self.options = options if options is not None else ContainerOptions()
+
+    @classmethod
+    @abc.abstractmethod
+    def is_available(cls) -> bool:
+        """Whether the engine is installed and answering on this machine."""
+
+    @abc.abstractmethod
+    def run(self, image: str, job_dir: str, timeout: Optional[float] = None) -> int:
+        """Run the job in ``job_dir`` inside ``image``; return the runner's exit code."""
+
+    def launch(self, job_dir: str, timeout: Optional[float]) -> int:
+        """``run`` the job directory in the image its ``spec.json`` names."""
+        image = job_dir_image(job_dir)
+        if not image:
+            raise ContainerError(f"{job_dir}/spec.json names no container image for the "
+                                 f"{self.name} container runner")
+        return self.run(image, job_dir, timeout=timeout)
+
+    def kill(self, job_dir: str) -> None:
+        """Stop the container running ``job_dir``, if any (cancel)."""
+
+    def close(self) -> None:
+        """Release what the runner keeps between jobs (warm containers)."""
+
+
+def job_dir_image(job_dir: str) -> Optional[str]:
+    """The container image a prepared job directory's ``spec.json`` names (None: a host job)."""
+    with open(os.path.join(job_dir, "spec.json")) as f:
+        return json.load(f).get("container") or None
 
 
 def describe_interface(cls: Any) -> str:

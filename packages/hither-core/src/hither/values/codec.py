@@ -1,5 +1,5 @@
-"""Encoding hither values for storage and transport (arrays handed to a sink): the wire format
-of ``hither.runtime.wire_next`` (the grammar's walks), with ``hi.File`` rebuilt on decoding.
+"""Encoding hither values for storage and transport (arrays handed to a sink): ``hither.runtime``'s
+wire format (the value grammar's walks), with ``hi.File`` rebuilt on decoding.
 
 Cache backends and stores use these so arrays never travel as base64 inside JSON::
 

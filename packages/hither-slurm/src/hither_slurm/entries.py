@@ -1,0 +1,32 @@
+"""``Entry``: what a SlurmJobHandler knows of one job directory in its queue."""
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hither.jobs.job import Job
+
+
+class Entry:
+    """What the handler knows of one queued job directory: a submitted ``Job``'s, or a
+    prepared one run for a caller through ``job_dir_launcher()`` (``job`` None; the caller
+    waits on ``done`` for ``end``)."""
+
+    __slots__ = ("job", "key", "batch", "requeued", "cancelled", "timeout", "container", "name",
+                 "end", "done")
+
+    def __init__(self, key: str, job: "Optional[Job]", timeout: Optional[float],
+                 container: Optional[Dict[str, Any]], name: str) -> None:
+        self.job = job
+        self.key = key
+        self.batch: Optional[str] = None  # the batch whose pilot claimed it
+        self.requeued = 0
+        self.cancelled = False
+        self.timeout = timeout
+        self.container = container  # hither_slurm.container_run.container_entry
+        self.name = name  # "function (job id)", for messages
+        # a job directory's end: ("outcome", pilot's outcome), ("error", exception) or
+        # ("cancelled", None)
+        self.end: Optional[Tuple[str, Any]] = None
+        self.done: Optional[threading.Event] = threading.Event() if job is None else None
