@@ -40,6 +40,16 @@ _MONGO_SCHEMES = ("mongodb://", "mongodb+srv://")
 EXIT_INTERRUPTED = 130
 
 
+class Interrupted(click.ClickException):
+    """Ctrl-C: one line, and the exit code shells give a command stopped by SIGINT."""
+
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self) -> None:
+        super().__init__("interrupted (Ctrl-C) before the command finished: run it again to "
+                         "finish")
+
+
 class _CacheGroup(click.Group):
     """The ``hither-cache`` group: Ctrl-C and any failure no command turned into a message
     end in one line and a non-zero exit code, never a traceback (``-v`` logs it)."""
@@ -48,10 +58,7 @@ class _CacheGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            exc = click.ClickException("interrupted (Ctrl-C) before the command finished: run it "
-                                       "again to finish")
-            exc.exit_code = EXIT_INTERRUPTED
-            raise exc from None
+            raise Interrupted() from None
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except (HitherError, OSError) as exc:

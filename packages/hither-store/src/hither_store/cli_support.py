@@ -40,6 +40,16 @@ class StoreContext:
 EXIT_INTERRUPTED = 130
 
 
+class Interrupted(click.ClickException):
+    """Ctrl-C: one line, and the exit code shells give a command stopped by SIGINT."""
+
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self) -> None:
+        super().__init__("interrupted (Ctrl-C) before the command finished: run it again to "
+                         "finish; stored content is never half-written")
+
+
 class Duration(click.ParamType):
     """A duration in the syntax of every hither command line (``hither.plugins.cli``)."""
 
@@ -66,10 +76,7 @@ class StoreGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            exc = click.ClickException("interrupted (Ctrl-C) before the command finished: run it "
-                                       "again to finish; stored content is never half-written")
-            exc.exit_code = EXIT_INTERRUPTED
-            raise exc from None
+            raise Interrupted() from None
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:  # noqa: BLE001 - the last resort: a message, not a traceback
