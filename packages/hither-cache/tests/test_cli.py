@@ -332,3 +332,17 @@ def test_ctrl_c_of_a_real_process_waiting_for_mongo(dead_mongo_url: str) -> None
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted (Ctrl-C)" in err
+
+
+@pytest.mark.parametrize("command", ["ls", "stats", "show"])
+def test_an_unreadable_cache_folder_is_one_line(cache_dir: str, monkeypatch: pytest.MonkeyPatch,
+                                               command: str) -> None:
+    def denied(self, *a, **k):
+        raise PermissionError(13, "Permission denied", cache_dir)
+
+    monkeypatch.setattr(FileCacheBackend, "iter_summaries", denied)
+    monkeypatch.setattr(FileCacheBackend, "iter_hashes", denied)
+    r = CliRunner().invoke(main, ["--path", cache_dir, command] + (["ab"] if command == "show" else []))
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.exception
+    line = _one_error_line(r.output)
+    assert "Permission denied" in line and cache_dir in line and "this user" in line

@@ -278,3 +278,15 @@ def test_ctrl_c_of_a_real_process(tmp_path):
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted (Ctrl-C)" in err
+
+
+def test_missing_s3fs_is_an_install_hint_quoted_for_zsh(tmp_path):
+    """hither-store without its [s3] extra: a fake ``s3fs`` that fails to import comes first
+    on the path of the real console script."""
+    fake = tmp_path / "no-s3fs" / "s3fs"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError(\"No module named 's3fs'\")\n")
+    out = _real("--url", "s3://bucket/prefix", "stats", env={"PYTHONPATH": str(fake.parent)})
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "pip install 'hither-store[s3]'" in out.stderr
