@@ -16,9 +16,10 @@ from click.testing import CliRunner
 import hither as hi
 from hither.content.folder import builtin_folder, file_store
 from hither.content.stores import default_store, set_default_store
+from hither.plugins.cli import parse_duration
 from hither_store import Store
 from hither_store.cli import main as store_cli
-from hither_store.prune import parse_age, parse_size, prune
+from hither_store.prune import parse_size, prune
 
 
 def _count() -> None:
@@ -162,10 +163,11 @@ def test_prune_command(tmp_path):
 
 
 def test_prune_argument_parsing():
-    assert parse_age("30d") == parse_age("30") == 30 * 86400 and parse_age("90m") == 5400
+    # one duration syntax for hither-store and hither-cache: a bare number is seconds
+    assert parse_duration("30d") == 30 * 86400 and parse_duration("30") == 30 and parse_duration("90m") == 5400
     assert parse_size("50G") == parse_size("50GiB") == 50 * 2**30 and parse_size("2048") == 2048
     with pytest.raises(ValueError):
-        parse_age("soon")
+        parse_duration("soon")
 
 
 def test_store_put_file_never_links_the_source(tmp_path):

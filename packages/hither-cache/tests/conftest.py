@@ -33,7 +33,7 @@ def mongo_url() -> str:
     except ImportError:
         # not a missing service: an environment without the extra (e.g. hatch's
         # cache-only env) tests the file backend alone
-        pytest.skip("pymongo is not installed: pip install hither-cache[mongo]")
+        pytest.skip("pymongo is not installed: pip install 'hither-cache[mongo]'")
     client = pymongo.MongoClient(MONGO_URL, serverSelectionTimeoutMS=2000)
     try:
         client.admin.command("ping")
@@ -117,7 +117,7 @@ def private_mongo(tmp_path: Path) -> Iterator[PrivateMongo]:
     except ImportError:
         # not a missing service: an environment without the extra (e.g. hatch's
         # cache-only env) tests the file backend alone
-        pytest.skip("pymongo is not installed: pip install hither-cache[mongo]")
+        pytest.skip("pymongo is not installed: pip install 'hither-cache[mongo]'")
     if not SECANTUS.exists():
         _unavailable(f"{SECANTUS} is not installed: bash scripts/services.sh mongo")
     server = PrivateMongo(tmp_path / "secantus")

@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 from hither.models import ErrorInfo, JobStatus, RuntimeInfo
 from hither.testing.cache_conformance import entry, job_hash
-from hither_cache.cli import main, parse_duration
+from hither.plugins.cli import parse_duration
+from hither_cache.cli import main
 from hither_cache.file_backend import FileCacheBackend
 from hither_cache.mongo_backend import MongoCacheBackend
 
@@ -51,7 +52,7 @@ def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "7", "d", "7x", "7d garbage", "-1d"])
+@pytest.mark.parametrize("text", ["", "d", "7x", "7d garbage", "-1d"])
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration(text)
@@ -215,3 +216,133 @@ def test_mongo_backend_timeouts_are_checked(option: str, bad: object) -> None:
 
     with pytest.raises(ConfigError, match=option):
         MongoCacheBackend(Database(mongo_url="mongodb://127.0.0.1:1", database="x"), **{option: bad})
+
+
+# -- a newcomer's first hour (issue 22): durations, empty listings, errors without tracebacks
+
+
+def _real(*args: str, env: "dict | None" = None, timeout: float = 60) -> "subprocess.CompletedProcess[str]":
+    """The hither-cache console script as a real process."""
+    exe = Path(sys.executable).with_name("hither-cache")
+    assert exe.exists(), "the hither-cache console script is not installed next to this Python"
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def _one_error_line(text: str) -> str:
+    assert "Traceback" not in text, text
+    errors = [ln for ln in text.splitlines() if ln.startswith("Error:")]
+    assert len(errors) == 1, text
+    return errors[0]
+
+
+def test_older_than_takes_a_bare_number_of_seconds_and_compounds(cache_dir: str) -> None:
+    r = run("--path", cache_dir, "clear", "--older-than", "2d12h", "--yes")
+    assert r.exit_code == 0 and "deleted 1 entry" in r.output, r.output  # the 10-day-old one
+    r = run("--path", cache_dir, "clear", "--older-than", "7200", "--yes")  # 2 h: the 2-day-old one
+    assert r.exit_code == 0 and "deleted 1 entry" in r.output, r.output
+    assert list(FileCacheBackend(cache_dir).iter_hashes()) == [job_hash("new")]
+
+
+def test_a_bad_duration_is_one_line_naming_option_text_and_syntax(cache_dir: str) -> None:
+    proc = _real("--path", cache_dir, "clear", "--older-than", "7 days", "--yes")
+    assert proc.returncode == 2
+    line = _one_error_line(proc.stderr)
+    assert "--older-than" in line and "'7 days'" in line and "1d12h" in line and "(90)" in line
+    assert "a number of seconds (90)" in " ".join(run("clear", "--help").output.split())
+
+
+def test_an_empty_listing_says_so_on_stderr(tmp_path: Path) -> None:
+    empty = str(tmp_path / "empty")
+    FileCacheBackend(empty)
+    for extra in ([], ["--json"], ["--function", "nope"]):
+        proc = _real("--path", empty, "ls", *extra)
+        assert proc.returncode == 0 and proc.stdout == "", proc.stderr
+        assert proc.stderr.startswith("no entries") and len(proc.stderr.strip().splitlines()) == 1
+    assert "of function 'nope'" in proc.stderr
+
+
+def test_unreachable_mongo_names_the_cli_flag_in_two_lines_at_most(dead_mongo_url: str) -> None:
+    pytest.importorskip("pymongo")
+    proc = _real("--mongo-url", dead_mongo_url, "--retry-timeout", "0.5", "ls")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) <= 2 and len(proc.stderr) < 600, proc.stderr
+    assert "--retry-timeout" in proc.stderr and "retry_timeout=" not in proc.stderr
+    assert "Topology" not in proc.stderr
+
+
+def test_a_bad_retry_timeout_names_the_flag() -> None:
+    for bad, says in (("nan", "out of range"), ("soon", "not a number of seconds")):
+        line = _one_error_line(run("--mongo-url", "mongodb://127.0.0.1:1", "--retry-timeout", bad,
+                                   "ls").output)
+        assert "--retry-timeout" in line and "retry_timeout" not in line and says in line
+
+
+@pytest.mark.timeout(30)
+def test_a_mongo_url_that_is_not_one_is_a_usage_error_at_once() -> None:
+    start = time.monotonic()
+    proc = _real("--mongo-url", "localhost-27017", "ls")
+    assert proc.returncode == 2 and time.monotonic() - start < 20
+    line = _one_error_line(proc.stderr)
+    assert "--mongo-url" in line and "mongodb://HOST" in line
+
+
+def test_missing_pymongo_is_an_install_hint_quoted_for_zsh(tmp_path: Path) -> None:
+    """hither-cache without its [mongo] extra: a fake ``pymongo`` that fails to import comes
+    first on the path of the real console script."""
+    fake = tmp_path / "no-pymongo" / "pymongo"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError(\"No module named 'pymongo'\")\n")
+    proc = _real("--mongo-url", "mongodb://127.0.0.1:1", "ls", env={"PYTHONPATH": str(fake.parent)})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == ("Error: the MongoDB job cache needs pymongo, which is not "
+                                   "installed: pip install 'hither-cache[mongo]'")
+
+
+def test_an_unexpected_failure_is_one_line(cache_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(self):
+        raise RuntimeError("nobody expected this")
+
+    monkeypatch.setattr(FileCacheBackend, "iter_summaries", boom)
+    r = CliRunner().invoke(main, ["--path", cache_dir, "ls"])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.exception
+    assert _one_error_line(r.output).endswith("-v shows the traceback (please report it with that output)")
+
+
+def test_ctrl_c_is_one_line_and_exit_code_130(cache_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(FileCacheBackend, "iter_summaries", interrupted)
+    r = CliRunner().invoke(main, ["--path", cache_dir, "stats"])
+    assert r.exit_code == 130 and "interrupted (Ctrl-C)" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_of_a_real_process_waiting_for_mongo(dead_mongo_url: str) -> None:
+    pytest.importorskip("pymongo")
+    import signal
+
+    exe = Path(sys.executable).with_name("hither-cache")
+    proc = subprocess.Popen([str(exe), "--mongo-url", dead_mongo_url, "--retry-timeout", "40", "ls"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)  # past the imports: retrying the server
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted (Ctrl-C)" in err
+
+
+@pytest.mark.parametrize("command", ["ls", "stats", "show"])
+def test_an_unreadable_cache_folder_is_one_line(cache_dir: str, monkeypatch: pytest.MonkeyPatch,
+                                               command: str) -> None:
+    def denied(self, *a, **k):
+        raise PermissionError(13, "Permission denied", cache_dir)
+
+    monkeypatch.setattr(FileCacheBackend, "iter_summaries", denied)
+    monkeypatch.setattr(FileCacheBackend, "iter_hashes", denied)
+    r = CliRunner().invoke(main, ["--path", cache_dir, command] + (["ab"] if command == "show" else []))
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.exception
+    line = _one_error_line(r.output)
+    assert "Permission denied" in line and cache_dir in line and "this user" in line

@@ -18,7 +18,7 @@ from hither.testing.cache_conformance import CacheBackendConformance, assert_sam
 from hither_cache import CacheUnavailableError
 from hither_cache.mongo_backend import MongoCacheBackend, redact_url
 
-pytest.importorskip("pymongo", reason="the MongoDB backend needs: pip install hither-cache[mongo]")
+pytest.importorskip("pymongo", reason="the MongoDB backend needs: pip install 'hither-cache[mongo]'")
 
 
 @pytest.fixture
@@ -180,7 +180,7 @@ def test_options_are_checked(mongo_db) -> None:
 
 def test_missing_pymongo_says_what_to_install(mongo_db, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pymongo", None)  # import pymongo now raises ImportError
-    with pytest.raises(PluginNotInstalledError, match=r"pip install hither-cache\[mongo\]"):
+    with pytest.raises(PluginNotInstalledError, match=r"pip install 'hither-cache\[mongo\]'"):
         MongoCacheBackend(mongo_db)
 
 

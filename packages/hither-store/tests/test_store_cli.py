@@ -91,7 +91,7 @@ def test_verify_reports_a_bad_blob_with_exit_code_1(cli_args, store, sample):
         store.fs.pipe_file(store._key(digest), b"tampered")
     result = run(*cli_args, "verify")
     assert result.exit_code == 1
-    assert f"BAD sha1://{digest}/" in result.output and "1 ok, 1 bad" in result.output
+    assert f"BAD sha1://{digest}: " in result.output and "1 ok, 1 bad" in result.output
     assert run(*cli_args, "verify", good_uri).exit_code == 0
     removed = run(*cli_args, "verify", "--remove-bad")
     assert removed.exit_code == 1 and "(removed)" in removed.output
@@ -170,3 +170,123 @@ def test_console_script_as_a_real_process(store, sample, tmp_path):
     bad = subprocess.run([exe, "--url", store.url, "verify"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "BAD" in bad.stdout
     assert "--remove-bad" in bad.stderr
+
+
+# -- a newcomer's first hour (issue 22): durations, empty listings, errors without tracebacks
+
+
+def _real(*args: str, env: "dict | None" = None, **kw) -> "subprocess.CompletedProcess[str]":
+    """The hither-store console script as a real process."""
+    return subprocess.run([_console_script(), *args], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, **(env or {})), **kw)
+
+
+@pytest.mark.parametrize("age", ["1d12h", "90", "15m", "2w"])
+def test_prune_takes_the_one_duration_syntax(tmp_path, age):
+    out = _real("--url", str(tmp_path / "s"), "prune", "--older-than", age, "--dry-run")
+    assert out.returncode == 0, out.stderr
+    assert "would remove 0 blobs" in out.stdout and "Traceback" not in out.stderr
+
+
+def test_prune_with_a_bad_duration_is_one_usage_error(tmp_path):
+    out = _real("--url", str(tmp_path / "s"), "prune", "--older-than", "1x")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    error = [ln for ln in out.stderr.splitlines() if ln.startswith("Error:")]
+    assert len(error) == 1
+    assert "--older-than" in error[0] and "'1x'" in error[0] and "1d12h" in error[0] and "(90)" in error[0]
+
+
+@pytest.mark.parametrize("backend", ["local"])
+def test_a_bare_number_is_seconds(store, sample):
+    uri = store.put_file(str(sample))
+    path = store.local_blobs.path(uri[7:47])
+    old = os.stat(path).st_mtime - 120
+    os.utime(path, (old, old))
+    url = ["--url", store.url]
+    assert "would remove 0 blobs" in run(*url, "prune", "--older-than", "180", "--dry-run").output
+    assert "removed 1 blobs" in run(*url, "prune", "--older-than", "60").output
+    assert not store.exists(uri)
+
+
+def test_prune_help_documents_the_syntax():
+    text = run("prune", "--help").output
+    assert "a number of seconds (90)" in " ".join(text.split()) and "1d12h" in text
+
+
+def test_verify_names_blobs_by_a_valid_uri_and_says_when_the_store_is_empty(tmp_path, sample):
+    url = ["--url", str(tmp_path / "fresh")]
+    empty = _real(*url, "verify")
+    assert empty.returncode == 0 and "Traceback" not in empty.stderr
+    assert "holds no content" in empty.stderr and "holds no content" not in empty.stdout
+    assert len(empty.stderr.strip().splitlines()) == 1
+    uri = run(*url, "put", str(sample)).output.strip()
+    out = run(*url, "verify").output.splitlines()
+    digest = uri[7:47]
+    assert out[0] == f"ok sha1://{digest}"  # no empty name after a trailing slash
+    assert run(*url, "verify", out[0].split()[1]).exit_code == 0
+
+
+@pytest.mark.parametrize("error", [PermissionError(13, "Permission denied", "/srv/store/sha1"),
+                                   OSError(5, "Input/output error")])
+def test_an_unreadable_folder_is_one_line(tmp_path, monkeypatch, error):
+    def fail(self, *a, **k):
+        raise error
+
+    monkeypatch.setattr(Store, "stats", fail)
+    monkeypatch.setattr(Store, "iter_blobs", fail)
+    for command in ("stats", "verify"):
+        res = CliRunner().invoke(main, ["--url", str(tmp_path), command])
+        assert res.exit_code == 1 and res.exception is not None
+        assert isinstance(res.exception, SystemExit), res.exception
+        assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+        assert error.strerror in res.output and "readable and writable" in res.output
+
+
+def test_an_unexpected_failure_is_a_message_not_a_traceback(tmp_path, monkeypatch):
+    def boom(self):
+        raise RuntimeError("something nobody expected")
+
+    monkeypatch.setattr(Store, "describe", boom)
+    res = CliRunner().invoke(main, ["--url", str(tmp_path), "stats"])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.exception
+    assert "something nobody expected" in res.output and "-v shows the traceback" in res.output
+
+
+def test_ctrl_c_is_a_message_and_exit_code_130(tmp_path, monkeypatch):
+    def interrupted(self, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Store, "put_file", interrupted)
+    sample = tmp_path / "a.txt"
+    sample.write_text("a")
+    res = CliRunner().invoke(main, ["--url", str(tmp_path / "s"), "put", str(sample)])
+    assert res.exit_code == 130 and "interrupted (Ctrl-C)" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
+def test_ctrl_c_of_a_real_process(tmp_path):
+    """SIGINT while the command works: one line, exit code 130, no traceback."""
+    import signal
+    import time
+
+    fifo = tmp_path / "never-written"
+    os.mkfifo(fifo)  # put blocks reading it until it is interrupted
+    proc = subprocess.Popen([_console_script(), "--url", str(tmp_path / "s"), "put", str(fifo)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted (Ctrl-C)" in err
+
+
+def test_missing_s3fs_is_an_install_hint_quoted_for_zsh(tmp_path):
+    """hither-store without its [s3] extra: a fake ``s3fs`` that fails to import comes first
+    on the path of the real console script."""
+    fake = tmp_path / "no-s3fs" / "s3fs"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError(\"No module named 's3fs'\")\n")
+    out = _real("--url", "s3://bucket/prefix", "stats", env={"PYTHONPATH": str(fake.parent)})
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "pip install 'hither-store[s3]'" in out.stderr

@@ -39,6 +39,38 @@ def test_default_store_comes_from_the_environment(tmp_path, monkeypatch, no_defa
     assert os.path.isfile(tmp_path / "env-store" / "sha1" / uri[7:9] / uri[9:11] / uri[7:47])
 
 
+def test_default_store_follows_the_environment_variable(tmp_path, monkeypatch, no_default_store):
+    """A program that changes $HITHER_STORE_URL after first use gets the new store (each
+    store opened once), and hi.File content goes there."""
+    import hither as hi
+
+    first, second = str(tmp_path / "first"), str(tmp_path / "second")
+    monkeypatch.setenv("HITHER_STORE_URL", first)
+    store_a = default_store()
+    monkeypatch.setenv("HITHER_STORE_URL", second)
+    store_b = default_store()
+    assert store_b.url == second and store_a.url == first
+    assert default_store() is store_b
+    monkeypatch.setenv("HITHER_STORE_URL", first)
+    assert default_store() is store_a  # cached per URL, not reopened
+    monkeypatch.setenv("HITHER_STORE_URL", second)
+    src = tmp_path / "data.txt"
+    src.write_text("follow the variable")
+    f = hi.File(str(src))
+    assert store_b.exists(f.uri) and not store_a.exists(f.uri)
+
+
+def test_set_default_store_wins_over_the_environment(tmp_path, monkeypatch, no_default_store):
+    from hither_store import Store
+
+    pinned = Store(str(tmp_path / "pinned"))
+    set_default_store(pinned)
+    monkeypatch.setenv("HITHER_STORE_URL", str(tmp_path / "elsewhere"))
+    assert default_store() is pinned
+    set_default_store(None)
+    assert default_store().url == str(tmp_path / "elsewhere")
+
+
 def test_default_location_is_the_user_cache(monkeypatch):
     monkeypatch.delenv("HITHER_STORE_URL")
     monkeypatch.delenv("HITHER_STORE_CACHE")

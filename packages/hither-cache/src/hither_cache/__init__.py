@@ -2,7 +2,7 @@
 
 - ``FileCacheBackend``: entries as sharded folders of files (``hi.JobCache(path=...)``).
 - ``MongoCacheBackend``: entries in MongoDB (``hi.JobCache(database=hi.Database(...))``;
-  needs ``pip install hither-cache[mongo]``).
+  needs ``pip install 'hither-cache[mongo]'``).
 
 hither finds both through the ``hither.caches`` entry points; import this package only to
 construct a backend with non-default options::

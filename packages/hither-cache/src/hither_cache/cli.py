@@ -4,11 +4,17 @@
     hither-cache --path ~/hither-cache ls --function add
     hither-cache --mongo-url mongodb://db:27017 --database hither show 3f2a
     hither-cache --path ~/hither-cache clear --older-than 7d --yes
+
+Durations are ``hither.plugins.cli``'s syntax (a bare number is seconds; 90s, 15m, 12h, 7d,
+2w, 1d12h), the same as ``hither-store prune``'s. Errors (a server that does not answer, a
+bad URL, a missing extra, a folder that cannot be read, Ctrl-C) end in one line saying what
+to do and a non-zero exit code; ``-v`` logs tracebacks. Empty listings say so on stderr.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import math
 import re
 import time
@@ -19,25 +25,49 @@ import click
 import numpy as np
 
 from hither.errors import HitherError
+from hither.plugins.cli import DURATION_SYNTAX, parse_duration
 from hither.plugins.interfaces import CacheBackend
 
 from .__about__ import __version__
 from .documents import EntrySummary
 from .limits import seconds_option
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+logger = logging.getLogger("hither.cache")
+
 _HEX_RE = re.compile(r"^[0-9a-f]+$")
+_MONGO_SCHEMES = ("mongodb://", "mongodb+srv://")
+#: exit code of a command stopped by Ctrl-C (128 + SIGINT, as shells report it)
+EXIT_INTERRUPTED = 130
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in a duration such as ``7d``, ``12h``, ``1d12h``, ``90m``, ``30s``, ``2w``."""
-    t = text.strip().lower()
-    parts = _DURATION_RE.findall(t)
-    if not t or not parts or "".join(n + u for n, u in parts) != t:
-        raise ValueError(f"{text!r} is not a duration: use a number and a unit (s, m, h, d, w), "
-                         "e.g. 7d, 12h or 1d12h")
-    return sum(float(n) * _UNITS[u] for n, u in parts)
+class Interrupted(click.ClickException):
+    """Ctrl-C: one line, and the exit code shells give a command stopped by SIGINT."""
+
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self) -> None:
+        super().__init__("interrupted (Ctrl-C) before the command finished: run it again to "
+                         "finish")
+
+
+class _CacheGroup(click.Group):
+    """The ``hither-cache`` group: Ctrl-C and any failure no command turned into a message
+    end in one line and a non-zero exit code, never a traceback (``-v`` logs it)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted() from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except (HitherError, OSError) as exc:
+            raise _fail(exc) from None
+        except Exception as exc:  # noqa: BLE001 - the last resort: a message, not a traceback
+            logger.debug("hither-cache failed", exc_info=exc)
+            raise click.ClickException(
+                f"unexpected {type(exc).__name__}: {exc}; -v shows the traceback (please report "
+                "it with that output)") from exc
 
 
 class _Duration(click.ParamType):
@@ -49,7 +79,7 @@ class _Duration(click.ParamType):
     def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> float:
         try:
             seconds = float(value) if isinstance(value, (int, float)) else parse_duration(value)
-        except ValueError as exc:
+        except ValueError as exc:  # one line: the option, the text, the syntax
             self.fail(str(exc), param, ctx)
         if not math.isfinite(seconds) or seconds > time.time():
             self.fail(f"{value!r} reaches back before 1970, so no entry is that old: give a "
@@ -64,8 +94,12 @@ class _Seconds(click.ParamType):
 
     def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> float:
         try:
-            return seconds_option(param.name if param is not None else "value", float(value))
-        except (ValueError, TypeError) as exc:
+            seconds = float(value)
+        except (ValueError, TypeError):
+            self.fail(f"{value!r} is not a number of seconds: give e.g. 10 or 2.5", param, ctx)
+        try:  # named as the command line spells it, e.g. --retry-timeout
+            return seconds_option(param.opts[0] if param is not None else "value", seconds)
+        except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
 
@@ -77,6 +111,10 @@ def _open_backend(ctx: click.Context) -> CacheBackend:
         if (path is None) == (mongo_url is None):
             raise click.UsageError("choose the cache with exactly one of --path FOLDER or "
                                    "--mongo-url URL (with --database NAME)")
+        if mongo_url is not None and not mongo_url.startswith(_MONGO_SCHEMES):
+            raise click.BadParameter(f"{mongo_url!r} is not a MongoDB URL: give "
+                                     "mongodb://HOST[:PORT] (or mongodb+srv://HOST)",
+                                     param_hint="'--mongo-url'")
         try:
             if path is not None:
                 from .file_backend import FileCacheBackend
@@ -87,9 +125,11 @@ def _open_backend(ctx: click.Context) -> CacheBackend:
 
                 from .mongo_backend import MongoCacheBackend
 
-                obj["backend"] = MongoCacheBackend(
+                backend = MongoCacheBackend(
                     Database(mongo_url=mongo_url, database=obj["database"]),
                     collection=obj["collection"], retry_timeout=obj["retry_timeout"], cooldown=0)
+                backend.retry_hint = "--retry-timeout SECONDS"
+                obj["backend"] = backend
         except (HitherError, OSError) as exc:
             raise _fail(exc) from None
     return obj["backend"]
@@ -131,7 +171,7 @@ def _fail(exc: Exception) -> "click.ClickException":
     return click.ClickException(str(exc))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_CacheGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--path", type=click.Path(file_okay=False, exists=True), envvar="HITHER_CACHE_PATH",
               help="Folder of a file job cache (hi.JobCache(path=...)). Env: HITHER_CACHE_PATH.")
 @click.option("--mongo-url", envvar="HITHER_CACHE_MONGO_URL",
@@ -141,11 +181,14 @@ def _fail(exc: Exception) -> "click.ClickException":
 @click.option("--collection", default="job_cache", show_default=True, help="MongoDB collection.")
 @click.option("--retry-timeout", type=_Seconds(), default=10.0, show_default=True,
               help="Seconds to keep retrying an unreachable MongoDB server.")
+@click.option("-v", "--verbose", is_flag=True, help="Log what the cache does (and tracebacks).")
 @click.version_option(__version__, prog_name="hither-cache")
 @click.pass_context
 def main(ctx: click.Context, path: Optional[str], mongo_url: Optional[str], database: str,
-         collection: str, retry_timeout: float) -> None:
+         collection: str, retry_timeout: float, verbose: bool) -> None:
     """Look into and clean a hither job cache (a --path folder or a --mongo-url database)."""
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
     ctx.obj = {"path": path, "mongo_url": mongo_url, "database": database,
                "collection": collection, "retry_timeout": retry_timeout, "backend": None}
 
@@ -198,6 +241,10 @@ def ls_cmd(ctx: click.Context, function_name: Optional[str], limit: Optional[int
         raise _fail(exc) from None
     if function_name:
         items = [s for s in items if s.function_name == function_name]
+    if not items:  # on stderr: a script reading stdout sees no lines
+        of = f" of function {function_name!r}" if function_name else ""
+        click.echo(f"no entries{of} in the {backend.describe()}", err=True)
+        return
     items.sort(key=lambda s: s.created_at, reverse=True)
     for s in items[:limit] if limit is not None else items:
         if as_json:
@@ -282,8 +329,8 @@ def show(ctx: click.Context, job_hash: str) -> None:
 
 
 @main.command()
-@click.option("--older-than", type=_Duration(), default=None,
-              help="Only entries created more than this long ago, e.g. 7d, 12h, 1d12h.")
+@click.option("--older-than", type=_Duration(), default=None, metavar="DURATION",
+              help=f"Only entries created more than DURATION ago. DURATION is {DURATION_SYNTAX}.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
 def clear(ctx: click.Context, older_than: Optional[float], yes: bool) -> None:

@@ -1,4 +1,4 @@
-"""The MongoDB cache backend (needs ``pip install hither-cache[mongo]``).
+"""The MongoDB cache backend (needs ``pip install 'hither-cache[mongo]'``).
 
 One document per entry in the ``job_cache`` collection, with a unique index on
 ``job_hash`` and upserts, so each write replaces the whole document atomically. The
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, TypeV
 import numpy as np
 
 from hither.errors import ConfigError, PluginNotInstalledError
+from hither.plugins.cli import pip_install
 from hither.plugins.interfaces import CacheBackend, Store
 from hither.models import CacheEntry, Database
 from hither.values.codec import decode, encode
@@ -47,8 +48,15 @@ def _pymongo() -> Any:
     except ImportError as exc:
         raise PluginNotInstalledError(
             "the MongoDB job cache needs pymongo, which is not installed: "
-            "pip install hither-cache[mongo]") from exc
+            + pip_install("hither-cache[mongo]")) from exc
     return pymongo
+
+
+def _reason(exc: Exception) -> str:
+    """The first part of a pymongo error: what went wrong, without its topology dump."""
+    text = re.split(r", Timeout: |, Topology Description: ", str(exc), maxsplit=1)[0]
+    text = re.sub(r" \(configured timeouts: [^)]*\)", "", text)
+    return f"{type(exc).__name__}: {text[:300]}"
 
 
 def redact_url(url: str) -> str:
@@ -79,6 +87,9 @@ class MongoCacheBackend(CacheBackend):
     """
 
     name = "mongo"
+    #: what the "did not answer" error names as the setting of how long to wait (the
+    #: hither-cache command names its --retry-timeout option instead)
+    retry_hint = "MongoCacheBackend(retry_timeout=...)"
 
     def __init__(self, database: Database, store: Optional[Store] = None, *,
                  inline_limit: int = 1 << 20, collection: str = "job_cache",
@@ -175,10 +186,10 @@ class MongoCacheBackend(CacheBackend):
                     self._down_until = time.monotonic() + self.cooldown
                     raise CacheUnavailableError(
                         f"the {self.describe()} did not answer for {time.monotonic() - start:.1f} s "
-                        f"({attempt} tries) while trying to {what}: {type(exc).__name__}: {exc}. "
+                        f"({attempt} tries) while trying to {what}: {_reason(exc)}. "
                         f"Check that the MongoDB server is running and reachable from this machine at "
                         f"{redact_url(self.database.mongo_url)} (host, port, firewall, credentials); "
-                        "MongoCacheBackend(retry_timeout=...) sets how long to wait.") from None
+                        f"{self.retry_hint} sets how long to wait.") from None
                 logger.info("%s did not answer (%s); retrying (%.1f s left)", self.describe(),
                             type(exc).__name__, left)
                 time.sleep(min(delay, left))

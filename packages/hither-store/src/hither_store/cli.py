@@ -5,6 +5,10 @@
     hither-store --url s3://bucket/hither verify   # re-hashes every blob; exit code 1 if one is bad
     hither-store stats
     hither-store prune --older-than 30d         # reclaim space: drop content not used for 30 days
+
+Errors (a store that does not answer, a bad URL, a folder that cannot be read or written,
+Ctrl-C) end in one line saying what to do and a non-zero exit code; ``-v`` logs tracebacks.
+Empty listings say so on stderr (stdout stays parseable).
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ import click
 from hither.content.hashing import parse_uri
 from hither.content.layout import kind_of
 
-from .cli_support import StoreContext, error_for, human_size, run_reporting
+from .cli_support import StoreContext, StoreGroup, error_for, human_size, run_reporting
 from .errors import BlobNotFoundError, StoreError
 from .locations import ENV_OPTIONS, ENV_URL, parse_storage_options
 from .prune import prune_command
@@ -37,7 +41,7 @@ def _parse_options(raw: Optional[str]) -> Optional[Dict[str, Any]]:
         raise click.BadParameter(str(exc), param_hint="--storage-options") from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=StoreGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--url", metavar="URL", default=None,
               help=f"Store URL: a folder or an fsspec URL (memory://, s3://bucket/prefix, ...). "
                    f"Default: ${ENV_URL}, else ~/.cache/hither/store.")
@@ -146,7 +150,9 @@ def verify(obj: StoreContext, uris: Tuple[str, ...], remove_bad: bool) -> None:
     """Re-hash URIS (default: every blob in the store); exit code 1 if any is bad or missing."""
     store = obj.store
     if not uris:
-        uris = tuple(f"sha1://{digest}/" for digest, _size in run_reporting(lambda: list(store.iter_blobs())))
+        uris = tuple(f"sha1://{digest}" for digest, _size in run_reporting(lambda: list(store.iter_blobs())))
+        if not uris:
+            click.echo(f"the store {store.describe()} holds no content: nothing to verify", err=True)
     ok = bad = missing = 0
     for uri in uris:
         try:

@@ -1,5 +1,6 @@
 """What the ``hither-store`` commands share (``cli`` and ``prune``): the store the command
-line names, opened once on first use, and turning failures into one-line error messages."""
+line names, opened once on first use, turning failures (and Ctrl-C) into one-line error
+messages, and the ``--older-than`` duration type (``hither.plugins.cli.parse_duration``)."""
 from __future__ import annotations
 
 import logging
@@ -9,6 +10,7 @@ from typing import Any, Callable, Dict, Optional, TypeVar
 import click
 
 from hither.errors import HitherError
+from hither.plugins.cli import DURATION_SYNTAX, parse_duration
 
 from .locations import ENV_URL
 
@@ -34,6 +36,56 @@ class StoreContext:
         return self.opened
 
 
+#: exit code of a command stopped by Ctrl-C (128 + SIGINT, as shells report it)
+EXIT_INTERRUPTED = 130
+
+
+class Interrupted(click.ClickException):
+    """Ctrl-C: one line, and the exit code shells give a command stopped by SIGINT."""
+
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self) -> None:
+        super().__init__("interrupted (Ctrl-C) before the command finished: run it again to "
+                         "finish; stored content is never half-written")
+
+
+class Duration(click.ParamType):
+    """A duration in the syntax of every hither command line (``hither.plugins.cli``)."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+#: the --help text of a duration option
+DURATION_HELP = f"DURATION is {DURATION_SYNTAX}."
+
+
+class StoreGroup(click.Group):
+    """The ``hither-store`` group: Ctrl-C and any failure no command turned into a message
+    end in one line and a non-zero exit code, never a traceback (``-v`` logs it)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted() from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last resort: a message, not a traceback
+            logger.debug("hither-store failed", exc_info=exc)
+            raise click.ClickException(
+                f"unexpected {type(exc).__name__}: {exc}; -v shows the traceback (please report "
+                "it with that output)") from exc
+
+
 def run_reporting(fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)``; any failure becomes a ``click.ClickException`` saying what to do."""
     try:
@@ -48,9 +100,10 @@ def error_for(exc: Exception) -> click.ClickException:
         return click.ClickException(str(exc))
     # the file system's own error, e.g. an S3 endpoint that does not answer
     logger.debug("store operation failed", exc_info=exc)
-    obj = click.get_current_context().obj
-    url = obj.url or os.environ.get(ENV_URL) or f"${ENV_URL}"
-    store = obj.opened
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_object(StoreContext) if ctx is not None else None
+    url = (obj.url if obj is not None else None) or os.environ.get(ENV_URL) or f"${ENV_URL}"
+    store = obj.opened if obj is not None else None
     if (store.is_local if store is not None else "://" not in url and "::" not in url):
         return click.ClickException(
             f"{type(exc).__name__}: {exc}. Check that the folder {url} exists and is readable "

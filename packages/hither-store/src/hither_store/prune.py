@@ -27,7 +27,7 @@ import click
 
 from hither.content.layout import BlobFolder
 
-from .cli_support import StoreContext, human_size, run_reporting
+from .cli_support import DURATION_HELP, Duration, StoreContext, human_size, run_reporting
 from .errors import StoreError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -111,16 +111,7 @@ def prune(store: "Store", older_than: Optional[float] = None, max_bytes: Optiona
     return prune_folder(store.local_blobs, older_than, max_bytes, dry_run)
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _SIZES = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-
-
-def parse_age(text: str) -> float:
-    """Seconds in ``30d``, ``12h``, ``90m``, ``45s``, ``2w`` (a bare number is days)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text.lower())
-    if not m:
-        raise ValueError(f"{text!r} is not an age: give a number and a unit, e.g. 30d, 12h, 90m")
-    return float(m.group(1)) * _UNITS[m.group(2) or "d"]
 
 
 def parse_size(text: str) -> int:
@@ -132,27 +123,26 @@ def parse_size(text: str) -> int:
 
 
 @click.command("prune")
-@click.option("--older-than", "older_than", metavar="AGE", default=None,
-              help="Remove content not used for AGE (30d, 12h, 90m; 0 removes everything).")
+@click.option("--older-than", "older_than", type=Duration(), default=None, metavar="DURATION",
+              help="Remove content not used for DURATION (0 removes everything). " + DURATION_HELP)
 @click.option("--max-size", "max_size", metavar="SIZE", default=None,
               help="Then remove the least recently used content until at most SIZE remains (50G, 500M).")
 @click.option("--dry-run", is_flag=True, help="Only print what would be removed.")
 @click.pass_obj
-def prune_command(obj: StoreContext, older_than: Optional[str], max_size: Optional[str], dry_run: bool) -> None:
+def prune_command(obj: StoreContext, older_than: Optional[float], max_size: Optional[str], dry_run: bool) -> None:
     """Reclaim disk space: remove stored content that was not used recently.
 
     "Used" means stored, or made into a hi.File again. For a remote store (s3://...) this
     cleans its local cache only. Job-cache entries whose files were removed run again.
     """
     if older_than is None and max_size is None:
-        raise click.UsageError("give --older-than AGE and/or --max-size SIZE")
+        raise click.UsageError("give --older-than DURATION and/or --max-size SIZE")
     try:
-        age = parse_age(older_than) if older_than is not None else None
         size = parse_size(max_size) if max_size is not None else None
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.BadParameter(str(exc), param_hint="'--max-size'") from None
     store = obj.store
-    report = run_reporting(prune, store, age, size, dry_run)
+    report = run_reporting(prune, store, older_than, size, dry_run)
     verb = "would remove" if dry_run else "removed"
     where = report.folder if store.is_local else f"{report.folder} (local cache of {store.url})"
     click.echo(f"{where}: {verb} {report.removed} blobs ({human_size(report.freed_bytes)}) and "

@@ -16,6 +16,7 @@ from hither.content.folder import clone_fd
 from hither.content.hashing import (CHUNK, copy_hashing, file_sha1, is_sha1_hex, known_file_sha1,
                                     parse_uri, remember_file_sha1, sha1_of_buffers, write_all)
 from hither.content.layout import SIZE_HINT_MIN, blob_relpath, kind_of
+from hither.plugins.cli import pip_install
 from hither.plugins.interfaces import Store as StoreInterface
 
 from .errors import BlobNotFoundError, StoreError, StoreIntegrityError
@@ -439,7 +440,7 @@ def _connect(url: str, options: Dict[str, Any]):
     try:
         return fsspec.core.url_to_fs(url, **options)
     except ImportError as exc:
-        extra = " (pip install 'hither-store[s3]')" if url.startswith(("s3://", "s3a://")) else ""
+        extra = f" ({pip_install('hither-store[s3]')})" if url.startswith(("s3://", "s3a://")) else ""
         raise StoreError(f"cannot open the store {url!r}: {exc}{extra}") from exc
     except (ValueError, TypeError) as exc:
         raise StoreError(f"cannot open the store {url!r}: {exc}; give a local folder or an fsspec "

@@ -15,6 +15,7 @@ from importlib import metadata
 from typing import Any, Dict, Optional, Tuple
 
 from hither.errors import PluginError, PluginNotInstalledError
+from hither.plugins.cli import pip_install
 from hither.plugins.interfaces import CacheBackend, ContainerRunner, JobHandler, Store
 
 logger = logging.getLogger("hither.plugins.registry")
@@ -102,9 +103,11 @@ def _import_target(target: str) -> Any:
 
 
 def install_hint(group: str, name: str) -> str:
+    """How to get the plugin ``name`` of ``group``: a ``pip install`` command quoted for any
+    shell, or the names that are installed."""
     dist = KNOWN_PROVIDERS.get((group, name))
     if dist:
-        return f"install it with: pip install {dist}"
+        return f"install it with: {pip_install(dist)}"
     return f"no installed package provides it (installed: {', '.join(names(group)) or 'none'})"
 
 

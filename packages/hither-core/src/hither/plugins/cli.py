@@ -1,0 +1,52 @@
+"""What the command lines of hither's packages share: one syntax for durations
+(``parse_duration``) and install hints a shell can run as printed (``pip_install``).
+
+hither-store (``prune --older-than``) and hither-cache (``clear --older-than``) read durations
+with ``parse_duration``; plugin packages may import this module (they may not import each
+other). It needs nothing beyond the standard library (no click)::
+
+    parse_duration("90")     # 90.0: a bare number is seconds
+    parse_duration("1d12h")  # 129600.0
+    pip_install("hither-cache[mongo]")  # "pip install 'hither-cache[mongo]'" (zsh-safe)
+"""
+from __future__ import annotations
+
+import re
+import shlex
+
+#: seconds in each unit of a duration
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+#: the accepted syntax in words, for --help texts and error messages
+DURATION_SYNTAX = ("a number of seconds (90) or numbers with units s, m, h, d, w "
+                   "(90s, 15m, 12h, 7d, 2w, 1d12h)")
+
+_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*([smhdw])\s*")
+_BARE = re.compile(r"\d+(?:\.\d+)?|\.\d+")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``text``: a bare number is seconds (``90``), else one or more numbers each
+    with a unit s, m, h, d or w (``90s``, ``15m``, ``12h``, ``7d``, ``2w``, ``1d12h``,
+    ``1.5h``); case and spaces between parts do not matter. Anything else (empty, negative,
+    unknown unit, trailing text) raises ``ValueError`` whose message names the text and
+    the accepted syntax."""
+    t = text.strip().lower() if isinstance(text, str) else ""
+    if _BARE.fullmatch(t):
+        return float(t)
+    pos, total = 0, 0.0
+    while t and pos < len(t):
+        m = _PART.match(t, pos)
+        if m is None:
+            break
+        total += float(m.group(1)) * DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if not t or pos != len(t):
+        raise ValueError(f"{text!r} is not a duration: give {DURATION_SYNTAX}")
+    return total
+
+
+def pip_install(requirement: str) -> str:
+    """The ``pip install`` command for ``requirement``, quoted where a shell would read it
+    otherwise (``hither-cache[mongo]`` is a glob pattern in zsh)."""
+    return f"pip install {shlex.quote(requirement)}"
