@@ -163,8 +163,10 @@ def test_prune_command(tmp_path):
 
 
 def test_prune_argument_parsing():
-    # one duration syntax for hither-store and hither-cache: a bare number is seconds
-    assert parse_duration("30d") == 30 * 86400 and parse_duration("30") == 30 and parse_duration("90m") == 5400
+    # one duration syntax for hither-store and hither-cache; a bare number names no unit
+    assert parse_duration("30d") == 30 * 86400 and parse_duration("90m") == 5400
+    with pytest.raises(ValueError, match="no unit"):
+        parse_duration("30")
     assert parse_size("50G") == parse_size("50GiB") == 50 * 2**30 and parse_size("2048") == 2048
     with pytest.raises(ValueError):
         parse_duration("soon")

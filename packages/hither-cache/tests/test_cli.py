@@ -236,10 +236,12 @@ def _one_error_line(text: str) -> str:
     return errors[0]
 
 
-def test_older_than_takes_a_bare_number_of_seconds_and_compounds(cache_dir: str) -> None:
+def test_older_than_takes_units_and_compounds_and_refuses_a_bare_number(cache_dir: str) -> None:
     r = run("--path", cache_dir, "clear", "--older-than", "2d12h", "--yes")
     assert r.exit_code == 0 and "deleted 1 entry" in r.output, r.output  # the 10-day-old one
-    r = run("--path", cache_dir, "clear", "--older-than", "7200", "--yes")  # 2 h: the 2-day-old one
+    r = run("--path", cache_dir, "clear", "--older-than", "7200", "--yes")  # no unit: refused, nothing deleted
+    assert r.exit_code == 2 and "no unit" in r.output and "7200s" in r.output, r.output
+    r = run("--path", cache_dir, "clear", "--older-than", "120m", "--yes")  # 2 h: the 2-day-old one
     assert r.exit_code == 0 and "deleted 1 entry" in r.output, r.output
     assert list(FileCacheBackend(cache_dir).iter_hashes()) == [job_hash("new")]
 
@@ -248,8 +250,8 @@ def test_a_bad_duration_is_one_line_naming_option_text_and_syntax(cache_dir: str
     proc = _real("--path", cache_dir, "clear", "--older-than", "7 days", "--yes")
     assert proc.returncode == 2
     line = _one_error_line(proc.stderr)
-    assert "--older-than" in line and "'7 days'" in line and "1d12h" in line and "(90)" in line
-    assert "a number of seconds (90)" in " ".join(run("clear", "--help").output.split())
+    assert "--older-than" in line and "'7 days'" in line and "1d12h" in line
+    assert "units s, m, h, d, w" in " ".join(run("clear", "--help").output.split())
 
 
 def test_an_empty_listing_says_so_on_stderr(tmp_path: Path) -> None:

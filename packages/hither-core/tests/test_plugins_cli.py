@@ -14,7 +14,7 @@ DAY = 86400.0
 
 
 @pytest.mark.parametrize("text,seconds", [
-    ("90", 90), ("0", 0), ("1.5", 1.5), ("90s", 90), ("15m", 900), ("12h", 43200), ("7d", 7 * DAY),
+    ("0s", 0), ("1.5s", 1.5), ("90s", 90), ("15m", 900), ("12h", 43200), ("7d", 7 * DAY),
     ("2w", 14 * DAY), ("1d12h", 1.5 * DAY), ("1h30m", 5400), ("0.5h", 1800), (" 7D ", 7 * DAY),
     ("1d 12h", 1.5 * DAY), ("2w1d1h1m1s", 15 * DAY + 3661)])
 def test_parse_duration(text: str, seconds: float) -> None:
@@ -28,6 +28,16 @@ def test_parse_duration_rejects_with_the_syntax(text: str) -> None:
         parse_duration(text)
     message = str(info.value)
     assert repr(text) in message and DURATION_SYNTAX in message and "\n" not in message
+
+
+@pytest.mark.parametrize("text", ["90", "30", "0", "1.5", " 7 "])
+def test_a_bare_number_is_refused_naming_the_units(text: str) -> None:
+    # prune and clear delete by these: "30" meant 30 days to hither-store and would mean 30 s
+    with pytest.raises(ValueError) as info:
+        parse_duration(text)
+    message = str(info.value)
+    n = text.strip()
+    assert "no unit" in message and f"{n}s" in message and f"{n}d" in message and "\n" not in message
 
 
 def test_pip_install_quotes_extras_for_the_shell() -> None:

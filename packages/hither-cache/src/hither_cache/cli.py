@@ -5,7 +5,7 @@
     hither-cache --mongo-url mongodb://db:27017 --database hither show 3f2a
     hither-cache --path ~/hither-cache clear --older-than 7d --yes
 
-Durations are ``hither.plugins.cli``'s syntax (a bare number is seconds; 90s, 15m, 12h, 7d,
+Durations are ``hither.plugins.cli``'s syntax (numbers with units: 90s, 15m, 12h, 7d,
 2w, 1d12h), the same as ``hither-store prune``'s. Errors (a server that does not answer, a
 bad URL, a missing extra, a folder that cannot be read, Ctrl-C) end in one line saying what
 to do and a non-zero exit code; ``-v`` logs tracebacks. Empty listings say so on stderr.

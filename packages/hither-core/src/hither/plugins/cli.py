@@ -5,8 +5,9 @@ hither-store (``prune --older-than``) and hither-cache (``clear --older-than``) 
 with ``parse_duration``; plugin packages may import this module (they may not import each
 other). It needs nothing beyond the standard library (no click)::
 
-    parse_duration("90")     # 90.0: a bare number is seconds
+    parse_duration("90s")    # 90.0
     parse_duration("1d12h")  # 129600.0
+    parse_duration("30")     # ValueError: a number needs its unit (30s? 30d?)
     pip_install("hither-cache[mongo]")  # "pip install 'hither-cache[mongo]'" (zsh-safe)
 """
 from __future__ import annotations
@@ -18,22 +19,22 @@ import shlex
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 #: the accepted syntax in words, for --help texts and error messages
-DURATION_SYNTAX = ("a number of seconds (90) or numbers with units s, m, h, d, w "
-                   "(90s, 15m, 12h, 7d, 2w, 1d12h)")
+DURATION_SYNTAX = "numbers with units s, m, h, d, w (90s, 15m, 12h, 7d, 2w, 1d12h)"
 
 _PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*([smhdw])\s*")
 _BARE = re.compile(r"\d+(?:\.\d+)?|\.\d+")
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in ``text``: a bare number is seconds (``90``), else one or more numbers each
-    with a unit s, m, h, d or w (``90s``, ``15m``, ``12h``, ``7d``, ``2w``, ``1d12h``,
-    ``1.5h``); case and spaces between parts do not matter. Anything else (empty, negative,
-    unknown unit, trailing text) raises ``ValueError`` whose message names the text and
-    the accepted syntax."""
+    """Seconds in ``text``: one or more numbers each with a unit s, m, h, d or w (``90s``, ``15m``, ``12h``, ``7d``, ``2w``, ``1d12h``,
+    ``1.5h``); case and spaces between parts do not matter. A bare number is refused: these
+    durations choose what a prune or clear deletes, and ``30`` meant days to one tool and
+    seconds to others. Anything else (empty, negative, unknown unit, trailing text) raises
+    ``ValueError`` whose message names the text and the accepted syntax."""
     t = text.strip().lower() if isinstance(text, str) else ""
     if _BARE.fullmatch(t):
-        return float(t)
+        raise ValueError(f"{text!r} has no unit: write {t}s, {t}m, {t}h, {t}d or {t}w "
+                         f"(durations are {DURATION_SYNTAX})")
     pos, total = 0, 0.0
     while t and pos < len(t):
         m = _PART.match(t, pos)
