@@ -13,27 +13,31 @@ bash scripts/services.sh
 hatch env prune >/dev/null 2>&1 || true   # pick up newly declared entry points
 hatch env create
 hatch run python scripts/check_workspace.py
-hatch run lint    # ruff, mypy on hither-core, import contracts (.importlinter)
-hatch run test "$@"
-if [ $# -eq 0 ]; then
-  # two lanes at once: these tests mostly wait (on Slurm, Docker, job processes), so two
-  # lanes finish in little more than the longer one; the services each lane uses (Slurm
-  # and Docker in the second only) are not shared with the first
-  logs=$(mktemp -d)
-  lane() {  # every environment runs, so that one failure does not hide another
-    local failed=0
-    for env in "$@"; do
-      echo "== per-package environment: $env"
-      hatch run "$env:test" -q -m "not slow" || { echo "== FAILED: $env"; failed=1; }
-    done
-    return "$failed"
-  }
-  lane core-only cache-only store-only >"$logs/first" 2>&1 & first=$!
-  lane slurm-only container-only remote-only >"$logs/second" 2>&1 & second=$!
-  status=0
-  wait "$first" || status=1
-  wait "$second" || status=1
-  cat "$logs/first" "$logs/second"
-  rm -rf "$logs"
-  exit "$status"
+if [ $# -gt 0 ]; then
+  exec hatch run test "$@"
 fi
+status=0  # every step runs, so that one failure does not hide another
+hatch run lint || status=1   # ruff, mypy on hither-core, import contracts (.importlinter)
+# the main run: the packages whose tests are independent of each other on two processes
+# (pytest-xdist), then those that share Slurm, Docker or a compute resource, in order
+hatch run test packages/hither-core packages/hither-cache packages/hither-store tests -n 2 || status=1
+hatch run test packages/hither-slurm packages/hither-container packages/hither-remote || status=1
+# two lanes at once: these tests mostly wait (on Slurm, Docker, job processes), so two
+# lanes finish in little more than the longer one; the services each lane uses (Slurm
+# and Docker in the second only) are not shared with the first
+logs=$(mktemp -d)
+lane() {  # every environment runs, so that one failure does not hide another
+  local failed=0
+  for env in "$@"; do
+    echo "== per-package environment: $env"
+    hatch run "$env:test" -q -m "not slow" || { echo "== FAILED: $env"; failed=1; }
+  done
+  return "$failed"
+}
+lane core-only cache-only store-only >"$logs/first" 2>&1 & first=$!
+lane slurm-only container-only remote-only >"$logs/second" 2>&1 & second=$!
+wait "$first" || status=1
+wait "$second" || status=1
+cat "$logs/first" "$logs/second"
+rm -rf "$logs"
+exit "$status"
