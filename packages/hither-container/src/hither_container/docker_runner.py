@@ -143,12 +143,27 @@ def sweep_stale(c: "docker.DockerClient") -> List[str]:
             continue
         if labels.get(LABEL_KIND) == "warm":  # its exchange folder on this host too
             for m in ct.get("Mounts") or []:
-                src = m.get("Source", "")
-                if os.path.basename(src).startswith("hither-warm-") and os.path.isdir(src):
-                    shutil.rmtree(src, ignore_errors=True)
+                _sweep_exchange(os.path.dirname(m.get("Source", "")))
     if removed:
         logger.info("removed %d stale hither container(s): %s", len(removed), ", ".join(removed))
     return removed
+
+
+def _sweep_exchange(xdir: str) -> None:
+    """Remove a dead caller's warm exchange folder, after putting back the job directory it
+    had moved in (its symbolic link would otherwise dangle)."""
+    if not os.path.basename(xdir).startswith("hither-warm-") or not os.path.isdir(xdir):
+        return
+    try:
+        with open(os.path.join(xdir, "moved-job")) as f:
+            job_dir = f.read()
+        inner = os.path.join(xdir, "jobs", os.path.basename(job_dir))
+        if os.path.islink(job_dir) and os.readlink(job_dir) == inner and os.path.isdir(inner):
+            os.unlink(job_dir)
+            os.rename(inner, job_dir)
+    except OSError:
+        pass
+    shutil.rmtree(xdir, ignore_errors=True)
 
 
 class DockerRunner(ContainerRunner):
