@@ -19,7 +19,7 @@ from hither.models import ContainerOptions
 from .jobmount import (LABEL_JOB, LABEL_KIND, LABEL_OWNER_HOST, LABEL_OWNER_PID, crashed,
                        describe_exit, has_outcome, job_binds, job_command,
                        split_image)
-from .engine import create_kwargs, remove_quietly
+from .engine import check_raw_arguments, create_kwargs, remove_quietly
 from .lifeline_host import attach_lifeline, close_lifeline, lifeline_command, wants_lifeline
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -191,6 +191,7 @@ class DockerRunner(ContainerRunner):
 
     def __init__(self, options: Optional[ContainerOptions] = None) -> None:
         self.options = options or ContainerOptions()
+        check_raw_arguments(self.options)
         self._client: Optional["docker.DockerClient"] = None
         self._lock = threading.Lock()
         self._running: Dict[str, Any] = {}  # job_dir -> container (one-shot runs)
@@ -280,6 +281,9 @@ class DockerRunner(ContainerRunner):
                 f.write(logs)
             if has_outcome(job_dir) and not oom:
                 return code
+            if code == 127 and "exec python3 failed" in logs:  # docker's init said so
+                raise ContainerError(f"the container of {ref} could not run the job: "
+                                     "python3 was not found (the image needs python3 on its PATH)")
             raise crashed(ref, job_dir, code, oom, self.options.memory, logs)
         finally:
             with self._lock:

@@ -1,5 +1,6 @@
 """Creating and removing hither's Docker containers: the arguments of ``containers.create``
-(``create_kwargs``: labels, GPUs, memory, the lifeline's open stdin) and ``remove_quietly``;
+(``create_kwargs``: labels, GPUs, memory, hardening, the lifeline's open stdin), the check of
+raw engine arguments, and ``remove_quietly``;
 what one-shot containers (``docker_runner``) and warm ones (``warm``) share."""
 from __future__ import annotations
 
@@ -61,12 +62,51 @@ def create_kwargs(ref: str, options: ContainerOptions, binds: List[Tuple[str, st
     if options.memory:
         kw["mem_limit"] = options.memory
         kw["memswap_limit"] = options.memory  # no swap: over the limit is an OOM kill
+    kw.update(hardening(options))
     reqs = device_requests(options.gpus)
     if reqs:
         kw["device_requests"] = reqs
     for k, v in options.extra.get("docker", {}).items():  # raw docker-py create() arguments
         kw[k] = v
     return kw
+
+
+def hardening(options: ContainerOptions) -> Dict[str, Any]:
+    """The ``containers.create`` arguments of ``ContainerOptions``' hardening (each on by
+    default): a pids limit, a read-only image file system with a tmpfs /tmp (the job folder
+    is a bind mount: writable), docker's init as process 1, no new privileges, and dropped
+    capabilities."""
+    kw: Dict[str, Any] = {}
+    if options.pids_limit:
+        kw["pids_limit"] = options.pids_limit
+    if options.read_only:
+        kw["read_only"] = True
+        kw["tmpfs"] = {"/tmp": "rw,nosuid,nodev,mode=1777"}
+        if "HOME" not in options.env:  # caches under ~ need a writable home
+            kw["environment"] = dict(job_env(options), HOME="/tmp")
+    if options.init:
+        kw["init"] = True
+    if options.no_new_privileges:
+        kw["security_opt"] = ["no-new-privileges"]
+    if options.cap_drop:
+        kw["cap_drop"] = list(options.cap_drop)
+    return kw
+
+
+def check_raw_arguments(options: ContainerOptions) -> None:
+    """``extra["docker"]`` keys must be docker-py ``containers.create`` arguments: a typo is
+    a ``ContainerError`` naming it (with the closest known name), not an engine error later."""
+    import difflib
+
+    from docker.models.containers import RUN_CREATE_KWARGS, RUN_HOST_CONFIG_KWARGS
+
+    known = set(RUN_CREATE_KWARGS) | set(RUN_HOST_CONFIG_KWARGS) | {"image", "command"}
+    for key in options.extra.get("docker", {}):
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ContainerError(f"ContainerOptions extra['docker'] has {key!r}, which is no "
+                                 f"docker-py containers.create() argument{hint}")
 
 
 def remove_quietly(ct: Any) -> None:
