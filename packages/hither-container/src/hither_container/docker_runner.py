@@ -19,7 +19,8 @@ from hither.models import ContainerOptions
 from .jobmount import (LABEL_JOB, LABEL_KIND, LABEL_OWNER_HOST, LABEL_OWNER_PID, crashed,
                        describe_exit, has_outcome, job_binds, job_command,
                        split_image)
-from .engine import check_raw_arguments, create_kwargs, remove_quietly
+from .engine import (check_raw_arguments, create_kwargs, engine_error, is_connection_error,
+                     remove_quietly)
 from .lifeline_host import attach_lifeline, close_lifeline, lifeline_command, wants_lifeline
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,11 +49,7 @@ def client() -> "docker.DockerClient":
         c = docker.from_env(timeout=30)
         c.ping()
     except Exception as exc:  # noqa: BLE001 - docker raises several kinds here
-        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        raise ContainerError(
-            f"the Docker Engine at {where} does not answer ({type(exc).__name__}: {exc}); "
-            "start it (e.g. `bash scripts/services.sh docker`, or `dockerd`) or set DOCKER_HOST"
-        ) from exc
+        raise engine_error(exc, "no Docker Engine") from exc
     return c
 
 
@@ -220,12 +217,17 @@ class DockerRunner(ContainerRunner):
         job_dir = os.path.abspath(str(job_dir))
         ref = docker_ref(image)
         c = self.client()
-        ensure_image(c, ref, self.options.extra.get("pull", "missing"))
-        if self.options.reuse:
-            from .warm import pool
+        try:
+            ensure_image(c, ref, self.options.extra.get("pull", "missing"))
+            if self.options.reuse:
+                from .warm import pool
 
-            return pool(c).run(self, ref, job_dir, timeout)
-        return self._run_once(c, ref, job_dir, timeout)
+                return pool(c).run(self, ref, job_dir, timeout)
+            return self._run_once(c, ref, job_dir, timeout)
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise engine_error(exc, f"lost the Docker Engine while running {ref}") from exc
+            raise
 
     def _run_once(self, c: "docker.DockerClient", ref: str, job_dir: str,
                   timeout: Optional[float]) -> int:
@@ -262,7 +264,7 @@ class DockerRunner(ContainerRunner):
                     raise JobTimeoutError(
                         f"job {os.path.basename(job_dir)} in {ref} was stopped after "
                         f"{timeout} s (job_timeout)") from None
-                raise ContainerError(f"lost the Docker Engine while running {ref}: {exc}") from exc
+                raise engine_error(exc, f"lost the Docker Engine while running {ref}") from exc
             except docker.errors.APIError as exc:
                 if job_dir in self._killed:
                     return KILLED

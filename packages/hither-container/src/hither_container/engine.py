@@ -109,6 +109,60 @@ def check_raw_arguments(options: ContainerOptions) -> None:
                                  f"docker-py containers.create() argument{hint}")
 
 
+def engine_address() -> str:
+    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
+def _causes(exc: BaseException) -> List[BaseException]:
+    """``exc`` and what it wraps (requests -> urllib3 -> the socket's OSError)."""
+    seen: List[BaseException] = []
+    todo = [exc]
+    while todo and len(seen) < 20:
+        e = todo.pop()
+        if e in seen:
+            continue
+        seen.append(e)
+        todo += [c for c in (e.__cause__, e.__context__, getattr(e, "reason", None))
+                 if isinstance(c, BaseException)]
+        todo += [a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]
+    return seen
+
+
+def engine_error(exc: BaseException, doing: str) -> ContainerError:
+    """A ``ContainerError`` naming why the Docker Engine could not be reached while
+    ``doing``: no socket, a socket this user may not use, nothing listening, no answer."""
+    where = engine_address()
+    causes = _causes(exc)
+    text = " ".join(str(e) for e in causes)
+    if any(isinstance(e, PermissionError) for e in causes) or "Permission denied" in text:
+        why = (f"permission denied on the Docker Engine's socket {where}: this user may not use "
+               "it (the engine may well be running); add the user to the 'docker' group, use "
+               "rootless Docker, or set DOCKER_HOST")
+    elif any(isinstance(e, FileNotFoundError) for e in causes) or "No such file" in text:
+        why = (f"the Docker Engine at {where} does not answer: there is no socket there; is "
+               "dockerd running? start it (e.g. `bash scripts/services.sh docker`, or "
+               "`dockerd`) or set DOCKER_HOST")
+    elif any(isinstance(e, ConnectionRefusedError) for e in causes) or "refused" in text:
+        why = (f"the Docker Engine at {where} does not answer: nothing listens on its socket "
+               "(the engine stopped?); start it (e.g. `bash scripts/services.sh docker`)")
+    elif any(isinstance(e, (BrokenPipeError, ConnectionResetError)) for e in causes):
+        why = (f"the connection to it broke: the Docker Engine at {where} stopped or restarted "
+               "(or its socket went away) mid-request")
+    elif any(isinstance(e, (TimeoutError, socket.timeout)) for e in causes) or "timed out" in text:
+        why = f"the Docker Engine at {where} does not answer: no reply in time (overloaded?)"
+    else:
+        why = (f"the Docker Engine at {where} does not answer ({type(exc).__name__}: {exc}); "
+               "start it (e.g. `bash scripts/services.sh docker`, or `dockerd`) or set DOCKER_HOST")
+    return ContainerError(f"{doing}: {why}")
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says the Engine could not be reached (not an answer it gave)."""
+    import requests
+
+    return isinstance(exc, (requests.exceptions.ConnectionError, ConnectionError))
+
+
 def remove_quietly(ct: Any) -> None:
     try:
         ct.remove(force=True)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 from hither.errors import ContainerError, JobTimeoutError
 from hither.plugins.lifetime import close_at_exit
 
-from .engine import HasOptions, create_kwargs, remove_quietly
+from .engine import HasOptions, create_kwargs, engine_error, is_connection_error, remove_quietly
 from .jobmount import crashed, has_outcome, shared_binds
 from .lifeline_host import LIFELINE_SOURCE, attach_lifeline, close_lifeline, wants_lifeline
 
@@ -207,7 +207,9 @@ class WarmContainer:
         try:
             self.ct.reload()
             return bool(self.ct.status == "running")
-        except Exception:  # noqa: BLE001 - removed under us
+        except Exception as exc:  # noqa: BLE001 - removed under us, or the engine is gone
+            if is_connection_error(exc):
+                raise engine_error(exc, f"lost the Docker Engine while running {self.ref}") from exc
             return False
 
     def _move_back(self) -> None:
@@ -276,7 +278,10 @@ class WarmContainer:
         try:
             self.ct.reload()
             state = self.ct.attrs.get("State", {})
-        except Exception:  # noqa: BLE001 - removed already
+        except Exception as exc:  # noqa: BLE001 - removed already, or the engine is gone
+            if is_connection_error(exc):  # (which also cut the lifeline: the loop ended)
+                self.stop()
+                return engine_error(exc, f"lost the Docker Engine while running {self.ref}")
             state = {}
         logs = self._logs()
         self.stop()
