@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 from hither.errors import ContainerError, JobTimeoutError
 from hither.plugins.lifetime import close_at_exit
 
-from .engine import HasOptions, create_kwargs, engine_error, is_connection_error, remove_quietly
+from .engine import HasOptions, create_kwargs, engine_error, is_connection_error
 from .jobmount import crashed, has_outcome, shared_binds
 from .lifeline_host import LIFELINE_SOURCE, attach_lifeline, close_lifeline, wants_lifeline
 
