@@ -91,3 +91,32 @@ def ct_crash_loud(mb=1):
         os.write(1, line)
     os.write(2, b'my own last words\n')
     os._exit(9)
+
+
+@hi.function('ct_confinement', '0.1.0')
+def ct_confinement():
+    """What the container allows this job: the kernel's own view of it."""
+    status = {}
+    with open('/proc/self/status') as f:
+        for line in f:
+            key, _, value = line.partition(':')
+            status[key] = value.strip()
+    try:
+        _write('/usr/hither-probe', 'x')
+        image_writable = True
+    except OSError:
+        image_writable = False
+    pids_max = None
+    for path in ('/sys/fs/cgroup/pids.max', '/sys/fs/cgroup/pids/pids.max'):
+        try:
+            with open(path) as f:
+                pids_max = f.read().strip()
+            break
+        except OSError:
+            continue
+    with open('/proc/1/comm') as f:
+        init = f.read().strip()
+    _write('/tmp/probe', 'x')  # a writable /tmp
+    return {'cap_eff': status.get('CapEff'), 'no_new_privs': status.get('NoNewPrivs'),
+            'image_writable': image_writable, 'pids_max': pids_max, 'init': init,
+            'home': os.environ.get('HOME')}

@@ -80,6 +80,9 @@ def test_losing_the_engine_is_a_container_error_naming_it(tmp_path, monkeypatch,
     c = client()
     mine = {"label": [f"hither.owner_pid={os.getpid()}"]}
     before = {ct["Id"] for ct in c.api.containers(all=True, filters=mine)}
+    from hither_container import warm
+
+    monkeypatch.setattr(warm, "_pool", None)  # a pool of this test, on the proxied engine
     proxy = SocketProxy(str(tmp_path / "engine.sock"))
     monkeypatch.setenv("DOCKER_HOST", f"unix://{proxy.path}")
     r = DockerRunner(ContainerOptions(reuse=reuse))
@@ -89,6 +92,7 @@ def test_losing_the_engine_is_a_container_error_naming_it(tmp_path, monkeypatch,
         with pytest.raises(ContainerError, match="lost the Docker Engine.*(no socket there|connection to it broke)"):
             r.run(docker_image, job_dir_of(ct_funcs.ct_noop), timeout=60)
     finally:  # what the lost engine could not remove
+        warm._pool = None
         for ct in c.api.containers(all=True, filters=mine):
             if ct["Id"] not in before:
                 c.api.remove_container(ct["Id"], force=True)

@@ -67,3 +67,24 @@ def test_the_loops_channel_is_gone_from_the_control_folder(warm_runner, job_dir_
     assert "cmd" not in names and "ans" not in names
     assert sorted(n for n in names if not n.startswith("runtime-")) == ["lifeline.py",
                                                                         "warm_loop.py"]
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_hardened_by_default_on_the_engine(job_dir_of, docker_image, reuse):
+    r = DockerRunner(ContainerOptions(reuse=reuse))
+    try:
+        seen = _value(r, docker_image, job_dir_of(ct_attack.ct_confinement))
+    finally:
+        r.close()
+    assert int(seen["cap_eff"], 16) == 0 and seen["no_new_privs"] == "1"
+    assert seen["image_writable"] is False and seen["home"] == "/tmp"
+    assert seen["pids_max"] == "4096" and seen["init"] == "docker-init"
+    loose = DockerRunner(ContainerOptions(reuse=reuse, pids_limit=None, read_only=False,
+                                          init=False, no_new_privileges=False, cap_drop=[]))
+    try:
+        seen = _value(loose, docker_image, job_dir_of(ct_attack.ct_confinement))
+    finally:
+        loose.close()
+    assert int(seen["cap_eff"], 16) != 0 and seen["no_new_privs"] == "0"
+    assert seen["image_writable"] is True and seen["pids_max"] in ("max", None)
+    assert seen["init"] != "docker-init"
