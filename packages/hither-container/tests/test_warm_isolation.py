@@ -31,7 +31,16 @@ def _value(runner, image, d):
     return value
 
 
-def test_a_job_cannot_change_or_watch_the_next_one(warm_runner, job_dir_of, docker_image):
+@pytest.mark.parametrize("init", [True, False])  # the loop under docker's init, or process 1
+def test_a_job_cannot_change_or_watch_the_next_one(job_dir_of, docker_image, init):
+    warm_runner = DockerRunner(ContainerOptions(reuse=True, init=init))
+    try:
+        _attack_then_look(warm_runner, job_dir_of, docker_image)
+    finally:
+        warm_runner.close()
+
+
+def _attack_then_look(warm_runner, job_dir_of, docker_image):
     tried = _value(warm_runner, docker_image, job_dir_of(ct_attack.ct_plant))
     # the control folder is read-only in the container, /proc/1 closed to the job
     assert tried["ctl_job"] != "done" and tried["ctl_runtime"] != "done"
