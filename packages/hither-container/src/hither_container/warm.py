@@ -260,6 +260,8 @@ class WarmContainer:
             self.log = None
             self._move_back()
             self.job_dir = None
+            if self.dead:  # stopped meanwhile: the answer end is this thread's to close
+                self._close_fds(running=False)
             self.last_used = time.monotonic()
         code = out.get("exit_code")
         if code == 0 and has_outcome(job_dir):
@@ -310,15 +312,24 @@ class WarmContainer:
             except Exception as exc:  # noqa: BLE001 - already gone
                 logger.debug("removing warm container %s: %s", self.ct.name, exc)
         close_lifeline(self.line)
-        for fd in (self.cmd_fd, self.ans_fd):
+        self._close_fds(running=self.job_dir is not None)
+        self._move_back()  # a job stopped mid-run keeps its directory (core reads it)
+        shutil.rmtree(self.xdir, ignore_errors=True)
+
+
+    def _close_fds(self, running: bool) -> None:
+        """Close the channel; while a job runs, the answer end stays for its thread (which
+        wakes at the EOF the container's removal gives, and closes it)."""
+        fds = [self.cmd_fd] if running else [self.cmd_fd, self.ans_fd]
+        for fd in fds:
             if fd >= 0:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
-        self.cmd_fd = self.ans_fd = -1
-        self._move_back()  # a job stopped mid-run keeps its directory (core reads it)
-        shutil.rmtree(self.xdir, ignore_errors=True)
+        self.cmd_fd = -1
+        if not running:
+            self.ans_fd = -1
 
 
 class _Killed(Exception):
