@@ -1,7 +1,7 @@
 """hither-container benchmarks: per-job overhead of container jobs against `docker run`,
 and warm containers against one container per job, medians of interleaved runs.
 
-    python benchmarks/bench_container.py [--quick]
+    python benchmarks/bench_container.py [--quick] [--jobs N] [--rounds R]
 
 Needs the Docker Engine and the test image (bash scripts/services.sh docker).
 """
@@ -54,8 +54,11 @@ def summary(xs):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--jobs", type=int, help="jobs per round (default 50, 10 with --quick)")
+    ap.add_argument("--rounds", type=int, help="interleaved rounds (default 5, 3 with --quick)")
     args = ap.parse_args()
     n, rounds = (10, 3) if args.quick else (50, 5)
+    n, rounds = args.jobs or n, args.rounds or rounds
     from hither_container.docker_runner import client
 
     c = client()

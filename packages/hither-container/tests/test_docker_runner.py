@@ -218,7 +218,8 @@ def test_a_killed_callers_container_stops_at_once(tmp_path, docker_client, job_d
     (ct,) = docker_client.containers.list(all=True, filters=flt)  # stopped, not removed
     assert ct.status == "exited" and ct.attrs["State"]["ExitCode"] == 137
     assert b"the process that started this container is gone" in ct.logs()
-    exchange = [m["Source"] for m in ct.attrs["Mounts"] if "hither-warm-" in m["Source"]]
+    exchange = {os.path.dirname(m["Source"]) for m in ct.attrs["Mounts"]
+                if "hither-warm-" in m["Source"]}  # its jobs (rw) and ctl (ro) folders
     assert len(exchange) == (1 if reuse else 0)
     removed = sweep_stale(docker_client)
     assert removed == [ct.name]
@@ -425,3 +426,21 @@ def test_a_killed_program_with_a_parallel_handler_leaves_no_running_container(
             except Exception:  # noqa: BLE001 - removed already
                 pass
     assert not docker_client.api.containers(all=True, filters={"id": mine})
+
+
+@pytest.mark.parametrize("init", [False, True])
+def test_the_runners_own_timeout_is_on_time_as_process_1(runners, job_dir_of, docker_image, init):
+    """Without docker's init the runner is the container's process 1: its watchdog must
+    still end it at the job's timeout, not leave it to the launcher's grace period."""
+    import hither as hi
+
+    with hi.Config(job_timeout=1):
+        d = job_dir_of(ct_funcs.ct_sleep, t=60)
+    with open(os.path.join(d, "spec.json")) as f:
+        assert '"timeout": 1' in f.read()
+    t0 = time.monotonic()
+    code = runners(init=init).run(docker_image, d, timeout=6)  # the launcher's 5 s grace
+    elapsed = time.monotonic() - t0
+    status, value, error, ri = read_job_outputs(d, code)
+    assert "JobTimeoutError" in repr(error)
+    assert elapsed < 4, f"stopped after {elapsed:.1f} s, not at the job's 1 s timeout"

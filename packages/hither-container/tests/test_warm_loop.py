@@ -53,18 +53,22 @@ def test_the_warm_loop_loads_a_runtime_once_per_content(tmp_path):
     b = _job_dir(tmp_path / "b", _other_runtime(tmp_path))
     ctl = tmp_path / "ctl"
     ctl.mkdir()
+    from hither_container.warm import install_runtime  # the host's side: a zip per content
+    ra1, ra2, rb = (os.path.join(str(ctl), "runtime-%s.zip" % install_runtime(str(ctl), d))
+                    for d in (a1, a2, b))
+    assert ra1 == ra2 != rb
     script = textwrap.dedent(f"""
         import importlib.util, os, sys
         spec = importlib.util.spec_from_file_location("warm_loop", {os.path.join(HERE, "warm_loop.py")!r})
         loop = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(loop)
-        ns1 = loop._runner_namespace({a1!r}, {str(ctl)!r})
+        ns1 = loop._runner_namespace({ra1!r})
         run1 = sys.modules["_hither_runtime.run"]
-        ns2 = loop._runner_namespace({a2!r}, {str(ctl)!r})
+        ns2 = loop._runner_namespace({ra2!r})
         assert ns2 is ns1 and sys.modules["_hither_runtime.run"] is run1, "loaded twice"
         assert run1.__file__.startswith(os.path.join({str(ctl)!r}, "runtime-")), run1.__file__
         assert ns1["main"]([{a1!r}]) == 0
-        nsb = loop._runner_namespace({b!r}, {str(ctl)!r})
+        nsb = loop._runner_namespace({rb!r})
         assert nsb is not ns1 and sys.modules["_hither_runtime.run"] is not run1
         assert nsb["main"]([{b!r}]) == 0
         assert ns1["main"]([{a2!r}]) == 0  # the first runtime still runs with its own modules

@@ -19,7 +19,8 @@ from hither.models import ContainerOptions
 from .jobmount import (LABEL_JOB, LABEL_KIND, LABEL_OWNER_HOST, LABEL_OWNER_PID, crashed,
                        describe_exit, has_outcome, job_binds, job_command,
                        split_image)
-from .engine import create_kwargs, remove_quietly
+from .engine import (check_raw_arguments, create_kwargs, engine_error, is_connection_error,
+                     remove_quietly)
 from .lifeline_host import attach_lifeline, close_lifeline, lifeline_command, wants_lifeline
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,11 +49,7 @@ def client() -> "docker.DockerClient":
         c = docker.from_env(timeout=30)
         c.ping()
     except Exception as exc:  # noqa: BLE001 - docker raises several kinds here
-        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        raise ContainerError(
-            f"the Docker Engine at {where} does not answer ({type(exc).__name__}: {exc}); "
-            "start it (e.g. `bash scripts/services.sh docker`, or `dockerd`) or set DOCKER_HOST"
-        ) from exc
+        raise engine_error(exc, "no Docker Engine") from exc
     return c
 
 
@@ -143,12 +140,27 @@ def sweep_stale(c: "docker.DockerClient") -> List[str]:
             continue
         if labels.get(LABEL_KIND) == "warm":  # its exchange folder on this host too
             for m in ct.get("Mounts") or []:
-                src = m.get("Source", "")
-                if os.path.basename(src).startswith("hither-warm-") and os.path.isdir(src):
-                    shutil.rmtree(src, ignore_errors=True)
+                _sweep_exchange(os.path.dirname(m.get("Source", "")))
     if removed:
         logger.info("removed %d stale hither container(s): %s", len(removed), ", ".join(removed))
     return removed
+
+
+def _sweep_exchange(xdir: str) -> None:
+    """Remove a dead caller's warm exchange folder, after putting back the job directory it
+    had moved in (its symbolic link would otherwise dangle)."""
+    if not os.path.basename(xdir).startswith("hither-warm-") or not os.path.isdir(xdir):
+        return
+    try:
+        with open(os.path.join(xdir, "moved-job")) as f:
+            job_dir = f.read()
+        inner = os.path.join(xdir, "jobs", os.path.basename(job_dir))
+        if os.path.islink(job_dir) and os.readlink(job_dir) == inner and os.path.isdir(inner):
+            os.unlink(job_dir)
+            os.rename(inner, job_dir)
+    except OSError:
+        pass
+    shutil.rmtree(xdir, ignore_errors=True)
 
 
 class DockerRunner(ContainerRunner):
@@ -176,6 +188,7 @@ class DockerRunner(ContainerRunner):
 
     def __init__(self, options: Optional[ContainerOptions] = None) -> None:
         self.options = options or ContainerOptions()
+        check_raw_arguments(self.options)
         self._client: Optional["docker.DockerClient"] = None
         self._lock = threading.Lock()
         self._running: Dict[str, Any] = {}  # job_dir -> container (one-shot runs)
@@ -204,12 +217,17 @@ class DockerRunner(ContainerRunner):
         job_dir = os.path.abspath(str(job_dir))
         ref = docker_ref(image)
         c = self.client()
-        ensure_image(c, ref, self.options.extra.get("pull", "missing"))
-        if self.options.reuse:
-            from .warm import pool
+        try:
+            ensure_image(c, ref, self.options.extra.get("pull", "missing"))
+            if self.options.reuse:
+                from .warm import pool
 
-            return pool(c).run(self, ref, job_dir, timeout)
-        return self._run_once(c, ref, job_dir, timeout)
+                return pool(c).run(self, ref, job_dir, timeout)
+            return self._run_once(c, ref, job_dir, timeout)
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise engine_error(exc, f"lost the Docker Engine while running {ref}") from exc
+            raise
 
     def _run_once(self, c: "docker.DockerClient", ref: str, job_dir: str,
                   timeout: Optional[float]) -> int:
@@ -246,7 +264,7 @@ class DockerRunner(ContainerRunner):
                     raise JobTimeoutError(
                         f"job {os.path.basename(job_dir)} in {ref} was stopped after "
                         f"{timeout} s (job_timeout)") from None
-                raise ContainerError(f"lost the Docker Engine while running {ref}: {exc}") from exc
+                raise engine_error(exc, f"lost the Docker Engine while running {ref}") from exc
             except docker.errors.APIError as exc:
                 if job_dir in self._killed:
                     return KILLED
@@ -265,6 +283,9 @@ class DockerRunner(ContainerRunner):
                 f.write(logs)
             if has_outcome(job_dir) and not oom:
                 return code
+            if code == 127 and "exec python3 failed" in logs:  # docker's init said so
+                raise ContainerError(f"the container of {ref} could not run the job: "
+                                     "python3 was not found (the image needs python3 on its PATH)")
             raise crashed(ref, job_dir, code, oom, self.options.memory, logs)
         finally:
             with self._lock:

@@ -1,5 +1,6 @@
 """Creating and removing hither's Docker containers: the arguments of ``containers.create``
-(``create_kwargs``: labels, GPUs, memory, the lifeline's open stdin) and ``remove_quietly``;
+(``create_kwargs``: labels, GPUs, memory, hardening, the lifeline's open stdin), the check of
+raw engine arguments, and ``remove_quietly``;
 what one-shot containers (``docker_runner``) and warm ones (``warm``) share."""
 from __future__ import annotations
 
@@ -61,12 +62,105 @@ def create_kwargs(ref: str, options: ContainerOptions, binds: List[Tuple[str, st
     if options.memory:
         kw["mem_limit"] = options.memory
         kw["memswap_limit"] = options.memory  # no swap: over the limit is an OOM kill
+    kw.update(hardening(options))
     reqs = device_requests(options.gpus)
     if reqs:
         kw["device_requests"] = reqs
     for k, v in options.extra.get("docker", {}).items():  # raw docker-py create() arguments
         kw[k] = v
     return kw
+
+
+def hardening(options: ContainerOptions) -> Dict[str, Any]:
+    """The ``containers.create`` arguments of ``ContainerOptions``' hardening (each on by
+    default): a pids limit, a read-only image file system with a tmpfs /tmp (the job folder
+    is a bind mount: writable), docker's init as process 1, no new privileges, and dropped
+    capabilities."""
+    kw: Dict[str, Any] = {}
+    if options.pids_limit:
+        kw["pids_limit"] = options.pids_limit
+    if options.read_only:
+        kw["read_only"] = True
+        kw["tmpfs"] = {"/tmp": "rw,nosuid,nodev,mode=1777"}
+        if "HOME" not in options.env:  # caches under ~ need a writable home
+            kw["environment"] = dict(job_env(options), HOME="/tmp")
+    if options.init:
+        kw["init"] = True
+    if options.no_new_privileges:
+        kw["security_opt"] = ["no-new-privileges"]
+    if options.cap_drop:
+        kw["cap_drop"] = list(options.cap_drop)
+    return kw
+
+
+def check_raw_arguments(options: ContainerOptions) -> None:
+    """``extra["docker"]`` keys must be docker-py ``containers.create`` arguments: a typo is
+    a ``ContainerError`` naming it (with the closest known name), not an engine error later."""
+    import difflib
+
+    from docker.models.containers import RUN_CREATE_KWARGS, RUN_HOST_CONFIG_KWARGS
+
+    known = set(RUN_CREATE_KWARGS) | set(RUN_HOST_CONFIG_KWARGS) | {"image", "command"}
+    for key in options.extra.get("docker", {}):
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ContainerError(f"ContainerOptions extra['docker'] has {key!r}, which is no "
+                                 f"docker-py containers.create() argument{hint}")
+
+
+def engine_address() -> str:
+    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
+def _causes(exc: BaseException) -> List[BaseException]:
+    """``exc`` and what it wraps (requests -> urllib3 -> the socket's OSError)."""
+    seen: List[BaseException] = []
+    todo = [exc]
+    while todo and len(seen) < 20:
+        e = todo.pop()
+        if e in seen:
+            continue
+        seen.append(e)
+        todo += [c for c in (e.__cause__, e.__context__, getattr(e, "reason", None))
+                 if isinstance(c, BaseException)]
+        todo += [a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]
+    return seen
+
+
+def engine_error(exc: BaseException, doing: str) -> ContainerError:
+    """A ``ContainerError`` naming why the Docker Engine could not be reached while
+    ``doing``: no socket, a socket this user may not use, nothing listening, no answer."""
+    where = engine_address()
+    causes = _causes(exc)
+    text = " ".join(str(e) for e in causes)
+    if any(isinstance(e, PermissionError) for e in causes) or "Permission denied" in text:
+        why = (f"permission denied on the Docker Engine's socket {where}: this user may not use "
+               "it (the engine may well be running); add the user to the 'docker' group, use "
+               "rootless Docker, or set DOCKER_HOST")
+    elif any(isinstance(e, FileNotFoundError) for e in causes) or "No such file" in text:
+        why = (f"the Docker Engine at {where} does not answer: there is no socket there; is "
+               "dockerd running? start it (e.g. `bash scripts/services.sh docker`, or "
+               "`dockerd`) or set DOCKER_HOST")
+    elif any(isinstance(e, ConnectionRefusedError) for e in causes) or "refused" in text:
+        why = (f"the Docker Engine at {where} does not answer: nothing listens on its socket "
+               "(the engine stopped?); start it (e.g. `bash scripts/services.sh docker`)")
+    elif any(isinstance(e, (BrokenPipeError, ConnectionResetError)) for e in causes):
+        why = (f"the connection to it broke: the Docker Engine at {where} stopped or restarted "
+               "(or its socket went away) mid-request")
+    elif any(isinstance(e, (TimeoutError, socket.timeout)) for e in causes) or "timed out" in text:
+        why = f"the Docker Engine at {where} does not answer: no reply in time (overloaded?)"
+    else:
+        why = (f"the Docker Engine at {where} does not answer ({type(exc).__name__}: {exc}); "
+               "start it (e.g. `bash scripts/services.sh docker`, or `dockerd`) or set DOCKER_HOST")
+    return ContainerError(f"{doing}: {why}")
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says the Engine could not be reached (not an answer it gave)."""
+    import requests
+
+    return isinstance(exc, (requests.exceptions.ConnectionError, ConnectionError))
 
 
 def remove_quietly(ct: Any) -> None:

@@ -142,7 +142,13 @@ def parse_bind(spec: str) -> Tuple[str, str, str]:
 def job_binds(job_dir: str, options: ContainerOptions) -> List[Tuple[str, str, str]]:
     """(host, container, mode) of a job: its folder read-write at the same path (so paths in
     results mean the same inside and out), hither-core read-only, then the user's binds."""
-    binds = [(job_dir, job_dir, "rw")]
+    return [(job_dir, job_dir, "rw")] + shared_binds(options)
+
+
+def shared_binds(options: ContainerOptions) -> List[Tuple[str, str, str]]:
+    """The binds every container of ``options`` gets: hither-core read-only (unless
+    ``mount_hither`` is off), then the user's."""
+    binds = []
     if mounts_hither(options):
         binds.append((hither_source(), f"{HITHER_MOUNT}/hither", "ro"))
     binds += [parse_bind(b) for b in options.binds]

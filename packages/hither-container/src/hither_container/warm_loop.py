@@ -1,18 +1,31 @@
-"""The long-lived loop of a warm hither container (stdlib only, Python >= 3.8; copied into
-the container's control folder and run as ``python3 warm_loop.py CTL_DIR IDLE_SECONDS``).
+"""The long-lived loop of a warm hither container (stdlib only, Python >= 3.8; run from the
+container's read-only control folder as ``python3 warm_loop.py CTL_DIR IDLE_SECONDS``).
 
-The host drops ``<id>.job`` files (a job directory's path) into CTL_DIR; the loop runs each
-in a forked child (a clean process started from the loop's state, with numpy, hither and
-the job directory's runtime (runner.py, a zip) already loaded, in the job's own folder) and answers with ``<id>.done`` (JSON: exit code,
-signal, whether the memory cgroup killed something). It exits after IDLE_SECONDS without a
-job, so a container whose owner vanished stops by itself; with ``lifeline`` as a third
-argument it also ends at once when its launcher dies (EOF on stdin, see ``lifeline.py``).
+The control channel is two FIFOs the host made in CTL_DIR (``cmd`` and ``ans``): the loop
+opens both at its start, says ``ready``, and the host then unlinks them, so from the first
+job on no process of a job can reach them (by path they are gone; through /proc the loop,
+made non-dumpable, is closed to its children; forked children close their copies first).
+Each command is one JSON line: a job directory (in the exchange folder), the sha1 of its
+runtime (a zip the host put into CTL_DIR, ``runtime-<sha1>.zip``) and the file for the job's
+own stdout and stderr. The loop runs it in a forked child (numpy, hither and the runtime
+already loaded), then kills every process the job left, wipes /tmp, /var/tmp and /dev/shm,
+and answers with one JSON line (exit code, signal, whether the memory cgroup killed
+something). It exits after IDLE_SECONDS without a job; with ``lifeline`` as a third
+argument also at once when its launcher dies (EOF on stdin, see ``lifeline.py``).
 """
 import json
 import os
+import select
 import signal
+import stat
 import sys
 import time
+
+_held = [-1]  # the loop's lifeline descriptor (lifeline.py), -1 without one
+_private = []  # type: list  # descriptors a job must not keep: the lifeline, cmd, ans
+_runners = {}  # type: dict  # sha1 of a runtime zip -> the namespace of its __main__, loaded once
+_loaded = []  # type: list  # the modules the runtime loaded last put into sys.modules
+SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")  # wiped after every job
 
 
 def _oom_kills():
@@ -29,46 +42,47 @@ def _oom_kills():
     return -1
 
 
-_held = [-1]  # the loop's lifeline descriptor (lifeline.py), -1 without one
-_runners = {}  # type: dict  # sha1 of a runner.py -> the namespace of its __main__, loaded once
-_loaded = []  # type: list  # the modules the runtime loaded last put into sys.modules
+def _set_dumpable(on):
+    """prctl(PR_SET_DUMPABLE): a non-dumpable process's /proc entries (fd, mem, environ) are
+    closed to other processes of the same uid without CAP_SYS_PTRACE."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 1 if on else 0, 0, 0, 0)
+    except (ImportError, OSError, AttributeError):
+        pass
 
 
-def _runner_namespace(job_dir, ctl_dir):
-    """The namespace of the job directory's runner.py (the runtime: a zip with a
-    ``__main__.py``, whose ``main(argv)`` runs a job directory), loaded once per content in
-    the loop, so its modules are not compiled and imported per job (forked children share
-    them). It is loaded from a copy in the control folder named by its sha1: a path that
-    stays, whatever happens to the job directory, and never holds another content."""
-    import hashlib
+def _runner_namespace(path):
+    """The namespace of the runtime zip at ``path`` (``CTL_DIR/runtime-<sha1>.zip``, written
+    by the host, read-only here: a job cannot replace it), loaded once per content in the
+    loop, so its modules are not compiled and imported per job (forked children share them)."""
     import runpy
 
-    with open(os.path.join(job_dir, "runner.py"), "rb") as f:
-        data = f.read()
-    key = hashlib.sha1(data).hexdigest()
-    ns = _runners.get(key)
+    ns = _runners.get(path)
     if ns is None:
-        path = os.path.join(ctl_dir, "runtime-%s.zip" % key)
-        with open(path + ".tmp", "wb") as f:
-            f.write(data)
-        os.rename(path + ".tmp", path)
         for name in _loaded:  # another runtime's modules (its functions keep them)
             sys.modules.pop(name, None)
         before = set(sys.modules)
         ns = runpy.run_path(path, run_name="__hither_runner__")
         _loaded[:] = [n for n in sys.modules if n not in before
                       and (getattr(sys.modules[n], "__file__", None) or "").startswith(path + os.sep)]
-        _runners[key] = ns
+        _runners[path] = ns
     return ns
 
 
-def _run_child(job_dir, ns):
+def _run_child(job_dir, log, ns):
     """In the forked child: run the job directory with the runner; never returns."""
     code = 1
     try:
-        if _held[0] >= 0:  # the lifeline is the loop's: the job keeps no copy of it
-            os.close(_held[0])
-        os.setpgid(0, 0)  # a group of its own: whatever the job starts dies with it
+        for fd in _private:  # the job keeps no copy of the control channel or the lifeline
+            os.close(fd)
+        _set_dumpable(True)
+        os.setpgid(0, 0)  # a group of its own
+        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(out, 1)  # the job's own output, not the container log other jobs share
+        os.dup2(out, 2)
+        os.close(out)
         os.chdir(job_dir)
         sys.argv = [os.path.join(job_dir, "runner.py"), job_dir]
         code = ns["main"]([job_dir])
@@ -84,7 +98,7 @@ def _run_child(job_dir, ns):
 
 
 def _reap():
-    """Collect orphans that ended: the loop is the container's process 1, they are its."""
+    """Collect children that ended (orphans come to the loop when it is process 1)."""
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -92,6 +106,132 @@ def _reap():
             return
         if pid == 0:
             return
+
+
+def _owns_namespace():
+    """Whether the loop is the container's process 1, or the only child of docker's init:
+    then ``kill(-1)`` reaches exactly the job's processes (never with ``pid=host``)."""
+    if os.getpid() == 1:
+        return True
+    if os.getppid() != 1:
+        return False
+    try:
+        with open("/proc/1/comm") as f:
+            return f.read().strip() in ("docker-init", "tini", "tini-static")
+    except OSError:
+        return False
+
+
+def _kill_everything_else(child):
+    """End every process but the loop (and docker's init): whatever session or group the
+    job's processes moved to, none outlives it to watch the next job."""
+    if _owns_namespace():
+        for _ in range(100):
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except ProcessLookupError:
+                break
+            except OSError:
+                break
+            _reap()
+            time.sleep(0.001)
+    else:
+        try:
+            os.killpg(child, signal.SIGKILL)
+        except OSError:
+            pass
+    _reap()
+
+
+def _mount_points():
+    """The container's mount points (from /proc/self/mountinfo): never wiped into."""
+    points = set()
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 4:
+                    points.add(fields[4].replace("\\040", " "))
+    except OSError:
+        pass
+    return points
+
+
+def _wipe(folder, keep):
+    """Remove what jobs left in ``folder`` (a scratch folder), sparing mount points (the
+    exchange folder's, a user's binds) and the folders above them: those are descended."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if path in keep:
+            continue
+        if stat.S_ISDIR(st.st_mode) and any(k.startswith(path + os.sep) for k in keep):
+            _wipe(path, keep)
+            continue
+        _remove(path, st)
+
+
+def _remove(path, st):
+    try:
+        if stat.S_ISDIR(st.st_mode):
+            os.chmod(path, 0o700)  # a job may have locked it
+            for name in os.listdir(path):
+                sub = os.path.join(path, name)
+                _remove(sub, os.lstat(sub))
+            os.rmdir(path)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def _lines(fd, idle):
+    """The commands read from ``fd``; ends after ``idle`` seconds without one."""
+    buf = b""
+    while True:
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            yield json.loads(line.decode("utf-8"))
+        ready, _, _ = select.select([fd], [], [], idle)
+        if not ready:
+            return
+        data = os.read(fd, 65536)
+        if not data:
+            return
+        buf += data
+
+
+def _run(cmd, ctl_dir, keep):
+    """One job: run it in a child, clean up after it, return the answer."""
+    try:
+        ns = _runner_namespace(os.path.join(ctl_dir, "runtime-%s.zip" % cmd["runtime"]))
+    except Exception as exc:  # noqa: BLE001 - no usable runtime
+        sys.stderr.write("hither warm loop: no runtime %s: %r\n" % (cmd.get("runtime"), exc))
+        ns = {"main": lambda argv: 3}
+    before = _oom_kills()
+    pid = os.fork()
+    if pid == 0:
+        _run_child(cmd["job"], cmd["log"], ns)
+    try:
+        os.setpgid(pid, pid)  # also here: no race with the child's own call
+    except OSError:
+        pass
+    _, status = os.waitpid(pid, 0)
+    _kill_everything_else(pid)
+    for folder in SCRATCH:
+        _wipe(folder, keep)
+    after = _oom_kills()
+    return {"id": cmd["id"],
+            "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+            "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+            "oom_killed": before >= 0 and after > before}
 
 
 def _load_lifeline(ctl_dir):
@@ -107,59 +247,25 @@ def _load_lifeline(ctl_dir):
 
 
 def main(ctl_dir, idle, lifeline=False):
+    _set_dumpable(False)
     if lifeline:  # stdin is the launcher's attach connection: at its EOF the loop ends
         _held[0] = _load_lifeline(ctl_dir).hold()
+        if _held[0] >= 0:
+            _private.append(_held[0])
+    cmd_fd = os.open(os.path.join(ctl_dir, "cmd"), os.O_RDWR)  # no wait for the writer
+    ans_fd = os.open(os.path.join(ctl_dir, "ans"), os.O_WRONLY)  # the host reads already
+    _private.extend([cmd_fd, ans_fd])
     for name in ("numpy", "hither"):  # paid once here, not per job
         try:
             __import__(name)
         except Exception:  # noqa: BLE001 - the job will say what is missing
             pass
-    last = time.monotonic()
-    pause = 0.0005
-    while True:
-        jobs = sorted(n for n in os.listdir(ctl_dir) if n.endswith(".job"))
-        if not jobs:
-            _reap()
-            if time.monotonic() - last > idle:
-                return 0
-            time.sleep(pause)
-            pause = min(pause * 2, 0.005)
-            continue
-        pause = 0.0005
-        for name in jobs:
-            path = os.path.join(ctl_dir, name)
-            with open(path) as f:
-                job_dir = f.read().strip()
-            os.remove(path)
-            try:
-                ns = _runner_namespace(job_dir, ctl_dir)
-            except Exception as exc:  # noqa: BLE001 - the job directory is unusable
-                sys.stderr.write("hither warm loop: no runner in %s: %r\n" % (job_dir, exc))
-                ns = {"main": lambda argv: 3}
-            _reap()
-            before = _oom_kills()
-            pid = os.fork()
-            if pid == 0:
-                _run_child(job_dir, ns)
-            try:
-                os.setpgid(pid, pid)  # also here: no race with the child's own call
-            except OSError:
-                pass
-            _, status = os.waitpid(pid, 0)
-            try:  # processes the job left behind do not outlive it
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
-            _reap()
-            after = _oom_kills()
-            out = {"exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-                   "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-                   "oom_killed": before >= 0 and after > before}
-            done = os.path.join(ctl_dir, name[:-4] + ".done")
-            with open(done + ".tmp", "w") as f:
-                json.dump(out, f)
-            os.rename(done + ".tmp", done)
-            last = time.monotonic()
+    os.write(ans_fd, b'{"ready": true}\n')
+    keep = _mount_points()
+    for cmd in _lines(cmd_fd, idle):
+        out = _run(cmd, ctl_dir, keep)
+        os.write(ans_fd, (json.dumps(out) + "\n").encode("utf-8"))
+    return 0
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ Plain classes are used inside one process; these models are the boundary formats
 """
 from __future__ import annotations
 
+import difflib
+import re
 import time
 from typing import Any, Dict, List, Optional, Union
 
@@ -81,6 +83,13 @@ class CacheEntry(BaseModel):
     created_at: float = Field(default_factory=time.time)
 
 
+#: the ``ContainerOptions.extra`` keys the container runners read (hither-container's docs)
+CONTAINER_EXTRA_KEYS = ("mount_hither", "pull", "idle_timeout", "docker", "command",
+                        "isolate_network")
+_MEMORY = re.compile(r"^([0-9]+)([bkmg]b?)?$", re.IGNORECASE)
+_PROTECTED = ("/", "/proc", "/sys", "/dev")  # no bind may cover these
+
+
 class ContainerOptions(BaseModel):
     """How a container runner runs a job: ``hi.Config(container_options={...})``.
 
@@ -89,7 +98,13 @@ class ContainerOptions(BaseModel):
     unless a job needs the network; ``user`` is ``"uid:gid"`` (default: the calling user,
     so files a job writes are the user's); ``memory`` is a limit such as ``"2g"``; ``reuse``
     keeps one warm container per image and worker instead of one container per job;
-    ``extra`` holds engine-specific options a runner documents.
+    ``extra`` holds engine-specific options a runner documents (``CONTAINER_EXTRA_KEYS``).
+
+    Hardening, on by default (Docker; each can be turned off): ``pids_limit`` (processes
+    in the container), ``read_only`` (the image's file system read-only; the job folder
+    and a tmpfs ``/tmp`` stay writable), ``init`` (docker's init as process 1, forwarding
+    SIGTERM and reaping), ``no_new_privileges`` and ``cap_drop`` (capabilities dropped).
+    Every field is checked here, so a mistake fails at ``.run()`` naming the field.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -102,6 +117,11 @@ class ContainerOptions(BaseModel):
     memory: Optional[str] = None
     reuse: bool = False
     extra: Dict[str, Any] = Field(default_factory=dict)
+    pids_limit: Optional[int] = 4096
+    read_only: bool = True
+    init: bool = True
+    no_new_privileges: bool = True
+    cap_drop: List[str] = Field(default_factory=lambda: ["ALL"])
 
     @field_validator("binds")
     @classmethod
@@ -111,6 +131,12 @@ class ContainerOptions(BaseModel):
             if len(parts) not in (2, 3) or not parts[0] or not parts[1] or \
                     (len(parts) == 3 and parts[2] not in ("ro", "rw")):
                 raise ValueError(f"bind {b!r} must look like 'host_path:container_path[:ro|rw]'")
+            inside = parts[1].rstrip("/") or "/"
+            if not inside.startswith("/"):
+                raise ValueError(f"bind {b!r}: the container path must be absolute")
+            if inside in _PROTECTED or any(inside.startswith(p + "/") for p in _PROTECTED[1:]):
+                raise ValueError(f"bind {b!r} would cover the container's {inside}: "
+                                 "bind onto a folder of its own, e.g. /data")
         return v
 
     @field_validator("gpus")
@@ -118,6 +144,54 @@ class ContainerOptions(BaseModel):
     def _check_gpus(cls, v: Optional[Union[int, str]]) -> Optional[Union[int, str]]:
         if v is not None and not (v == "all" or (isinstance(v, int) and v > 0)):
             raise ValueError(f"gpus must be a positive count or 'all', not {v!r}")
+        return v
+
+    @field_validator("memory")
+    @classmethod
+    def _check_memory(cls, v: Optional[str]) -> Optional[str]:
+        if v is None:
+            return v
+        m = _MEMORY.match(str(v).strip())
+        if not m or int(m.group(1)) <= 0:
+            raise ValueError(f"memory must be a positive size such as '512m' or '2g' "
+                             f"(bytes, or a k/m/g suffix), not {v!r}")
+        return str(v).strip()
+
+    @field_validator("network")
+    @classmethod
+    def _check_network(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("network must name a network ('none', 'bridge', 'host', ...)")
+        return v
+
+    @field_validator("pids_limit")
+    @classmethod
+    def _check_pids(cls, v: Optional[int]) -> Optional[int]:
+        if v is not None and v <= 0:
+            raise ValueError(f"pids_limit must be a positive count (None: no limit), not {v!r}")
+        return v
+
+    @field_validator("extra")
+    @classmethod
+    def _check_extra(cls, v: Dict[str, Any]) -> Dict[str, Any]:
+        for key in v:
+            if key not in CONTAINER_EXTRA_KEYS:
+                close = difflib.get_close_matches(key, CONTAINER_EXTRA_KEYS, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"extra has an unknown key {key!r}{hint} (known: "
+                                 f"{', '.join(CONTAINER_EXTRA_KEYS)})")
+        if "pull" in v and v["pull"] not in ("missing", "never"):
+            raise ValueError(f"extra['pull'] must be 'missing' or 'never', not {v['pull']!r}")
+        if "idle_timeout" in v:
+            t = v["idle_timeout"]
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < float("inf"):
+                raise ValueError(f"extra['idle_timeout'] must be a positive number of seconds, "
+                                 f"not {t!r}")
+        if "docker" in v and not isinstance(v["docker"], dict):
+            raise ValueError("extra['docker'] must be a dict of docker-py create() arguments")
+        for key in ("mount_hither", "isolate_network"):
+            if key in v and not isinstance(v[key], bool):
+                raise ValueError(f"extra[{key!r}] must be True or False, not {v[key]!r}")
         return v
 
 

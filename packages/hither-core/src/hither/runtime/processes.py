@@ -99,6 +99,19 @@ def kill_leftovers(timeout: float = 5.0) -> bool:
         time.sleep(0.002)
 
 
+def end_runner(code: int) -> None:
+    """End this runner now with ``code``, with its process group where it leads one. Never
+    raises: as a container's process 1 (``docker run`` without an init) its "group" is the
+    whole pid namespace, which ``kill_leftovers`` has emptied (``killpg`` would raise and
+    skip the exit); the namespace ends with process 1 anyway."""
+    try:
+        if os.getpid() != 1 and os.getpgrp() == os.getpid():
+            os.killpg(os.getpid(), signal.SIGKILL)
+    except OSError:
+        pass
+    os._exit(code)
+
+
 class Watchdog(object):
     """The runner's own stop at the job's timeout (``spec["timeout"]``): it writes a
     JobTimeoutError as the job's outcome and ends the runner (and, where the runner leads
@@ -144,9 +157,7 @@ class Watchdog(object):
             except Exception:  # noqa: BLE001
                 pass
             kill_leftovers(1.0)  # the job's processes, orphans in sessions of their own too
-            if os.getpgrp() == os.getpid():
-                os.killpg(os.getpid(), signal.SIGKILL)
-            os._exit(124)
+            end_runner(124)
 
 
 def finite_timeout(value: Any) -> Optional[float]:
@@ -168,9 +179,7 @@ def _die_with_parent(parent_pid: int) -> None:
     def watch() -> None:
         while True:
             if os.getppid() != parent_pid:
-                if os.getpgrp() == os.getpid():
-                    os.killpg(os.getpid(), signal.SIGKILL)
-                os._exit(125)
+                end_runner(125)
             time.sleep(0.5)
 
     t = threading.Thread(target=watch, name="hither-runner-parent", daemon=True)
