@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
 from hither import config_state as _config
 from hither.errors import DependencyFailedError
 from hither.plugins.interfaces import JobHandler
+from hither.jobs import states as S
 from hither.jobs.job import Job
 from hither.jobs.placement import check_placement
 from hither.values.refs import is_stored
@@ -88,7 +89,10 @@ def _dependency_failed(job: Job, dep: Job) -> DependencyFailedError:
 
 
 class JobManager:
-    """Process-wide coordinator of jobs (one instance: ``hither.jobs.manager.manager``)."""
+    """Process-wide coordinator of jobs (one instance: ``hither.jobs.manager.manager``): the
+    shell around the job state machine (``hither.jobs.states``). It feeds each job's
+    events in (``handle``) and performs the actions that come out: wait for input jobs,
+    ask the cache, submit to the handler, write the cache, wake waiters."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -110,17 +114,14 @@ class JobManager:
     def create_job(self, fn: "JobFunction", args: tuple, kwargs: dict) -> Job:
         given, deps = bind_arguments(fn, args, kwargs)
         cfg = _config.current()
-        handler = cfg.job_handler or self.default_handler()
-        job = Job(fn, given, cfg, handler, self._container_for(fn, cfg), deps)
-        job.attach(self)
+        handler: JobHandler = cfg.job_handler or self.default_handler()
+        job = Job(fn, given, cfg, handler, self._container_for(fn, cfg), deps, self)
         check_placement(job)
         with self._lock:
             self._active[job.id] = job
             self._handlers.add(handler)
-        if deps:
-            self._await_inputs(job)
-        else:
-            self._ready(job, inline=True)
+        use_cache = cfg.job_cache is not None and not cfg.force_run
+        self.handle(job, S.Submitted(len(deps), use_cache), inline=True)
         return job
 
     def _await_inputs(self, job: Job) -> None:
@@ -137,7 +138,7 @@ class JobManager:
                 last = pending[0] == 0
             if last:
                 if registering[0] and threading.get_ident() == creator:
-                    self._deps_ready(job, inline=True)
+                    self._inputs_ended(job, inline=True)
                 else:
                     self._dispatch(job)
 
@@ -170,83 +171,104 @@ class JobManager:
             if job is None:
                 return
             try:
-                self._deps_ready(job, inline=False)
+                self._inputs_ended(job, inline=False)
             except Exception:  # never let one job take the dispatcher down
                 logger.exception("hither internal error while starting %s", job)
 
-    def _deps_ready(self, job: Job, inline: bool) -> None:
-        if job.is_done():
-            return
+    def _inputs_ended(self, job: Job, inline: bool) -> None:
         for d in job.dependencies:
             if d.get_status() != JobStatus.FINISHED:
-                self.complete(job, JobStatus.ERROR, None, _dependency_failed(job, d), None)
+                self.handle(job, S.InputFailed(_dependency_failed(job, d)), inline)
                 return
-        job.resolved_kwargs = substitute(job.kwargs, lambda d: d.result_for(job))
-        self._ready(job, inline)
+        self.handle(job, S.InputsReady(), inline)
 
-    def _ready(self, job: Job, inline: bool) -> None:
-        cfg = job.config
-        cache = cfg.job_cache
-        try:
-            if cache is not None and not cfg.force_run:
-                entry = cache.lookup(job)
-                if entry is not None:
-                    from hither.jobs.cache_policy import entry_error
-
-                    ri = {**entry.runtime_info.model_dump(), "cached": True}
-                    if entry.status == JobStatus.FINISHED:
-                        self.complete(job, JobStatus.FINISHED, entry.result, None, ri)
-                    else:
-                        self.complete(job, JobStatus.ERROR, None, entry_error(entry), ri)
-                    return
-            if not job.mark_queued():
-                return
-            job.handler.submit(job, inline)
-        except Exception as exc:
-            self.complete(job, JobStatus.ERROR, None, exc, None)
-
-    # ------------------------------------------------------------------ reports
-    def on_running(self, job: Job, runtime_info: Any = None) -> None:
-        job.mark_running(runtime_info)
-
-    def complete(self, job: Job, status: JobStatus, result: Any, error: Optional[BaseException],
-                 runtime_info: Any) -> bool:
-        """Record the end of ``job`` (first report wins); store it in the cache; wake waiters."""
-        if not job.begin_end():
+    # ------------------------------------------------------------------ the shell
+    def handle(self, job: Job, event: "S.Event", inline: bool = False) -> bool:
+        """Feed ``event`` to ``job``'s state machine and perform the actions it returns
+        (each may feed a follow-up event: the cache's answer, the write done, a failure);
+        False when the event did not apply (e.g. a result after a cancel)."""
+        state, actions = job.apply(event)
+        if not actions:
+            if type(event) is not S.Stored:
+                logger.debug("%s: %s ignored in step %s", job, type(event).__name__, state.step.value)
             return False
-        job.update_runtime_info(runtime_info, status)
-        cache = job.config.job_cache
-        if cache is not None and not job.from_cache and status != JobStatus.CANCELLED:
-            try:
-                # a cache keeps values, not references into a job's store
-                value = result.materialize() if is_stored(result) else result
-                cache.store(job, status, value, error, job.get_runtime_info())
-            except Exception as exc:
-                logger.warning("could not store %s (%s) in the job cache: %s: %s",
-                               job.function_name, job.id, type(exc).__name__, exc)
-        callbacks = job.end(status, result, error)
-        with self._lock:
-            self._active.pop(job.id, None)
-        for cb in callbacks:
-            try:
-                cb(job)
-            except Exception:
-                logger.exception("error in a done-callback of %s", job)
+        for action in actions:
+            follow = self._perform(job, action, event, inline)
+            if follow is not None:
+                self.handle(job, follow, inline)
         return True
+
+    def _perform(self, job: Job, action: "S.Action", event: "S.Event", inline: bool
+                 ) -> "Optional[S.Event]":
+        """Do one action; returns the event it leads to, if any."""
+        A = S.Action
+        if action is A.MERGE_INFO:
+            job.merge_runtime_info(getattr(event, "runtime_info", None))
+        elif action is A.SUBMIT:
+            try:
+                job.handler.submit(job, inline)
+            except Exception as exc:
+                return S.Failed(exc)
+        elif action is A.NOTIFY:
+            with self._lock:
+                self._active.pop(job.id, None)
+            job.notify()
+        elif action is A.RELEASE_INPUTS:
+            job.release_inputs()
+        elif action is A.ASK_CACHE:
+            return self._ask_cache(job)
+        elif action is A.WRITE_CACHE:
+            self._write_cache(job)
+            return S.Stored()
+        elif action is A.WATCH_INPUTS:
+            self._await_inputs(job)
+        elif action is A.RESOLVE_INPUTS:
+            job.resolved_kwargs = substitute(job.kwargs, lambda d: d.result_for(job))
+        elif action is A.CANCEL_IN_HANDLER:
+            raise AssertionError("cancel_in_handler is performed by JobManager.cancel")
+        return None
+
+    def _ask_cache(self, job: Job) -> "S.Event":
+        """The cache's answer for ``job``: a hit, a miss, or the lookup's failure."""
+        try:
+            entry = job.config.job_cache.lookup(job)
+            if entry is None:
+                return S.CacheMiss()
+            from hither.jobs.cache_policy import entry_error
+
+            ri = {**entry.runtime_info.model_dump(), "cached": True}
+            if entry.status == JobStatus.FINISHED:
+                return S.CacheHit(JobStatus.FINISHED, entry.result, None, ri)
+            return S.CacheHit(JobStatus.ERROR, None, entry_error(entry), ri)
+        except Exception as exc:
+            return S.Failed(exc)
+
+    def _write_cache(self, job: Job) -> None:
+        """Store the outcome of an ended ``job`` in its cache (which keeps what its policy
+        says); a failure to write is logged, the job's outcome stands."""
+        state = job._state
+        try:
+            # a cache keeps values, not references into a job's store
+            value = state.value.materialize() if is_stored(state.value) else state.value
+            job.config.job_cache.store(job, state.end_status, value, state.error,
+                                       job.ended_runtime_info())
+        except Exception as exc:
+            logger.warning("could not store %s (%s) in the job cache: %s: %s",
+                           job.function_name, job.id, type(exc).__name__, exc)
 
     # ------------------------------------------------------------------ control
     def cancel(self, job: Job) -> bool:
-        if job.is_done():
-            return False
-        status = job.get_status()
-        if status == JobStatus.PENDING:
-            job.report_cancelled()
+        """``job.cancel()``: end a job not yet with its handler; ask the handler to stop one
+        that is; end a still-queued one the handler would not stop."""
+        error = job.cancelled_error()
+        state, actions = job.apply(S.CancelRequested(error))
+        if S.Action.CANCEL_IN_HANDLER not in actions:
+            for action in actions:
+                self._perform(job, action, S.CancelRequested(error), False)
+            return bool(actions)
+        if job.handler.cancel(job):
             return True
-        stopped = job.handler.cancel(job)
-        if not stopped and not job.is_done() and job.get_status() == JobStatus.QUEUED:
-            job.report_cancelled()
-            return True
-        return stopped
+        return self.handle(job, S.HandlerKept(error))
 
     def active_jobs(self) -> List[Job]:
         with self._lock:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from typing import Iterable, List, Optional
@@ -9,8 +10,6 @@ from typing import Iterable, List, Optional
 from hither.models import JobStatus
 
 logger = logging.getLogger("hither.jobs.progress")
-
-import os
 
 # seconds of waiting before the display appears (short waits stay quiet)
 _FIRST_DISPLAY_AFTER = float(os.environ.get("HITHER_PROGRESS_AFTER", "2.0"))

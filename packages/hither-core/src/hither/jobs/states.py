@@ -1,0 +1,236 @@
+"""The one job state machine, as pure transitions: (state record, event) -> (new record, actions).
+
+No I/O, no locks, no threads here. ``hither.jobs.job.Job`` is the thin shell that feeds
+events in (under its lock) and performs the returned actions (outside it); the job
+manager sends the events of the life cycle. Every way a job moves — input jobs ending,
+the cache answering, the handler reporting, a cancel — goes through :func:`transition`,
+so the rules (the first end wins, nothing after the end, what is written to the cache)
+live only here and are tested without processes (``test_core_states.py``).
+
+Life cycle (``Step``; the public ``JobStatus`` in brackets)::
+
+    NEW -Submitted(inputs>0)-> INPUTS [pending] -InputsReady-> (as Submitted(0))
+    NEW -Submitted(0), cache-> CACHE [pending] -CacheMiss-> HANDLER [queued]
+    NEW -Submitted(0), no cache-> HANDLER [queued] -Started-> HANDLER [running]
+    HANDLER -Finished/Failed, cache-> STORING -Stored-> DONE [finished/error]
+    any step before DONE -Failed-> (as above); -Cancelled-> DONE [cancelled]
+    CACHE -CacheHit-> DONE (from the cache: nothing is written back)
+    INPUTS -InputFailed-> DONE [error]
+    NEW/INPUTS/CACHE -CancelRequested-> DONE [cancelled]
+    HANDLER -CancelRequested-> ask the handler; -HandlerKept-> DONE [cancelled] if still queued
+
+An event that does not apply (a result after a cancel, a second end, a start after the end)
+leaves the record as it is and returns no action.
+"""
+from __future__ import annotations
+
+import enum
+from typing import Any, Dict, NamedTuple, Optional, Tuple, Union
+
+from hither.status import JobStatus
+
+
+class Step(enum.Enum):
+    """Where a job is in its life cycle (finer than the public ``JobStatus``)."""
+
+    NEW = "new"            # created, not yet submitted to the machine
+    INPUTS = "inputs"      # waiting for its input jobs to end
+    CACHE = "cache"        # asking the job cache
+    HANDLER = "handler"    # with its handler (queued, then running)
+    STORING = "storing"    # ended; its outcome is being written to the cache
+    DONE = "done"          # ended; waiters woken
+
+
+class JobState(NamedTuple):
+    """The state record of one job. ``value``/``error`` are the outcome once ended
+    (during STORING they are the outcome being written; ``status`` then still shows the
+    status before the end, since waiters are not woken yet)."""
+
+    step: Step = Step.NEW
+    status: JobStatus = JobStatus.PENDING
+    use_cache: bool = False
+    from_cache: bool = False
+    end_status: Optional[JobStatus] = None
+    value: Any = None
+    error: Optional[BaseException] = None
+
+    @property
+    def done(self) -> bool:
+        return self.step is Step.DONE
+
+    @property
+    def ending(self) -> bool:
+        """Whether the end is decided (STORING or DONE): later reports are ignored."""
+        return self.step is Step.STORING or self.step is Step.DONE
+
+
+# ------------------------------------------------------------------ events
+class Submitted(NamedTuple):
+    """The job was created: ``inputs`` input jobs to wait for; whether a cache is asked."""
+
+    inputs: int
+    use_cache: bool
+
+
+class InputsReady(NamedTuple):
+    """Every input job finished."""
+
+
+class InputFailed(NamedTuple):
+    """An input job failed or was cancelled; ``error`` is this job's error."""
+
+    error: BaseException
+
+
+class CacheHit(NamedTuple):
+    """The cache holds an outcome (``status`` FINISHED or ERROR)."""
+
+    status: JobStatus
+    value: Any
+    error: Optional[BaseException]
+    runtime_info: Dict[str, Any]
+
+
+class CacheMiss(NamedTuple):
+    """The cache holds nothing usable: run the job."""
+
+
+class Started(NamedTuple):
+    """The handler started the job (``runtime_info``: where, optional)."""
+
+    runtime_info: Any = None
+
+
+class Finished(NamedTuple):
+    """The handler reports the job's result."""
+
+    value: Any
+    runtime_info: Any = None
+
+
+class Failed(NamedTuple):
+    """The job failed (its function raised, it timed out, its handler or the cache lookup
+    failed): ``error`` is the job's error."""
+
+    error: BaseException
+    runtime_info: Any = None
+
+
+class Cancelled(NamedTuple):
+    """The job was stopped (by its handler, or before it reached one)."""
+
+    error: BaseException
+
+
+class CancelRequested(NamedTuple):
+    """``job.cancel()``; ``error`` is the job's error if this cancels it outright."""
+
+    error: BaseException
+
+
+class HandlerKept(NamedTuple):
+    """The handler's ``cancel`` did not stop the job; ``error`` as in ``CancelRequested``."""
+
+    error: BaseException
+
+
+class Stored(NamedTuple):
+    """The cache write of an ended job is done (or failed: that is logged, not an outcome)."""
+
+
+Event = Union[Submitted, InputsReady, InputFailed, CacheHit, CacheMiss, Started, Finished,
+              Failed, Cancelled, CancelRequested, HandlerKept, Stored]
+
+
+# ------------------------------------------------------------------ actions
+class Action(enum.Enum):
+    """What the shell must do after a transition, in the order given."""
+
+    WATCH_INPUTS = "watch inputs"        # call back when every input job has ended
+    RESOLVE_INPUTS = "resolve inputs"    # put the input jobs' results into the arguments
+    ASK_CACHE = "ask cache"              # look the job up; answer CacheHit or CacheMiss
+    SUBMIT = "submit"                    # hand the job to its handler
+    MERGE_INFO = "merge runtime info"    # merge the event's runtime info into the job's
+    CANCEL_IN_HANDLER = "cancel in handler"  # handler.cancel(job); HandlerKept if it says False
+    WRITE_CACHE = "write cache"          # store the outcome; answer Stored
+    NOTIFY = "notify"                    # wake waiters, run done-callbacks (inputs of others)
+    RELEASE_INPUTS = "release inputs"    # hold the input jobs weakly from now on
+
+
+Transition = Tuple[JobState, Tuple[Action, ...]]
+
+_END = (Action.NOTIFY, Action.RELEASE_INPUTS)
+_NOTHING: Tuple[Action, ...] = ()
+
+
+def _end(state: JobState, status: JobStatus, value: Any, error: Optional[BaseException],
+         info: bool, from_cache: bool = False) -> Transition:
+    """The job ends with ``status``: through STORING when its outcome goes to the cache."""
+    pre = (Action.MERGE_INFO,) if info else ()
+    if state.use_cache and not from_cache and status is not JobStatus.CANCELLED:
+        return (state._replace(step=Step.STORING, end_status=status, value=value, error=error),
+                pre + (Action.WRITE_CACHE,))
+    return (state._replace(step=Step.DONE, status=status, end_status=status, value=value,
+                           error=error, from_cache=from_cache), pre + _END)
+
+
+def _start(state: JobState) -> Transition:
+    """Inputs are ready: ask the cache, or go to the handler."""
+    if state.use_cache:
+        return state._replace(step=Step.CACHE), (Action.ASK_CACHE,)
+    return state._replace(step=Step.HANDLER, status=JobStatus.QUEUED), (Action.SUBMIT,)
+
+
+def transition(state: JobState, event: Event) -> Transition:  # noqa: C901 - one table
+    """The new state record and the actions to perform, for ``event`` arriving in ``state``.
+    An event that does not apply returns ``state`` itself and no action."""
+    kind = type(event)
+    step = state.step
+    if step is Step.DONE:
+        return state, _NOTHING
+    if step is Step.STORING:
+        if kind is Stored:
+            return state._replace(step=Step.DONE, status=state.end_status), _END
+        return state, _NOTHING  # the end is decided: a later report or cancel changes nothing
+    if kind is Started:
+        if step is not Step.HANDLER:
+            return state, _NOTHING
+        return state._replace(status=JobStatus.RUNNING), (Action.MERGE_INFO,)
+    if kind is Finished:
+        if step is not Step.HANDLER:  # a result the job was never sent out for
+            return state, _NOTHING
+        return _end(state, JobStatus.FINISHED, event.value, None, True)  # type: ignore[union-attr]
+    if kind is Failed:
+        return _end(state, JobStatus.ERROR, None, event.error, True)  # type: ignore[union-attr]
+    if kind is Cancelled:
+        return _end(state, JobStatus.CANCELLED, None, event.error, False)  # type: ignore[union-attr]
+    if kind is Submitted:
+        if step is not Step.NEW:
+            return state, _NOTHING
+        state = state._replace(use_cache=event.use_cache)  # type: ignore[union-attr]
+        if event.inputs:  # type: ignore[union-attr]
+            return state._replace(step=Step.INPUTS), (Action.WATCH_INPUTS,)
+        return _start(state)
+    if kind is InputsReady or kind is InputFailed:
+        if step is not Step.INPUTS:
+            return state, _NOTHING
+        if kind is InputFailed:
+            return _end(state, JobStatus.ERROR, None, event.error, False)  # type: ignore[union-attr]
+        st, actions = _start(state)
+        return st, (Action.RESOLVE_INPUTS,) + actions
+    if kind is CacheHit or kind is CacheMiss:
+        if step is not Step.CACHE:
+            return state, _NOTHING
+        if kind is CacheMiss:
+            return state._replace(step=Step.HANDLER, status=JobStatus.QUEUED), (Action.SUBMIT,)
+        return _end(state, event.status, event.value, event.error,  # type: ignore[union-attr]
+                    True, from_cache=True)
+    if kind is CancelRequested:
+        if step is Step.HANDLER:
+            return state, (Action.CANCEL_IN_HANDLER,)
+        return _end(state, JobStatus.CANCELLED, None, event.error, False)  # type: ignore[union-attr]
+    if kind is HandlerKept:
+        if step is Step.HANDLER and state.status is JobStatus.QUEUED:
+            return _end(state, JobStatus.CANCELLED, None, event.error, False)  # type: ignore[union-attr]
+        return state, _NOTHING
+    return state, _NOTHING  # Stored before any end: nothing to do
