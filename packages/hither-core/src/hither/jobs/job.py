@@ -8,7 +8,7 @@ import logging
 import os
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, List, Optional, Tuple
 
 from hither.errors import JobCancelledException, JobNotFinishedError
 from hither.jobs import states as S
@@ -207,12 +207,16 @@ class Job:
         sys.stdout.write("--- end of console output ---\n")
         sys.stdout.flush()
 
-    def __await__(self):  # type: ignore[no-untyped-def]
+    def __await__(self) -> Generator[Any, None, Any]:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
 
+        def wake() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
         def done(_job: "Job") -> None:
-            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(None))
+            loop.call_soon_threadsafe(wake)
 
         self.add_done_callback(done)
         yield from fut.__await__()

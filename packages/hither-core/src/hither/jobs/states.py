@@ -190,7 +190,7 @@ def transition(state: JobState, event: Event) -> Transition:  # noqa: C901 - one
         return state, _NOTHING
     if step is Step.STORING:
         if kind is Stored:
-            return state._replace(step=Step.DONE, status=state.end_status), _END
+            return state._replace(step=Step.DONE, status=state.end_status or state.status), _END
         return state, _NOTHING  # the end is decided: a later report or cancel changes nothing
     if kind is Started:
         if step is not Step.HANDLER:

@@ -25,7 +25,7 @@ from hither.values.outcome import Outcome, failed, finished, rebuild_error
 from hither.runtime.runner import write_json_atomic  # noqa: F401 - public here
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hither.jobs.job import Job
+    from hither.plugins.protocols import Job
 
 logger = logging.getLogger("hither.outside.jobdir")
 

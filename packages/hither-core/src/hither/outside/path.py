@@ -35,7 +35,7 @@ from hither.values.refs import StoredResult, has_store_refs
 from hither.outside.documents import pack_job, unpack_outputs
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hither.jobs.job import Job
+    from hither.plugins.protocols import Job
 
 logger = logging.getLogger("hither.outside.path")
 
