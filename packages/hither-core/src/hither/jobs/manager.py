@@ -2,6 +2,7 @@
 jobs to their handler, records results, and wakes dependent jobs."""
 from __future__ import annotations
 
+import inspect
 import logging
 import queue
 import threading
@@ -24,15 +25,40 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger("hither.jobs.manager")
 
 
-def bind_arguments(fn: "JobFunction", args: tuple, kwargs: dict) -> Tuple[Dict[str, Any], List[Job]]:
-    """The job's arguments by name (defaults included when they are hither values, so
-    ``f.run(x=1)`` and ``f.run(x=1, d=None)`` share a hash) and its distinct input jobs.
-    Raises ``TypeError`` naming the argument for anything hither cannot carry.
+class _Binding:
+    """What ``bind_arguments`` needs of a function's signature, worked out once per function."""
 
-    The arguments are captured here, at ``.run()``: containers are copied, and so are
-    writeable arrays up to ``hither.values.grammar.SNAPSHOT_MAX_BYTES`` (see ``values.snapshot``),
-    so a job that starts later (after its input jobs, or when a worker frees up) sees the
-    values as they were at ``.run()``."""
+    __slots__ = ("order", "names", "required", "defaults", "simple")
+
+    def __init__(self, signature: inspect.Signature) -> None:
+        params = signature.parameters
+        plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        self.order: Tuple[str, ...] = tuple(params)
+        self.names = frozenset(n for n, p in params.items() if p.kind in plain)
+        self.required = frozenset(n for n in self.names if params[n].default is inspect.Parameter.empty)
+        #: parameters with a default, in order (a hither-value default joins the arguments)
+        self.defaults: Tuple[Tuple[str, Any], ...] = tuple(
+            (n, p.default) for n, p in params.items()
+            if p.default is not p.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
+        #: every parameter can be given by keyword and there is no ``**kwargs``: a call by
+        #: keywords only binds without ``Signature.bind``
+        self.simple = len(self.names) == len(params)
+
+
+def _binding(fn: "JobFunction") -> _Binding:
+    b = getattr(fn, "_hither_binding", None)
+    if b is None:
+        b = _Binding(fn.signature)
+        try:
+            fn._hither_binding = b  # type: ignore[attr-defined]
+        except AttributeError:  # pragma: no cover - a function object that takes no attributes
+            pass
+    return b
+
+
+def _bind_slow(fn: "JobFunction", args: tuple, kwargs: dict) -> Dict[str, Any]:
+    """The arguments by name through ``Signature.bind`` (positional arguments, ``**kwargs``,
+    and the errors naming what is wrong)."""
     try:
         bound = fn.signature.bind(*args, **kwargs)
     except TypeError as exc:
@@ -48,19 +74,36 @@ def bind_arguments(fn: "JobFunction", args: tuple, kwargs: dict) -> Tuple[Dict[s
                             "make it a keyword parameter")
         else:
             given[pname] = value
+    return given
+
+
+def bind_arguments(fn: "JobFunction", args: tuple, kwargs: dict) -> Tuple[Dict[str, Any], List[Job]]:
+    """The job's arguments by name (defaults included when they are hither values, so
+    ``f.run(x=1)`` and ``f.run(x=1, d=None)`` share a hash) and its distinct input jobs.
+    Raises ``TypeError`` naming the argument for anything hither cannot carry.
+
+    The arguments are captured here, at ``.run()``: containers are copied, and so are
+    writeable arrays up to ``hither.values.grammar.SNAPSHOT_MAX_BYTES`` (see ``values.snapshot``),
+    so a job that starts later (after its input jobs, or when a worker frees up) sees the
+    values as they were at ``.run()``."""
+    b = _binding(fn)
+    if not args and b.simple and kwargs.keys() <= b.names and kwargs.keys() >= b.required:
+        # the common call, f.run(x=..., y=...): what Signature.bind would give, in its order
+        given = {n: kwargs[n] for n in b.order if n in kwargs}
+    else:
+        given = _bind_slow(fn, args, kwargs)
     deps: List[Job] = []
     for name, value in given.items():
         deps.extend(scan(value, name))
     given = {name: snapshot(value) for name, value in given.items()}
-    for pname, param in fn.signature.parameters.items():
-        if pname not in given and param.default is not param.empty \
-                and param.kind not in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+    for pname, default in b.defaults:
+        if pname not in given:
             try:
-                scan(param.default, pname, allow_jobs=False)
+                scan(default, pname, allow_jobs=False)
             except TypeError:
                 continue  # not a hither value: part of the code, covered by the version
-            given[pname] = snapshot(param.default)
-    return given, list({id(d): d for d in deps}.values())
+            given[pname] = snapshot(default)
+    return given, list({id(d): d for d in deps}.values()) if deps else deps
 
 
 _CAUSE_MAX = 2000  # characters of the root cause's message quoted in a DependencyFailedError

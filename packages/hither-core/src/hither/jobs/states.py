@@ -167,18 +167,18 @@ def _end(state: JobState, status: JobStatus, value: Any, error: Optional[BaseExc
          info: bool, from_cache: bool = False) -> Transition:
     """The job ends with ``status``: through STORING when its outcome goes to the cache."""
     pre = (Action.MERGE_INFO,) if info else ()
+    # records are built whole rather than by _replace: this runs for every job
     if state.use_cache and not from_cache and status is not JobStatus.CANCELLED:
-        return (state._replace(step=Step.STORING, end_status=status, value=value, error=error),
+        return (JobState(Step.STORING, state.status, True, False, status, value, error),
                 pre + (Action.WRITE_CACHE,))
-    return (state._replace(step=Step.DONE, status=status, end_status=status, value=value,
-                           error=error, from_cache=from_cache), pre + _END)
+    return JobState(Step.DONE, status, state.use_cache, from_cache, status, value, error), pre + _END
 
 
 def _start(state: JobState) -> Transition:
     """Inputs are ready: ask the cache, or go to the handler."""
     if state.use_cache:
         return state._replace(step=Step.CACHE), (Action.ASK_CACHE,)
-    return state._replace(step=Step.HANDLER, status=JobStatus.QUEUED), (Action.SUBMIT,)
+    return JobState(Step.HANDLER, JobStatus.QUEUED, False), (Action.SUBMIT,)
 
 
 def transition(state: JobState, event: Event) -> Transition:  # noqa: C901 - one table
@@ -195,7 +195,7 @@ def transition(state: JobState, event: Event) -> Transition:  # noqa: C901 - one
     if kind is Started:
         if step is not Step.HANDLER:
             return state, _NOTHING
-        return state._replace(status=JobStatus.RUNNING), (Action.MERGE_INFO,)
+        return JobState(Step.HANDLER, JobStatus.RUNNING, state.use_cache), (Action.MERGE_INFO,)
     if kind is Finished:
         if step is not Step.HANDLER:  # a result the job was never sent out for
             return state, _NOTHING
@@ -207,7 +207,7 @@ def transition(state: JobState, event: Event) -> Transition:  # noqa: C901 - one
     if kind is Submitted:
         if step is not Step.NEW:
             return state, _NOTHING
-        state = state._replace(use_cache=event.use_cache)  # type: ignore[union-attr]
+        state = JobState(Step.NEW, state.status, event.use_cache)  # type: ignore[union-attr]
         if event.inputs:  # type: ignore[union-attr]
             return state._replace(step=Step.INPUTS), (Action.WATCH_INPUTS,)
         return _start(state)
