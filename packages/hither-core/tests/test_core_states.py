@@ -23,7 +23,7 @@ def run(events: Iterable[Any], state: S.JobState = S.JobState()) -> Tuple[S.JobS
 
 
 def test_plain_job_queued_running_finished_without_cache() -> None:
-    st, acts = S.transition(S.JobState(), S.Submitted(0, use_cache=False))
+    st, acts = S.transition(S.JobState(), S.Submitted(0, False, False))
     assert (st.step, st.status, acts) == (S.Step.HANDLER, JobStatus.QUEUED, (A.SUBMIT,))
     st, acts = S.transition(st, S.Started({"pid": 1}))
     assert (st.status, acts) == (JobStatus.RUNNING, (A.MERGE_INFO,))
@@ -33,7 +33,7 @@ def test_plain_job_queued_running_finished_without_cache() -> None:
 
 
 def test_with_cache_the_write_is_an_action_before_waiters_wake() -> None:
-    st, acts = run([S.Submitted(0, use_cache=True)])
+    st, acts = run([S.Submitted(0, True, True)])
     assert (st.step, st.status, acts) == (S.Step.CACHE, JobStatus.PENDING, [A.ASK_CACHE])
     st, acts = run([S.CacheMiss(), S.Started(), S.Finished(7)], st)
     assert acts == [A.SUBMIT, A.MERGE_INFO, A.MERGE_INFO, A.WRITE_CACHE]
@@ -45,37 +45,43 @@ def test_with_cache_the_write_is_an_action_before_waiters_wake() -> None:
     assert st.done and st.status is JobStatus.FINISHED and acts == (A.NOTIFY, A.RELEASE_INPUTS)
 
 
+def test_force_run_skips_the_lookup_but_still_writes() -> None:
+    st, acts = run([S.Submitted(0, ask_cache=False, write_cache=True), S.Started(), S.Finished(9)])
+    assert acts == [A.SUBMIT, A.MERGE_INFO, A.MERGE_INFO, A.WRITE_CACHE]
+    assert st.step is S.Step.STORING and not st.ask_cache
+
+
 def test_failures_are_written_too_cancels_never() -> None:
-    queued = run([S.Submitted(0, True), S.CacheMiss()])[0]
+    queued = run([S.Submitted(0, True, True), S.CacheMiss()])[0]
     assert S.transition(queued, S.Failed(ERR))[1] == (A.MERGE_INFO, A.WRITE_CACHE)
     st, acts = S.transition(queued, S.Cancelled(CANCEL))
     assert st.done and st.status is JobStatus.CANCELLED and A.WRITE_CACHE not in acts
 
 
 def test_cache_hit_ends_the_job_without_writing_back() -> None:
-    st, acts = run([S.Submitted(0, True), S.CacheHit(JobStatus.FINISHED, 5, None, {"cached": True})])
+    st, acts = run([S.Submitted(0, True, True), S.CacheHit(JobStatus.FINISHED, 5, None, {"cached": True})])
     assert st.done and st.from_cache and st.value == 5
     assert acts == [A.ASK_CACHE, A.MERGE_INFO, A.NOTIFY, A.RELEASE_INPUTS]
-    st, _ = run([S.Submitted(0, True), S.CacheHit(JobStatus.ERROR, None, ERR, {})])
+    st, _ = run([S.Submitted(0, True, True), S.CacheHit(JobStatus.ERROR, None, ERR, {})])
     assert st.status is JobStatus.ERROR and st.error is ERR
 
 
 def test_inputs_then_resolution_then_cache() -> None:
-    st, acts = run([S.Submitted(2, use_cache=True)])
+    st, acts = run([S.Submitted(2, True, True)])
     assert (st.step, st.status, acts) == (S.Step.INPUTS, JobStatus.PENDING, [A.WATCH_INPUTS])
     st, acts = S.transition(st, S.InputsReady())
     assert st.step is S.Step.CACHE and acts == (A.RESOLVE_INPUTS, A.ASK_CACHE)
 
 
 def test_input_failed_ends_with_its_error() -> None:
-    st, acts = run([S.Submitted(1, False), S.InputFailed(ERR)])
+    st, acts = run([S.Submitted(1, False, False), S.InputFailed(ERR)])
     assert st.status is JobStatus.ERROR and st.error is ERR
     assert acts == [A.WATCH_INPUTS, A.NOTIFY, A.RELEASE_INPUTS]
 
 
 @pytest.mark.parametrize("before", [
-    [S.Submitted(1, False)],                  # waiting for inputs
-    [S.Submitted(0, True)],                   # asking the cache
+    [S.Submitted(1, False, False)],                  # waiting for inputs
+    [S.Submitted(0, True, True)],                   # asking the cache
 ])
 def test_cancel_before_the_handler_ends_at_once(before: list) -> None:
     st, acts = run(before + [S.CancelRequested(CANCEL)])
@@ -87,7 +93,7 @@ def test_cancel_before_the_handler_ends_at_once(before: list) -> None:
 
 
 def test_cancel_with_the_handler_asks_it_and_ends_a_still_queued_job() -> None:
-    queued = run([S.Submitted(0, False)])[0]
+    queued = run([S.Submitted(0, False, False)])[0]
     st, acts = S.transition(queued, S.CancelRequested(CANCEL))
     assert st is queued and acts == (A.CANCEL_IN_HANDLER,)
     st, acts = S.transition(st, S.HandlerKept(CANCEL))
@@ -97,7 +103,7 @@ def test_cancel_with_the_handler_asks_it_and_ends_a_still_queued_job() -> None:
 
 
 def test_a_result_after_a_cancel_is_ignored() -> None:
-    st = run([S.Submitted(0, True), S.CacheMiss(), S.Started(), S.Cancelled(CANCEL)])[0]
+    st = run([S.Submitted(0, True, True), S.CacheMiss(), S.Started(), S.Cancelled(CANCEL)])[0]
     for late in (S.Finished(1), S.Failed(ERR), S.Started(), S.Cancelled(CANCEL), S.Stored(),
                  S.CancelRequested(CANCEL)):
         assert S.transition(st, late) == (st, ())
@@ -105,7 +111,7 @@ def test_a_result_after_a_cancel_is_ignored() -> None:
 
 
 def test_the_first_end_wins() -> None:
-    running = run([S.Submitted(0, False), S.Started()])[0]
+    running = run([S.Submitted(0, False, False), S.Started()])[0]
     st, _ = run([S.Finished(1), S.Finished(2), S.Failed(ERR)], running)
     assert (st.status, st.value, st.error) == (JobStatus.FINISHED, 1, None)
     st, acts = run([S.Failed(ERR), S.Finished(2)], running)
@@ -113,7 +119,7 @@ def test_the_first_end_wins() -> None:
 
 
 def test_while_storing_a_second_end_or_a_cancel_changes_nothing() -> None:
-    storing = run([S.Submitted(0, True), S.CacheMiss(), S.Finished(3)])[0]
+    storing = run([S.Submitted(0, True, True), S.CacheMiss(), S.Finished(3)])[0]
     assert storing.step is S.Step.STORING
     for late in (S.Finished(4), S.Failed(ERR), S.Cancelled(CANCEL), S.CancelRequested(CANCEL),
                  S.Started()):
@@ -125,19 +131,19 @@ def test_events_out_of_place_are_ignored() -> None:
     assert S.transition(new, S.Finished(1)) == (new, ())      # never sent out
     assert S.transition(new, S.Started()) == (new, ())
     assert S.transition(new, S.Stored()) == (new, ())
-    waiting = run([S.Submitted(1, False)])[0]
+    waiting = run([S.Submitted(1, False, False)])[0]
     assert S.transition(waiting, S.Finished(1)) == (waiting, ())
-    assert S.transition(waiting, S.Submitted(0, False)) == (waiting, ())  # submitted twice
-    queued = run([S.Submitted(0, False)])[0]
+    assert S.transition(waiting, S.Submitted(0, False, False)) == (waiting, ())  # submitted twice
+    queued = run([S.Submitted(0, False, False)])[0]
     assert S.transition(queued, S.CacheMiss()) == (queued, ())
     assert S.transition(queued, S.InputsReady()) == (queued, ())
 
 
 def test_a_failure_before_the_handler_still_ends_the_job() -> None:
     """The cache lookup or the handler's submit raising ends the job with that error."""
-    st, acts = run([S.Submitted(0, True), S.Failed(ERR)])
+    st, acts = run([S.Submitted(0, True, True), S.Failed(ERR)])
     assert st.step is S.Step.STORING and acts[-1] is A.WRITE_CACHE
-    st, _ = run([S.Submitted(0, False), S.Failed(ERR)])
+    st, _ = run([S.Submitted(0, False, False), S.Failed(ERR)])
     assert st.status is JobStatus.ERROR and st.done
 
 

@@ -163,8 +163,8 @@ class JobManager:
         with self._lock:
             self._active[job.id] = job
             self._handlers.add(handler)
-        use_cache = cfg.job_cache is not None and not cfg.force_run
-        self.handle(job, S.Submitted(len(deps), use_cache), inline=True)
+        cached = cfg.job_cache is not None
+        self.handle(job, S.Submitted(len(deps), cached and not cfg.force_run, cached), inline=True)
         return job
 
     def _await_inputs(self, job: Job) -> None:

@@ -10,9 +10,9 @@ live only here and are tested without processes (``test_core_states.py``).
 Life cycle (``Step``; the public ``JobStatus`` in brackets)::
 
     NEW -Submitted(inputs>0)-> INPUTS [pending] -InputsReady-> (as Submitted(0))
-    NEW -Submitted(0), cache-> CACHE [pending] -CacheMiss-> HANDLER [queued]
-    NEW -Submitted(0), no cache-> HANDLER [queued] -Started-> HANDLER [running]
-    HANDLER -Finished/Failed, cache-> STORING -Stored-> DONE [finished/error]
+    NEW -Submitted(0), ask cache-> CACHE [pending] -CacheMiss-> HANDLER [queued]
+    NEW -Submitted(0), else-> HANDLER [queued] -Started-> HANDLER [running]
+    HANDLER -Finished/Failed, write cache-> STORING -Stored-> DONE [finished/error]
     any step before DONE -Failed-> (as above); -Cancelled-> DONE [cancelled]
     CACHE -CacheHit-> DONE (from the cache: nothing is written back)
     INPUTS -InputFailed-> DONE [error]
@@ -48,7 +48,8 @@ class JobState(NamedTuple):
 
     step: Step = Step.NEW
     status: JobStatus = JobStatus.PENDING
-    use_cache: bool = False
+    ask_cache: bool = False    # look the job up before running it (a cache, no force_run)
+    write_cache: bool = False  # record its outcome (a cache, even with force_run)
     from_cache: bool = False
     end_status: Optional[JobStatus] = None
     value: Any = None
@@ -66,10 +67,12 @@ class JobState(NamedTuple):
 
 # ------------------------------------------------------------------ events
 class Submitted(NamedTuple):
-    """The job was created: ``inputs`` input jobs to wait for; whether a cache is asked."""
+    """The job was created: ``inputs`` input jobs to wait for; whether the cache is asked
+    first (not with ``force_run``), whether the outcome is written to it."""
 
     inputs: int
-    use_cache: bool
+    ask_cache: bool
+    write_cache: bool
 
 
 class InputsReady(NamedTuple):
@@ -168,17 +171,18 @@ def _end(state: JobState, status: JobStatus, value: Any, error: Optional[BaseExc
     """The job ends with ``status``: through STORING when its outcome goes to the cache."""
     pre = (Action.MERGE_INFO,) if info else ()
     # records are built whole rather than by _replace: this runs for every job
-    if state.use_cache and not from_cache and status is not JobStatus.CANCELLED:
-        return (JobState(Step.STORING, state.status, True, False, status, value, error),
-                pre + (Action.WRITE_CACHE,))
-    return JobState(Step.DONE, status, state.use_cache, from_cache, status, value, error), pre + _END
+    if state.write_cache and not from_cache and status is not JobStatus.CANCELLED:
+        return (JobState(Step.STORING, state.status, state.ask_cache, True, False, status, value,
+                         error), pre + (Action.WRITE_CACHE,))
+    return (JobState(Step.DONE, status, state.ask_cache, state.write_cache, from_cache, status,
+                     value, error), pre + _END)
 
 
 def _start(state: JobState) -> Transition:
     """Inputs are ready: ask the cache, or go to the handler."""
-    if state.use_cache:
+    if state.ask_cache:
         return state._replace(step=Step.CACHE), (Action.ASK_CACHE,)
-    return JobState(Step.HANDLER, JobStatus.QUEUED, False), (Action.SUBMIT,)
+    return JobState(Step.HANDLER, JobStatus.QUEUED, False, state.write_cache), (Action.SUBMIT,)
 
 
 def transition(state: JobState, event: Event) -> Transition:  # noqa: C901 - one table
@@ -195,7 +199,8 @@ def transition(state: JobState, event: Event) -> Transition:  # noqa: C901 - one
     if kind is Started:
         if step is not Step.HANDLER:
             return state, _NOTHING
-        return JobState(Step.HANDLER, JobStatus.RUNNING, state.use_cache), (Action.MERGE_INFO,)
+        return (JobState(Step.HANDLER, JobStatus.RUNNING, state.ask_cache, state.write_cache),
+                (Action.MERGE_INFO,))
     if kind is Finished:
         if step is not Step.HANDLER:  # a result the job was never sent out for
             return state, _NOTHING
@@ -207,7 +212,8 @@ def transition(state: JobState, event: Event) -> Transition:  # noqa: C901 - one
     if kind is Submitted:
         if step is not Step.NEW:
             return state, _NOTHING
-        state = JobState(Step.NEW, state.status, event.use_cache)  # type: ignore[union-attr]
+        state = JobState(Step.NEW, state.status, event.ask_cache,  # type: ignore[union-attr]
+                         event.write_cache)  # type: ignore[union-attr]
         if event.inputs:  # type: ignore[union-attr]
             return state._replace(step=Step.INPUTS), (Action.WATCH_INPUTS,)
         return _start(state)
