@@ -148,10 +148,6 @@ class Job:
         m = self._materialized
         return self._state.value if m is _NOT_YET else m
 
-    @property
-    def _error(self) -> Optional[BaseException]:
-        return self._state.error
-
     def get_result(self) -> Any:
         """The result of a finished job; raises its error if it failed."""
         state = self._state
@@ -226,6 +222,11 @@ class Job:
         return f"<hi.Job {self.function.name} {self.id} {self._state.status.value}>"
 
     # ------------------------------------------------------------------ the shell
+    @property
+    def state(self) -> "S.JobState":
+        """The job's state record (``hither.jobs.states``): step, status, outcome."""
+        return self._state
+
     def apply(self, event: "S.Event") -> Tuple["S.JobState", Tuple["S.Action", ...]]:
         """Feed ``event`` to the state machine (under the job's lock); returns the new
         record and the actions for the caller (the manager) to perform, in order."""

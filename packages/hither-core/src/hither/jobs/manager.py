@@ -289,7 +289,7 @@ class JobManager:
     def _write_cache(self, job: Job) -> None:
         """Store the outcome of an ended ``job`` in its cache (which keeps what its policy
         says); a failure to write is logged, the job's outcome stands."""
-        state = job._state
+        state = job.state
         try:
             # a cache keeps values, not references into a job's store
             value = state.value.materialize() if is_stored(state.value) else state.value
