@@ -27,33 +27,43 @@ def test_plain_job_queued_running_finished_without_cache() -> None:
     assert (st.step, st.status, acts) == (S.Step.HANDLER, JobStatus.QUEUED, (A.SUBMIT,))
     st, acts = S.transition(st, S.Started({"pid": 1}))
     assert (st.status, acts) == (JobStatus.RUNNING, (A.MERGE_INFO,))
-    st, acts = S.transition(st, S.Finished(42))
+    st, acts = S.transition(st, S.Finished(42, {"pid": 1}))
     assert st.done and (st.status, st.value, st.error) == (JobStatus.FINISHED, 42, None)
-    assert acts == (A.MERGE_INFO, A.NOTIFY, A.RELEASE_INPUTS)
+    assert acts == (A.MERGE_INFO, A.NOTIFY)  # no input jobs to let go of
+
+
+def test_runtime_info_merged_only_when_given_inputs_released_only_when_there() -> None:
+    st, acts = run([S.Submitted(0, False, False), S.Started(), S.Finished(1)])
+    assert acts == [A.SUBMIT, A.NOTIFY] and st.done and not st.inputs
+    st, acts = run([S.Submitted(1, False, False), S.InputsReady(), S.Started(), S.Finished(1, {})])
+    assert acts == [A.WATCH_INPUTS, A.RESOLVE_INPUTS, A.SUBMIT, A.MERGE_INFO, A.NOTIFY,
+                    A.RELEASE_INPUTS]
+    assert st.done and st.inputs
 
 
 def test_with_cache_the_write_is_an_action_before_waiters_wake() -> None:
     st, acts = run([S.Submitted(0, True, True)])
     assert (st.step, st.status, acts) == (S.Step.CACHE, JobStatus.PENDING, [A.ASK_CACHE])
-    st, acts = run([S.CacheMiss(), S.Started(), S.Finished(7)], st)
+    st, acts = run([S.CacheMiss(), S.Started({"pid": 1}), S.Finished(7, {})], st)
     assert acts == [A.SUBMIT, A.MERGE_INFO, A.MERGE_INFO, A.WRITE_CACHE]
     # decided, not yet shown: the status stays running and nobody is woken until Stored
     assert (st.step, st.status, st.end_status, st.value) == (S.Step.STORING, JobStatus.RUNNING,
                                                             JobStatus.FINISHED, 7)
     assert not st.done and st.ending
     st, acts = S.transition(st, S.Stored())
-    assert st.done and st.status is JobStatus.FINISHED and acts == (A.NOTIFY, A.RELEASE_INPUTS)
+    assert st.done and st.status is JobStatus.FINISHED and acts == (A.NOTIFY,)
 
 
 def test_force_run_skips_the_lookup_but_still_writes() -> None:
     st, acts = run([S.Submitted(0, ask_cache=False, write_cache=True), S.Started(), S.Finished(9)])
-    assert acts == [A.SUBMIT, A.MERGE_INFO, A.MERGE_INFO, A.WRITE_CACHE]
+    assert acts == [A.SUBMIT, A.WRITE_CACHE]
     assert st.step is S.Step.STORING and not st.ask_cache
 
 
 def test_failures_are_written_too_cancels_never() -> None:
     queued = run([S.Submitted(0, True, True), S.CacheMiss()])[0]
-    assert S.transition(queued, S.Failed(ERR))[1] == (A.MERGE_INFO, A.WRITE_CACHE)
+    assert S.transition(queued, S.Failed(ERR, {"pid": 1}))[1] == (A.MERGE_INFO, A.WRITE_CACHE)
+    assert S.transition(queued, S.Failed(ERR))[1] == (A.WRITE_CACHE,)
     st, acts = S.transition(queued, S.Cancelled(CANCEL))
     assert st.done and st.status is JobStatus.CANCELLED and A.WRITE_CACHE not in acts
 
@@ -61,7 +71,7 @@ def test_failures_are_written_too_cancels_never() -> None:
 def test_cache_hit_ends_the_job_without_writing_back() -> None:
     st, acts = run([S.Submitted(0, True, True), S.CacheHit(JobStatus.FINISHED, 5, None, {"cached": True})])
     assert st.done and st.from_cache and st.value == 5
-    assert acts == [A.ASK_CACHE, A.MERGE_INFO, A.NOTIFY, A.RELEASE_INPUTS]
+    assert acts == [A.ASK_CACHE, A.MERGE_INFO, A.NOTIFY]
     st, _ = run([S.Submitted(0, True, True), S.CacheHit(JobStatus.ERROR, None, ERR, {})])
     assert st.status is JobStatus.ERROR and st.error is ERR
 
@@ -86,7 +96,7 @@ def test_input_failed_ends_with_its_error() -> None:
 def test_cancel_before_the_handler_ends_at_once(before: list) -> None:
     st, acts = run(before + [S.CancelRequested(CANCEL)])
     assert st.status is JobStatus.CANCELLED and st.error is CANCEL
-    assert acts[-2:] == [A.NOTIFY, A.RELEASE_INPUTS]
+    assert acts[-1] == (A.RELEASE_INPUTS if st.inputs else A.NOTIFY)
     # the cache's late answer, or the inputs ending, changes nothing
     for late in (S.CacheMiss(), S.CacheHit(JobStatus.FINISHED, 1, None, {}), S.InputsReady()):
         assert S.transition(st, late) == (st, ())
@@ -97,7 +107,7 @@ def test_cancel_with_the_handler_asks_it_and_ends_a_still_queued_job() -> None:
     st, acts = S.transition(queued, S.CancelRequested(CANCEL))
     assert st is queued and acts == (A.CANCEL_IN_HANDLER,)
     st, acts = S.transition(st, S.HandlerKept(CANCEL))
-    assert st.status is JobStatus.CANCELLED and acts == (A.NOTIFY, A.RELEASE_INPUTS)
+    assert st.status is JobStatus.CANCELLED and acts == (A.NOTIFY,)
     running = run([S.Started()], queued)[0]
     assert S.transition(running, S.HandlerKept(CANCEL)) == (running, ())  # it goes on
 

@@ -227,13 +227,15 @@ class Job:
         """The job's state record (``hither.jobs.states``): step, status, outcome."""
         return self._state
 
-    def apply(self, event: "S.Event") -> Tuple["S.JobState", Tuple["S.Action", ...]]:
-        """Feed ``event`` to the state machine (under the job's lock); returns the new
-        record and the actions for the caller (the manager) to perform, in order."""
+    def apply(self, event: "S.Event") -> Tuple[bool, "S.JobState", Tuple["S.Action", ...]]:
+        """Feed ``event`` to the state machine (under the job's lock); returns whether it
+        applied, the new record, and the actions for the caller (the manager) to perform,
+        in order."""
         with self._lock:
-            state, actions = S.transition(self._state, event)
+            old = self._state
+            state, actions = S.transition(old, event)
             self._state = state
-        return state, actions
+        return state is not old or bool(actions), state, actions
 
     def merge_runtime_info(self, runtime_info: "Optional[RuntimeInfo | Dict[str, Any]]") -> None:
         """Merge what a handler or the cache says about the run into ``get_runtime_info()``."""
@@ -276,28 +278,34 @@ class Job:
         cb(self)
 
     # ------------------------------------------------------------------ for handlers
-    def _report(self, event: "S.Event") -> None:
-        if self._coordinator is None:
-            raise RuntimeError(f"{self!r} was not started by a job manager: nothing to report to")
-        self._coordinator.handle(self, event)
+    def _no_coordinator(self) -> RuntimeError:
+        return RuntimeError(f"{self!r} was not started by a job manager: nothing to report to")
 
     def report_running(self, runtime_info: "Optional[RuntimeInfo | Dict[str, Any]]" = None) -> None:
         """The job has started; ``runtime_info`` (optional) says where (host, pid, a
         batch id, a log file...) and is merged into ``get_runtime_info()`` at once."""
-        self._report(S.Started(runtime_info))
+        if self._coordinator is None:
+            raise self._no_coordinator()
+        self._coordinator.handle(self, S.Started(runtime_info))
 
     def report_result(self, value: Any, runtime_info: "Optional[RuntimeInfo | Dict[str, Any]]" = None) -> None:
         """The job returned ``value`` (the first end a job reports wins)."""
-        self._report(S.Finished(value, runtime_info))
+        if self._coordinator is None:
+            raise self._no_coordinator()
+        self._coordinator.handle(self, S.Finished(value, runtime_info))
 
     def report_error(self, error: BaseException,
                      runtime_info: "Optional[RuntimeInfo | Dict[str, Any]]" = None) -> None:
         """The job failed with ``error`` (the first end a job reports wins)."""
-        self._report(S.Failed(error, runtime_info))
+        if self._coordinator is None:
+            raise self._no_coordinator()
+        self._coordinator.handle(self, S.Failed(error, runtime_info))
 
     def report_cancelled(self) -> None:
         """The job was stopped (the first end a job reports wins)."""
-        self._report(S.Cancelled(self.cancelled_error()))
+        if self._coordinator is None:
+            raise self._no_coordinator()
+        self._coordinator.handle(self, S.Cancelled(self.cancelled_error()))
 
     def cancelled_error(self) -> JobCancelledException:
         return JobCancelledException(f"job {self.function.name} ({self.id}) was cancelled")

@@ -230,10 +230,9 @@ class JobManager:
         """Feed ``event`` to ``job``'s state machine and perform the actions it returns
         (each may feed a follow-up event: the cache's answer, the write done, a failure);
         False when the event did not apply (e.g. a result after a cancel)."""
-        state, actions = job.apply(event)
-        if not actions:
-            if type(event) is not S.Stored:
-                logger.debug("%s: %s ignored in step %s", job, type(event).__name__, state.step.value)
+        applied, state, actions = job.apply(event)
+        if not applied:
+            logger.debug("%s: %s ignored in step %s", job, type(event).__name__, state.step.value)
             return False
         for action in actions:
             follow = self._perform(job, action, event, inline)
@@ -304,11 +303,12 @@ class JobManager:
         """``job.cancel()``: end a job not yet with its handler; ask the handler to stop one
         that is; end a still-queued one the handler would not stop."""
         error = job.cancelled_error()
-        state, actions = job.apply(S.CancelRequested(error))
+        event = S.CancelRequested(error)
+        applied, _state, actions = job.apply(event)
         if S.Action.CANCEL_IN_HANDLER not in actions:
             for action in actions:
-                self._perform(job, action, S.CancelRequested(error), False)
-            return bool(actions)
+                self._perform(job, action, event, False)
+            return applied
         if job.handler.cancel(job):
             return True
         return self.handle(job, S.HandlerKept(error))

@@ -20,7 +20,9 @@ Life cycle (``Step``; the public ``JobStatus`` in brackets)::
     HANDLER -CancelRequested-> ask the handler; -HandlerKept-> DONE [cancelled] if still queued
 
 An event that does not apply (a result after a cancel, a second end, a start after the end)
-leaves the record as it is and returns no action.
+returns the very same record and no action. Runtime info is merged (``MERGE_INFO``) only
+when the event carries some; input jobs are let go (``RELEASE_INPUTS``) only by a job that
+has them.
 """
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ class JobState(NamedTuple):
     status: JobStatus = JobStatus.PENDING
     ask_cache: bool = False    # look the job up before running it (a cache, no force_run)
     write_cache: bool = False  # record its outcome (a cache, even with force_run)
+    inputs: bool = False       # it has input jobs (to let go of at the end)
     from_cache: bool = False
     end_status: Optional[JobStatus] = None
     value: Any = None
@@ -162,27 +165,39 @@ class Action(enum.Enum):
 
 Transition = Tuple[JobState, Tuple[Action, ...]]
 
-_END = (Action.NOTIFY, Action.RELEASE_INPUTS)
 _NOTHING: Tuple[Action, ...] = ()
+_MERGE = (Action.MERGE_INFO,)
+
+
+def _at(state: JobState, step: Step, status: JobStatus) -> JobState:
+    """``state`` moved to ``step`` showing ``status`` (built whole: ``_replace`` is slow, and
+    this runs several times for every job)."""
+    return JobState(step, status, state.ask_cache, state.write_cache, state.inputs,
+                    state.from_cache, state.end_status, state.value, state.error)
 
 
 def _end(state: JobState, status: JobStatus, value: Any, error: Optional[BaseException],
-         info: bool, from_cache: bool = False) -> Transition:
-    """The job ends with ``status``: through STORING when its outcome goes to the cache."""
-    pre = (Action.MERGE_INFO,) if info else ()
-    # records are built whole rather than by _replace: this runs for every job
+         info: Any = None, from_cache: bool = False) -> Transition:
+    """The job ends with ``status``: through STORING when its outcome goes to the cache.
+    ``info``: the event's runtime info, merged first when there is some."""
+    pre = _MERGE if info is not None else _NOTHING
     if state.write_cache and not from_cache and status is not JobStatus.CANCELLED:
-        return (JobState(Step.STORING, state.status, state.ask_cache, True, False, status, value,
-                         error), pre + (Action.WRITE_CACHE,))
-    return (JobState(Step.DONE, status, state.ask_cache, state.write_cache, from_cache, status,
-                     value, error), pre + _END)
+        return (JobState(Step.STORING, state.status, state.ask_cache, True, state.inputs, False,
+                         status, value, error), pre + (Action.WRITE_CACHE,))
+    return (JobState(Step.DONE, status, state.ask_cache, state.write_cache, state.inputs,
+                     from_cache, status, value, error), pre + _ended(state))
+
+
+def _ended(state: JobState) -> Tuple[Action, ...]:
+    """What follows the end: wake waiters; let go of the input jobs if there are any."""
+    return (Action.NOTIFY, Action.RELEASE_INPUTS) if state.inputs else (Action.NOTIFY,)
 
 
 def _start(state: JobState) -> Transition:
     """Inputs are ready: ask the cache, or go to the handler."""
     if state.ask_cache:
-        return state._replace(step=Step.CACHE), (Action.ASK_CACHE,)
-    return JobState(Step.HANDLER, JobStatus.QUEUED, False, state.write_cache), (Action.SUBMIT,)
+        return _at(state, Step.CACHE, state.status), (Action.ASK_CACHE,)
+    return _at(state, Step.HANDLER, JobStatus.QUEUED), (Action.SUBMIT,)
 
 
 def transition(state: JobState, event: Event) -> Transition:  # noqa: C901 - one table
@@ -194,49 +209,52 @@ def transition(state: JobState, event: Event) -> Transition:  # noqa: C901 - one
         return state, _NOTHING
     if step is Step.STORING:
         if kind is Stored:
-            return state._replace(step=Step.DONE, status=state.end_status or state.status), _END
+            return _at(state, Step.DONE, state.end_status or state.status), _ended(state)
         return state, _NOTHING  # the end is decided: a later report or cancel changes nothing
     if kind is Started:
         if step is not Step.HANDLER:
             return state, _NOTHING
-        return (JobState(Step.HANDLER, JobStatus.RUNNING, state.ask_cache, state.write_cache),
-                (Action.MERGE_INFO,))
+        info = event.runtime_info  # type: ignore[union-attr]
+        return _at(state, Step.HANDLER, JobStatus.RUNNING), (_MERGE if info is not None else _NOTHING)
     if kind is Finished:
         if step is not Step.HANDLER:  # a result the job was never sent out for
             return state, _NOTHING
-        return _end(state, JobStatus.FINISHED, event.value, None, True)  # type: ignore[union-attr]
+        return _end(state, JobStatus.FINISHED, event.value, None,  # type: ignore[union-attr]
+                    event.runtime_info)  # type: ignore[union-attr]
     if kind is Failed:
-        return _end(state, JobStatus.ERROR, None, event.error, True)  # type: ignore[union-attr]
+        return _end(state, JobStatus.ERROR, None, event.error,  # type: ignore[union-attr]
+                    event.runtime_info)  # type: ignore[union-attr]
     if kind is Cancelled:
-        return _end(state, JobStatus.CANCELLED, None, event.error, False)  # type: ignore[union-attr]
+        return _end(state, JobStatus.CANCELLED, None, event.error)  # type: ignore[union-attr]
     if kind is Submitted:
         if step is not Step.NEW:
             return state, _NOTHING
-        state = JobState(Step.NEW, state.status, event.ask_cache,  # type: ignore[union-attr]
-                         event.write_cache)  # type: ignore[union-attr]
-        if event.inputs:  # type: ignore[union-attr]
-            return state._replace(step=Step.INPUTS), (Action.WATCH_INPUTS,)
+        inputs = event.inputs > 0  # type: ignore[union-attr]
+        state = JobState(Step.INPUTS if inputs else Step.NEW, state.status,
+                         event.ask_cache, event.write_cache, inputs)  # type: ignore[union-attr]
+        if inputs:
+            return state, (Action.WATCH_INPUTS,)
         return _start(state)
     if kind is InputsReady or kind is InputFailed:
         if step is not Step.INPUTS:
             return state, _NOTHING
         if kind is InputFailed:
-            return _end(state, JobStatus.ERROR, None, event.error, False)  # type: ignore[union-attr]
+            return _end(state, JobStatus.ERROR, None, event.error)  # type: ignore[union-attr]
         st, actions = _start(state)
         return st, (Action.RESOLVE_INPUTS,) + actions
     if kind is CacheHit or kind is CacheMiss:
         if step is not Step.CACHE:
             return state, _NOTHING
         if kind is CacheMiss:
-            return state._replace(step=Step.HANDLER, status=JobStatus.QUEUED), (Action.SUBMIT,)
+            return _at(state, Step.HANDLER, JobStatus.QUEUED), (Action.SUBMIT,)
         return _end(state, event.status, event.value, event.error,  # type: ignore[union-attr]
-                    True, from_cache=True)
+                    event.runtime_info, from_cache=True)  # type: ignore[union-attr]
     if kind is CancelRequested:
         if step is Step.HANDLER:
             return state, (Action.CANCEL_IN_HANDLER,)
-        return _end(state, JobStatus.CANCELLED, None, event.error, False)  # type: ignore[union-attr]
+        return _end(state, JobStatus.CANCELLED, None, event.error)  # type: ignore[union-attr]
     if kind is HandlerKept:
         if step is Step.HANDLER and state.status is JobStatus.QUEUED:
-            return _end(state, JobStatus.CANCELLED, None, event.error, False)  # type: ignore[union-attr]
+            return _end(state, JobStatus.CANCELLED, None, event.error)  # type: ignore[union-attr]
         return state, _NOTHING
     return state, _NOTHING  # Stored before any end: nothing to do
