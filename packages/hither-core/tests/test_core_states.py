@@ -210,3 +210,27 @@ def test_shell_double_report_first_wins_and_callbacks_run_once() -> None:
     job.report_error(RuntimeError("late"))
     assert job.wait(5) == 3 and seen == [job]
     assert job.get_runtime_info().pid == 4242
+
+
+def test_shell_an_input_result_that_cannot_be_read_fails_the_job(monkeypatch: pytest.MonkeyPatch
+                                                                 ) -> None:
+    """Resolving the inputs may fail (a stored result that cannot be read): the job ends
+    with that error rather than staying pending, and is not submitted."""
+    import hither as hi
+    from hither.jobs import manager as M
+    from hither.plugins.interfaces import JobHandler
+
+    from core_funcs import add
+
+    def unreadable(value: Any, result_of: Any) -> Any:
+        raise OSError("the store is gone")
+
+    handler = type("Holding", (_HoldingHandler, JobHandler), {})()
+    with hi.Config(job_handler=handler):
+        a = add.run(x=1, y=2)
+        b = add.run(x=a, y=1)
+    monkeypatch.setattr(M, "substitute", unreadable)
+    a.report_result(3)
+    with pytest.raises(OSError, match="the store is gone"):
+        b.wait(5)
+    assert handler.jobs == [a]

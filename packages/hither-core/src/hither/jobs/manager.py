@@ -237,7 +237,10 @@ class JobManager:
         for action in actions:
             follow = self._perform(job, action, event, inline)
             if follow is not None:
+                # the follow-up decides what comes next: it is the last action's answer
+                # (cache, write, submit), or a failure that ends the job
                 self.handle(job, follow, inline)
+                break
         return True
 
     def _perform(self, job: Job, action: "S.Action", event: "S.Event", inline: bool
@@ -265,7 +268,10 @@ class JobManager:
         elif action is A.WATCH_INPUTS:
             self._await_inputs(job)
         elif action is A.RESOLVE_INPUTS:
-            job.resolved_kwargs = substitute(job.kwargs, lambda d: d.result_for(job))
+            try:  # e.g. an input's result kept in a store that cannot be read now
+                job.resolved_kwargs = substitute(job.kwargs, lambda d: d.result_for(job))
+            except Exception as exc:
+                return S.Failed(exc)
         elif action is A.CANCEL_IN_HANDLER:
             raise AssertionError("cancel_in_handler is performed by JobManager.cancel")
         return None
