@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-from typing import TYPE_CHECKING, Any, Optional, Union
-
-if TYPE_CHECKING:  # pragma: no cover
-    from hither.plugins.interfaces import JobHandler
+from typing import Any, Optional, Union
 
 
 @dataclasses.dataclass(frozen=True)
 class ConfigState:
     """The options in force; a snapshot is attached to every Job at ``.run()``."""
 
-    job_handler: Optional["JobHandler"] = None  # None: the process-wide DefaultJobHandler
+    # a hither.plugins.interfaces.JobHandler (plugins sit above this module), or None: the
+    # process-wide DefaultJobHandler
+    job_handler: Any = None
     container: Union[bool, str, None] = None  # True: the function's own container; str: this image
     job_cache: Any = None  # a hither.jobs.cache_policy.JobCache (which sits above jobs), or None
     download_results: Optional[bool] = None

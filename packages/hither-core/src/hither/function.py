@@ -49,7 +49,7 @@ class HitherFunction:
 
     def __getstate__(self) -> Dict[str, Any]:  # picklable by value (cloudpickle, __main__)
         state = dict(self.__dict__)
-        for k in ("_lock", "_bundle", "_worker_ref"):
+        for k in ("_lock", "_bundle", "_worker_ref", "_hither_binding"):
             state.pop(k, None)
         return state
 

@@ -29,7 +29,7 @@ from .signing import outcome_problem, sign
 from .wakeups import ChangeWatcher
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hither.jobs.job import Job
+    from hither.plugins.protocols import Job
     from hither.models import Database
 
 logger = logging.getLogger("hither_remote.handler")

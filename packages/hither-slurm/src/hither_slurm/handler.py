@@ -25,7 +25,7 @@ from .options import parse_options
 from .workdir import WorkDir
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hither.jobs.job import Job
+    from hither.plugins.protocols import Job
 
     from .jobdir_launcher import PilotLauncher
 

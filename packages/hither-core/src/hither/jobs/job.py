@@ -1,4 +1,5 @@
-"""``hi.Job``: one run of a hither function with given arguments."""
+"""``hi.Job``: one run of a hither function with given arguments (the shell around its
+state record: ``hither.jobs.states`` decides, the job manager performs)."""
 from __future__ import annotations
 
 import asyncio
@@ -7,11 +8,17 @@ import logging
 import os
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, List, Optional, Tuple
 
-from hither.errors import JobNotFinishedError
+from hither.errors import JobCancelledException, JobNotFinishedError
+from hither.jobs import states as S
 from hither.status import JobStatus
 from hither.values.grammar import job_hash
+
+try:  # Python >= 3.8
+    from typing import Protocol
+except ImportError:  # pragma: no cover
+    from typing_extensions import Protocol  # type: ignore[assignment]
 
 if TYPE_CHECKING:  # pragma: no cover
     from hither.config_state import ConfigState
@@ -23,6 +30,16 @@ logger = logging.getLogger("hither.jobs.job")
 
 _ids = itertools.count(1)
 _id_prefix = os.urandom(4).hex()
+_NOT_YET: Any = object()  # no materialised result yet
+
+
+class Coordinator(Protocol):
+    """What a job needs of the manager that created it (``hither.jobs.manager``): it
+    feeds the job's events through the state machine and performs the actions."""
+
+    def handle(self, job: "Job", event: "S.Event", inline: bool = False) -> bool: ...
+
+    def cancel(self, job: "Job") -> bool: ...
 
 
 class Job:
@@ -32,7 +49,8 @@ class Job:
     _hither_job = True
 
     def __init__(self, function: "JobFunction", kwargs: Dict[str, Any], config: "ConfigState",
-                 handler: "JobHandler", container: Optional[str], deps: List["Job"]) -> None:
+                 handler: "JobHandler", container: Optional[str], deps: List["Job"],
+                 coordinator: Optional[Coordinator] = None) -> None:
         self.id = f"{_id_prefix}-{next(_ids)}"
         self.function = function
         self.kwargs = kwargs
@@ -43,17 +61,16 @@ class Job:
         self._dep_refs: List["weakref.ref[Job]"] = []
         self.resolved_kwargs: Optional[Dict[str, Any]] = None if deps else kwargs
         self._hash: Optional[str] = None
-        self._status = JobStatus.PENDING
-        self._result: Any = None
-        self._error: Optional[BaseException] = None
+        self._state = S.JobState()  # changed only by _apply (the state machine), under _lock
+        self._materialized: Any = _NOT_YET  # the result read from its store, once
         # a plain dict on the hot path; a RuntimeInfo model is built when asked for
         self._runtime_info: Dict[str, Any] = {"handler": getattr(handler, "name", "")}
         self._lock = threading.Lock()
-        self._done = threading.Event()
-        self._completing = False  # the first report wins
+        self._done_event: Optional[threading.Event] = None  # made only for a job waited on unfinished
         self._callbacks: List[Callable[["Job"], None]] = []
-        self._manager: Any = None  # the JobManager that routes this job's reports
-        self.handler_data: Any = None  # private slot for the handler running the job
+        self._coordinator = coordinator  # routes this job's reports (None: a job never run)
+        #: the slot of the handler running the job (``hither.plugins.protocols.Job``)
+        self.handler_data: object = None
 
     # ------------------------------------------------------------------ identity
     @property
@@ -83,7 +100,7 @@ class Job:
             return [d for d in (r() for r in self._dep_refs) if d is not None]
         return list(self._deps)
 
-    def _release_inputs(self) -> None:
+    def release_inputs(self) -> None:
         """At the end: keep the input values, let go of the input jobs."""
         if self._deps:
             self._dep_refs = [weakref.ref(d) for d in self._deps]
@@ -93,14 +110,22 @@ class Job:
 
     # ------------------------------------------------------------------ user API
     def get_status(self) -> JobStatus:
-        return self._status
+        return self._state.status
 
     def is_done(self) -> bool:
-        return self._done.is_set()
+        return self._state.step is S.Step.DONE
 
     def wait_done(self, timeout: Optional[float] = None) -> bool:
         """Block until the job has ended (no result, no raise); False if ``timeout`` ran out."""
-        return self._done.wait(timeout)
+        if self._state.step is S.Step.DONE:
+            return True
+        with self._lock:
+            if self._state.step is S.Step.DONE:
+                return True
+            if self._done_event is None:
+                self._done_event = threading.Event()
+            event = self._done_event
+        return event.wait(timeout)
 
     def wait(self, timeout: Optional[float] = None) -> Any:
         """Wait for the job and return its result (or raise its error).
@@ -108,27 +133,34 @@ class Job:
         ``timeout`` (seconds) raises the builtin ``TimeoutError`` when the wait ends first;
         the job keeps going.
         """
-        if not self._done.is_set():
+        if self._state.step is not S.Step.DONE:
             from hither.jobs.progress import wait_with_progress
 
             if not wait_with_progress([self], timeout):
                 raise TimeoutError(f"job {self.function.name} ({self.id}) did not finish within "
-                                   f"{timeout} s (still {self._status.value}); it keeps running: "
-                                   "wait again, or job.cancel() it")
+                                   f"{timeout} s (still {self._state.status.value}); it keeps "
+                                   "running: wait again, or job.cancel() it")
         return self.get_result()
+
+    @property
+    def _result(self) -> Any:
+        """The outcome's value as recorded (a stored reference until ``get_result``)."""
+        m = self._materialized
+        return self._state.value if m is _NOT_YET else m
 
     def get_result(self) -> Any:
         """The result of a finished job; raises its error if it failed."""
-        if not self._done.is_set():
-            raise JobNotFinishedError(f"job {self.function.name} ({self.id}) is {self._status.value}, "
+        state = self._state
+        if state.step is not S.Step.DONE:
+            raise JobNotFinishedError(f"job {self.function.name} ({self.id}) is {state.status.value}, "
                                       "not finished; call job.wait() first")
-        if self._error is not None:
-            raise self._error
+        if state.error is not None:
+            raise state.error
         result = self._result
         if getattr(type(result), "_hither_ref", False) is True:
             # a result that stayed in the store where the job ran: read it now, once
             result = result.materialize()
-            self._result = result
+            self._materialized = result
         return result
 
     def result_for(self, consumer: "Job") -> Any:
@@ -136,7 +168,7 @@ class Job:
         a store stays a reference when ``consumer``'s handler reads that same store (the
         data then never passes through this process); otherwise the value itself."""
         result = self._result
-        if getattr(type(result), "_hither_ref", False) is True and self._error is None:
+        if getattr(type(result), "_hither_ref", False) is True and self._state.error is None:
             handler = consumer.handler
             store = getattr(handler, "result_store", None)
             if store is not None and (store is result.store or store == result.store):
@@ -144,18 +176,20 @@ class Job:
         return self.get_result()
 
     def get_error(self) -> Optional[BaseException]:
-        return self._error
+        return self._state.error
 
     def cancel(self) -> bool:
         """Cancel a pending, queued or running job; ``wait()`` then raises
         ``hi.JobCancelledException``. False if the job had already ended."""
-        return self._manager.cancel(self)
+        if self._coordinator is None:
+            return False
+        return self._coordinator.cancel(self)
 
     def get_runtime_info(self) -> "RuntimeInfo":
         """Console output, start/end times, elapsed, host, pid, status (a ``hi.RuntimeInfo``)."""
         from hither.models import RuntimeInfo
 
-        return RuntimeInfo(**{**self._runtime_info, "status": self._status})
+        return RuntimeInfo(**{**self._runtime_info, "status": self._state.status})
 
     def print_console_out(self) -> None:
         """Write the job's captured stdout and stderr to this process's console."""
@@ -169,99 +203,109 @@ class Job:
         sys.stdout.write("--- end of console output ---\n")
         sys.stdout.flush()
 
-    def __await__(self):  # type: ignore[no-untyped-def]
+    def __await__(self) -> Generator[Any, None, Any]:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
 
+        def wake() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
         def done(_job: "Job") -> None:
-            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(None))
+            loop.call_soon_threadsafe(wake)
 
         self.add_done_callback(done)
         yield from fut.__await__()
         return self.get_result()
 
     def __repr__(self) -> str:
-        return f"<hi.Job {self.function.name} {self.id} {self._status.value}>"
+        return f"<hi.Job {self.function.name} {self.id} {self._state.status.value}>"
 
-    # ------------------------------------------------------------------ state transitions
-    # Only the job changes its own state; the manager calls these in order:
-    # attach -> mark_queued -> (handler) mark_running -> begin_end -> end.
-    def attach(self, manager: Any) -> None:
-        """Route this job's reports to ``manager`` (done once, at creation)."""
-        self._manager = manager
+    # ------------------------------------------------------------------ the shell
+    @property
+    def state(self) -> "S.JobState":
+        """The job's state record (``hither.jobs.states``): step, status, outcome."""
+        return self._state
 
-    def mark_queued(self) -> bool:
-        """PENDING -> QUEUED before it goes to its handler; False if it already ended."""
+    def apply(self, event: "S.Event") -> Tuple[bool, "S.JobState", Tuple["S.Action", ...]]:
+        """Feed ``event`` to the state machine (under the job's lock); returns whether it
+        applied, the new record, and the actions for the caller (the manager) to perform,
+        in order."""
         with self._lock:
-            if self._done.is_set():
-                return False
-            self._status = JobStatus.QUEUED
-            return True
+            old = self._state
+            state, actions = S.transition(old, event)
+            self._state = state
+        return state is not old or bool(actions), state, actions
 
-    def mark_running(self, runtime_info: "Optional[RuntimeInfo | Dict[str, Any]]" = None) -> None:
-        with self._lock:
-            if self._done.is_set():
-                return
-            self._status = JobStatus.RUNNING
-            if runtime_info is not None:
-                self.update_runtime_info(runtime_info, JobStatus.RUNNING)
-
-    def begin_end(self) -> bool:
-        """Claim the right to end this job: True for the first report only."""
-        with self._lock:
-            if self._done.is_set() or self._completing:
-                return False
-            self._completing = True
-            return True
-
-    def update_runtime_info(self, runtime_info: "Optional[RuntimeInfo | Dict[str, Any]]",
-                            status: JobStatus) -> None:
-        ri = self._runtime_info
+    def merge_runtime_info(self, runtime_info: "Optional[RuntimeInfo | Dict[str, Any]]") -> None:
+        """Merge what a handler or the cache says about the run into ``get_runtime_info()``."""
         if runtime_info is not None:
             if not isinstance(runtime_info, dict):
                 runtime_info = runtime_info.model_dump(exclude_unset=True)
-            ri.update({k: v for k, v in runtime_info.items() if v is not None and v != ""})
-        ri["status"] = status
+            self._runtime_info.update({k: v for k, v in runtime_info.items() if v is not None and v != ""})
+
+    def ended_runtime_info(self) -> "RuntimeInfo":
+        """The runtime info with the status the job ends with (for the cache entry)."""
+        from hither.models import RuntimeInfo
+
+        state = self._state
+        return RuntimeInfo(**{**self._runtime_info, "status": state.end_status or state.status})
 
     @property
     def from_cache(self) -> bool:
         """Whether the outcome was taken from the job cache rather than a run."""
-        return bool(self._runtime_info.get("cached"))
+        return self._state.from_cache
 
-    def end(self, status: JobStatus, result: Any, error: Optional[BaseException]) -> List[Callable[["Job"], None]]:
-        """Record the end (after ``begin_end``), wake waiters, let go of the input jobs;
-        returns the done-callbacks for the caller to run."""
+    def notify(self) -> None:
+        """Wake the waiters and run the done-callbacks (after the job became DONE)."""
         with self._lock:
-            self._result, self._error, self._status = result, error, status
             callbacks, self._callbacks = self._callbacks, []
-            self._done.set()
-        self._release_inputs()
-        return callbacks
-
-    # ------------------------------------------------------------------ for handlers
-    def report_running(self, runtime_info: "Optional[RuntimeInfo | Dict[str, Any]]" = None) -> None:
-        """The job has started; ``runtime_info`` (optional) says where (host, pid, a
-        batch id, a log file...) and is merged into ``get_runtime_info()`` at once."""
-        self._manager.on_running(self, runtime_info)
-
-    def report_result(self, value: Any, runtime_info: "Optional[RuntimeInfo | Dict[str, Any]]" = None) -> None:
-        self._manager.complete(self, JobStatus.FINISHED, value, None, runtime_info)
-
-    def report_error(self, error: BaseException,
-                     runtime_info: "Optional[RuntimeInfo | Dict[str, Any]]" = None) -> None:
-        self._manager.complete(self, JobStatus.ERROR, None, error, runtime_info)
-
-    def report_cancelled(self) -> None:
-        from hither.errors import JobCancelledException
-
-        self._manager.complete(self, JobStatus.CANCELLED, None,
-                               JobCancelledException(f"job {self.function.name} ({self.id}) was cancelled"),
-                               None)
+            event = self._done_event
+        if event is not None:
+            event.set()
+        for cb in callbacks:
+            try:
+                cb(self)
+            except Exception:
+                logger.exception("error in a done-callback of %s", self)
 
     def add_done_callback(self, cb: Callable[["Job"], None]) -> None:
         """Call ``cb(job)`` once the job ends (at once, here, if it already has)."""
         with self._lock:
-            if not self._done.is_set():
+            if self._state.step is not S.Step.DONE:
                 self._callbacks.append(cb)
                 return
         cb(self)
+
+    # ------------------------------------------------------------------ for handlers
+    def _no_coordinator(self) -> RuntimeError:
+        return RuntimeError(f"{self!r} was not started by a job manager: nothing to report to")
+
+    def report_running(self, runtime_info: "Optional[RuntimeInfo | Dict[str, Any]]" = None) -> None:
+        """The job has started; ``runtime_info`` (optional) says where (host, pid, a
+        batch id, a log file...) and is merged into ``get_runtime_info()`` at once."""
+        if self._coordinator is None:
+            raise self._no_coordinator()
+        self._coordinator.handle(self, S.Started(runtime_info))
+
+    def report_result(self, value: Any, runtime_info: "Optional[RuntimeInfo | Dict[str, Any]]" = None) -> None:
+        """The job returned ``value`` (the first end a job reports wins)."""
+        if self._coordinator is None:
+            raise self._no_coordinator()
+        self._coordinator.handle(self, S.Finished(value, runtime_info))
+
+    def report_error(self, error: BaseException,
+                     runtime_info: "Optional[RuntimeInfo | Dict[str, Any]]" = None) -> None:
+        """The job failed with ``error`` (the first end a job reports wins)."""
+        if self._coordinator is None:
+            raise self._no_coordinator()
+        self._coordinator.handle(self, S.Failed(error, runtime_info))
+
+    def report_cancelled(self) -> None:
+        """The job was stopped (the first end a job reports wins)."""
+        if self._coordinator is None:
+            raise self._no_coordinator()
+        self._coordinator.handle(self, S.Cancelled(self.cancelled_error()))
+
+    def cancelled_error(self) -> JobCancelledException:
+        return JobCancelledException(f"job {self.function.name} ({self.id}) was cancelled")

@@ -2,6 +2,7 @@
 jobs to their handler, records results, and wakes dependent jobs."""
 from __future__ import annotations
 
+import inspect
 import logging
 import queue
 import threading
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
 from hither import config_state as _config
 from hither.errors import DependencyFailedError
 from hither.plugins.interfaces import JobHandler
+from hither.jobs import states as S
 from hither.jobs.job import Job
 from hither.jobs.placement import check_placement
 from hither.values.refs import is_stored
@@ -23,15 +25,40 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger("hither.jobs.manager")
 
 
-def bind_arguments(fn: "JobFunction", args: tuple, kwargs: dict) -> Tuple[Dict[str, Any], List[Job]]:
-    """The job's arguments by name (defaults included when they are hither values, so
-    ``f.run(x=1)`` and ``f.run(x=1, d=None)`` share a hash) and its distinct input jobs.
-    Raises ``TypeError`` naming the argument for anything hither cannot carry.
+class _Binding:
+    """What ``bind_arguments`` needs of a function's signature, worked out once per function."""
 
-    The arguments are captured here, at ``.run()``: containers are copied, and so are
-    writeable arrays up to ``hither.values.grammar.SNAPSHOT_MAX_BYTES`` (see ``values.snapshot``),
-    so a job that starts later (after its input jobs, or when a worker frees up) sees the
-    values as they were at ``.run()``."""
+    __slots__ = ("order", "names", "required", "defaults", "simple")
+
+    def __init__(self, signature: inspect.Signature) -> None:
+        params = signature.parameters
+        plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        self.order: Tuple[str, ...] = tuple(params)
+        self.names = frozenset(n for n, p in params.items() if p.kind in plain)
+        self.required = frozenset(n for n in self.names if params[n].default is inspect.Parameter.empty)
+        #: parameters with a default, in order (a hither-value default joins the arguments)
+        self.defaults: Tuple[Tuple[str, Any], ...] = tuple(
+            (n, p.default) for n, p in params.items()
+            if p.default is not p.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
+        #: every parameter can be given by keyword and there is no ``**kwargs``: a call by
+        #: keywords only binds without ``Signature.bind``
+        self.simple = len(self.names) == len(params)
+
+
+def _binding(fn: "JobFunction") -> _Binding:
+    b = getattr(fn, "_hither_binding", None)
+    if b is None:
+        b = _Binding(fn.signature)
+        try:
+            fn._hither_binding = b  # type: ignore[attr-defined]
+        except AttributeError:  # pragma: no cover - a function object that takes no attributes
+            pass
+    return b
+
+
+def _bind_slow(fn: "JobFunction", args: tuple, kwargs: dict) -> Dict[str, Any]:
+    """The arguments by name through ``Signature.bind`` (positional arguments, ``**kwargs``,
+    and the errors naming what is wrong)."""
     try:
         bound = fn.signature.bind(*args, **kwargs)
     except TypeError as exc:
@@ -47,19 +74,36 @@ def bind_arguments(fn: "JobFunction", args: tuple, kwargs: dict) -> Tuple[Dict[s
                             "make it a keyword parameter")
         else:
             given[pname] = value
+    return given
+
+
+def bind_arguments(fn: "JobFunction", args: tuple, kwargs: dict) -> Tuple[Dict[str, Any], List[Job]]:
+    """The job's arguments by name (defaults included when they are hither values, so
+    ``f.run(x=1)`` and ``f.run(x=1, d=None)`` share a hash) and its distinct input jobs.
+    Raises ``TypeError`` naming the argument for anything hither cannot carry.
+
+    The arguments are captured here, at ``.run()``: containers are copied, and so are
+    writeable arrays up to ``hither.values.grammar.SNAPSHOT_MAX_BYTES`` (see ``values.snapshot``),
+    so a job that starts later (after its input jobs, or when a worker frees up) sees the
+    values as they were at ``.run()``."""
+    b = _binding(fn)
+    if not args and b.simple and kwargs.keys() <= b.names and kwargs.keys() >= b.required:
+        # the common call, f.run(x=..., y=...): what Signature.bind would give, in its order
+        given = {n: kwargs[n] for n in b.order if n in kwargs}
+    else:
+        given = _bind_slow(fn, args, kwargs)
     deps: List[Job] = []
     for name, value in given.items():
         deps.extend(scan(value, name))
     given = {name: snapshot(value) for name, value in given.items()}
-    for pname, param in fn.signature.parameters.items():
-        if pname not in given and param.default is not param.empty \
-                and param.kind not in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+    for pname, default in b.defaults:
+        if pname not in given:
             try:
-                scan(param.default, pname, allow_jobs=False)
+                scan(default, pname, allow_jobs=False)
             except TypeError:
                 continue  # not a hither value: part of the code, covered by the version
-            given[pname] = snapshot(param.default)
-    return given, list({id(d): d for d in deps}.values())
+            given[pname] = snapshot(default)
+    return given, list({id(d): d for d in deps}.values()) if deps else deps
 
 
 _CAUSE_MAX = 2000  # characters of the root cause's message quoted in a DependencyFailedError
@@ -88,7 +132,10 @@ def _dependency_failed(job: Job, dep: Job) -> DependencyFailedError:
 
 
 class JobManager:
-    """Process-wide coordinator of jobs (one instance: ``hither.jobs.manager.manager``)."""
+    """Process-wide coordinator of jobs (one instance: ``hither.jobs.manager.manager``): the
+    shell around the job state machine (``hither.jobs.states``). It feeds each job's
+    events in (``handle``) and performs the actions that come out: wait for input jobs,
+    ask the cache, submit to the handler, write the cache, wake waiters."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -110,17 +157,14 @@ class JobManager:
     def create_job(self, fn: "JobFunction", args: tuple, kwargs: dict) -> Job:
         given, deps = bind_arguments(fn, args, kwargs)
         cfg = _config.current()
-        handler = cfg.job_handler or self.default_handler()
-        job = Job(fn, given, cfg, handler, self._container_for(fn, cfg), deps)
-        job.attach(self)
+        handler: JobHandler = cfg.job_handler or self.default_handler()
+        job = Job(fn, given, cfg, handler, self._container_for(fn, cfg), deps, self)
         check_placement(job)
         with self._lock:
             self._active[job.id] = job
             self._handlers.add(handler)
-        if deps:
-            self._await_inputs(job)
-        else:
-            self._ready(job, inline=True)
+        cached = cfg.job_cache is not None
+        self.handle(job, S.Submitted(len(deps), cached and not cfg.force_run, cached), inline=True)
         return job
 
     def _await_inputs(self, job: Job) -> None:
@@ -137,7 +181,7 @@ class JobManager:
                 last = pending[0] == 0
             if last:
                 if registering[0] and threading.get_ident() == creator:
-                    self._deps_ready(job, inline=True)
+                    self._inputs_ended(job, inline=True)
                 else:
                     self._dispatch(job)
 
@@ -170,83 +214,110 @@ class JobManager:
             if job is None:
                 return
             try:
-                self._deps_ready(job, inline=False)
+                self._inputs_ended(job, inline=False)
             except Exception:  # never let one job take the dispatcher down
                 logger.exception("hither internal error while starting %s", job)
 
-    def _deps_ready(self, job: Job, inline: bool) -> None:
-        if job.is_done():
-            return
+    def _inputs_ended(self, job: Job, inline: bool) -> None:
         for d in job.dependencies:
             if d.get_status() != JobStatus.FINISHED:
-                self.complete(job, JobStatus.ERROR, None, _dependency_failed(job, d), None)
+                self.handle(job, S.InputFailed(_dependency_failed(job, d)), inline)
                 return
-        job.resolved_kwargs = substitute(job.kwargs, lambda d: d.result_for(job))
-        self._ready(job, inline)
+        self.handle(job, S.InputsReady(), inline)
 
-    def _ready(self, job: Job, inline: bool) -> None:
-        cfg = job.config
-        cache = cfg.job_cache
-        try:
-            if cache is not None and not cfg.force_run:
-                entry = cache.lookup(job)
-                if entry is not None:
-                    from hither.jobs.cache_policy import entry_error
-
-                    ri = {**entry.runtime_info.model_dump(), "cached": True}
-                    if entry.status == JobStatus.FINISHED:
-                        self.complete(job, JobStatus.FINISHED, entry.result, None, ri)
-                    else:
-                        self.complete(job, JobStatus.ERROR, None, entry_error(entry), ri)
-                    return
-            if not job.mark_queued():
-                return
-            job.handler.submit(job, inline)
-        except Exception as exc:
-            self.complete(job, JobStatus.ERROR, None, exc, None)
-
-    # ------------------------------------------------------------------ reports
-    def on_running(self, job: Job, runtime_info: Any = None) -> None:
-        job.mark_running(runtime_info)
-
-    def complete(self, job: Job, status: JobStatus, result: Any, error: Optional[BaseException],
-                 runtime_info: Any) -> bool:
-        """Record the end of ``job`` (first report wins); store it in the cache; wake waiters."""
-        if not job.begin_end():
+    # ------------------------------------------------------------------ the shell
+    def handle(self, job: Job, event: "S.Event", inline: bool = False) -> bool:
+        """Feed ``event`` to ``job``'s state machine and perform the actions it returns
+        (each may feed a follow-up event: the cache's answer, the write done, a failure);
+        False when the event did not apply (e.g. a result after a cancel)."""
+        applied, state, actions = job.apply(event)
+        if not applied:
+            logger.debug("%s: %s ignored in step %s", job, type(event).__name__, state.step.value)
             return False
-        job.update_runtime_info(runtime_info, status)
-        cache = job.config.job_cache
-        if cache is not None and not job.from_cache and status != JobStatus.CANCELLED:
-            try:
-                # a cache keeps values, not references into a job's store
-                value = result.materialize() if is_stored(result) else result
-                cache.store(job, status, value, error, job.get_runtime_info())
-            except Exception as exc:
-                logger.warning("could not store %s (%s) in the job cache: %s: %s",
-                               job.function_name, job.id, type(exc).__name__, exc)
-        callbacks = job.end(status, result, error)
-        with self._lock:
-            self._active.pop(job.id, None)
-        for cb in callbacks:
-            try:
-                cb(job)
-            except Exception:
-                logger.exception("error in a done-callback of %s", job)
+        for action in actions:
+            follow = self._perform(job, action, event, inline)
+            if follow is not None:
+                # the follow-up decides what comes next: it is the last action's answer
+                # (cache, write, submit), or a failure that ends the job
+                self.handle(job, follow, inline)
+                break
         return True
+
+    def _perform(self, job: Job, action: "S.Action", event: "S.Event", inline: bool
+                 ) -> "Optional[S.Event]":
+        """Do one action; returns the event it leads to, if any."""
+        A = S.Action
+        if action is A.MERGE_INFO:
+            job.merge_runtime_info(getattr(event, "runtime_info", None))
+        elif action is A.SUBMIT:
+            try:
+                job.handler.submit(job, inline)
+            except Exception as exc:
+                return S.Failed(exc)
+        elif action is A.NOTIFY:
+            with self._lock:
+                self._active.pop(job.id, None)
+            job.notify()
+        elif action is A.RELEASE_INPUTS:
+            job.release_inputs()
+        elif action is A.ASK_CACHE:
+            return self._ask_cache(job)
+        elif action is A.WRITE_CACHE:
+            self._write_cache(job)
+            return S.Stored()
+        elif action is A.WATCH_INPUTS:
+            self._await_inputs(job)
+        elif action is A.RESOLVE_INPUTS:
+            try:  # e.g. an input's result kept in a store that cannot be read now
+                job.resolved_kwargs = substitute(job.kwargs, lambda d: d.result_for(job))
+            except Exception as exc:
+                return S.Failed(exc)
+        elif action is A.CANCEL_IN_HANDLER:
+            raise AssertionError("cancel_in_handler is performed by JobManager.cancel")
+        return None
+
+    def _ask_cache(self, job: Job) -> "S.Event":
+        """The cache's answer for ``job``: a hit, a miss, or the lookup's failure."""
+        try:
+            entry = job.config.job_cache.lookup(job)
+            if entry is None:
+                return S.CacheMiss()
+            from hither.jobs.cache_policy import entry_error
+
+            ri = {**entry.runtime_info.model_dump(), "cached": True}
+            if entry.status == JobStatus.FINISHED:
+                return S.CacheHit(JobStatus.FINISHED, entry.result, None, ri)
+            return S.CacheHit(JobStatus.ERROR, None, entry_error(entry), ri)
+        except Exception as exc:
+            return S.Failed(exc)
+
+    def _write_cache(self, job: Job) -> None:
+        """Store the outcome of an ended ``job`` in its cache (which keeps what its policy
+        says); a failure to write is logged, the job's outcome stands."""
+        state = job.state
+        try:
+            # a cache keeps values, not references into a job's store
+            value = state.value.materialize() if is_stored(state.value) else state.value
+            job.config.job_cache.store(job, state.end_status, value, state.error,
+                                       job.ended_runtime_info())
+        except Exception as exc:
+            logger.warning("could not store %s (%s) in the job cache: %s: %s",
+                           job.function_name, job.id, type(exc).__name__, exc)
 
     # ------------------------------------------------------------------ control
     def cancel(self, job: Job) -> bool:
-        if job.is_done():
-            return False
-        status = job.get_status()
-        if status == JobStatus.PENDING:
-            job.report_cancelled()
+        """``job.cancel()``: end a job not yet with its handler; ask the handler to stop one
+        that is; end a still-queued one the handler would not stop."""
+        error = job.cancelled_error()
+        event = S.CancelRequested(error)
+        applied, _state, actions = job.apply(event)
+        if S.Action.CANCEL_IN_HANDLER not in actions:
+            for action in actions:
+                self._perform(job, action, event, False)
+            return applied
+        if job.handler.cancel(job):
             return True
-        stopped = job.handler.cancel(job)
-        if not stopped and not job.is_done() and job.get_status() == JobStatus.QUEUED:
-            job.report_cancelled()
-            return True
-        return stopped
+        return self.handle(job, S.HandlerKept(error))
 
     def active_jobs(self) -> List[Job]:
         with self._lock:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from typing import Iterable, List, Optional
@@ -9,8 +10,6 @@ from typing import Iterable, List, Optional
 from hither.models import JobStatus
 
 logger = logging.getLogger("hither.jobs.progress")
-
-import os
 
 # seconds of waiting before the display appears (short waits stay quiet)
 _FIRST_DISPLAY_AFTER = float(os.environ.get("HITHER_PROGRESS_AFTER", "2.0"))
@@ -36,6 +35,7 @@ def wait_with_progress(jobs: Iterable["object"], timeout: Optional[float] = None
         show = bool(stream is not None and stream.isatty()) and len(jobs) > 1
     start = time.monotonic()
     shown = False
+    out = sys.__stderr__
     try:
         for job in jobs:
             while not job.is_done():  # type: ignore[attr-defined]
@@ -47,12 +47,12 @@ def wait_with_progress(jobs: Iterable["object"], timeout: Optional[float] = None
                     step = min(step, deadline - now)
                 if job.wait_done(step):  # type: ignore[attr-defined]
                     break
-                if show and time.monotonic() - start >= _FIRST_DISPLAY_AFTER:
-                    sys.__stderr__.write("\r" + _summary(jobs) + "\033[K")
-                    sys.__stderr__.flush()
+                if show and out is not None and time.monotonic() - start >= _FIRST_DISPLAY_AFTER:
+                    out.write("\r" + _summary(jobs) + "\033[K")
+                    out.flush()
                     shown = True
         return True
     finally:
-        if shown:
-            sys.__stderr__.write("\r" + _summary(jobs) + "\033[K\n")
-            sys.__stderr__.flush()
+        if shown and out is not None:
+            out.write("\r" + _summary(jobs) + "\033[K\n")
+            out.flush()

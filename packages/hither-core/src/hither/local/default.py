@@ -11,7 +11,7 @@ from hither.plugins.interfaces import JobHandler, Launcher
 from hither.values.outcome import report
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hither.jobs.job import Job
+    from hither.plugins.protocols import Job
 
 logger = logging.getLogger("hither.local.default")
 

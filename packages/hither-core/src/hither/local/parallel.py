@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Tuple, cast
 
 from hither.local import transfer
 from hither.local import messages as P
@@ -23,7 +23,7 @@ from hither.plugins.lifetime import shut_down_at_exit
 
 if TYPE_CHECKING:  # pragma: no cover
     from hither.plugins.protocols import JobFunction
-    from hither.jobs.job import Job
+    from hither.plugins.protocols import Job
 
 logger = logging.getLogger("hither.local.parallel")
 
@@ -79,6 +79,15 @@ def _describe_exit(code: Optional[int]) -> str:
             return "crashed with a segmentation fault (SIGSEGV) in native code"
         return f"was killed by signal {name}"
     return f"exited with code {code} (e.g. os._exit() or a fatal error) without finishing the job"
+
+
+class _Prepared:
+    """A queued job's ``handler_data``: its message parts, made once at ``submit``."""
+
+    __slots__ = ("ref", "payload", "paths", "cwd")
+
+    def __init__(self, ref: Tuple[Any, ...], payload: bytes, paths: List[str], cwd: str) -> None:
+        self.ref, self.payload, self.paths, self.cwd = ref, payload, paths, cwd
 
 
 class _Worker:
@@ -192,7 +201,7 @@ class ParallelJobHandler(JobHandler):
         payload, paths = transfer.dumps(job.resolved_kwargs or {})
         # the worker runs the job in the folder this program is in at .run(), as an
         # in-process job would (relative paths in the job mean the same thing)
-        job.handler_data = (ref, payload, paths, os.getcwd())
+        job.handler_data = _Prepared(ref, payload, paths, os.getcwd())
         with self._lock:
             if self._closed:  # shut down meanwhile
                 transfer.discard(paths)
@@ -308,15 +317,16 @@ class ParallelJobHandler(JobHandler):
             w = min(workers, key=lambda x: len(x.inflight))
             depth = len(w.inflight)
             job = self._queue[0]
-            ref, payload, paths, cwd = job.handler_data
-            if depth > self._depth or (depth and len(payload) > _PREFETCH_LIMIT):
+            data = cast(_Prepared, job.handler_data)  # queued jobs were prepared by submit
+            if depth > self._depth or (depth and len(data.payload) > _PREFETCH_LIMIT):
                 break
             self._queue.popleft()
             w.inflight[job.id] = job
             if depth == 0:
                 self._started(w, job)
             out.setdefault(w, []).append(
-                P.RunJob(job.id, ref, payload, paths, job.function.no_resolve_input_files, cwd))
+                P.RunJob(job.id, data.ref, data.payload, data.paths,
+                         job.function.no_resolve_input_files, data.cwd))
         for w, msgs in out.items():
             try:
                 with w.send_lock:
@@ -342,8 +352,8 @@ class ParallelJobHandler(JobHandler):
 
     def _cleanup(self, job: "Job") -> None:
         data = job.handler_data
-        if data:
-            transfer.discard(data[2])
+        if isinstance(data, _Prepared):
+            transfer.discard(data.paths)
         job.handler_data = None
 
     def _retire(self, w: _Worker, requeue: bool) -> None:

@@ -26,7 +26,7 @@ from hither.runtime import ERROR, RESULT, RUNNER, RUNTIME, decode_value, encode_
 from hither.runtime import write_json_atomic  # noqa: F401 - public here
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hither.jobs.job import Job
+    from hither.plugins.protocols import Job
 
 logger = logging.getLogger("hither.outside.jobdir")
 

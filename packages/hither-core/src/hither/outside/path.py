@@ -51,7 +51,7 @@ from hither.outside.documents import OUTPUTS, pack_job, unpack_outputs
 from hither.runtime import ERROR
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hither.jobs.job import Job
+    from hither.plugins.protocols import Job
 
 logger = logging.getLogger("hither.outside.path")
 

@@ -22,16 +22,14 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
     from hither.models import CacheEntry, ContainerOptions
-
-#: a ``hither.jobs.job.Job``; named by string here because jobs sit above the interfaces
-#: in hither's layers (a job refers to its handler, not the other way round)
-JobRef = Any
+    from hither.plugins.protocols import Job
 
 
 class JobHandler(abc.ABC):
     """Runs jobs whose inputs are ready. Entry-point group ``hither.job_handlers``.
 
-    The job manager calls :meth:`submit` with a job whose arguments are resolved
+    The job manager calls :meth:`submit` with a job (``hither.plugins.protocols.Job``: a
+    handler uses only what that protocol names) whose arguments are resolved
     (``job.resolved_kwargs``); the handler reports back through the job:
     ``job.report_running()``, then exactly one of ``job.report_result(value, runtime_info)``,
     ``job.report_error(exc, runtime_info)`` or ``job.report_cancelled()``. It may call them
@@ -74,18 +72,18 @@ class JobHandler(abc.ABC):
     needs_code_bundle: ClassVar[bool] = False
 
     @abc.abstractmethod
-    def submit(self, job: "JobRef", inline: bool) -> None:
+    def submit(self, job: "Job", inline: bool) -> None:
         """Start ``job`` (or queue it). ``inline`` is True when called from the user's own
         thread at ``.run()``: an in-process handler may run the job right there."""
 
     @abc.abstractmethod
-    def cancel(self, job: "JobRef") -> bool:
+    def cancel(self, job: "Job") -> bool:
         """Stop ``job`` if queued or running; report it cancelled; True if it was stopped."""
 
     def shutdown(self, wait: bool = True) -> None:
         """Release workers and connections. Queued jobs are reported cancelled."""
 
-    def check_config(self, job: "JobRef") -> None:
+    def check_config(self, job: "Job") -> None:
         """Raise ``ConfigError`` at ``.run()`` when this handler cannot run ``job`` as
         configured, beyond what the class attributes above already declare (the manager
         checks those for every handler: ``hither.jobs.placement``)."""

@@ -14,7 +14,7 @@ from hither.status import JobStatus
 from hither.values.grammar import scan
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hither.jobs.job import Job
+    from hither.plugins.protocols import Job
 
 
 class Outcome(NamedTuple):
