@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Protocol, Tuple
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hither.jobs.job import Job
+    from hither.plugins.protocols import Job
+
+    from .options import SlurmOptions
+    from .workdir import WorkDir
 
 
 class Entry:
@@ -30,3 +33,26 @@ class Entry:
         # ("cancelled", None)
         self.end: Optional[Tuple[str, Any]] = None
         self.done: Optional[threading.Event] = threading.Event() if job is None else None
+
+
+class EntryQueue(Protocol):
+    """What the pilot launcher (``jobdir_launcher.PilotLauncher``) uses of its
+    ``SlurmJobHandler``: the queue of entries and the working folder. Example::
+
+        entry = queue.new_entry("f (job 1)", 60.0, None)
+        queue.enqueue(entry)            # a pilot runs it; entry.done is set at its end
+    """
+
+    @property
+    def options(self) -> "SlurmOptions": ...
+
+    @property
+    def wd(self) -> "WorkDir": ...
+
+    def new_entry(self, name: str, timeout: Optional[float], container: Optional[Dict[str, Any]]) -> Entry: ...
+
+    def enqueue(self, entry: Entry) -> None: ...
+
+    def cancel_entry(self, entry: Entry) -> bool: ...
+
+    def forget(self, e: Entry, keep_dir: bool = False) -> None: ...

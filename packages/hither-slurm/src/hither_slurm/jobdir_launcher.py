@@ -28,17 +28,14 @@ import shutil
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING, ClassVar, Dict, Optional
+from typing import ClassVar, Dict, Optional
 
 from hither.errors import HitherError, JobTimeoutError
 from hither.plugins.interfaces import Launcher
 from hither.outside.jobdir import write_json_atomic
 from hither.runtime import ERROR, RESULT, RUNTIME, error_dict
 
-from .entries import Entry
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .handler import SlurmJobHandler
+from .entries import Entry, EntryQueue
 
 logger = logging.getLogger("hither_slurm.jobdir_launcher")
 
@@ -57,7 +54,7 @@ class PilotLauncher(Launcher):
     #: compute resource in front of these pilots needs no container engine of its own
     runs_containers: ClassVar[bool] = True
 
-    def __init__(self, handler: "SlurmJobHandler") -> None:
+    def __init__(self, handler: EntryQueue) -> None:
         self.handler = handler
         o = handler.options
         # the jobs its batches run at once; unbounded batches: as many as are given
