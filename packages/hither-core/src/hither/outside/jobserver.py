@@ -352,7 +352,7 @@ class JobServerLauncher(Launcher):
                     server.close()  # reaps it
                 # its caller reads each job's outputs here as soon as the job ends: no fsync
                 server = JobServer(self.python, self.preload, self.env, fsync=False,
-                                   reuse=self.capacity if self.reuse else 0)
+                                   reuse=(self.capacity or 0) if self.reuse else 0)
                 self._server = server
                 server.start(self.start_timeout)  # under the lock: one start for all threads
             return server

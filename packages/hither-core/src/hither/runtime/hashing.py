@@ -12,6 +12,7 @@ import hashlib
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover - typing costs ~20 ms at a bare interpreter's start
+    from concurrent.futures import Future
     from typing import Callable, Iterable, Optional, Tuple, Union
 
     ReadInto = Callable[[memoryview], Optional[int]]
@@ -75,7 +76,7 @@ def _copy_with_writer(readinto: ReadInto, write: Write, chunk_size: int) -> Tupl
     total = 0
     bufs = [memoryview(bytearray(chunk_size)), memoryview(bytearray(chunk_size))]
     with ThreadPoolExecutor(1, thread_name_prefix="hither-hash-write") as pool:
-        pending = None  # type: Optional[Future[object]]
+        pending: Optional[Future[object]] = None
         i = 0
         try:
             while True:

@@ -61,6 +61,10 @@ class File:
     """
 
     __slots__ = ("_path", "_uri", "_name", "_local")
+    _path: Optional[str]
+    _uri: str
+    _name: str
+    _local: Optional[str]
 
     def __init__(self, path: Union[str, "os.PathLike[str]", "File", None] = None, *,
                  uri: Optional[str] = None) -> None:
@@ -70,7 +74,7 @@ class File:
         if path is None and uri is None:
             raise HitherError("hi.File needs a path or a uri")
         self._path = os.path.abspath(os.fspath(path)) if path is not None else None
-        self._local: Optional[str] = None
+        self._local = None
         if uri is not None:
             # content known by its URI; ``path`` only names where it came from
             parse_uri(uri)
