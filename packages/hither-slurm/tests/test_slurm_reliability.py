@@ -42,7 +42,7 @@ def _calls(count):
     return int(count.read_text()) if count.exists() else 0
 
 
-def _wait_state(jh, state, seconds=30.0, not_ids=()):
+def _wait_state(jh, state, seconds=60.0, not_ids=()):
     deadline = time.monotonic() + seconds
     while True:
         for b in jh.batches():
@@ -72,16 +72,16 @@ def test_a_replacement_batch_cancelled_before_its_pilot_starts(slurm, make_handl
     jh = make_handler(idle_timeout=60)
     with hi.Config(job_handler=jh):
         job = sf.slurm_sleep.run(seconds=3, pidfile=str(tmp_path / "pids"))
-        first = _wait_state(jh, "RUNNING")
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while job.get_status() != hi.JobStatus.RUNNING:
-            assert time.monotonic() < deadline
+            assert time.monotonic() < deadline, "the job never started"
             time.sleep(0.05)
-        subprocess.run(["scancel", first.slurm_job_id], check=True, timeout=30)
-        second = _wait_state(jh, "PENDING", not_ids=(first.slurm_job_id,))
+        first = job.get_runtime_info().slurm_job_id
+        subprocess.run(["scancel", first], check=True, timeout=30)
+        second = _wait_state(jh, "PENDING", seconds=60, not_ids=(first,))
         subprocess.run(["scancel", second.slurm_job_id], check=True, timeout=30)
         assert job.wait(150) == 3
-    assert job.get_runtime_info().slurm_job_id not in (first.slurm_job_id, second.slurm_job_id)
+    assert job.get_runtime_info().slurm_job_id not in (first, second.slurm_job_id)
 
 
 def test_a_slow_squeue_holds_up_neither_run_nor_results(slurm, make_handler, tmp_path, monkeypatch):
@@ -155,3 +155,67 @@ def test_a_job_killed_by_the_batch_time_limit_is_not_requeued(slurm, make_handle
     took = time.monotonic() - t0
     assert took < 150, f"failed after {took:.0f} s: requeued into a second batch?"
     assert "not requeued" in str(err.value)
+
+
+def test_a_segfault_names_its_signal_and_no_hint_that_does_not_apply(slurm, make_handler):
+    jh = make_handler()
+    with hi.Config(job_handler=jh):
+        job = sf.slurm_segv.run()
+        with pytest.raises(hi.HitherError) as err:
+            job.wait(60)
+    msg = str(err.value)
+    assert "SIGSEGV" in msg and "native code" in msg, msg
+    assert "python3 in the image" not in msg and "out of memory" not in msg, msg
+    assert os.path.join(jh.wd.root, "jobs") not in msg, msg  # a folder that is deleted
+    ri = job.get_runtime_info()
+    assert ri.start_time and ri.end_time and ri.end_time >= ri.start_time
+    with open(ri.log_file) as f:
+        assert "about to crash" in f.read()
+
+
+def test_a_job_waiting_for_a_pending_batch_says_why(slurm, make_handler, tmp_path, monkeypatch):
+    _shim(tmp_path, monkeypatch, "sbatch", 'if [ "$N" = 1 ]; then set -- --hold "$@"; fi')
+    jh = make_handler()
+    with hi.Config(job_handler=jh):
+        job = sf.slurm_add.run(x=1, y=1)
+        b = _wait_state(jh, "PENDING")
+        deadline = time.monotonic() + 10
+        while "JobHeldUser" not in (getattr(job.get_runtime_info(), "pending_reason", None) or ""):
+            assert time.monotonic() < deadline, job.get_runtime_info()
+            time.sleep(0.1)
+        assert b.slurm_job_id in job.get_runtime_info().pending_reason
+        subprocess.run(["scancel", b.slurm_job_id], check=True, timeout=30)
+        assert job.wait(60) == 2
+
+
+def test_a_reused_working_dir_is_pruned_of_what_ended(slurm, make_handler, tmp_path):
+    from hither_slurm import workdir
+
+    work = tmp_path / "reused"
+    jh = hi.SlurmJobHandler(working_dir=str(work), num_workers_per_batch=1, num_cores_per_job=1,
+                            idle_timeout=5)
+    with hi.Config(job_handler=jh):
+        ok = sf.slurm_add.run(x=1, y=1)
+        bad = sf.slurm_fail.run(message="kept")
+        assert ok.wait(60) == 2
+        with pytest.raises(ValueError):
+            bad.wait(60)
+    ok_log, bad_log = ok.get_runtime_info().log_file, bad.get_runtime_info().log_file
+    assert os.listdir(work / "batches")
+    jh.shutdown()
+    assert os.path.exists(ok_log) and os.path.exists(bad_log)
+    assert os.listdir(work / "pilots") and os.listdir(work / "running")
+    past = time.time() - workdir.LOG_RETENTION - 60
+    for log in (ok_log, bad_log):
+        os.utime(log, (past, past))
+    again = hi.SlurmJobHandler(working_dir=str(work), num_workers_per_batch=1, num_cores_per_job=1)
+    try:
+        assert not os.path.exists(ok_log), "the log of a job that ended well outlived its retention"
+        assert os.path.exists(bad_log), "the log of a failed job went before its retention"
+        assert os.listdir(work / "batches") == [] and os.listdir(work / "pilots") == []
+        assert os.listdir(work / "running") == []
+        older = time.time() - workdir.FAILED_LOG_RETENTION - 60
+        os.utime(bad_log, (older, older))
+        assert again.prune() >= 1 and not os.path.exists(bad_log)
+    finally:
+        again.shutdown()

@@ -6,12 +6,15 @@ import logging
 import os
 import queue
 import shutil
+import signal
 import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from hither.errors import ConfigError, HitherError, JobTimeoutError
+from hither.status import JobStatus
+from hither.errors import ConfigError, HitherError, JobTimeoutError, WorkerDiedError
+from hither.runtime import ERROR, RESULT
 from hither.plugins.interfaces import JobHandler
 from hither.plugins.lifetime import shut_down_at_exit
 from hither.outside.path import collect, prepare
@@ -22,7 +25,7 @@ from .container_run import container_entry
 from .entries import Entry
 from .errors import AllocationLostError, SlurmError
 from .options import END_MARGIN, parse_options
-from .workdir import WorkDir
+from .workdir import PRUNE_INTERVAL, WorkDir
 
 if TYPE_CHECKING:  # pragma: no cover
     from hither.jobs.job import Job
@@ -32,6 +35,14 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger("hither_slurm.handler")
 
 _counter = itertools.count(1)
+#: what a signal that killed a job likely means
+_SIGNAL_HINTS = {
+    "SIGSEGV": "a crash in native code (a C extension, or a stack overflow)",
+    "SIGBUS": "a crash in native code, or a memory-mapped file that went away",
+    "SIGKILL": "killed: out of memory (the kernel's OOM killer, or Slurm's memory limit "
+               "mem_per_job), or by someone",
+    "SIGABRT": "aborted by native code (a failed assertion in a C library)",
+}
 #: batches in a row that may end (cancelled, preempted) before their pilot starts while
 #: the jobs waiting for them wait on; the next such end fails those jobs
 MAX_OUTSIDE_ENDS = 3
@@ -85,13 +96,14 @@ class SlurmJobHandler(JobHandler):
         try:
             self.wd = WorkDir(self.options.working_dir).create()
             self.wd.reclaim_stale()
+            self.wd.prune()  # what ended in this folder before (a reused working_dir)
             self.wd.register_client(self._client)
         except OSError as exc:
             raise ConfigError(f"SlurmJobHandler cannot use working_dir={working_dir!r}: {exc}") from None
         # results stay here, on the cluster's file system, and go to the next job on this
         # folder by reference (hither.values.refs); the client reads them only at get_result()
         self.result_store = self.wd.store()
-        self._touched = time.monotonic()
+        self._touched = self._pruned = time.monotonic()
         self._launcher = Launcher(self.options, self.wd, self._client)
         self._lock = threading.RLock()
         self._entries: Dict[str, Entry] = {}  # key -> entry
@@ -214,6 +226,7 @@ class SlurmJobHandler(JobHandler):
             e.done.set()
 
     def _fail(self, e: Entry, exc: BaseException, ri: Optional[Dict[str, Any]] = None) -> None:
+        self.wd.mark_failed(e.key)
         if e.job is not None:
             e.job.report_error(exc, ri)
         else:
@@ -241,6 +254,17 @@ class SlurmJobHandler(JobHandler):
             self._thread.join(10)
 
     # ------------------------------------------------------------------ for users
+    def prune(self) -> int:
+        """Remove what ended from ``working_dir`` (``WorkDir.prune``): done at the start and
+        every ``PRUNE_INTERVAL`` seconds."""
+        with self._lock:
+            live = {b.id for b in self._batches}
+        try:
+            return self.wd.prune(self._client, live)
+        except OSError as exc:
+            logger.warning("could not prune %s: %s", self.wd.root, exc)
+            return 0
+
     def batches(self) -> List[Batch]:
         """The batches this handler started that still run (or wait in the Slurm queue)."""
         with self._lock:
@@ -262,6 +286,9 @@ class SlurmJobHandler(JobHandler):
                 if time.monotonic() - self._touched > 10:  # others see this client alive
                     self._touched = time.monotonic()
                     self.wd.touch_client(self._client)
+                if time.monotonic() - self._pruned > PRUNE_INTERVAL:
+                    self._pruned = time.monotonic()
+                    threading.Thread(target=self.prune, daemon=True, name="hither-slurm-prune").start()
             except Exception:  # the loop must survive anything, or every waiter would hang
                 logger.exception("SlurmJobHandler monitor error (continuing)")
             self._wake.wait(self.options.poll_interval)
@@ -330,6 +357,7 @@ class SlurmJobHandler(JobHandler):
                 f"(the last, {b.slurm_job_id}: {b.state or 'gone from squeue'}, reason {b.reason!r}): "
                 "they are being cancelled or preempted (see `scontrol show job`, or ask your admins)")
             return
+        self.wd.mark_batch_failed(b.id)
         self._launch_error = SlurmError(
             f"the pilot of batch {b.id} ended before it started working; its output "
             f"({log}):\n{self._launcher.log_tail(b)}")
@@ -401,13 +429,48 @@ class SlurmJobHandler(JobHandler):
             if outcome.get("error"):  # its pilot failed it (its result could not be stored)
                 job.report_error(HitherError(f"job {job.function_name} ({job.id}): {outcome['error']}"), ri)
                 return
+            crash = self._crash(e, outcome)
+            if crash is not None:
+                ri.update(end_time=time.time(), host=outcome.get("host"))
+                job.report_error(crash, ri)
+                return
             # core's outside path reads the outcome: a result the pilot put into the store
             # stays there as a StoredResult unless download_results
             collect(job, self.wd.job_dir(e.key), outcome.get("exit_code"), self.result_store, ri)
         except BaseException as exc:  # noqa: BLE001 - a failure to read is the job's failure
             job.report_error(exc)
         finally:
+            if job.get_status() is JobStatus.ERROR:
+                self.wd.mark_failed(e.key)
             self._discard_later(e.key)
+
+    def _crash(self, e: Entry, outcome: Dict[str, Any]) -> Optional[BaseException]:
+        """The error of a job whose process ended without writing an outcome (a crash, a
+        kill): it names the signal and where it ran, and the hints that apply to it."""
+        jd = self.wd.job_dir(e.key)
+        if any(os.path.exists(os.path.join(jd, n)) for n in (RESULT, ERROR, OUTPUTS)):
+            return None
+        code, sig = outcome.get("exit_code"), outcome.get("signal")
+        if sig is None and isinstance(code, int) and code < 0:
+            sig = -code
+        if sig:
+            try:
+                name = signal.Signals(sig).name
+            except ValueError:
+                name = f"signal {sig}"
+            how = f"was killed by {name} (exit code {-sig})"
+            hint = _SIGNAL_HINTS.get(name, "")
+        else:
+            how, hint = f"exited with code {code} without writing a result", ""
+        if e.container:
+            hint += (f"{'; ' if hint else ''}it ran in the container image "
+                     f"{e.container.get('image', '?')}: out of memory, or no python3 in the image?")
+        secs = outcome.get("seconds")
+        after = f" after {secs:.1f} s" if isinstance(secs, (int, float)) else ""
+        return WorkerDiedError(
+            f"job {e.name} {how}{after} in Slurm batch {outcome.get('slurm_job_id') or outcome.get('batch')} "
+            f"on {outcome.get('host') or '?'}" + (f" ({hint})" if hint else "")
+            + f"; its console output is in {self.wd.log_file(e.key)}")
 
     def _discard_later(self, key: str) -> None:
         """Remove a collected job's directory off the monitor thread (an rmtree of the
@@ -461,6 +524,8 @@ class SlurmJobHandler(JobHandler):
         lost = []
         for batch in dead:
             keys = self.wd.fence(batch)
+            if keys:
+                self.wd.mark_batch_failed(batch)  # its output is kept, for the lost jobs
             with self._lock:
                 lost += [(self._entries[k], batch) for k in keys if k in self._entries]
         requeued = []
