@@ -461,7 +461,7 @@ class SlurmJobHandler(JobHandler):
             how = f"was killed by {name} (exit code {-sig})"
             hint = _SIGNAL_HINTS.get(name, "")
         else:
-            how, hint = f"exited with code {code} without writing a result", ""
+            how, hint = f"ended (exit code {code}) without writing a result", ""
         if e.container:
             hint += (f"{'; ' if hint else ''}it ran in the container image "
                      f"{e.container.get('image', '?')}: out of memory, or no python3 in the image?")
