@@ -399,6 +399,8 @@ class SlurmJobHandler(JobHandler):
         self._wake.set()
 
     def _report_running(self, e: Entry) -> None:
+        if e.job is None:
+            return
         info = self.wd.pilot_info(e.batch or "") or {}
         ri = {"host": info.get("host", ""), "slurm_job_id": info.get("slurm_job_id"),
               "batch": e.batch, "log_file": self.wd.log_file(e.key), "start_time": time.time()}
