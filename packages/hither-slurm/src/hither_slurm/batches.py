@@ -258,7 +258,7 @@ class Launcher:
         if not b.alive or b.state != "PENDING":
             return None
         reason = b.reason.split(",")[0].strip()  # "ReqNodeNotAvail, UnavailableNodes:..."
-        waited = time.monotonic() - b.started
+        waited = time.monotonic() - (b.submitted or b.started)  # not the sbatch retries
         limit = self.opts.pending_timeout
         o = self.opts
         asked = (f"it asks for {o.num_workers_per_batch * o.num_cores_per_job} CPUs"
