@@ -86,3 +86,12 @@ def slurm_text(text, big=0):
     with open("made.txt", "w") as fh:
         fh.write(text + "x" * big)
     return hi.File("made.txt")
+
+
+@hi.function("slurm_segv", "0.1.0")
+def slurm_segv():
+    """Crash the way a broken C extension does."""
+    import signal
+
+    print("about to crash")
+    os.kill(os.getpid(), signal.SIGSEGV)

@@ -1,5 +1,8 @@
 """Pilot batches: started with ``sbatch`` (or as local processes with ``use_slurm=False``),
-watched with ``squeue``, ended with ``scancel``."""
+watched with ``squeue``, ended with ``scancel``. No Slurm command runs on the caller's
+thread while it holds the handler's lock: ``squeue`` runs on a thread of its own and the
+handler reads its last answer; ``sbatch`` (retried with backoff while slurmctld does not
+answer) and ``scancel`` run on threads the handler starts."""
 from __future__ import annotations
 
 import getpass
@@ -10,6 +13,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from typing import Dict, Iterable, List, Optional, Tuple
@@ -23,6 +27,15 @@ logger = logging.getLogger("hither_slurm.batches")
 #: squeue states in which a batch's pilot runs or will run
 LIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "RESIZING", "REQUEUED", "SUSPENDED"}
 JOB_NAME_PREFIX = "hither-pilot-"
+#: squeue states (``squeue -t all``) of a batch that ended for a reason outside it: cancelled
+#: (scancel, preemption), its node lost, its start deadline passed. Jobs waiting for such a
+#: batch are not at fault: they wait for the next one.
+OUTSIDE_ENDS = {"CANCELLED", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "REVOKED"}
+#: words of an sbatch failure that passes (slurmctld restarting or unreachable for a moment)
+_TRANSIENT = ("unable to contact slurm controller", "socket timed out", "connection refused",
+              "temporarily unable", "zero bytes were transmitted", "slurm_persist_conn",
+              "did not answer within", "connection reset", "transport endpoint",
+              "resource temporarily unavailable", "communication connection failure")
 
 #: squeue reasons (``%r``) of a pending job that Slurm will never start as submitted: the
 #: request exceeds what the partition, account or QOS allows, or cannot be met at all
@@ -71,6 +84,13 @@ class Batch:
         self.started = time.monotonic()
         self.state = ""   # squeue's state and reason, as last seen (Slurm batches)
         self.reason = ""
+        self.submitted: Optional[float] = None  # when sbatch (or Popen) returned
+        self.error: Optional[BaseException] = None  # why it could not be started
+
+    @property
+    def submitting(self) -> bool:
+        """Not yet started: sbatch (or Popen) has not returned."""
+        return self.submitted is None and self.error is None
 
     def __repr__(self) -> str:
         where = f"Slurm job {self.slurm_job_id}" if self.slurm_job_id else f"pid {self.proc.pid if self.proc else '?'}"
@@ -92,6 +112,12 @@ def _run(cmd: List[str], timeout: float = 30.0) -> str:
     return proc.stdout
 
 
+def transient(exc: SlurmError) -> bool:
+    """Whether a Slurm command failed because slurmctld did not answer (worth a retry)."""
+    text = str(exc).lower()
+    return any(w in text for w in _TRANSIENT)
+
+
 class Launcher:
     """Starts, watches and cancels the batches of one handler."""
 
@@ -99,7 +125,13 @@ class Launcher:
         self.opts = opts
         self.client = client
         self.wd = wd
-        self._last_squeue = 0.0
+        #: how long ``submit`` retries an sbatch that slurmctld does not answer
+        self.submit_retry_seconds = 120.0
+        self._squeue_lock = threading.Lock()
+        self._squeue_thread: Optional[threading.Thread] = None
+        self._squeue_started = 0.0  # when the squeue now running (or last run) began
+        # (when the last answer's squeue began, its answer): set by the squeue thread only
+        self._snapshot: Optional[Tuple[float, Dict[str, Tuple[str, str]]]] = None
 
     def pilot_command(self, batch_id: str) -> List[str]:
         o = self.opts
@@ -110,13 +142,22 @@ class Launcher:
             cmd += ["--end-in", str(o.time_limit_per_batch)]
         return cmd
 
-    def start(self) -> Batch:
+    def new_batch(self) -> Batch:
+        """A batch to start (its folders made); ``submit`` starts it."""
         batch_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        bdir = self.wd.path("batches", batch_id)
-        os.makedirs(bdir, exist_ok=True)
+        os.makedirs(self.wd.path("batches", batch_id), exist_ok=True)
         os.makedirs(self.wd.path("running", batch_id), exist_ok=True)
+        with open(self.wd.path("batches", batch_id, "client"), "w") as f:
+            f.write(self.client)  # whose batch it is (WorkDir.prune)
+        return Batch(batch_id, self.opts.num_workers_per_batch)
+
+    def submit(self, batch: Batch) -> "Tuple[Optional[str], Optional[subprocess.Popen[bytes]]]":
+        """Start ``batch``: its Slurm job id (sbatch), or its local pilot process. An sbatch
+        slurmctld does not answer is retried with backoff for ``submit_retry_seconds``;
+        raises ``SlurmError`` (saying so) when it never answers, at once on other failures."""
         o = self.opts
-        cmd = self.pilot_command(batch_id)
+        bdir = self.wd.path("batches", batch.id)
+        cmd = self.pilot_command(batch.id)
         if not o.use_slurm:
             with open(os.path.join(bdir, "pilot.log"), "ab") as log:
                 # own session: a Ctrl-C in the terminal reaches the client, which cancels
@@ -126,18 +167,39 @@ class Launcher:
                 except OSError as exc:
                     raise SlurmError(f"cannot start a local pilot ({cmd[0]}): {exc}; check "
                                      "SlurmJobHandler(python=...)") from None
-            batch = Batch(batch_id, o.num_workers_per_batch, proc=proc)
-        else:
-            cpus = o.num_workers_per_batch * o.num_cores_per_job
-            srun = ["srun", "--ntasks=1", f"--cpus-per-task={cpus}", *o.additional_srun_opts, *cmd]
-            script = os.path.join(bdir, "batch.sh")
-            with open(script, "w") as f:
-                f.write("#!/bin/sh\n# a hither pilot batch (hither-slurm)\nexec " + shlex.join(srun) + "\n")
-            out = _run(["sbatch", *sbatch_args(o, JOB_NAME_PREFIX + batch_id, os.path.join(bdir, "slurm-%j.out")),
-                        script])
-            batch = Batch(batch_id, o.num_workers_per_batch, slurm_job_id=out.strip().split(";")[0])
-        logger.info("started %r", batch)
-        return batch
+            logger.info("started local pilot %s (pid %d)", batch.id, proc.pid)
+            return None, proc
+        cpus = o.num_workers_per_batch * o.num_cores_per_job
+        srun = ["srun", "--ntasks=1", f"--cpus-per-task={cpus}", *o.additional_srun_opts, *cmd]
+        script = os.path.join(bdir, "batch.sh")
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\n# a hither pilot batch (hither-slurm)\nexec " + shlex.join(srun) + "\n")
+        sbatch = ["sbatch", *sbatch_args(o, JOB_NAME_PREFIX + batch.id, os.path.join(bdir, "slurm-%j.out")),
+                  script]
+        out = self._retrying(sbatch)
+        job_id = out.strip().split(";")[0]
+        logger.info("started batch %s (Slurm job %s)", batch.id, job_id)
+        return job_id, None
+
+    def _retrying(self, cmd: List[str]) -> str:
+        t0 = time.monotonic()
+        delay, tries = 1.0, 0
+        while True:
+            tries += 1
+            try:
+                return _run(cmd)
+            except SlurmError as exc:
+                left = self.submit_retry_seconds - (time.monotonic() - t0)
+                if not transient(exc):
+                    raise
+                if left <= 0:
+                    raise SlurmError(
+                        f"slurmctld did not take the batch for {time.monotonic() - t0:.0f} s "
+                        f"({tries} tries of {cmd[0]}; is the Slurm controller down or restarting? "
+                        f"see `scontrol ping`); last error: {exc}") from None
+                logger.warning("%s failed (%s): retrying in %.0f s", cmd[0], exc, min(delay, left))
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, 15.0)
 
     def log_path(self, b: Batch) -> str:
         name = f"slurm-{b.slurm_job_id}.out" if b.slurm_job_id else "pilot.log"
@@ -152,25 +214,43 @@ class Launcher:
         except OSError:
             return "(no output)"
 
-    def refresh(self, batches: Iterable[Batch], force: bool = False) -> None:
-        """Mark batches whose pilot has ended (squeue at most once a second)."""
+    def refresh(self, batches: Iterable[Batch]) -> None:
+        """Mark batches whose pilot has ended, from squeue's last answer (never waits for
+        Slurm: a new squeue starts on its own thread once the answer is a second old)."""
         batches = [b for b in batches if b.alive]
         for b in batches:
             if b.proc is not None and b.proc.poll() is not None:
                 b.alive = False
-        slurm = [b for b in batches if b.slurm_job_id and b.alive]
-        if not slurm or (not force and time.monotonic() - self._last_squeue < 1.0):
+        slurm = [b for b in batches if b.slurm_job_id and b.alive and b.submitted is not None]
+        if not slurm:
             return
-        self._last_squeue = time.monotonic()
-        try:
-            info = squeue_info()
-        except SlurmError as exc:
-            logger.warning("cannot watch batches: %s", exc)
+        self._squeue_soon()
+        snap = self._snapshot
+        if snap is None:
             return
+        taken, info = snap
         for b in slurm:
+            if taken < (b.submitted or 0.0):
+                continue  # asked before the batch existed
             b.state, b.reason = info.get(b.slurm_job_id or "", ("", ""))
             if b.state not in LIVE_STATES:
                 b.alive = False
+
+    def _squeue_soon(self) -> None:
+        with self._squeue_lock:
+            running = self._squeue_thread is not None and self._squeue_thread.is_alive()
+            if running or time.monotonic() - self._squeue_started < 1.0:
+                return
+            self._squeue_started = time.monotonic()
+            self._squeue_thread = threading.Thread(target=self._squeue, args=(self._squeue_started,),
+                                                   daemon=True, name="hither-slurm-squeue")
+            self._squeue_thread.start()
+
+    def _squeue(self, started: float) -> None:
+        try:
+            self._snapshot = (started, squeue_info(all_states=True))
+        except SlurmError as exc:
+            logger.warning("cannot watch batches: %s", exc)
 
     def stuck(self, b: Batch) -> Optional[str]:
         """Why a batch still waiting in the Slurm queue will not start: a reason Slurm
@@ -178,7 +258,7 @@ class Launcher:
         if not b.alive or b.state != "PENDING":
             return None
         reason = b.reason.split(",")[0].strip()  # "ReqNodeNotAvail, UnavailableNodes:..."
-        waited = time.monotonic() - b.started
+        waited = time.monotonic() - (b.submitted or b.started)  # not the sbatch retries
         limit = self.opts.pending_timeout
         o = self.opts
         asked = (f"it asks for {o.num_workers_per_batch * o.num_cores_per_job} CPUs"
@@ -197,6 +277,13 @@ class Launcher:
                     f"(None waits for ever); otherwise see `scontrol show job {b.slurm_job_id}` while it "
                     "waits, and ask for less or another partition=")
         return None
+
+    def cancel_later(self, batches: Iterable[Batch]) -> None:
+        """``cancel`` on a thread of its own (the caller does not wait for scancel)."""
+        batches = list(batches)
+        for b in batches:
+            b.alive = False
+        threading.Thread(target=self.cancel, args=(batches,), daemon=True, name="hither-slurm-scancel").start()
 
     def cancel(self, batches: Iterable[Batch]) -> None:
         batches = list(batches)
@@ -219,9 +306,11 @@ class Launcher:
             b.alive = False
 
 
-def squeue_info() -> Dict[str, Tuple[str, str]]:
-    """Slurm job id -> (state, reason) of this user's jobs."""
-    out = _run(["squeue", "-h", "-o", "%i|%T|%r", "-u", getpass.getuser()])
+def squeue_info(all_states: bool = False) -> Dict[str, Tuple[str, str]]:
+    """Slurm job id -> (state, reason) of this user's jobs; ``all_states``: with those that
+    ended recently (CANCELLED, TIMEOUT, ... for slurmctld's MinJobAge)."""
+    out = _run(["squeue", "-h", "-o", "%i|%T|%r", "-u", getpass.getuser()]
+               + (["-t", "all"] if all_states else []))
     info = {}
     for line in out.splitlines():
         parts = line.split("|", 2)

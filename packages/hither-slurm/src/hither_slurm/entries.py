@@ -17,13 +17,15 @@ class Entry:
     waits on ``done`` for ``end``)."""
 
     __slots__ = ("job", "key", "batch", "requeued", "cancelled", "timeout", "container", "name",
-                 "end", "done")
+                 "end", "done", "claimed", "pending")
 
     def __init__(self, key: str, job: "Optional[Job]", timeout: Optional[float],
                  container: Optional[Dict[str, Any]], name: str) -> None:
         self.job = job
         self.key = key
         self.batch: Optional[str] = None  # the batch whose pilot claimed it
+        self.claimed: Optional[float] = None  # time.monotonic() when the claim was seen
+        self.pending = ""  # why it waits (a pending batch's squeue reason), as last reported
         self.requeued = 0
         self.cancelled = False
         self.timeout = timeout

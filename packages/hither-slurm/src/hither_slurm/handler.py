@@ -6,23 +6,26 @@ import logging
 import os
 import queue
 import shutil
+import signal
 import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from hither.errors import ConfigError, HitherError, JobTimeoutError
+from hither.status import JobStatus
+from hither.errors import ConfigError, HitherError, JobTimeoutError, WorkerDiedError
+from hither.runtime import ERROR, RESULT
 from hither.plugins.interfaces import JobHandler
 from hither.plugins.lifetime import shut_down_at_exit
 from hither.outside.path import collect, prepare
 from hither.outside.documents import OUTPUTS
 
-from .batches import Batch, Launcher
+from .batches import OUTSIDE_ENDS, Batch, Launcher
 from .container_run import container_entry
 from .entries import Entry
 from .errors import AllocationLostError, SlurmError
-from .options import parse_options
-from .workdir import WorkDir
+from .options import END_MARGIN, parse_options
+from .workdir import PRUNE_INTERVAL, WorkDir
 
 if TYPE_CHECKING:  # pragma: no cover
     from hither.plugins.protocols import Job
@@ -32,6 +35,17 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger("hither_slurm.handler")
 
 _counter = itertools.count(1)
+#: what a signal that killed a job likely means
+_SIGNAL_HINTS = {
+    "SIGSEGV": "a crash in native code (a C extension, or a stack overflow)",
+    "SIGBUS": "a crash in native code, or a memory-mapped file that went away",
+    "SIGKILL": "killed: out of memory (the kernel's OOM killer, or Slurm's memory limit "
+               "mem_per_job), or by someone",
+    "SIGABRT": "aborted by native code (a failed assertion in a C library)",
+}
+#: batches in a row that may end (cancelled, preempted) before their pilot starts while
+#: the jobs waiting for them wait on; the next such end fails those jobs
+MAX_OUTSIDE_ENDS = 3
 
 
 class SlurmJobHandler(JobHandler):
@@ -82,13 +96,14 @@ class SlurmJobHandler(JobHandler):
         try:
             self.wd = WorkDir(self.options.working_dir).create()
             self.wd.reclaim_stale()
+            self.wd.prune()  # what ended in this folder before (a reused working_dir)
             self.wd.register_client(self._client)
         except OSError as exc:
             raise ConfigError(f"SlurmJobHandler cannot use working_dir={working_dir!r}: {exc}") from None
         # results stay here, on the cluster's file system, and go to the next job on this
         # folder by reference (hither.values.refs); the client reads them only at get_result()
         self.result_store = self.wd.store()
-        self._touched = time.monotonic()
+        self._touched = self._pruned = time.monotonic()
         self._launcher = Launcher(self.options, self.wd, self._client)
         self._lock = threading.RLock()
         self._entries: Dict[str, Entry] = {}  # key -> entry
@@ -97,6 +112,7 @@ class SlurmJobHandler(JobHandler):
         self._wake = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._launch_error: Optional[BaseException] = None
+        self._outside_ends = 0  # batches in a row that ended before their pilot started
         self._trash: "queue.SimpleQueue[str]" = queue.SimpleQueue()
         self._cleaner: Optional[threading.Thread] = None
         shut_down_at_exit(self)
@@ -210,6 +226,7 @@ class SlurmJobHandler(JobHandler):
             e.done.set()
 
     def _fail(self, e: Entry, exc: BaseException, ri: Optional[Dict[str, Any]] = None) -> None:
+        self.wd.mark_failed(e.key)
         if e.job is not None:
             e.job.report_error(exc, ri)
         else:
@@ -237,6 +254,17 @@ class SlurmJobHandler(JobHandler):
             self._thread.join(10)
 
     # ------------------------------------------------------------------ for users
+    def prune(self) -> int:
+        """Remove what ended from ``working_dir`` (``WorkDir.prune``): done at the start and
+        every ``PRUNE_INTERVAL`` seconds."""
+        with self._lock:
+            live = {b.id for b in self._batches}
+        try:
+            return self.wd.prune(self._client, live)
+        except OSError as exc:
+            logger.warning("could not prune %s: %s", self.wd.root, exc)
+            return 0
+
     def batches(self) -> List[Batch]:
         """The batches this handler started that still run (or wait in the Slurm queue)."""
         with self._lock:
@@ -258,6 +286,9 @@ class SlurmJobHandler(JobHandler):
                 if time.monotonic() - self._touched > 10:  # others see this client alive
                     self._touched = time.monotonic()
                     self.wd.touch_client(self._client)
+                if time.monotonic() - self._pruned > PRUNE_INTERVAL:
+                    self._pruned = time.monotonic()
+                    threading.Thread(target=self.prune, daemon=True, name="hither-slurm-prune").start()
             except Exception:  # the loop must survive anything, or every waiter would hang
                 logger.exception("SlurmJobHandler monitor error (continuing)")
             self._wake.wait(self.options.poll_interval)
@@ -278,34 +309,98 @@ class SlurmJobHandler(JobHandler):
             batch = claims.get(e.key)
             if batch is not None and e.batch != batch:
                 e.batch = batch
+                e.claimed = time.monotonic()
                 if e.job is not None:
                     self._report_running(e)
         for e, outcome in finished:
             self._finish(e, outcome)
         with self._lock:
-            self._launcher.refresh(self._batches)
+            self._launcher.refresh(self._batches)  # squeue's last answer: never waits for Slurm
             # a batch Slurm will never start, or pending past pending_timeout: cancelled, and
             # no other starts; its jobs fail (in _scale) unless a running batch takes them
             stuck = [(b, why) for b in self._batches if not self._registered(b)
                      for why in [self._launcher.stuck(b)] if why]
             if stuck:
-                self._launcher.cancel([b for b, _ in stuck])
+                self._launcher.cancel_later([b for b, _ in stuck])
                 self._launch_error = SlurmError(stuck[0][1])
                 logger.error("%s", stuck[0][1])
             for b in self._batches:
                 if not b.alive and not self._registered(b) and not any(b is s for s, _ in stuck):
-                    # the pilot never came up
-                    self._launch_error = SlurmError(
-                        f"the pilot of batch {b.id} ended before it started working; its output "
-                        f"({self._launcher.log_path(b)}):\n{self._launcher.log_tail(b)}")
-            dead = {b.id for b in self._batches if not b.alive}
+                    self._ended_unstarted(b)
+            dead = {b.id: b for b in self._batches if not b.alive}
             self._batches = [b for b in self._batches if b.alive]
+            self._report_pending(entries, claims)
         if dead:
             for key in self._recover(dead):
                 claims.pop(key, None)  # requeued: counts as queued when scaling below
         self._scale(claims)
 
+    def _ended_unstarted(self, b: Batch) -> None:
+        """A batch ended before its pilot started. Cancelled or preempted while it pended
+        (or a node lost): not its jobs' fault, they wait for the next batch (up to
+        ``MAX_OUTSIDE_ENDS`` such batches in a row). sbatch failed, or the pilot itself
+        failed: the jobs waiting for it fail (``_scale``)."""
+        if b.error is not None:
+            self._launch_error = b.error
+            return
+        log = self._launcher.log_path(b)
+        never_ran = b.state == "" and not (os.path.exists(log) and os.path.getsize(log))
+        if b.slurm_job_id and (b.state in OUTSIDE_ENDS or never_ran):
+            self._outside_ends += 1
+            if self._outside_ends <= MAX_OUTSIDE_ENDS:
+                logger.warning("Slurm batch %s (hither batch %s) ended before its pilot started "
+                               "(squeue: %s %s): its jobs wait for a new batch", b.slurm_job_id,
+                               b.id, b.state or "gone", b.reason)
+                return
+            self._launch_error = SlurmError(
+                f"{self._outside_ends} Slurm batches in a row ended before their pilot started "
+                f"(the last, {b.slurm_job_id}: {b.state or 'gone from squeue'}, reason {b.reason!r}): "
+                "they are being cancelled or preempted (see `scontrol show job`, or ask your admins)")
+            return
+        self.wd.mark_batch_failed(b.id)
+        self._launch_error = SlurmError(
+            f"the pilot of batch {b.id} ended before it started working; its output "
+            f"({log}):\n{self._launcher.log_tail(b)}")
+
+    def _report_pending(self, entries: List[Entry], claims: Dict[str, str]) -> None:
+        """Queued jobs say in their runtime info why they wait: the squeue state and reason
+        of the batch that is to run them (``pending_reason``)."""
+        waiting = [b for b in self._batches if not self._registered(b)]
+        why = ""
+        if waiting:
+            b = waiting[0]
+            if b.submitting:
+                why = f"hither batch {b.id} is being submitted (sbatch)"
+            elif b.slurm_job_id and b.state:
+                why = f"Slurm batch {b.slurm_job_id} is {b.state} (reason {b.reason or 'None'})"
+        for e in entries:
+            if e.job is None or e.key in claims or e.pending == why or not why:
+                continue
+            e.pending = why
+            e.job.update_runtime_info({"pending_reason": why}, e.job.get_status())
+
+    def _submit(self, batch: Batch) -> None:
+        """Start ``batch`` (on its own thread); a batch that cannot start ends with its error."""
+        try:
+            job_id, proc = self._launcher.submit(batch)
+        except Exception as exc:  # noqa: BLE001 - the batch's failure, reported to its jobs
+            with self._lock:
+                batch.error = exc if isinstance(exc, SlurmError) else SlurmError(
+                    f"cannot start batch {batch.id}: {type(exc).__name__}: {exc}")
+                batch.alive = False
+            self._wake.set()
+            return
+        with self._lock:
+            batch.slurm_job_id, batch.proc = job_id, proc
+            batch.submitted = time.monotonic()
+            closed = self._closed
+        if closed:  # shut down while sbatch ran: shutdown() saw no job id to cancel
+            self._launcher.cancel([batch])
+        self._wake.set()
+
     def _report_running(self, e: Entry) -> None:
+        if e.job is None:
+            return
         info = self.wd.pilot_info(e.batch or "") or {}
         ri = {"host": info.get("host", ""), "slurm_job_id": info.get("slurm_job_id"),
               "batch": e.batch, "log_file": self.wd.log_file(e.key), "start_time": time.time()}
@@ -336,13 +431,48 @@ class SlurmJobHandler(JobHandler):
             if outcome.get("error"):  # its pilot failed it (its result could not be stored)
                 job.report_error(HitherError(f"job {job.function_name} ({job.id}): {outcome['error']}"), ri)
                 return
+            crash = self._crash(e, outcome)
+            if crash is not None:
+                ri.update(end_time=time.time(), host=outcome.get("host"))
+                job.report_error(crash, ri)
+                return
             # core's outside path reads the outcome: a result the pilot put into the store
             # stays there as a StoredResult unless download_results
             collect(job, self.wd.job_dir(e.key), outcome.get("exit_code"), self.result_store, ri)
         except BaseException as exc:  # noqa: BLE001 - a failure to read is the job's failure
             job.report_error(exc)
         finally:
+            if job.get_status() is JobStatus.ERROR:
+                self.wd.mark_failed(e.key)
             self._discard_later(e.key)
+
+    def _crash(self, e: Entry, outcome: Dict[str, Any]) -> Optional[BaseException]:
+        """The error of a job whose process ended without writing an outcome (a crash, a
+        kill): it names the signal and where it ran, and the hints that apply to it."""
+        jd = self.wd.job_dir(e.key)
+        if any(os.path.exists(os.path.join(jd, n)) for n in (RESULT, ERROR, OUTPUTS)):
+            return None
+        code, sig = outcome.get("exit_code"), outcome.get("signal")
+        if sig is None and isinstance(code, int) and code < 0:
+            sig = -code
+        if sig:
+            try:
+                name = signal.Signals(sig).name
+            except ValueError:
+                name = f"signal {sig}"
+            how = f"was killed by {name} (exit code {-sig})"
+            hint = _SIGNAL_HINTS.get(name, "")
+        else:
+            how, hint = f"ended (exit code {code}) without writing a result", ""
+        if e.container:
+            hint += (f"{'; ' if hint else ''}it ran in the container image "
+                     f"{e.container.get('image', '?')}: out of memory, or no python3 in the image?")
+        secs = outcome.get("seconds")
+        after = f" after {secs:.1f} s" if isinstance(secs, (int, float)) else ""
+        return WorkerDiedError(
+            f"job {e.name} {how}{after} in Slurm batch {outcome.get('slurm_job_id') or outcome.get('batch')} "
+            f"on {outcome.get('host') or '?'}" + (f" ({hint})" if hint else "")
+            + f"; its console output is in {self.wd.log_file(e.key)}")
 
     def _discard_later(self, key: str) -> None:
         """Remove a collected job's directory off the monitor thread (an rmtree of the
@@ -381,9 +511,11 @@ class SlurmJobHandler(JobHandler):
         """Whether the batch's pilot has started (it writes pilots/<batch>.json first)."""
         if not b.registered:
             b.registered = os.path.exists(self.wd.path("pilots", b.id + ".json"))
+            if b.registered:
+                self._outside_ends = 0
         return b.registered
 
-    def _recover(self, dead: set) -> List[str]:
+    def _recover(self, dead: Dict[str, Batch]) -> List[str]:
         """Jobs claimed by batches that ended: requeue each once, then fail it. Returns the
         requeued keys.
 
@@ -394,6 +526,8 @@ class SlurmJobHandler(JobHandler):
         lost = []
         for batch in dead:
             keys = self.wd.fence(batch)
+            if keys:
+                self.wd.mark_batch_failed(batch)  # its output is kept, for the lost jobs
             with self._lock:
                 lost += [(self._entries[k], batch) for k in keys if k in self._entries]
         requeued = []
@@ -405,9 +539,20 @@ class SlurmJobHandler(JobHandler):
                 continue
             info = self.wd.pilot_info(batch) or {}
             where = f"Slurm job {info['slurm_job_id']}" if info.get("slurm_job_id") else f"pilot batch {batch}"
+            ran = self._ran_out_of_time(e, dead[batch], info)
+            if ran is not None:
+                self._fail(e, JobTimeoutError(
+                    f"job {e.name} ran {ran:.0f} s until the time limit of its batch ({where}) "
+                    f"killed it: time_limit_per_batch={self.options.time_limit_per_batch:g} s, so a "
+                    "fresh batch could not finish it either and it was not requeued; raise "
+                    "SlurmJobHandler(time_limit_per_batch=...), or give the job a job_timeout (a "
+                    "batch then starts it only when it can finish)"),
+                    {"batch": batch, "slurm_job_id": info.get("slurm_job_id")})
+                self.forget(e)
+                continue
             if e.requeued == 0:
                 e.requeued += 1
-                e.batch = None
+                e.batch, e.claimed = None, None
                 logger.warning("%s ended while running %s: requeued once", where, e.name)
                 for name in ("result.json", "error.json", "runtime.json", OUTPUTS):
                     try:
@@ -424,6 +569,18 @@ class SlurmJobHandler(JobHandler):
                     f"{self.wd.path('batches', batch)}"), {"batch": batch, "slurm_job_id": info.get("slurm_job_id")})
                 self.forget(e)
         return requeued
+
+    def _ran_out_of_time(self, e: Entry, b: Batch, info: Dict[str, Any]) -> Optional[float]:
+        """Seconds ``e`` ran when its batch ended at its time limit, if a fresh batch (of
+        ``time_limit_per_batch``) could not finish it either; else None (requeue it)."""
+        limit = self.options.time_limit_per_batch
+        if not limit or e.claimed is None:
+            return None
+        end = info.get("end_time")
+        if b.state != "TIMEOUT" and not (end and time.time() >= float(end) - 1.0):
+            return None
+        ran = time.monotonic() - e.claimed
+        return ran if ran + END_MARGIN >= limit else None
 
     def _scale(self, claims: Dict[str, str]) -> None:
         """Start batches while queued jobs outnumber the free slots of live batches."""
@@ -451,11 +608,14 @@ class SlurmJobHandler(JobHandler):
                     break
                 starting = True
                 try:
-                    batch = self._launcher.start()
-                except SlurmError as exc:
-                    self._launch_error = exc
+                    batch = self._launcher.new_batch()
+                except OSError as exc:
+                    self._launch_error = SlurmError(f"cannot start a batch in {self.wd.root}: {exc}")
                     break
                 self._batches.append(batch)
+                # sbatch (retried while slurmctld restarts) runs off this thread and lock
+                threading.Thread(target=self._submit, args=(batch,), daemon=True,
+                                 name="hither-slurm-sbatch").start()
                 free += batch.workers
             error = self._launch_error
             failed = [e for e in self._entries.values() if e.key not in claims] if error and not self._batches else []

@@ -94,7 +94,7 @@ class PilotLauncher(Launcher):
         kind, value = entry.end or ("cancelled", None)
         if kind == "cancelled" or entry.cancelled:
             return -signal.SIGKILL
-        if kind == "error":
+        if kind == "error" and isinstance(value, BaseException):
             _write_error(job_dir, value)
             return 1
         outcome = value or {}

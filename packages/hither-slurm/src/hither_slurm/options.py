@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hither.errors import ConfigError
 
+#: a pilot starts a job only if it can end this many seconds before the batch does
+END_MARGIN = 5.0
+
 _MEM = re.compile(r"^\d+(\.\d+)?\s*[KMGT]?B?$", re.IGNORECASE)
 
 

@@ -31,13 +31,12 @@ from hither.runtime import ERROR, RUNTIME, error_dict
 from hither.outside.documents import OUTPUTS, place_stored_inputs, store_outputs
 
 from .container_run import ContainerRun
+from .options import END_MARGIN
 
 from .workdir import WorkDir
 
 logger = logging.getLogger("hither_slurm.pilot")
 
-#: a job starts only if it can end this many seconds before the batch does
-END_MARGIN = 5.0
 
 
 class Pilot:

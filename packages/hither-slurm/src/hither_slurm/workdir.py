@@ -5,6 +5,7 @@
       done/<key>             a job's end (exit code, reason, batch; "error" when the pilot
                              failed the job itself), written by its pilot
       logs/<key>.log         the job's console output, written while it runs
+      logs/<key>.failed      the job failed: its log is kept FAILED_LOG_RETENTION, not LOG_RETENTION
       queue/<key>            a queued job: {"timeout": s, "container": image, engine, options or
                              null, "store": whether results go to store/} (appears by rename,
                              once complete)
@@ -13,9 +14,14 @@
       cancel/<key>           a cancel request for a running job
       pilots/<batch>.json    the pilot of a batch: pid, host, Slurm job id, end time
       clients/<client>.json  a handler using the folder (pid, host; touched while it lives)
-      batches/<batch>/       the batch script and Slurm's output of the batch
+      batches/<batch>/       the batch script and Slurm's output of the batch; ``client`` names
+                             its handler; ``failed`` when it lost jobs or its pilot never came up
       store/                 results that stay on the cluster (``hither.content.folder.ContentFolder``
                              layout: sha1/ab/cd/<sha1>); jobs' arguments refer to them by URI
+
+What ended is pruned (``prune``: at a handler's start and every ``PRUNE_INTERVAL``): the
+folders of ended batches at once (of failed ones after ``FAILED_LOG_RETENTION``), logs of
+jobs that ended well after ``LOG_RETENTION``, of failed jobs after ``FAILED_LOG_RETENTION``.
 
 Job keys are ``<client>.<sequence>``, so a handler that starts in a folder left by a killed
 program finds that program's queued and claimed jobs and takes them away (``reclaim_stale``).
@@ -30,7 +36,7 @@ import os
 import shutil
 import socket
 import time
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Set
 
 if TYPE_CHECKING:  # pragma: no cover
     from hither.content.folder import ContentFolder
@@ -41,6 +47,12 @@ SUBDIRS = ("jobs", "logs", "queue", "running", "done", "cancel", "pilots", "batc
            "store")
 #: a client on another host is dead when its file has not been touched for this long
 CLIENT_STALE_SECONDS = 120.0
+#: seconds the log of a job that ended well is kept (get_runtime_info().log_file)
+LOG_RETENTION = 600.0
+#: seconds the log of a failed job, and the folder of a failed batch, are kept
+FAILED_LOG_RETENTION = 7 * 86400.0
+#: seconds between two prunes by a running handler
+PRUNE_INTERVAL = 600.0
 
 
 class WorkDir:
@@ -147,6 +159,80 @@ class WorkDir:
         keys = self._listdir(gone)
         shutil.rmtree(gone, ignore_errors=True)
         return keys
+
+    def mark_failed(self, key: str) -> None:
+        """Keep the log of a failed job ``FAILED_LOG_RETENTION`` seconds."""
+        self._touch(self.path("logs", key + ".failed"))
+
+    def mark_batch_failed(self, batch: str) -> None:
+        """Keep the folder (Slurm's output) of a batch that lost jobs or never came up."""
+        self._touch(self.path("batches", batch, "failed"))
+
+    @staticmethod
+    def _touch(path: str) -> None:
+        try:
+            with open(path, "a"):
+                pass
+        except OSError:
+            pass
+
+    def drop_batch(self, batch: str, now: Optional[float] = None) -> bool:
+        """Remove what is left of an ended batch (its pilot file, claims folder and, unless
+        it failed less than ``FAILED_LOG_RETENTION`` ago, its folder). True if all went."""
+        try:
+            os.remove(self.path("pilots", batch + ".json"))
+        except FileNotFoundError:
+            pass
+        shutil.rmtree(self.path("running", batch), ignore_errors=True)
+        bdir = self.path("batches", batch)
+        if _age(os.path.join(bdir, "failed"), now) < FAILED_LOG_RETENTION:
+            return False
+        shutil.rmtree(bdir, ignore_errors=True)
+        return True
+
+    def prune(self, client: str = "", live_batches: Optional[Set[str]] = None,
+              now: Optional[float] = None) -> int:
+        """Remove what ended: batches of clients that are gone, and those of ``client``
+        (the caller) not in ``live_batches`` (a minute after they began); logs of jobs no
+        longer queued or run, past their retention. Returns how many things went."""
+        live = live_batches or set()
+        n = 0
+        alive: Dict[str, bool] = {}
+
+        def gone(client: str) -> bool:
+            if client not in alive:
+                alive[client] = self.client_alive(client)
+            return not alive[client]
+
+        for batch in self._listdir(self.path("batches")):
+            try:
+                with open(self.path("batches", batch, "client")) as f:
+                    owner = f.read().strip()
+            except OSError:
+                owner = ""
+            if batch in live:
+                continue
+            age = _age(self.path("batches", batch), now)
+            if (owner == client and age > 60) or (gone(owner) if owner else age > 86400):
+                n += self.drop_batch(batch, now)
+        for name in self._listdir(self.path("running")):
+            if name.startswith(".ended-") or (name not in live and not os.path.isdir(self.path("batches", name))):
+                shutil.rmtree(self.path("running", name), ignore_errors=True)
+        busy = set(self.queued()) | set(self.claims()) | set(self._listdir(self.path("jobs")))
+        for name in self._listdir(self.path("logs")):
+            key, ext = os.path.splitext(name)
+            if ext != ".log" or key in busy:
+                continue
+            failed = self.path("logs", key + ".failed")
+            keep = FAILED_LOG_RETENTION if os.path.exists(failed) else LOG_RETENTION
+            if _age(self.path("logs", name), now) > keep:
+                for path in (self.path("logs", name), failed):
+                    try:
+                        os.remove(path)
+                    except FileNotFoundError:
+                        pass
+                n += 1
+        return n
 
     def pilot_info(self, batch: str) -> Optional[Dict[str, Any]]:
         return self.read_json(self.path("pilots", batch + ".json"))
@@ -263,3 +349,11 @@ class WorkDir:
 
     def iter_batches(self) -> Iterator[str]:
         yield from self._listdir(self.path("running"))
+
+
+def _age(path: str, now: Optional[float] = None) -> float:
+    """Seconds since ``path`` was last modified (infinite when it does not exist)."""
+    try:
+        return (time.time() if now is None else now) - os.path.getmtime(path)
+    except OSError:
+        return float("inf")
