@@ -184,6 +184,8 @@ def test_a_job_waiting_for_a_pending_batch_says_why(slurm, make_handler, tmp_pat
             assert time.monotonic() < deadline, job.get_runtime_info()
             time.sleep(0.1)
         assert b.slurm_job_id in job.get_runtime_info().pending_reason
+        with pytest.raises(TimeoutError, match="JobHeldUser"):  # the wait's timeout says why too
+            job.wait(0.5)
         subprocess.run(["scancel", b.slurm_job_id], check=True, timeout=30)
         assert job.wait(60) == 2
 

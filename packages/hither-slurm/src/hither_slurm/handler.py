@@ -377,7 +377,7 @@ class SlurmJobHandler(JobHandler):
             if e.job is None or e.key in claims or e.pending == why or not why:
                 continue
             e.pending = why
-            e.job.update_runtime_info({"pending_reason": why}, e.job.get_status())
+            e.job.merge_runtime_info({"pending_reason": why})
 
     def _submit(self, batch: Batch) -> None:
         """Start ``batch`` (on its own thread); a batch that cannot start ends with its error."""

@@ -137,9 +137,11 @@ class Job:
             from hither.jobs.progress import wait_with_progress
 
             if not wait_with_progress([self], timeout):
+                why = self._runtime_info.get("pending_reason")
                 raise TimeoutError(f"job {self.function.name} ({self.id}) did not finish within "
-                                   f"{timeout} s (still {self._state.status.value}); it keeps "
-                                   "running: wait again, or job.cancel() it")
+                                   f"{timeout} s (still {self._state.status.value}"
+                                   + (f": {why}" if why and self._state.status.value == "queued" else "")
+                                   + "); it keeps running: wait again, or job.cancel() it")
         return self.get_result()
 
     @property

@@ -106,3 +106,7 @@ class Job(Protocol):
     def report_error(self, error: BaseException, runtime_info: RuntimeInfoArg = None) -> None: ...
 
     def report_cancelled(self) -> None: ...
+
+    def merge_runtime_info(self, runtime_info: RuntimeInfoArg) -> None:
+        """What the handler knows of the job before or while it runs (a batch id, why it
+        still waits as ``pending_reason``), shown at once by ``get_runtime_info()``."""
