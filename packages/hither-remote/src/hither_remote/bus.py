@@ -41,6 +41,16 @@ def _chunks(ids: List[str]) -> Iterable[List[str]]:
         yield ids[i:i + IN_CHUNK]
 
 
+def parse_job(doc: Dict[str, Any]) -> "BusJob | str":
+    """``doc`` as a ``BusJob``, or why it is not one (one line, for a refusal): a malformed
+    document is the business of that job alone, never of the batch it was read with."""
+    try:
+        return BusJob.model_validate(doc)
+    except Exception as exc:  # noqa: BLE001 - pydantic's ValidationError and its kin
+        first = str(exc).splitlines()
+        return f"the job document is malformed ({type(exc).__name__}: {' '.join(first[:3])[:300]})"
+
+
 class Bus:
     """A connection to the job bus of ``database`` (pymongo retries reads and writes, so an
     outage of a few seconds is ridden out by the callers' loops, which log and go on)."""
@@ -113,14 +123,14 @@ class Bus:
         return [BusJob.model_validate(d) for chunk in _chunks(ids)
                 for d in self.jobs.find({"_id": {"$in": chunk}, "status": {"$in": final}})]
 
-    def latest_for_hash(self, resource_id: str, job_hash: str) -> Optional[BusJob]:
-        """The newest job of ``resource_id`` with ``job_hash`` that is queued, running or
-        finished (a job an earlier client process sent), or None."""
-        docs = list(self.jobs.find({"resource_id": resource_id, "job_hash": job_hash,
-                                    "status": {"$in": [BusStatus.QUEUED.value, BusStatus.RUNNING.value,
-                                                       BusStatus.FINISHED.value]}})
-                    .sort("created", -1).limit(1))
-        return BusJob.model_validate(docs[0]) if docs else None
+    def latest_for_hash(self, resource_id: str, job_hash: str, limit: int = 5) -> List[BusJob]:
+        """Up to ``limit`` of the newest jobs of ``resource_id`` with ``job_hash`` that are
+        queued, running or finished (jobs an earlier client process sent), newest first;
+        unchecked (the caller verifies them: ``signing.job_problem``), malformed ones left out."""
+        docs = self.jobs.find({"resource_id": resource_id, "job_hash": job_hash,
+                               "status": {"$in": [BusStatus.QUEUED.value, BusStatus.RUNNING.value,
+                                                  BusStatus.FINISHED.value]}}).sort("created", -1).limit(limit)
+        return [j for j in (parse_job(d) for d in docs) if isinstance(j, BusJob)]
 
     def mark_collected(self, job_id: str) -> None:
         self.jobs.update_one({"_id": job_id}, {"$set": {"collected": True}})

@@ -25,7 +25,7 @@ from hither.plugins.interfaces import JobHandler, Store
 
 from .models import FINAL, BusJob, BusOutcome, BusStatus, CachePolicy
 from .endpoint import byte_count, endpoint, seconds
-from .signing import outcome_problem, sign
+from .signing import job_problem, outcome_problem, sign
 from .wakeups import ChangeWatcher
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -204,6 +204,7 @@ class RemoteJobHandler(JobHandler):
             now = time.time()
             bus_job = BusJob(_id=uuid.uuid4().hex, resource_id=self.compute_resource_id,
                              function_name=job.function_name, job_hash=job.job_hash,
+                             database=self.bus.database.database,
                              document=document, created=now,
                              expires=now + self.expires_in, updated=now,
                              cache_policy=_cache_policy(job))
@@ -253,7 +254,14 @@ class RemoteJobHandler(JobHandler):
         sending it again (a client killed and restarted gets its results without a rerun)."""
         if job.config.job_cache is None:
             return False
-        earlier = self.bus.latest_for_hash(self.compute_resource_id, job.job_hash)
+        earlier = None
+        for candidate in self.bus.latest_for_hash(self.compute_resource_id, job.job_hash):
+            why = job_problem(candidate, self._secret, self.bus.database.database)
+            if why is None and candidate.job_hash == job.job_hash and candidate.function_name == job.function_name:
+                earlier = candidate
+                break
+            logger.warning("not following bus job %s for %s (%s): %s", candidate.id, job.function_name,
+                           job.id, why or "its signed hash or function is another job's")
         if earlier is None:
             return False
         logger.info("%s (%s) follows %s, sent earlier to %s (%s)", job.function_name, job.id,

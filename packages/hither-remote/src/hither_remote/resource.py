@@ -53,7 +53,7 @@ from hither.plugins.interfaces import Launcher, Store
 from .janitor import Janitor
 from .models import BusJob, BusOutcome, BusStatus, ResourceHeartbeat
 from .endpoint import byte_count, endpoint, seconds
-from .signing import verify
+from .signing import job_problem
 from .wakeups import ChangeWatcher
 
 logger = logging.getLogger("hither_remote.resource")
@@ -413,11 +413,9 @@ class ComputeResource:
 
     # ------------------------------------------------------------------ one job
     def _refusal(self, bus_job: BusJob) -> Optional[str]:
-        if not bus_job.signature:
-            return "the job document is not signed; the client needs $HITHER_REMOTE_SECRET"
-        if not verify(bus_job.signed_fields(), bus_job.signature, self._secret):
-            return ("the job document's signature does not match: it was altered, or client and "
-                    "resource do not share the same $HITHER_REMOTE_SECRET")
+        why = job_problem(bus_job, self._secret, self.bus.database.database)
+        if why is not None:
+            return why
         if bus_job.expires < time.time():
             return (f"the job expired {time.time() - bus_job.expires:.0f} s ago before it was started; "
                     "submit it again")

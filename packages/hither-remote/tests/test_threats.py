@@ -1,0 +1,100 @@
+"""The remote threat model (docs/reliability.md), each row against real ``hither-remote serve``
+processes and the real MongoDB-protocol bus: someone with write access to the bus but
+without the secret changes no result, makes no job run twice, and stops no other job;
+a job never sees the secret."""
+from __future__ import annotations
+
+import time
+import uuid
+
+import pymongo
+import pytest
+
+import hither as hi
+
+import remote_funcs as rf
+from hither_remote.bus import Bus
+from hither_remote.models import BusJob
+from hither_remote.signing import load_secret, sign
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _wait_status(bus: Bus, job_id: str, statuses, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        doc = bus.jobs.find_one({"_id": job_id})
+        if doc is not None and doc.get("status") in statuses:
+            return doc
+        assert time.monotonic() < deadline, f"job {job_id} still {doc and doc.get('status')}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def other_db(mongo_url):
+    d = hi.Database(mongo_url=mongo_url, database=f"hither_remote_test_{uuid.uuid4().hex[:12]}")
+    yield d
+    client = pymongo.MongoClient(mongo_url, serverSelectionTimeoutMS=2000)
+    try:
+        client.drop_database(d.database)
+    finally:
+        client.close()
+
+
+def test_a_relabelled_job_hash_changes_no_result(serve, db, store, tmp_path):
+    """Wrong result: a client with a job cache follows only a job whose signature covers the
+    hash it looks for (relabelling another job's hash made it report 3000 for 11 + 22)."""
+    serve()
+    jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
+    try:
+        with hi.Config(job_handler=jh):
+            assert rf.rt_add.run(x=1000, y=2000).wait(60) == 3000
+            assert rf.rt_add.run(x=11, y=22).wait(60) == 33
+    finally:
+        jh.shutdown()
+    bus = Bus(db)
+    try:
+        big, small = sorted(bus.jobs.find({}), key=lambda d: d["created"])
+        # the attacker (bus write access, no secret) relabels the 3000 job as 11 + 22's
+        bus.jobs.delete_one({"_id": small["_id"]})
+        bus.jobs.update_one({"_id": big["_id"]}, {"$set": {"job_hash": small["job_hash"]}})
+    finally:
+        bus.close()
+    jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
+    try:
+        with hi.Config(job_handler=jh, job_cache=hi.JobCache(path=str(tmp_path / "fresh-jc"))):
+            assert rf.rt_add.run(x=11, y=22).wait(60) == 33
+    finally:
+        jh.shutdown()
+
+
+def test_a_document_copied_to_another_database_or_without_one_is_refused(serve, db, other_db, store, tmp_path):
+    """The bus database's name is signed: a job signed for one database is refused on another
+    with the same secret, and an old document (no signed database) is refused saying so."""
+    server = serve(database=other_db)
+    jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)  # nobody serves db
+    marker = tmp_path / "ran"
+    bus, other = Bus(db), Bus(other_db)
+    try:
+        with hi.Config(job_handler=jh):
+            rf.rt_sleep_pid.run(t=0, pid_file=str(marker), x=1)
+            deadline = time.monotonic() + 30
+            while (doc := bus.jobs.find_one({})) is None:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        other.jobs.insert_one(doc)
+        refused = _wait_status(other, doc["_id"], ("refused", "finished", "error"))
+        assert refused["status"] == "refused" and "copied" in refused["outcome"]["message"]
+        old = dict(doc, _id=uuid.uuid4().hex)
+        old.pop("database")
+        old_signed = [k for k in BusJob.SIGNED if k != "database"]
+        old["signature"] = sign({k: old["_id" if k == "id" else k] for k in old_signed}, load_secret())
+        other.jobs.insert_one(old)
+        refused = _wait_status(other, old["_id"], ("refused", "finished", "error"))
+        assert refused["status"] == "refused" and "older" in refused["outcome"]["message"]
+        assert not marker.exists(), "a copied job ran"
+        assert server.proc.poll() is None
+    finally:
+        jh.shutdown()
+        bus.close()
+        other.close()
