@@ -98,3 +98,28 @@ def test_a_document_copied_to_another_database_or_without_one_is_refused(serve, 
         jh.shutdown()
         bus.close()
         other.close()
+
+
+def test_a_job_never_sees_the_secret(serve, db, store, tmp_path):
+    """Secret exposed: a job returning its environment, reading its parent's and the serve
+    process's ``/proc/<pid>/environ``, their command lines, or the resource's config file
+    finds no secret, nor the name of the secret file (jobs inherited $HITHER_REMOTE_SECRET)."""
+    secret = load_secret().key().decode()
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(secret)
+    config = tmp_path / "serve.toml"
+    config.write_text(f'secret-file = "{secret_file}"\nlog-level = "INFO"\n')
+    other = "extra-copy-" + uuid.uuid4().hex
+    server = serve(env={"HITHER_REMOTE_CONFIG": str(config), "MY_TOOL_TOKEN": secret + "-" + other})
+    jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
+    pid = server.proc.pid
+    try:
+        with hi.Config(job_handler=jh):
+            seen = rf.rt_peek.run(paths=[f"/proc/{pid}/environ", f"/proc/{pid}/cmdline", str(config)]).wait(60)
+    finally:
+        jh.shutdown()
+    assert "log-level" in seen[str(config)], "the job could not read the config file at all"
+    assert "HITHER_REMOTE_SECRET" not in seen["environ"] and "MY_TOOL_TOKEN" not in seen["environ"]
+    for what, text in seen.items():
+        assert secret not in text and other not in text, f"the secret is visible to a job in {what}"
+        assert str(secret_file) not in text or what == str(config), f"the secret file's name is in {what}"

@@ -131,6 +131,17 @@ class ComputeResource:
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise ConfigError(f"ComputeResource(workers=...) needs a positive integer, got {workers!r}")
         self._launcher, workers = launcher_for(job_handler, workers)
+        from .hiding import secret_env_names
+
+        #: environment variables no job may see (the launcher's job server starts without them)
+        self.hidden_env = secret_env_names(self._secret)
+        hidden = getattr(self._launcher, "hidden_env", None)
+        if isinstance(hidden, list):
+            hidden.extend(n for n in self.hidden_env if n not in hidden)
+        else:
+            logger.info("%r keeps no environment variables from its jobs: serve them from "
+                        "`hither-remote serve` (which drops the secret's) or without $%s set",
+                        self._launcher, "HITHER_REMOTE_SECRET")
         self.store = store
         self.job_handler = job_handler
         self.job_cache = job_cache
