@@ -123,3 +123,31 @@ def test_a_job_never_sees_the_secret(serve, db, store, tmp_path):
     for what, text in seen.items():
         assert secret not in text and other not in text, f"the secret is visible to a job in {what}"
         assert str(secret_file) not in text or what == str(config), f"the secret file's name is in {what}"
+
+
+def test_a_running_job_set_back_to_queued_does_not_run_twice(serve, db, store, tmp_path):
+    """Runs twice: setting a running job's status back to ``queued`` (no secret needed) made
+    a second, concurrent run start; the run record's lease keeps it to one run, and the
+    first run's result still reaches the client."""
+    serve("a", "--workers", "2")
+    serve("b", "--workers", "2")
+    pid_file = tmp_path / "pids"
+    jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
+    bus = Bus(db)
+    try:
+        with hi.Config(job_handler=jh):
+            job = rf.rt_sleep_pid.run(t=4, pid_file=str(pid_file), x=7)
+            deadline = time.monotonic() + 60
+            while not pid_file.exists():
+                assert time.monotonic() < deadline, "the job never started"
+                time.sleep(0.05)
+            [doc] = bus.jobs.find({})
+            for _ in range(3):  # the attacker, several times while it runs
+                bus.jobs.update_one({"_id": doc["_id"]}, {"$set": {"status": "queued", "lease_owner": None,
+                                                                    "lease_expires": None}})
+                time.sleep(0.7)
+            assert job.wait(60) == 7
+        assert len(pid_file.read_text().split()) == 1, "the job ran twice"
+    finally:
+        jh.shutdown()
+        bus.close()

@@ -2,7 +2,9 @@
 
 Collections (in ``hi.Database(...).database``): ``hither_remote_jobs`` (``BusJob``),
 ``hither_remote_resources`` (``ResourceHeartbeat``) and ``hither_remote_runs`` (one record
-per job id a resource started; a finished one is never run again, which refuses replays)::
+per job id a resource started, leased to its runner while it runs: a job whose status is set
+back to ``queued`` while it runs is not started twice; a finished one is never run again,
+which refuses replays)::
 
     bus = Bus(hi.Database(mongo_url="mongodb://127.0.0.1:27017", database="hither"))
     bus.submit(bus_job)
@@ -217,10 +219,13 @@ class Bus:
         return [BusJob.model_validate(d) for d in docs]
 
     def renew(self, job_ids: Iterable[str], owner: str, lease_seconds: float) -> None:
+        """Extend the leases of ``owner``'s jobs and of its run records of them."""
         ids = list(job_ids)
         if ids:
-            self.jobs.update_many({"_id": {"$in": ids}, "lease_owner": owner},
-                                  {"$set": {"lease_expires": time.time() + lease_seconds}})
+            until = time.time() + lease_seconds
+            self.jobs.update_many({"_id": {"$in": ids}, "lease_owner": owner}, {"$set": {"lease_expires": until}})
+            self.runs.update_many({"_id": {"$in": ids}, "owner": owner, "done": False},
+                                  {"$set": {"lease_expires": until}})
 
     def cancel_requested(self, job_ids: Iterable[str]) -> List[str]:
         """Which of ``job_ids`` the client asked to cancel."""
@@ -303,32 +308,33 @@ class Bus:
                               {"$set": {"status": BusStatus.CANCELLED.value, "updated": now, "ended": now}})
 
     def start_run(self, job_id: str, owner: str) -> bool:
-        """Record that ``job_id`` starts; False when it already ran to the end (a replay).
-        One round trip: a record that is done does not match, so the upsert collides
-        with its ``_id``."""
-        import pymongo.errors
-
-        try:
-            self.runs.update_one({"_id": job_id, "done": {"$ne": True}},
-                                 {"$set": {"owner": owner, "started": time.time(), "done": False}}, upsert=True)
-        except pymongo.errors.DuplicateKeyError:
-            return False
-        return True
+        """``start_runs`` for one job."""
+        return self.start_runs([job_id], owner)[0]
 
     def end_run(self, job_id: str) -> None:
         self.runs.update_one({"_id": job_id}, {"$set": {"done": True, "ended": time.time()}}, upsert=True)
 
-    def start_runs(self, job_ids: List[str], owner: str) -> List[bool]:
-        """``start_run`` for several jobs in one round trip: for each, False when it already
-        ran to its end (its upsert collides with the done record's ``_id``)."""
+    def start_runs(self, job_ids: List[str], owner: str, lease_seconds: float = 0.0) -> List[bool]:
+        """For each of ``job_ids``: whether ``owner`` may run it now (``begin_runs``)."""
+        return [v is None or v == owner for v in self.begin_runs(job_ids, owner, lease_seconds)]
+
+    def begin_runs(self, job_ids: List[str], owner: str, lease_seconds: float) -> List[Optional[str]]:
+        """Take the run record of each of ``job_ids`` for ``owner``, with a lease of
+        ``lease_seconds`` (renewed by ``renew``), in one round trip. For each: None when
+        taken (run it), ``""`` when a run of it already ended (a replayed document), else
+        the owner of a run still going (a job relabelled ``queued`` on the bus: not run
+        twice). A record is taken when absent, or not done and its lease passed; else its
+        upsert collides with the record's ``_id``."""
         import pymongo.errors
         from pymongo import UpdateOne
 
         if not job_ids:
             return []
         now = time.time()
-        ops = [UpdateOne({"_id": job_id, "done": {"$ne": True}},
-                         {"$set": {"owner": owner, "started": now, "done": False}}, upsert=True)
+        ops = [UpdateOne({"_id": job_id, "done": {"$ne": True},
+                          "$or": [{"lease_expires": {"$lt": now}}, {"lease_expires": None}]},
+                         {"$set": {"owner": owner, "started": now, "done": False,
+                                   "lease_expires": now + lease_seconds}}, upsert=True)
                for job_id in job_ids]
         try:
             self.runs.bulk_write(ops, ordered=False)
@@ -336,18 +342,25 @@ class Bus:
             errors = exc.details.get("writeErrors", [])
             if any(e.get("code") != 11000 for e in errors):
                 raise
-            replayed = {e["index"] for e in errors}
-            return [i not in replayed for i in range(len(job_ids))]
-        return [True] * len(job_ids)
+            taken = {job_ids[e["index"]] for e in errors}
+            records = {d["_id"]: d for chunk in _chunks(sorted(taken))
+                       for d in self.runs.find({"_id": {"$in": chunk}}, {"done": 1, "owner": 1})}
+            out: List[Optional[str]] = []
+            for job_id in job_ids:
+                if job_id not in taken:
+                    out.append(None)
+                    continue
+                d = records.get(job_id) or {"done": True}  # gone meanwhile: as ended, never rerun
+                out.append("" if d.get("done") else str(d.get("owner") or ""))
+            return out
+        return [None] * len(job_ids)
 
-    def ran_to_end(self, job_ids: List[str]) -> List[bool]:
-        """For each of ``job_ids``: whether a run of it already ended (its record is done),
-        read in one query per ``IN_CHUNK`` ids. A read, not a write: it costs the server no
-        change-stream event to match (each write wakes every watcher of the bus)."""
-        done = set()
-        for chunk in _chunks(list(job_ids)):
-            done.update(d["_id"] for d in self.runs.find({"_id": {"$in": chunk}, "done": True}, {"_id": 1}))
-        return [job_id in done for job_id in job_ids]
+    def hand_over(self, job_id: str, owner: str, runner: str, lease_seconds: float) -> None:
+        """Give a job ``owner`` claimed back to ``runner``, whose run of it is still going
+        (its bus status had been set back to ``queued``): that run renews and ends it."""
+        self.jobs.update_one({"_id": job_id, "lease_owner": owner},
+                             {"$set": {"status": BusStatus.RUNNING.value, "lease_owner": runner,
+                                       "lease_expires": time.time() + lease_seconds, "updated": time.time()}})
 
     def end_runs(self, job_ids: List[str]) -> None:
         """``end_run`` for several jobs in one round trip."""

@@ -27,10 +27,11 @@ polling, once a second as a safety net, or while the last query found more than 
 Up to ``prefetch`` more jobs than ``capacity`` are claimed when the launcher limits how
 many run at once, so jobs are unpacked and written back while others run; while every
 worker is busy, claims wait until half of that room is free (one claim round for several
-jobs). Whether a claimed job already ran to its end (a replayed document) is read for a
-whole claim round at once, and the outcomes and run records of jobs that end together are
-written in one bulk write each (``hither_remote.coalesce``); a run is recorded once, when it
-ends. A claim holds a
+jobs). The run records of a whole claim round are taken in one bulk write (``Bus.begin_runs``:
+a job whose run already ended, a replayed document, is refused; one whose run is still
+going elsewhere, its status set back to ``queued`` on the bus, is left to that run), and
+the outcomes and run records of jobs that end together are written in one bulk write each
+(``hither_remote.coalesce``). A claim holds a
 lease of ``lease_seconds``, renewed while the job runs; when this process dies, the lease
 expires and another (or a restarted) process runs the job again.
 """
@@ -92,7 +93,9 @@ class _Running:
         self.job_dir: Optional[str] = None
         self.cancelled = False
         self.refusal: Optional[str] = None  # why it must not run (checked when claimed)
-        self.fresh: Optional[bool] = None  # read at the claim: no run of it ended (not a replay)
+        self.checked = False  # its run record was taken (or found taken) at the claim
+        #: None: run it; "": a run of it ended (a replay); else the owner of a run still going
+        self.other_run: Optional[str] = None
         self.thread: Optional[threading.Thread] = None
 
 
@@ -181,8 +184,8 @@ class ComputeResource:
 
         # replay checks of jobs starting together (one read) and the outcomes and run records
         # of jobs ending together (one bulk write each)
-        self._starts: "Coalescer[str, bool]" = Coalescer(
-            lambda ids: [not ended for ended in self._retry(self.bus.ran_to_end, ids)],
+        self._starts: "Coalescer[str, Optional[str]]" = Coalescer(
+            lambda ids: self._retry(self.bus.begin_runs, ids, self.owner, self.lease_seconds),
             name="hither-remote-starts")
         self._ends: "Coalescer[Tuple[str, BusStatus, BusOutcome], bool]" = Coalescer(
             self._write_ends, name="hither-remote-ends")
@@ -351,6 +354,8 @@ class ComputeResource:
                 return
             if not claimed and not ids:
                 return
+            with self._lock:  # a job of ours set back to queued and claimed again: one run only
+                claimed = [b for b in claimed if b.id not in self._running]
             runs = [_Running(bus_job) for bus_job in claimed]
             self._start_runs(runs)
             for r in runs:
@@ -362,20 +367,21 @@ class ComputeResource:
                 r.thread.start()
 
     def _start_runs(self, runs: "list[_Running]") -> None:
-        """Check the claimed jobs, and whether a run of each already ended (a replayed
-        document), in one read; if the bus fails here, each job's thread asks itself. A
-        run is recorded once, when it ends (``_write_ends``)."""
+        """Check the claimed jobs, and take their run records (``Bus.begin_runs``: refused
+        when a run ended, a replayed document; left to its runner when a run is still
+        going) in one write; if the bus fails here, each job's thread asks itself. The
+        record is marked done when the job ends (``_write_ends``)."""
         for r in runs:
             r.refusal = self._refusal(r.bus_job)
         ok = [r for r in runs if r.refusal is None]
         try:
-            ended = self.bus.ran_to_end([r.bus_job.id for r in ok])
+            others = self.bus.begin_runs([r.bus_job.id for r in ok], self.owner, self.lease_seconds)
         except Exception as exc:  # noqa: BLE001 - e.g. an outage: the job threads retry
-            logger.warning("could not read the runs of %d claimed job(s) (%s); retrying per job",
+            logger.warning("could not record the runs of %d claimed job(s) (%s); retrying per job",
                            len(ok), type(exc).__name__)
             return
-        for r, e in zip(ok, ended):
-            r.fresh = not e
+        for r, other in zip(ok, others):
+            r.checked, r.other_run = True, other
 
     def _hand_back_all(self) -> None:
         self._handing_back = True
@@ -439,8 +445,15 @@ class ComputeResource:
         job_id, fname = bus_job.id, bus_job.function_name
         try:
             why = r.refusal
-            if why is None and not (r.fresh if r.fresh is not None else self._starts.call(job_id)):
-                why = "the job already ran to its end once (a replayed document)"
+            if why is None:
+                other = r.other_run if r.checked else self._starts.call(job_id)
+                if other == "":
+                    why = "the job already ran to its end once (a replayed document)"
+                elif other is not None and other != self.owner:
+                    logger.warning("%s (%s) is running at %s (its status on the bus was set back); "
+                                   "left to that run", fname, job_id, other)
+                    self._retry(self.bus.hand_over, job_id, self.owner, other, self.lease_seconds)
+                    return
             if why is not None:
                 logger.warning("refused %s (%s): %s", fname, job_id, why)
                 self._retry(self.bus.refuse, job_id, self.owner, why)
