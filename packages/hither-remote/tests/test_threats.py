@@ -151,3 +151,62 @@ def test_a_running_job_set_back_to_queued_does_not_run_twice(serve, db, store, t
     finally:
         jh.shutdown()
         bus.close()
+
+
+def _wait_for_docs(bus: Bus, n: int, timeout: float = 30.0) -> list:
+    deadline = time.monotonic() + timeout
+    while len(docs := sorted(bus.jobs.find({}), key=lambda d: d["created"])) < n:
+        assert time.monotonic() < deadline, f"{len(docs)} of {n} jobs on the bus"
+        time.sleep(0.05)
+    return docs
+
+
+def test_a_malformed_document_in_a_claim_batch_stops_no_other_job(serve, db, store):
+    """Hang: a document that is no ``BusJob`` made the whole claim batch fail after it was
+    marked running, for ever; it is refused with the reason, the others run."""
+    from hither_remote.handler import RemoteJobError
+
+    jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
+    bus = Bus(db)
+    try:
+        with hi.Config(job_handler=jh):
+            jobs = [rf.rt_add.run(x=i, y=1) for i in range(3)]
+            _wait_for_docs(bus, 3)
+            # the attacker's document, in the batch the resource claims first
+            bus.jobs.insert_one({"_id": "malformed-1", "resource_id": "resource1", "status": "queued",
+                                 "created": 0.0, "document": "not a job"})
+            # and one of the client's own jobs made malformed
+            victim = rf.rt_add.run(x=100, y=1)
+            [vdoc] = [d for d in _wait_for_docs(bus, 5) if d["_id"] not in ("malformed-1",)
+                      and d["document"]["args"].get("x") == 100]
+            bus.jobs.update_one({"_id": vdoc["_id"]}, {"$set": {"expires": "soon"}})
+            serve("r", "--workers", "4")
+            assert [j.wait(20) for j in jobs] == [1, 2, 3]
+            with pytest.raises(RemoteJobError, match="malformed"):
+                victim.wait(20)
+        bad = _wait_status(bus, "malformed-1", ("refused",))
+        assert "malformed" in bad["outcome"]["message"]
+    finally:
+        jh.shutdown()
+        bus.close()
+
+
+def test_a_malformed_final_document_stops_no_other_job_of_the_client(serve, db, store):
+    """Hang on the client: one malformed document among its pending jobs made every read of
+    the ended jobs fail; that job now fails saying why, the others complete."""
+    from hither_remote.handler import RemoteJobError
+
+    jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
+    bus = Bus(db)
+    try:
+        with hi.Config(job_handler=jh):
+            victim = rf.rt_add.run(x=100, y=1)
+            [vdoc] = _wait_for_docs(bus, 1)
+            bus.jobs.update_one({"_id": vdoc["_id"]}, {"$set": {"status": "finished", "created": "garbage"}})
+            serve("r", "--workers", "2")
+            assert rf.rt_add.run(x=1, y=2).wait(20) == 3
+            with pytest.raises(RemoteJobError, match="malformed"):
+                victim.wait(20)
+    finally:
+        jh.shutdown()
+        bus.close()

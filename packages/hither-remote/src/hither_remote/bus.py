@@ -53,6 +53,14 @@ def parse_job(doc: Dict[str, Any]) -> "BusJob | str":
         return f"the job document is malformed ({type(exc).__name__}: {' '.join(first[:3])[:300]})"
 
 
+def _as_ended(doc: Dict[str, Any]) -> BusJob:
+    """An ended job as read by its client; a malformed one as refused, ``problem`` saying why."""
+    job = parse_job(doc)
+    if isinstance(job, BusJob):
+        return job
+    return BusJob.model_construct(id=str(doc.get("_id")), status=BusStatus.REFUSED, outcome=None, problem=job)
+
+
 class Bus:
     """A connection to the job bus of ``database`` (pymongo retries reads and writes, so an
     outage of a few seconds is ridden out by the callers' loops, which log and go on)."""
@@ -122,7 +130,7 @@ class Bus:
         if not ids:
             return []
         final = [s.value for s in FINAL]
-        return [BusJob.model_validate(d) for chunk in _chunks(ids)
+        return [_as_ended(d) for chunk in _chunks(ids)
                 for d in self.jobs.find({"_id": {"$in": chunk}, "status": {"$in": final}})]
 
     def latest_for_hash(self, resource_id: str, job_hash: str, limit: int = 5) -> List[BusJob]:
@@ -215,8 +223,16 @@ class Bus:
             self.jobs.update_many({"_id": {"$in": list(expired)}, "resource_id": resource_id,
                                    "status": BusStatus.RUNNING.value, "lease_expires": {"$lt": now}}, update)
         docs = list(self.jobs.find({"_id": {"$in": list(ids) + list(expired or [])}, "claim": token}))
-        docs.sort(key=lambda d: d.get("created", 0))
-        return [BusJob.model_validate(d) for d in docs]
+        docs.sort(key=lambda d: d["created"] if isinstance(d.get("created"), (int, float)) else 0)
+        out = []
+        for d in docs:
+            job = parse_job(d)
+            if isinstance(job, BusJob):
+                out.append(job)
+            else:  # quarantined: this job alone ends, refused with the reason
+                logger.warning("refused bus job %r: %s", d.get("_id"), job)
+                self.refuse(d["_id"], owner, job)
+        return out
 
     def renew(self, job_ids: Iterable[str], owner: str, lease_seconds: float) -> None:
         """Extend the leases of ``owner``'s jobs and of its run records of them."""
@@ -384,7 +400,14 @@ class Bus:
 
     # ------------------------------------------------------------------ inspection
     def resource_records(self) -> List[ResourceHeartbeat]:
-        return [ResourceHeartbeat.model_validate(d) for d in self.resources.find({})]
+        """The heartbeats of serving processes (malformed ones left out, logged)."""
+        out = []
+        for d in self.resources.find({}):
+            try:
+                out.append(ResourceHeartbeat.model_validate(d))
+            except ValueError as exc:
+                logger.warning("ignoring a malformed resource record %r (%s)", d.get("_id"), type(exc).__name__)
+        return out
 
     def recent_jobs(self, limit: int = 50, resource_id: Optional[str] = None) -> List[Dict[str, Any]]:
         q: Dict[str, Any] = {} if resource_id is None else {"resource_id": resource_id}

@@ -373,7 +373,11 @@ class RemoteJobHandler(JobHandler):
         try:
             outcome = bus_job.outcome
             untrusted = None if bus_job.status == BusStatus.CANCELLED else outcome_problem(bus_job, self._secret)
-            if bus_job.status == BusStatus.CANCELLED:
+            if bus_job.problem is not None:
+                job.report_error(RemoteJobError(
+                    f"{job.function_name} (bus job {bus_job.id}) on compute resource {self.compute_resource_id!r} "
+                    f"did not complete: {bus_job.problem}"))
+            elif bus_job.status == BusStatus.CANCELLED:
                 job.report_cancelled()
             elif untrusted is not None:
                 job.report_error(RemoteJobError(

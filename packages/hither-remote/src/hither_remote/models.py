@@ -84,6 +84,8 @@ class BusJob(BaseModel):
     outcome: Optional[BusOutcome] = None
     collected: bool = False             # the client has reported the outcome to its Job
     cache_policy: Optional[CachePolicy] = None
+    #: set on a document read back that is no ``BusJob`` (not stored): why
+    problem: Optional[str] = Field(default=None, exclude=True)
 
     SIGNED: ClassVar[Tuple[str, ...]] = ("id", "resource_id", "function_name", "job_hash", "database", "document",
                                          "created", "expires", "cache_policy")

@@ -372,7 +372,10 @@ class ComputeResource:
         going) in one write; if the bus fails here, each job's thread asks itself. The
         record is marked done when the job ends (``_write_ends``)."""
         for r in runs:
-            r.refusal = self._refusal(r.bus_job)
+            try:
+                r.refusal = self._refusal(r.bus_job)
+            except Exception as exc:  # noqa: BLE001 - this document's fault alone
+                r.refusal = f"the job document could not be checked ({type(exc).__name__})"
         ok = [r for r in runs if r.refusal is None]
         try:
             others = self.bus.begin_runs([r.bus_job.id for r in ok], self.owner, self.lease_seconds)
