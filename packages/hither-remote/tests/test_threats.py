@@ -210,3 +210,39 @@ def test_a_malformed_final_document_stops_no_other_job_of_the_client(serve, db, 
     finally:
         jh.shutdown()
         bus.close()
+
+
+def test_a_job_nobody_serves_is_queued_warned_of_and_expires(serve, db, store, tmp_path, caplog):
+    """Status: a job for a resource id nobody serves reported RUNNING, its timeout said
+    "still running", and it waited past its expiry; it is QUEUED, the client warns that no
+    live resource of that id was seen, and at its expiry it fails. A served job turns RUNNING."""
+    import logging
+
+    from hither_remote.handler import RemoteJobError
+
+    serve()  # resource1 is alive; the jobs below go to "nobody"
+    jh = hi.RemoteJobHandler(database=db, compute_resource_id="nobody", store=store,
+                             warn_no_resource_after=1.0, expires_in=4.0)
+    served = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
+    pid_file = tmp_path / "pids"
+    try:
+        with caplog.at_level(logging.WARNING, logger="hither_remote.handler"):
+            with hi.Config(job_handler=jh):
+                job = rf.rt_add.run(x=1, y=2)
+                with pytest.raises(TimeoutError, match="still queued"):
+                    job.wait(2.5)
+                assert job.get_status() == hi.JobStatus.QUEUED
+                assert "no serving process of it was seen" in caplog.text
+                with pytest.raises(RemoteJobError, match="expired"):
+                    job.wait(20)
+        with hi.Config(job_handler=served):
+            running = rf.rt_sleep_pid.run(t=3, pid_file=str(pid_file), x=2)
+            deadline = time.monotonic() + 30
+            while running.get_status() != hi.JobStatus.RUNNING:
+                assert time.monotonic() < deadline, f"still {running.get_status()}"
+                time.sleep(0.05)
+            assert running.wait(30) == 2
+        assert "resource1" not in caplog.text, "a warning for a live resource"
+    finally:
+        jh.shutdown()
+        served.shutdown()

@@ -133,6 +133,17 @@ class Bus:
         return [_as_ended(d) for chunk in _chunks(ids)
                 for d in self.jobs.find({"_id": {"$in": chunk}, "status": {"$in": final}})]
 
+    def started_among(self, ids: List[str]) -> List[str]:
+        """Which of ``ids`` a resource claimed (running, or asked to cancel while running)."""
+        started = [BusStatus.RUNNING.value, BusStatus.CANCEL_REQUESTED.value]
+        return [d["_id"] for chunk in _chunks(ids)
+                for d in self.jobs.find({"_id": {"$in": chunk}, "status": {"$in": started}}, {"_id": 1})]
+
+    def live_resource_seen(self, resource_id: str, since: float) -> bool:
+        """Whether a serving process of ``resource_id`` beat its heartbeat after ``since``."""
+        return self.resources.find_one({"resource_id": resource_id, "stopped": False,
+                                        "last_seen": {"$gte": since}}, {"_id": 1}) is not None
+
     def latest_for_hash(self, resource_id: str, job_hash: str, limit: int = 5) -> List[BusJob]:
         """Up to ``limit`` of the newest jobs of ``resource_id`` with ``job_hash`` that are
         queued, running or finished (jobs an earlier client process sent), newest first;
