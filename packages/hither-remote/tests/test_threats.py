@@ -246,3 +246,28 @@ def test_a_job_nobody_serves_is_queued_warned_of_and_expires(serve, db, store, t
     finally:
         jh.shutdown()
         served.shutdown()
+
+
+def test_a_serve_claims_ahead_only_what_starts_soon(serve, db, store, tmp_path):
+    """Load: one serve claimed ahead up to 4x its workers and sat on them while a second
+    serve of the same id idled; now it claims ahead at most one job per worker, and the
+    second serve gets the rest."""
+    a = serve("a", "--workers", "1")
+    pid_file = tmp_path / "pids"
+    jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
+    bus = Bus(db)
+    try:
+        with hi.Config(job_handler=jh):
+            jobs = [rf.rt_sleep_pid.run(t=1.5, pid_file=str(pid_file), x=i) for i in range(6)]
+            deadline = time.monotonic() + 60
+            while not pid_file.exists():
+                assert time.monotonic() < deadline, "the first job never started"
+                time.sleep(0.05)
+            b = serve("b", "--workers", "1")
+            assert [j.wait(60) for j in jobs] == list(range(6))
+        owners = [d["lease_owner"].split(":")[1] for d in bus.jobs.find({})]
+        ran_on_b = owners.count(str(b.proc.pid))
+        assert ran_on_b >= 2, f"b ran {ran_on_b} of 6 (a {owners.count(str(a.proc.pid))})"
+    finally:
+        jh.shutdown()
+        bus.close()

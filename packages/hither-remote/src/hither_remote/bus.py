@@ -410,10 +410,11 @@ class Bus:
         return n
 
     # ------------------------------------------------------------------ inspection
-    def resource_records(self) -> List[ResourceHeartbeat]:
-        """The heartbeats of serving processes (malformed ones left out, logged)."""
+    def resource_records(self, resource_id: Optional[str] = None) -> List[ResourceHeartbeat]:
+        """The heartbeats of serving processes (of ``resource_id``, or all; malformed ones
+        left out, logged)."""
         out = []
-        for d in self.resources.find({}):
+        for d in self.resources.find({} if resource_id is None else {"resource_id": resource_id}):
             try:
                 out.append(ResourceHeartbeat.model_validate(d))
             except ValueError as exc:

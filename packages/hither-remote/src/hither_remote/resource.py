@@ -24,8 +24,10 @@ The resource sleeps until the bus's change stream says a job was inserted for it
 back or asked to cancel, or one of its own jobs ends (``hither_remote.wakeups``); it claims
 the announced jobs by id in one batch (``Bus.claim_ids``), and queries its queue only when
 polling, once a second as a safety net, or while the last query found more than fitted.
-Up to ``prefetch`` more jobs than ``capacity`` are claimed when the launcher limits how
-many run at once, so jobs are unpacked and written back while others run; while every
+Up to ``prefetch`` (= ``capacity``: only jobs that start within one job's time) more jobs
+than ``capacity`` are claimed when the launcher limits how many run at once, so jobs are
+unpacked and written back while others run; none while another live serving process of the
+same resource id has a free worker (its heartbeat says so), which then takes them; while every
 worker is busy, claims wait until half of that room is free (one claim round for several
 jobs). The run records of a whole claim round are taken in one bulk write (``Bus.begin_runs``:
 a job whose run already ended, a replayed document, is refused; one whose run is still
@@ -157,7 +159,8 @@ class ComputeResource:
         self.capacity = workers
         # a launcher that runs only so many at once lets the next jobs be claimed and
         # unpacked while others run (their outcomes written while the next ones run)
-        self.prefetch = 4 * workers if self._launcher.capacity is not None else 0
+        self.prefetch = workers if self._launcher.capacity is not None else 0
+        self._peer_idle = False  # a live serving process of this resource id has a free worker
         self.work_dir = work_dir
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.change_streams = change_streams
@@ -228,7 +231,7 @@ class ComputeResource:
                 watching = watcher is not None and watcher.watching
                 try:
                     now = time.monotonic()
-                    if now - last_beat >= min(self.lease_seconds / 3, 5.0):
+                    if now - last_beat >= self._beat_every():
                         self._beat()
                         last_beat = now
                     if self._cancel_due or now - last_cancel_check >= (SAFETY_POLL if watching else 0.2):
@@ -307,6 +310,14 @@ class ComputeResource:
         self.bus.renew(ids, self.owner, self.lease_seconds)
         self.bus.sweep(self.compute_resource_id)
         self.bus.heartbeat(self._heartbeat_doc(stopped=False))
+        since = time.time() - 3 * self._beat_every()
+        self._peer_idle = any(h.owner != self.owner and not h.stopped and h.last_seen >= since
+                              and h.running < h.capacity
+                              for h in self.bus.resource_records(self.compute_resource_id))
+
+    def _beat_every(self) -> float:
+        """Seconds between heartbeats (and lease renewals)."""
+        return min(self.lease_seconds / 3, 5.0)
 
     def _heartbeat_doc(self, stopped: bool) -> ResourceHeartbeat:
         return ResourceHeartbeat(_id=f"{self.compute_resource_id}/{self.owner}", resource_id=self.compute_resource_id,
@@ -329,12 +340,14 @@ class ComputeResource:
 
     def _claim_jobs(self) -> None:
         while not self._stop.is_set():
+            # no claiming ahead while another serving process of this resource has a free worker
+            prefetch = 0 if self._peer_idle else self.prefetch
             with self._lock:
-                free = self.capacity + self.prefetch - len(self._running)
+                free = self.capacity + prefetch - len(self._running)
             # while every worker has a job and enough are waiting, let the free slots add up:
             # one claim round (and one run-record write) for several jobs, not one per job
-            if free <= 0 or (self.prefetch and len(self._running) >= self.capacity
-                             and free < max(1, self.prefetch // 2)):
+            if free <= 0 or (prefetch and len(self._running) >= self.capacity
+                             and free < max(1, prefetch // 2)):
                 return
             with self._lock:
                 ids = []
