@@ -271,3 +271,42 @@ def test_a_serve_claims_ahead_only_what_starts_soon(serve, db, store, tmp_path):
     finally:
         jh.shutdown()
         bus.close()
+
+
+def test_serve_applies_the_retention_and_prune_does_once(serve, db, store, tmp_path):
+    """Growth: ended jobs, run records, heartbeats of killed processes and logs stayed for
+    ever (``status`` showed a killed resource as "not responding ... running 8/2"); serve
+    applies the retention, and ``hither-remote prune`` applies it once. Run records of
+    unexpired jobs stay (they refuse replays)."""
+    import subprocess
+    import sys
+
+    from conftest import process_env
+
+    bus = Bus(db)
+    now = time.time()
+    dead = {"_id": "resource1/dead:1:x", "resource_id": "resource1", "owner": "dead:1:x", "started": now - 9000,
+            "last_seen": now - 7200, "running": 8, "capacity": 2, "stopped": False}
+    bus.resources.insert_one(dead)
+    bus.runs.insert_one({"_id": "expired-run", "done": True, "expires": now - 10})
+    jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
+    try:
+        server = serve("r", "--keep-for", "3s", "--keep-jobs", "1", "--dead-after", "30m", "--prune-every", "1s")
+        with hi.Config(job_handler=jh):
+            assert [rf.rt_talk.run(text="x" * i).wait(60) for i in range(3)] == [0, 1, 2]
+        deadline = time.monotonic() + 30
+        while bus.jobs.count_documents({}) or bus.resources.find_one({"_id": dead["_id"]}) \
+                or bus.runs.find_one({"_id": "expired-run"}):
+            assert time.monotonic() < deadline, "the retention was not applied"
+            time.sleep(0.2)
+        assert bus.runs.count_documents({}) == 3, "the run records of unexpired jobs must stay"
+        assert [h.owner for h in bus.resource_records()] == [server.log().split("owner ")[1].split(",")[0]]
+        bus.resources.insert_one(dict(dead, _id="other/dead", resource_id="other"))
+        env = process_env(tmp_path / "cli", "memory://x", {})
+        out = subprocess.run([sys.executable, "-m", "hither_remote.cli", "prune", "--mongo-url", db.mongo_url,
+                              "--database", db.database], env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and "1 resources" in out.stdout, out.stdout + out.stderr
+        assert bus.resources.find_one({"_id": "other/dead"}) is None
+    finally:
+        jh.shutdown()
+        bus.close()

@@ -345,24 +345,27 @@ class Bus:
         """For each of ``job_ids``: whether ``owner`` may run it now (``begin_runs``)."""
         return [v is None or v == owner for v in self.begin_runs(job_ids, owner, lease_seconds)]
 
-    def begin_runs(self, job_ids: List[str], owner: str, lease_seconds: float) -> List[Optional[str]]:
+    def begin_runs(self, job_ids: List[str], owner: str, lease_seconds: float,
+                   expires: Optional[List[float]] = None) -> List[Optional[str]]:
         """Take the run record of each of ``job_ids`` for ``owner``, with a lease of
         ``lease_seconds`` (renewed by ``renew``), in one round trip. For each: None when
         taken (run it), ``""`` when a run of it already ended (a replayed document), else
         the owner of a run still going (a job relabelled ``queued`` on the bus: not run
         twice). A record is taken when absent, or not done and its lease passed; else its
-        upsert collides with the record's ``_id``."""
+        upsert collides with the record's ``_id``. ``expires``: each job's signed expiry, kept
+        on its record (``retention.prune`` removes a record once its job expired)."""
         import pymongo.errors
         from pymongo import UpdateOne
 
         if not job_ids:
             return []
         now = time.time()
+        exp: List[Optional[float]] = list(expires) if expires is not None else [None] * len(job_ids)
         ops = [UpdateOne({"_id": job_id, "done": {"$ne": True},
                           "$or": [{"lease_expires": {"$lt": now}}, {"lease_expires": None}]},
-                         {"$set": {"owner": owner, "started": now, "done": False,
+                         {"$set": {"owner": owner, "started": now, "done": False, "expires": e,
                                    "lease_expires": now + lease_seconds}}, upsert=True)
-               for job_id in job_ids]
+               for job_id, e in zip(job_ids, exp)]
         try:
             self.runs.bulk_write(ops, ordered=False)
         except pymongo.errors.BulkWriteError as exc:

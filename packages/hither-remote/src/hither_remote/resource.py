@@ -48,7 +48,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from typing import Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from hither.errors import ConfigError, JobTimeoutError
 from hither.plugins.interfaces import Launcher, Store
@@ -58,6 +58,9 @@ from .models import BusJob, BusOutcome, BusStatus, ResourceHeartbeat
 from .endpoint import byte_count, endpoint, seconds
 from .signing import job_problem
 from .wakeups import ChangeWatcher
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .retention import Retention
 
 logger = logging.getLogger("hither_remote.resource")
 
@@ -116,7 +119,9 @@ class ComputeResource:
     ``kachery``: accepted for old scripts and ignored (the store replaces kachery);
     ``workers``: jobs run at once (see ``launcher_for``); ``change_streams=False``: poll
     the bus every ``poll_interval`` s instead of waking on its change stream (what happens
-    by itself on a server without change streams)."""
+    by itself on a server without change streams); ``retention``: a
+    ``hither_remote.retention.Retention`` applied to this resource's part of the bus at
+    start and every ``prune_every`` s (None: nothing is removed but by ``clear()``)."""
 
     def __init__(self, database: Any, compute_resource_id: str, job_handler: Any = None,
                  job_cache: Any = None, store: Optional[Store] = None, *, secret: Any = None,
@@ -125,7 +130,8 @@ class ComputeResource:
                  work_dir: Optional[str] = None, inline_max_bytes: Optional[int] = None,
                  containers: Optional[bool] = None, container_engine: Optional[str] = None,
                  container_options: Any = None, kachery: Any = None,
-                 change_streams: bool = True) -> None:
+                 change_streams: bool = True, retention: Optional["Retention"] = None,
+                 prune_every: float = 600.0) -> None:
         from .bus import Bus
 
         me = "ComputeResource"
@@ -164,6 +170,8 @@ class ComputeResource:
         self.work_dir = work_dir
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.change_streams = change_streams
+        self.retention = retention
+        self.prune_every = seconds(me, "prune_every", prune_every)
         self.bus = Bus(database, secret=self._secret)  # it signs the outcomes it writes
         self.bus.ensure_indexes()
         self._stop = threading.Event()
@@ -188,7 +196,8 @@ class ComputeResource:
         # replay checks of jobs starting together (one read) and the outcomes and run records
         # of jobs ending together (one bulk write each)
         self._starts: "Coalescer[str, Optional[str]]" = Coalescer(
-            lambda ids: self._retry(self.bus.begin_runs, ids, self.owner, self.lease_seconds),
+            lambda ids: self._retry(self.bus.begin_runs, ids, self.owner, self.lease_seconds,
+                                    [self._expiry(i) for i in ids]),
             name="hither-remote-starts")
         self._ends: "Coalescer[Tuple[str, BusStatus, BusOutcome], bool]" = Coalescer(
             self._write_ends, name="hither-remote-ends")
@@ -222,7 +231,7 @@ class ComputeResource:
                     self.compute_resource_id, self.capacity, self.lease_seconds, self.owner,
                     "woken by change streams" if watcher is not None and watcher.watching
                     else f"polling every {self.poll_interval} s")
-        last_beat = last_cancel_check = last_full = 0.0
+        last_beat = last_cancel_check = last_full = last_prune = 0.0
         try:
             while not self._stop.is_set():
                 # woken (a job for us, a cancel request, a slot freed) or a poll is due
@@ -243,6 +252,9 @@ class ComputeResource:
                         last_full = now
                     if woken or self._look_all:
                         self._claim_jobs()
+                    if self.retention is not None and now - last_prune >= self.prune_every:
+                        last_prune = now
+                        self._prune()
                 except Exception as exc:  # noqa: BLE001 - e.g. a MongoDB outage: carry on
                     logger.warning("job bus unavailable (%s: %s); retrying", type(exc).__name__, exc)
                     self._stop.wait(1.0)
@@ -391,13 +403,30 @@ class ComputeResource:
                 r.refusal = f"the job document could not be checked ({type(exc).__name__})"
         ok = [r for r in runs if r.refusal is None]
         try:
-            others = self.bus.begin_runs([r.bus_job.id for r in ok], self.owner, self.lease_seconds)
+            others = self.bus.begin_runs([r.bus_job.id for r in ok], self.owner, self.lease_seconds,
+                                         [r.bus_job.expires for r in ok])
         except Exception as exc:  # noqa: BLE001 - e.g. an outage: the job threads retry
             logger.warning("could not record the runs of %d claimed job(s) (%s); retrying per job",
                            len(ok), type(exc).__name__)
             return
         for r, other in zip(ok, others):
             r.checked, r.other_run = True, other
+
+    def _expiry(self, job_id: str) -> Optional[float]:
+        with self._lock:
+            r = self._running.get(job_id)
+        return None if r is None else r.bus_job.expires
+
+    def _prune(self) -> None:
+        """Apply the retention to this resource's part of the bus (a failure is only logged)."""
+        from .retention import prune
+
+        if self.retention is None:
+            return
+        try:
+            prune(self.bus, self.compute_resource_id, self.retention)
+        except Exception as exc:  # noqa: BLE001 - e.g. an outage: next time
+            logger.warning("could not prune the bus (%s: %s)", type(exc).__name__, exc)
 
     def _hand_back_all(self) -> None:
         self._handing_back = True
