@@ -38,6 +38,8 @@ logger = logging.getLogger("hither_remote.handler")
 DEFAULT_EXPIRES_IN = 24 * 3600.0
 #: a job waiting this long while no serving process of its resource is alive is warned of
 DEFAULT_WARN_NO_RESOURCE = 60.0
+#: queued jobs whose start the client reads at most per safety poll (the oldest)
+STARTED_READ = 100
 #: jobs sent to the bus in one insert at most
 SUBMIT_BATCH = 100
 #: while the change stream wakes the client: how often it still reads every pending job
@@ -399,7 +401,8 @@ class RemoteJobHandler(JobHandler):
         if not queued:
             self._warned = False
             return
-        for bus_id in self.bus.started_among(list(queued)):
+        # the oldest first, a bounded read: change events tell of starts, this is the safety net
+        for bus_id in self.bus.started_among(list(queued)[:STARTED_READ]):
             with self._lock:
                 job = self._pending.get(bus_id) if self._queued.pop(bus_id, None) else None
             if job is not None:
