@@ -153,3 +153,25 @@ def test_handlers_give_job_server_launchers():
         la.close()
     finally:
         jh.shutdown()
+
+
+def test_hidden_env_is_not_seen_by_jobs_nor_their_server(tmp_path, monkeypatch):
+    """``hidden_env``: names of environment variables the jobs must not see (a compute
+    resource's secret); the server, their parent, starts without them too."""
+    monkeypatch.setenv("HITHER_TEST_HIDDEN", "do-not-show-0123")
+    monkeypatch.setenv("HITHER_TEST_SHOWN", "fine")
+    code = ("import os\ndef f():\n    parent = open('/proc/%d/environ' % os.getppid(), 'rb').read().decode()\n"
+            "    return [os.environ.get('HITHER_TEST_HIDDEN'), os.environ.get('HITHER_TEST_SHOWN'),\n"
+            "            'do-not-show' in parent]\n")
+    la = JobServerLauncher(capacity=1, hidden_env=["HITHER_TEST_HIDDEN"])
+    try:
+        job = write_job(tmp_path / "j", code)
+        assert la.launch(job, timeout=30) == 0 and result(job) == [None, "fine", False]
+    finally:
+        la.close()
+    la = JobServerLauncher(capacity=1)  # by default the environment passes on whole
+    try:
+        job = write_job(tmp_path / "k", code)
+        assert la.launch(job, timeout=30) == 0 and result(job) == ["do-not-show-0123", "fine", True]
+    finally:
+        la.close()

@@ -189,11 +189,13 @@ def serve(tmp_path: Path, db, store_url: str, storage_options: Dict[str, object]
     killed at the end of the test."""
     servers: List[Server] = []
 
-    def start(name: str = "resource", *args: str, resource_id: str = "resource1", database=None) -> Server:
+    def start(name: str = "resource", *args: str, resource_id: str = "resource1", database=None,
+              env: Optional[Dict[str, str]] = None) -> Server:
         bus_db = database or db
         root = tmp_path / name
         env = process_env(root, store_url, storage_options, HITHER_REMOTE_MONGO_URL=bus_db.mongo_url,
-                          HITHER_REMOTE_DATABASE=bus_db.database, HITHER_RESULTS_DIR=str(root / "results"))
+                          HITHER_REMOTE_DATABASE=bus_db.database, HITHER_RESULTS_DIR=str(root / "results"),
+                          **(env or {}))
         s = Server(root, env, ["--resource-id", resource_id, "--work-dir", str(root / "jobs"), *args]).start()
         servers.append(s)
         s.wait_log("serving")

@@ -75,7 +75,7 @@ def test_a_client_without_a_cache_gets_the_resources_cached_result(serve, db, st
             ri = again.get_runtime_info()
             assert ri.model_extra.get("from_resource_cache") == "resource1", ri
             assert not ri.cached  # "cached" is about the client's own job cache
-            assert "from this resource's job cache" in first.log()
+            first.wait_log("from this resource's job cache", 10)  # logged just after the outcome is written
 
             first.stop()                  # the resource restarts: its cache stays
             serve("second", "--job-cache", cache_dir)

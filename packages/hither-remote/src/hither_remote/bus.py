@@ -2,7 +2,9 @@
 
 Collections (in ``hi.Database(...).database``): ``hither_remote_jobs`` (``BusJob``),
 ``hither_remote_resources`` (``ResourceHeartbeat``) and ``hither_remote_runs`` (one record
-per job id a resource started; a finished one is never run again, which refuses replays)::
+per job id a resource started, leased to its runner while it runs: a job whose status is set
+back to ``queued`` while it runs is not started twice; a finished one is never run again,
+which refuses replays)::
 
     bus = Bus(hi.Database(mongo_url="mongodb://127.0.0.1:27017", database="hither"))
     bus.submit(bus_job)
@@ -39,6 +41,24 @@ IN_CHUNK = 25
 def _chunks(ids: List[str]) -> Iterable[List[str]]:
     for i in range(0, len(ids), IN_CHUNK):
         yield ids[i:i + IN_CHUNK]
+
+
+def parse_job(doc: Dict[str, Any]) -> "BusJob | str":
+    """``doc`` as a ``BusJob``, or why it is not one (one line, for a refusal): a malformed
+    document is the business of that job alone, never of the batch it was read with."""
+    try:
+        return BusJob.model_validate(doc)
+    except Exception as exc:  # noqa: BLE001 - pydantic's ValidationError and its kin
+        first = str(exc).splitlines()
+        return f"the job document is malformed ({type(exc).__name__}: {' '.join(first[:3])[:300]})"
+
+
+def _as_ended(doc: Dict[str, Any]) -> BusJob:
+    """An ended job as read by its client; a malformed one as refused, ``problem`` saying why."""
+    job = parse_job(doc)
+    if isinstance(job, BusJob):
+        return job
+    return BusJob.model_construct(id=str(doc.get("_id")), status=BusStatus.REFUSED, outcome=None, problem=job)
 
 
 class Bus:
@@ -110,17 +130,28 @@ class Bus:
         if not ids:
             return []
         final = [s.value for s in FINAL]
-        return [BusJob.model_validate(d) for chunk in _chunks(ids)
+        return [_as_ended(d) for chunk in _chunks(ids)
                 for d in self.jobs.find({"_id": {"$in": chunk}, "status": {"$in": final}})]
 
-    def latest_for_hash(self, resource_id: str, job_hash: str) -> Optional[BusJob]:
-        """The newest job of ``resource_id`` with ``job_hash`` that is queued, running or
-        finished (a job an earlier client process sent), or None."""
-        docs = list(self.jobs.find({"resource_id": resource_id, "job_hash": job_hash,
-                                    "status": {"$in": [BusStatus.QUEUED.value, BusStatus.RUNNING.value,
-                                                       BusStatus.FINISHED.value]}})
-                    .sort("created", -1).limit(1))
-        return BusJob.model_validate(docs[0]) if docs else None
+    def started_among(self, ids: List[str]) -> List[str]:
+        """Which of ``ids`` a resource claimed (running, or asked to cancel while running)."""
+        started = [BusStatus.RUNNING.value, BusStatus.CANCEL_REQUESTED.value]
+        return [d["_id"] for chunk in _chunks(ids)
+                for d in self.jobs.find({"_id": {"$in": chunk}, "status": {"$in": started}}, {"_id": 1})]
+
+    def live_resource_seen(self, resource_id: str, since: float) -> bool:
+        """Whether a serving process of ``resource_id`` beat its heartbeat after ``since``."""
+        return self.resources.find_one({"resource_id": resource_id, "stopped": False,
+                                        "last_seen": {"$gte": since}}, {"_id": 1}) is not None
+
+    def latest_for_hash(self, resource_id: str, job_hash: str, limit: int = 5) -> List[BusJob]:
+        """Up to ``limit`` of the newest jobs of ``resource_id`` with ``job_hash`` that are
+        queued, running or finished (jobs an earlier client process sent), newest first;
+        unchecked (the caller verifies them: ``signing.job_problem``), malformed ones left out."""
+        docs = self.jobs.find({"resource_id": resource_id, "job_hash": job_hash,
+                               "status": {"$in": [BusStatus.QUEUED.value, BusStatus.RUNNING.value,
+                                                  BusStatus.FINISHED.value]}}).sort("created", -1).limit(limit)
+        return [j for j in (parse_job(d) for d in docs) if isinstance(j, BusJob)]
 
     def mark_collected(self, job_id: str) -> None:
         self.jobs.update_one({"_id": job_id}, {"$set": {"collected": True}})
@@ -203,14 +234,25 @@ class Bus:
             self.jobs.update_many({"_id": {"$in": list(expired)}, "resource_id": resource_id,
                                    "status": BusStatus.RUNNING.value, "lease_expires": {"$lt": now}}, update)
         docs = list(self.jobs.find({"_id": {"$in": list(ids) + list(expired or [])}, "claim": token}))
-        docs.sort(key=lambda d: d.get("created", 0))
-        return [BusJob.model_validate(d) for d in docs]
+        docs.sort(key=lambda d: d["created"] if isinstance(d.get("created"), (int, float)) else 0)
+        out = []
+        for d in docs:
+            job = parse_job(d)
+            if isinstance(job, BusJob):
+                out.append(job)
+            else:  # quarantined: this job alone ends, refused with the reason
+                logger.warning("refused bus job %r: %s", d.get("_id"), job)
+                self.refuse(d["_id"], owner, job)
+        return out
 
     def renew(self, job_ids: Iterable[str], owner: str, lease_seconds: float) -> None:
+        """Extend the leases of ``owner``'s jobs and of its run records of them."""
         ids = list(job_ids)
         if ids:
-            self.jobs.update_many({"_id": {"$in": ids}, "lease_owner": owner},
-                                  {"$set": {"lease_expires": time.time() + lease_seconds}})
+            until = time.time() + lease_seconds
+            self.jobs.update_many({"_id": {"$in": ids}, "lease_owner": owner}, {"$set": {"lease_expires": until}})
+            self.runs.update_many({"_id": {"$in": ids}, "owner": owner, "done": False},
+                                  {"$set": {"lease_expires": until}})
 
     def cancel_requested(self, job_ids: Iterable[str]) -> List[str]:
         """Which of ``job_ids`` the client asked to cancel."""
@@ -293,51 +335,62 @@ class Bus:
                               {"$set": {"status": BusStatus.CANCELLED.value, "updated": now, "ended": now}})
 
     def start_run(self, job_id: str, owner: str) -> bool:
-        """Record that ``job_id`` starts; False when it already ran to the end (a replay).
-        One round trip: a record that is done does not match, so the upsert collides
-        with its ``_id``."""
-        import pymongo.errors
-
-        try:
-            self.runs.update_one({"_id": job_id, "done": {"$ne": True}},
-                                 {"$set": {"owner": owner, "started": time.time(), "done": False}}, upsert=True)
-        except pymongo.errors.DuplicateKeyError:
-            return False
-        return True
+        """``start_runs`` for one job."""
+        return self.start_runs([job_id], owner)[0]
 
     def end_run(self, job_id: str) -> None:
         self.runs.update_one({"_id": job_id}, {"$set": {"done": True, "ended": time.time()}}, upsert=True)
 
-    def start_runs(self, job_ids: List[str], owner: str) -> List[bool]:
-        """``start_run`` for several jobs in one round trip: for each, False when it already
-        ran to its end (its upsert collides with the done record's ``_id``)."""
+    def start_runs(self, job_ids: List[str], owner: str, lease_seconds: float = 0.0) -> List[bool]:
+        """For each of ``job_ids``: whether ``owner`` may run it now (``begin_runs``)."""
+        return [v is None or v == owner for v in self.begin_runs(job_ids, owner, lease_seconds)]
+
+    def begin_runs(self, job_ids: List[str], owner: str, lease_seconds: float,
+                   expires: Optional[List[float]] = None) -> List[Optional[str]]:
+        """Take the run record of each of ``job_ids`` for ``owner``, with a lease of
+        ``lease_seconds`` (renewed by ``renew``), in one round trip. For each: None when
+        taken (run it), ``""`` when a run of it already ended (a replayed document), else
+        the owner of a run still going (a job relabelled ``queued`` on the bus: not run
+        twice). A record is taken when absent, or not done and its lease passed; else its
+        upsert collides with the record's ``_id``. ``expires``: each job's signed expiry, kept
+        on its record (``retention.prune`` removes a record once its job expired)."""
         import pymongo.errors
         from pymongo import UpdateOne
 
         if not job_ids:
             return []
         now = time.time()
-        ops = [UpdateOne({"_id": job_id, "done": {"$ne": True}},
-                         {"$set": {"owner": owner, "started": now, "done": False}}, upsert=True)
-               for job_id in job_ids]
+        exp: List[Optional[float]] = list(expires) if expires is not None else [None] * len(job_ids)
+        ops = [UpdateOne({"_id": job_id, "done": {"$ne": True},
+                          "$or": [{"lease_expires": {"$lt": now}}, {"lease_expires": None}]},
+                         {"$set": {"owner": owner, "started": now, "done": False, "expires": e,
+                                   "lease_expires": now + lease_seconds}}, upsert=True)
+               for job_id, e in zip(job_ids, exp)]
         try:
             self.runs.bulk_write(ops, ordered=False)
         except pymongo.errors.BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             if any(e.get("code") != 11000 for e in errors):
                 raise
-            replayed = {e["index"] for e in errors}
-            return [i not in replayed for i in range(len(job_ids))]
-        return [True] * len(job_ids)
+            taken = {job_ids[e["index"]] for e in errors}
+            records = {d["_id"]: d for chunk in _chunks(sorted(taken))
+                       for d in self.runs.find({"_id": {"$in": chunk}}, {"done": 1, "owner": 1})}
+            out: List[Optional[str]] = []
+            for job_id in job_ids:
+                if job_id not in taken:
+                    out.append(None)
+                    continue
+                d = records.get(job_id) or {"done": True}  # gone meanwhile: as ended, never rerun
+                out.append("" if d.get("done") else str(d.get("owner") or ""))
+            return out
+        return [None] * len(job_ids)
 
-    def ran_to_end(self, job_ids: List[str]) -> List[bool]:
-        """For each of ``job_ids``: whether a run of it already ended (its record is done),
-        read in one query per ``IN_CHUNK`` ids. A read, not a write: it costs the server no
-        change-stream event to match (each write wakes every watcher of the bus)."""
-        done = set()
-        for chunk in _chunks(list(job_ids)):
-            done.update(d["_id"] for d in self.runs.find({"_id": {"$in": chunk}, "done": True}, {"_id": 1}))
-        return [job_id in done for job_id in job_ids]
+    def hand_over(self, job_id: str, owner: str, runner: str, lease_seconds: float) -> None:
+        """Give a job ``owner`` claimed back to ``runner``, whose run of it is still going
+        (its bus status had been set back to ``queued``): that run renews and ends it."""
+        self.jobs.update_one({"_id": job_id, "lease_owner": owner},
+                             {"$set": {"status": BusStatus.RUNNING.value, "lease_owner": runner,
+                                       "lease_expires": time.time() + lease_seconds, "updated": time.time()}})
 
     def end_runs(self, job_ids: List[str]) -> None:
         """``end_run`` for several jobs in one round trip."""
@@ -360,8 +413,16 @@ class Bus:
         return n
 
     # ------------------------------------------------------------------ inspection
-    def resource_records(self) -> List[ResourceHeartbeat]:
-        return [ResourceHeartbeat.model_validate(d) for d in self.resources.find({})]
+    def resource_records(self, resource_id: Optional[str] = None) -> List[ResourceHeartbeat]:
+        """The heartbeats of serving processes (of ``resource_id``, or all; malformed ones
+        left out, logged)."""
+        out = []
+        for d in self.resources.find({} if resource_id is None else {"resource_id": resource_id}):
+            try:
+                out.append(ResourceHeartbeat.model_validate(d))
+            except ValueError as exc:
+                logger.warning("ignoring a malformed resource record %r (%s)", d.get("_id"), type(exc).__name__)
+        return out
 
     def recent_jobs(self, limit: int = 50, resource_id: Optional[str] = None) -> List[Dict[str, Any]]:
         q: Dict[str, Any] = {} if resource_id is None else {"resource_id": resource_id}

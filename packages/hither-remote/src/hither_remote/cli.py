@@ -81,7 +81,34 @@ def _load_config(ctx: click.Context, param: click.Parameter, path: Optional[str]
                                  "or secret-file = \"PATH\"", ctx=ctx, param=param)
     common = {k.replace("-", "_"): v for k, v in data.items() if not isinstance(v, dict)}
     ctx.default_map = {name: {**common, **{k.replace("-", "_"): v for k, v in data.get(name, {}).items()}}
-                       for name in ("serve", "status", "jobs", "logs", "cancel")}
+                       for name in ("serve", "status", "jobs", "logs", "cancel", "prune")}
+
+
+def _duration(value: object, param: Optional[click.Parameter] = None) -> float:
+    from hither.plugins.cli import parse_duration
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return parse_duration(str(value))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param=param) from None
+
+
+def _retention_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """The retention options of ``serve`` and ``prune`` (``hither_remote.retention``)."""
+    from .retention import DEFAULT_MAX_JOBS
+
+    for opt in reversed([
+        click.option("--keep-for", show_envvar=True, envvar="HITHER_REMOTE_KEEP_FOR", default="7d", show_default=True,
+                     callback=lambda ctx, p, v: _duration(v, p), help="ended jobs are removed this long after they ended"),
+        click.option("--keep-jobs", show_envvar=True, envvar="HITHER_REMOTE_KEEP_JOBS", type=click.IntRange(min=0),
+                     default=DEFAULT_MAX_JOBS, show_default=True, help="ended jobs kept per resource at most (the newest)"),
+        click.option("--dead-after", show_envvar=True, envvar="HITHER_REMOTE_DEAD_AFTER", default="1h",
+                     show_default=True, callback=lambda ctx, p, v: _duration(v, p),
+                     help="a serving process silent this long (killed) is removed from the status")]):
+        fn = opt(fn)
+    return fn
 
 
 @click.group(context_settings=_ctx)
@@ -118,12 +145,18 @@ def main() -> None:
 @click.option("--job-cache", show_envvar=True, envvar="HITHER_REMOTE_JOB_CACHE", default=None,
               help="job cache of this resource, consulted before a job runs: a folder, or "
                    "mongodb://HOST:PORT/DATABASE (default: none)")
+@_retention_options
+@click.option("--prune-every", show_envvar=True, envvar="HITHER_REMOTE_PRUNE_EVERY", default="10m", show_default=True,
+              callback=lambda ctx, p, v: _duration(v, p), help="how often the retention is applied while serving")
 def serve(mongo_url: str, database: str, resource_id: str, workers: Optional[int], handler_name: str,
           store_url: Optional[str], lease_seconds: float, work_dir: Optional[str], secret_file: Optional[str],
           clear: bool, log_level: str, containers: Optional[bool], container_engine: Optional[str],
-          job_cache: Optional[str], **slurm: object) -> None:
-    """Serve RESOURCE_ID's jobs until SIGINT/SIGTERM (unfinished jobs go back to the queue)."""
+          job_cache: Optional[str], keep_for: float, keep_jobs: int, dead_after: float, prune_every: float,
+          **slurm: object) -> None:
+    """Serve RESOURCE_ID's jobs until SIGINT/SIGTERM (unfinished jobs go back to the queue),
+    applying the retention (--keep-for, --keep-jobs, --dead-after) to its part of the bus."""
     from .resource import ComputeResource
+    from .retention import Retention
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     job_handler = _slurm_handler(**slurm) if handler_name == "slurm" else None  # type: ignore[arg-type]
@@ -141,11 +174,15 @@ def serve(mongo_url: str, database: str, resource_id: str, workers: Optional[int
         cr = ComputeResource(database=_database(mongo_url, database), compute_resource_id=resource_id,
                              store=store, secret_file=secret_file, workers=workers,
                              lease_seconds=lease_seconds, work_dir=work_dir, job_handler=job_handler,
-                             containers=containers, container_engine=container_engine, job_cache=cache)
+                             containers=containers, container_engine=container_engine, job_cache=cache,
+                             retention=Retention(keep_for, keep_jobs, dead_after), prune_every=prune_every)
     except ConfigError as exc:
         if job_handler is not None:
             job_handler.shutdown()
         raise click.ClickException(str(exc)) from None
+    from .hiding import forget_env
+
+    forget_env(cr.hidden_env)  # the secret is loaded: nothing this process starts inherits it
     try:
         if clear:
             click.echo(f"cleared {cr.clear()} finished jobs", err=True)
@@ -249,6 +286,24 @@ def logs(mongo_url: str, database: str, job_id: str, follow: bool, interval: flo
                 return
             time.sleep(interval)
             job = bus.get(job_id) or job
+
+
+@main.command()
+@_mongo
+@_db
+@click.option("--resource-id", show_envvar=True, envvar="HITHER_REMOTE_RESOURCE_ID", default=None,
+              help="only this resource's part of the bus (default: every resource's)")
+@_retention_options
+def prune(mongo_url: str, database: str, resource_id: Optional[str], keep_for: float, keep_jobs: int,
+          dead_after: float) -> None:
+    """Apply the retention once: remove ended jobs (older than --keep-for, beyond the newest
+    --keep-jobs), run records of expired jobs, stopped and silent serving processes, and
+    orphaned log chunks. Queued and running jobs stay."""
+    from .retention import Retention, prune as apply
+
+    with _open_bus(mongo_url, database) as bus:
+        removed = apply(bus, resource_id, Retention(keep_for, keep_jobs, dead_after))
+    click.echo("removed " + ", ".join(f"{v} {k}" for k, v in removed.items()))
 
 
 @_job_command

@@ -25,7 +25,7 @@ from hither.plugins.interfaces import JobHandler, Store
 
 from .models import FINAL, BusJob, BusOutcome, BusStatus, CachePolicy
 from .endpoint import byte_count, endpoint, seconds
-from .signing import outcome_problem, sign
+from .signing import job_problem, outcome_problem, sign
 from .wakeups import ChangeWatcher
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,6 +36,10 @@ logger = logging.getLogger("hither_remote.handler")
 
 #: a job the resource has not started after this long is refused by it
 DEFAULT_EXPIRES_IN = 24 * 3600.0
+#: a job waiting this long while no serving process of its resource is alive is warned of
+DEFAULT_WARN_NO_RESOURCE = 60.0
+#: queued jobs whose start the client reads at most per safety poll (the oldest)
+STARTED_READ = 100
 #: jobs sent to the bus in one insert at most
 SUBMIT_BATCH = 100
 #: while the change stream wakes the client: how often it still reads every pending job
@@ -77,7 +81,13 @@ class RemoteJobHandler(JobHandler):
     ``hither.content.stores.default_store()``); ``secret``/``secret_file``: the shared secret (default
     ``$HITHER_REMOTE_SECRET``); ``expires_in``: seconds a job may wait to be started;
     ``change_streams=False``: poll every ``poll_interval`` s instead of waking on the bus's
-    change stream."""
+    change stream; ``warn_no_resource_after``: seconds a job may wait queued while no live
+    serving process of ``compute_resource_id`` was seen (heartbeat) before a warning is
+    logged (None: never).
+
+    A job is ``QUEUED`` until a resource claims it, then ``RUNNING``. One that no resource
+    started by its expiry (``expires_in``, signed into the document: the resource refuses
+    it after that) is cancelled on the bus and fails with ``RemoteJobError``."""
 
     name = "remote"
     crosses_machine = True
@@ -88,13 +98,20 @@ class RemoteJobHandler(JobHandler):
     def __init__(self, database: "Database", compute_resource_id: str, store: Optional[Store] = None, *,
                  secret: Any = None, secret_file: Optional[str] = None,
                  poll_interval: float = 0.05, expires_in: float = DEFAULT_EXPIRES_IN,
-                 inline_max_bytes: Optional[int] = None, change_streams: bool = True) -> None:
+                 inline_max_bytes: Optional[int] = None, change_streams: bool = True,
+                 warn_no_resource_after: Optional[float] = DEFAULT_WARN_NO_RESOURCE) -> None:
         from .bus import Bus
 
         me = "RemoteJobHandler"
         self.poll_interval = seconds(me, "poll_interval", poll_interval)
         self.expires_in = seconds(me, "expires_in", expires_in)
         self.inline_max_bytes = byte_count(me, "inline_max_bytes", inline_max_bytes)
+        self.warn_no_resource_after = None if warn_no_resource_after is None else seconds(
+            me, "warn_no_resource_after", warn_no_resource_after)
+        #: bus id -> (monotonic time it was queued here, its signed expiry): not started yet
+        self._queued: Dict[str, Tuple[float, float]] = {}
+        self._resource_check = 0.0  # monotonic time of the last look for a live resource
+        self._warned = False
         self.compute_resource_id, self._secret, self.result_store = endpoint(
             me, compute_resource_id, secret, secret_file, store)
         self.bus = Bus(database)
@@ -131,6 +148,7 @@ class RemoteJobHandler(JobHandler):
             bus_id = self._bus_ids.pop(id(job), None)
             if bus_id is not None:
                 self._pending.pop(bus_id, None)
+                self._queued.pop(bus_id, None)
         job.report_cancelled()
         if bus_id is not None:
             try:
@@ -204,14 +222,15 @@ class RemoteJobHandler(JobHandler):
             now = time.time()
             bus_job = BusJob(_id=uuid.uuid4().hex, resource_id=self.compute_resource_id,
                              function_name=job.function_name, job_hash=job.job_hash,
+                             database=self.bus.database.database,
                              document=document, created=now,
                              expires=now + self.expires_in, updated=now,
                              cache_policy=_cache_policy(job))
             bus_job.signature = sign(bus_job.signed_fields(), self._secret)
             if job.is_done():  # cancelled while it was being packed
                 return None
-            job.report_running()  # queued on the bus: running as far as this process goes
-            with self._lock:
+            with self._lock:  # queued until a resource claims it
+                self._queued[bus_job.id] = (time.monotonic(), bus_job.expires)
                 self._pending[bus_job.id] = job
                 self._bus_ids[id(job)] = bus_job.id
             return bus_job
@@ -225,6 +244,7 @@ class RemoteJobHandler(JobHandler):
             bus_id = self._bus_ids.pop(id(job), None)
             if bus_id:
                 self._pending.pop(bus_id, None)
+                self._queued.pop(bus_id, None)
 
     def _send(self, ready: List[Tuple["Job", BusJob]]) -> None:
         try:
@@ -253,13 +273,23 @@ class RemoteJobHandler(JobHandler):
         sending it again (a client killed and restarted gets its results without a rerun)."""
         if job.config.job_cache is None:
             return False
-        earlier = self.bus.latest_for_hash(self.compute_resource_id, job.job_hash)
+        earlier = None
+        for candidate in self.bus.latest_for_hash(self.compute_resource_id, job.job_hash):
+            why = job_problem(candidate, self._secret, self.bus.database.database)
+            if why is None and candidate.job_hash == job.job_hash and candidate.function_name == job.function_name:
+                earlier = candidate
+                break
+            logger.warning("not following bus job %s for %s (%s): %s", candidate.id, job.function_name,
+                           job.id, why or "its signed hash or function is another job's")
         if earlier is None:
             return False
         logger.info("%s (%s) follows %s, sent earlier to %s (%s)", job.function_name, job.id,
                     earlier.id, self.compute_resource_id, earlier.status.value)
-        job.report_running()
         with self._lock:
+            if earlier.status == BusStatus.QUEUED:
+                self._queued[earlier.id] = (time.monotonic(), earlier.expires)
+            else:
+                job.report_running()
             self._pending[earlier.id] = job
             self._bus_ids[id(job)] = earlier.id
         return True
@@ -285,13 +315,18 @@ class RemoteJobHandler(JobHandler):
     def _start_watcher(self) -> ChangeWatcher:
         """Wake-ups from the bus's change stream when a job reaches a final status."""
         pipeline = [{"$match": {"operationType": "update", "updateDescription.updatedFields.status": {
-            "$in": [s.value for s in FINAL]}}}]
+            "$in": [s.value for s in FINAL] + [BusStatus.RUNNING.value]}}}]
 
         def on_change(change: Dict[str, Any]) -> None:
             bus_id = (change.get("documentKey") or {}).get("_id")
             with self._lock:
                 if bus_id not in self._pending:
                     return  # another client's job
+                fields = (change.get("updateDescription") or {}).get("updatedFields") or {}
+                if fields.get("status") == BusStatus.RUNNING.value:  # claimed by a resource
+                    if self._queued.pop(bus_id, None) is not None:
+                        self._pending[bus_id].report_running()
+                    return
             ended = _ended_job(bus_id, (change.get("updateDescription") or {}).get("updatedFields") or {})
             with self._lock:
                 self._ended[bus_id] = ended
@@ -331,6 +366,10 @@ class RemoteJobHandler(JobHandler):
                 self._look_all = False
             if full:
                 last_full = now
+                try:
+                    self._watch_queued()
+                except Exception as exc:  # noqa: BLE001 - an outage: the read below says so
+                    logger.debug("could not look at the queued jobs (%s)", type(exc).__name__)
             if not ids and not told:
                 continue
             try:
@@ -343,6 +382,7 @@ class RemoteJobHandler(JobHandler):
             reported = []
             for bus_job in done:
                 with self._lock:
+                    self._queued.pop(bus_job.id, None)
                     job = self._pending.pop(bus_job.id, None)
                     if job is not None:
                         self._bus_ids.pop(id(job), None)
@@ -351,6 +391,50 @@ class RemoteJobHandler(JobHandler):
                     reported.append(bus_job.id)
             collected += reported
         self._mark_collected(collected)
+
+    def _watch_queued(self) -> None:
+        """The queued jobs that a resource claimed become RUNNING; those past their expiry
+        are cancelled on the bus and fail; a warning when they wait while no live serving
+        process of the resource was seen for ``warn_no_resource_after`` s."""
+        with self._lock:
+            queued = dict(self._queued)
+        if not queued:
+            self._warned = False
+            return
+        # the oldest first, a bounded read: change events tell of starts, this is the safety net
+        for bus_id in self.bus.started_among(list(queued)[:STARTED_READ]):
+            with self._lock:
+                job = self._pending.get(bus_id) if self._queued.pop(bus_id, None) else None
+            if job is not None:
+                job.report_running()
+        now, mono = time.time(), time.monotonic()
+        for bus_id, (_, expires) in queued.items():
+            if expires < now and self.bus.request_cancel(bus_id) == BusStatus.CANCELLED:
+                self._expire(bus_id)
+        after = self.warn_no_resource_after
+        waited = mono - min(t for t, _ in queued.values())
+        if after is None or waited < after or mono - self._resource_check < min(after / 2, 10.0):
+            return
+        self._resource_check = mono
+        if self.bus.live_resource_seen(self.compute_resource_id, now - after):
+            self._warned = False
+        elif not self._warned:
+            self._warned = True
+            logger.warning("%d job(s) wait queued for compute resource %r, and no serving process of it was seen "
+                           "in the last %.0f s: start `hither-remote serve --resource-id %s` on the bus database "
+                           "%r, or check the resource id", len(queued), self.compute_resource_id, after,
+                           self.compute_resource_id, self.bus.database.database)
+
+    def _expire(self, bus_id: str) -> None:
+        with self._lock:
+            self._queued.pop(bus_id, None)
+            job = self._pending.pop(bus_id, None)
+            if job is not None:
+                self._bus_ids.pop(id(job), None)
+        if job is not None:
+            job.report_error(RemoteJobError(
+                f"no compute resource {self.compute_resource_id!r} started {job.function_name} before it expired "
+                f"(expires_in={self.expires_in:.0f} s); it was cancelled on the bus"))
 
     def _mark_collected(self, ids: List[str]) -> None:
         try:
@@ -365,7 +449,11 @@ class RemoteJobHandler(JobHandler):
         try:
             outcome = bus_job.outcome
             untrusted = None if bus_job.status == BusStatus.CANCELLED else outcome_problem(bus_job, self._secret)
-            if bus_job.status == BusStatus.CANCELLED:
+            if bus_job.problem is not None:
+                job.report_error(RemoteJobError(
+                    f"{job.function_name} (bus job {bus_job.id}) on compute resource {self.compute_resource_id!r} "
+                    f"did not complete: {bus_job.problem}"))
+            elif bus_job.status == BusStatus.CANCELLED:
                 job.report_cancelled()
             elif untrusted is not None:
                 job.report_error(RemoteJobError(

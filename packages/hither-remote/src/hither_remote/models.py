@@ -68,6 +68,8 @@ class BusJob(BaseModel):
     resource_id: str
     function_name: str
     job_hash: Optional[str] = None     # hither's hash of function and arguments
+    #: the bus database the client sent it to (signed: a copy on another database is refused)
+    database: Optional[str] = None
     status: BusStatus = BusStatus.QUEUED
     document: Dict[str, Any]            # hither.outside.path.prepare_document's packed job
     created: float
@@ -82,9 +84,11 @@ class BusJob(BaseModel):
     outcome: Optional[BusOutcome] = None
     collected: bool = False             # the client has reported the outcome to its Job
     cache_policy: Optional[CachePolicy] = None
+    #: set on a document read back that is no ``BusJob`` (not stored): why
+    problem: Optional[str] = Field(default=None, exclude=True)
 
-    SIGNED: ClassVar[Tuple[str, ...]] = ("id", "resource_id", "function_name", "job_hash", "document", "created",
-                                         "expires", "cache_policy")
+    SIGNED: ClassVar[Tuple[str, ...]] = ("id", "resource_id", "function_name", "job_hash", "database", "document",
+                                         "created", "expires", "cache_policy")
 
     def signed_fields(self) -> Dict[str, Any]:
         data = self.model_dump(mode="json", include=set(self.SIGNED))

@@ -24,13 +24,16 @@ The resource sleeps until the bus's change stream says a job was inserted for it
 back or asked to cancel, or one of its own jobs ends (``hither_remote.wakeups``); it claims
 the announced jobs by id in one batch (``Bus.claim_ids``), and queries its queue only when
 polling, once a second as a safety net, or while the last query found more than fitted.
-Up to ``prefetch`` more jobs than ``capacity`` are claimed when the launcher limits how
-many run at once, so jobs are unpacked and written back while others run; while every
+Up to ``prefetch`` (= ``capacity``: only jobs that start within one job's time) more jobs
+than ``capacity`` are claimed when the launcher limits how many run at once, so jobs are
+unpacked and written back while others run; none while another live serving process of the
+same resource id has a free worker (its heartbeat says so), which then takes them; while every
 worker is busy, claims wait until half of that room is free (one claim round for several
-jobs). Whether a claimed job already ran to its end (a replayed document) is read for a
-whole claim round at once, and the outcomes and run records of jobs that end together are
-written in one bulk write each (``hither_remote.coalesce``); a run is recorded once, when it
-ends. A claim holds a
+jobs). The run records of a whole claim round are taken in one bulk write (``Bus.begin_runs``:
+a job whose run already ended, a replayed document, is refused; one whose run is still
+going elsewhere, its status set back to ``queued`` on the bus, is left to that run), and
+the outcomes and run records of jobs that end together are written in one bulk write each
+(``hither_remote.coalesce``). A claim holds a
 lease of ``lease_seconds``, renewed while the job runs; when this process dies, the lease
 expires and another (or a restarted) process runs the job again.
 """
@@ -45,7 +48,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from typing import Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from hither.errors import ConfigError, JobTimeoutError
 from hither.plugins.interfaces import Launcher, Store
@@ -53,8 +56,11 @@ from hither.plugins.interfaces import Launcher, Store
 from .janitor import Janitor
 from .models import BusJob, BusOutcome, BusStatus, ResourceHeartbeat
 from .endpoint import byte_count, endpoint, seconds
-from .signing import verify
+from .signing import job_problem
 from .wakeups import ChangeWatcher
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .retention import Retention
 
 logger = logging.getLogger("hither_remote.resource")
 
@@ -92,7 +98,9 @@ class _Running:
         self.job_dir: Optional[str] = None
         self.cancelled = False
         self.refusal: Optional[str] = None  # why it must not run (checked when claimed)
-        self.fresh: Optional[bool] = None  # read at the claim: no run of it ended (not a replay)
+        self.checked = False  # its run record was taken (or found taken) at the claim
+        #: None: run it; "": a run of it ended (a replay); else the owner of a run still going
+        self.other_run: Optional[str] = None
         self.thread: Optional[threading.Thread] = None
 
 
@@ -111,7 +119,9 @@ class ComputeResource:
     ``kachery``: accepted for old scripts and ignored (the store replaces kachery);
     ``workers``: jobs run at once (see ``launcher_for``); ``change_streams=False``: poll
     the bus every ``poll_interval`` s instead of waking on its change stream (what happens
-    by itself on a server without change streams)."""
+    by itself on a server without change streams); ``retention``: a
+    ``hither_remote.retention.Retention`` applied to this resource's part of the bus at
+    start and every ``prune_every`` s (None: nothing is removed but by ``clear()``)."""
 
     def __init__(self, database: Any, compute_resource_id: str, job_handler: Any = None,
                  job_cache: Any = None, store: Optional[Store] = None, *, secret: Any = None,
@@ -120,7 +130,8 @@ class ComputeResource:
                  work_dir: Optional[str] = None, inline_max_bytes: Optional[int] = None,
                  containers: Optional[bool] = None, container_engine: Optional[str] = None,
                  container_options: Any = None, kachery: Any = None,
-                 change_streams: bool = True) -> None:
+                 change_streams: bool = True, retention: Optional["Retention"] = None,
+                 prune_every: float = 600.0) -> None:
         from .bus import Bus
 
         me = "ComputeResource"
@@ -131,6 +142,17 @@ class ComputeResource:
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise ConfigError(f"ComputeResource(workers=...) needs a positive integer, got {workers!r}")
         self._launcher, workers = launcher_for(job_handler, workers)
+        from .hiding import secret_env_names
+
+        #: environment variables no job may see (the launcher's job server starts without them)
+        self.hidden_env = secret_env_names(self._secret)
+        hidden = getattr(self._launcher, "hidden_env", None)
+        if isinstance(hidden, list):
+            hidden.extend(n for n in self.hidden_env if n not in hidden)
+        else:
+            logger.info("%r keeps no environment variables from its jobs: serve them from "
+                        "`hither-remote serve` (which drops the secret's) or without $%s set",
+                        self._launcher, "HITHER_REMOTE_SECRET")
         self.store = store
         self.job_handler = job_handler
         self.job_cache = job_cache
@@ -143,10 +165,13 @@ class ComputeResource:
         self.capacity = workers
         # a launcher that runs only so many at once lets the next jobs be claimed and
         # unpacked while others run (their outcomes written while the next ones run)
-        self.prefetch = 4 * workers if self._launcher.capacity is not None else 0
+        self.prefetch = workers if self._launcher.capacity is not None else 0
+        self._peer_idle = False  # a live serving process of this resource id has a free worker
         self.work_dir = work_dir
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.change_streams = change_streams
+        self.retention = retention
+        self.prune_every = seconds(me, "prune_every", prune_every)
         self.bus = Bus(database, secret=self._secret)  # it signs the outcomes it writes
         self.bus.ensure_indexes()
         self._stop = threading.Event()
@@ -170,8 +195,9 @@ class ComputeResource:
 
         # replay checks of jobs starting together (one read) and the outcomes and run records
         # of jobs ending together (one bulk write each)
-        self._starts: "Coalescer[str, bool]" = Coalescer(
-            lambda ids: [not ended for ended in self._retry(self.bus.ran_to_end, ids)],
+        self._starts: "Coalescer[str, Optional[str]]" = Coalescer(
+            lambda ids: self._retry(self.bus.begin_runs, ids, self.owner, self.lease_seconds,
+                                    [self._expiry(i) for i in ids]),
             name="hither-remote-starts")
         self._ends: "Coalescer[Tuple[str, BusStatus, BusOutcome], bool]" = Coalescer(
             self._write_ends, name="hither-remote-ends")
@@ -205,7 +231,7 @@ class ComputeResource:
                     self.compute_resource_id, self.capacity, self.lease_seconds, self.owner,
                     "woken by change streams" if watcher is not None and watcher.watching
                     else f"polling every {self.poll_interval} s")
-        last_beat = last_cancel_check = last_full = 0.0
+        last_beat = last_cancel_check = last_full = last_prune = 0.0
         try:
             while not self._stop.is_set():
                 # woken (a job for us, a cancel request, a slot freed) or a poll is due
@@ -214,7 +240,7 @@ class ComputeResource:
                 watching = watcher is not None and watcher.watching
                 try:
                     now = time.monotonic()
-                    if now - last_beat >= min(self.lease_seconds / 3, 5.0):
+                    if now - last_beat >= self._beat_every():
                         self._beat()
                         last_beat = now
                     if self._cancel_due or now - last_cancel_check >= (SAFETY_POLL if watching else 0.2):
@@ -226,6 +252,9 @@ class ComputeResource:
                         last_full = now
                     if woken or self._look_all:
                         self._claim_jobs()
+                    if self.retention is not None and now - last_prune >= self.prune_every:
+                        last_prune = now
+                        self._prune()
                 except Exception as exc:  # noqa: BLE001 - e.g. a MongoDB outage: carry on
                     logger.warning("job bus unavailable (%s: %s); retrying", type(exc).__name__, exc)
                     self._stop.wait(1.0)
@@ -293,6 +322,14 @@ class ComputeResource:
         self.bus.renew(ids, self.owner, self.lease_seconds)
         self.bus.sweep(self.compute_resource_id)
         self.bus.heartbeat(self._heartbeat_doc(stopped=False))
+        since = time.time() - 3 * self._beat_every()
+        self._peer_idle = any(h.owner != self.owner and not h.stopped and h.last_seen >= since
+                              and h.running < h.capacity
+                              for h in self.bus.resource_records(self.compute_resource_id))
+
+    def _beat_every(self) -> float:
+        """Seconds between heartbeats (and lease renewals)."""
+        return min(self.lease_seconds / 3, 5.0)
 
     def _heartbeat_doc(self, stopped: bool) -> ResourceHeartbeat:
         return ResourceHeartbeat(_id=f"{self.compute_resource_id}/{self.owner}", resource_id=self.compute_resource_id,
@@ -315,12 +352,14 @@ class ComputeResource:
 
     def _claim_jobs(self) -> None:
         while not self._stop.is_set():
+            # no claiming ahead while another serving process of this resource has a free worker
+            prefetch = 0 if self._peer_idle else self.prefetch
             with self._lock:
-                free = self.capacity + self.prefetch - len(self._running)
+                free = self.capacity + prefetch - len(self._running)
             # while every worker has a job and enough are waiting, let the free slots add up:
             # one claim round (and one run-record write) for several jobs, not one per job
-            if free <= 0 or (self.prefetch and len(self._running) >= self.capacity
-                             and free < max(1, self.prefetch // 2)):
+            if free <= 0 or (prefetch and len(self._running) >= self.capacity
+                             and free < max(1, prefetch // 2)):
                 return
             with self._lock:
                 ids = []
@@ -340,6 +379,8 @@ class ComputeResource:
                 return
             if not claimed and not ids:
                 return
+            with self._lock:  # a job of ours set back to queued and claimed again: one run only
+                claimed = [b for b in claimed if b.id not in self._running]
             runs = [_Running(bus_job) for bus_job in claimed]
             self._start_runs(runs)
             for r in runs:
@@ -351,20 +392,41 @@ class ComputeResource:
                 r.thread.start()
 
     def _start_runs(self, runs: "list[_Running]") -> None:
-        """Check the claimed jobs, and whether a run of each already ended (a replayed
-        document), in one read; if the bus fails here, each job's thread asks itself. A
-        run is recorded once, when it ends (``_write_ends``)."""
+        """Check the claimed jobs, and take their run records (``Bus.begin_runs``: refused
+        when a run ended, a replayed document; left to its runner when a run is still
+        going) in one write; if the bus fails here, each job's thread asks itself. The
+        record is marked done when the job ends (``_write_ends``)."""
         for r in runs:
-            r.refusal = self._refusal(r.bus_job)
+            try:
+                r.refusal = self._refusal(r.bus_job)
+            except Exception as exc:  # noqa: BLE001 - this document's fault alone
+                r.refusal = f"the job document could not be checked ({type(exc).__name__})"
         ok = [r for r in runs if r.refusal is None]
         try:
-            ended = self.bus.ran_to_end([r.bus_job.id for r in ok])
+            others = self.bus.begin_runs([r.bus_job.id for r in ok], self.owner, self.lease_seconds,
+                                         [r.bus_job.expires for r in ok])
         except Exception as exc:  # noqa: BLE001 - e.g. an outage: the job threads retry
-            logger.warning("could not read the runs of %d claimed job(s) (%s); retrying per job",
+            logger.warning("could not record the runs of %d claimed job(s) (%s); retrying per job",
                            len(ok), type(exc).__name__)
             return
-        for r, e in zip(ok, ended):
-            r.fresh = not e
+        for r, other in zip(ok, others):
+            r.checked, r.other_run = True, other
+
+    def _expiry(self, job_id: str) -> Optional[float]:
+        with self._lock:
+            r = self._running.get(job_id)
+        return None if r is None else r.bus_job.expires
+
+    def _prune(self) -> None:
+        """Apply the retention to this resource's part of the bus (a failure is only logged)."""
+        from .retention import prune
+
+        if self.retention is None:
+            return
+        try:
+            prune(self.bus, self.compute_resource_id, self.retention)
+        except Exception as exc:  # noqa: BLE001 - e.g. an outage: next time
+            logger.warning("could not prune the bus (%s: %s)", type(exc).__name__, exc)
 
     def _hand_back_all(self) -> None:
         self._handing_back = True
@@ -413,11 +475,9 @@ class ComputeResource:
 
     # ------------------------------------------------------------------ one job
     def _refusal(self, bus_job: BusJob) -> Optional[str]:
-        if not bus_job.signature:
-            return "the job document is not signed; the client needs $HITHER_REMOTE_SECRET"
-        if not verify(bus_job.signed_fields(), bus_job.signature, self._secret):
-            return ("the job document's signature does not match: it was altered, or client and "
-                    "resource do not share the same $HITHER_REMOTE_SECRET")
+        why = job_problem(bus_job, self._secret, self.bus.database.database)
+        if why is not None:
+            return why
         if bus_job.expires < time.time():
             return (f"the job expired {time.time() - bus_job.expires:.0f} s ago before it was started; "
                     "submit it again")
@@ -430,8 +490,15 @@ class ComputeResource:
         job_id, fname = bus_job.id, bus_job.function_name
         try:
             why = r.refusal
-            if why is None and not (r.fresh if r.fresh is not None else self._starts.call(job_id)):
-                why = "the job already ran to its end once (a replayed document)"
+            if why is None:
+                other = r.other_run if r.checked else self._starts.call(job_id)
+                if other == "":
+                    why = "the job already ran to its end once (a replayed document)"
+                elif other is not None and other != self.owner:
+                    logger.warning("%s (%s) is running at %s (its status on the bus was set back); "
+                                   "left to that run", fname, job_id, other)
+                    self._retry(self.bus.hand_over, job_id, self.owner, other, self.lease_seconds)
+                    return
             if why is not None:
                 logger.warning("refused %s (%s): %s", fname, job_id, why)
                 self._retry(self.bus.refuse, job_id, self.owner, why)

@@ -8,7 +8,10 @@ log or an error message::
     sig = sign(doc.signed_fields(), secret)
     assert verify(doc.signed_fields(), sig, secret)
 
-The resource signs each outcome it writes the same way (``seal_outcome``), and the client
+A job document is trusted (by the resource before it runs it, by a client before it follows
+it) only when ``job_problem`` finds nothing: its signature covers every field either side
+acts on (``BusJob.SIGNED``: id, resource, function, ``job_hash``, the bus database's
+name, the packed job, times, cache policy). The resource signs each outcome it writes the same way (``seal_outcome``), and the client
 checks it before reporting (``outcome_problem``).
 """
 from __future__ import annotations
@@ -116,4 +119,22 @@ def outcome_problem(bus_job: "BusJob", secret: Secret) -> Optional[str]:
     if outcome.status != bus_job.status.value:
         return (f"its status on the bus ({bus_job.status.value}) is not the one the resource signed "
                 f"({outcome.status}): it was altered on the bus")
+    return None
+
+
+def job_problem(bus_job: "BusJob", secret: Secret, database: str) -> Optional[str]:
+    """Why the job document ``bus_job`` cannot be trusted on the bus database ``database``
+    (None when its signature verifies and it was signed for that database). A document of
+    an older client, without the signed database name, is refused saying so."""
+    if not bus_job.signature:
+        return "the job document is not signed; the client needs $HITHER_REMOTE_SECRET"
+    if bus_job.database is None:
+        return ("the job document carries no signed database name (sent by an older hither-remote "
+                "client?); upgrade the client and submit it again")
+    if not verify(bus_job.signed_fields(), bus_job.signature, secret):
+        return ("the job document's signature does not match: it was altered, or client and "
+                "resource do not share the same $HITHER_REMOTE_SECRET")
+    if bus_job.database != database:
+        return (f"the job document was signed for the bus database {bus_job.database!r}, not this one "
+                f"({database!r}): it was copied here")
     return None

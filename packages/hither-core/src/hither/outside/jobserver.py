@@ -23,6 +23,9 @@ when the last one died::
     launcher = JobServerLauncher(capacity=2)
     code = launcher.launch(job_dir, timeout=60)   # 0: the runner wrote the outcome
     launcher.close()
+
+``hidden_env``: names of environment variables the jobs must not see (a compute resource's
+secret): the server process, and so every job forked from it, starts without them.
 """
 from __future__ import annotations
 
@@ -107,6 +110,17 @@ class JobRun:
                 logger.exception("job server callback for %s failed", self.job_dir)
 
 
+def job_environment(env: Optional[Dict[str, str]], hidden: Sequence[str]) -> Optional[Dict[str, str]]:
+    """The environment of a job server: ``env`` (None: this process's) without the variables
+    named in ``hidden``; ``env`` itself when nothing is hidden."""
+    if not hidden:
+        return env
+    base = dict(os.environ if env is None else env)
+    for name in hidden:
+        base.pop(name, None)
+    return base
+
+
 class JobServer:
     """One ``python -m hither.runtime --serve`` process and the runs submitted to it.
 
@@ -115,13 +129,15 @@ class JobServer:
     ``fsync=False``: jobs write their outputs without fsync, for a caller that reads them on
     this machine as soon as each job ends (``hither.runtime.jobdir.FSYNC``); ``reuse=N``: keep up
     to N job processes for further jobs of the code bundle they ran (``--reuse``: module
-    state then carries from one job of a bundle to the next, as in a pool's workers).
+    state then carries from one job of a bundle to the next, as in a pool's workers);
+    ``hidden_env``: names of environment variables the server and its jobs start without.
     """
 
     def __init__(self, python: Optional[str] = None, preload: Sequence[str] = (),
                  env: Optional[Dict[str, str]] = None, cwd: Optional[str] = None,
-                 fsync: bool = True, reuse: int = 0) -> None:
+                 fsync: bool = True, reuse: int = 0, hidden_env: Sequence[str] = ()) -> None:
         self.python = python or sys.executable
+        self.hidden_env = list(hidden_env)
         self.reuse = reuse
         self.preload = list(preload)
         self.fsync = fsync
@@ -149,7 +165,8 @@ class JobServer:
         if self.reuse:
             cmd += ["--reuse", str(int(self.reuse))]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     env=self.env, cwd=self.cwd, close_fds=True)
+                                     env=job_environment(self.env, self.hidden_env), cwd=self.cwd,
+                                     close_fds=True)
         self._reader = threading.Thread(target=self._read_loop, daemon=True,
                                         name=f"hither-jobserver-{self.proc.pid}")
         self._reader.start()
@@ -303,7 +320,9 @@ class JobServerLauncher(Launcher):
     need not (hither itself by default: ~0.1 s per job otherwise); the server never imports
     user code. ``reuse=True``: a job process that ended cleanly runs the next job of the
     same code bundle (no fork: ~5 ms less per job; module state carries over, as in a
-    ``ParallelJobHandler``'s workers, so the in-machine handlers ask for it). ``kill(job_dir)``
+    ``ParallelJobHandler``'s workers, so the in-machine handlers ask for it). ``hidden_env``
+    (a list, extended by its owner before the first launch): environment variables the jobs
+    must not see. ``kill(job_dir)``
     kills that run's process group; ``close()`` stops the server and every run still going.
     Example::
 
@@ -318,13 +337,14 @@ class JobServerLauncher(Launcher):
 
     def __init__(self, capacity: int = 1, python: Optional[str] = None,
                  preload: Sequence[str] = ("hither",), env: Optional[Dict[str, str]] = None,
-                 start_timeout: float = 30.0, reuse: bool = False) -> None:
+                 start_timeout: float = 30.0, reuse: bool = False, hidden_env: Sequence[str] = ()) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise HitherError(f"JobServerLauncher(capacity=...) needs a positive integer, got {capacity!r}")
         self.capacity = capacity
         self.python, self.preload, self.env = python, list(preload), env
         self.start_timeout = start_timeout
         self.reuse = bool(reuse)
+        self.hidden_env: List[str] = list(hidden_env)
         self._slots = threading.BoundedSemaphore(capacity)
         self._lock = threading.Lock()
         self._server: Optional[JobServer] = None
@@ -352,7 +372,7 @@ class JobServerLauncher(Launcher):
                     server.close()  # reaps it
                 # its caller reads each job's outputs here as soon as the job ends: no fsync
                 server = JobServer(self.python, self.preload, self.env, fsync=False,
-                                   reuse=(self.capacity or 0) if self.reuse else 0)
+                                   reuse=(self.capacity or 0) if self.reuse else 0, hidden_env=self.hidden_env)
                 self._server = server
                 server.start(self.start_timeout)  # under the lock: one start for all threads
             return server
