@@ -28,8 +28,15 @@ _HASH_CHUNK = 64 * 1024 * 1024
 _pack_double = struct.Struct("<d").pack
 
 
+#: the exact classes every walk accepts as they are (JSON scalars): checked without a walk,
+#: since they are most arguments and results (subclasses, e.g. an IntEnum, take the walk)
+_PLAIN = frozenset({int, float, str, bool, type(None)})
+
+
 def scan(value: Any, path: str, allow_jobs: bool = True) -> List["Job"]:
     """Validate ``value``; return the Jobs nested in it. ``TypeError`` names the path."""
+    if type(value) in _PLAIN:
+        return []
     s = _Scan(allow_jobs)
     s.visit(value, path)
     return s.jobs
@@ -190,6 +197,8 @@ def snapshot(value: Any) -> Any:
     ended, or pass a read-only array (``a.setflags(write=False)`` on an array that owns its
     memory), which is never copied. Everything else (numbers, strings, numpy scalars,
     ``hi.File``, ``Job``) is immutable and kept as is."""
+    if type(value) in _PLAIN:
+        return value
     return _SNAPSHOT.visit(value)
 
 
@@ -216,6 +225,8 @@ class _MapFiles(Visitor):
 
 def map_files(value: Any, fn: Callable[[File], Any]) -> Any:
     """A copy of ``value`` with every ``hi.File`` replaced by ``fn(file)``."""
+    if type(value) in _PLAIN:
+        return value
     return _MapFiles(fn).visit(value)
 
 
@@ -250,7 +261,8 @@ _HAS_FILES = _HasFiles()
 
 
 def has_files(value: Any) -> bool:
-    return bool(_HAS_FILES.visit(value))
+    """Whether a ``hi.File`` is nested anywhere in ``value``."""
+    return type(value) not in _PLAIN and bool(_HAS_FILES.visit(value))
 
 
 # ---------------------------------------------------------------- canonical hashing
