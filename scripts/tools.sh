@@ -2,7 +2,7 @@
 # system Python (PEP 668 "externally managed" Pythons refuse `pip install`). Uses a hatch
 # already on PATH, else installs hatch into its own virtual environment under
 # ${HITHER_TOOLS_DIR:-~/.cache/hither/tools} (made once, reused).
-hither_tools_dir=${HITHER_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hither/tools}
+hither_tools_dir=${HITHER_TOOLS_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/hither/tools}
 if ! command -v hatch >/dev/null 2>&1; then
   if [ ! -x "$hither_tools_dir/bin/hatch" ]; then
     py=$(command -v python3 || true)
