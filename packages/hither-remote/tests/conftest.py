@@ -91,8 +91,7 @@ def mongo_url() -> str:
     return MONGO_URL
 
 
-@pytest.fixture
-def db(mongo_url: str) -> Iterator[object]:
+def _fresh_database(mongo_url: str) -> Iterator[object]:
     """A ``hi.Database`` with a database name of its own, dropped afterwards."""
     import hither as hi
     import pymongo
@@ -104,6 +103,18 @@ def db(mongo_url: str) -> Iterator[object]:
         client.drop_database(d.database)
     finally:
         client.close()
+
+
+@pytest.fixture
+def db(mongo_url: str) -> Iterator[object]:
+    """A ``hi.Database`` with a database name of its own, dropped afterwards."""
+    yield from _fresh_database(mongo_url)
+
+
+@pytest.fixture
+def other_db(mongo_url: str) -> Iterator[object]:
+    """A second database of the same server (a bus that is not ``db``)."""
+    yield from _fresh_database(mongo_url)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 import uuid
 
-import pymongo
 import pytest
 
 import hither as hi
@@ -28,17 +27,6 @@ def _wait_status(bus: Bus, job_id: str, statuses, timeout: float = 30.0) -> dict
             return doc
         assert time.monotonic() < deadline, f"job {job_id} still {doc and doc.get('status')}"
         time.sleep(0.05)
-
-
-@pytest.fixture
-def other_db(mongo_url):
-    d = hi.Database(mongo_url=mongo_url, database=f"hither_remote_test_{uuid.uuid4().hex[:12]}")
-    yield d
-    client = pymongo.MongoClient(mongo_url, serverSelectionTimeoutMS=2000)
-    try:
-        client.drop_database(d.database)
-    finally:
-        client.close()
 
 
 def test_a_relabelled_job_hash_changes_no_result(serve, db, store, tmp_path):
