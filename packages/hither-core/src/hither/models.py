@@ -49,6 +49,7 @@ class ErrorInfo(BaseModel):
     type_name: str = "Exception"
     message: str = ""
     args_json: Optional[List[Any]] = None  # constructor args when they were JSON-able
+    attrs_json: Optional[Dict[str, Any]] = None  # its own attributes that were JSON-able
     traceback: str = ""
 
 

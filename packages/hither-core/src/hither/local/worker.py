@@ -134,13 +134,26 @@ def run_one(conn: P.Channel, msg: P.RunJob) -> None:
             _send(conn, P.JobDone(msg.job_id, data, out_paths, ri))
             return
     del result
-    try:
-        pickled_exc: Optional[bytes] = pickle.dumps(error)
-        pickle.loads(pickled_exc)  # type: ignore[arg-type]
-    except BaseException:  # noqa: BLE001 - not every exception pickles; the info suffices
-        pickled_exc = None
     ri["status"] = "error"
-    _send(conn, P.JobFailed(msg.job_id, _safe_error_dict(error, tb_text), pickled_exc, ri))
+    _send(conn, P.JobFailed(msg.job_id, _safe_error_dict(error, tb_text), _pickled_error(error), ri))
+
+
+def _pickled_error(error: BaseException) -> Optional[bytes]:
+    """The job's exception pickled: as itself where that round-trips, else as its class's
+    name, args and attributes (``TwoArgErr(msg, code)``); None when neither pickles (the
+    error's description then rebuilds it by name, or as a ``JobError``)."""
+    from hither.runtime import pickle_exception
+
+    try:
+        data = pickle.dumps(error)
+        pickle.loads(data)
+        return data
+    except BaseException:  # noqa: BLE001 - not every exception pickles as itself
+        pass
+    try:
+        return pickle_exception(error)
+    except BaseException:  # noqa: BLE001 - args or attributes that do not pickle
+        return None
 
 
 def _send(conn: P.Channel, message: Any) -> None:
