@@ -324,18 +324,22 @@ class JobManager:
             return list(self._active.values())
 
     def wait_all(self, timeout: Optional[float] = None) -> None:
-        from hither.jobs.progress import wait_with_progress
+        from hither.jobs.progress import ProgressLine, progress_stream, wait_with_progress
         import time
 
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            jobs = self.active_jobs()
-            if not jobs:
-                return
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not wait_with_progress(jobs, remaining):
-                raise TimeoutError(f"hi.wait(): {len(self.active_jobs())} job(s) still unfinished "
-                                   f"after {timeout} s; they keep running")
+        line = ProgressLine(progress_stream())
+        try:
+            while True:
+                jobs = self.active_jobs()
+                if not jobs:
+                    return
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not wait_with_progress(jobs, remaining, line):
+                    raise TimeoutError(f"hi.wait(): {len(self.active_jobs())} job(s) still unfinished "
+                                       f"after {timeout} s; they keep running")
+        finally:
+            line.close()
 
     def reset(self) -> None:
         """Cancel every unfinished job and shut down every handler used so far."""
