@@ -153,3 +153,48 @@ def test_the_text_counts_rate_and_eta():
     for j in jobs:
         j.status = S.CANCELLED
     assert line.text() == "hither: 5/5 done (0 running, 0 queued) · 0 failed, 5 cancelled · 10s"
+
+
+NOTEBOOK_CELL = r'''
+import os, sys
+sys.path.insert(0, {folder!r})
+os.environ["HITHER_PROGRESS_AFTER"] = "0.2"
+import hither as hi
+import nb_funcs
+with hi.Config(job_handler=hi.ParallelJobHandler(num_workers=2)):
+    jobs = [nb_funcs.nap.run(t=0.3, i=i) for i in range(6)]
+hi.wait()
+print("RESULTS", sum(j.get_result() for j in jobs))
+'''
+
+
+@pytest.mark.slow
+def test_in_a_jupyter_kernel(tmp_path):
+    """In a notebook (a real IPython kernel, driven as Jupyter does): the line goes to the
+    cell's stderr stream, redrawn with \\r (which the notebook shows as one line), and ends
+    with a newline."""
+    pytest.importorskip("ipykernel")
+    manager = pytest.importorskip("jupyter_client.manager")
+    (tmp_path / "nb_funcs.py").write_text(
+        "import time\nimport hither as hi\n\n@hi.function('nap', '0.1')\n"
+        "def nap(t, i):\n    time.sleep(t)\n    return i\n")
+    km, kc = manager.start_new_kernel(kernel_name="python3", env=_env(), cwd=str(tmp_path))
+    streams = []
+    try:
+        msg_id = kc.execute(NOTEBOOK_CELL.format(folder=str(tmp_path)))
+        while True:
+            m = kc.get_iopub_msg(timeout=90)
+            if m["parent_header"].get("msg_id") != msg_id:
+                continue
+            if m["msg_type"] == "stream":
+                streams.append((m["content"]["name"], m["content"]["text"]))
+            assert m["msg_type"] != "error", m["content"]
+            if m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+                break
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    err = "".join(text for name, text in streams if name == "stderr")
+    assert "RESULTS 15\n" in "".join(text for name, text in streams if name == "stdout")
+    assert "\rhither: 6/6 done (0 running, 0 queued)" in err and err.endswith("\n"), streams
+    assert err.count("\n") == 1 and "\033" not in err, streams
