@@ -10,7 +10,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
 
 from hither import config_state as _config
-from hither.errors import DependencyFailedError
+from hither.errors import DependencyFailedError, HitherError
 from hither.plugins.interfaces import JobHandler
 from hither.jobs import states as S
 from hither.jobs.job import Job
@@ -324,9 +324,19 @@ class JobManager:
             return list(self._active.values())
 
     def wait_all(self, timeout: Optional[float] = None) -> None:
+        """``hi.wait()``. Refused inside a job running in this process (DefaultJobHandler):
+        it would wait for that job itself, and for the jobs queued behind it, for ever."""
         from hither.jobs.progress import ProgressLine, progress_stream, wait_with_progress
+        from hither.local.execution import job_running_here
         import time
 
+        inside = job_running_here()
+        if inside is not None:
+            raise HitherError(
+                f"hi.wait() was called inside the job {inside}, which runs in this program's "
+                "process (DefaultJobHandler): it would wait for that job itself, for ever. "
+                "Inside a job, wait for the jobs it started with job.wait() (or pass them as "
+                "arguments); call hi.wait() in the program, outside the jobs")
         deadline = None if timeout is None else time.monotonic() + timeout
         line = ProgressLine(progress_stream())
         try:

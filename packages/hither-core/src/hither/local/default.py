@@ -6,7 +6,7 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Optional
 
-from hither.local.execution import call_captured
+from hither.local.execution import call_captured, running_here
 from hither.plugins.interfaces import JobHandler, Launcher
 from hither.values.outcome import report
 
@@ -61,8 +61,9 @@ class DefaultJobHandler(JobHandler):
             run_outside(job, container_launcher(job))
             return
         try:
-            outcome = call_captured(job.function.raw, job.resolved_kwargs or {},
-                                    self.name, job.function.no_resolve_input_files)
+            with running_here(f"{job.function_name} ({job.id})"):
+                outcome = call_captured(job.function.raw, job.resolved_kwargs or {},
+                                        self.name, job.function.no_resolve_input_files)
         except BaseException as exc:  # KeyboardInterrupt: end the job, then let it propagate
             job.report_error(exc)
             raise

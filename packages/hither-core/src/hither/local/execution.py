@@ -1,7 +1,9 @@
 """Running one job's function in this process, with console capture and runtime info."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+import contextlib
+import threading
+from typing import Any, Dict, Iterator, Optional
 
 from hither.values.outcome import Outcome, failed, finished, result_error
 from hither.runtime import call_function
@@ -28,3 +30,22 @@ def call_captured(fn: Any, kwargs: Dict[str, Any], handler: str = "",
 
         return failed(attach_traceback(error, tb_text), ri)
     return finished(result, ri, getattr(fn, "__qualname__", "the job"))
+
+
+_here = threading.local()
+
+
+@contextlib.contextmanager
+def running_here(job_name: str) -> Iterator[None]:
+    """Mark this thread as running the job ``job_name`` (in the program's own process)."""
+    outer = getattr(_here, "job", None)
+    _here.job = job_name
+    try:
+        yield
+    finally:
+        _here.job = outer
+
+
+def job_running_here() -> Optional[str]:
+    """The name of the job this thread is running in this process, if any."""
+    return getattr(_here, "job", None)
