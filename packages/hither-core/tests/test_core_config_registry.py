@@ -1,6 +1,5 @@
 """hi.Config, the plugin registry, hi.wait / hi.reset."""
 import asyncio
-import os
 import threading
 import time
 import types

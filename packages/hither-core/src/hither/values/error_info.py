@@ -5,7 +5,7 @@ import builtins
 import importlib
 import linecache
 import re
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Type
 
 from hither.errors import JobError
 from hither.models import ErrorInfo
@@ -53,7 +53,7 @@ def attach_traceback(exc: BaseException, tb_text: str, where: str = "") -> BaseE
     return exc
 
 
-def _error_class(info: ErrorInfo) -> Optional[type]:
+def _error_class(info: ErrorInfo) -> Optional[Type[BaseException]]:
     """The exception class ``info`` names, where importable here (a ``__main__`` script's
     class is this program's ``__main__``, whatever the runner called its module)."""
     module = "__main__" if info.type_module == "__hither_main__" else info.type_module
@@ -63,7 +63,7 @@ def _error_class(info: ErrorInfo) -> Optional[type]:
     return cls if isinstance(cls, type) and issubclass(cls, BaseException) else None
 
 
-def _rebuilt(cls: type, info: ErrorInfo) -> Optional[BaseException]:
+def _rebuilt(cls: Type[BaseException], info: ErrorInfo) -> Optional[BaseException]:
     """An instance of ``cls`` with the description's args and attributes, or None. The
     constructor is called with the args; where it takes others (``__init__(self, msg,
     code)`` passing only ``msg`` on), the instance is made without it, as unpickling does."""
@@ -76,7 +76,7 @@ def _rebuilt(cls: type, info: ErrorInfo) -> Optional[BaseException]:
     if exc is None or (info.args_json is not None and list(exc.args) != list(args)):
         if info.args_json is None:
             return None
-        exc = cls.__new__(cls, *args)  # type: ignore[call-overload]
+        exc = cls.__new__(cls, *args)
         exc.args = tuple(args)
     for key, value in (info.attrs_json or {}).items():
         try:
