@@ -93,9 +93,9 @@ def test_the_line_appears_when_every_job_is_quick(tmp_path):
     assert "RESULTS 190" in out, out
     texts = draws(out)
     assert len(texts) >= 3, out  # ~5 s of jobs, drawn every 0.5 s after 2 s
-    assert re.search(r"hither: \d+/20 done \(\d+ running, \d+ queued\) · \d+\.\d jobs/s · ETA \d+s",
+    assert re.search(r"hither: \d+/20 done \(\d+ running, \d+ queued\) \| \d+\.\d jobs/s \| ETA \d+s",
                      out), texts
-    assert texts[-1].startswith("hither: 20/20 done (0 running, 0 queued) · "), texts
+    assert texts[-1].startswith("hither: 20/20 done (0 running, 0 queued) | "), texts
     last = out.rindex("\rhither: ")
     assert out.index("\n", last) < out.index("RESULTS"), "the line was not ended before the next output"
 
@@ -144,15 +144,15 @@ def test_the_text_counts_rate_and_eta():
     jobs = [_Job(s) for s in [S.FINISHED, S.RUNNING, S.RUNNING, S.QUEUED, S.PENDING]]
     line = ProgressLine(None)
     line.add(jobs)
-    assert line.text().startswith("hither: 1/5 done (2 running, 2 queued) · - jobs/s · ETA ?")
+    assert line.text().startswith("hither: 1/5 done (2 running, 2 queued) | - jobs/s | ETA ?")
     line.start -= 10  # ten seconds later, 2 more ended: 0.2 jobs/s, 2 left: ETA 10 s
     jobs[1].status = S.FINISHED
     jobs[2].status = S.ERROR
     text = line.text()
-    assert "3/5 done (0 running, 2 queued) · 1 failed, 0 cancelled · 0.2 jobs/s · ETA 10s · 10s" in text
+    assert "3/5 done (0 running, 2 queued) | 1 failed, 0 cancelled | 0.2 jobs/s | ETA 10s | elapsed 10s" in text
     for j in jobs:
         j.status = S.CANCELLED
-    assert line.text() == "hither: 5/5 done (0 running, 0 queued) · 0 failed, 5 cancelled · 10s"
+    assert line.text() == "hither: 5/5 done (0 running, 0 queued) | 0 failed, 5 cancelled | elapsed 10s"
 
 
 NOTEBOOK_CELL = r'''

@@ -51,7 +51,7 @@ def _duration(seconds: float) -> str:
 
 
 class ProgressLine:
-    """The one line: ``hither: 12/20 done (2 running, 6 queued) · 3.9 jobs/s · ETA 2s``,
+    """The one line: ``hither: 12/20 done (2 running, 6 queued) | 3.9 jobs/s | ETA 2s``,
     drawn with ``\\r`` over itself and ended with a newline by ``close`` (so it is never
     left half-drawn, also on Ctrl-C). It counts every job it was shown."""
 
@@ -84,8 +84,8 @@ class ProgressLine:
         if ended < total:
             parts.append(f"{rate:.1f} jobs/s" if rate > 0 else "- jobs/s")
             parts.append(f"ETA {_duration(max(1.0, (total - ended) / rate))}" if rate > 0 else "ETA ?")
-        parts.append(_duration(elapsed))
-        return " · ".join(parts)
+        parts.append(f"elapsed {_duration(elapsed)}")
+        return " | ".join(parts)
 
     def tick(self) -> None:
         """Redraw when it is time (the first time after ``HITHER_PROGRESS_AFTER`` s)."""
