@@ -61,7 +61,8 @@ python_lane() {
     echo "== Python $v ($dir): hither-core, hither-cache, hither-store"
     start=$SECONDS
     # bytecode compiled at install: a first run's imports are not slower than the tests allow
-    PATH="$dir:$PATH" UV_COMPILE_BYTECODE=1 hatch run "pythons.py$v:test" -q -m "not slow" \
+    # on two processes: these tests mostly wait on job processes (about half the time)
+    PATH="$dir:$PATH" UV_COMPILE_BYTECODE=1 hatch run "pythons.py$v:test" -q -m "not slow" -n 2 \
       || { echo "== FAILED: Python $v"; failed=1; }
     echo "== Python $v: $((SECONDS - start)) s"
   done
