@@ -198,3 +198,16 @@ def test_in_a_jupyter_kernel(tmp_path):
     assert "RESULTS 15\n" in "".join(text for name, text in streams if name == "stdout")
     assert "\rhither: 6/6 done (0 running, 0 queued)" in err and err.endswith("\n"), streams
     assert err.count("\n") == 1 and "\033" not in err, streams
+
+
+def test_a_bad_delay_is_named_and_the_default_used(monkeypatch, caplog):
+    from hither.jobs.progress import ProgressLine
+
+    monkeypatch.setenv("HITHER_PROGRESS_AFTER", "soon")
+    with caplog.at_level("WARNING", logger="hither.jobs.progress"):
+        line = ProgressLine(sys.stderr)
+    assert "HITHER_PROGRESS_AFTER='soon' is not a number of seconds" in caplog.text
+    assert 1.9 < line.next_draw - line.start < 2.1
+    monkeypatch.setenv("HITHER_PROGRESS_AFTER", "0.25")
+    line = ProgressLine(sys.stderr)
+    assert abs(line.next_draw - line.start - 0.25) < 0.01

@@ -13,9 +13,25 @@ from hither.models import JobStatus
 
 logger = logging.getLogger("hither.jobs.progress")
 
-# seconds of waiting before the display appears (short waits stay quiet)
-_FIRST_DISPLAY_AFTER = float(os.environ.get("HITHER_PROGRESS_AFTER", "2.0"))
 _REFRESH = 0.5  # seconds between redraws
+
+
+def _first_display_after() -> float:
+    """Seconds of waiting before the line appears (short waits stay quiet): 2, or
+    ``HITHER_PROGRESS_AFTER``; a value that is not a number of seconds is named in a
+    warning, and the wait goes on with the default."""
+    text = os.environ.get("HITHER_PROGRESS_AFTER", "").strip()
+    if not text:
+        return 2.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        logger.warning("HITHER_PROGRESS_AFTER=%r is not a number of seconds (e.g. 2 or 0.5); "
+                       "using 2", text)
+        return 2.0
+    return value
 
 
 def _in_notebook(stream: Any) -> bool:
@@ -58,7 +74,7 @@ class ProgressLine:
     def __init__(self, stream: Optional[TextIO]) -> None:
         self.stream = stream
         self.start = time.monotonic()
-        self.next_draw = self.start + _FIRST_DISPLAY_AFTER
+        self.next_draw = self.start + (_first_display_after() if stream is not None else 0.0)
         self.jobs: Dict[int, Any] = {}
         self.done_at_start: Optional[int] = None
         self.width = 0  # of the longest line drawn, to blank what a shorter one leaves
