@@ -99,7 +99,7 @@ def test_version() -> None:
     ('[serve]\nresorce-id = "r1"\n', "unknown key 'resorce-id' in [serve] (did you mean resource-id?)"),
     ('[status]\nworkers = 2\n', "unknown key 'workers' in [status]"),
     ('[srve]\nworkers = 2\n', "unknown table [srve]"),
-    ('secret = "x"\n', "the secret does not belong in it"),
+    ('secret = "x"\n', "the secret does not belong in the config file"),
     ('resource-id = \n', "cannot read the config file")])
 def test_config_files_with_unknown_keys_are_refused_naming_the_key(tmp_path: Path, text: str, named: str) -> None:
     config = tmp_path / "remote.toml"

@@ -171,7 +171,7 @@ def load_config(ctx: click.Context, param: click.Parameter, path: Optional[str])
     except (OSError, ValueError) as exc:
         raise fail(f"cannot read the config file {path}: {exc}") from None
     if "secret" in data or any(isinstance(v, dict) and "secret" in v for v in data.values()):
-        raise fail(f"config file {path}: the secret does not belong in it; use $HITHER_REMOTE_SECRET "
+        raise fail(f"{path}: the secret does not belong in the config file; use $HITHER_REMOTE_SECRET "
                    "or secret-file = \"PATH\"")
     assert isinstance(ctx.command, click.Group)
     known = _known_keys(ctx.command, ctx)
