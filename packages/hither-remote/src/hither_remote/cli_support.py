@@ -33,7 +33,7 @@ EXTRA_CONFIG_KEYS = {"serve": {"slurm_local_pilots"}}
 def fail(message: str, exit_code: int = 1) -> click.ClickException:
     """A failure of the command: ``Error: message`` on stderr and ``exit_code``."""
     error = click.ClickException(message)
-    error.exit_code = exit_code
+    error.exit_code = exit_code  # type: ignore[misc]  # click types it as a class constant
     return error
 
 
@@ -162,9 +162,9 @@ def load_config(ctx: click.Context, param: click.Parameter, path: Optional[str])
     if not path:
         return
     try:
-        import tomllib  # type: ignore[import-not-found]
+        import tomllib
     except ImportError:  # Python < 3.11
-        import tomli as tomllib  # type: ignore[no-redef]
+        import tomli as tomllib
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
