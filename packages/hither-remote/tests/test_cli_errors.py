@@ -169,3 +169,24 @@ def test_serve_against_an_unreachable_bus_retries_in_short_lines_and_stops_on_si
     assert sum("stopping" in line for line in lines) == 1, text
     waits = [int(w) for w in re.findall(r"job bus of 'r1' unavailable \(.*Connection refused\); retrying in (\d+) s", text)]
     assert waits[:2] == [1, 2], text  # growing waits
+
+
+def test_an_outage_is_described_in_one_short_line_with_growing_waits(closed_port: int) -> None:
+    import pymongo
+
+    from hither_remote.outage import MAX_WAIT, Outage, describe
+
+    client = pymongo.MongoClient(f"mongodb://127.0.0.1:{closed_port}", serverSelectionTimeoutMS=300)
+    try:
+        with pytest.raises(pymongo.errors.ServerSelectionTimeoutError) as info:
+            client.admin.command("ping")
+    finally:
+        client.close()
+    text = describe(info.value)
+    assert len(str(info.value)) > 200 and len(text) < 200 and "\n" not in text, text  # the dump is gone
+    assert text.startswith("ServerSelectionTimeoutError: ") and "Connection refused" in text
+    outage = Outage(bus=None, name="r1")
+    waits = [outage.failed(info.value) for _ in range(8)]
+    assert waits == [1, 2, 4, 8, 16, MAX_WAIT, MAX_WAIT, MAX_WAIT] and outage.down
+    outage.recovered()
+    assert not outage.down and outage.failed(info.value) == 1

@@ -306,7 +306,7 @@ class ComputeResource:
         """Log a failed step of the loop in one line; the seconds to wait before the next."""
         import pymongo.errors
 
-        if isinstance(exc, pymongo.errors.PyMongoError):
+        if isinstance(exc, pymongo.errors.ConnectionFailure):  # unreachable, timed out
             return self._outage.failed(exc)  # growing waits, probed while down
         logger.warning("a serving step failed (%s); going on", describe(exc))
         return 1.0
