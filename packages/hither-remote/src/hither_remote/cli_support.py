@@ -151,6 +151,8 @@ def _known_keys(group: click.Group, ctx: click.Context) -> Dict[str, Set[str]]:
 def _unknown(key: str, known: Set[str], where: str, path: str) -> click.ClickException:
     near = difflib.get_close_matches(key, sorted(known), n=1)
     hint = f" (did you mean {near[0].replace('_', '-')}?)" if near else ""
+    if key.startswith("slurm_") and not any(k.startswith("slurm_") for k in known - {"slurm_local_pilots"}):
+        hint = " (an option of --handler slurm, which needs hither-slurm: pip install hither-slurm)"
     return fail(f"config file {path}: unknown key {key.replace('_', '-')!r}{where}{hint}; the keys are "
                 "the options without the leading -- (see hither-remote COMMAND --help)")
 
