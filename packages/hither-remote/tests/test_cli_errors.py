@@ -190,3 +190,18 @@ def test_an_outage_is_described_in_one_short_line_with_growing_waits(closed_port
     assert waits == [1, 2, 4, 8, 16, MAX_WAIT, MAX_WAIT, MAX_WAIT] and outage.down
     outage.recovered()
     assert not outage.down and outage.failed(info.value) == 1
+
+
+def test_ctrl_c_is_one_line_and_exit_code_130(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from hither_remote import bus as bus_module
+    from hither_remote.cli import main
+
+    def interrupted(self, *args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bus_module.Bus, "resource_records", interrupted)  # as if while it waits for the bus
+    r = CliRunner().invoke(main, ["status", "--connect-timeout", "1"])
+    assert r.exit_code == 130, r.output
+    assert r.output.strip() == "Error: interrupted (Ctrl-C) before the command finished: run it again to finish"

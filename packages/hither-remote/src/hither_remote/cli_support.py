@@ -42,26 +42,28 @@ class RemoteGroup(click.Group):
     or two lines and a non-zero exit code (``-v`` logs the traceback)."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        import pymongo.errors
-
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except HitherError as exc:  # a missing plugin, a bad store URL, a bad option value
+        except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - every failure: a message
             logger.debug("hither-remote failed", exc_info=exc)
-            raise fail(str(exc)) from None
-        except pymongo.errors.PyMongoError as exc:
-            from .outage import describe
+            raise _message(exc) from None
 
-            logger.debug("hither-remote failed", exc_info=exc)
-            raise fail(f"the job bus failed ({describe(exc)}); check --mongo-url and --database") from None
-        except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - the last resort: a message
-            failure = command_failure(exc)
-            if failure is None:  # pragma: no cover - KeyboardInterrupt and Exception are failures
-                raise
-            logger.debug("hither-remote failed", exc_info=exc)
-            raise fail(failure.message, failure.exit_code) from None
+
+def _message(exc: BaseException) -> click.ClickException:
+    """The error ``RemoteGroup`` shows for ``exc``."""
+    import pymongo.errors  # here, not before the command: Ctrl-C at any time is one line
+
+    if isinstance(exc, HitherError):  # a missing plugin, a bad store URL, a bad option value
+        return fail(str(exc))
+    if isinstance(exc, pymongo.errors.PyMongoError):
+        from .outage import describe
+
+        return fail(f"the job bus failed ({describe(exc)}); check --mongo-url and --database")
+    failure = command_failure(exc)
+    assert failure is not None  # KeyboardInterrupt and Exception are failures
+    return fail(failure.message, failure.exit_code)
 
 
 def check_mongo_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
