@@ -9,6 +9,9 @@ Every option also reads an environment variable ``HITHER_REMOTE_<OPTION>`` (e.g.
     hither-remote status
     hither-remote jobs --limit 20
     hither-remote cancel 3f2a...
+
+What the commands share (the bus options, ``--config``, errors in one or two lines, never a
+traceback) is in ``cli_support``.
 """
 from __future__ import annotations
 
