@@ -99,7 +99,9 @@ class ChangeWatcher:
                 self._opened.set()  # the caller polls until the stream opens
                 if self._stop.is_set():
                     break  # stopped meanwhile (its client closed, maybe): nothing to report
-                logger.warning("the bus change stream broke (%s); opening it again in %.0f s", describe(exc), delay)
+                # the first failure in a row is news; the next ones are the outage its owner reports
+                logger.log(logging.WARNING if delay == FIRST_WAIT else logging.DEBUG,
+                           "the bus change stream broke (%s); opening it again in %.0f s", describe(exc), delay)
                 self.on_gap()
                 self._stop.wait(delay)
                 delay = min(MAX_WAIT, delay * 2)
