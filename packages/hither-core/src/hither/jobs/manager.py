@@ -333,13 +333,14 @@ class JobManager:
         """``hi.wait()``. Refused inside a job running in this process (DefaultJobHandler):
         it would wait for that job itself, and for the jobs queued behind it, for ever."""
         from hither.jobs.progress import ProgressLine, progress_stream, wait_with_progress
-        from hither.local.execution import job_running_here
+        from hither.local.execution import running_here
         import time
 
-        inside = job_running_here()
+        inside = running_here.job
         if inside is not None:
             raise HitherError(
-                f"hi.wait() was called inside the job {inside}, which runs in this program's "
+                f"hi.wait() was called inside the job {inside.function_name} ({inside.id}), "
+                "which runs in this program's "
                 "process (DefaultJobHandler): it would wait for that job itself, for ever. "
                 "Inside a job, wait for the jobs it started with job.wait() (or pass them as "
                 "arguments); call hi.wait() in the program, outside the jobs")

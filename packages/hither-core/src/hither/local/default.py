@@ -60,13 +60,15 @@ class DefaultJobHandler(JobHandler):
 
             run_outside(job, container_launcher(job))
             return
+        outer, running_here.job = running_here.job, job
         try:
-            with running_here(f"{job.function_name} ({job.id})"):
-                outcome = call_captured(job.function.raw, job.resolved_kwargs or {},
-                                        self.name, job.function.no_resolve_input_files)
+            outcome = call_captured(job.function.raw, job.resolved_kwargs or {},
+                                    self.name, job.function.no_resolve_input_files)
         except BaseException as exc:  # KeyboardInterrupt: end the job, then let it propagate
             job.report_error(exc)
             raise
+        finally:
+            running_here.job = outer
         report(job, outcome)
 
     def cancel(self, job: "Job") -> bool:

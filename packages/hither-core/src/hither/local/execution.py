@@ -1,9 +1,8 @@
 """Running one job's function in this process, with console capture and runtime info."""
 from __future__ import annotations
 
-import contextlib
 import threading
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Optional
 
 from hither.values.outcome import Outcome, failed, finished, result_error
 from hither.runtime import call_function
@@ -32,20 +31,11 @@ def call_captured(fn: Any, kwargs: Dict[str, Any], handler: str = "",
     return finished(result, ri, getattr(fn, "__qualname__", "the job"))
 
 
-_here = threading.local()
+class _RunningHere(threading.local):
+    """The job this thread is running in the program's own process (DefaultJobHandler), so
+    that ``hi.wait()`` inside it can refuse to wait for it (two attribute writes per job)."""
+
+    job: Optional[Any] = None
 
 
-@contextlib.contextmanager
-def running_here(job_name: str) -> Iterator[None]:
-    """Mark this thread as running the job ``job_name`` (in the program's own process)."""
-    outer = getattr(_here, "job", None)
-    _here.job = job_name
-    try:
-        yield
-    finally:
-        _here.job = outer
-
-
-def job_running_here() -> Optional[str]:
-    """The name of the job this thread is running in this process, if any."""
-    return getattr(_here, "job", None)
+running_here = _RunningHere()
