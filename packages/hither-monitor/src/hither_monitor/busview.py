@@ -75,7 +75,7 @@ class BusView:
 
     @staticmethod
     def _job_fields(doc: Dict[str, Any]) -> Dict[str, Any]:
-        out = {"job_id": str(doc.get("_id"))}
+        out: Dict[str, Any] = {"job_id": str(doc.get("_id"))}
         out.update({k: doc.get(k) for k in _JOB_FIELDS})
         outcome = doc.get("outcome") or {}
         if isinstance(outcome, dict):

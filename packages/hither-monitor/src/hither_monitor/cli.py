@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _say(line: str) -> None:
+    """A line for the user on stderr (the command's output, not a log record)."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def _listen(host: str, port: int) -> socket.socket:
     """The server's socket, bound (port 0: a free one), or why it cannot be."""
     if not 0 <= port <= 65535:
@@ -103,14 +109,11 @@ def serve(args: argparse.Namespace) -> None:
     server = uvicorn.Server(config)
     shown_host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{shown_host}:{sock.getsockname()[1]}/"
-    print(f"hither-monitor {__version__}: {log.path}" + (f" and the bus in {args.database}" if bus else ""),
-          file=sys.stderr)
+    _say(f"hither-monitor {__version__}: {log.path}" + (f" and the bus in {args.database}" if bus else ""))
     if token is not None:
-        print(f"open {url}?token={token}  (the token is needed: the monitor listens beyond this machine)",
-              file=sys.stderr)
+        _say(f"open {url}?token={token}  (the token is needed: the monitor listens beyond this machine)")
     else:
-        print(f"open {url}", file=sys.stderr)
-    sys.stderr.flush()
+        _say(f"open {url}")
     try:
         server.run(sockets=[sock])
     finally:
@@ -128,7 +131,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     try:
         serve(args)
     except CliError as exc:
-        print(f"hither-monitor: {exc}", file=sys.stderr)
+        _say(f"hither-monitor: {exc}")
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

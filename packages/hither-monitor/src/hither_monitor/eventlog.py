@@ -169,8 +169,9 @@ class EventLog:
             "WHERE e.input_job_id = ? LIMIT 200", (job_id,))
         job["events"] = self._rows("SELECT seq, status, t FROM events WHERE job_id = ? ORDER BY seq LIMIT 100",
                                    (job_id,))
-        job["run"] = (self._rows("SELECT run_id, host, pid, argv, started_at, last_seen FROM runs "
-                                 "WHERE run_id = ?", (job["run_id"],)) or [None])[0]
+        runs = self._rows("SELECT run_id, host, pid, argv, started_at, last_seen FROM runs WHERE run_id = ?",
+                          (job["run_id"],))
+        job["run"] = runs[0] if runs else None
         return job
 
     # --- runs and their pipelines ---------------------------------------------------
