@@ -175,3 +175,31 @@ def test_a_real_programs_jobs(tmp_path, serve, page):
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def test_the_bus_view_streams_console_output_and_cancels(small_log, serve, page, mongo_url):
+    pytest.importorskip("hither_remote")
+    import uuid
+
+    from busfill import add_console, seed_bus
+
+    database = f"hither_monitor_page_{uuid.uuid4().hex[:8]}"
+    writer = seed_bus(mongo_url, database)
+    try:
+        s = serve(small_log, "--mongo-url", mongo_url, "--database", database)
+        page.goto(s.url + "#/bus")
+        page.wait_for_selector("#bus-resources td")
+        assert "4" in page.inner_text("#bus-resources") and "alive" in page.inner_text("#bus-resources")
+        page.on("dialog", lambda d: d.accept())
+        page.click("#bus-jobs button.cancel[data-job='queued_job']")
+        page.wait_for_selector("#bus-jobs tr[data-job='queued_job'] .s-cancelled", timeout=10000)
+        assert writer.get("queued_job").status.value == "cancelled"
+        page.goto(s.url + "#/bus/job/running_job")
+        page.wait_for_function("() => document.querySelector('#bus-console').textContent.includes('line 2')")
+        add_console(writer, 3, "line 3, live\n")
+        page.wait_for_function("() => document.querySelector('#bus-console').textContent.includes('line 3, live')",
+                               timeout=10000)
+        assert page.inner_text("#bus-console").count("line 0") == 1
+    finally:
+        writer.client.drop_database(database)
+        writer.close()
