@@ -34,6 +34,7 @@ CHUNK = 2000            # jobs per transaction at most (another program waits fo
 EXIT_WAIT = 1.0         # seconds the exit waits for the last batch
 MAX_PENDING = 200_000   # jobs kept while the log cannot be written; beyond, they are dropped
 REASON_EVERY = 1.0      # seconds between two looks at queued jobs' pending reasons
+WARN_AFTER = 5.0        # seconds a log stays locked (or full) before the one warning
 
 Hook = Callable[[Any, Any, Any, Any, Dict[str, Any]], None]
 _STATUS = {"pending": "created"}  # JobStatus value -> the log's status (the rest are equal)
@@ -55,6 +56,7 @@ class Recorder:
         self._wake = threading.Event()
         self._stopping = False
         self._warned = False
+        self._failing_since: Optional[float] = None  # the log is locked or full since
         self.dropped = 0
         self.record: Hook = self._make_record()
         self._thread = threading.Thread(target=self._loop, name="hither-events", daemon=True)
@@ -113,10 +115,15 @@ class Recorder:
             return
         try:
             self._flush()
+            self._failing_since = None
         except LogUnavailable as exc:
             if not exc.transient:
                 raise
-            self._warn(f"hither could not record jobs to {self.path} ({exc}); it tries again later")
+            # another program's write holds the lock now and then: that is no news
+            since = self._failing_since = self._failing_since or now
+            if now - since >= WARN_AFTER:
+                self._warn(f"hither could not record jobs to {self.path} for {now - since:.0f} s "
+                           f"({exc}); it tries again later")
             if len(self._rows) > MAX_PENDING:
                 self.dropped += len(self._rows)
                 self._rows.clear()
