@@ -79,11 +79,11 @@ def _listen(host: str, port: int) -> socket.socket:
 def serve(args: argparse.Namespace) -> None:
     """Open the log (and the bus), then run the server until Ctrl-C."""
     from .busview import BusUnavailable, BusView, open_bus
-    from .eventlog import EventLog, LogError, default_log_path
+    from .eventlog import EventLog, LogError
     from .guard import is_loopback
 
     try:
-        log = EventLog(args.db or default_log_path())
+        log = EventLog(args.db)  # None: hither-core's default_log_path()
     except LogError as exc:
         raise CliError(str(exc)) from None
     bus = None

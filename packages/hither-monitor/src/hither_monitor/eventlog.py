@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from hither.events import default_log_path, open_log
 from hither.events.schema import STATUSES
 
 from .timecounts import TimeCounts
@@ -28,21 +29,6 @@ LIST_COLUMNS = ("job_id", "run_id", "function_name", "function_version", "handle
 
 class LogError(Exception):
     """The event log is missing or unreadable (the message says which and what to do)."""
-
-
-def default_log_path() -> str:
-    """Where programs record by default: hither-core's own answer when it has one."""
-    env = os.environ.get("HITHER_MONITOR_DB")
-    if env:
-        return env
-    try:
-        from hither.events import default_log_path as core_default  # type: ignore[attr-defined]
-    except ImportError:
-        core_default = None
-    if core_default is not None:
-        return str(core_default())
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "hither", "monitor.sqlite3")
 
 
 @dataclass(frozen=True)
@@ -77,8 +63,8 @@ class JobFilter:
 class EventLog:
     """The event log at ``path``, opened read-only."""
 
-    def __init__(self, path: str) -> None:
-        self.path = os.path.abspath(path)
+    def __init__(self, path: "str | os.PathLike[str] | None" = None) -> None:
+        self.path = os.path.abspath(path if path is not None else default_log_path())
         if not os.path.isfile(self.path):
             raise LogError(f"no event log at {self.path}: run a hither program with the monitor on "
                            "(the default) or point --db / $HITHER_MONITOR_DB at the log")
@@ -91,11 +77,13 @@ class EventLog:
             raise LogError(f"{self.path} is not a hither event log ({exc})") from None
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
+        """This thread's read-only connection (hither-core's ``open_log``)."""
+        conn: Optional[sqlite3.Connection] = getattr(self._local, "conn", None)
         if conn is None:
-            uri = "file:" + self.path.replace("?", "%3f").replace("#", "%23") + "?mode=ro"
-            conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=2.0)
-            conn.row_factory = sqlite3.Row
+            try:
+                conn = open_log(self.path, readonly=True, timeout=2.0)
+            except FileNotFoundError as exc:
+                raise LogError(str(exc)) from None
             conn.execute("PRAGMA query_only = 1")
             self._local.conn = conn
         return conn
