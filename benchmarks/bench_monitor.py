@@ -1,0 +1,166 @@
+"""hither-monitor: a program's in-process job throughput with the monitor page open vs closed.
+
+    python benchmarks/bench_monitor.py [--quick] [--client poller|browser] [--seconds S]
+
+A log prefilled with 10^5 jobs (10^4 with --quick); ``hither-monitor serve`` over it for
+the whole run. Each measurement is a fresh program (a subprocess) running DefaultJobHandler
+jobs for S seconds, recording to that log. "Open": a client reads the API as the page does
+(every second ``/api/changes``; on changes ``/api/summary`` and the first page of
+``/api/jobs`` with its count) - a poller thread here, or the real page in headless chromium
+with ``--client browser``. Five open/closed pairs, interleaved (the order alternates); the
+figure is the ratio of the medians. Target: a drop of at most 5%.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "packages", "hither-monitor", "tests"))
+
+
+def program(seconds: float) -> None:
+    """The measured program: in-process jobs for ``seconds``; prints jobs per second."""
+    import hither as hi
+    from bench_funcs import noop
+
+    with hi.Config(job_handler=hi.DefaultJobHandler()):
+        for i in range(200):
+            noop.run(x=i).wait()
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            for i in range(100):
+                noop.run(x=n + i).wait()
+            n += 100
+        dt = time.perf_counter() - t0
+    print(json.dumps({"jobs": n, "seconds": dt, "per_s": n / dt}), flush=True)
+
+
+def run_program(db: str, seconds: float) -> float:
+    env = {**os.environ, "HITHER_MONITOR_DB": db, "HITHER_MONITOR": "1"}
+    out = subprocess.run([sys.executable, __file__, "--program", str(seconds)], env=env, capture_output=True,
+                         text=True, timeout=seconds * 10 + 120, check=True).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["per_s"])
+
+
+class Poller:
+    """The page's requests at the page's rate, in a thread."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.stop, self.requests = url, threading.Event(), 0
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def get(self, path: str) -> dict:
+        self.requests += 1
+        with urllib.request.urlopen(self.url + path, timeout=30) as r:
+            return json.load(r)
+
+    def loop(self) -> None:
+        seq = self.get("api/summary")["seq"]
+        self.get("api/jobs?limit=50&count=1")
+        while not self.stop.wait(1.0):
+            ch = self.get(f"api/changes?after={seq}")
+            if ch["count"]:
+                seq = ch["seq"]
+                self.get("api/summary")
+                self.get("api/jobs?limit=50&count=1")
+
+    def __enter__(self) -> "Poller":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(30)
+
+
+class Browser:
+    """The real page, open in headless chromium, for the time of a measurement."""
+
+    def __init__(self, url: str) -> None:
+        from playwright.sync_api import sync_playwright
+
+        self.url = url
+        self.pw = sync_playwright().start()
+        self.browser = self.pw.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        self.page = None
+
+    def __enter__(self) -> "Browser":
+        self.page = self.browser.new_page()
+        self.page.goto(self.url)
+        self.page.wait_for_selector("#jobs-body tr")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.page.close()
+
+    def close(self) -> None:
+        self.browser.close()
+        self.pw.stop()
+
+
+def serve(db: str) -> "tuple[subprocess.Popen, str]":
+    proc = subprocess.Popen([sys.executable, "-m", "hither_monitor.cli", "serve", "--db", db, "--port", "0"],
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        m = re.search(r"open (http://\S+)", line)
+        if m:
+            return proc, m.group(1)
+    raise RuntimeError("hither-monitor serve did not start")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--client", choices=["poller", "browser"], default="poller")
+    ap.add_argument("--seconds", type=float, default=None)
+    ap.add_argument("--pairs", type=int, default=5)
+    ap.add_argument("--program", type=float, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.program is not None:
+        program(args.program)
+        return
+    import logfill
+
+    seconds = args.seconds or (2.0 if args.quick else 6.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "monitor.sqlite3")
+        logfill.fill(db, n_jobs=10_000 if args.quick else 100_000)
+        proc, url = serve(db)
+        browser = Browser(url) if args.client == "browser" else None
+        try:
+            closed, opened = [], []
+            for i in range(args.pairs):
+                for page_open in ((False, True) if i % 2 == 0 else (True, False)):
+                    if page_open:
+                        with (browser if browser is not None else Poller(url)):
+                            opened.append(run_program(db, seconds))
+                    else:
+                        closed.append(run_program(db, seconds))
+                print(f"pair {i + 1}: closed {closed[-1]:.0f} jobs/s, open {opened[-1]:.0f} jobs/s", flush=True)
+        finally:
+            if browser is not None:
+                browser.close()
+            proc.terminate()
+            proc.wait(10)
+    c, o = statistics.median(closed), statistics.median(opened)
+    print(f"in-process throughput, page open ({args.client}): {o:.0f} jobs/s | closed: {c:.0f} jobs/s | "
+          f"drop {100 * (1 - o / c):.1f}% (median of {args.pairs} interleaved runs of {seconds:g} s) | target <= 5%")
+
+
+if __name__ == "__main__":
+    main()
