@@ -6,7 +6,7 @@ A log prefilled with 10^5 jobs (10^4 with --quick); ``hither-monitor serve`` ove
 the whole run. Each measurement is a fresh program (a subprocess) running DefaultJobHandler
 jobs for S seconds, recording to that log. "Open": a client reads the API as the page does
 (every second ``/api/changes``; on changes ``/api/summary`` and the first page of
-``/api/jobs`` with its count) - a poller thread here, or the real page in headless chromium
+``/api/jobs``) - a poller thread here, or the real page in headless chromium
 with ``--client browser``. Five open/closed pairs, interleaved (the order alternates); the
 figure is the ratio of the medians. Target: a drop of at most 5%.
 """
@@ -71,10 +71,10 @@ class Poller:
         self.get("api/jobs?limit=50&count=1")
         while not self.stop.wait(1.0):
             ch = self.get(f"api/changes?after={seq}")
-            if ch["count"]:
+            if ch["count"]:  # as the page: the counts, then the first page (its total from the counts)
                 seq = ch["seq"]
                 self.get("api/summary")
-                self.get("api/jobs?limit=50&count=1")
+                self.get("api/jobs?limit=50")
 
     def __enter__(self) -> "Poller":
         self.thread.start()
@@ -112,6 +112,13 @@ class Browser:
         self.pw.stop()
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of process ``pid`` so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def serve(db: str) -> "tuple[subprocess.Popen, str]":
     proc = subprocess.Popen([sys.executable, "-m", "hither_monitor.cli", "serve", "--db", db, "--port", "0"],
                             stderr=subprocess.PIPE, text=True)
@@ -143,12 +150,16 @@ def main() -> None:
         proc, url = serve(db)
         browser = Browser(url) if args.client == "browser" else None
         try:
-            closed, opened = [], []
+            closed: list = []
+            opened: list = []
+            server_load: list = []  # the server's CPU seconds per second while the page is open
             for i in range(args.pairs):
                 for page_open in ((False, True) if i % 2 == 0 else (True, False)):
                     if page_open:
+                        c0, t0 = cpu_seconds(proc.pid), time.monotonic()
                         with (browser if browser is not None else Poller(url)):
                             opened.append(run_program(db, seconds))
+                        server_load.append((cpu_seconds(proc.pid) - c0) / (time.monotonic() - t0))
                     else:
                         closed.append(run_program(db, seconds))
                 print(f"pair {i + 1}: closed {closed[-1]:.0f} jobs/s, open {opened[-1]:.0f} jobs/s", flush=True)
@@ -159,7 +170,8 @@ def main() -> None:
             proc.wait(10)
     c, o = statistics.median(closed), statistics.median(opened)
     print(f"in-process throughput, page open ({args.client}): {o:.0f} jobs/s | closed: {c:.0f} jobs/s | "
-          f"drop {100 * (1 - o / c):.1f}% (median of {args.pairs} interleaved runs of {seconds:g} s) | target <= 5%")
+          f"drop {100 * (1 - o / c):.1f}% (median of {args.pairs} interleaved runs of {seconds:g} s) | target <= 5% | "
+          f"server CPU while open: {100 * statistics.median(server_load):.1f}% of a core")
 
 
 if __name__ == "__main__":

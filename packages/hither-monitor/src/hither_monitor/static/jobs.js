@@ -53,10 +53,20 @@ export async function render(view, _parts, params) {
     for (const [k, v] of Object.entries(extra)) q.set(k, v);
     return q;
   }
-  async function load() {
+  // the total: from the status counts the header has when only the status is filtered, else
+  // counted by the server on the first page (and again every 10th live refresh)
+  const onlyStatus = FILTERS.every((k) => k === "status" || !params.get(k));
+  let refreshes = 0;
+  async function load(live = false) {
     const cursor = state.cursors[state.page];
     const q = query(cursor ? { before_t: cursor[0], before_id: cursor[1] } : {});
-    if (state.page === 0) q.set("count", "1");
+    const counts = window.hitherMonitor.counts;
+    if (live && onlyStatus && counts) {
+      const status = params.get("status");
+      state.total = status ? (counts[status] || 0) : Object.values(counts).reduce((a, b) => a + b, 0);
+    } else if (state.page === 0 && (!live || ++refreshes % 10 === 0)) {
+      q.set("count", "1");
+    }
     const data = await api(`/api/jobs?${q}`);
     tbody.replaceChildren(...data.jobs.map(row));
     if (!data.jobs.length) tbody.append(h("tr", {}, h("td", { colspan: 8, class: "dim" }, "no job matches")));
@@ -90,6 +100,6 @@ export async function render(view, _parts, params) {
   await loaded;
   return {
     // live: the first page follows the log; a later page keeps still (its rows would shift)
-    refresh: async () => { if (state.page === 0) await load(); },
+    refresh: async () => { if (state.page === 0) await load(true); },
   };
 }

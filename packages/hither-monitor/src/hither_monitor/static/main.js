@@ -51,6 +51,7 @@ async function poll() {
       if (ch.count > 0) {
         seq = ch.seq;
         const summary = await api("/api/summary");
+        window.hitherMonitor.counts = summary.counts;
         renderCounts(summary.counts);
         if (current && current.handle && current.handle.refresh) await current.handle.refresh(ch);
       }
@@ -70,6 +71,7 @@ async function start() {
   const routed = route();
   const [info, summary] = await Promise.all([api("/api/info"), summaryReady]);
   seq = summary.seq;
+  window.hitherMonitor.counts = summary.counts;
   renderCounts(summary.counts);
   document.getElementById("nav-bus").hidden = !info.bus;
   document.getElementById("footer").textContent = `hither-monitor ${info.version} · ${info.db}`;
