@@ -18,6 +18,7 @@ def seed_bus(mongo_url, database):
                                        started=now - 60, last_seen=now - 1, running=1, capacity=4))
     for name, status in (("queued_job", "queued"), ("running_job", "running"), ("done_job", "finished")):
         writer.submit(BusJob(_id=name, resource_id="resource1", function_name=f"f_{name}", status=status,
+                             job_hash=f"hash-{name}",
                              document={"kwargs": {"password": SECRET}}, created=now, expires=now + 3600))
     logs_collection(writer).insert_many([
         LogChunk(_id=f"running_job/1/{i}", job_id="running_job", resource_id="resource1", attempt=1, seq=i,

@@ -58,3 +58,11 @@ def test_no_secret_or_packed_arguments_reach_the_page(bus_client, mongo_url):
     bodies = "".join(client.get(p).text for p in ("/api/bus", "/api/bus/jobs/queued_job", "/api/info",
                                                   "/api/bus/jobs/running_job/console"))
     assert SECRET not in bodies and "password" not in bodies and mongo_url not in bodies
+
+
+def test_a_log_job_is_found_on_the_bus_by_its_hash(bus_client):
+    client, _ = bus_client
+    found = client.get("/api/bus/find", params={"hash": "hash-running_job"}).json()["jobs"]
+    assert [j["job_id"] for j in found] == ["running_job"]
+    assert client.get("/api/bus/find", params={"hash": "nope"}).json()["jobs"] == []
+    assert client.get("/api/bus/find").status_code == 400

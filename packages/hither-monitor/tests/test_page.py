@@ -194,7 +194,15 @@ def test_the_bus_view_streams_console_output_and_cancels(small_log, serve, page,
         page.click("#bus-jobs button.cancel[data-job='queued_job']")
         page.wait_for_selector("#bus-jobs tr[data-job='queued_job'] .s-cancelled", timeout=10000)
         assert writer.get("queued_job").status.value == "cancelled"
-        page.goto(s.url + "#/bus/job/running_job")
+        # a job of the log run on the bus links to its bus page (found by its hash)
+        con = logfill.connect(small_log)
+        local = con.execute("SELECT job_id FROM jobs WHERE status = 'running' LIMIT 1").fetchone()[0]
+        con.execute("UPDATE jobs SET job_hash = 'hash-running_job' WHERE job_id = ?", (local,))
+        con.commit()
+        con.close()
+        page.goto(s.url + f"#/job/{local}")
+        page.click("#job-bus a")
+        page.wait_for_function("() => location.hash === '#/bus/job/running_job'")
         page.wait_for_function("() => document.querySelector('#bus-console').textContent.includes('line 2')")
         add_console(writer, 3, "line 3, live\n")
         page.wait_for_function("() => document.querySelector('#bus-console').textContent.includes('line 3, live')",

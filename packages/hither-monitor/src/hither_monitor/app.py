@@ -165,6 +165,14 @@ def bus_job(m: Monitor, request: Request) -> Any:
 
 
 @_api
+def bus_find(m: Monitor, request: Request) -> Dict[str, Any]:
+    job_hash = _str(request, "hash")
+    if not job_hash:
+        raise BadParam("hash is required: the job_hash of a job of the event log")
+    return {"jobs": _bus(m).find_by_hash(job_hash)}
+
+
+@_api
 def bus_console(m: Monitor, request: Request) -> Dict[str, Any]:
     attempt = _float(request, "attempt")
     return _bus(m).console(request.path_params["job_id"], _int(request, "after", -1),
@@ -193,7 +201,7 @@ def create_app(log: EventLog, bus: Optional[BusView] = None, token: Optional[str
         Route("/api/jobs/{job_id:path}", job), Route("/api/changes", changes), Route("/api/runs", runs),
         Route("/api/runs/{run_id}/graph", graph), Route("/api/timeline", timeline),
         Route("/api/counts", counts), Route("/api/batches", batches), Route("/api/bus", bus_summary),
-        Route("/api/bus/jobs/{job_id}/console", bus_console),
+        Route("/api/bus/find", bus_find), Route("/api/bus/jobs/{job_id}/console", bus_console),
         Route("/api/bus/jobs/{job_id}/cancel", bus_cancel, methods=["POST"]),
         Route("/api/bus/jobs/{job_id}", bus_job),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),

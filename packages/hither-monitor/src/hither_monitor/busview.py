@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
     from hither_remote.bus import Bus
@@ -87,6 +87,14 @@ class BusView:
         with self._lock:
             doc = self.bus.jobs.find_one({"_id": job_id}, {"document": 0})
         return None if doc is None else self._job_fields(doc)
+
+    def find_by_hash(self, job_hash: str, limit: int = 5) -> List[Dict[str, Any]]:
+        """The bus jobs of a hither job (same ``job_hash``), newest first: how a job of the
+        event log run by a RemoteJobHandler is found on the bus."""
+        with self._lock:
+            docs = list(self.bus.jobs.find({"job_hash": job_hash}, {"document": 0})
+                        .sort("created", -1).limit(max(1, min(limit, 50))))
+        return [self._job_fields(d) for d in docs]
 
     def console(self, job_id: str, after: int = -1, attempt: Optional[int] = None) -> Dict[str, Any]:
         """New console output of ``job_id`` since chunk ``after`` (live while it runs)."""

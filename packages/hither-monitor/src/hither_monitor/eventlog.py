@@ -22,9 +22,10 @@ from .timecounts import TimeCounts
 
 PAGE_MAX = 500
 # the jobs table's columns the list shows (the big ones, traceback and runtime_info, only on a job's page)
+# (messages cut at 300 characters: the job's page has them whole)
 LIST_COLUMNS = ("job_id", "run_id", "function_name", "function_version", "handler", "status", "cached",
                 "host", "pid", "created_at", "started_at", "ended_at", "updated_at", "error_type",
-                "error_message", "batch", "pending_reason")
+                "substr(error_message, 1, 300) AS error_message", "batch", "substr(pending_reason, 1, 300) AS pending_reason")
 
 
 class LogError(Exception):

@@ -50,11 +50,26 @@ function build(j) {
   ];
 }
 
+// where the job is on the remote bus (same job hash), with a link to its live console
+async function onTheBus(j) {
+  const info = await window.hitherMonitor.infoReady;
+  if (!info.bus || !j.job_hash) return null;
+  const { jobs } = await api(`/api/bus/find?hash=${encodeURIComponent(j.job_hash)}`);
+  if (!jobs.length) return null;
+  return h("section", { id: "job-bus" }, h("h3", {}, "On the remote bus"), h("ul", { class: "links" },
+    jobs.map((b) => h("li", {}, h("a", { href: `#/bus/job/${encodeURIComponent(b.job_id)}` }, b.job_id), " on ",
+      b.resource_id, " ", statusBadge(b.status), " · console output (live while it runs)"))));
+}
+
 export async function render(view, parts) {
   const id = parts.join("/");
   async function load() {
     const j = await api(`/api/jobs/${encodeURIComponent(id)}`);
-    view.replaceChildren(...build(j).filter(Boolean));
+    const parts_ = build(j).filter(Boolean);
+    let bus = null;
+    try { bus = await onTheBus(j); } catch (err) { bus = null; }
+    if (bus) parts_.splice(2, 0, bus);
+    view.replaceChildren(...parts_);
   }
   await load();
   return {

@@ -67,9 +67,10 @@ async function start() {
   window.addEventListener("hashchange", route);
   // the table's query goes out at once, with these two: no request waits for another
   const summaryReady = api("/api/summary");
-  window.hitherMonitor = { facetsReady: summaryReady };
+  const infoReady = api("/api/info");
+  window.hitherMonitor = { facetsReady: summaryReady, infoReady };
   const routed = route();
-  const [info, summary] = await Promise.all([api("/api/info"), summaryReady]);
+  const [info, summary] = await Promise.all([infoReady, summaryReady]);
   seq = summary.seq;
   window.hitherMonitor.counts = summary.counts;
   renderCounts(summary.counts);
