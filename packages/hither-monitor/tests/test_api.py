@@ -163,3 +163,16 @@ def test_the_log_is_opened_read_only(small_log):
     log = EventLog(small_log)
     with pytest.raises(sqlite3.OperationalError):
         log._conn().execute("DELETE FROM jobs")
+
+
+def test_an_empty_log_then_its_first_jobs(tmp_path):
+    path = str(tmp_path / "empty.sqlite3")
+    logfill.connect(path).close()  # the schema, no job yet
+    c = client(path)
+    assert c.get("/api/jobs", params={"count": 1}).json() == {"jobs": [], "next": None, "total": 0}
+    assert c.get("/api/counts").json()["t"] == []
+    assert c.get("/api/timeline").json() == {"jobs": []}
+    assert c.get("/api/summary").json()["seq"] == 0
+    logfill.fill(path, n_jobs=30, n_runs=1)
+    assert sum(c.get("/api/counts").json()["series"]["created"]) == 30
+    assert c.get("/api/changes", params={"after": 0}).json()["count"] > 30
