@@ -176,3 +176,12 @@ def test_an_empty_log_then_its_first_jobs(tmp_path):
     logfill.fill(path, n_jobs=30, n_runs=1)
     assert sum(c.get("/api/counts").json()["series"]["created"]) == 30
     assert c.get("/api/changes", params={"after": 0}).json()["count"] > 30
+
+
+@pytest.mark.parametrize("host,loopback", [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("[::1]", True),
+                                           ("localhost", True), ("0.0.0.0", False), ("192.168.1.2", False),
+                                           ("example.org", False), ("", False)])
+def test_what_counts_as_loopback(host, loopback):
+    from hither_monitor.guard import is_loopback
+
+    assert is_loopback(host) is loopback

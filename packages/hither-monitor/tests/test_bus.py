@@ -66,3 +66,12 @@ def test_a_log_job_is_found_on_the_bus_by_its_hash(bus_client):
     assert [j["job_id"] for j in found] == ["running_job"]
     assert client.get("/api/bus/find", params={"hash": "nope"}).json()["jobs"] == []
     assert client.get("/api/bus/find").status_code == 400
+
+
+def test_a_bus_that_fails_answers_503_in_one_line(bus_client, mongo_url, small_log):
+    view = BusView(open_bus(mongo_url, "hither_monitor_unused"))
+    view.close()  # every call now raises (as when the server is gone)
+    client = TestClient(create_app(EventLog(small_log), view), base_url="http://127.0.0.1:8765")
+    r = client.get("/api/bus")
+    assert r.status_code == 503 and "could not be read now" in r.json()["error"]
+    assert mongo_url not in r.text

@@ -64,6 +64,11 @@ def _api(fn: Callable[..., Any]) -> Callable[[Request], Any]:
         except sqlite3.Error as exc:
             logger.warning("event log query failed: %s", exc)
             return JSONResponse({"error": f"the event log cannot be read now ({exc})"}, status_code=503)
+        except Exception as exc:  # noqa: BLE001 - the bus (pymongo) down or the like: one line, no trace
+            logger.warning("%s failed: %s: %s", request.url.path, type(exc).__name__, str(exc)[:300])
+            # the page gets the kind of failure only: a driver's message may name the server
+            return JSONResponse({"error": f"{type(exc).__name__}: this could not be read now "
+                                          "(the monitor's log says more)"}, status_code=503)
         if isinstance(data, Response):
             return data
         return JSONResponse(data, headers=_NO_CACHE)
