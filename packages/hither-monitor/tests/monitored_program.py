@@ -14,6 +14,7 @@ import hither as hi
 
 @hi.function("monitored_add", "0.1.0")
 def monitored_add(a, b):
+    print(f"adding {a} and {b}")
     return a + b
 
 

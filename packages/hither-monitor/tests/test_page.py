@@ -144,8 +144,13 @@ def test_a_real_programs_jobs(tmp_path, serve, page):
     proc = subprocess.Popen([sys.executable, os.path.join(HERE, "monitored_program.py"), str(flag)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(tmp_path))
     try:
-        line = proc.stdout.readline()
-        assert line.strip() == "READY", proc.stderr.read()
+        out = []  # the jobs' console output comes through too (print in a worker)
+        while not out or out[-1].strip() != "READY":
+            line = proc.stdout.readline()
+            if not line:  # the program ended without READY
+                proc.wait(30)
+                raise AssertionError(f"the program failed: {''.join(out)}{proc.stderr.read()}")
+            out.append(line)
         deadline = time.monotonic() + 10
         while not os.path.exists(db) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -162,6 +167,12 @@ def test_a_real_programs_jobs(tmp_path, serve, page):
         flag.write_text("go")
         page.wait_for_selector(f"#jobs-body tr[data-job='{waiting}'].r-finished", timeout=20000)
         assert page.evaluate("window.notReloaded") is True
+        page.goto(s.url + "#/jobs?function=monitored_add")
+        added = rows(page)[0][0]
+        page.goto(s.url + f"#/job/{added}")
+        page.wait_for_selector("#console-stdout")
+        assert "adding " in page.inner_text("#console-stdout")
+        assert "a=" in page.inner_text("#job-fields")  # the arguments' summary
         page.goto(s.url + "#/jobs?status=error")
         failed = rows(page)[0][0]
         page.goto(s.url + f"#/job/{failed}")
