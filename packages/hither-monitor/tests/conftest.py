@@ -6,11 +6,7 @@ The page tests drive Debian's chromium (``/usr/bin/chromium``, installed by
 127.0.0.1:27017 the same way.
 """
 import os
-import re
-import subprocess
 import sys
-import threading
-import time
 
 import pytest
 
@@ -18,7 +14,8 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-import logfill  # noqa: E402
+import logfill  # noqa: F401,E402 - the tests import it by this name
+from monitor_procs import start_serve, stop_serve  # noqa: E402
 
 CHROMIUM = os.environ.get("HITHER_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -45,51 +42,6 @@ def big_log(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("big") / "monitor.sqlite3")
     logfill.fill(path, n_jobs=100_000, n_runs=20)
     return path
-
-
-class Served:
-    """A running ``hither-monitor serve``: its URL and its process."""
-
-    def __init__(self, proc, url, lines):
-        self.proc, self.url, self.lines = proc, url, lines
-
-
-def start_serve(*args, env=None, timeout=30.0):
-    """Start ``hither-monitor serve --port 0 ARGS`` and wait for its URL."""
-    proc = subprocess.Popen([sys.executable, "-m", "hither_monitor.cli", "serve", "--port", "0", *args],
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                            env={**os.environ, **(env or {})})
-    lines = []
-    deadline = time.monotonic() + timeout
-    url = None
-
-    def read():
-        for line in proc.stderr:
-            lines.append(line)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    while time.monotonic() < deadline and url is None:
-        for line in lines:
-            m = re.search(r"open (http://\S+)", line)
-            if m:
-                url = m.group(1)
-        if proc.poll() is not None and url is None:
-            break
-        time.sleep(0.05)
-    if url is None:
-        proc.kill()
-        raise AssertionError(f"hither-monitor serve did not start: {''.join(lines)}")
-    return Served(proc, url, lines)
-
-
-def stop_serve(served):
-    served.proc.terminate()
-    try:
-        served.proc.wait(10)
-    except subprocess.TimeoutExpired:
-        served.proc.kill()
-        served.proc.wait(10)
 
 
 @pytest.fixture

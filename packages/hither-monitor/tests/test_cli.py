@@ -8,7 +8,7 @@ import sys
 import urllib.request
 
 import pytest
-from conftest import start_serve, stop_serve
+from monitor_procs import start_serve, stop_serve
 
 
 def run_cli(*args, env=None, timeout=60):
