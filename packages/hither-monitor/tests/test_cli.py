@@ -52,6 +52,12 @@ def test_bad_port_and_host(small_log):
 
 
 def test_bad_or_unreachable_mongo_url(small_log):
+    try:
+        import hither_remote  # noqa: F401
+    except ImportError:  # the monitor-only environment: the CLI says what to install
+        proc = run_cli("serve", "--db", small_log, "--mongo-url", "mongodb://127.0.0.1:1")
+        assert_short_error(proc, "hither-monitor[remote]")
+        return
     assert_short_error(run_cli("serve", "--db", small_log, "--mongo-url", "http://nope"), "--mongo-url")
     secret_url = "mongodb://ana:hunter2@127.0.0.1:1/?serverSelectionTimeoutMS=500"
     proc = run_cli("serve", "--db", small_log, "--mongo-url", secret_url)
