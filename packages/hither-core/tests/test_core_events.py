@@ -153,7 +153,7 @@ def test_off_means_no_thread_no_file(tmp_path, monkeypatch):
     recorder.reset()
     try:
         assert add.run(a=1, b=1).wait() == 2
-        assert recorder.hook is None and recorder.current() is None
+        assert recorder.put is None and recorder.current() is None
         assert not any(t.name == "hither-events" for t in threading.enumerate())
         assert not path.exists()
     finally:

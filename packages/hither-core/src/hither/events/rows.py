@@ -17,7 +17,7 @@ TRACEBACK_MAX = 64 * 1024   # characters of a traceback
 SUMMARY_MAX = 500           # characters of the arguments summary
 _VALUE_MAX = 60             # characters of one scalar argument
 
-HOST = socket.gethostname()
+HOST_NAME = socket.gethostname()
 
 #: the columns of ``jobs`` the recorder writes, in this order
 JOB_COLUMNS = ("job_id", "run_id", "function_name", "function_version", "handler", "status",
@@ -25,6 +25,10 @@ JOB_COLUMNS = ("job_id", "run_id", "function_name", "function_version", "handler
                "updated_at", "error_type", "error_message", "traceback", "batch",
                "pending_reason", "args_summary", "runtime_info")
 _COL = {c: i for i, c in enumerate(JOB_COLUMNS)}
+(STATUS, CACHED, JOB_HASH, HOST, PID, STARTED_AT, ENDED_AT, UPDATED_AT, ERROR_TYPE, ERROR_MESSAGE,
+ TRACEBACK, BATCH, PENDING_REASON, RUNTIME_INFO) = (_COL[c] for c in (
+    "status", "cached", "job_hash", "host", "pid", "started_at", "ended_at", "updated_at", "error_type",
+    "error_message", "traceback", "batch", "pending_reason", "runtime_info"))
 _KEEP_NEWEST = ("status", "updated_at")  # always the latest value; the rest: the latest known
 
 
@@ -113,7 +117,11 @@ def _clip(text: Any, limit: int) -> Any:
 def runtime_json(info: Dict[str, Any]) -> str:
     """``info`` as JSON, each console stream cut to ``CONSOLE_MAX`` characters; values JSON
     does not know become their text."""
-    shown = {k: (_clip(v, CONSOLE_MAX) if k in ("stdout", "stderr") else v) for k, v in info.items()}
+    shown = info
+    for k in ("stdout", "stderr"):
+        v = info.get(k)
+        if isinstance(v, str) and len(v) > CONSOLE_MAX:
+            shown = {**shown, k: _clip(v, CONSOLE_MAX)}
     try:
         return json.dumps(shown, default=str, sort_keys=True)
     except Exception:  # e.g. keys that are not strings
@@ -161,4 +169,4 @@ def run_row(run_id: str) -> Tuple[Any, ...]:
         cwd: Optional[str] = os.getcwd()
     except OSError:  # the folder was removed
         cwd = None
-    return (run_id, HOST, os.getpid(), _clip(argv, 1000), cwd, now, now)
+    return (run_id, HOST_NAME, os.getpid(), _clip(argv, 1000), cwd, now, now)
