@@ -201,3 +201,22 @@ def test_prune_keeps_recent_jobs_once_a_day(tmp_path):
     con.close()
     assert LogWriter(path, keep_days=0.5).maybe_prune(now) == 0  # pruned less than a day ago
     writer.close()
+
+
+def test_odd_arguments_are_summarised_without_failing(log_path):
+    class Weird:
+        def __len__(self):
+            raise RuntimeError("no len")
+
+        def __repr__(self):
+            raise RuntimeError("no repr")
+
+    huge = 10 ** 5000
+    a = ev_ignore.run(a=huge, b=None)
+    b = ev_ignore.run(a=huge, b=float("nan"))
+    a.wait()
+    b.wait()
+    rows = {r["job_id"]: r["args_summary"] for r in read(log_path, "SELECT * FROM jobs")}
+    assert rows[a.id].startswith("a=") and rows[a.id].endswith("b=None") and len(rows[a.id]) < 100
+    assert rows[b.id].endswith("b=nan")
+    assert events.rows.describe(Weird()) == "Weird"

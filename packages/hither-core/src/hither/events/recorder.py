@@ -193,9 +193,11 @@ class Recorder:
 
     def _created(self, row: List[Any], job: Any, t: float) -> None:
         self._events.append((row[0], "created", t))
-        rows.set_cols(row, function_name=job.function_name, function_version=job.function_version,
-                      handler=type(job.handler).__name__, created_at=t,
-                      args_summary=rows.args_summary(job.kwargs))
+        fn = job.function
+        row[rows.FUNCTION_NAME], row[rows.FUNCTION_VERSION] = fn.name, fn.version
+        row[rows.HANDLER] = type(job.handler).__name__
+        row[rows.CREATED_AT] = t
+        row[rows.ARGS_SUMMARY] = rows.args_summary(job.kwargs)
 
     def _details(self) -> None:
         """Where each job that started or ended in this batch ran, and its runtime info as

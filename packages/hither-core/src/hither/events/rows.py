@@ -18,6 +18,7 @@ SUMMARY_MAX = 500           # characters of the arguments summary
 _VALUE_MAX = 60             # characters of one scalar argument
 
 HOST_NAME = socket.gethostname()
+_ENCODE = json.JSONEncoder(default=str).encode  # made once: json.dumps(default=...) makes one per call
 
 #: the columns of ``jobs`` the recorder writes, in this order
 JOB_COLUMNS = ("job_id", "run_id", "function_name", "function_version", "handler", "status",
@@ -25,6 +26,8 @@ JOB_COLUMNS = ("job_id", "run_id", "function_name", "function_version", "handler
                "updated_at", "error_type", "error_message", "traceback", "batch",
                "pending_reason", "args_summary", "runtime_info")
 _COL = {c: i for i, c in enumerate(JOB_COLUMNS)}
+(FUNCTION_NAME, FUNCTION_VERSION, HANDLER, CREATED_AT, ARGS_SUMMARY) = (_COL[c] for c in (
+    "function_name", "function_version", "handler", "created_at", "args_summary"))
 (STATUS, CACHED, JOB_HASH, HOST, PID, STARTED_AT, ENDED_AT, UPDATED_AT, ERROR_TYPE, ERROR_MESSAGE,
  TRACEBACK, BATCH, PENDING_REASON, RUNTIME_INFO) = (_COL[c] for c in (
     "status", "cached", "job_hash", "host", "pid", "started_at", "ended_at", "updated_at", "error_type",
@@ -77,7 +80,17 @@ def describe(value: Any) -> str:
     return cls.__name__  # an Enum, any other object: its repr could be big or slow
 
 
+_PLAIN = (int, float, bool)
+
+
 def args_summary(kwargs: Dict[str, Any]) -> str:
+    """``name=description, ...`` of a job's arguments, at most ``SUMMARY_MAX`` characters."""
+    if len(kwargs) == 1:  # the common small call, quickly
+        for name, value in kwargs.items():
+            if type(value) in _PLAIN and not (type(value) is int and abs(value) > 10**18):
+                text = f"{name}={value!r}"
+                if len(text) <= SUMMARY_MAX:
+                    return text
     parts: List[str] = []
     size = 0
     for name, value in kwargs.items():
@@ -123,7 +136,7 @@ def runtime_json(info: Dict[str, Any]) -> str:
         if isinstance(v, str) and len(v) > CONSOLE_MAX:
             shown = {**shown, k: _clip(v, CONSOLE_MAX)}
     try:
-        return json.dumps(shown, default=str, sort_keys=True)
+        return _ENCODE(shown)
     except Exception:  # e.g. keys that are not strings
         return json.dumps({str(k): str(v) for k, v in shown.items()})
 
