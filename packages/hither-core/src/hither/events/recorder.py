@@ -1,13 +1,12 @@
 """The recorder: each job transition is queued on the caller's thread as one small tuple
 (``put``); one daemon thread turns them into rows and writes them in batches.
 
-The job shell (``hither.jobs.job.Job.apply``) calls ``put((time, job, event, old, new,
-info, inputs))`` after every transition that changed the job's state record, when ``put``
-is not None (``info``: the job's runtime info dict; ``inputs``: its list of input jobs,
-kept alive until the tuple is read). ``put`` starts as :func:`_start`, which reads the
-environment at the first job: with ``HITHER_MONITOR=0`` it becomes None (no thread, no
-queue, nothing per job); else a :class:`Recorder` starts and ``put`` becomes its queue's
-``append`` (no Python frame per transition). A log that cannot be written
+The job shell (``hither.jobs.job.Job.apply``) calls ``put(job, event, old, new, info,
+inputs)`` after every transition that changed the job's state record, when ``put`` is not
+None (``info``: the job's runtime info dict; ``inputs``: its list of input jobs). ``put``
+starts as :func:`_start`, which reads the environment at the first job: with
+``HITHER_MONITOR=0`` it becomes None (no thread, no queue, nothing per job); else a
+:class:`Recorder` starts and ``put`` becomes its ``put``, which queues one tuple. A log that cannot be written
 costs one warning; recording then stops (read-only, corrupt, not a file) or retries at the
 next batch (locked, full), and a job never waits for the log nor sees its errors.
 """
@@ -33,13 +32,15 @@ logger = logging.getLogger("hither.events")
 RUN_ID = os.urandom(6).hex()
 
 INTERVAL = 0.2          # seconds between two batches
+DRAIN_EVERY = 0.005     # seconds between two looks at the queue while jobs come in
 CHUNK = 2000            # jobs per transaction at most (another program waits for our lock)
 EXIT_WAIT = 1.0         # seconds the exit waits for the last batch
 MAX_PENDING = 200_000   # jobs kept while the log cannot be written; beyond, they are dropped
 REASON_EVERY = 1.0      # seconds between two looks at queued jobs' pending reasons
 WARN_AFTER = 5.0        # seconds a log stays locked (or full) before the one warning
 
-Put = Callable[[Tuple[Any, ...]], None]
+Put = Callable[[Any, Any, Any, Any, Dict[str, Any], List[Any]], None]
+_CREATED, _MOVED, _ENDED = "created", "moved", "ended"  # kinds of queued transitions
 _STATUS = {s: ("created" if s is JobStatus.PENDING else s.value) for s in JobStatus}
 
 
@@ -60,24 +61,53 @@ class Recorder:
         self._events: List[Tuple[str, str, float]] = []
         self._edges: List[Tuple[str, str]] = []
         self._waiting: Dict[str, Tuple[Dict[str, Any], str, Any]] = {}  # queued: info, status, reason
-        self._detail: Dict[str, Tuple[Any, Dict[str, Any], Any]] = {}  # job, its info, the event's
+        self._detail: Dict[str, Tuple[Dict[str, Any], Any]] = {}  # job id -> its info, the event's
         self._next_reasons = 0.0
         self._wake = threading.Event()
         self._stopping = False
         self._warned = False
         self._failing_since: Optional[float] = None  # the log is locked or full since
         self.dropped = 0
-        self.put: Put = self._q.append
+        self.put: Put = self._make_put()
         self._thread = threading.Thread(target=self._loop, name="hither-events", daemon=True)
         self._thread.start()
+
+    def _make_put(self) -> Put:
+        """The function the job shell calls at each transition. It queues one tuple of
+        what the writer needs, never the job nor its state record: a job kept alive by
+        the queue would survive into the garbage collector's older generations and make
+        every collection of the program longer (about 10 µs per job, measured)."""
+        append = self._q.append
+        now = time.time
+        steps: List[Any] = []
+
+        def put(job: Any, event: Any, old: Any, new: Any, info: Dict[str, Any], inputs: List[Any]) -> None:
+            if not steps:
+                steps.extend((type(old.step)["NEW"], type(old.step)["DONE"]))
+            if old.step is steps[0]:
+                append((now(), job.id, _CREATED, new.status, job.function, job.handler, job.container,
+                        job.kwargs, tuple([d.id for d in inputs]) if inputs else None, info))
+            elif new.step is steps[1]:
+                append((now(), job.id, _ENDED, new.status, old.status, info,
+                        getattr(event, "runtime_info", None), new.error, new.from_cache,
+                        getattr(job, "_hash", None)))
+            elif new.status is not old.status:
+                append((now(), job.id, _MOVED, new.status, old.status, info,
+                        getattr(event, "runtime_info", None)))
+        return put
 
     # ------------------------------------------------------------------ the thread
     def _loop(self) -> None:
         try:
             self._writer.maybe_prune(time.time())
+            next_write = time.monotonic() + INTERVAL
+            busy = False
             while not self._stopping:
-                self._wake.wait(INTERVAL)
-                self._tick()
+                self._wake.wait(DRAIN_EVERY if busy else INTERVAL)
+                busy = self._drain()
+                if time.monotonic() >= next_write or not busy:
+                    self._tick()
+                    next_write = time.monotonic() + INTERVAL
             self._tick()
         except LogUnavailable as exc:
             self._give_up(str(exc))
@@ -100,16 +130,25 @@ class Recorder:
             self._warned = True
             logger.warning(message)
 
-    def _tick(self) -> None:
-        """Turn what was queued into rows and write them (a locked or full log: later)."""
+    def _drain(self) -> bool:
+        """Turn what was queued into rows, letting go of the jobs at once (a job kept
+        alive for long by the queue survives into the garbage collector's older
+        generations, and the program's full collections grow); False if nothing was."""
         q = self._q
-        now = time.time()
+        if not q:
+            return False
         while q:
             self._take(q.popleft())
+        self._details()
+        return True
+
+    def _tick(self) -> None:
+        """Write the rows made so far (a locked or full log: later)."""
+        self._drain()
+        now = time.time()
         if self._waiting and now >= self._next_reasons:
             self._next_reasons = now + REASON_EVERY
             self._look_at_reasons(now)
-        self._details()
         if not self._rows and not self._events:
             return
         try:
@@ -158,51 +197,54 @@ class Recorder:
     def _take(self, item: Tuple[Any, ...]) -> None:
         """Fold one transition into the rows to write (the costly columns, where the job
         ran and its runtime info, are made once per job and batch, in ``_detail``)."""
-        t, job, event, old, new, info, inputs = item
-        jid = job.id
+        t, jid, kind, new_status = item[:4]
         row = self._rows.get(jid)
         if row is None:
             row = self._rows[jid] = rows.new_row(jid, self.run_id)
-        steps = type(old.step)
-        if old.step is steps.NEW:
+        status = _STATUS[new_status]
+        if kind is _CREATED:
             prev = "created"
-            self._created(row, job, t)
-            if inputs:
-                self._edges.extend((jid, d.id) for d in inputs)
+            self._created(row, item, t)
         else:
-            prev = _status(old.status)
-        status = _status(new.status)
-        if new.step is steps.DONE:
+            prev = _STATUS[item[4]]
+        if kind is _ENDED:
+            _, _, _, _, _, info, extra, error, from_cache, job_hash = item
             self._waiting.pop(jid, None)
             row[rows.ENDED_AT] = t
-            row[rows.CACHED] = 1 if new.from_cache else 0
-            if new.error is not None:
-                row[rows.ERROR_TYPE], row[rows.ERROR_MESSAGE], row[rows.TRACEBACK] = rows.error_cols(new.error)
-            row[rows.JOB_HASH] = getattr(job, "_hash", None)  # when it was computed (a cache)
-            self._detail[jid] = (job, info, getattr(event, "runtime_info", None))
-        elif status == "running" and prev != "running":
-            self._waiting.pop(jid, None)
-            row[rows.STARTED_AT] = t
-            self._detail[jid] = (job, info, getattr(event, "runtime_info", None))
-        elif status == "queued":
-            self._waiting[jid] = (info, status, None)
+            row[rows.CACHED] = 1 if from_cache else 0
+            if error is not None:
+                row[rows.ERROR_TYPE], row[rows.ERROR_MESSAGE], row[rows.TRACEBACK] = rows.error_cols(error)
+            row[rows.JOB_HASH] = job_hash
+            self._detail[jid] = (info, extra)
+        elif kind is _MOVED:
+            if status == "running":
+                self._waiting.pop(jid, None)
+                row[rows.STARTED_AT] = t
+                self._detail[jid] = (item[5], item[6])
+            elif status == "queued":
+                self._waiting[jid] = (item[5], status, None)
         if status != prev:
             self._events.append((jid, status, t))
         row[rows.STATUS] = status
         row[rows.UPDATED_AT] = t
 
-    def _created(self, row: List[Any], job: Any, t: float) -> None:
-        self._events.append((row[0], "created", t))
-        fn = job.function
-        row[rows.FUNCTION_NAME], row[rows.FUNCTION_VERSION] = fn.name, fn.version
-        row[rows.HANDLER] = type(job.handler).__name__
+    def _created(self, row: List[Any], item: Tuple[Any, ...], t: float) -> None:
+        _, jid, _, new_status, function, handler, container, kwargs, inputs, info = item
+        self._events.append((jid, "created", t))
+        row[rows.FUNCTION_NAME], row[rows.FUNCTION_VERSION] = function.name, function.version
+        row[rows.HANDLER] = type(handler).__name__
         row[rows.CREATED_AT] = t
-        row[rows.ARGS_SUMMARY] = rows.args_summary(job.kwargs)
+        row[rows.ARGS_SUMMARY] = rows.args_summary(kwargs)
+        row[rows.BATCH] = rows.batch_of({}, handler, container)
+        if inputs:
+            self._edges.extend((jid, d) for d in inputs)
+        if new_status is JobStatus.QUEUED:
+            self._waiting[jid] = (info, "queued", None)
 
     def _details(self) -> None:
         """Where each job that started or ended in this batch ran, and its runtime info as
         it is now (the handler's report merged)."""
-        for jid, (job, info, extra) in self._detail.items():
+        for jid, (info, extra) in self._detail.items():
             row = self._rows.get(jid)
             if row is None:
                 continue
@@ -212,7 +254,9 @@ class Recorder:
             pid = info.get("pid")
             row[rows.HOST] = str(info.get("host") or rows.HOST_NAME)
             row[rows.PID] = pid if isinstance(pid, int) else None
-            row[rows.BATCH] = rows.batch_of(info, job)
+            batch = rows.batch_of(info, None, None)
+            if batch is not None:
+                row[rows.BATCH] = batch
             row[rows.RUNTIME_INFO] = rows.runtime_json(info)
         self._detail.clear()
 
@@ -241,7 +285,7 @@ _current: Optional[Recorder] = None
 _orphans: List[Recorder] = []  # a forked child's copies of its parent's recorder: never used
 
 
-def _start(item: Tuple[Any, ...]) -> None:
+def _start(job: Any, event: Any, old: Any, new: Any, info: Dict[str, Any], inputs: List[Any]) -> None:
     """``put`` until the first job: start recording (or not) as the environment says."""
     global put, _current
     with _lock:
@@ -253,7 +297,7 @@ def _start(item: Tuple[Any, ...]) -> None:
                 put = None
     p = put
     if p is not None:
-        p(item)
+        p(job, event, old, new, info, inputs)
 
 
 #: what the job shell calls at each transition; None: recording is off

@@ -141,13 +141,13 @@ def runtime_json(info: Dict[str, Any]) -> str:
         return json.dumps({str(k): str(v) for k, v in shown.items()})
 
 
-def batch_of(info: Dict[str, Any], job: Any) -> Optional[str]:
+def batch_of(info: Dict[str, Any], handler: Any, container: Optional[str]) -> Optional[str]:
     """The batch a job ran in: its Slurm job (or pilot batch), its remote resource, its
     container image."""
     for key in ("slurm_job_id", "batch", "compute_resource_id", "resource_id"):
         if info.get(key):
             return str(info[key])
-    for value in (getattr(job.handler, "compute_resource_id", None), getattr(job, "container", None)):
+    for value in (getattr(handler, "compute_resource_id", None), container):
         if isinstance(value, str) and value:
             return value
     return None

@@ -7,7 +7,6 @@ import itertools
 import logging
 import threading
 import weakref
-from time import time as _now
 from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, List, Optional, Tuple
 
 from hither.errors import JobCancelledException, JobNotFinishedError
@@ -240,7 +239,7 @@ class Job:
         if state is not old:  # recorded in the job event log (hither.events): a tuple queued
             put = _events.put
             if put is not None:
-                put((_now(), self, event, old, state, self._runtime_info, self._deps))
+                put(self, event, old, state, self._runtime_info, self._deps)
         return state is not old or bool(actions), state, actions
 
     def merge_runtime_info(self, runtime_info: "Optional[RuntimeInfo | Dict[str, Any]]") -> None:
