@@ -153,7 +153,7 @@ def test_off_means_no_thread_no_file(tmp_path, monkeypatch):
     recorder.reset()
     try:
         assert add.run(a=1, b=1).wait() == 2
-        assert recorder.hook is None and recorder.current() is None
+        assert recorder.put is None and recorder.current() is None
         assert not any(t.name == "hither-events" for t in threading.enumerate())
         assert not path.exists()
     finally:
@@ -201,3 +201,89 @@ def test_prune_keeps_recent_jobs_once_a_day(tmp_path):
     con.close()
     assert LogWriter(path, keep_days=0.5).maybe_prune(now) == 0  # pruned less than a day ago
     writer.close()
+
+
+def test_odd_arguments_are_summarised_without_failing(log_path):
+    class Weird:
+        def __len__(self):
+            raise RuntimeError("no len")
+
+        def __repr__(self):
+            raise RuntimeError("no repr")
+
+    huge = 10 ** 5000
+    a = ev_ignore.run(a=huge, b=None)
+    b = ev_ignore.run(a=huge, b=float("nan"))
+    a.wait()
+    b.wait()
+    rows = {r["job_id"]: r["args_summary"] for r in read(log_path, "SELECT * FROM jobs")}
+    assert rows[a.id].startswith("a=") and rows[a.id].endswith("b=None") and len(rows[a.id]) < 100
+    assert rows[b.id].endswith("b=nan")
+    assert events.rows.describe(Weird()) == "Weird"
+
+
+class _HoldingHandler(hi.JobHandler):
+    """Keeps each job queued with a pending reason until ``release()``."""
+
+    name = "holding"
+
+    def __init__(self):
+        self.jobs = []
+
+    def submit(self, job, inline):
+        job.merge_runtime_info({"pending_reason": "Resources"})
+        self.jobs.append(job)
+
+    def release(self):
+        for job in self.jobs:
+            job.merge_runtime_info({"pending_reason": "Priority"})
+        time.sleep(2.5)  # the recorder looks at waiting jobs once a second
+        for job in self.jobs:
+            job.report_running({"host": "node7", "pid": 4242, "slurm_job_id": "991"})
+            job.report_result(job.resolved_kwargs["a"] + job.resolved_kwargs["b"])
+
+    def cancel(self, job):
+        return False
+
+
+def _one(path, job_id):
+    recorder.current()._wake.set()  # noqa: SLF001 - a tick now rather than in 0.2 s
+    time.sleep(0.5)
+    con = events.open_log(path)
+    try:
+        return dict(con.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone())
+    finally:
+        con.close()
+
+
+def test_pending_reason_and_where_a_job_ran(log_path):
+    h = _HoldingHandler()
+    with hi.Config(job_handler=h):
+        job = add.run(a=1, b=2)
+    time.sleep(1.5)
+    row = _one(log_path, job.id)
+    assert (row["status"], row["pending_reason"]) == ("queued", "Resources")
+    h.release()
+    assert job.wait(10) == 3
+    [row] = read(log_path, "SELECT * FROM jobs")
+    assert row["status"] == "finished" and row["pending_reason"] == "Priority"
+    assert (row["host"], row["pid"], row["batch"], row["handler"]) == ("node7", 4242, "991", "_HoldingHandler")
+
+
+def test_a_forked_child_records_as_its_own_run(log_path):
+    add.run(a=1, b=1).wait()
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = 1
+        try:
+            add.run(a=2, b=2).wait()
+            recorder.reset()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    runs = read(log_path, "SELECT run_id, pid FROM runs")
+    assert {r["pid"] for r in runs} == {os.getpid(), pid} and len({r["run_id"] for r in runs}) == 2
+    jobs = read(log_path, "SELECT job_id, run_id FROM jobs")
+    assert len(jobs) == 2 and all(j["job_id"].startswith(j["run_id"] + "-") for j in jobs)

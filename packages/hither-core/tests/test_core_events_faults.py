@@ -65,7 +65,7 @@ def test_a_broken_log_stops_recording_with_one_warning(kind, tmp_path, use_log, 
         path = tmp_path / "file" / "sub" / "monitor.sqlite3"  # its folder cannot be made
     use_log(path)
     _run_jobs()
-    _wait_for(lambda: recorder.hook is None)  # recording stopped: nothing more per job
+    _wait_for(lambda: recorder.put is None)  # recording stopped: nothing more per job
     _run_jobs()
     [warning] = _warnings(caplog)
     assert "stops recording jobs" in warning.getMessage() and str(path) in warning.getMessage()
@@ -97,7 +97,7 @@ def test_a_locked_log_is_written_once_free(tmp_path, use_log, caplog):
         finally:
             con.close()
     _wait_for(lambda: written() == 250)
-    assert recorder.hook is not None
+    assert recorder.put is not None
 
 
 def _prog(args, db, *, env=None, prefix=(), timeout=120):

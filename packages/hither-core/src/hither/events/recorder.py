@@ -1,11 +1,12 @@
 """The recorder: each job transition is queued on the caller's thread as one small tuple
-(``hook``); one daemon thread turns them into rows and writes them in batches.
+(``put``); one daemon thread turns them into rows and writes them in batches.
 
-The job shell (``hither.jobs.job.Job.apply``) calls ``hook(job, event, old, new, info)``
-after every transition that changed the job's state record, when ``hook`` is not None.
-``hook`` starts as :func:`_start`, which reads the environment at the first job: with
+The job shell (``hither.jobs.job.Job.apply``) calls ``put(job, event, old, new, info,
+inputs)`` after every transition that changed the job's state record, when ``put`` is not
+None (``info``: the job's runtime info dict; ``inputs``: its list of input jobs). ``put``
+starts as :func:`_start`, which reads the environment at the first job: with
 ``HITHER_MONITOR=0`` it becomes None (no thread, no queue, nothing per job); else a
-:class:`Recorder` starts and ``hook`` becomes its ``record``. A log that cannot be written
+:class:`Recorder` starts and ``put`` becomes its ``put``, which queues one tuple. A log that cannot be written
 costs one warning; recording then stops (read-only, corrupt, not a file) or retries at the
 next batch (locked, full), and a job never waits for the log nor sees its errors.
 """
@@ -23,6 +24,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 from hither.events import rows
 from hither.events.log import default_log_path, keep_days, recording_enabled
 from hither.events.store import LogUnavailable, LogWriter
+from hither.status import JobStatus
 
 logger = logging.getLogger("hither.events")
 
@@ -30,14 +32,21 @@ logger = logging.getLogger("hither.events")
 RUN_ID = os.urandom(6).hex()
 
 INTERVAL = 0.2          # seconds between two batches
+DRAIN_EVERY = 0.005     # seconds between two looks at the queue while jobs come in
 CHUNK = 2000            # jobs per transaction at most (another program waits for our lock)
 EXIT_WAIT = 1.0         # seconds the exit waits for the last batch
 MAX_PENDING = 200_000   # jobs kept while the log cannot be written; beyond, they are dropped
 REASON_EVERY = 1.0      # seconds between two looks at queued jobs' pending reasons
 WARN_AFTER = 5.0        # seconds a log stays locked (or full) before the one warning
 
-Hook = Callable[[Any, Any, Any, Any, Dict[str, Any]], None]
-_STATUS = {"pending": "created"}  # JobStatus value -> the log's status (the rest are equal)
+Put = Callable[[Any, Any, Any, Any, Dict[str, Any], List[Any]], None]
+_CREATED, _MOVED, _ENDED = "created", "moved", "ended"  # kinds of queued transitions
+_STATUS = {s: ("created" if s is JobStatus.PENDING else s.value) for s in JobStatus}
+
+
+def _status(status: JobStatus) -> str:
+    """The log's name of a job status (pending is ``created``)."""
+    return _STATUS[status]
 
 
 class Recorder:
@@ -52,34 +61,53 @@ class Recorder:
         self._events: List[Tuple[str, str, float]] = []
         self._edges: List[Tuple[str, str]] = []
         self._waiting: Dict[str, Tuple[Dict[str, Any], str, Any]] = {}  # queued: info, status, reason
+        self._detail: Dict[str, Tuple[Dict[str, Any], Any]] = {}  # job id -> its info, the event's
         self._next_reasons = 0.0
         self._wake = threading.Event()
         self._stopping = False
         self._warned = False
         self._failing_since: Optional[float] = None  # the log is locked or full since
         self.dropped = 0
-        self.record: Hook = self._make_record()
+        self.put: Put = self._make_put()
         self._thread = threading.Thread(target=self._loop, name="hither-events", daemon=True)
         self._thread.start()
 
-    def _make_record(self) -> Hook:
+    def _make_put(self) -> Put:
+        """The function the job shell calls at each transition. It queues one tuple of
+        what the writer needs, never the job nor its state record: a job kept alive by
+        the queue would survive into the garbage collector's older generations and make
+        every collection of the program longer (about 10 µs per job, measured)."""
         append = self._q.append
         now = time.time
+        steps: List[Any] = []
 
-        def record(job: Any, event: Any, old: Any, new: Any, info: Dict[str, Any]) -> None:
-            if new.inputs and not old.inputs:  # submitted with input jobs: note them now
-                append((now(), job, event, old, new, info, [d.id for d in job.dependencies]))
-            else:
-                append((now(), job, event, old, new, info))
-        return record
+        def put(job: Any, event: Any, old: Any, new: Any, info: Dict[str, Any], inputs: List[Any]) -> None:
+            if not steps:
+                steps.extend((type(old.step)["NEW"], type(old.step)["DONE"]))
+            if old.step is steps[0]:
+                append((now(), job.id, _CREATED, new.status, job.function, job.handler, job.container,
+                        job.kwargs, tuple([d.id for d in inputs]) if inputs else None, info))
+            elif new.step is steps[1]:
+                append((now(), job.id, _ENDED, new.status, old.status, info,
+                        getattr(event, "runtime_info", None), new.error, new.from_cache,
+                        getattr(job, "_hash", None)))
+            elif new.status is not old.status:
+                append((now(), job.id, _MOVED, new.status, old.status, info,
+                        getattr(event, "runtime_info", None)))
+        return put
 
     # ------------------------------------------------------------------ the thread
     def _loop(self) -> None:
         try:
             self._writer.maybe_prune(time.time())
+            next_write = time.monotonic() + INTERVAL
+            busy = False
             while not self._stopping:
-                self._wake.wait(INTERVAL)
-                self._tick()
+                self._wake.wait(DRAIN_EVERY if busy else INTERVAL)
+                busy = self._drain()
+                if time.monotonic() >= next_write or not busy:
+                    self._tick()
+                    next_write = time.monotonic() + INTERVAL
             self._tick()
         except LogUnavailable as exc:
             self._give_up(str(exc))
@@ -90,9 +118,9 @@ class Recorder:
             self._writer.close()
 
     def _give_up(self, why: str) -> None:
-        global hook
-        if hook == self.record:
-            hook = None
+        global put
+        if put == self.put:
+            put = None
         self._q.clear()
         self._warn(f"hither stops recording jobs to {self.path}: {why} (set HITHER_MONITOR_DB "
                    "to a writable file, or HITHER_MONITOR=0 to turn this off)")
@@ -102,12 +130,22 @@ class Recorder:
             self._warned = True
             logger.warning(message)
 
-    def _tick(self) -> None:
-        """Turn what was queued into rows and write them (a locked or full log: later)."""
+    def _drain(self) -> bool:
+        """Turn what was queued into rows, letting go of the jobs at once (a job kept
+        alive for long by the queue survives into the garbage collector's older
+        generations, and the program's full collections grow); False if nothing was."""
         q = self._q
-        now = time.time()
+        if not q:
+            return False
         while q:
             self._take(q.popleft())
+        self._details()
+        return True
+
+    def _tick(self) -> None:
+        """Write the rows made so far (a locked or full log: later)."""
+        self._drain()
+        now = time.time()
         if self._waiting and now >= self._next_reasons:
             self._next_reasons = now + REASON_EVERY
             self._look_at_reasons(now)
@@ -157,53 +195,70 @@ class Recorder:
         return row
 
     def _take(self, item: Tuple[Any, ...]) -> None:
-        """Fold one transition into the rows to write."""
-        t, job, event, old, new, info = item[:6]
-        jid = job.id
-        row = self._row(jid)
-        if old.step.value == "new":
+        """Fold one transition into the rows to write (the costly columns, where the job
+        ran and its runtime info, are made once per job and batch, in ``_detail``)."""
+        t, jid, kind, new_status = item[:4]
+        row = self._rows.get(jid)
+        if row is None:
+            row = self._rows[jid] = rows.new_row(jid, self.run_id)
+        status = _STATUS[new_status]
+        if kind is _CREATED:
             prev = "created"
-            self._created(row, job, t)
-            if len(item) > 6:
-                self._edges.extend((jid, d) for d in item[6])
+            self._created(row, item, t)
         else:
-            prev = _STATUS.get(old.status.value, old.status.value)
-        status = _STATUS.get(new.status.value, new.status.value)
-        if new.step.value == "done" and old.step.value != "done":
-            self._ended(row, job, event, new, info, t)
-        elif status == "running" and prev != "running":
-            self._running(row, job, event, info, t)
-        elif status == "queued":
-            self._waiting[jid] = (info, status, None)
+            prev = _STATUS[item[4]]
+        if kind is _ENDED:
+            _, _, _, _, _, info, extra, error, from_cache, job_hash = item
+            self._waiting.pop(jid, None)
+            row[rows.ENDED_AT] = t
+            row[rows.CACHED] = 1 if from_cache else 0
+            if error is not None:
+                row[rows.ERROR_TYPE], row[rows.ERROR_MESSAGE], row[rows.TRACEBACK] = rows.error_cols(error)
+            row[rows.JOB_HASH] = job_hash
+            self._detail[jid] = (info, extra)
+        elif kind is _MOVED:
+            if status == "running":
+                self._waiting.pop(jid, None)
+                row[rows.STARTED_AT] = t
+                self._detail[jid] = (item[5], item[6])
+            elif status == "queued":
+                self._waiting[jid] = (item[5], status, None)
         if status != prev:
             self._events.append((jid, status, t))
-        rows.set_cols(row, status=status, updated_at=t)
+        row[rows.STATUS] = status
+        row[rows.UPDATED_AT] = t
 
-    def _created(self, row: List[Any], job: Any, t: float) -> None:
-        self._events.append((row[0], "created", t))
-        rows.set_cols(row, function_name=job.function_name, function_version=job.function_version,
-                      handler=type(job.handler).__name__, created_at=t,
-                      args_summary=rows.args_summary(job.kwargs))
+    def _created(self, row: List[Any], item: Tuple[Any, ...], t: float) -> None:
+        _, jid, _, new_status, function, handler, container, kwargs, inputs, info = item
+        self._events.append((jid, "created", t))
+        row[rows.FUNCTION_NAME], row[rows.FUNCTION_VERSION] = function.name, function.version
+        row[rows.HANDLER] = type(handler).__name__
+        row[rows.CREATED_AT] = t
+        row[rows.ARGS_SUMMARY] = rows.args_summary(kwargs)
+        row[rows.BATCH] = rows.batch_of({}, handler, container)
+        if inputs:
+            self._edges.extend((jid, d) for d in inputs)
+        if new_status is JobStatus.QUEUED:
+            self._waiting[jid] = (info, "queued", None)
 
-    def _where(self, row: List[Any], job: Any, info: Dict[str, Any]) -> None:
-        rows.set_cols(row, host=str(info.get("host") or rows.HOST),
-                      pid=info.get("pid") if isinstance(info.get("pid"), int) else None,
-                      batch=rows.batch_of(info, job), runtime_info=rows.runtime_json(info))
-
-    def _running(self, row: List[Any], job: Any, event: Any, info: Dict[str, Any], t: float) -> None:
-        self._waiting.pop(row[0], None)
-        info = {**info, **rows.info_dict(getattr(event, "runtime_info", None))}
-        rows.set_cols(row, started_at=t, pending_reason=info.get("pending_reason"))
-        self._where(row, job, info)
-
-    def _ended(self, row: List[Any], job: Any, event: Any, new: Any, info: Dict[str, Any],
-               t: float) -> None:
-        self._waiting.pop(row[0], None)
-        info = {**info, **rows.info_dict(getattr(event, "runtime_info", None))}
-        kind, message, tb = rows.error_cols(new.error)
-        rows.set_cols(row, ended_at=t, cached=1 if new.from_cache else 0, error_type=kind,
-                      error_message=message, traceback=tb, job_hash=getattr(job, "_hash", None))
-        self._where(row, job, info)
+    def _details(self) -> None:
+        """Where each job that started or ended in this batch ran, and its runtime info as
+        it is now (the handler's report merged)."""
+        for jid, (info, extra) in self._detail.items():
+            row = self._rows.get(jid)
+            if row is None:
+                continue
+            info = dict(info)
+            if extra is not None:
+                info.update(rows.info_dict(extra))
+            pid = info.get("pid")
+            row[rows.HOST] = str(info.get("host") or rows.HOST_NAME)
+            row[rows.PID] = pid if isinstance(pid, int) else None
+            batch = rows.batch_of(info, None, None)
+            if batch is not None:
+                row[rows.BATCH] = batch
+            row[rows.RUNTIME_INFO] = rows.runtime_json(info)
+        self._detail.clear()
 
     def _look_at_reasons(self, now: float) -> None:
         """Queued jobs whose pending reason changed (a handler merges it into their runtime
@@ -230,23 +285,23 @@ _current: Optional[Recorder] = None
 _orphans: List[Recorder] = []  # a forked child's copies of its parent's recorder: never used
 
 
-def _start(job: Any, event: Any, old: Any, new: Any, info: Dict[str, Any]) -> None:
-    """The hook until the first job: start recording (or not) as the environment says."""
-    global hook, _current
+def _start(job: Any, event: Any, old: Any, new: Any, info: Dict[str, Any], inputs: List[Any]) -> None:
+    """``put`` until the first job: start recording (or not) as the environment says."""
+    global put, _current
     with _lock:
-        if hook is _start:
+        if put is _start:
             if recording_enabled():
                 _current = Recorder(default_log_path(), keep_days(), RUN_ID)
-                hook = _current.record
+                put = _current.put
             else:
-                hook = None
-    h = hook
-    if h is not None:
-        h(job, event, old, new, info)
+                put = None
+    p = put
+    if p is not None:
+        p(job, event, old, new, info, inputs)
 
 
 #: what the job shell calls at each transition; None: recording is off
-hook: Optional[Hook] = _start
+put: Optional[Put] = _start
 
 
 def current() -> Optional[Recorder]:
@@ -257,10 +312,10 @@ def current() -> Optional[Recorder]:
 def reset() -> None:
     """Write and stop the current recorder; the next job reads the environment again
     (tests, and a program that changes ``HITHER_MONITOR_DB``)."""
-    global hook, _current
+    global put, _current
     with _lock:
         rec, _current = _current, None
-        hook = _start
+        put = _start
     if rec is not None:
         rec.close(timeout=5.0)
 
@@ -272,13 +327,13 @@ def _at_exit() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global hook, _current, RUN_ID, _lock
+    global put, _current, RUN_ID, _lock
     RUN_ID = os.urandom(6).hex()
     _lock = threading.Lock()
     if _current is not None:
         _orphans.append(_current)  # its connection belongs to the parent: never touch it
     _current = None
-    hook = _start
+    put = _start
 
 
 atexit.register(_at_exit)

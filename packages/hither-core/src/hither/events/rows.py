@@ -17,7 +17,8 @@ TRACEBACK_MAX = 64 * 1024   # characters of a traceback
 SUMMARY_MAX = 500           # characters of the arguments summary
 _VALUE_MAX = 60             # characters of one scalar argument
 
-HOST = socket.gethostname()
+HOST_NAME = socket.gethostname()
+_ENCODE = json.JSONEncoder(default=str).encode  # made once: json.dumps(default=...) makes one per call
 
 #: the columns of ``jobs`` the recorder writes, in this order
 JOB_COLUMNS = ("job_id", "run_id", "function_name", "function_version", "handler", "status",
@@ -25,6 +26,12 @@ JOB_COLUMNS = ("job_id", "run_id", "function_name", "function_version", "handler
                "updated_at", "error_type", "error_message", "traceback", "batch",
                "pending_reason", "args_summary", "runtime_info")
 _COL = {c: i for i, c in enumerate(JOB_COLUMNS)}
+(FUNCTION_NAME, FUNCTION_VERSION, HANDLER, CREATED_AT, ARGS_SUMMARY) = (_COL[c] for c in (
+    "function_name", "function_version", "handler", "created_at", "args_summary"))
+(STATUS, CACHED, JOB_HASH, HOST, PID, STARTED_AT, ENDED_AT, UPDATED_AT, ERROR_TYPE, ERROR_MESSAGE,
+ TRACEBACK, BATCH, PENDING_REASON, RUNTIME_INFO) = (_COL[c] for c in (
+    "status", "cached", "job_hash", "host", "pid", "started_at", "ended_at", "updated_at", "error_type",
+    "error_message", "traceback", "batch", "pending_reason", "runtime_info"))
 _KEEP_NEWEST = ("status", "updated_at")  # always the latest value; the rest: the latest known
 
 
@@ -73,7 +80,17 @@ def describe(value: Any) -> str:
     return cls.__name__  # an Enum, any other object: its repr could be big or slow
 
 
+_PLAIN = (int, float, bool)
+
+
 def args_summary(kwargs: Dict[str, Any]) -> str:
+    """``name=description, ...`` of a job's arguments, at most ``SUMMARY_MAX`` characters."""
+    if len(kwargs) == 1:  # the common small call, quickly
+        for name, value in kwargs.items():
+            if type(value) in _PLAIN and not (type(value) is int and abs(value) > 10**18):
+                text = f"{name}={value!r}"
+                if len(text) <= SUMMARY_MAX:
+                    return text
     parts: List[str] = []
     size = 0
     for name, value in kwargs.items():
@@ -113,20 +130,24 @@ def _clip(text: Any, limit: int) -> Any:
 def runtime_json(info: Dict[str, Any]) -> str:
     """``info`` as JSON, each console stream cut to ``CONSOLE_MAX`` characters; values JSON
     does not know become their text."""
-    shown = {k: (_clip(v, CONSOLE_MAX) if k in ("stdout", "stderr") else v) for k, v in info.items()}
+    shown = info
+    for k in ("stdout", "stderr"):
+        v = info.get(k)
+        if isinstance(v, str) and len(v) > CONSOLE_MAX:
+            shown = {**shown, k: _clip(v, CONSOLE_MAX)}
     try:
-        return json.dumps(shown, default=str, sort_keys=True)
+        return _ENCODE(shown)
     except Exception:  # e.g. keys that are not strings
         return json.dumps({str(k): str(v) for k, v in shown.items()})
 
 
-def batch_of(info: Dict[str, Any], job: Any) -> Optional[str]:
+def batch_of(info: Dict[str, Any], handler: Any, container: Optional[str]) -> Optional[str]:
     """The batch a job ran in: its Slurm job (or pilot batch), its remote resource, its
     container image."""
     for key in ("slurm_job_id", "batch", "compute_resource_id", "resource_id"):
         if info.get(key):
             return str(info[key])
-    for value in (getattr(job.handler, "compute_resource_id", None), getattr(job, "container", None)):
+    for value in (getattr(handler, "compute_resource_id", None), container):
         if isinstance(value, str) and value:
             return value
     return None
@@ -161,4 +182,4 @@ def run_row(run_id: str) -> Tuple[Any, ...]:
         cwd: Optional[str] = os.getcwd()
     except OSError:  # the folder was removed
         cwd = None
-    return (run_id, HOST, os.getpid(), _clip(argv, 1000), cwd, now, now)
+    return (run_id, HOST_NAME, os.getpid(), _clip(argv, 1000), cwd, now, now)

@@ -237,9 +237,9 @@ class Job:
             state, actions = S.transition(old, event)
             self._state = state
         if state is not old:  # recorded in the job event log (hither.events): a tuple queued
-            hook = _events.hook
-            if hook is not None:
-                hook(self, event, old, state, self._runtime_info)
+            put = _events.put
+            if put is not None:
+                put(self, event, old, state, self._runtime_info, self._deps)
         return state is not old or bool(actions), state, actions
 
     def merge_runtime_info(self, runtime_info: "Optional[RuntimeInfo | Dict[str, Any]]") -> None:
