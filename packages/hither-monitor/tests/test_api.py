@@ -185,3 +185,17 @@ def test_what_counts_as_loopback(host, loopback):
     from hither_monitor.guard import is_loopback
 
     assert is_loopback(host) is loopback
+
+
+def test_command_lines_lose_their_credentials(small_log):
+    con = logfill.connect(small_log)
+    run_id = con.execute("SELECT run_id FROM runs LIMIT 1").fetchone()[0]
+    con.execute("UPDATE runs SET argv = ? WHERE run_id = ?",
+                ("python prog.py --mongo-url mongodb://ana:hunter2@db:27017/x --password=pw1 --token tk2 --n 3", run_id))
+    con.commit()
+    con.close()
+    c = client(small_log)
+    argv = [r for r in c.get("/api/runs").json()["runs"] if r["run_id"] == run_id][0]["argv"]
+    assert argv == "python prog.py --mongo-url mongodb://***@db:27017/x --password=*** --token *** --n 3"
+    job = c.get("/api/jobs", params={"run": run_id, "limit": 1}).json()["jobs"][0]
+    assert "hunter2" not in c.get(f"/api/jobs/{job['job_id']}").text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -26,6 +27,18 @@ PAGE_MAX = 500
 LIST_COLUMNS = ("job_id", "run_id", "function_name", "function_version", "handler", "status", "cached",
                 "host", "pid", "created_at", "started_at", "ended_at", "updated_at", "error_type",
                 "substr(error_message, 1, 300) AS error_message", "batch", "substr(pending_reason, 1, 300) AS pending_reason")
+
+
+# a program's command line may hold credentials: a URL's user:password, --password=... and kin
+_URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+_SECRET_OPTION = re.compile(r"((?:secret|password|passwd|token|api[-_]?key)[A-Za-z0-9_-]*[=\s]+)\S+", re.IGNORECASE)
+
+
+def scrub(text: Optional[str]) -> Optional[str]:
+    """``text`` with credentials in URLs and the values of secret-looking options masked."""
+    if not text:
+        return text
+    return _SECRET_OPTION.sub(r"\1***", _URL_CREDENTIALS.sub(r"\1***@", text))
 
 
 class LogError(Exception):
@@ -161,12 +174,18 @@ class EventLog:
         runs = self._rows("SELECT run_id, host, pid, argv, started_at, last_seen FROM runs WHERE run_id = ?",
                           (job["run_id"],))
         job["run"] = runs[0] if runs else None
+        if job["run"] is not None:
+            job["run"]["argv"] = scrub(job["run"]["argv"])
         return job
 
     # --- runs and their pipelines ---------------------------------------------------
     def runs(self, limit: int = 100) -> List[Dict[str, Any]]:
-        return self._rows("SELECT run_id, host, pid, argv, started_at, last_seen FROM runs "
+        """The latest programs that recorded jobs (command lines scrubbed of credentials)."""
+        runs = self._rows("SELECT run_id, host, pid, argv, started_at, last_seen FROM runs "
                           "ORDER BY started_at DESC LIMIT ?", (max(1, min(limit, 1000)),))
+        for r in runs:
+            r["argv"] = scrub(r["argv"])
+        return runs
 
     def graph(self, run_id: str, limit: int = 400) -> Dict[str, Any]:
         """The run's pipeline: its jobs that have an edge (the first ``limit``) and the edges among them."""
