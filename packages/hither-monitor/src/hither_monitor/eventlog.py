@@ -78,7 +78,7 @@ class EventLog:
     """The event log at ``path``, opened read-only."""
 
     def __init__(self, path: "str | os.PathLike[str] | None" = None) -> None:
-        self.path = os.path.abspath(path if path is not None else default_log_path())
+        self.path = os.path.abspath(os.path.expanduser(path if path is not None else default_log_path()))
         if not os.path.isfile(self.path):
             raise LogError(f"no event log at {self.path}: run a hither program with the monitor on "
                            "(the default) or point --db / $HITHER_MONITOR_DB at the log")
