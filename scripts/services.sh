@@ -5,6 +5,7 @@
 #   - a Docker Engine (dockerd --bridge=none --iptables=false) and a locally built
 #     Python 3.11 + numpy image, hither-test/python-numpy:3.11       (hither-container)
 #   - a single-node Slurm cluster (munge + slurmctld + slurmd)       (hither-slurm)
+#   - Debian's chromium (headless, driven by playwright)             (hither-monitor's page tests)
 # Idempotent: safe to run again when things are installed or already up.
 # Each service lives in its own venv under /opt (SecantusDB is GPL-2.0: a separate
 # process, never a dependency of hither). Only loopback addresses are used.
@@ -241,14 +242,23 @@ pkill_pidfile() {  # stop the daemon named in a pid file (never by process name)
   return 0
 }
 
+install_chromium() {  # a browser for the page tests: Debian's, never one downloaded by playwright
+  if [ -x /usr/bin/chromium ]; then log "chromium already installed"; return 0; fi
+  log "installing chromium (apt-get)"
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null
+  [ -x /usr/bin/chromium ] || { log "chromium did not install"; return 1; }
+}
+
 [ "${HITHER_SERVICES_SOURCED:-0}" = 1 ] && return 0  # sourced for a dry run: functions only
 
 what=${1:-all}
 case "$what" in
-  all) start_mongo; start_s3; start_slurm; start_docker ;;
+  all) start_mongo; start_s3; start_slurm; start_docker; install_chromium ;;
   mongo) start_mongo ;;
   s3) start_s3 ;;
   slurm) start_slurm ;;
   docker) start_docker ;;
-  *) echo "usage: $0 [all|mongo|s3|slurm|docker]" >&2; exit 2 ;;
+  chromium) install_chromium ;;
+  *) echo "usage: $0 [all|mongo|s3|slurm|docker|chromium]" >&2; exit 2 ;;
 esac

@@ -21,7 +21,8 @@ else:  # pragma: no cover
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO_URL = "https://github.com/hither-dev/hither"
-PACKAGES = ["hither-core", "hither-cache", "hither-store", "hither-remote", "hither-slurm", "hither-container"]
+PACKAGES = ["hither-core", "hither-cache", "hither-store", "hither-remote", "hither-slurm", "hither-container",
+            "hither-monitor"]
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 #: dependencies more than one package may declare: the one range each must use
 SHARED = {"pydantic": ">=2.5,<3", "numpy": ">=1.22", "fsspec": ">=2023", "pymongo": ">=4.6",
