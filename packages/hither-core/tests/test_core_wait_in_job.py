@@ -26,7 +26,7 @@ def test_on_the_default_handler_inline_it_is_the_jobs_error():
 def test_on_the_default_handlers_thread_too(make_pjh):
     """A job that becomes ready later runs on the handler's own thread: the same error."""
     with hi.Config(job_handler=make_pjh(1)):
-        first = wf.plus_one.run(x=1)
+        first = wf.wait_plus_one.run(x=1)
     with hi.Config(job_handler=hi.DefaultJobHandler()):
         job = wf.waits_inside.run(x=first)
     with pytest.raises(hi.HitherError, match="it would wait for that job itself"):

@@ -8,8 +8,8 @@ def waits_inside(x):
     return x + 1
 
 
-@hi.function('plus_one', '0.1.0')
-def plus_one(x):
+@hi.function('wait_plus_one', '0.1.0')
+def wait_plus_one(x):
     return x + 1
 
 
@@ -17,6 +17,6 @@ def plus_one(x):
 def starts_and_waits(x):
     """Starts a job of its own (on the DefaultJobHandler of the process it runs in), waits."""
     with hi.Config(job_handler=hi.DefaultJobHandler()):
-        inner = plus_one.run(x=x)
+        inner = wait_plus_one.run(x=x)
     hi.wait(timeout=30)
     return inner.get_result() * 10
