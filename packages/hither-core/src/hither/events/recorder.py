@@ -103,7 +103,8 @@ class Recorder:
             next_write = time.monotonic() + INTERVAL
             busy = False
             while not self._stopping:
-                self._wake.wait(DRAIN_EVERY if busy else INTERVAL)
+                if self._wake.wait(DRAIN_EVERY if busy else INTERVAL) and not self._stopping:
+                    self._wake.clear()  # a nudge (write now), not a stop
                 busy = self._drain()
                 if time.monotonic() >= next_write or not busy:
                     self._tick()
