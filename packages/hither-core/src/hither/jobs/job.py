@@ -247,7 +247,10 @@ class Job:
         if runtime_info is not None:
             if not isinstance(runtime_info, dict):
                 runtime_info = runtime_info.model_dump(exclude_unset=True)
-            self._runtime_info.update({k: v for k, v in runtime_info.items() if v is not None and v != ""})
+            values = runtime_info.values()
+            if None in values or "" in values:  # unknowns do not hide what is known
+                runtime_info = {k: v for k, v in runtime_info.items() if v is not None and v != ""}
+            self._runtime_info.update(runtime_info)
 
     def ended_runtime_info(self) -> "RuntimeInfo":
         """The runtime info with the status the job ends with (for the cache entry)."""
