@@ -110,6 +110,9 @@ class Recorder:
                     self._tick()
                     next_write = time.monotonic() + INTERVAL
             self._tick()
+            if self._rows:  # the last batch found the log locked or full
+                self._warn(f"hither could not record the last {len(self._rows)} jobs to {self.path} "
+                           "(it was locked or full at exit)")
         except LogUnavailable as exc:
             self._give_up(str(exc))
         except Exception as exc:  # never let the recorder take anything down
