@@ -49,6 +49,8 @@ def main():
     n = int(sys.argv[1])
     keep = _Keep()
     logging.getLogger("hither.events").addHandler(keep)
+    double.run(x=-1).wait()  # imports, and the recorder's start, before the clock
+    fail.run(x=0).wait_done()
     t0 = time.perf_counter()
     jobs = [double.run(x=i) for i in range(n)]
     results = [j.wait() for j in jobs]

@@ -50,9 +50,10 @@ def _status(status: JobStatus) -> str:
 
 
 class Recorder:
-    """The queue of transitions and the thread writing them to the log at ``path``."""
+    """The queue of transitions and the thread writing them to the log at ``path``
+    (``first``: a job state record, whose class gives the step values)."""
 
-    def __init__(self, path: Path, keep: float, run_id: str) -> None:
+    def __init__(self, path: Path, keep: float, run_id: str, first: Any) -> None:
         self.run_id = run_id
         self.path = path
         self._q: Deque[Tuple[Any, ...]] = collections.deque()
@@ -68,26 +69,25 @@ class Recorder:
         self._warned = False
         self._failing_since: Optional[float] = None  # the log is locked or full since
         self.dropped = 0
-        self.put: Put = self._make_put()
+        self.put: Put = self._make_put(first)
         self._thread = threading.Thread(target=self._loop, name="hither-events", daemon=True)
         self._thread.start()
 
-    def _make_put(self) -> Put:
-        """The function the job shell calls at each transition. It queues one tuple of
-        what the writer needs, never the job nor its state record: a job kept alive by
-        the queue would survive into the garbage collector's older generations and make
-        every collection of the program longer (about 10 µs per job, measured)."""
-        append = self._q.append
-        now = time.time
-        steps: List[Any] = []
+    def _make_put(self, first: Any) -> Put:
+        """The function the job shell calls at each transition (``first``: a state record,
+        for the step values). It queues one tuple of what the writer needs, never the job
+        nor its state record: a job kept alive by the queue would survive into the garbage
+        collector's older generations and make every collection of the program longer
+        (about 10 µs per job, measured)."""
+        steps = type(first.step)
 
-        def put(job: Any, event: Any, old: Any, new: Any, info: Dict[str, Any], inputs: List[Any]) -> None:
-            if not steps:
-                steps.extend((type(old.step)["NEW"], type(old.step)["DONE"]))
-            if old.step is steps[0]:
+        def put(job: Any, event: Any, old: Any, new: Any, info: Dict[str, Any], inputs: List[Any],
+                append: Any = self._q.append, now: Any = time.time, NEW: Any = steps["NEW"],
+                DONE: Any = steps["DONE"]) -> None:
+            if old.step is NEW:
                 append((now(), job.id, _CREATED, new.status, job.function, job.handler, job.container,
                         job.kwargs, tuple([d.id for d in inputs]) if inputs else None, info))
-            elif new.step is steps[1]:
+            elif new.step is DONE:
                 append((now(), job.id, _ENDED, new.status, old.status, info,
                         getattr(event, "runtime_info", None), new.error, new.from_cache,
                         getattr(job, "_hash", None)))
@@ -103,12 +103,16 @@ class Recorder:
             next_write = time.monotonic() + INTERVAL
             busy = False
             while not self._stopping:
-                self._wake.wait(DRAIN_EVERY if busy else INTERVAL)
+                if self._wake.wait(DRAIN_EVERY if busy else INTERVAL) and not self._stopping:
+                    self._wake.clear()  # a nudge (write now), not a stop
                 busy = self._drain()
                 if time.monotonic() >= next_write or not busy:
                     self._tick()
                     next_write = time.monotonic() + INTERVAL
             self._tick()
+            if self._rows:  # the last batch found the log locked or full
+                self._warn(f"hither could not record the last {len(self._rows)} jobs to {self.path} "
+                           "(it was locked or full at exit)")
         except LogUnavailable as exc:
             self._give_up(str(exc))
         except Exception as exc:  # never let the recorder take anything down
@@ -291,7 +295,7 @@ def _start(job: Any, event: Any, old: Any, new: Any, info: Dict[str, Any], input
     with _lock:
         if put is _start:
             if recording_enabled():
-                _current = Recorder(default_log_path(), keep_days(), RUN_ID)
+                _current = Recorder(default_log_path(), keep_days(), RUN_ID, old)
                 put = _current.put
             else:
                 put = None
