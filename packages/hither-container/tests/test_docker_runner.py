@@ -13,7 +13,7 @@ import pytest
 
 from hither.errors import JobTimeoutError
 from hither.outside.jobdir import read_job_outputs
-from hither.errors import ContainerError, ContainerImageError
+from hither.errors import ContainerError, ContainerImageError, is_infrastructure_failure
 from hither.models import ContainerOptions
 from hither_container.docker_runner import DockerRunner, sweep_stale
 from hither_container.engine import create_kwargs, device_requests, labels
@@ -67,8 +67,17 @@ def test_pull_never_and_foreign_schemes(runners, job_dir_of, docker_client):
 def test_an_engine_that_does_not_answer(monkeypatch, job_dir_of, tmp_path):
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
     assert DockerRunner.is_available() is False
-    with pytest.raises(ContainerError, match="does not answer.*services.sh docker"):
+    with pytest.raises(ContainerError, match="does not answer.*services.sh docker") as info:
         DockerRunner().run("docker://hither-test/python-numpy:3.11", str(tmp_path))
+    # not the job's fault: hi.Retry retries it by default (issue 21)
+    assert is_infrastructure_failure(info.value)
+
+
+def test_a_socket_this_user_may_not_use_is_not_retried(tmp_path):
+    from hither_container.engine import engine_error
+
+    err = engine_error(PermissionError(13, "Permission denied"), "no Docker Engine")
+    assert "permission denied" in str(err) and not is_infrastructure_failure(err)
 
 
 # ------------------------------------------------------------------ options
