@@ -256,7 +256,7 @@ def transition(state: JobState, event: Event) -> Transition:  # noqa: C901 - one
     if kind is Failed:
         if step is Step.BACKOFF:  # a late report of the attempt that already failed
             return state, _NOTHING
-        return _failed(state, event.error, event.runtime_info)  # type: ignore[union-attr]
+        return _failed(state, event.error, event.runtime_info)  # type: ignore[union-attr,arg-type]
     if kind is RetryDue:
         if step is not Step.BACKOFF:
             return state, _NOTHING

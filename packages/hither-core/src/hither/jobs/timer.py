@@ -21,11 +21,11 @@ class Timer:
     def __init__(self, name: str = "hither-timer") -> None:
         self._name = name
         self._cond = threading.Condition()
-        self._heap: List[Tuple[float, int, Callable[[], None]]] = []
+        self._heap: List[Tuple[float, int, Callable[[], object]]] = []
         self._seq = itertools.count()
         self._thread: Optional[threading.Thread] = None
 
-    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
+    def call_later(self, delay: float, fn: Callable[[], object]) -> None:
         due = time.monotonic() + max(0.0, delay)
         with self._cond:
             heapq.heappush(self._heap, (due, next(self._seq), fn))
