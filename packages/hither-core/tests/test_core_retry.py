@@ -127,3 +127,26 @@ def test_a_bad_retry_option_is_refused_where_it_is_given(bad):
         hi.Config(retry=bad)
     with pytest.raises(ConfigError, match=r"@hi.function\('g', '1', ...\)\(retry=...\) takes"):
         hi.function("g", "1", retry=bad)
+
+
+@pytest.mark.timeout(60)
+def test_jobs_waiting_to_be_retried_cost_no_thread_each():
+    import threading
+
+    seen = set()  # the DefaultJobHandler runs jobs in this process
+
+    @hi.function("flaky_many", "0.1.0")
+    def flaky_many(i):
+        if i not in seen:
+            seen.add(i)
+            raise KeyError(i)
+        return i
+
+    before = threading.active_count()
+    with hi.Config(retry=hi.Retry(attempts=2, backoff=1.0, retry_on=(KeyError,))):
+        jobs = [flaky_many.run(i=i) for i in range(50)]
+        during = threading.active_count()
+        assert all(j.get_status() is hi.JobStatus.QUEUED for j in jobs)
+        assert [j.wait(30) for j in jobs] == list(range(50))
+    assert during - before <= 3, f"{during - before} threads for 50 jobs in their backoff"
+    assert all(j.get_runtime_info().attempts == 2 for j in jobs)
