@@ -47,7 +47,7 @@ def test_a_timeout_is_never_cached_and_the_job_reruns(tmp_path, pjh):
 def test_a_dead_worker_is_never_cached(tmp_path, pjh):
     marker = str(tmp_path / "died-once")
     jc = hi.JobCache(path=str(tmp_path / "jc"), cache_failing=True)
-    with hi.Config(job_handler=pjh, job_cache=jc):
+    with hi.Config(job_handler=pjh, job_cache=jc, retry=False):  # no retry: the death ends it
         with pytest.raises(WorkerDiedError):
             cf.co_die_once.run(x=5, marker=marker).wait(30)
         assert cf.co_die_once.run(x=5, marker=marker).wait(30) == 5

@@ -344,7 +344,7 @@ def test_exception_in_local_function_in_worker(make_pjh):
 ])
 def test_worker_death_fails_job_and_handler_goes_on(make_pjh, fn, kwargs, words):
     jh = make_pjh(1)
-    with hi.Config(job_handler=jh):
+    with hi.Config(job_handler=jh, retry=False):  # one death, its own message (no retry)
         first_pid = cf.pid_of.run().wait(timeout=30)
         job = fn.run(**kwargs)
         with pytest.raises(hi.WorkerDiedError) as ei:

@@ -28,10 +28,12 @@ class HitherFunction:
     returns a ``Job``.
     """
 
-    def __init__(self, fn: Callable[..., Any], name: str, version: str) -> None:
+    def __init__(self, fn: Callable[..., Any], name: str, version: str, retry: Any = None) -> None:
         self.raw = fn
         self.name = name
         self.version = version
+        #: its jobs' hi.Retry policy (None: hi.Config's, else the default)
+        self.retry = retry
         self.container: Optional[str] = getattr(fn, "_hither_container", None)
         self.additional_files: List[str] = list(getattr(fn, "_hither_additional_files", []))
         self.local_modules: List[str] = list(getattr(fn, "_hither_local_modules", []))
@@ -95,17 +97,23 @@ class HitherFunction:
         return f"<hither function {self.name} {self.version}>"
 
 
-def function(name: str, version: str) -> Callable[[Callable[..., Any]], HitherFunction]:
+def function(name: str, version: str, retry: Any = None) -> Callable[[Callable[..., Any]], HitherFunction]:
     """Decorate a pure function as a hither function: ``@hi.function('add', '0.1.0')``.
 
     ``name`` must be the function's own name; bump ``version`` whenever its results may
-    change, so cached results of the old version are not reused.
+    change, so cached results of the old version are not reused. ``retry``: the
+    ``hi.Retry`` of its jobs (or a number of attempts, or False for none), before
+    ``hi.Config(retry=...)``'s.
     """
     if not isinstance(name, str) or not name:
         raise FunctionDefinitionError(f"@hi.function needs a name string, got {name!r}")
     if not isinstance(version, str) or not version:
         raise FunctionDefinitionError(f"@hi.function({name!r}, ...) needs a version string such as "
                                       f"'0.1.0', got {version!r}")
+    if retry is not None:
+        from hither.retry import as_policy
+
+        retry = as_policy(retry, f"@hi.function({name!r}, {version!r}, ...)")
 
     def deco(fn: Callable[..., Any]) -> HitherFunction:
         if isinstance(fn, HitherFunction):
@@ -117,7 +125,7 @@ def function(name: str, version: str) -> Callable[[Callable[..., Any]], HitherFu
                 f"@hi.function({name!r}, {version!r}) decorates a function named "
                 f"{fn.__name__!r}: the name must match the function's name; write "
                 f"@hi.function({fn.__name__!r}, {version!r}) or rename the function")
-        hf = HitherFunction(fn, name, version)
+        hf = HitherFunction(fn, name, version, retry)
         _register(hf)
         return hf
 

@@ -252,6 +252,16 @@ class Job:
                 runtime_info = {k: v for k, v in runtime_info.items() if v is not None and v != ""}
             self._runtime_info.update(runtime_info)
 
+    def record_retry(self, error: Optional[BaseException], attempt: int, delay: float) -> None:
+        """A run failed and the job goes back to its handler for run ``attempt``: keep the
+        failed run's error summary, forget where and how it ran."""
+        ri = self._runtime_info
+        summary = f"attempt {attempt - 1}: {type(error).__name__}: {error}"
+        errors = list(ri.get("attempt_errors") or []) + [summary[:2000]]
+        self._runtime_info = {"handler": ri.get("handler", ""), "attempts": attempt,
+                              "attempt_errors": errors}
+        logger.debug("%s: attempt %d in %.1f s", self, attempt, delay)
+
     def ended_runtime_info(self) -> "RuntimeInfo":
         """The runtime info with the status the job ends with (for the cache entry)."""
         from hither.models import RuntimeInfo

@@ -15,6 +15,8 @@ from hither.plugins.interfaces import JobHandler
 from hither.jobs import states as S
 from hither.jobs.job import Job
 from hither.jobs.placement import check_placement
+from hither.jobs.timer import Timer
+from hither.retry import DEFAULT as _DEFAULT_RETRY
 from hither.values.refs import is_stored
 from hither.status import JobStatus
 from hither.values.grammar import scan, snapshot, substitute
@@ -106,6 +108,12 @@ def bind_arguments(fn: "JobFunction", args: tuple, kwargs: dict) -> Tuple[Dict[s
     return given, list({id(d): d for d in deps}.values()) if deps else deps
 
 
+def _retry_policy(fn: "JobFunction", cfg: _config.ConfigState) -> Any:
+    """The ``hi.Retry`` of a job of ``fn``: its function's, else the configuration's, else
+    the default (infrastructure failures, 3 attempts)."""
+    return getattr(fn, "retry", None) or cfg.retry or _DEFAULT_RETRY
+
+
 _CAUSE_MAX = 2000  # characters of the root cause's message quoted in a DependencyFailedError
 
 
@@ -145,6 +153,7 @@ class JobManager:
         self._default_handler: Optional[JobHandler] = None
         self._dispatch_q: "queue.SimpleQueue[Optional[Job]]" = queue.SimpleQueue()
         self._dispatch_thread: Optional[threading.Thread] = None
+        self._timer = Timer("hither-retry-timer")
 
     # ------------------------------------------------------------------ creation
     def default_handler(self) -> JobHandler:
@@ -170,7 +179,8 @@ class JobManager:
                 self._handlers.add(handler)
                 self._last_handler = weakref.ref(handler)
         cached = cfg.job_cache is not None
-        self.handle(job, S.Submitted(len(deps), cached and not cfg.force_run, cached), inline=True)
+        self.handle(job, S.Submitted(len(deps), cached and not cfg.force_run, cached,
+                                     _retry_policy(fn, cfg)), inline=True)
         return job
 
     def _await_inputs(self, job: Job) -> None:
@@ -278,9 +288,21 @@ class JobManager:
                 job.resolved_kwargs = substitute(job.kwargs, lambda d: d.result_for(job))
             except Exception as exc:
                 return S.Failed(exc)
+        elif action is A.RETRY_LATER:
+            self._retry_later(job, event)
         elif action is A.CANCEL_IN_HANDLER:
             raise AssertionError("cancel_in_handler is performed by JobManager.cancel")
         return None
+
+    def _retry_later(self, job: Job, event: "S.Event") -> None:
+        """Record the failed attempt of ``job`` and hand it back to its handler once its
+        backoff delay has passed (one timer for all jobs; a cancel meanwhile wins)."""
+        state = job.state
+        error = getattr(event, "error", None)
+        job.record_retry(error, state.attempt, state.delay)
+        logger.warning("%s failed (attempt %d of %d, %s: %s); retrying in %.1f s", job,
+                       state.attempt - 1, state.retry.attempts, type(error).__name__, error, state.delay)
+        self._timer.call_later(state.delay, lambda: self.handle(job, S.RetryDue()))
 
     def _ask_cache(self, job: Job) -> "S.Event":
         """The cache's answer for ``job``: a hit, a miss, or the lookup's failure."""
