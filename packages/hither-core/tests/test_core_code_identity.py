@@ -67,18 +67,21 @@ print(json.dumps(got))
 
 @pytest.mark.parametrize("kind", HANDLERS)
 def test_a_redefined_main_function_runs_its_new_body_without_a_rename_warning(tmp_path, kind):
+    # like a notebook: each "cell" has a file of its own, run in __main__'s namespace
+    (tmp_path / "cell1.py").write_text("@hi.function('body', '0.1.0')\ndef body(x):\n    return x + 1\n")
+    (tmp_path / "cell2.py").write_text("@hi.function('body', '0.1.0')\ndef body(x):\n    return x + 100\n")
     out = _run_script(tmp_path, _PRELUDE + f"""
+import os
 warnings.simplefilter("error")  # a "registered twice" warning fails the script
+def cell(name):
+    path = os.path.abspath(name)
+    exec(compile(open(path).read(), path, "exec"), globals())
 jh = handler({kind!r})
 got = []
-@hi.function('body', '0.1.0')
-def body(x):
-    return x + 1
+cell("cell1.py")
 with hi.Config(job_handler=jh):
     got.append(body.run(x=1).wait())
-@hi.function('body', '0.1.0')
-def body(x):
-    return x + 100
+cell("cell2.py")
 with hi.Config(job_handler=jh):
     got.append(body.run(x=1).wait())
     got.append(hi.run('body', x=1).wait())
