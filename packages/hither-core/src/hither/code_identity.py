@@ -153,7 +153,7 @@ def _module_identity(fn: "JobFunction") -> str:
         path = todo.pop()
         seen.add(path)
         mod = next((m for m in list(sys.modules.values())
-                    if getattr(m, "__file__", None) and os.path.abspath(m.__file__) == path), None)
+                    if _module_file(m) == path), None)
         if mod is not None:
             todo |= _local_files_of(list(vars(mod).values()), roots, own) - seen
     h = hashlib.sha1(b"hither-identity-ref\0")
@@ -340,7 +340,7 @@ def _feed_hither_function(h: Any, v: Any, seen: Set[int]) -> None:
 def _feeder_for(v: Any) -> Callable[[Any, Any, Set[int]], None]:
     if isinstance(v, type):
         return _feed_class
-    if hasattr(v, "raw") and hasattr(v, "version") and isinstance(getattr(v, "raw"), types.FunctionType):
+    if hasattr(v, "raw") and hasattr(v, "version") and isinstance(v.raw, types.FunctionType):
         return _feed_hither_function
     t = type(v)
     if t.__module__ == "numpy" and t.__name__ == "ndarray":

@@ -209,12 +209,14 @@ def _code_hash(job: "Job") -> Optional[str]:
         return None
 
 
+#: the folder of the hither package (this file is hither/jobs/cache_policy.py)
+_HITHER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
 def warn_at_user_line(message: str) -> None:
     """``warnings.warn`` attributed to the innermost frame outside hither (the user's
     ``.run()`` or ``.wait()``), as ``skip_file_prefixes`` does on Python >= 3.12."""
-    import hither
-
-    inside = os.path.dirname(os.path.abspath(hither.__file__)) + os.sep
+    inside = _HITHER_DIR
     frame = sys._getframe(1)
     while frame is not None and (frame.f_code.co_filename.startswith(inside)
                                  or frame.f_code.co_filename == threading.__file__):
