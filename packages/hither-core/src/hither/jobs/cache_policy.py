@@ -39,11 +39,12 @@ class JobCache:
     - ``rerun_failing``: never reuse a recorded failure (rerun it instead).
     - ``force_run``: never reuse anything (results are still recorded).
     - ``check_code``: treat an entry made by different code (same version) as a miss; by
-      default such a hit only warns that the version was not bumped. With ``check_code``
-      an entry is reused only when both it and the current function have a code hash and
-      they match: an entry recorded without one (the code bundle was over its file or size
-      limit, or the function has no source file) or a function whose code cannot be hashed
-      now is a miss, and a warning (once per function) says why.
+      default such a hit only warns, at the caller's line, that the version was not bumped.
+      "Code" is the job's code identity (``hither.code_identity``: the function's code, the
+      local modules it uses and, for a script's or notebook's function, the globals it
+      reads), recorded in the entry's ``code_hash``. With ``check_code`` an entry is reused
+      only when the identities match: an entry recorded without one (by an older hither)
+      is a miss, and a warning (once per function) says why.
 
     Only outcomes of the function itself are recorded: a failure is never recorded (nor
     reused, if an older hither recorded it) when hither, not the function, ended the job:
