@@ -42,12 +42,13 @@ def handler(kind):
 def test_a_main_function_sees_changed_globals_and_helpers(tmp_path, kind):
     out = _run_script(tmp_path, _PRELUDE + f"""
 SCALE = 2
+OFFSET = [0]
 def helper(x):
     return x + 1
 
 @hi.function('scaled', '0.1.0')
 def scaled(x):
-    return helper(x) * SCALE
+    return helper(x) * SCALE + OFFSET[0]
 
 jh = handler({kind!r})
 got = []
@@ -60,9 +61,12 @@ def helper(x):
     return x + 2
 with hi.Config(job_handler=jh):
     got.append(scaled.run(x=10).wait())
+OFFSET[0] = 1000  # changed in place
+with hi.Config(job_handler=jh):
+    got.append(scaled.run(x=10).wait())
 print(json.dumps(got))
 """)
-    assert out == [22, 33, 36]
+    assert out == [22, 33, 36, 1036]
 
 
 @pytest.mark.parametrize("kind", HANDLERS)

@@ -57,10 +57,15 @@ def function_identity(fn: "JobFunction") -> str:
     cached = getattr(fn, "_code_identity", None)
     if cached is not None:  # by reference: fixed for the life of the function object
         return str(cached)
-    if is_by_value(fn):
-        h = hashlib.sha1(b"hither-identity-val\0")
-        _feed_function(h, fn.raw, set())
-        return PREFIX + h.hexdigest()
+    by_value = getattr(fn, "_identity_by_value", None)
+    if by_value is None:
+        by_value = is_by_value(fn)
+        try:
+            fn._identity_by_value = by_value  # type: ignore[attr-defined]
+        except AttributeError:  # pragma: no cover - a JobFunction with slots
+            pass
+    if by_value:
+        return _by_value_identity(fn)
     ident = PREFIX + _module_identity(fn)
     try:
         fn._code_identity = ident  # type: ignore[attr-defined]
@@ -164,6 +169,67 @@ def _module_identity(fn: "JobFunction") -> str:
 
 
 # ------------------------------------------------------------------ by value
+#: values whose fingerprint cannot change while the object stays the same one
+_FIXED = frozenset({type(None), bool, int, float, str, bytes, complex, types.ModuleType,
+                    types.BuiltinFunctionType, types.CodeType, type})
+
+
+def _by_value_identity(fn: "JobFunction") -> str:
+    """The identity of a by-value function, reused while every object it reads is the same
+    object and none of them can change in place (the common case: a re-run costs a walk
+    over its globals with ``is``, not a hash)."""
+    reads = _reads(fn.raw, set())
+    cached = getattr(fn, "_identity_reads", None)
+    if reads is not None and cached is not None and len(cached[0]) == len(reads) \
+            and all(a is b for a, b in zip(cached[0], reads)):
+        return str(cached[1])
+    h = hashlib.sha1(b"hither-identity-val\0")
+    _feed_function(h, fn.raw, set())
+    ident = PREFIX + h.hexdigest()
+    if reads is not None:
+        try:
+            fn._identity_reads = (reads, ident)  # type: ignore[attr-defined]
+        except AttributeError:  # pragma: no cover - a JobFunction with slots
+            pass
+    return ident
+
+
+def _reads(func: Any, seen: Set[int]) -> Optional[List[Any]]:
+    """Every object ``func`` reads (code, defaults, closure cells, globals), recursing into
+    by-value helpers; None when one of them could change in place (a list, an array...)."""
+    func = getattr(func, "raw", func)
+    if not isinstance(func, types.FunctionType) or func.__kwdefaults__:
+        return None
+    if id(func) in seen:
+        return [func]
+    seen.add(id(func))
+    out: List[Any] = [func, func.__code__, func.__defaults__]
+    if func.__defaults__ and any(type(d) not in _FIXED for d in func.__defaults__):
+        return None
+    cells = []
+    for cell in func.__closure__ or ():
+        try:
+            cells.append(cell.cell_contents)
+        except ValueError:
+            cells.append(_MISSING)
+    g = func.__globals__
+    for v in cells + [g.get(name, _MISSING) for name in code_names(func.__code__)]:
+        out.append(v)
+        t = type(v)
+        if t in _FIXED or v is _MISSING:
+            continue
+        inner = getattr(v, "raw", v)
+        if isinstance(inner, types.FunctionType):
+            if getattr(inner, "__module__", None) in (None, "__main__") or "<locals>" in inner.__qualname__:
+                more = _reads(inner, seen)
+                if more is None:
+                    return None
+                out.extend(more)
+            continue  # a function of a module: fingerprinted by its name and module file
+        return None
+    return out
+
+
 def code_names(code: Any) -> Tuple[str, ...]:
     """The global (and attribute) names ``code`` and its nested code objects read."""
     hit = _code_names.get(id(code))
