@@ -244,3 +244,25 @@ def test_values_fingerprint_deterministically():
     assert fp({3, 1, 2}) == fp({1, 2, 3})
     assert fp(1) != fp(1.0) != fp("1") != fp(True)
     assert fp(object()) == fp(object())  # repr without the address
+
+
+class _Hostile:
+    """A global no walk can inspect: every attribute, pickling and repr raise."""
+
+    def __getattr__(self, name):
+        raise RuntimeError("no attributes here")
+
+    def __reduce__(self):
+        raise RuntimeError("no pickling")
+
+    def __repr__(self):
+        raise RuntimeError("no repr")
+
+
+def test_a_global_that_cannot_be_fingerprinted_does_not_break_run(tmp_path):
+    ns: dict = {"hi": hi, "__name__": "__main__", "THING": _Hostile()}
+    exec("@hi.function('co_hostile', '0.1.0')\ndef co_hostile(x):\n    THING\n    return x\n", ns)
+    fn = ns["co_hostile"]
+    assert function_identity(fn) == function_identity(fn)
+    with hi.Config(job_cache=hi.JobCache(path=str(tmp_path / "jc"), check_code=True)):
+        assert fn.run(x=3).wait() == 3

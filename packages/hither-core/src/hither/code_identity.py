@@ -218,7 +218,7 @@ def _reads(func: Any, seen: Set[int]) -> Optional[List[Any]]:
         t = type(v)
         if t in _FIXED or v is _MISSING:
             continue
-        inner = getattr(v, "raw", v)
+        inner = v.raw if type(v).__name__ == "HitherFunction" else v
         if isinstance(inner, types.FunctionType):
             if getattr(inner, "__module__", None) in (None, "__main__") or "<locals>" in inner.__qualname__:
                 more = _reads(inner, seen)
@@ -299,7 +299,12 @@ def _feed_function(h: Any, func: Any, seen: Set[int]) -> None:
         if v is _MISSING:
             continue  # a builtin or an attribute name
         h.update(b"g\0" + name.encode() + b"\0")
-        feed_value(h, v, seen)
+        try:
+            feed_value(h, v, seen)
+        except Exception as exc:  # noqa: BLE001 - a user object that fails when inspected
+            logger.debug("code identity: global %s (%s) could not be fingerprinted: %s",
+                         name, type(v).__name__, exc)
+            h.update(b"?" + type(v).__qualname__.encode())
 
 
 def feed_value(h: Any, v: Any, seen: Set[int]) -> None:
@@ -392,7 +397,10 @@ def _feed_other(h: Any, v: Any, seen: Set[int]) -> None:
 
             data = cloudpickle.dumps(v, protocol=4)
         except Exception:  # noqa: BLE001
-            text = _ADDRESS.sub("", repr(v))
+            try:
+                text = _ADDRESS.sub("", repr(v))
+            except Exception:  # noqa: BLE001 - a broken __repr__
+                text = "?"
             logger.debug("code identity: a global of type %s is fingerprinted by its repr",
                          type(v).__name__)
             data = f"{type(v).__module__}.{type(v).__qualname__}\0{text}".encode()
