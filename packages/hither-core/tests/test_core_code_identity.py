@@ -266,3 +266,28 @@ def test_a_global_that_cannot_be_fingerprinted_does_not_break_run(tmp_path):
     assert function_identity(fn) == function_identity(fn)
     with hi.Config(job_cache=hi.JobCache(path=str(tmp_path / "jc"), check_code=True)):
         assert fn.run(x=3).wait() == 3
+
+
+@pytest.mark.parametrize("kind", HANDLERS)
+def test_a_main_function_calling_another_hither_function_sees_it_redefined(tmp_path, kind):
+    out = _run_script(tmp_path, _PRELUDE + f"""
+@hi.function('inner', '0.1.0')
+def inner(x):
+    return x + 1
+
+@hi.function('outer', '0.1.0')
+def outer(x):
+    return inner(x) * 2
+
+jh = handler({kind!r})
+got = []
+with hi.Config(job_handler=jh):
+    got.append(outer.run(x=1).wait())
+@hi.function('inner', '0.1.0')
+def inner(x):
+    return x + 10
+with hi.Config(job_handler=jh):
+    got.append(outer.run(x=1).wait())
+print(json.dumps(got))
+""")
+    assert out == [4, 22]

@@ -49,7 +49,8 @@ class HitherFunction:
 
     def __getstate__(self) -> Dict[str, Any]:  # picklable by value (cloudpickle, __main__)
         state = dict(self.__dict__)
-        for k in ("_lock", "_bundle", "_worker_ref", "_hither_binding", "_code_identity"):
+        for k in ("_lock", "_bundle", "_worker_ref", "_hither_binding", "_code_identity",
+                  "_identity_by_value", "_identity_reads"):
             state.pop(k, None)
         return state
 
