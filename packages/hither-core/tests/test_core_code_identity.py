@@ -291,3 +291,23 @@ with hi.Config(job_handler=jh):
 print(json.dumps(got))
 """)
     assert out == [4, 22]
+
+
+def test_a_by_value_identity_follows_globals_helpers_and_closure_cells():
+    ns: dict = {"hi": hi, "__name__": "__main__"}
+    exec("K = 1\nSEQ = [1]\ndef helper(x):\n    return x + K\n"
+         "def make(n):\n    @hi.function('co_closure', '0.1.0')\n    def co_closure(x):\n"
+         "        return helper(x) + n + SEQ[0]\n    return co_closure\n"
+         "fn = make(1)\n", ns)
+    fn = ns["fn"]
+    seen = {function_identity(fn)}
+    assert function_identity(fn) in seen  # nothing changed: the same identity
+    ns["K"] = 2  # a global of a helper
+    seen.add(function_identity(fn))
+    exec("def helper(x):\n    return x - K\n", ns)  # the helper redefined
+    seen.add(function_identity(fn))
+    fn.raw.__closure__[0].cell_contents = 5  # a closure cell
+    seen.add(function_identity(fn))
+    ns["SEQ"][0] = 7  # a global changed in place
+    seen.add(function_identity(fn))
+    assert len(seen) == 5

@@ -177,56 +177,80 @@ _FIXED = frozenset({type(None), bool, int, float, str, bytes, complex, types.Mod
 def _by_value_identity(fn: "JobFunction") -> str:
     """The identity of a by-value function, reused while every object it reads is the same
     object and none of them can change in place (the common case: a re-run costs a walk
-    over its globals with ``is``, not a hash)."""
-    reads = _reads(fn.raw, set())
-    cached = getattr(fn, "_identity_reads", None)
-    if reads is not None and cached is not None and len(cached[0]) == len(reads) \
-            and all(a is b for a, b in zip(cached[0], reads)):
-        return str(cached[1])
+    over the places it reads with ``is``, not a hash)."""
+    snap = getattr(fn, "_identity_reads", None)
+    if snap is not None and _unchanged(snap[0], snap[1]):
+        return str(snap[2])
     h = hashlib.sha1(b"hither-identity-val\0")
     _feed_function(h, fn.raw, set())
     ident = PREFIX + h.hexdigest()
-    if reads is not None:
+    funcs: List[Tuple[Any, Tuple[str, ...]]] = []
+    values = _reads(fn.raw, funcs, set())
+    if values is not None:
         try:
-            fn._identity_reads = (reads, ident)  # type: ignore[attr-defined]
+            fn._identity_reads = (funcs, values, ident)  # type: ignore[attr-defined]
         except AttributeError:  # pragma: no cover - a JobFunction with slots
             pass
     return ident
 
 
-def _reads(func: Any, seen: Set[int]) -> Optional[List[Any]]:
-    """Every object ``func`` reads (code, defaults, closure cells, globals), recursing into
-    by-value helpers; None when one of them could change in place (a list, an array...)."""
-    func = getattr(func, "raw", func)
+def _unchanged(funcs: List[Tuple[Any, Tuple[str, ...]]], values: List[Any]) -> bool:
+    """Whether each place ``_reads`` read still holds the very object it held."""
+    it = iter(values)
+    for func, names in funcs:
+        if func.__code__ is not next(it) or func.__defaults__ is not next(it):
+            return False
+        for cell in func.__closure__ or ():
+            try:
+                v = cell.cell_contents
+            except ValueError:
+                v = _MISSING
+            if v is not next(it):
+                return False
+        g = func.__globals__
+        for name in names:
+            if g.get(name, _MISSING) is not next(it):
+                return False
+    return True
+
+
+def _reads(func: Any, funcs: List[Tuple[Any, Tuple[str, ...]]], seen: Set[int]) -> Optional[List[Any]]:
+    """The objects ``func`` reads (code, defaults, closure cells, globals), in the order
+    ``_unchanged`` reads them again, recursing into by-value helpers (appended to
+    ``funcs``); None when one of them could change in place (a list, an array...)."""
+    if type(func).__name__ == "HitherFunction":
+        func = func.raw
     if not isinstance(func, types.FunctionType) or func.__kwdefaults__:
         return None
-    if id(func) in seen:
-        return [func]
-    seen.add(id(func))
-    out: List[Any] = [func, func.__code__, func.__defaults__]
     if func.__defaults__ and any(type(d) not in _FIXED for d in func.__defaults__):
         return None
-    cells = []
+    seen.add(id(func))
+    names = code_names(func.__code__)
+    funcs.append((func, names))
+    out: List[Any] = [func.__code__, func.__defaults__]
     for cell in func.__closure__ or ():
         try:
-            cells.append(cell.cell_contents)
+            out.append(cell.cell_contents)
         except ValueError:
-            cells.append(_MISSING)
+            out.append(_MISSING)
     g = func.__globals__
-    for v in cells + [g.get(name, _MISSING) for name in code_names(func.__code__)]:
-        out.append(v)
-        t = type(v)
-        if t in _FIXED or v is _MISSING:
+    out.extend(g.get(name, _MISSING) for name in names)
+    helpers = []
+    for v in out[2:]:
+        if type(v) in _FIXED or v is _MISSING:
             continue
         inner = v.raw if type(v).__name__ == "HitherFunction" else v
-        if isinstance(inner, types.FunctionType):
-            if getattr(inner, "__module__", None) in (None, "__main__") or "<locals>" in inner.__qualname__:
-                more = _reads(inner, seen)
-                if more is None:
-                    return None
-                out.extend(more)
-            continue  # a function of a module: fingerprinted by its name and module file
-        return None
+        if not isinstance(inner, types.FunctionType):
+            return None
+        if getattr(inner, "__module__", None) in (None, "__main__") or "<locals>" in inner.__qualname__:
+            helpers.append(inner)
+        # else a function of a module: fingerprinted by its name and module file
+    for inner in helpers:
+        if id(inner) not in seen:
+            more = _reads(inner, funcs, seen)
+            if more is None:
+                return None
+            out.extend(more)
     return out
 
 
