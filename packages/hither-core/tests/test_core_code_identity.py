@@ -311,3 +311,33 @@ def test_a_by_value_identity_follows_globals_helpers_and_closure_cells():
     ns["SEQ"][0] = 7  # a global changed in place
     seen.add(function_identity(fn))
     assert len(seen) == 5
+
+
+@pytest.mark.parametrize("kind", HANDLERS)
+def test_a_script_read_from_stdin_has_an_identity_and_a_warning_at_its_line(tmp_path, kind):
+    body = _PRELUDE + f"""
+SCALE = 2
+@hi.function('stdin_fn', '0.1.0')
+def stdin_fn(x):
+    return x * SCALE
+jh = handler({kind!r})
+cache = hi.JobCache(path="jc")
+out = []
+with hi.Config(job_handler=jh, job_cache=cache):
+    out.append(stdin_fn.run(x=10).wait())
+SCALE = 3
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    with hi.Config(job_handler=jh, job_cache=cache):
+        out.append(stdin_fn.run(x=10).wait())
+with hi.Config(job_handler=jh):
+    out.append(stdin_fn.run(x=10).wait())
+print(json.dumps([out, [[str(w.message), w.filename] for w in caught]]))
+"""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.run([sys.executable, "-"], input=body, capture_output=True, text=True,
+                          timeout=120, cwd=str(tmp_path), env=env)
+    assert proc.returncode == 0, proc.stderr
+    out, caught = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out == [20, 20, 30]
+    assert [w[1] for w in caught if "made by different code" in w[0]] == ["<stdin>"]

@@ -226,10 +226,10 @@ def warn_at_user_line(message: str) -> None:
         warnings.warn(message, UserWarning, stacklevel=2)
         return
     g = frame.f_globals
+    # no module_globals: for a script read from stdin its loader cannot give the source
     warnings.warn_explicit(message, UserWarning, frame.f_code.co_filename, frame.f_lineno,
                            module=g.get("__name__"),
-                           registry=g.setdefault("__warningregistry__", {}),
-                           module_globals=g)
+                           registry=g.setdefault("__warningregistry__", {}))
 
 
 def _files_available(result: Any) -> bool:
