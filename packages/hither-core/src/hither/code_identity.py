@@ -66,7 +66,12 @@ def function_identity(fn: "JobFunction") -> str:
             pass
     if by_value:
         return _by_value_identity(fn)
-    ident = PREFIX + _module_identity(fn)
+    try:
+        ident = PREFIX + _module_identity(fn)
+    except Exception as exc:  # noqa: BLE001 - e.g. a module file gone unreadable
+        logger.info("code identity of %s: its module files could not be read (%s: %s); "
+                    "using its code and globals instead", fn.name, type(exc).__name__, exc)
+        return _by_value_identity(fn)
     try:
         fn._code_identity = ident  # type: ignore[attr-defined]
     except AttributeError:  # pragma: no cover - a JobFunction with slots
@@ -291,7 +296,7 @@ def code_digest(func: Any) -> str:
     h = hashlib.sha1()
     try:
         h.update(b"src\0" + inspect.getsource(func).encode())
-    except (OSError, TypeError, IndexError):  # no source: exec'd, stdin, a lost cell
+    except Exception:  # noqa: BLE001 - no source: exec'd, stdin, a lost cell, a bad file
         h.update(b"code\0")
         _code_bytes(h, code)
     digest = h.hexdigest()
@@ -310,25 +315,32 @@ def _feed_function(h: Any, func: Any, seen: Set[int]) -> None:
         return
     seen.add(id(func))
     h.update(b"fn\0" + code_digest(func).encode())
-    feed_value(h, func.__defaults__, seen)
-    feed_value(h, func.__kwdefaults__, seen)
+    _feed_safely(h, "defaults", func.__defaults__, seen)
+    _feed_safely(h, "kwdefaults", func.__kwdefaults__, seen)
     for cell in func.__closure__ or ():
         try:
-            feed_value(h, cell.cell_contents, seen)
+            contents = cell.cell_contents
         except ValueError:  # an empty cell
             h.update(b"empty\0")
+            continue
+        _feed_safely(h, "closure", contents, seen)
     g = func.__globals__
     for name in code_names(func.__code__):
         v = g.get(name, _MISSING)
         if v is _MISSING:
             continue  # a builtin or an attribute name
         h.update(b"g\0" + name.encode() + b"\0")
-        try:
-            feed_value(h, v, seen)
-        except Exception as exc:  # noqa: BLE001 - a user object that fails when inspected
-            logger.debug("code identity: global %s (%s) could not be fingerprinted: %s",
-                         name, type(v).__name__, exc)
-            h.update(b"?" + type(v).__qualname__.encode())
+        _feed_safely(h, name, v, seen)
+
+
+def _feed_safely(h: Any, what: str, v: Any, seen: Set[int]) -> None:
+    """``feed_value``, or the type's name where the value fails when inspected."""
+    try:
+        feed_value(h, v, seen)
+    except Exception as exc:  # noqa: BLE001 - a user object that fails when inspected
+        logger.debug("code identity: %s (%s) could not be fingerprinted: %s",
+                     what, type(v).__name__, exc)
+        h.update(b"?" + type(v).__qualname__.encode())
 
 
 def feed_value(h: Any, v: Any, seen: Set[int]) -> None:
