@@ -20,7 +20,7 @@ status=0  # every step runs, so that one failure does not hide another
 hatch run lint || status=1   # ruff, mypy on hither-core, import contracts (.importlinter)
 # the main run: the packages whose tests are independent of each other on two processes
 # (pytest-xdist), then those that share Slurm, Docker or a compute resource, in order
-hatch run test packages/hither-core packages/hither-cache packages/hither-store tests -n 2 || status=1
+hatch run test packages/hither-core packages/hither-cache packages/hither-store packages/hither-monitor tests -n 2 || status=1
 hatch run test packages/hither-slurm packages/hither-container packages/hither-remote || status=1
 # two lanes at once: these tests mostly wait (on Slurm, Docker, job processes), so two
 # lanes finish in little more than the longer one; the services each lane uses (Slurm
@@ -34,7 +34,7 @@ lane() {  # every environment runs, so that one failure does not hide another
   done
   return "$failed"
 }
-lane core-only cache-only store-only >"$logs/first" 2>&1 & first=$!
+lane core-only cache-only store-only monitor-only >"$logs/first" 2>&1 & first=$!
 lane slurm-only container-only remote-only >"$logs/second" 2>&1 & second=$!
 wait "$first" || status=1
 wait "$second" || status=1

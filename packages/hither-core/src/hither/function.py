@@ -15,6 +15,7 @@ logger = logging.getLogger("hither.function")
 
 _registry: Dict[str, "HitherFunction"] = {}
 _registry_lock = threading.Lock()
+_create_job: List[Any] = [None]  # the job manager's create_job, once imported (HitherFunction.run)
 
 # attributes that @hi.container etc. leave on a raw function decorated before @hi.function
 _ATTRS = ("_hither_container", "_hither_additional_files", "_hither_local_modules", "_hither_opts")
@@ -65,9 +66,12 @@ class HitherFunction:
 
     def run(self, *args: Any, **kwargs: Any) -> "Any":
         """Start a job (see ``hi.Config`` for where it runs); returns a ``hi.Job``."""
-        from hither.jobs.manager import manager
+        create = _create_job[0]
+        if create is None:  # the first job: the job manager is not imported before
+            from hither.jobs.manager import manager
 
-        return manager.create_job(self, args, kwargs)
+            create = _create_job[0] = manager.create_job
+        return create(self, args, kwargs)
 
     @property
     def no_resolve_input_files(self) -> bool:

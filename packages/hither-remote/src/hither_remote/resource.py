@@ -54,6 +54,7 @@ from hither.errors import ConfigError, JobTimeoutError
 from hither.plugins.interfaces import Launcher, Store
 
 from .janitor import Janitor
+from .outage import Outage, describe
 from .models import BusJob, BusOutcome, BusStatus, ResourceHeartbeat
 from .endpoint import byte_count, endpoint, seconds
 from .signing import job_problem
@@ -173,7 +174,8 @@ class ComputeResource:
         self.retention = retention
         self.prune_every = seconds(me, "prune_every", prune_every)
         self.bus = Bus(database, secret=self._secret)  # it signs the outcomes it writes
-        self.bus.ensure_indexes()
+        self._outage = Outage(self.bus, compute_resource_id)  # how the loop rides out an outage
+        self._outage.down = not self.bus.ensure_indexes()
         self._stop = threading.Event()
         self._wake = threading.Event()  # set by the change stream, a finished job, stop()
         self._cancel_due = False  # a cancel request may be waiting: look at once
@@ -234,6 +236,9 @@ class ComputeResource:
         last_beat = last_cancel_check = last_full = last_prune = 0.0
         try:
             while not self._stop.is_set():
+                if self._outage.down and not self._outage.probe(self._stop):  # still down (logged)
+                    self._stop.wait(self._outage.wait)
+                    continue
                 # woken (a job for us, a cancel request, a slot freed) or a poll is due
                 woken = self._wake.is_set()
                 self._wake.clear()
@@ -256,8 +261,7 @@ class ComputeResource:
                         last_prune = now
                         self._prune()
                 except Exception as exc:  # noqa: BLE001 - e.g. a MongoDB outage: carry on
-                    logger.warning("job bus unavailable (%s: %s); retrying", type(exc).__name__, exc)
-                    self._stop.wait(1.0)
+                    self._stop.wait(self._step_failed(exc))
                 self._wake.wait(self.poll_interval if not watching else 0.25)
         finally:
             if watcher is not None:
@@ -295,7 +299,17 @@ class ComputeResource:
             self._cancel_due = self._look_all = True
             self._wake.set()
 
-        return ChangeWatcher(self.bus.jobs, pipeline, on_change, on_gap, name=self.compute_resource_id).start()
+        return ChangeWatcher(self.bus.jobs, pipeline, on_change, on_gap, name=self.compute_resource_id).start(
+            wait=0.0 if self._outage.down else 5.0)  # an unreachable bus: poll (probing) meanwhile
+
+    def _step_failed(self, exc: Exception) -> float:
+        """Log a failed step of the loop in one line; the seconds to wait before the next."""
+        import pymongo.errors
+
+        if isinstance(exc, pymongo.errors.ConnectionFailure):  # unreachable, timed out
+            return self._outage.failed(exc)  # growing waits, probed while down
+        logger.warning("a serving step failed (%s); going on", describe(exc))
+        return 1.0
 
     # ------------------------------------------------------------------ loop steps
     def _install_signals(self) -> Any:
@@ -304,7 +318,8 @@ class ComputeResource:
         old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
         def on_signal(signum: int, frame: Any) -> None:
-            logger.info("signal %d: stopping, handing unfinished jobs back", signum)
+            if not self._stop.is_set():  # one line, however many signals come
+                logger.info("signal %d: stopping, handing unfinished jobs back", signum)
             self._stop.set()
             self._wake.set()
 
@@ -438,6 +453,9 @@ class ComputeResource:
         for r in running:
             if r.thread is not None:
                 r.thread.join(30)
+        if self._outage.down:  # not worth a server selection timeout: its heartbeat ages out
+            logger.warning("the job bus is unreachable: the stop of %s is not recorded on it", self.owner)
+            return
         try:
             self.bus.heartbeat(self._heartbeat_doc(stopped=True))
         except Exception:  # noqa: BLE001

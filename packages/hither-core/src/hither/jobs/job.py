@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, List, Optional, Tuple
 
 from hither.code_identity import function_identity
 from hither.errors import JobCancelledException, JobNotFinishedError
+from hither.events import recorder as _events
 from hither.jobs import states as S
 from hither.status import JobStatus
 from hither.values.grammar import job_hash
@@ -30,7 +30,6 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger("hither.jobs.job")
 
 _ids = itertools.count(1)
-_id_prefix = os.urandom(4).hex()
 _NOT_YET: Any = object()  # no materialised result yet
 
 
@@ -52,7 +51,7 @@ class Job:
     def __init__(self, function: "JobFunction", kwargs: Dict[str, Any], config: "ConfigState",
                  handler: "JobHandler", container: Optional[str], deps: List["Job"],
                  coordinator: Optional[Coordinator] = None) -> None:
-        self.id = f"{_id_prefix}-{next(_ids)}"
+        self.id = f"{_events.RUN_ID}-{next(_ids)}"  # unique across the programs of the event log
         self.function = function
         self.kwargs = kwargs
         self.config = config
@@ -247,6 +246,10 @@ class Job:
             old = self._state
             state, actions = S.transition(old, event)
             self._state = state
+        if state is not old:  # recorded in the job event log (hither.events): a tuple queued
+            put = _events.put
+            if put is not None:
+                put(self, event, old, state, self._runtime_info, self._deps)
         return state is not old or bool(actions), state, actions
 
     def merge_runtime_info(self, runtime_info: "Optional[RuntimeInfo | Dict[str, Any]]") -> None:
@@ -254,7 +257,10 @@ class Job:
         if runtime_info is not None:
             if not isinstance(runtime_info, dict):
                 runtime_info = runtime_info.model_dump(exclude_unset=True)
-            self._runtime_info.update({k: v for k, v in runtime_info.items() if v is not None and v != ""})
+            values = runtime_info.values()
+            if None in values or "" in values:  # unknowns do not hide what is known
+                runtime_info = {k: v for k, v in runtime_info.items() if v is not None and v != ""}
+            self._runtime_info.update(runtime_info)
 
     def ended_runtime_info(self) -> "RuntimeInfo":
         """The runtime info with the status the job ends with (for the cache entry)."""

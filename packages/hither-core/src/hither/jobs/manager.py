@@ -7,7 +7,7 @@ import logging
 import queue
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
 from hither import config_state as _config
 from hither.errors import DependencyFailedError
@@ -141,12 +141,16 @@ class JobManager:
         self._lock = threading.Lock()
         self._active: Dict[str, Job] = {}
         self._handlers: "weakref.WeakSet[JobHandler]" = weakref.WeakSet()
+        self._last_handler: Callable[[], Optional[JobHandler]] = lambda: None  # last added
         self._default_handler: Optional[JobHandler] = None
         self._dispatch_q: "queue.SimpleQueue[Optional[Job]]" = queue.SimpleQueue()
         self._dispatch_thread: Optional[threading.Thread] = None
 
     # ------------------------------------------------------------------ creation
     def default_handler(self) -> JobHandler:
+        handler = self._default_handler
+        if handler is not None:  # made once; no lock on the hot path
+            return handler
         with self._lock:
             if self._default_handler is None:
                 from hither.local.default import DefaultJobHandler
@@ -162,7 +166,9 @@ class JobManager:
         check_placement(job)
         with self._lock:
             self._active[job.id] = job
-            self._handlers.add(handler)
+            if self._last_handler() is not handler:  # a WeakSet add costs ~1 us a job
+                self._handlers.add(handler)
+                self._last_handler = weakref.ref(handler)
         cached = cfg.job_cache is not None
         self.handle(job, S.Submitted(len(deps), cached and not cfg.force_run, cached), inline=True)
         return job
@@ -347,6 +353,7 @@ class JobManager:
         with self._lock:
             handlers: Set[JobHandler] = set(self._handlers)
             self._handlers = weakref.WeakSet()
+            self._last_handler = lambda: None
         for h in handlers:
             try:
                 h.shutdown(wait=False)
