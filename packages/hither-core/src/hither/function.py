@@ -52,7 +52,8 @@ class HitherFunction:
 
     def __getstate__(self) -> Dict[str, Any]:  # picklable by value (cloudpickle, __main__)
         state = dict(self.__dict__)
-        for k in ("_lock", "_bundle", "_worker_ref", "_hither_binding"):
+        for k in ("_lock", "_bundle", "_worker_ref", "_hither_binding", "_code_identity",
+                  "_identity_by_value", "_identity_reads"):
             state.pop(k, None)
         return state
 
@@ -133,13 +134,29 @@ def function(name: str, version: str, retry: Any = None) -> Callable[[Callable[.
 
 
 def _register(hf: HitherFunction) -> None:
+    """Register ``hf`` by name. The same module defining the name again (a notebook cell or
+    a script run again, ``importlib.reload``) replaces it: that is editing, not a clash."""
     with _registry_lock:
         old = _registry.get(hf.name)
-        if old is not None and old.source_file and hf.source_file and old.source_file != hf.source_file:
-            warnings.warn(f"hither function name {hf.name!r} is registered twice: in {old.source_file} "
-                          f"and in {hf.source_file}; hi.run({hf.name!r}) now uses the second. Rename "
+        if old is not None and _same_home(old, hf):
+            logger.debug("hither function %r redefined in %s: the new definition replaces the old",
+                         hf.name, hf.module)
+        elif old is not None:
+            where_old = old.source_file or old.module
+            where_new = hf.source_file or hf.module
+            warnings.warn(f"hither function name {hf.name!r} is registered twice: in {where_old} "
+                          f"and in {where_new}; hi.run({hf.name!r}) now uses the second. Rename "
                           "one of them.", stacklevel=3)
         _registry[hf.name] = hf
+
+
+def _same_home(old: HitherFunction, new: HitherFunction) -> bool:
+    """Whether two definitions of one name come from the same module: ``__main__`` (a script,
+    a notebook's cells) whatever its cell files, else the same module and file."""
+    if old.module != new.module:
+        return False
+    return old.module == "__main__" or not (old.source_file and new.source_file) \
+        or old.source_file == new.source_file
 
 
 def get_function(name: str) -> HitherFunction:

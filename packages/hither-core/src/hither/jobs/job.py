@@ -9,6 +9,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, List, Optional, Tuple
 
+from hither.code_identity import function_identity
 from hither.errors import JobCancelledException, JobNotFinishedError
 from hither.events import recorder as _events
 from hither.jobs import states as S
@@ -60,6 +61,7 @@ class Job:
         self._dep_refs: List["weakref.ref[Job]"] = []
         self.resolved_kwargs: Optional[Dict[str, Any]] = None if deps else kwargs
         self._hash: Optional[str] = None
+        self._code_identity: Optional[str] = None
         self._state = S.JobState()  # changed only by _apply (the state machine), under _lock
         self._materialized: Any = _NOT_YET  # the result read from its store, once
         # a plain dict on the hot path; a RuntimeInfo model is built when asked for
@@ -90,6 +92,14 @@ class Job:
         if self.resolved_kwargs is not None:
             self._hash = h
         return h
+
+    @property
+    def code_identity(self) -> str:
+        """What this job runs (``hither.code_identity``), taken at its first use (the cache
+        lookup or the handler's submit, at ``.run()`` for a job without input jobs)."""
+        if self._code_identity is None:
+            self._code_identity = function_identity(self.function)
+        return self._code_identity
 
     @property
     def dependencies(self) -> List["Job"]:
