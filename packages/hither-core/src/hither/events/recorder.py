@@ -42,6 +42,7 @@ WARN_AFTER = 5.0        # seconds a log stays locked (or full) before the one wa
 Put = Callable[[Any, Any, Any, Any, Dict[str, Any], List[Any]], None]
 _CREATED, _MOVED, _ENDED = "created", "moved", "ended"  # kinds of queued transitions
 _STATUS = {s: ("created" if s is JobStatus.PENDING else s.value) for s in JobStatus}
+_PASSING = ("queued", "running")  # statuses a job passes through (see Recorder._event)
 
 
 def _status(status: JobStatus) -> str:
@@ -60,12 +61,14 @@ class Recorder:
         self._writer = LogWriter(path, keep)
         self._rows: Dict[str, List[Any]] = {}     # job id -> its row, merged, not yet written
         self._events: List[Tuple[str, str, float]] = []
+        self._passing: Dict[str, int] = {}  # job id -> index in _events of its passing status
         self._edges: List[Tuple[str, str]] = []
         self._waiting: Dict[str, Tuple[Dict[str, Any], str, Any]] = {}  # queued: info, status, reason
         self._detail: Dict[str, Tuple[Dict[str, Any], Any]] = {}  # job id -> its info, the event's
         self._next_reasons = 0.0
         self._wake = threading.Event()
         self._stopping = False
+        self._exit_wait = EXIT_WAIT - 0.1
         self._warned = False
         self._failing_since: Optional[float] = None  # the log is locked or full since
         self.dropped = 0
@@ -109,7 +112,11 @@ class Recorder:
                 if time.monotonic() >= next_write or not busy:
                     self._tick()
                     next_write = time.monotonic() + INTERVAL
+            deadline = time.monotonic() + self._exit_wait
             self._tick()
+            while self._rows and time.monotonic() < deadline:  # another program holds the lock
+                time.sleep(0.02)
+                self._tick()
             if self._rows:  # the last batch found the log locked or full
                 self._warn(f"hither could not record the last {len(self._rows)} jobs to {self.path} "
                            "(it was locked or full at exit)")
@@ -170,6 +177,7 @@ class Recorder:
                 self.dropped += len(self._rows)
                 self._rows.clear()
                 self._events.clear()
+                self._passing.clear()
                 self._edges.clear()
         if self._writer.keep_days > 0:
             self._writer.maybe_prune(now)
@@ -191,6 +199,7 @@ class Recorder:
             else:
                 self._events = [e for e in self._events if e[0] not in ids]
                 self._edges = [e for e in self._edges if e[0] not in ids]
+            self._passing.clear()  # indexes into the old list; a later change appends
 
     def _row(self, job_id: str) -> List[Any]:
         row = self._rows.get(job_id)
@@ -228,9 +237,25 @@ class Recorder:
             elif status == "queued":
                 self._waiting[jid] = (item[5], status, None)
         if status != prev:
-            self._events.append((jid, status, t))
+            self._event(jid, status, t)
         row[rows.STATUS] = status
         row[rows.UPDATED_AT] = t
+
+    def _event(self, jid: str, status: str, t: float) -> None:
+        """Add a status change to the batch. A passing status (queued, running) that a
+        later change of the same batch replaces is not kept: a job that goes through
+        several within one batch (0.2 s) records only the last (about half the rows
+        for small jobs; counts over time have the batch's resolution anyway)."""
+        at = self._passing.get(jid)
+        if at is not None:
+            self._events[at] = (jid, status, t)
+        else:
+            at = len(self._events)
+            self._events.append((jid, status, t))
+        if status in _PASSING:
+            self._passing[jid] = at
+        elif at is not None:
+            self._passing.pop(jid, None)
 
     def _created(self, row: List[Any], item: Tuple[Any, ...], t: float) -> None:
         _, jid, _, new_status, function, handler, container, kwargs, inputs, info = item
@@ -278,6 +303,7 @@ class Recorder:
     # ------------------------------------------------------------------ the end
     def close(self, timeout: float = EXIT_WAIT) -> None:
         """Write what is queued and stop the thread, waiting at most ``timeout`` seconds."""
+        self._exit_wait = max(0.0, timeout - 0.1)  # the last writes' retries, inside the join
         self._stopping = True
         self._wake.set()
         if self._thread is not threading.current_thread():
@@ -334,10 +360,14 @@ def _after_fork_in_child() -> None:
     global put, _current, RUN_ID, _lock
     RUN_ID = os.urandom(6).hex()
     _lock = threading.Lock()
+    put = _start
     if _current is not None:
         _orphans.append(_current)  # its connection belongs to the parent: never touch it
+        # SQLite keeps per-process lock state in memory that a fork copies: a connection
+        # the child opened to the log its parent has open would lock it wrongly (and could
+        # corrupt it), so a child of a recording program does not record
+        put = None
     _current = None
-    put = _start
 
 
 atexit.register(_at_exit)
