@@ -317,8 +317,10 @@ class Bus:
                                                                 BusOutcome(message=message))}})
 
     def hand_back(self, job_id: str, owner: str) -> None:
-        """Return a job this owner did not finish to the queue (a cancel request ends it)."""
+        """Return a job this owner did not finish to the queue, its run record released so
+        that another process may run it at once (a cancel request ends it)."""
         now = time.time()
+        self.runs.delete_one({"_id": job_id, "owner": owner, "done": False})
         self.jobs.update_one({"_id": job_id, "lease_owner": owner, "status": BusStatus.RUNNING.value},
                              {"$set": {"status": BusStatus.QUEUED.value, "lease_owner": None,
                                        "lease_expires": None, "updated": now}})

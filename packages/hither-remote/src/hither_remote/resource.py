@@ -24,24 +24,24 @@ The resource sleeps until the bus's change stream says a job was inserted for it
 back or asked to cancel, or one of its own jobs ends (``hither_remote.wakeups``); it claims
 the announced jobs by id in one batch (``Bus.claim_ids``), and queries its queue only when
 polling, once a second as a safety net, or while the last query found more than fitted.
-Up to ``prefetch`` (= ``capacity``: only jobs that start within one job's time) more jobs
-than ``capacity`` are claimed when the launcher limits how many run at once, so jobs are
-unpacked and written back while others run; none while another live serving process of the
-same resource id has a free worker (its heartbeat says so), which then takes them; while every
-worker is busy, claims wait until half of that room is free (one claim round for several
-jobs). The run records of a whole claim round are taken in one bulk write (``Bus.begin_runs``:
-a job whose run already ended, a replayed document, is refused; one whose run is still
-going elsewhere, its status set back to ``queued`` on the bus, is left to that run), and
-the outcomes and run records of jobs that end together are written in one bulk write each
-(``hither_remote.coalesce``). A claim holds a
-lease of ``lease_seconds``, renewed while the job runs; when this process dies, the lease
-expires and another (or a restarted) process runs the job again.
+Up to ``prefetch`` (= ``capacity``) more jobs than ``capacity`` are claimed when the
+launcher limits how many run at once, so jobs are unpacked and written back while others
+run; a job holds a short lease until it starts (``hither_remote.waiting``), and while
+another live serving process of the same resource id has a free worker (its heartbeat says
+so) none is claimed ahead and those that cannot start here now are handed back to it;
+while every worker is busy, claims wait until half of that room is free (one claim round
+for several jobs). The run records of a whole claim round are taken in one bulk write
+(``Bus.begin_runs``: a job whose run already ended, a replayed document, is refused; one
+whose run is still going elsewhere, its status set back to ``queued`` on the bus, is left to
+that run), and the outcomes and run records of jobs that end together are written in one
+bulk write each (``hither_remote.coalesce``). A started job's lease of ``lease_seconds`` is
+renewed while it runs; when this process dies, the lease expires and another (or a
+restarted) process runs the job again.
 """
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import tempfile
 import threading
@@ -51,12 +51,14 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from hither.errors import ConfigError, JobTimeoutError
-from hither.plugins.interfaces import Launcher, Store
+from hither.plugins.interfaces import Store
 
 from .janitor import Janitor
+from .launching import install_stop_signals, launcher_for
 from .models import BusJob, BusOutcome, BusStatus, ResourceHeartbeat
 from .endpoint import byte_count, endpoint, seconds
 from .signing import job_problem
+from .waiting import Claimed, peer_room, to_give, wait_lease
 from .wakeups import ChangeWatcher
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,39 +71,6 @@ BUS_RETRY_SECONDS = 60.0
 #: while change streams wake the resource: how often it still looks at the bus (events can
 #: be lost across an outage; expired leases make no event)
 SAFETY_POLL = 1.0
-
-
-def launcher_for(job_handler: Any, workers: Optional[int]) -> Tuple[Launcher, int]:
-    """The launcher that runs a resource's job directories and how many run at once: the
-    handler's ``job_dir_launcher()`` when it gives one, else a ``JobServerLauncher`` that
-    reuses job processes per code bundle as a ``ParallelJobHandler``'s would (what
-    ``hither-remote serve --handler parallel`` runs); capacity ``workers`` if given, else
-    the launcher's, else the handler's ``num_workers``, else 1."""
-    get = getattr(job_handler, "job_dir_launcher", None)
-    launcher: Optional[Launcher] = get() if get is not None else None
-    if workers is None:
-        workers = (launcher.capacity if launcher is not None else None) \
-            or getattr(job_handler, "num_workers", None) or 1
-    if launcher is None:
-        from hither.outside.jobserver import JobServerLauncher
-
-        launcher = JobServerLauncher(capacity=workers, reuse=True)
-    elif launcher.capacity is not None and launcher.capacity < workers:
-        logger.warning("workers=%d, but %r runs %d job(s) at once: claimed jobs wait for it",
-                       workers, job_handler, launcher.capacity)
-    return launcher, workers
-
-
-class _Running:
-    def __init__(self, bus_job: BusJob) -> None:
-        self.bus_job = bus_job
-        self.job_dir: Optional[str] = None
-        self.cancelled = False
-        self.refusal: Optional[str] = None  # why it must not run (checked when claimed)
-        self.checked = False  # its run record was taken (or found taken) at the claim
-        #: None: run it; "": a run of it ended (a replay); else the owner of a run still going
-        self.other_run: Optional[str] = None
-        self.thread: Optional[threading.Thread] = None
 
 
 class ComputeResource:
@@ -167,6 +136,10 @@ class ComputeResource:
         # unpacked while others run (their outcomes written while the next ones run)
         self.prefetch = workers if self._launcher.capacity is not None else 0
         self._peer_idle = False  # a live serving process of this resource id has a free worker
+        #: the lease of a claimed job until it starts (``hither_remote.waiting``)
+        self.wait_lease = wait_lease(self.lease_seconds)
+        self._slots = threading.BoundedSemaphore(workers)  # jobs started: at most one per worker
+        self._reported = 0  # the number of jobs held, as the last heartbeat said
         self.work_dir = work_dir
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.change_streams = change_streams
@@ -181,7 +154,7 @@ class ComputeResource:
         self._candidates: "OrderedDict[str, None]" = OrderedDict()  # job ids events told of
         self._handing_back = False
         self._lock = threading.Lock()
-        self._running: Dict[str, _Running] = {}
+        self._running: Dict[str, Claimed] = {}
         self._started = time.time()
         from .logs import LogShipper
         from .resource_containers import ResourceLauncher
@@ -196,7 +169,7 @@ class ComputeResource:
         # replay checks of jobs starting together (one read) and the outcomes and run records
         # of jobs ending together (one bulk write each)
         self._starts: "Coalescer[str, Optional[str]]" = Coalescer(
-            lambda ids: self._retry(self.bus.begin_runs, ids, self.owner, self.lease_seconds,
+            lambda ids: self._retry(self.bus.begin_runs, ids, self.owner, self.wait_lease,
                                     [self._expiry(i) for i in ids]),
             name="hither-remote-starts")
         self._ends: "Coalescer[Tuple[str, BusStatus, BusOutcome], bool]" = Coalescer(
@@ -223,7 +196,7 @@ class ComputeResource:
 
     def run(self) -> None:
         """Serve until ``stop()``, SIGINT or SIGTERM (signals only in the main thread)."""
-        restore = self._install_signals()
+        restore = install_stop_signals(self._stop, self._wake)
         # _stop is not cleared: a stop() that comes before the loop starts still counts
         self._handing_back = False
         watcher = self._start_watcher()
@@ -231,7 +204,7 @@ class ComputeResource:
                     self.compute_resource_id, self.capacity, self.lease_seconds, self.owner,
                     "woken by change streams" if watcher is not None and watcher.watching
                     else f"polling every {self.poll_interval} s")
-        last_beat = last_cancel_check = last_full = last_prune = 0.0
+        last_beat = last_renew = last_cancel_check = last_full = last_prune = 0.0
         try:
             while not self._stop.is_set():
                 # woken (a job for us, a cancel request, a slot freed) or a poll is due
@@ -243,6 +216,9 @@ class ComputeResource:
                     if now - last_beat >= self._beat_every():
                         self._beat()
                         last_beat = now
+                    if now - last_renew >= self.wait_lease / 3:
+                        self._renew()
+                        last_renew = now
                     if self._cancel_due or now - last_cancel_check >= (SAFETY_POLL if watching else 0.2):
                         self._cancel_due = False
                         self._check_cancels()
@@ -252,6 +228,9 @@ class ComputeResource:
                         last_full = now
                     if woken or self._look_all:
                         self._claim_jobs()
+                    if self._busy_changed() and now - last_beat >= 0.5:
+                        self.bus.heartbeat(self._heartbeat_doc(stopped=False))  # peers see it now
+                        last_beat = now
                     if self.retention is not None and now - last_prune >= self.prune_every:
                         last_prune = now
                         self._prune()
@@ -298,40 +277,48 @@ class ComputeResource:
         return ChangeWatcher(self.bus.jobs, pipeline, on_change, on_gap, name=self.compute_resource_id).start()
 
     # ------------------------------------------------------------------ loop steps
-    def _install_signals(self) -> Any:
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-        old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-
-        def on_signal(signum: int, frame: Any) -> None:
-            logger.info("signal %d: stopping, handing unfinished jobs back", signum)
-            self._stop.set()
-            self._wake.set()
-
-        for s in old:
-            signal.signal(s, on_signal)
-
-        def restore() -> None:
-            for s, h in old.items():
-                signal.signal(s, h)
-        return restore
-
     def _beat(self) -> None:
-        with self._lock:
-            ids = list(self._running)
-        self.bus.renew(ids, self.owner, self.lease_seconds)
         self.bus.sweep(self.compute_resource_id)
         self.bus.heartbeat(self._heartbeat_doc(stopped=False))
+        self._look_at_peers()
+
+    def _renew(self) -> None:
+        """Renew the leases: the full one of started jobs, the short one of waiting jobs;
+        waiting jobs that cannot start here now go back while a peer has free workers."""
+        with self._lock:
+            started = [i for i, r in self._running.items() if r.started]
+            waiting = [i for i, r in self._running.items() if not r.started]
+        self.bus.renew(started, self.owner, self.lease_seconds)
+        self.bus.renew(waiting, self.owner, self.wait_lease)
+        if waiting:
+            self._look_at_peers()
+
+    def _look_at_peers(self) -> None:
+        """Read the peers' heartbeats: no claiming ahead while one has a free worker, and
+        the waiting jobs it has room for marked to go back (``waiting.to_give``)."""
         since = time.time() - 3 * self._beat_every()
-        self._peer_idle = any(h.owner != self.owner and not h.stopped and h.last_seen >= since
-                              and h.running < h.capacity
-                              for h in self.bus.resource_records(self.compute_resource_id))
+        room = peer_room(self.bus.resource_records(self.compute_resource_id), self.owner, since)
+        self._peer_idle = room > 0
+        with self._lock:
+            waiting = [r for r in self._running.values() if not r.started and not r.give_back]
+            started = sum(1 for r in self._running.values() if r.started)
+            n = to_give(len(waiting), started, self.capacity, room)
+            for r in waiting[len(waiting) - n:] if n else []:  # the last claimed first
+                r.give_back = True
+
+    def _busy_changed(self) -> bool:
+        """Whether this process went from a free worker to none or back since its last
+        heartbeat (peers hand jobs to a process whose heartbeat shows a free worker)."""
+        with self._lock:
+            held = len(self._running)
+        return (held < self.capacity) != (self._reported < self.capacity)
 
     def _beat_every(self) -> float:
         """Seconds between heartbeats (and lease renewals)."""
         return min(self.lease_seconds / 3, 5.0)
 
     def _heartbeat_doc(self, stopped: bool) -> ResourceHeartbeat:
+        self._reported = len(self._running)
         return ResourceHeartbeat(_id=f"{self.compute_resource_id}/{self.owner}", resource_id=self.compute_resource_id,
                                  owner=self.owner, started=self._started, last_seen=time.time(),
                                  running=len(self._running), capacity=self.capacity, stopped=stopped)
@@ -366,11 +353,11 @@ class ComputeResource:
                 while self._candidates and len(ids) < free:
                     ids.append(self._candidates.popitem(last=False)[0])
             if ids:  # told by the change stream: claimed by id, no query over the queue
-                claimed = self.bus.claim_ids(self.compute_resource_id, ids, self.owner, self.lease_seconds)
+                claimed = self.bus.claim_ids(self.compute_resource_id, ids, self.owner, self.wait_lease)
             elif self._look_all:
                 # a query over the queue: when polling, at the safety poll, after a gap, and
                 # while the last one found more jobs than there was room for
-                claimed = self.bus.claim_many(self.compute_resource_id, self.owner, self.lease_seconds, free)
+                claimed = self.bus.claim_many(self.compute_resource_id, self.owner, self.wait_lease, free)
                 self._look_all = len(claimed) >= free
                 with self._lock:
                     for bus_job in claimed:
@@ -381,7 +368,7 @@ class ComputeResource:
                 return
             with self._lock:  # a job of ours set back to queued and claimed again: one run only
                 claimed = [b for b in claimed if b.id not in self._running]
-            runs = [_Running(bus_job) for bus_job in claimed]
+            runs = [Claimed(bus_job) for bus_job in claimed]
             self._start_runs(runs)
             for r in runs:
                 bus_job = r.bus_job
@@ -391,7 +378,7 @@ class ComputeResource:
                                             name=f"hither-remote-{bus_job.id[:8]}")
                 r.thread.start()
 
-    def _start_runs(self, runs: "list[_Running]") -> None:
+    def _start_runs(self, runs: "list[Claimed]") -> None:
         """Check the claimed jobs, and take their run records (``Bus.begin_runs``: refused
         when a run ended, a replayed document; left to its runner when a run is still
         going) in one write; if the bus fails here, each job's thread asks itself. The
@@ -403,7 +390,7 @@ class ComputeResource:
                 r.refusal = f"the job document could not be checked ({type(exc).__name__})"
         ok = [r for r in runs if r.refusal is None]
         try:
-            others = self.bus.begin_runs([r.bus_job.id for r in ok], self.owner, self.lease_seconds,
+            others = self.bus.begin_runs([r.bus_job.id for r in ok], self.owner, self.wait_lease,
                                          [r.bus_job.expires for r in ok])
         except Exception as exc:  # noqa: BLE001 - e.g. an outage: the job threads retry
             logger.warning("could not record the runs of %d claimed job(s) (%s); retrying per job",
@@ -485,7 +472,7 @@ class ComputeResource:
             return "the job is addressed to another resource"
         return None
 
-    def _run_job(self, r: _Running) -> None:
+    def _run_job(self, r: Claimed) -> None:
         bus_job = r.bus_job
         job_id, fname = bus_job.id, bus_job.function_name
         try:
@@ -516,7 +503,7 @@ class ComputeResource:
                 self._running.pop(job_id, None)
             self._wake.set()  # a slot is free: claim the next job now
 
-    def _execute(self, r: _Running) -> None:
+    def _execute(self, r: Claimed) -> None:
         from hither.outside.documents import pack_outputs, unpack_job
         from hither.outside.path import launch
 
@@ -541,6 +528,9 @@ class ComputeResource:
         t0 = time.monotonic()
         try:
             unpack_job(with_console_file(bus_job.document), job_dir, self.store)
+            if not self._take_slot(r) and r.give_back:
+                self._give_back(r)
+                return
             self._logs.start(job_id, bus_job.attempts, job_dir)
             r.job_dir = job_dir
             if r.cancelled or self._handing_back:
@@ -574,6 +564,29 @@ class ComputeResource:
                 logger.warning("%s (%s) finished, but its lease had passed to another process", fname, job_id)
             logger.info("end %s (%s): %s in %.2f s", fname, job_id, status.value, time.monotonic() - t0)
         finally:
+            if r.started:
+                self._slots.release()
             self._logs.finish(job_id)
             r.job_dir = None
             self._janitor.remove(job_dir)
+
+    def _take_slot(self, r: Claimed) -> bool:
+        """Wait for a free worker; False (no slot taken) when the job is to go back for a
+        peer, is cancelled or the resource stops meanwhile."""
+        while not self._slots.acquire(timeout=0.1):
+            if r.give_back or r.cancelled or self._handing_back:
+                return False
+        with self._lock:
+            if r.give_back:
+                self._slots.release()
+                return False
+            r.started = True
+        return True
+
+    def _give_back(self, r: Claimed) -> None:
+        """Return a job that did not start to the queue for an idle peer (its run record
+        released): no longer ours first, so that the event of its return claims nothing here."""
+        with self._lock:
+            self._running.pop(r.bus_job.id, None)
+        self._retry(self.bus.hand_back, r.bus_job.id, self.owner)
+        logger.info("handed %s (%s) back for an idle peer", r.bus_job.function_name, r.bus_job.id)
