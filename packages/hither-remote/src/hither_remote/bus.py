@@ -36,6 +36,27 @@ RUNS = "hither_remote_runs"
 #: fetches against the whole list, so one query over n ids costs n² comparisons there
 #: (500 ids: ~0.9 s of its CPU; 20 queries of 25 ids: ~30 ms)
 IN_CHUNK = 25
+#: how long a resource keeps trying a write (a job's end) while the bus is unreachable
+BUS_RETRY_SECONDS = 60.0
+
+
+def retry(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` retried through a bus outage of up to ``BUS_RETRY_SECONDS``: a
+    resource's writes of a job's end get through once the bus is back (else the job's lease
+    expires and it is run again)."""
+    import pymongo.errors
+
+    deadline = time.monotonic() + BUS_RETRY_SECONDS
+    delay = 0.2
+    while True:
+        try:
+            return fn(*args)
+        except pymongo.errors.PyMongoError as exc:
+            if time.monotonic() > deadline:
+                raise
+            logger.warning("job bus unavailable (%s); retrying %s", type(exc).__name__, fn.__name__)
+            time.sleep(delay)
+            delay = min(2.0, delay * 2)
 
 
 def _chunks(ids: List[str]) -> Iterable[List[str]]:
@@ -227,6 +248,11 @@ class Bus:
         update = {"$set": {"status": BusStatus.RUNNING.value, "lease_owner": owner, "claim": token,
                            "lease_expires": now + lease_seconds, "updated": now, "started": now},
                   "$inc": {"attempts": 1}}
+        if len(ids) == 1 and not expired:  # one job: one round trip
+            one = self.jobs.find_one_and_update({"_id": ids[0], "resource_id": resource_id,
+                                                 "status": BusStatus.QUEUED.value}, update,
+                                                return_document=self._return_after)
+            return self._claimed([] if one is None else [one], owner)
         if ids:
             self.jobs.update_many({"_id": {"$in": list(ids)}, "resource_id": resource_id,
                                    "status": BusStatus.QUEUED.value}, update)
@@ -235,6 +261,10 @@ class Bus:
                                    "status": BusStatus.RUNNING.value, "lease_expires": {"$lt": now}}, update)
         docs = list(self.jobs.find({"_id": {"$in": list(ids) + list(expired or [])}, "claim": token}))
         docs.sort(key=lambda d: d["created"] if isinstance(d.get("created"), (int, float)) else 0)
+        return self._claimed(docs, owner)
+
+    def _claimed(self, docs: List[Dict[str, Any]], owner: str) -> List[BusJob]:
+        """The claimed documents as jobs; a malformed one is refused alone, with the reason."""
         out = []
         for d in docs:
             job = parse_job(d)
@@ -348,33 +378,39 @@ class Bus:
         return [v is None or v == owner for v in self.begin_runs(job_ids, owner, lease_seconds)]
 
     def begin_runs(self, job_ids: List[str], owner: str, lease_seconds: float,
-                   expires: Optional[List[float]] = None) -> List[Optional[str]]:
+                   expires: Optional[List[float]] = None, ended: Iterable[str] = ()) -> List[Optional[str]]:
         """Take the run record of each of ``job_ids`` for ``owner``, with a lease of
         ``lease_seconds`` (renewed by ``renew``), in one round trip. For each: None when
         taken (run it), ``""`` when a run of it already ended (a replayed document), else
         the owner of a run still going (a job relabelled ``queued`` on the bus: not run
         twice). A record is taken when absent, or not done and its lease passed; else its
         upsert collides with the record's ``_id``. ``expires``: each job's signed expiry, kept
-        on its record (``retention.prune`` removes a record once its job expired)."""
+        on its record (``retention.prune`` removes a record once its job expired). ``ended``:
+        ids whose runs to mark done in the same write (``end_runs``, whose outcomes are on
+        the bus: one round trip for the runs that end and those that begin)."""
         import pymongo.errors
         from pymongo import UpdateOne
 
+        ends = [UpdateOne({"_id": job_id}, {"$set": {"done": True, "ended": time.time()}}, upsert=True)
+                for job_id in ended]
         if not job_ids:
+            if ends:
+                self.runs.bulk_write(ends, ordered=False)
             return []
         now = time.time()
         exp: List[Optional[float]] = list(expires) if expires is not None else [None] * len(job_ids)
-        ops = [UpdateOne({"_id": job_id, "done": {"$ne": True},
+        ops: List[Any] = [UpdateOne({"_id": job_id, "done": {"$ne": True},
                           "$or": [{"lease_expires": {"$lt": now}}, {"lease_expires": None}]},
                          {"$set": {"owner": owner, "started": now, "done": False, "expires": e,
                                    "lease_expires": now + lease_seconds}}, upsert=True)
                for job_id, e in zip(job_ids, exp)]
         try:
-            self.runs.bulk_write(ops, ordered=False)
+            self.runs.bulk_write(ops + ends, ordered=False)  # the begins first: errors index them
         except pymongo.errors.BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             if any(e.get("code") != 11000 for e in errors):
                 raise
-            taken = {job_ids[e["index"]] for e in errors}
+            taken = {job_ids[e["index"]] for e in errors if e["index"] < len(job_ids)}
             records = {d["_id"]: d for chunk in _chunks(sorted(taken))
                        for d in self.runs.find({"_id": {"$in": chunk}}, {"done": 1, "owner": 1})}
             out: List[Optional[str]] = []

@@ -55,19 +55,18 @@ from hither.plugins.interfaces import Store
 
 from .janitor import Janitor
 from .launching import install_stop_signals, launcher_for
+from .bus import retry
 from .models import BusJob, BusOutcome, BusStatus, ResourceHeartbeat
 from .endpoint import byte_count, endpoint, seconds
 from .signing import job_problem
 from .waiting import Claimed, peer_room, to_give, wait_lease
-from .wakeups import ChangeWatcher
+from .wakeups import ChangeWatcher, changed, resource_pipeline
 
 if TYPE_CHECKING:  # pragma: no cover
     from .retention import Retention
 
 logger = logging.getLogger("hither_remote.resource")
 
-#: how long the resource keeps trying to write a job's end while the bus is unreachable
-BUS_RETRY_SECONDS = 60.0
 #: while change streams wake the resource: how often it still looks at the bus (events can
 #: be lost across an outage; expired leases make no event)
 SAFETY_POLL = 1.0
@@ -140,6 +139,7 @@ class ComputeResource:
         self.wait_lease = wait_lease(self.lease_seconds)
         self._slots = threading.BoundedSemaphore(workers)  # jobs started: at most one per worker
         self._reported = 0  # the number of jobs held, as the last heartbeat said
+        self._ended_runs: "list[str]" = []  # ended jobs (outcome written) whose runs to mark done
         self.work_dir = work_dir
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.change_streams = change_streams
@@ -169,7 +169,7 @@ class ComputeResource:
         # replay checks of jobs starting together (one read) and the outcomes and run records
         # of jobs ending together (one bulk write each)
         self._starts: "Coalescer[str, Optional[str]]" = Coalescer(
-            lambda ids: self._retry(self.bus.begin_runs, ids, self.owner, self.wait_lease,
+            lambda ids: retry(self.bus.begin_runs, ids, self.owner, self.wait_lease,
                                     [self._expiry(i) for i in ids]),
             name="hither-remote-starts")
         self._ends: "Coalescer[Tuple[str, BusStatus, BusOutcome], bool]" = Coalescer(
@@ -228,6 +228,8 @@ class ComputeResource:
                         last_full = now
                     if woken or self._look_all:
                         self._claim_jobs()
+                    if self._ended_runs:
+                        self._flush_ended()
                     if self._busy_changed() and now - last_beat >= 0.5:
                         self.bus.heartbeat(self._heartbeat_doc(stopped=False))  # peers see it now
                         last_beat = now
@@ -247,6 +249,10 @@ class ComputeResource:
             self._janitor.close()
             self._starts.close()
             self._ends.close()
+            try:
+                self._flush_ended(retry=True)
+            except Exception:  # noqa: BLE001 - the bus is gone: a replay may run them once more
+                logger.warning("could not mark the runs of %d ended job(s) done", len(self._ended_runs))
             restore()
             logger.info("compute resource %r stopped", self.compute_resource_id)
 
@@ -255,17 +261,11 @@ class ComputeResource:
         handed back to the queue or asked to cancel (None: polling, as asked)."""
         if not self.change_streams:
             return None
-        pipeline = [{"$match": {"$or": [
-            {"operationType": "insert", "fullDocument.resource_id": self.compute_resource_id},
-            {"operationType": "update", "updateDescription.updatedFields.status": {
-                "$in": [BusStatus.QUEUED.value, BusStatus.CANCEL_REQUESTED.value]}}]}}]
-
         def on_change(change: Dict[str, Any]) -> None:
-            status = ((change.get("updateDescription") or {}).get("updatedFields") or {}).get("status")
+            bus_id, status = changed(change)
             if status == BusStatus.CANCEL_REQUESTED.value:
                 self._cancel_due = True
             else:  # a job inserted for us, or handed back: claim it by id (no query)
-                bus_id = (change.get("documentKey") or {}).get("_id")
                 with self._lock:
                     self._candidates[bus_id] = None
             self._wake.set()
@@ -274,7 +274,8 @@ class ComputeResource:
             self._cancel_due = self._look_all = True
             self._wake.set()
 
-        return ChangeWatcher(self.bus.jobs, pipeline, on_change, on_gap, name=self.compute_resource_id).start()
+        return ChangeWatcher(self.bus.jobs, resource_pipeline(self.compute_resource_id), on_change, on_gap,
+                             name=self.compute_resource_id).start()
 
     # ------------------------------------------------------------------ loop steps
     def _beat(self) -> None:
@@ -389,10 +390,14 @@ class ComputeResource:
             except Exception as exc:  # noqa: BLE001 - this document's fault alone
                 r.refusal = f"the job document could not be checked ({type(exc).__name__})"
         ok = [r for r in runs if r.refusal is None]
+        with self._lock:
+            ended, self._ended_runs = self._ended_runs, []
         try:
             others = self.bus.begin_runs([r.bus_job.id for r in ok], self.owner, self.wait_lease,
-                                         [r.bus_job.expires for r in ok])
+                                         [r.bus_job.expires for r in ok], ended)
         except Exception as exc:  # noqa: BLE001 - e.g. an outage: the job threads retry
+            with self._lock:
+                self._ended_runs[:0] = ended
             logger.warning("could not record the runs of %d claimed job(s) (%s); retrying per job",
                            len(ok), type(exc).__name__)
             return
@@ -430,30 +435,32 @@ class ComputeResource:
         except Exception:  # noqa: BLE001
             logger.warning("could not record the stop of %s on the bus", self.owner)
 
-    def _retry(self, fn: Any, *args: Any) -> Any:
-        """``fn(*args)`` retried through a bus outage of up to ``BUS_RETRY_SECONDS``; a job's
-        end is written once the bus is back (else its lease expires and it is rerun)."""
-        import pymongo.errors
-
-        deadline = time.monotonic() + BUS_RETRY_SECONDS
-        delay = 0.2
-        while True:
-            try:
-                return fn(*args)
-            except pymongo.errors.PyMongoError as exc:
-                if time.monotonic() > deadline:
-                    raise
-                logger.warning("job bus unavailable (%s); retrying %s", type(exc).__name__, fn.__name__)
-                time.sleep(delay)
-                delay = min(2.0, delay * 2)
-
     def _write_ends(self, ends: "list[Tuple[str, BusStatus, BusOutcome]]") -> "list[bool]":
-        """Outcomes, then run records, each in one write: a run is marked done only once its
-        outcome is on the bus (else a crash between the two would leave a job that can
-        neither end nor run again), and at once after it (a replay finds it done)."""
-        written = self._retry(self.bus.finish_many, self.owner, ends)
-        self._retry(self.bus.end_runs, [e[0] for e in ends])
+        """Outcomes in one write, then their run records marked done: only once the outcome
+        is on the bus (else a crash between the two would leave a job that can neither end
+        nor run again), and soon after it (a replay finds it done): in the write of the next
+        claim round's run records, which the job's end sets off, else by the main loop
+        (``_flush_ended``) at its next turn."""
+        written = retry(self.bus.finish_many, self.owner, ends)
+        with self._lock:
+            self._ended_runs += [e[0] for e in ends]
+        self._wake.set()
         return written
+
+    def _flush_ended(self, retry: bool = False) -> None:
+        """Mark done the run records of ended jobs that no claim round carried (a failure is
+        raised, the ids kept for the next try; ``retry``: through an outage, at the stop)."""
+        with self._lock:
+            ids, self._ended_runs = self._ended_runs, []
+        try:
+            if retry:
+                retry(self.bus.end_runs, ids)
+            else:
+                self.bus.end_runs(ids)
+        except Exception:
+            with self._lock:
+                self._ended_runs[:0] = ids
+            raise
 
     def _end(self, job_id: str, status: BusStatus, outcome: BusOutcome) -> bool:
         """Write a job's outcome and mark its run done (in one batch with the other jobs
@@ -484,17 +491,17 @@ class ComputeResource:
                 elif other is not None and other != self.owner:
                     logger.warning("%s (%s) is running at %s (its status on the bus was set back); "
                                    "left to that run", fname, job_id, other)
-                    self._retry(self.bus.hand_over, job_id, self.owner, other, self.lease_seconds)
+                    retry(self.bus.hand_over, job_id, self.owner, other, self.lease_seconds)
                     return
             if why is not None:
                 logger.warning("refused %s (%s): %s", fname, job_id, why)
-                self._retry(self.bus.refuse, job_id, self.owner, why)
+                retry(self.bus.refuse, job_id, self.owner, why)
                 return
             self._execute(r)
         except Exception as exc:  # noqa: BLE001 - report it to the client if the bus lets us
             logger.exception("job %s (%s) failed on the resource", fname, job_id)
             try:
-                self._retry(self.bus.finish, job_id, self.owner, BusStatus.ERROR,
+                retry(self.bus.finish, job_id, self.owner, BusStatus.ERROR,
                                 BusOutcome(message=f"{type(exc).__name__}: {exc}"))
             except Exception:  # noqa: BLE001
                 logger.warning("could not report the failure of %s; its lease will expire", job_id)
@@ -549,7 +556,7 @@ class ComputeResource:
                     return
             self._logs.finish(job_id)  # all of the live output, before the outcome
             if self._handing_back and not r.cancelled:
-                self._retry(self.bus.hand_back, job_id, self.owner)
+                retry(self.bus.hand_back, job_id, self.owner)
                 logger.info("handed back %s (%s)", fname, job_id)
                 return
             if r.cancelled:
@@ -588,5 +595,5 @@ class ComputeResource:
         released): no longer ours first, so that the event of its return claims nothing here."""
         with self._lock:
             self._running.pop(r.bus_job.id, None)
-        self._retry(self.bus.hand_back, r.bus_job.id, self.owner)
+        retry(self.bus.hand_back, r.bus_job.id, self.owner)
         logger.info("handed %s (%s) back for an idle peer", r.bus_job.function_name, r.bus_job.id)

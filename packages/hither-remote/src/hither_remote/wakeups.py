@@ -95,3 +95,20 @@ class ChangeWatcher:
                 self.on_gap()
                 self._stop.wait(1.0)
         self.watching = False
+
+
+def resource_pipeline(resource_id: str) -> List[Dict[str, Any]]:
+    """The change events a resource of ``resource_id`` wakes for: jobs inserted for it,
+    jobs handed back to the queue (set ``queued``) or asked to cancel."""
+    from .models import BusStatus
+
+    return [{"$match": {"$or": [
+        {"operationType": "insert", "fullDocument.resource_id": resource_id},
+        {"operationType": "update", "updateDescription.updatedFields.status": {
+            "$in": [BusStatus.QUEUED.value, BusStatus.CANCEL_REQUESTED.value]}}]}}]
+
+
+def changed(change: Dict[str, Any]) -> "tuple[Any, Optional[str]]":
+    """The job id of a change event and the status it set (None: not a status change)."""
+    status = ((change.get("updateDescription") or {}).get("updatedFields") or {}).get("status")
+    return (change.get("documentKey") or {}).get("_id"), status
