@@ -250,7 +250,7 @@ class ComputeResource:
             self._starts.close()
             self._ends.close()
             try:
-                self._flush_ended(retry=True)
+                self._flush_ended(through_outage=True)
             except Exception:  # noqa: BLE001 - the bus is gone: a replay may run them once more
                 logger.warning("could not mark the runs of %d ended job(s) done", len(self._ended_runs))
             restore()
@@ -447,13 +447,13 @@ class ComputeResource:
         self._wake.set()
         return written
 
-    def _flush_ended(self, retry: bool = False) -> None:
+    def _flush_ended(self, through_outage: bool = False) -> None:
         """Mark done the run records of ended jobs that no claim round carried (a failure is
-        raised, the ids kept for the next try; ``retry``: through an outage, at the stop)."""
+        raised, the ids kept for the next try; ``through_outage``: retried, at the stop)."""
         with self._lock:
             ids, self._ended_runs = self._ended_runs, []
         try:
-            if retry:
+            if through_outage:
                 retry(self.bus.end_runs, ids)
             else:
                 self.bus.end_runs(ids)
