@@ -356,11 +356,33 @@ def test_a_killed_serve_delays_its_waiting_jobs_by_a_short_lease(serve, db, stor
                 assert time.monotonic() < deadline, "the started job's lease was not renewed in full"
                 time.sleep(0.1)
             a.stop(signal.SIGKILL)
-            t0 = time.monotonic()
-            serve("b", "--workers", "1", "--lease-seconds", "30")
-            assert waiting.wait(25) == 1
-            took = time.monotonic() - t0
-        assert took < 20, f"the waiting job of the killed serve ran after {took:.1f} s (lease 30 s)"
+            killed = time.time()
+            b = serve("b", "--workers", "1", "--lease-seconds", "30")
+            deadline = time.monotonic() + 60
+            while not (doc := bus.jobs.find_one({"lease_owner": {"$regex": f":{b.proc.pid}:"}})):
+                assert time.monotonic() < deadline, "b claimed no job"
+                time.sleep(0.1)
+            assert waiting.wait(60) == 1
+        # the claim time (on the bus) counts, not the job's run: a cold job server under load
+        assert doc["attempts"] == 2 and doc["started"] - killed < 22, \
+            f"the waiting job of the killed serve was claimed again after {doc['started'] - killed:.1f} s (lease 30 s)"
     finally:
         jh.shutdown()
         bus.close()
+
+
+def test_serve_makes_itself_undumpable():
+    """Secret exposed: a job of the serve's user (not root) could read the serve process's
+    memory; ``serve`` marks itself not dumpable (prctl), which closes /proc/<pid>/mem,
+    environ and root to other processes of its user."""
+    import subprocess
+    import sys
+
+    code = ("import ctypes; get = lambda: ctypes.CDLL(None).prctl(3, 0, 0, 0, 0); before = get(); "
+            "from hither_remote.hiding import undumpable; ok = undumpable(); print(before, ok, get())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["1", "True", "0"], out.stdout + out.stderr
+    import inspect
+
+    from hither_remote import cli
+    assert "undumpable()" in inspect.getsource(cli.serve.callback)

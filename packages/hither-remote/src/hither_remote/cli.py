@@ -180,9 +180,10 @@ def serve(mongo_url: str, database: str, resource_id: str, workers: Optional[int
         if job_handler is not None:
             job_handler.shutdown()
         raise click.ClickException(str(exc)) from None
-    from .hiding import forget_env
+    from .hiding import forget_env, undumpable
 
     forget_env(cr.hidden_env)  # the secret is loaded: nothing this process starts inherits it
+    undumpable()  # nor reads its memory (unless root)
     try:
         if clear:
             click.echo(f"cleared {cr.clear()} finished jobs", err=True)

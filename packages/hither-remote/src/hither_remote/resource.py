@@ -62,6 +62,8 @@ from .signing import job_problem
 from .waiting import Claimed, peer_room, to_give, wait_lease
 from .wakeups import ChangeWatcher, changed, resource_pipeline
 
+from .retention import prune_logged
+
 if TYPE_CHECKING:  # pragma: no cover
     from .retention import Retention
 
@@ -70,6 +72,8 @@ logger = logging.getLogger("hither_remote.resource")
 #: while change streams wake the resource: how often it still looks at the bus (events can
 #: be lost across an outage; expired leases make no event)
 SAFETY_POLL = 1.0
+#: seconds the loop claims jobs at most before it looks after its heartbeat and leases
+CLAIM_TURN = 0.5
 
 
 class ComputeResource:
@@ -235,7 +239,7 @@ class ComputeResource:
                         last_beat = now
                     if self.retention is not None and now - last_prune >= self.prune_every:
                         last_prune = now
-                        self._prune()
+                        prune_logged(self.bus, self.compute_resource_id, self.retention)
                 except Exception as exc:  # noqa: BLE001 - e.g. a MongoDB outage: carry on
                     logger.warning("job bus unavailable (%s: %s); retrying", type(exc).__name__, exc)
                     self._stop.wait(1.0)
@@ -339,7 +343,13 @@ class ComputeResource:
                 self._launcher.kill(r.job_dir)
 
     def _claim_jobs(self) -> None:
+        """Claim rounds while there is room, for up to ``CLAIM_TURN`` s: then back to the
+        main loop (heartbeat, lease renewals), which comes back at once."""
+        turn_ends = time.monotonic() + CLAIM_TURN
         while not self._stop.is_set():
+            if time.monotonic() > turn_ends:
+                self._wake.set()
+                return
             # no claiming ahead while another serving process of this resource has a free worker
             prefetch = 0 if self._peer_idle else self.prefetch
             with self._lock:
@@ -408,17 +418,6 @@ class ComputeResource:
         with self._lock:
             r = self._running.get(job_id)
         return None if r is None else r.bus_job.expires
-
-    def _prune(self) -> None:
-        """Apply the retention to this resource's part of the bus (a failure is only logged)."""
-        from .retention import prune
-
-        if self.retention is None:
-            return
-        try:
-            prune(self.bus, self.compute_resource_id, self.retention)
-        except Exception as exc:  # noqa: BLE001 - e.g. an outage: next time
-            logger.warning("could not prune the bus (%s: %s)", type(exc).__name__, exc)
 
     def _hand_back_all(self) -> None:
         self._handing_back = True
