@@ -223,9 +223,7 @@ class Bus:
                 {"resource_id": resource_id, "status": BusStatus.QUEUED.value}, {"_id": 1}).limit(n - len(out))]
             expired: List[str] = []
             if len(out) + len(queued) < n:
-                expired = [d["_id"] for d in self.jobs.find(
-                    {"resource_id": resource_id, "status": BusStatus.RUNNING.value, "lease_expires": {"$lt": now}},
-                    {"_id": 1}).limit(n - len(out) - len(queued))]
+                expired = self._lapsed(resource_id, BusStatus.RUNNING, now)[:n - len(out) - len(queued)]
             if not queued and not expired:
                 break
             got = self.claim_ids(resource_id, queued, owner, lease_seconds, expired=expired)
@@ -248,11 +246,8 @@ class Bus:
         update = {"$set": {"status": BusStatus.RUNNING.value, "lease_owner": owner, "claim": token,
                            "lease_expires": now + lease_seconds, "updated": now, "started": now},
                   "$inc": {"attempts": 1}}
-        if len(ids) == 1 and not expired:  # one job: one round trip
-            one = self.jobs.find_one_and_update({"_id": ids[0], "resource_id": resource_id,
-                                                 "status": BusStatus.QUEUED.value}, update,
-                                                return_document=self._return_after)
-            return self._claimed([] if one is None else [one], owner)
+        # (not find_one_and_update for one job: SecantusDB scans the whole collection for
+        # it, ~33 ms of its CPU at 3000 jobs, against ~4 ms for these two round trips)
         if ids:
             self.jobs.update_many({"_id": {"$in": list(ids)}, "resource_id": resource_id,
                                    "status": BusStatus.QUEUED.value}, update)
@@ -359,12 +354,24 @@ class Bus:
                              {"$set": {"status": BusStatus.CANCELLED.value, "lease_expires": None,
                                        "updated": now, "ended": now}})
 
+    def _lapsed(self, resource_id: str, status: BusStatus, now: float) -> List[str]:
+        """The ids of ``resource_id``'s jobs in ``status`` whose lease passed before ``now``,
+        oldest first. The query is by equality only (the index's prefix) and the lease is
+        compared here: SecantusDB answers a range on ``lease_expires`` with a scan of the
+        whole collection (~100 ms of its CPU at 3000 jobs, where this takes ~4 ms); the
+        jobs of one resource in one status are few."""
+        docs = self.jobs.find({"resource_id": resource_id, "status": status.value}, {"_id": 1, "lease_expires": 1})
+        return [d["_id"] for d in docs
+                if isinstance(d.get("lease_expires"), (int, float)) and d["lease_expires"] < now]
+
     def sweep(self, resource_id: str) -> None:
         """End the cancel requests whose resource died before it saw them."""
         now = time.time()
-        self.jobs.update_many({"resource_id": resource_id, "status": BusStatus.CANCEL_REQUESTED.value,
-                               "lease_expires": {"$lt": now}},
-                              {"$set": {"status": BusStatus.CANCELLED.value, "updated": now, "ended": now}})
+        lapsed = self._lapsed(resource_id, BusStatus.CANCEL_REQUESTED, now)
+        for chunk in _chunks(lapsed):
+            self.jobs.update_many({"_id": {"$in": chunk}, "status": BusStatus.CANCEL_REQUESTED.value,
+                                   "lease_expires": {"$lt": now}},
+                                  {"$set": {"status": BusStatus.CANCELLED.value, "updated": now, "ended": now}})
 
     def start_run(self, job_id: str, owner: str) -> bool:
         """``start_runs`` for one job."""
