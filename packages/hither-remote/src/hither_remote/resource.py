@@ -59,7 +59,7 @@ from .bus import retry
 from .models import BusJob, BusOutcome, BusStatus, ResourceHeartbeat
 from .endpoint import byte_count, endpoint, seconds
 from .signing import job_problem
-from .waiting import Claimed, peer_room, to_give, wait_lease
+from .waiting import Claimed, StartGate, peer_room, to_give, wait_lease
 from .wakeups import ChangeWatcher, changed, resource_pipeline
 
 from .retention import prune_logged
@@ -141,7 +141,7 @@ class ComputeResource:
         self._peer_idle = False  # a live serving process of this resource id has a free worker
         #: the lease of a claimed job until it starts (``hither_remote.waiting``)
         self.wait_lease = wait_lease(self.lease_seconds)
-        self._slots = threading.BoundedSemaphore(workers)  # jobs started: at most one per worker
+        self._gate = StartGate(workers)  # jobs started: one per worker, in the order of claims
         self._reported = 0  # the number of jobs held, as the last heartbeat said
         self._ended_runs: "list[str]" = []  # ended jobs (outcome written) whose runs to mark done
         self.work_dir = work_dir
@@ -380,6 +380,8 @@ class ComputeResource:
             with self._lock:  # a job of ours set back to queued and claimed again: one run only
                 claimed = [b for b in claimed if b.id not in self._running]
             runs = [Claimed(bus_job) for bus_job in claimed]
+            for r in runs:
+                r.seq = self._gate.number()
             self._start_runs(runs)
             for r in runs:
                 bus_job = r.bus_job
@@ -571,23 +573,20 @@ class ComputeResource:
             logger.info("end %s (%s): %s in %.2f s", fname, job_id, status.value, time.monotonic() - t0)
         finally:
             if r.started:
-                self._slots.release()
+                self._gate.leave()
             self._logs.finish(job_id)
             r.job_dir = None
             self._janitor.remove(job_dir)
 
     def _take_slot(self, r: Claimed) -> bool:
-        """Wait for a free worker; False (no slot taken) when the job is to go back for a
-        peer, is cancelled or the resource stops meanwhile."""
-        while not self._slots.acquire(timeout=0.1):
-            if r.give_back or r.cancelled or self._handing_back:
-                return False
-        with self._lock:
-            if r.give_back:
-                self._slots.release()
-                return False
-            r.started = True
-        return True
+        """Wait for a free worker (``StartGate``); False (none taken) when the job is to go
+        back for a peer, is cancelled or the resource stops meanwhile."""
+        def start() -> bool:
+            with self._lock:  # _look_at_peers marks only jobs not started
+                r.started = not r.give_back
+            return r.started
+
+        return self._gate.enter(r, lambda: r.give_back or r.cancelled or self._handing_back, start)
 
     def _give_back(self, r: Claimed) -> None:
         """Return a job that did not start to the queue for an idle peer (its run record

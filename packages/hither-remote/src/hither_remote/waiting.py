@@ -14,8 +14,9 @@ now (``to_give``), and the peer claims them from the change stream::
 """
 from __future__ import annotations
 
+import itertools
 import threading
-from typing import Iterable, Optional
+from typing import Callable, Iterable, List, Optional
 
 from .models import BusJob, ResourceHeartbeat
 
@@ -56,3 +57,52 @@ class Claimed:
         self.thread: Optional[threading.Thread] = None
         self.started = False  # it holds one of the resource's worker slots
         self.give_back = False  # handed back for an idle peer before it started
+        self.seq = 0  # its place in the order of claims (``StartGate`` starts jobs in it)
+
+
+class StartGate:
+    """At most ``workers`` jobs started at once, waiting jobs started in the order they were
+    claimed (a semaphore wakes its waiters in no order: a job claimed later could start
+    first and the older one wait behind it)::
+
+        gate = StartGate(2)
+        claimed.seq = gate.number()                     # at the claim
+        if gate.enter(claimed, give_up=lambda: claimed.give_back, start=lambda: True):
+            try: ...                                    # run it
+            finally: gate.leave()
+    """
+
+    def __init__(self, workers: int) -> None:
+        self._free = workers
+        self._waiting: List[int] = []
+        self._cond = threading.Condition()
+        self._numbers = itertools.count(1)
+
+    def number(self) -> int:
+        """The next place in the order of claims."""
+        return next(self._numbers)
+
+    def enter(self, r: Claimed, give_up: Callable[[], bool], start: Callable[[], bool]) -> bool:
+        """Wait until a worker is free and no job claimed before ``r`` waits, then
+        ``start()`` (under the caller's lock: False keeps the worker free); False as soon
+        as ``give_up()`` says so."""
+        with self._cond:
+            self._waiting.append(r.seq)
+            try:
+                while not give_up():
+                    if self._free > 0 and r.seq == min(self._waiting):
+                        if not start():
+                            return False
+                        self._free -= 1
+                        return True
+                    self._cond.wait(0.1)
+                return False
+            finally:
+                self._waiting.remove(r.seq)
+                self._cond.notify_all()
+
+    def leave(self) -> None:
+        """A started job ended: its worker is free."""
+        with self._cond:
+            self._free += 1
+            self._cond.notify_all()
