@@ -407,7 +407,9 @@ class Bus:
         now = time.time()
         exp: List[Optional[float]] = list(expires) if expires is not None else [None] * len(job_ids)
         ops: List[Any] = [UpdateOne({"_id": job_id, "done": {"$ne": True},
-                          "$or": [{"lease_expires": {"$lt": now}}, {"lease_expires": None}]},
+                          # lease passed or none; not an $or: SecantusDB scans the whole
+                          # collection for a filter with a top-level operator
+                          "lease_expires": {"$not": {"$gte": now}}},
                          {"$set": {"owner": owner, "started": now, "done": False, "expires": e,
                                    "lease_expires": now + lease_seconds}}, upsert=True)
                for job_id, e in zip(job_ids, exp)]
