@@ -10,7 +10,9 @@
 2. 500 trivial jobs submitted at once through one such resource: jobs/s, beside the same
    jobs on a local ``ParallelJobHandler(2)``. Target: at least 100 jobs/s. Then where the
    CPU of a remote job goes (from /proc, over the same runs): the bus server (SecantusDB,
-   when found), the resource with its job server and job processes, and this client.
+   when found on the port of ``HITHER_BENCH_MONGO_URL``), the resource with its job server
+   and job processes, and this client; and the bus round trips per job of this client and
+   of the resource, by command (pymongo command listeners).
 
 Client and resource share the bus (a private database per run, dropped at the end) and a
 store folder under /tmp (each with a cache folder of its own). Runs are interleaved (ours,
