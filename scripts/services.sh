@@ -5,6 +5,7 @@
 #   - a Docker Engine (dockerd --bridge=none --iptables=false) and a locally built
 #     Python 3.11 + numpy image, hither-test/python-numpy:3.11       (hither-container)
 #   - a single-node Slurm cluster (munge + slurmctld + slurmd)       (hither-slurm)
+#   - Debian's chromium (headless, driven by playwright)             (hither-monitor's page tests)
 # Idempotent: safe to run again when things are installed or already up.
 # Each service lives in its own venv under /opt (SecantusDB is GPL-2.0: a separate
 # process, never a dependency of hither). Only loopback addresses are used.
@@ -100,12 +101,21 @@ start_docker() {
   log "built $DOCKER_IMAGE"
 }
 
-SLURM_CONF=/etc/slurm/slurm.conf
+# The Slurm paths; the HITHER_SLURM_* variables exist for a dry run of this logic with
+# stand-in daemons (tests/test_services_script.py), never needed on a real machine.
+SLURM_CONF=${HITHER_SLURM_CONF:-/etc/slurm/slurm.conf}
+SLURM_CLUSTER=hitherci
+SLURM_STATE=${HITHER_SLURM_STATE_DIR:-/var/spool/slurmctld}
+SLURMD_SPOOL=${HITHER_SLURMD_SPOOL_DIR:-/var/spool/slurmd}
+SLURMCTLD_PID=${HITHER_SLURMCTLD_PID:-/run/slurmctld.pid}
+SLURMD_PID=${HITHER_SLURMD_PID:-/run/slurmd.pid}
+SLURM_LOG_DIR=${HITHER_SLURM_LOG_DIR:-/var/log}
+MUNGE_KEY=${HITHER_MUNGE_KEY:-/etc/munge/munge.key}
 
 slurm_conf() {  # the minimal single-node configuration (CPUs = nproc)
   cat <<CONF
 # written by hither's scripts/services.sh: one node (localhost) for the test suite
-ClusterName=hitherci
+ClusterName=$SLURM_CLUSTER
 SlurmctldHost=localhost
 SlurmUser=root
 SlurmdUser=root
@@ -115,12 +125,12 @@ TaskPlugin=task/none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
-StateSaveLocation=/var/spool/slurmctld
-SlurmdSpoolDir=/var/spool/slurmd
-SlurmctldPidFile=/run/slurmctld.pid
-SlurmdPidFile=/run/slurmd.pid
-SlurmctldLogFile=/var/log/slurmctld.log
-SlurmdLogFile=/var/log/slurmd.log
+StateSaveLocation=$SLURM_STATE
+SlurmdSpoolDir=$SLURMD_SPOOL
+SlurmctldPidFile=$SLURMCTLD_PID
+SlurmdPidFile=$SLURMD_PID
+SlurmctldLogFile=$SLURM_LOG_DIR/slurmctld.log
+SlurmdLogFile=$SLURM_LOG_DIR/slurmd.log
 ReturnToService=2
 MpiDefault=none
 JobAcctGatherType=jobacct_gather/none
@@ -135,19 +145,22 @@ start_slurm() {
     apt-get update -q >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge >/dev/null
   fi
-  mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /run/munge
+  mkdir -p "$(dirname "$SLURM_CONF")" "$SLURM_STATE" "$SLURMD_SPOOL" /run/munge
   local want; want=$(slurm_conf)
   if [ ! -f "$SLURM_CONF" ] || [ "$(cat "$SLURM_CONF")" != "$want" ]; then
     log "writing $SLURM_CONF"
     printf '%s\n' "$want" >"$SLURM_CONF"
     # a changed configuration needs restarted daemons
-    pkill_pidfile /run/slurmd.pid; pkill_pidfile /run/slurmctld.pid
+    stop_slurm_daemon slurmd "$SLURMD_PID"; stop_slurm_daemon slurmctld "$SLURMCTLD_PID"
   fi
-  [ -f /etc/munge/munge.key ] || mungekey -c
-  chown munge:munge /etc/munge/munge.key /run/munge
+  [ -f "$MUNGE_KEY" ] || mungekey -c
+  chown munge:munge "$MUNGE_KEY" /run/munge
   if ! pgrep -x munged >/dev/null; then runuser -u munge -- munged; fi
-  if ! pidfile_alive /run/slurmctld.pid; then slurmctld; fi
-  if ! pidfile_alive /run/slurmd.pid; then slurmd; fi
+  if ! slurm_daemon_up slurmctld "$SLURMCTLD_PID"; then
+    claim_slurm_state
+    start_slurm_daemon slurmctld || return 1
+  fi
+  if ! slurm_daemon_up slurmd "$SLURMD_PID"; then start_slurm_daemon slurmd || return 1; fi
   local i
   for ((i = 0; i < 300; i++)); do
     if sinfo -h -o '%t' 2>/dev/null | grep -qE '^(idle|mix|alloc)'; then
@@ -155,27 +168,97 @@ start_slurm() {
     fi
     sleep 0.1
   done
-  log "Slurm did not come up within 30 s; see /var/log/slurmctld.log and /var/log/slurmd.log"
+  log "Slurm did not come up within 30 s; see $SLURM_LOG_DIR/slurmctld.log and $SLURM_LOG_DIR/slurmd.log:"
+  slurm_log_tail slurmctld; slurm_log_tail slurmd
   return 1
 }
 
+slurm_answers() {  # slurm_answers slurmctld|slurmd: does the daemon answer (no pid file needed)?
+  if [ "$1" = slurmctld ]; then
+    timeout 10 scontrol ping 2>/dev/null | grep -q 'is UP'
+  else
+    timeout 10 scontrol show slurmd >/dev/null 2>&1
+  fi
+}
+
+slurm_daemon_up() {  # slurm_daemon_up NAME PIDFILE: running (by its pid file, or it answers)?
+  pidfile_alive "$2" && return 0
+  if slurm_answers "$1"; then
+    log "$1 answers, but its pid file $2 is missing or stale: using it as it runs" \
+        "(to restart it: scontrol shutdown, then run this script again)"
+    return 0
+  fi
+  return 1
+}
+
+stop_slurm_daemon() {  # stop_slurm_daemon NAME PIDFILE: by its pid file, else ask it to stop
+  if pidfile_alive "$2"; then
+    pkill_pidfile "$2"
+  elif slurm_answers "$1"; then
+    log "$1 answers without a live pid file ($2): asking it to stop (scontrol shutdown $1)"
+    if [ "$1" = slurmctld ]; then scontrol shutdown slurmctld || true; else scontrol shutdown || true; fi
+    local i; for ((i = 0; i < 100; i++)); do slurm_answers "$1" || return 0; sleep 0.1; done
+    log "$1 still answers after 10 s; stop it by hand (kill the $1 process), then run this script again"
+    return 1
+  fi
+  return 0
+}
+
+claim_slurm_state() {  # a state folder of another cluster: moved aside (slurmctld refuses it)
+  local file="$SLURM_STATE/clustername" other
+  [ -f "$file" ] || return 0
+  other=$(tr -d '[:space:]' <"$file")
+  [ -n "$other" ] && [ "$other" != "$SLURM_CLUSTER" ] || return 0
+  local aside; aside="$SLURM_STATE.$other.$(date +%Y%m%d-%H%M%S)"
+  mv "$SLURM_STATE" "$aside"
+  mkdir -p "$SLURM_STATE"
+  log "$SLURM_STATE held the state of cluster '$other', which slurmctld refuses for" \
+      "'$SLURM_CLUSTER': moved it aside to $aside (to use it again: stop Slurm, move it back and" \
+      "set ClusterName=$other)"
+}
+
+start_slurm_daemon() {  # start_slurm_daemon NAME: start it; say what to do if it fails
+  if ! "$1"; then
+    log "$1 did not start; its log ($SLURM_LOG_DIR/$1.log) ends with:"
+    slurm_log_tail "$1"
+    log "fix what it says (another $1 running without a pid file? stop it), then run this script again"
+    return 1
+  fi
+}
+
+slurm_log_tail() {  # the last lines of a daemon's log, indented
+  tail -n 5 "$SLURM_LOG_DIR/$1.log" 2>/dev/null | sed 's/^/    /' >&2 || true
+}
+
 pidfile_alive() {  # pidfile_alive FILE: is the process named in FILE running?
-  [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+  [ -f "$1" ] && [ -n "$(cat "$1" 2>/dev/null)" ] && kill -0 "$(cat "$1")" 2>/dev/null
 }
 
 pkill_pidfile() {  # stop the daemon named in a pid file (never by process name)
   if pidfile_alive "$1"; then
-    kill "$(cat "$1")"
+    kill "$(cat "$1")" 2>/dev/null || true  # it may end by itself meanwhile
     local i; for ((i = 0; i < 100; i++)); do pidfile_alive "$1" || return 0; sleep 0.1; done
   fi
+  return 0
 }
+
+install_chromium() {  # a browser for the page tests: Debian's, never one downloaded by playwright
+  if [ -x /usr/bin/chromium ]; then log "chromium already installed"; return 0; fi
+  log "installing chromium (apt-get)"
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null
+  [ -x /usr/bin/chromium ] || { log "chromium did not install"; return 1; }
+}
+
+[ "${HITHER_SERVICES_SOURCED:-0}" = 1 ] && return 0  # sourced for a dry run: functions only
 
 what=${1:-all}
 case "$what" in
-  all) start_mongo; start_s3; start_slurm; start_docker ;;
+  all) start_mongo; start_s3; start_slurm; start_docker; install_chromium ;;
   mongo) start_mongo ;;
   s3) start_s3 ;;
   slurm) start_slurm ;;
   docker) start_docker ;;
-  *) echo "usage: $0 [all|mongo|s3|slurm|docker]" >&2; exit 2 ;;
+  chromium) install_chromium ;;
+  *) echo "usage: $0 [all|mongo|s3|slurm|docker|chromium]" >&2; exit 2 ;;
 esac

@@ -20,9 +20,9 @@ status=0  # every step runs, so that one failure does not hide another
 hatch run lint || status=1   # ruff, mypy on hither-core, import contracts (.importlinter)
 # the main run: the packages whose tests are independent of each other on two processes
 # (pytest-xdist), then those that share Slurm, Docker or a compute resource, in order
-hatch run test packages/hither-core packages/hither-cache packages/hither-store tests -n 2 || status=1
+hatch run test packages/hither-core packages/hither-cache packages/hither-store packages/hither-monitor tests -n 2 || status=1
 hatch run test packages/hither-slurm packages/hither-container packages/hither-remote || status=1
-# two lanes at once: these tests mostly wait (on Slurm, Docker, job processes), so two
+# lanes at once: these tests mostly wait (on Slurm, Docker, job processes), so two
 # lanes finish in little more than the longer one; the services each lane uses (Slurm
 # and Docker in the second only) are not shared with the first
 logs=$(mktemp -d)
@@ -34,10 +34,47 @@ lane() {  # every environment runs, so that one failure does not hide another
   done
   return "$failed"
 }
-lane core-only cache-only store-only >"$logs/first" 2>&1 & first=$!
+# the oldest and newest Pythons hither-core declares (hatch.toml's `pythons` matrix) on core,
+# cache and store; a version not on this machine is skipped with a line saying so
+python_dir() {  # the folder of a working pythonX.Y: on PATH, else pyenv's (without pyenv itself)
+  local v=$1 cand exe
+  for cand in "python$v" "${PYENV_ROOT:-${HOME:-/nonexistent}/.pyenv}"/versions/"$v".*/bin/"python$v"; do
+    exe=$("$cand" -c "import sys; assert '%d.%d' % sys.version_info[:2] == '$v'; print(sys.executable)" \
+          2>/dev/null) || continue
+    dirname "$exe"
+    return 0
+  done
+  return 1
+}
+python_lane() {
+  local failed=0 v dir start
+  for v in 3.10 3.13; do
+    if ! dir=$(python_dir "$v"); then
+      if [ "${HITHER_REQUIRE_SERVICES:-}" = 1 ]; then
+        echo "== FAILED: Python $v not found (python$v on PATH, or under pyenv) and HITHER_REQUIRE_SERVICES=1"
+        failed=1
+      else
+        echo "== skipped: Python $v not found (python$v on PATH, or under pyenv): hither is not tested on it here"
+      fi
+      continue
+    fi
+    echo "== Python $v ($dir): hither-core, hither-cache, hither-store"
+    start=$SECONDS
+    # bytecode compiled at install: a first run's imports are not slower than the tests allow
+    # on two processes: these tests mostly wait on job processes (about half the time)
+    PATH="$dir:$PATH" UV_COMPILE_BYTECODE=1 hatch run "pythons.py$v:test" -q -m "not slow" -n 2 \
+      || { echo "== FAILED: Python $v"; failed=1; }
+    echo "== Python $v: $((SECONDS - start)) s"
+  done
+  return "$failed"
+}
+python_lane >"$logs/pythons" 2>&1 & pythons=$!
+lane core-only cache-only store-only monitor-only >"$logs/first" 2>&1 & first=$!
 lane slurm-only container-only remote-only >"$logs/second" 2>&1 & second=$!
 wait "$first" || status=1
 wait "$second" || status=1
+wait "$pythons" || status=1
 cat "$logs/first" "$logs/second"
+cat "$logs/pythons"
 rm -rf "$logs"
 exit "$status"

@@ -47,7 +47,7 @@ def test_a_timeout_is_never_cached_and_the_job_reruns(tmp_path, pjh):
 def test_a_dead_worker_is_never_cached(tmp_path, pjh):
     marker = str(tmp_path / "died-once")
     jc = hi.JobCache(path=str(tmp_path / "jc"), cache_failing=True)
-    with hi.Config(job_handler=pjh, job_cache=jc):
+    with hi.Config(job_handler=pjh, job_cache=jc, retry=False):  # no retry: the death ends it
         with pytest.raises(WorkerDiedError):
             cf.co_die_once.run(x=5, marker=marker).wait(30)
         assert cf.co_die_once.run(x=5, marker=marker).wait(30) == 5
@@ -88,7 +88,7 @@ def _load(path: Path, name: str):
 
 
 def test_check_code_misses_an_entry_recorded_without_a_code_hash(tmp_path, monkeypatch):
-    import hither.outside.bundle as packaging
+    import hither.jobs.cache_policy as policy
 
     src = ("import hither as hi\n\n@hi.function('co_code', '0.1.0')\n"
            "def co_code(x):\n    return x + {inc}\n")
@@ -102,26 +102,27 @@ def test_check_code_misses_an_entry_recorded_without_a_code_hash(tmp_path, monke
             mods.append(_load(d / "co_code_mod.py", "co_code_mod"))
     old, new = (m.co_code for m in mods)
     cache = str(tmp_path / "jc")
-    monkeypatch.setattr(packaging, "MAX_BUNDLE_BYTES", 1)  # over the limit: no code hash
+    monkeypatch.setattr(policy, "_code_hash", lambda job: None)  # e.g. an older hither's entry
     with hi.Config(job_cache=hi.JobCache(path=cache)):
         assert old.run(x=10).wait() == 11
     monkeypatch.undo()
     with hi.Config(job_cache=hi.JobCache(path=cache, check_code=True)):
-        with pytest.warns(UserWarning, match="recorded without a code hash"):
+        with pytest.warns(UserWarning, match="recorded without a code identity"):
             assert new.run(x=10).wait() == 12  # issue 8: the stale 11 was served
         assert new.run(x=10).wait() == 12
 
 
-def test_check_code_misses_when_the_function_has_no_source_file(tmp_path):
+def test_check_code_checks_a_function_without_a_source_file(tmp_path):
+    # issue 19: a function with no source file (exec'd, a notebook's) has a code identity
+    # too (its bytecode and constants), so check_code can check it
     ns: dict = {"hi": hi, "calls": []}
     exec("@hi.function('co_nosrc', '0.1.0')\ndef co_nosrc(x):\n    calls.append(x)\n    return x\n", ns)
     fn = ns["co_nosrc"]
     cache = str(tmp_path / "jc")
     with hi.Config(job_cache=hi.JobCache(path=cache, check_code=True)):
-        with pytest.warns(UserWarning, match="cannot check the code: its code cannot be hashed"):
-            assert fn.run(x=1).wait() == 1
-            assert fn.run(x=1).wait() == 1
-        assert ns["calls"] == [1, 1]  # ran twice: never served unchecked
-    with hi.Config(job_cache=hi.JobCache(path=cache)):  # without check_code: a hit, as before
         assert fn.run(x=1).wait() == 1
-        assert ns["calls"] == [1, 1]
+        assert fn.run(x=1).wait() == 1
+        assert ns["calls"] == [1]  # the second was a checked hit
+    with hi.Config(job_cache=hi.JobCache(path=cache)):
+        assert fn.run(x=1).wait() == 1
+        assert ns["calls"] == [1]

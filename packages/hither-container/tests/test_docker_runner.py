@@ -13,7 +13,7 @@ import pytest
 
 from hither.errors import JobTimeoutError
 from hither.outside.jobdir import read_job_outputs
-from hither.errors import ContainerError, ContainerImageError
+from hither.errors import ContainerError, ContainerImageError, is_infrastructure_failure
 from hither.models import ContainerOptions
 from hither_container.docker_runner import DockerRunner, sweep_stale
 from hither_container.engine import create_kwargs, device_requests, labels
@@ -67,8 +67,17 @@ def test_pull_never_and_foreign_schemes(runners, job_dir_of, docker_client):
 def test_an_engine_that_does_not_answer(monkeypatch, job_dir_of, tmp_path):
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
     assert DockerRunner.is_available() is False
-    with pytest.raises(ContainerError, match="does not answer.*services.sh docker"):
+    with pytest.raises(ContainerError, match="does not answer.*services.sh docker") as info:
         DockerRunner().run("docker://hither-test/python-numpy:3.11", str(tmp_path))
+    # not the job's fault: hi.Retry retries it by default (issue 21)
+    assert is_infrastructure_failure(info.value)
+
+
+def test_a_socket_this_user_may_not_use_is_not_retried(tmp_path):
+    from hither_container.engine import engine_error
+
+    err = engine_error(PermissionError(13, "Permission denied"), "no Docker Engine")
+    assert "permission denied" in str(err) and not is_infrastructure_failure(err)
 
 
 # ------------------------------------------------------------------ options
@@ -225,6 +234,45 @@ def test_a_killed_callers_container_stops_at_once(tmp_path, docker_client, job_d
     assert removed == [ct.name]
     assert not docker_client.containers.list(all=True, filters=flt)
     assert not any(os.path.exists(x) for x in exchange)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("reuse", [False, True])
+def test_the_sweep_removes_the_job_folder_of_a_killed_caller(tmp_path, docker_client, monkeypatch, reuse):
+    """Issue 21: the job folder hither made for a container job (``hither-job-*``, by the
+    outside path) of a SIGKILLed caller goes with its container; a folder of another name
+    (a caller's own, a Slurm queue entry) stays."""
+    import hither as hi
+    from hither.outside.path import prepare
+    from hither.testing.container_conformance import ParkedHandler
+
+    monkeypatch.setenv("HITHER_TEMP_DIR", str(tmp_path / "tmp"))
+    monkeypatch.setenv("HITHER_RESULTS_DIR", str(tmp_path / "results"))
+    with hi.Config(job_handler=ParkedHandler(), container=False):
+        job = ct_funcs.ct_sleep.run(t=600)
+    d = prepare(job)  # as the outside path makes it for a container job
+    assert os.path.basename(d).startswith("hither-job-")
+    script = tmp_path / "caller.py"
+    script.write_text(
+        "from hither_container.docker_runner import DockerRunner\n"
+        "from hither.models import ContainerOptions\n"
+        f"DockerRunner(ContainerOptions(reuse={reuse})).run("
+        f"'docker://hither-test/python-numpy:3.11', {d!r})\n")
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=str(tmp_path))
+    flt = {"label": ["hither.job=1", f"hither.owner_pid={proc.pid}"]}
+    _wait_then_kill(proc, lambda: bool(docker_client.containers.list(filters=flt))
+                    and os.path.isdir(os.path.join(d, "code")), docker_client)
+    try:
+        assert os.path.isdir(d)  # left behind by the killed caller
+        deadline = time.monotonic() + 30
+        while not sweep_stale(docker_client):  # (once the lifeline stopped it, or at once)
+            assert time.monotonic() < deadline, "the container was never swept"
+            time.sleep(0.2)
+    finally:
+        sweep_stale(docker_client)
+        job.cancel()
+    assert not os.path.exists(d), f"{d} outlived its caller's sweep"
+    assert not docker_client.containers.list(all=True, filters=flt)
 
 
 def test_without_a_lifeline_the_sweep_still_removes_a_killed_callers_container(

@@ -126,3 +126,29 @@ def fault_leave_child(pid_file):
     with open(pid_file, "w") as f:
         f.write(f"{child.pid} {grandchild} {own_session.pid}")
     return os.getpid()
+
+
+@hi.function('fault_die_once', '0.1.0')
+def fault_die_once(marker, how="exit"):
+    """Dies (os._exit, or SIGKILL of itself) the first time, when ``marker`` does not exist
+    yet; later runs return their pid."""
+    if not os.path.exists(marker):
+        with open(marker, "w") as f:
+            f.write("died once\n")
+        if how == "sigkill":
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+        os._exit(9)
+    return os.getpid()
+
+
+@hi.function('fault_raise_once', '0.1.0')
+def fault_raise_once(marker):
+    """Counts its runs in ``marker``; raises ValueError on the first."""
+    n = int(open(marker).read()) if os.path.exists(marker) else 0
+    with open(marker, "w") as f:
+        f.write(str(n + 1))
+    if n == 0:
+        raise ValueError("first run fails")
+    return n + 1

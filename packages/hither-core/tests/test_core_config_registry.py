@@ -1,6 +1,5 @@
-"""hi.Config, the plugin registry, hi.wait / hi.reset and the progress summary."""
+"""hi.Config, the plugin registry, hi.wait / hi.reset."""
 import asyncio
-import os
 import threading
 import time
 import types
@@ -11,7 +10,6 @@ import pytest
 import hither as hi
 import hither.plugins.registry as registry
 from hither import config as hconfig
-from hither.jobs.progress import _summary
 import core_funcs as cf
 from core_funcs import add, sleep_then
 
@@ -384,112 +382,6 @@ def test_hi_reset_cancels_unfinished_jobs(make_pjh):
         j.wait(timeout=5)
     with hi.Config(job_handler=make_pjh(1)):
         assert add.run(x=1, y=1).wait(timeout=30) == 2
-
-
-class _FakeJob:
-    def __init__(self, status):
-        self._s = status
-
-    def get_status(self):
-        return self._s
-
-
-def test_progress_summary_counts_statuses():
-    S = hi.JobStatus
-    jobs = [_FakeJob(s) for s in [S.FINISHED] * 3 + [S.RUNNING] * 2 + [S.QUEUED, S.PENDING, S.PENDING]
-            + [S.ERROR] * 4 + [S.CANCELLED]]
-    s = _summary(jobs)
-    assert "3 done" in s and "2 running" in s and "3 queued" in s and "4 failed" in s
-    assert "1 cancelled" in s
-    assert _summary([]).count(" 0 ") >= 4 or "0 done" in _summary([])
-
-
-def test_progress_summary_of_real_jobs(make_pjh):
-    with hi.Config(job_handler=make_pjh(1)):
-        ok = add.run(x=1, y=1)
-        bad = cf.fail_value_error.run(msg="x")
-        ok.wait(timeout=30)
-        with pytest.raises(ValueError):
-            bad.wait(timeout=30)
-        slow = sleep_then.run(t=5)
-        time.sleep(0.3)
-        s = _summary([ok, bad, slow])
-    assert "1 done" in s and "1 failed" in s and "1 running" in s
-    slow.cancel()
-    assert "1 cancelled" in _summary([ok, bad, slow])
-
-
-def test_wait_with_progress_display(make_pjh, capfd):
-    from hither.jobs.progress import wait_with_progress
-    import hither.jobs.progress as progress
-
-    old = progress._FIRST_DISPLAY_AFTER
-    progress._FIRST_DISPLAY_AFTER = 0.1
-    try:
-        with hi.Config(job_handler=make_pjh(2)):
-            jobs = [sleep_then.run(t=0.6, x=i) for i in range(2)]
-        assert wait_with_progress(jobs, timeout=30, show=True) is True
-    finally:
-        progress._FIRST_DISPLAY_AFTER = old
-    assert all(j.get_status() == hi.JobStatus.FINISHED for j in jobs)
-    err = capfd.readouterr().err  # the display goes to the process's stderr
-    assert "hither:" in err and "2 done" in err and "running" in err
-
-
-PROGRESS_SCRIPT = '''
-import time
-import hither as hi
-
-@hi.function('nap', '0.1.0')
-def nap(t):
-    time.sleep(t)
-    return t
-
-with hi.Config(job_handler=hi.ParallelJobHandler(num_workers=2)):
-    jobs = [nap.run(t=0.8) for _ in range(4)]
-hi.wait()
-print("RESULTS", [j.get_result() for j in jobs])
-'''
-
-
-def _run_script(tmp_path, use_pty):
-    import pty
-    import subprocess
-    import sys
-
-    script = tmp_path / "progress_script.py"
-    script.write_text(PROGRESS_SCRIPT)
-    env = dict(os.environ, HITHER_PROGRESS_AFTER="0.2")
-    if not use_pty:
-        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                              timeout=120, env=env)
-        return proc.stdout + proc.stderr
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, str(script)], stdin=slave, stdout=slave,
-                            stderr=slave, env=env, close_fds=True)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    proc.wait(120)
-    os.close(master)
-    return b"".join(chunks).decode(errors="replace")
-
-
-def test_wait_shows_progress_on_a_terminal_only(tmp_path):
-    on_tty = _run_script(tmp_path, use_pty=True)
-    assert "RESULTS [0.8, 0.8, 0.8, 0.8]" in on_tty
-    assert "hither: " in on_tty and "running" in on_tty, on_tty
-    assert "hither: 4 done, 0 running, 0 queued, 0 failed, 0 cancelled" in on_tty, on_tty
-    piped = _run_script(tmp_path, use_pty=False)
-    assert "RESULTS [0.8, 0.8, 0.8, 0.8]" in piped
-    assert "hither: " not in piped, "progress must stay quiet when not at a terminal"
 
 
 # ----------------------------------------------------------------- plugin checks and exports

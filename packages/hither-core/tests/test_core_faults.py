@@ -158,7 +158,7 @@ def test_bad_job_timeout_is_refused_at_config(bad):
 @pytest.mark.timeout(60)
 def test_worker_death_is_seen_while_its_forked_child_holds_the_socket(make_pjh):
     jh = make_pjh(1)
-    with hi.Config(job_handler=jh):
+    with hi.Config(job_handler=jh, retry=False):  # the one death, seen in time
         job = fault_fork_then_die.run()
         t = time.monotonic()
         with pytest.raises(WorkerDiedError, match="exited with code 7"):

@@ -344,7 +344,7 @@ def test_exception_in_local_function_in_worker(make_pjh):
 ])
 def test_worker_death_fails_job_and_handler_goes_on(make_pjh, fn, kwargs, words):
     jh = make_pjh(1)
-    with hi.Config(job_handler=jh):
+    with hi.Config(job_handler=jh, retry=False):  # one death, its own message (no retry)
         first_pid = cf.pid_of.run().wait(timeout=30)
         job = fn.run(**kwargs)
         with pytest.raises(hi.WorkerDiedError) as ei:
@@ -790,6 +790,48 @@ def test_keyboard_interrupt_in_inline_job_does_not_leave_a_running_job():
         core_interrupted.run()
     stale = [j for j in manager.active_jobs() if j.function_name == 'core_interrupted']
     assert not stale, f"job left {stale[0].get_status().value} after KeyboardInterrupt"
+    hi.wait(timeout=2)
+
+
+@pytest.mark.parametrize("where", ["busy loop", "re-raised by the job", "program's own handler"])
+def test_real_ctrl_c_is_told_from_a_raise_without_a_recorder(where):
+    """A real Ctrl-C propagates wherever it lands in an inline job (a busy loop, a job that
+    catches and re-raises it, the program's own SIGINT handler raising KeyboardInterrupt),
+    while a job's own ``raise KeyboardInterrupt`` is that job's error; no SIGINT handler is
+    swapped in per job (``getsignal`` is the same during the job)."""
+    import signal
+
+    seen = []
+
+    @hi.function('core_ctrl_c', '0.1.0')
+    def core_ctrl_c(where):
+        seen.append(signal.getsignal(signal.SIGINT))
+        def busy():
+            os.kill(os.getpid(), signal.SIGINT)
+            x = 0
+            for i in range(10 ** 7):
+                x += i
+            return x
+
+        if where != "re-raised by the job":
+            return busy()
+        try:
+            return busy()
+        except KeyboardInterrupt:
+            raise
+
+    def own_handler(signum, frame):
+        raise KeyboardInterrupt("from the program's handler")
+
+    before = signal.getsignal(signal.SIGINT)
+    if where == "program's own handler":
+        signal.signal(signal.SIGINT, own_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            core_ctrl_c.run(where=where)
+        assert seen == [signal.getsignal(signal.SIGINT)]
+    finally:
+        signal.signal(signal.SIGINT, before)
     hi.wait(timeout=2)
 
 

@@ -240,7 +240,7 @@ def test_container_job_timeout_and_crash(box):
             with pytest.raises(hi.JobTimeoutError):
                 slow.wait(60)
         HostPythonRunner.fake_exit_codes = [137]  # as if OOM-killed before writing anything
-        with hi.Config(job_handler=jh, container=True):
+        with hi.Config(job_handler=jh, container=True, retry=False):  # the one crash itself
             crashed = box.in_box.run(a=np.ones(3))
             with pytest.raises(hi.WorkerDiedError, match="exit code 137"):
                 crashed.wait(60)

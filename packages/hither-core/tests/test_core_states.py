@@ -234,3 +234,97 @@ def test_shell_an_input_result_that_cannot_be_read_fails_the_job(monkeypatch: py
     with pytest.raises(OSError, match="the store is gone"):
         b.wait(5)
     assert handler.jobs == [a]
+
+
+# ------------------------------------------------------------------ retries (hi.Retry)
+def _retry(**kw: Any) -> Any:
+    from hither.retry import Retry
+
+    return Retry(**kw)
+
+
+def test_an_infrastructure_failure_goes_back_to_the_handler_after_a_delay() -> None:
+    from hither.errors import WorkerDiedError
+
+    died = WorkerDiedError("worker died")
+    st, acts = run([S.Submitted(0, False, False, _retry(attempts=3, backoff=0.5)), S.Started(),
+                    S.Failed(died, {"pid": 1})])
+    assert (st.step, st.status, st.attempt, st.delay) == (S.Step.BACKOFF, JobStatus.QUEUED, 2, 0.5)
+    assert acts[-2:] == [A.MERGE_INFO, A.RETRY_LATER] and st.error is None and not st.ending
+    st, acts = run([S.Started(), S.Finished(1), S.Failed(died)], st)  # late reports: ignored
+    assert st.step is S.Step.BACKOFF and acts == []
+    st, acts = run([S.RetryDue()], st)
+    assert (st.step, st.status, st.attempt, acts) == (S.Step.HANDLER, JobStatus.QUEUED, 2, [A.SUBMIT])
+    st, acts = run([S.Started(), S.Failed(died)], st)
+    assert (st.step, st.attempt, st.delay) == (S.Step.BACKOFF, 3, 1.0)  # doubled
+    st, acts = run([S.RetryDue(), S.Started(), S.Failed(died)], st)
+    assert st.done and st.status is JobStatus.ERROR and st.error is died and st.attempt == 3
+    assert acts == [A.SUBMIT, A.NOTIFY]
+
+
+def test_the_jobs_own_error_and_a_timeout_are_not_retried_unless_asked() -> None:
+    from hither.errors import JobError, JobTimeoutError
+
+    for err in (ValueError("bad"), JobTimeoutError("too long")):
+        st, _ = run([S.Submitted(0, False, False, _retry()), S.Failed(err)])
+        assert st.done and st.error is err
+    st, acts = run([S.Submitted(0, False, False, _retry(retry_on=(ValueError,))), S.Failed(ValueError())])
+    assert st.step is S.Step.BACKOFF and acts[-1] is A.RETRY_LATER
+    # the job's error that could not be rebuilt here is matched by its type's name
+    remote = JobError("bad", remote_type="ValueError")
+    st, _ = run([S.Submitted(0, False, False, _retry(retry_on=(ValueError,))), S.Failed(remote)])
+    assert st.step is S.Step.BACKOFF
+    st, _ = run([S.Submitted(0, False, False, None), S.Failed(RuntimeError())])  # no policy
+    assert st.done
+
+
+def test_a_failure_for_a_retryable_cause_is_not_written_to_the_cache() -> None:
+    from hither.errors import WorkerDiedError
+
+    st, acts = run([S.Submitted(0, True, True, _retry(attempts=1, retry_on=(ValueError,))),
+                    S.CacheMiss(), S.Failed(ValueError("flaky"))])
+    assert st.done and A.WRITE_CACHE not in acts
+    st, acts = run([S.Submitted(0, False, True, _retry(attempts=2)), S.Failed(WorkerDiedError()),
+                    S.RetryDue(), S.Failed(WorkerDiedError())])
+    assert st.done and A.WRITE_CACHE not in acts
+    st, acts = run([S.Submitted(0, False, True, _retry()), S.Failed(KeyError("x"))])  # its own
+    assert acts[-1] is A.WRITE_CACHE and st.step is S.Step.STORING
+
+
+def test_cancel_during_the_backoff_ends_the_job_and_the_timer_changes_nothing() -> None:
+    from hither.errors import WorkerDiedError
+
+    st, _ = run([S.Submitted(0, False, False, _retry()), S.Failed(WorkerDiedError())])
+    st, acts = run([S.CancelRequested(CANCEL)], st)
+    assert st.done and st.status is JobStatus.CANCELLED and acts == [A.NOTIFY]
+    st2, acts = run([S.RetryDue()], st)
+    assert st2 is st and acts == []
+
+
+def test_only_a_failure_with_the_handler_is_retried() -> None:
+    from hither.errors import WorkerDiedError
+
+    # the cache lookup failed, or an input job: no handler ran it, nothing to retry
+    st, _ = run([S.Submitted(0, True, True, _retry()), S.Failed(WorkerDiedError())])
+    assert st.done
+    st, _ = run([S.Submitted(1, False, False, _retry()), S.InputFailed(WorkerDiedError())])
+    assert st.done
+
+
+@pytest.mark.parametrize("kw", [dict(attempts=0), dict(attempts=2.5), dict(attempts=True),
+                                dict(backoff=float("nan")), dict(backoff=-1), dict(backoff=float("inf")),
+                                dict(max_backoff=float("inf")), dict(backoff="1"),
+                                dict(retry_on=ValueError("x")), dict(retry_on=(int,))])
+def test_a_bad_retry_policy_is_refused_naming_the_option(kw: Any) -> None:
+    from hither.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"hi.Retry\\({next(iter(kw))}=") as info:
+        _retry(**kw)
+    assert "must" in str(info.value) or "takes" in str(info.value)
+
+
+def test_backoff_doubles_up_to_its_ceiling() -> None:
+    from hither.errors import WorkerDiedError
+
+    r = _retry(attempts=10, backoff=1.0, max_backoff=5.0)
+    assert [r.delay_after(n, WorkerDiedError()) for n in range(1, 11)] == [1, 2, 4, 5, 5, 5, 5, 5, 5, None]

@@ -52,3 +52,22 @@ def test_registry_install_hint_is_quoted(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(registry, "_loaded", {})
     with pytest.raises(PluginNotInstalledError, match=r"pip install 'hither-cache\[mongo\]'"):
         registry.load("caches", "mongo")
+
+
+def test_command_failure_ctrl_c_exits_130_with_a_note() -> None:
+    from hither.plugins.cli import EXIT_INTERRUPTED, command_failure
+
+    failure = command_failure(KeyboardInterrupt(), "stored content is never half-written")
+    assert failure is not None and failure.exit_code == EXIT_INTERRUPTED == 130
+    assert failure.message.startswith("interrupted (Ctrl-C)")
+    assert failure.message.endswith("; stored content is never half-written")
+    assert "\n" not in failure.message
+
+
+def test_command_failure_of_an_unexpected_error_names_it_and_the_traceback_flag() -> None:
+    from hither.plugins.cli import command_failure
+
+    failure = command_failure(RuntimeError("nobody expected this"))
+    assert failure is not None and failure.exit_code == 1
+    assert failure.message.startswith("unexpected RuntimeError: nobody expected this; -v shows")
+    assert command_failure(SystemExit(2)) is None  # not a failure to report

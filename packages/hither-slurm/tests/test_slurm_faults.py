@@ -1,6 +1,6 @@
-"""Lost allocations and leaving: a SIGKILLed pilot or a scancel'ed batch requeues its
-running jobs once, then fails them with AllocationLostError (never a hang); hi.reset()
-cancels the handler's batches."""
+"""Lost allocations and leaving: a SIGKILLed pilot or a scancel'ed batch fails its running
+jobs with AllocationLostError, which their retry policy (hi.Retry) reruns while attempts
+are left (never a hang); hi.reset() cancels the handler's batches."""
 import json
 import os
 import signal
@@ -54,11 +54,11 @@ def _lose(jh, batch, how):
 ], indirect=["mode"])
 @pytest.mark.slow
 @pytest.mark.timeout(400)
-def test_lost_allocation_requeues_once_then_fails(mode, make_handler, tmp_path, how):
+def test_lost_allocation_is_retried_by_the_policy_then_fails(mode, make_handler, tmp_path, how):
     jh = make_handler(use_slurm=(mode == "slurm"))
     pidfile = str(tmp_path / "pids")
     with hi.Config(job_handler=jh):
-        # lost once: requeued to another batch, where it finishes
+        # lost once: the default policy runs it again in another batch, where it finishes
         job = sf.slurm_sleep.run(seconds=2, pidfile=pidfile)
         first = _running_batch(job)
         pids = _wait_pidfile(pidfile)
@@ -68,11 +68,14 @@ def test_lost_allocation_requeues_once_then_fails(mode, make_handler, tmp_path, 
         second = _running_batch(job, not_batch=first, seconds=150)
         assert job.wait(60) == 2
         assert job.get_runtime_info().batch == second != first
+        assert job.get_runtime_info().attempts == 2
+        assert "AllocationLostError" in job.get_runtime_info().attempt_errors[0]
         assert not any(os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
                        for p in pids), "the first run's processes outlived their pilot"
 
-        # lost twice: a clear error
-        job2 = sf.slurm_sleep.run(seconds=60, pidfile=pidfile)
+        # lost on its last attempt: a clear error
+        with hi.Config(retry=hi.Retry(attempts=2, backoff=0.1)):
+            job2 = sf.slurm_sleep.run(seconds=60, pidfile=pidfile)
         b1 = _running_batch(job2)
         _wait_pidfile(pidfile)
         os.remove(pidfile)
@@ -80,8 +83,9 @@ def test_lost_allocation_requeues_once_then_fails(mode, make_handler, tmp_path, 
         b2 = _running_batch(job2, not_batch=b1, seconds=150)
         _wait_pidfile(pidfile)
         _lose(jh, b2, how)
-        with pytest.raises(AllocationLostError, match="lost twice"):
+        with pytest.raises(AllocationLostError, match="was lost: the allocation running it"):
             job2.wait(150)
+        assert job2.get_runtime_info().attempts == 2
         # the handler goes on
         assert sf.slurm_add.run(x=1, y=1).wait(60) == 2
 

@@ -97,3 +97,19 @@ def test_a_batch_given_up_does_not_fail_the_next_jobs(slurm, make_handler, caplo
     assert _gone_from_squeue(first, 30), f"the first batch {first} did not end when idle"
     with hi.Config(job_handler=jh):
         assert sf.slurm_add.run(x=2, y=5).wait(40) == 7
+
+
+def test_slurm_job_id_is_none_until_the_job_runs_in_a_batch(slurm, make_handler):
+    """Issue 21: ``get_runtime_info().slurm_job_id`` was an AttributeError before the job ran."""
+    jh = make_handler(pending_timeout=None, additional_sbatch_opts=["--begin=now+1hour"])
+    with hi.Config(job_handler=jh):
+        job = sf.slurm_add.run(x=1, y=2)
+        assert job.get_runtime_info().slurm_job_id is None
+        deadline = time.monotonic() + 30
+        while not jh.batches() or not jh.batches()[0].slurm_job_id:
+            assert time.monotonic() < deadline, "no batch was submitted"
+            time.sleep(0.1)
+        time.sleep(1.0)  # its batch pends (BeginTime): the job has not run anywhere
+        assert job.get_status() is hi.JobStatus.QUEUED
+        assert job.get_runtime_info().slurm_job_id is None
+        assert job.cancel()

@@ -25,7 +25,7 @@ import click
 import numpy as np
 
 from hither.errors import HitherError
-from hither.plugins.cli import DURATION_SYNTAX, parse_duration
+from hither.plugins.cli import DURATION_SYNTAX, command_failure, parse_duration
 from hither.plugins.interfaces import CacheBackend
 
 from .__about__ import __version__
@@ -36,20 +36,6 @@ logger = logging.getLogger("hither.cache")
 
 _HEX_RE = re.compile(r"^[0-9a-f]+$")
 _MONGO_SCHEMES = ("mongodb://", "mongodb+srv://")
-#: exit code of a command stopped by Ctrl-C (128 + SIGINT, as shells report it)
-EXIT_INTERRUPTED = 130
-
-
-class Interrupted(click.ClickException):
-    """Ctrl-C: one line, and the exit code shells give a command stopped by SIGINT."""
-
-    exit_code = EXIT_INTERRUPTED
-
-    def __init__(self) -> None:
-        super().__init__("interrupted (Ctrl-C) before the command finished: run it again to "
-                         "finish")
-
-
 class _CacheGroup(click.Group):
     """The ``hither-cache`` group: Ctrl-C and any failure no command turned into a message
     end in one line and a non-zero exit code, never a traceback (``-v`` logs it)."""
@@ -57,17 +43,18 @@ class _CacheGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt:
-            raise Interrupted() from None
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except (HitherError, OSError) as exc:
             raise _fail(exc) from None
-        except Exception as exc:  # noqa: BLE001 - the last resort: a message, not a traceback
+        except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - the last resort: a message
+            failure = command_failure(exc)
+            if failure is None:  # pragma: no cover - KeyboardInterrupt and Exception are failures
+                raise
             logger.debug("hither-cache failed", exc_info=exc)
-            raise click.ClickException(
-                f"unexpected {type(exc).__name__}: {exc}; -v shows the traceback (please report "
-                "it with that output)") from exc
+            error = click.ClickException(failure.message)
+            error.exit_code = failure.exit_code
+            raise error from None
 
 
 class _Duration(click.ParamType):

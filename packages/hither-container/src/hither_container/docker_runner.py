@@ -120,7 +120,8 @@ def _pid_alive(pid: int) -> bool:
 
 def sweep_stale(c: "docker.DockerClient") -> List[str]:
     """Remove hither's containers whose owner process (on this host) is gone, e.g. after
-    the calling program was killed. Returns the names removed."""
+    the calling program was killed, and the job folders hither made for them (see
+    ``_sweep_job_dir``). Returns the names of the containers removed."""
     removed = []
     # the list call alone (no inspect per container): others may remove theirs meanwhile
     for ct in c.api.containers(all=True, filters={"label": f"{LABEL_JOB}=1"}):
@@ -138,19 +139,40 @@ def sweep_stale(c: "docker.DockerClient") -> List[str]:
         except Exception as exc:  # noqa: BLE001 - removed meanwhile by another sweeper
             logger.debug("sweeping %s: %s", name, exc)
             continue
+        mounts = ct.get("Mounts") or []
         if labels.get(LABEL_KIND) == "warm":  # its exchange folder on this host too
-            for m in ct.get("Mounts") or []:
-                _sweep_exchange(os.path.dirname(m.get("Source", "")))
+            for m in mounts:
+                _sweep_job_dir(_sweep_exchange(os.path.dirname(m.get("Source", ""))))
+        else:  # a one-shot job: its folder is mounted at its own path
+            for m in mounts:
+                if m.get("Source") and m.get("Source") == m.get("Destination"):
+                    _sweep_job_dir(m["Source"])
     if removed:
         logger.info("removed %d stale hither container(s): %s", len(removed), ", ".join(removed))
     return removed
 
 
-def _sweep_exchange(xdir: str) -> None:
-    """Remove a dead caller's warm exchange folder, after putting back the job directory it
-    had moved in (its symbolic link would otherwise dangle)."""
-    if not os.path.basename(xdir).startswith("hither-warm-") or not os.path.isdir(xdir):
+#: how the outside path names the job folders it makes (``hither.outside.path.prepare``)
+_JOB_DIR_PREFIX = "hither-job-"
+
+
+def _sweep_job_dir(job_dir: Optional[str]) -> None:
+    """Remove the job folder of a dead caller's container when hither's outside path made
+    it (a ``hither-job-*`` folder holding a ``spec.json``): nobody will collect it. A folder
+    of another name (a Slurm pilot's queue entry, a caller's own) is left alone."""
+    if not job_dir or not os.path.basename(job_dir).startswith(_JOB_DIR_PREFIX) \
+            or os.path.islink(job_dir) or not os.path.isfile(os.path.join(job_dir, "spec.json")):
         return
+    logger.info("removing the job folder %s of a container whose caller is gone", job_dir)
+    shutil.rmtree(job_dir, ignore_errors=True)
+
+
+def _sweep_exchange(xdir: str) -> Optional[str]:
+    """Remove a dead caller's warm exchange folder, after putting back the job directory it
+    had moved in (its symbolic link would otherwise dangle); returns that job directory."""
+    if not os.path.basename(xdir).startswith("hither-warm-") or not os.path.isdir(xdir):
+        return None
+    job_dir: Optional[str] = None
     try:
         with open(os.path.join(xdir, "moved-job")) as f:
             job_dir = f.read()
@@ -161,6 +183,7 @@ def _sweep_exchange(xdir: str) -> None:
     except OSError:
         pass
     shutil.rmtree(xdir, ignore_errors=True)
+    return job_dir
 
 
 class DockerRunner(ContainerRunner):

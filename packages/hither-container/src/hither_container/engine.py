@@ -10,7 +10,7 @@ import socket
 import uuid
 from typing import Any, Dict, List, Protocol, Tuple
 
-from hither.errors import ContainerError
+from hither.errors import ContainerEngineError, ContainerError
 from hither.models import ContainerOptions
 from .jobmount import LABEL_JOB, LABEL_KIND, LABEL_OWNER_HOST, LABEL_OWNER_PID, calling_user, job_env
 
@@ -130,7 +130,9 @@ def _causes(exc: BaseException) -> List[BaseException]:
 
 def engine_error(exc: BaseException, doing: str) -> ContainerError:
     """A ``ContainerError`` naming why the Docker Engine could not be reached while
-    ``doing``: no socket, a socket this user may not use, nothing listening, no answer."""
+    ``doing``: no socket, a socket this user may not use, nothing listening, no answer.
+    All but the permission problem are a ``ContainerEngineError`` (the engine is gone or
+    restarting: an infrastructure failure, which ``hi.Retry`` retries by default)."""
     where = engine_address()
     causes = _causes(exc)
     text = " ".join(str(e) for e in causes)
@@ -138,6 +140,7 @@ def engine_error(exc: BaseException, doing: str) -> ContainerError:
         why = (f"permission denied on the Docker Engine's socket {where}: this user may not use "
                "it (the engine may well be running); add the user to the 'docker' group, use "
                "rootless Docker, or set DOCKER_HOST")
+        return ContainerError(f"{doing}: {why}")  # not a passing outage: no retry
     elif any(isinstance(e, FileNotFoundError) for e in causes) or "No such file" in text:
         why = (f"the Docker Engine at {where} does not answer: there is no socket there; is "
                "dockerd running? start it (e.g. `bash scripts/services.sh docker`, or "
@@ -153,7 +156,7 @@ def engine_error(exc: BaseException, doing: str) -> ContainerError:
     else:
         why = (f"the Docker Engine at {where} does not answer ({type(exc).__name__}: {exc}); "
                "start it (e.g. `bash scripts/services.sh docker`, or `dockerd`) or set DOCKER_HOST")
-    return ContainerError(f"{doing}: {why}")
+    return ContainerEngineError(f"{doing}: {why}")
 
 
 def is_connection_error(exc: BaseException) -> bool:

@@ -36,6 +36,7 @@ _LAZY = {
     "Database": ("hither.models", "Database"),
     "RuntimeInfo": ("hither.models", "RuntimeInfo"),
     "ContainerOptions": ("hither.models", "ContainerOptions"),
+    "Retry": ("hither.retry", "Retry"),
     "JobExitError": ("hither.runtime", "JobExitError"),
     "DefaultJobHandler": ("hither.local.default", "DefaultJobHandler"),
     "ParallelJobHandler": ("hither.local.parallel", "ParallelJobHandler"),
@@ -82,5 +83,5 @@ __all__ = [
     "JobCache", "Database", "DefaultJobHandler", "ParallelJobHandler", "TemporaryDirectory",
     "JobCancelledException", "JobTimeoutError", "JobError", "WorkerDiedError",
     "DependencyFailedError", "HitherError", "HitherFunction", "JobHandler", "CacheBackend",
-    "Store", "ContainerRunner", "ContainerOptions", "JobExitError",
+    "Store", "ContainerRunner", "ContainerOptions", "JobExitError", "Retry",
 ]  # SlurmJobHandler, RemoteJobHandler, ComputeResource resolve on access (their packages)

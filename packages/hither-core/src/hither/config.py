@@ -54,12 +54,15 @@ class Config:
     ``container_engine``: which container runner runs container jobs (``"docker"``,
     ``"apptainer"``, ``"singularity"``; default: the first available of those that can run
     the image). ``container_options``: ``hi.ContainerOptions`` or a dict of its fields (env,
-    binds, gpus, network, user, memory, reuse).
+    binds, gpus, network, user, memory, reuse). ``retry``: a ``hi.Retry`` (or a number of
+    attempts, or False for none) for jobs whose function does not give its own; by default
+    failures that are not the job's fault are retried twice (see ``hi.Retry``).
     """
 
     def __init__(self, job_handler: Any = _UNSET, container: Any = _UNSET, job_cache: Any = _UNSET,
                  download_results: Any = _UNSET, job_timeout: Any = _UNSET, force_run: Any = _UNSET,
-                 container_engine: Any = _UNSET, container_options: Any = _UNSET) -> None:
+                 container_engine: Any = _UNSET, container_options: Any = _UNSET,
+                 retry: Any = _UNSET) -> None:
         from hither.plugins.interfaces import JobHandler
         from hither.jobs.cache_policy import JobCache
 
@@ -88,11 +91,16 @@ class Config:
                               f"'docker' or 'apptainer', or None, not {container_engine!r}")
         if container_options is not _UNSET and container_options is not None:
             container_options = _container_options(container_options)
+        if retry is not _UNSET and retry is not None:
+            from hither.retry import as_policy
+
+            retry = as_policy(retry, "hi.Config")
         self._given = {k: v for k, v in dict(job_handler=job_handler, container=container,
                                              job_cache=job_cache, download_results=download_results,
                                              job_timeout=job_timeout, force_run=force_run,
                                              container_engine=container_engine,
-                                             container_options=container_options).items()
+                                             container_options=container_options,
+                                             retry=retry).items()
                        if v is not _UNSET}
         if "force_run" in self._given and self._given["force_run"] is None:
             self._given["force_run"] = False

@@ -25,6 +25,7 @@ class ConfigState:
     force_run: bool = False
     container_engine: Optional[str] = None  # runner name ("docker", "apptainer"); None: preference order
     container_options: Any = None  # a hither.models.ContainerOptions, or None for the defaults
+    retry: Any = None  # a hither.retry.Retry, or None: the function's, else the default policy
 
 
 _DEFAULT = ConfigState()

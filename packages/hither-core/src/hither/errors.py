@@ -3,7 +3,30 @@ from __future__ import annotations
 
 
 class HitherError(Exception):
-    """Base class of every error hither raises on its own account."""
+    """Base class of every error hither raises on its own account.
+
+    ``infrastructure`` is True on a failure that is not the job's fault (the machinery
+    running it failed: a worker or pilot died, an allocation or lease was lost, the
+    container engine or the job bus went away). Such a job is retried by default
+    (``hi.Retry``); ask :func:`is_infrastructure_failure`, not the attribute.
+    """
+
+    infrastructure: bool = False
+
+
+class InfrastructureError(HitherError):
+    """The machinery running a job failed, not the job (a bus outage, a lost lease...): the
+    job is retried by default (``hi.Retry``). Handlers raise it, or a subclass of it."""
+
+    infrastructure = True
+
+
+def is_infrastructure_failure(err: BaseException) -> bool:
+    """Whether ``err`` is a failure that is not the job's fault (see
+    ``HitherError.infrastructure``): what ``hi.Retry`` retries by default. The one place
+    that says so; handlers mark their errors by their class (``WorkerDiedError``,
+    ``InfrastructureError``, ``ContainerEngineError``...)."""
+    return isinstance(err, HitherError) and err.infrastructure is True
 
 
 class FunctionDefinitionError(HitherError, ValueError):
@@ -57,6 +80,8 @@ class JobTimeoutError(HitherError, TimeoutError):
 class WorkerDiedError(HitherError):
     """The process running the job died (killed, segfault, out of memory, os._exit)."""
 
+    infrastructure = True
+
 
 class DependencyFailedError(HitherError):
     """An input job of this job failed or was cancelled, so this job could not run."""
@@ -80,3 +105,10 @@ class ContainerError(HitherError):
 
 class ContainerImageError(ContainerError):
     """A container image is missing and cannot be pulled or built; the message names it."""
+
+
+class ContainerEngineError(ContainerError):
+    """The container engine could not be reached, or stopped or restarted mid-job (not the
+    job's fault: retried by default, see ``hi.Retry``)."""
+
+    infrastructure = True

@@ -15,6 +15,7 @@ logger = logging.getLogger("hither.function")
 
 _registry: Dict[str, "HitherFunction"] = {}
 _registry_lock = threading.Lock()
+_create_job: List[Any] = [None]  # the job manager's create_job, once imported (HitherFunction.run)
 
 # attributes that @hi.container etc. leave on a raw function decorated before @hi.function
 _ATTRS = ("_hither_container", "_hither_additional_files", "_hither_local_modules", "_hither_opts")
@@ -27,10 +28,12 @@ class HitherFunction:
     returns a ``Job``.
     """
 
-    def __init__(self, fn: Callable[..., Any], name: str, version: str) -> None:
+    def __init__(self, fn: Callable[..., Any], name: str, version: str, retry: Any = None) -> None:
         self.raw = fn
         self.name = name
         self.version = version
+        #: its jobs' hi.Retry policy (None: hi.Config's, else the default)
+        self.retry = retry
         self.container: Optional[str] = getattr(fn, "_hither_container", None)
         self.additional_files: List[str] = list(getattr(fn, "_hither_additional_files", []))
         self.local_modules: List[str] = list(getattr(fn, "_hither_local_modules", []))
@@ -49,7 +52,8 @@ class HitherFunction:
 
     def __getstate__(self) -> Dict[str, Any]:  # picklable by value (cloudpickle, __main__)
         state = dict(self.__dict__)
-        for k in ("_lock", "_bundle", "_worker_ref", "_hither_binding"):
+        for k in ("_lock", "_bundle", "_worker_ref", "_hither_binding", "_code_identity",
+                  "_identity_by_value", "_identity_reads"):
             state.pop(k, None)
         return state
 
@@ -64,9 +68,12 @@ class HitherFunction:
 
     def run(self, *args: Any, **kwargs: Any) -> "Any":
         """Start a job (see ``hi.Config`` for where it runs); returns a ``hi.Job``."""
-        from hither.jobs.manager import manager
+        create = _create_job[0]
+        if create is None:  # the first job: the job manager is not imported before
+            from hither.jobs.manager import manager
 
-        return manager.create_job(self, args, kwargs)
+            create = _create_job[0] = manager.create_job
+        return create(self, args, kwargs)
 
     @property
     def no_resolve_input_files(self) -> bool:
@@ -91,17 +98,23 @@ class HitherFunction:
         return f"<hither function {self.name} {self.version}>"
 
 
-def function(name: str, version: str) -> Callable[[Callable[..., Any]], HitherFunction]:
+def function(name: str, version: str, retry: Any = None) -> Callable[[Callable[..., Any]], HitherFunction]:
     """Decorate a pure function as a hither function: ``@hi.function('add', '0.1.0')``.
 
     ``name`` must be the function's own name; bump ``version`` whenever its results may
-    change, so cached results of the old version are not reused.
+    change, so cached results of the old version are not reused. ``retry``: the
+    ``hi.Retry`` of its jobs (or a number of attempts, or False for none), before
+    ``hi.Config(retry=...)``'s.
     """
     if not isinstance(name, str) or not name:
         raise FunctionDefinitionError(f"@hi.function needs a name string, got {name!r}")
     if not isinstance(version, str) or not version:
         raise FunctionDefinitionError(f"@hi.function({name!r}, ...) needs a version string such as "
                                       f"'0.1.0', got {version!r}")
+    if retry is not None:
+        from hither.retry import as_policy
+
+        retry = as_policy(retry, f"@hi.function({name!r}, {version!r}, ...)")
 
     def deco(fn: Callable[..., Any]) -> HitherFunction:
         if isinstance(fn, HitherFunction):
@@ -113,7 +126,7 @@ def function(name: str, version: str) -> Callable[[Callable[..., Any]], HitherFu
                 f"@hi.function({name!r}, {version!r}) decorates a function named "
                 f"{fn.__name__!r}: the name must match the function's name; write "
                 f"@hi.function({fn.__name__!r}, {version!r}) or rename the function")
-        hf = HitherFunction(fn, name, version)
+        hf = HitherFunction(fn, name, version, retry)
         _register(hf)
         return hf
 
@@ -121,13 +134,29 @@ def function(name: str, version: str) -> Callable[[Callable[..., Any]], HitherFu
 
 
 def _register(hf: HitherFunction) -> None:
+    """Register ``hf`` by name. The same module defining the name again (a notebook cell or
+    a script run again, ``importlib.reload``) replaces it: that is editing, not a clash."""
     with _registry_lock:
         old = _registry.get(hf.name)
-        if old is not None and old.source_file and hf.source_file and old.source_file != hf.source_file:
-            warnings.warn(f"hither function name {hf.name!r} is registered twice: in {old.source_file} "
-                          f"and in {hf.source_file}; hi.run({hf.name!r}) now uses the second. Rename "
+        if old is not None and _same_home(old, hf):
+            logger.debug("hither function %r redefined in %s: the new definition replaces the old",
+                         hf.name, hf.module)
+        elif old is not None:
+            where_old = old.source_file or old.module
+            where_new = hf.source_file or hf.module
+            warnings.warn(f"hither function name {hf.name!r} is registered twice: in {where_old} "
+                          f"and in {where_new}; hi.run({hf.name!r}) now uses the second. Rename "
                           "one of them.", stacklevel=3)
         _registry[hf.name] = hf
+
+
+def _same_home(old: HitherFunction, new: HitherFunction) -> bool:
+    """Whether two definitions of one name come from the same module: ``__main__`` (a script,
+    a notebook's cells) whatever its cell files, else the same module and file."""
+    if old.module != new.module:
+        return False
+    return old.module == "__main__" or not (old.source_file and new.source_file) \
+        or old.source_file == new.source_file
 
 
 def get_function(name: str) -> HitherFunction:

@@ -28,6 +28,11 @@ class RuntimeInfo(BaseModel):
     pid: Optional[int] = None
     handler: str = ""
     cached: bool = False
+    #: runs of the job so far (``hi.Retry``), and each failed run's error, one line each
+    attempts: int = 1
+    attempt_errors: List[str] = Field(default_factory=list)
+    #: the Slurm job of the batch that ran it (hither-slurm); None until it runs there
+    slurm_job_id: Optional[Union[str, int]] = None
 
     @property
     def elapsed(self) -> Optional[float]:
@@ -49,6 +54,7 @@ class ErrorInfo(BaseModel):
     type_name: str = "Exception"
     message: str = ""
     args_json: Optional[List[Any]] = None  # constructor args when they were JSON-able
+    attrs_json: Optional[Dict[str, Any]] = None  # its own attributes that were JSON-able
     traceback: str = ""
 
 

@@ -115,16 +115,20 @@ class Bus:
     def ping(self) -> None:
         self.client.admin.command("ping")
 
-    def ensure_indexes(self) -> None:
-        """The index the claim and the client's queries use (idempotent). An unreachable
-        bus is only logged: the index speeds things up, and the callers ride out outages."""
+    def ensure_indexes(self) -> bool:
+        """The index the claim and the client's queries use (idempotent); False if the bus
+        did not answer. That is only logged: the index speeds things up, and the callers
+        ride out outages."""
         import pymongo.errors
+
+        from .outage import describe
 
         try:
             self.jobs.create_index([("resource_id", 1), ("status", 1), ("created", 1)])
         except pymongo.errors.PyMongoError as exc:
-            logger.warning("could not create the job bus index (%s: %s); going on without it",
-                           type(exc).__name__, exc)
+            logger.warning("could not create the job bus index (%s); going on without it", describe(exc))
+            return False
+        return True
 
     def close(self) -> None:
         self.client.close()

@@ -9,22 +9,25 @@ Every option also reads an environment variable ``HITHER_REMOTE_<OPTION>`` (e.g.
     hither-remote status
     hither-remote jobs --limit 20
     hither-remote cancel 3f2a...
+
+What the commands share (the bus options, ``--config``, errors in one or two lines, never a
+traceback) is in ``cli_support``.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Callable, Iterator, Optional
+import warnings
+from typing import Callable, Optional
 
 import click
 
 from hither.errors import ConfigError
 
+from .__about__ import __version__
+from .cli_support import (DURATION_HELP, LOG_LEVELS, RemoteGroup, bus_options, duration, load_config, open_bus,
+                          serve_bus_options, shown_url)
 from .slurm_cli import SlurmCommand, handler_kwargs
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .bus import Bus
 
 _ctx = dict(help_option_names=["-h", "--help"], show_default=True)
 
@@ -35,18 +38,6 @@ def _database(mongo_url: str, database: str):  # noqa: ANN202
     return Database(mongo_url=mongo_url, database=database)
 
 
-@contextlib.contextmanager
-def _open_bus(mongo_url: str, database: str) -> Iterator["Bus"]:
-    """The job bus of the command's options, closed afterwards."""
-    from .bus import Bus
-
-    bus = Bus(_database(mongo_url, database), server_selection_timeout_ms=3000)
-    try:
-        yield bus
-    finally:
-        bus.close()
-
-
 def _no_job(job_id: str) -> click.ClickException:
     return click.ClickException(f"no job {job_id} on this bus (see: hither-remote jobs)")
 
@@ -54,45 +45,7 @@ def _no_job(job_id: str) -> click.ClickException:
 def _job_command(fn: Callable[..., None]) -> click.Command:
     """A command that acts on one job of the bus: ``hither-remote NAME JOB_ID [options]``
     with the bus options (``logs``, ``cancel``)."""
-    return main.command()(_mongo(_db(click.argument("job_id")(fn))))
-
-
-_mongo = click.option("--mongo-url", show_envvar=True, envvar="HITHER_REMOTE_MONGO_URL", default="mongodb://127.0.0.1:27017", show_default=True,
-                      help="MongoDB holding the job bus")
-_db = click.option("--database", show_envvar=True, envvar="HITHER_REMOTE_DATABASE", default="hither", show_default=True, help="database of the job bus")
-
-
-def _load_config(ctx: click.Context, param: click.Parameter, path: Optional[str]) -> None:
-    """Option defaults from a TOML file: top-level keys for every command, a ``[serve]``
-    (``[status]``, ...) table for one; command-line options and env vars still win."""
-    if not path:
-        return
-    try:
-        import tomllib  # type: ignore[import-not-found]
-    except ImportError:  # Python < 3.11
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except (OSError, ValueError) as exc:
-        raise click.BadParameter(f"cannot read {path}: {exc}", ctx=ctx, param=param) from None
-    if "secret" in data or any(isinstance(v, dict) and "secret" in v for v in data.values()):
-        raise click.BadParameter("the secret does not belong in the config file; use $HITHER_REMOTE_SECRET "
-                                 "or secret-file = \"PATH\"", ctx=ctx, param=param)
-    common = {k.replace("-", "_"): v for k, v in data.items() if not isinstance(v, dict)}
-    ctx.default_map = {name: {**common, **{k.replace("-", "_"): v for k, v in data.get(name, {}).items()}}
-                       for name in ("serve", "status", "jobs", "logs", "cancel", "prune")}
-
-
-def _duration(value: object, param: Optional[click.Parameter] = None) -> float:
-    from hither.plugins.cli import parse_duration
-
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    try:
-        return parse_duration(str(value))
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param=param) from None
+    return main.command()(bus_options(click.argument("job_id")(fn)))
 
 
 def _retention_options(fn: Callable[..., None]) -> Callable[..., None]:
@@ -101,27 +54,33 @@ def _retention_options(fn: Callable[..., None]) -> Callable[..., None]:
 
     for opt in reversed([
         click.option("--keep-for", show_envvar=True, envvar="HITHER_REMOTE_KEEP_FOR", default="7d", show_default=True,
-                     callback=lambda ctx, p, v: _duration(v, p), help="ended jobs are removed this long after they ended"),
+                     callback=lambda ctx, p, v: duration(v, p), help=f"ended jobs are removed this long after they ended {DURATION_HELP}"),
         click.option("--keep-jobs", show_envvar=True, envvar="HITHER_REMOTE_KEEP_JOBS", type=click.IntRange(min=0),
                      default=DEFAULT_MAX_JOBS, show_default=True, help="ended jobs kept per resource at most (the newest)"),
         click.option("--dead-after", show_envvar=True, envvar="HITHER_REMOTE_DEAD_AFTER", default="1h",
-                     show_default=True, callback=lambda ctx, p, v: _duration(v, p),
-                     help="a serving process silent this long (killed) is removed from the status")]):
+                     show_default=True, callback=lambda ctx, p, v: duration(v, p),
+                     help=f"a serving process silent this long (killed) is removed from the status {DURATION_HELP}")]):
         fn = opt(fn)
     return fn
 
 
-@click.group(context_settings=_ctx)
+@click.group(cls=RemoteGroup, context_settings=_ctx)
 @click.option("--config", type=click.Path(exists=True, dir_okay=False), envvar="HITHER_REMOTE_CONFIG",
-              show_envvar=True, callback=_load_config, expose_value=False, is_eager=True,
-              help="TOML file of option defaults (keys as the options, e.g. resource-id = \"r1\")")
-def main() -> None:
+              show_envvar=True, callback=load_config, expose_value=False, is_eager=True,
+              help="TOML file of option defaults (keys as the options, e.g. resource-id = \"r1\"; "
+                   "a [serve] table for one command); an unknown key is refused")
+@click.option("-v", "--verbose", is_flag=True, default=False, help="log debug messages and the traceback of a failure")
+@click.version_option(__version__, "--version", prog_name="hither-remote")
+def main(verbose: bool) -> None:
     """Run hither jobs on a compute resource through a MongoDB job bus."""
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    else:  # a plugin that does not load is named in the command's error (one line)
+        warnings.filterwarnings("ignore", message="hither plugin .* failed to load")
 
 
 @main.command(cls=SlurmCommand)  # + the --slurm-* options, from hither-slurm's options model
-@_mongo
-@_db
+@serve_bus_options
 @click.option("--resource-id", show_envvar=True, envvar="HITHER_REMOTE_RESOURCE_ID", required=True, help="the compute_resource_id clients send jobs to")
 @click.option("--workers", show_envvar=True, envvar="HITHER_REMOTE_WORKERS", type=click.IntRange(min=1), default=None,
               help="jobs run at once (default: 1; with --handler slurm, workers per batch x max batches)")
@@ -136,7 +95,8 @@ def main() -> None:
 @click.option("--secret-file", show_envvar=True, envvar="HITHER_REMOTE_SECRET_FILE", default=None, type=click.Path(dir_okay=False),
               help="file holding the shared secret (default: $HITHER_REMOTE_SECRET)")
 @click.option("--clear/--no-clear", show_envvar=True, envvar="HITHER_REMOTE_CLEAR", default=False, help="remove collected finished jobs first")
-@click.option("--log-level", show_envvar=True, envvar="HITHER_REMOTE_LOG_LEVEL", default="INFO", show_default=True)
+@click.option("--log-level", show_envvar=True, envvar="HITHER_REMOTE_LOG_LEVEL", default="INFO", show_default=True,
+              type=click.Choice(LOG_LEVELS, case_sensitive=False), help="least important messages logged")
 @click.option("--containers/--no-containers", show_envvar=True, envvar="HITHER_REMOTE_CONTAINERS", default=None,
               help="run container jobs in their image (--containers: an engine must answer at start), or refuse "
                    "them; default: run them when a container engine for the image answers here")
@@ -147,7 +107,8 @@ def main() -> None:
                    "mongodb://HOST:PORT/DATABASE (default: none)")
 @_retention_options
 @click.option("--prune-every", show_envvar=True, envvar="HITHER_REMOTE_PRUNE_EVERY", default="10m", show_default=True,
-              callback=lambda ctx, p, v: _duration(v, p), help="how often the retention is applied while serving")
+              callback=lambda ctx, p, v: duration(v, p),
+              help=f"how often the retention is applied while serving {DURATION_HELP}")
 def serve(mongo_url: str, database: str, resource_id: str, workers: Optional[int], handler_name: str,
           store_url: Optional[str], lease_seconds: float, work_dir: Optional[str], secret_file: Optional[str],
           clear: bool, log_level: str, containers: Optional[bool], container_engine: Optional[str],
@@ -159,27 +120,27 @@ def serve(mongo_url: str, database: str, resource_id: str, workers: Optional[int
     from .retention import Retention
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    job_handler = _slurm_handler(**slurm) if handler_name == "slurm" else None  # type: ignore[arg-type]
     store = None
-    if store_url:
+    if store_url:  # a bad URL or a missing extra: one line (RemoteGroup), before anything starts
         from hither_store import Store
 
         store = Store(store_url)
-    try:
-        cache = None
-        if job_cache:
-            from .resource_cache import job_cache_from_option
+    cache = None
+    if job_cache:
+        from .resource_cache import job_cache_from_option
 
-            cache = job_cache_from_option(job_cache)
+        cache = job_cache_from_option(job_cache)  # without hither-cache: how to install it
+    job_handler = _slurm_handler(**slurm) if handler_name == "slurm" else None  # type: ignore[arg-type]
+    try:
         cr = ComputeResource(database=_database(mongo_url, database), compute_resource_id=resource_id,
                              store=store, secret_file=secret_file, workers=workers,
                              lease_seconds=lease_seconds, work_dir=work_dir, job_handler=job_handler,
                              containers=containers, container_engine=container_engine, job_cache=cache,
                              retention=Retention(keep_for, keep_jobs, dead_after), prune_every=prune_every)
-    except ConfigError as exc:
+    except BaseException:
         if job_handler is not None:
             job_handler.shutdown()
-        raise click.ClickException(str(exc)) from None
+        raise  # a ConfigError (any HitherError) becomes one line in RemoteGroup
     from .hiding import forget_env, undumpable
 
     forget_env(cr.hidden_env)  # the secret is loaded: nothing this process starts inherits it
@@ -189,6 +150,7 @@ def serve(mongo_url: str, database: str, resource_id: str, workers: Optional[int
             click.echo(f"cleared {cr.clear()} finished jobs", err=True)
         cr.run()
     finally:
+        cr.bus.close()  # its monitor threads would hold the exit up
         if job_handler is not None:
             job_handler.shutdown()  # its batches end with this process
 
@@ -212,11 +174,10 @@ def _slurm_handler(**options: object):  # noqa: ANN202
 
 
 @main.command()
-@_mongo
-@_db
-def status(mongo_url: str, database: str) -> None:
+@bus_options
+def status(mongo_url: str, database: str, connect_timeout: float) -> None:
     """Resources seen on the bus (alive or not) and how many jobs are in each state."""
-    with _open_bus(mongo_url, database) as bus:
+    with open_bus(mongo_url, database, connect_timeout) as bus:
         now = time.time()
         records = bus.resource_records()
         if not records:
@@ -231,14 +192,18 @@ def status(mongo_url: str, database: str) -> None:
 
 
 @main.command()
-@_mongo
-@_db
-@click.option("--limit", show_envvar=True, envvar="HITHER_REMOTE_LIMIT", type=click.IntRange(min=1), default=20, show_default=True)
+@bus_options
+@click.option("--limit", show_envvar=True, envvar="HITHER_REMOTE_LIMIT", type=click.IntRange(min=1), default=20,
+              show_default=True, help="the newest jobs shown at most")
 @click.option("--resource-id", show_envvar=True, envvar="HITHER_REMOTE_RESOURCE_ID", default=None, help="only this resource's jobs")
-def jobs(mongo_url: str, database: str, limit: int, resource_id: Optional[str]) -> None:
+def jobs(mongo_url: str, database: str, connect_timeout: float, limit: int, resource_id: Optional[str]) -> None:
     """Recent jobs: id, resource, status, function, attempts, duration."""
-    with _open_bus(mongo_url, database) as bus:
-        for d in bus.recent_jobs(limit, resource_id):
+    with open_bus(mongo_url, database, connect_timeout) as bus:
+        found = bus.recent_jobs(limit, resource_id)
+        if not found:
+            where = f" of resource {resource_id!r}" if resource_id else ""
+            click.echo(f"no jobs{where} on the bus {shown_url(mongo_url)} (database {database!r})", err=True)
+        for d in found:
             dur = ""
             if d.get("started") and d.get("ended"):
                 dur = f"{d['ended'] - d['started']:.2f}s"
@@ -253,13 +218,13 @@ def jobs(mongo_url: str, database: str, limit: int, resource_id: Optional[str]) 
               help="stream the output until the job ends")
 @click.option("--interval", type=click.FloatRange(min=0.05), default=0.3, show_default=True,
               help="seconds between two reads of the bus with --follow")
-def logs(mongo_url: str, database: str, job_id: str, follow: bool, interval: float) -> None:
+def logs(mongo_url: str, database: str, connect_timeout: float, job_id: str, follow: bool, interval: float) -> None:
     """JOB_ID's console output: while it runs, what its resource has shipped so far (stdout
     and stderr as they came, every ~0.5 s); once it has ended, stdout then stderr."""
     from .logs import read_chunks
     from .models import FINAL
 
-    with _open_bus(mongo_url, database) as bus:
+    with open_bus(mongo_url, database, connect_timeout) as bus:
         job = bus.get(job_id)
         if job is None:
             raise _no_job(job_id)
@@ -290,27 +255,26 @@ def logs(mongo_url: str, database: str, job_id: str, follow: bool, interval: flo
 
 
 @main.command()
-@_mongo
-@_db
+@bus_options
 @click.option("--resource-id", show_envvar=True, envvar="HITHER_REMOTE_RESOURCE_ID", default=None,
               help="only this resource's part of the bus (default: every resource's)")
 @_retention_options
-def prune(mongo_url: str, database: str, resource_id: Optional[str], keep_for: float, keep_jobs: int,
+def prune(mongo_url: str, database: str, connect_timeout: float, resource_id: Optional[str], keep_for: float, keep_jobs: int,
           dead_after: float) -> None:
     """Apply the retention once: remove ended jobs (older than --keep-for, beyond the newest
     --keep-jobs), run records of expired jobs, stopped and silent serving processes, and
     orphaned log chunks. Queued and running jobs stay."""
     from .retention import Retention, prune as apply
 
-    with _open_bus(mongo_url, database) as bus:
+    with open_bus(mongo_url, database, connect_timeout) as bus:
         removed = apply(bus, resource_id, Retention(keep_for, keep_jobs, dead_after))
     click.echo("removed " + ", ".join(f"{v} {k}" for k, v in removed.items()))
 
 
 @_job_command
-def cancel(mongo_url: str, database: str, job_id: str) -> None:
+def cancel(mongo_url: str, database: str, connect_timeout: float, job_id: str) -> None:
     """Cancel JOB_ID: at once if queued; a running job is killed by its resource."""
-    with _open_bus(mongo_url, database) as bus:
+    with open_bus(mongo_url, database, connect_timeout) as bus:
         st = bus.request_cancel(job_id)
     if st is None:
         raise _no_job(job_id)

@@ -20,7 +20,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from hither.errors import ConfigError, HitherError, JobTimeoutError
+from hither.errors import ConfigError, HitherError, InfrastructureError, JobTimeoutError
 from hither.plugins.interfaces import JobHandler, Store
 
 from .models import FINAL, BusJob, BusOutcome, BusStatus, CachePolicy
@@ -77,6 +77,11 @@ def _cache_policy(job: "Job") -> CachePolicy:
 
 class RemoteJobError(HitherError):
     """A job the compute resource refused or could not run (the message says why)."""
+
+
+class BusUnavailableError(RemoteJobError, InfrastructureError):
+    """The job bus (MongoDB) could not be reached to submit the job: not the job's fault,
+    so ``hi.Retry`` submits it again later by default."""
 
 
 class RemoteJobHandler(JobHandler):
@@ -310,8 +315,14 @@ class RemoteJobHandler(JobHandler):
                 return
             except pymongo.errors.DuplicateKeyError:
                 return  # an earlier attempt got through
-            except pymongo.errors.PyMongoError:
+            except pymongo.errors.PyMongoError as exc:
                 if i == attempts - 1:
+                    if isinstance(exc, pymongo.errors.ConnectionFailure):
+                        raise BusUnavailableError(
+                            f"the job bus ({self.bus.database.database} at the MongoDB of "
+                            f"compute resource {self.compute_resource_id!r}) could not be reached to "
+                            f"submit {len(bus_jobs)} job(s) ({attempts} tries): {type(exc).__name__}: "
+                            f"{exc}") from exc
                     raise
                 logger.warning("the bus is unreachable; retrying the submit of %d job(s)", len(bus_jobs))
                 time.sleep(min(2.0, 0.25 * 2 ** i))

@@ -47,7 +47,8 @@ def install_stop_signals(stop: threading.Event, wake: threading.Event) -> Callab
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def on_signal(signum: int, frame: Any) -> None:
-        logger.info("signal %d: stopping, handing unfinished jobs back", signum)
+        if not stop.is_set():  # one line, however many signals come
+            logger.info("signal %d: stopping, handing unfinished jobs back", signum)
         stop.set()
         wake.set()
 

@@ -1,14 +1,12 @@
 """``hi.ComputeResource``: claims this resource's jobs from the bus and runs them here.
 
-Each claimed job is checked (signature, expiry, replay), rebuilt into a job directory with
-``hither.outside.documents.unpack_job``, run by a ``hither.plugins.interfaces.Launcher`` (see
-``launcher_for``: the ``job_handler``'s ``job_dir_launcher()``, by default a
-``hither.outside.jobserver.JobServerLauncher``: a fork of a warm job server per job, in a process
-group of its own, so a cancel or a stop kills everything it started), and its outcome
-packed with ``hither.outside.documents.pack_outputs`` (arrays and files into the store) and written
-back. Up to ``capacity`` jobs run at once, each from a thread: ``workers=``, else the
-launcher's ``capacity``, else the ``num_workers`` of the given ``job_handler`` (e.g.
-``hi.ParallelJobHandler(8)``), else 1::
+Each claimed job is checked (``signing.run_problem``, replay), rebuilt into a job directory
+(``hither.outside.documents.unpack_job``), run by a ``Launcher`` (``launching.launcher_for``:
+the ``job_handler``'s ``job_dir_launcher()``, by default a ``JobServerLauncher``: a fork of a
+warm job server per job, in a process group of its own), and its outcome packed
+(``pack_outputs``: arrays and files into the store) and written back. Up to ``capacity``
+jobs run at once, each from a thread (``workers=``, else the launcher's ``capacity``, else
+the ``job_handler``'s ``num_workers``, else 1)::
 
     db = hi.Database(mongo_url="mongodb://127.0.0.1:27017", database="hither")
     cr = hi.ComputeResource(database=db, compute_resource_id="resource1",
@@ -56,9 +54,10 @@ from hither.plugins.interfaces import Store
 from .janitor import Janitor
 from .launching import install_stop_signals, launcher_for
 from .bus import retry
-from .models import BusJob, BusOutcome, BusStatus, ResourceHeartbeat
+from .outage import Outage, describe
+from .models import BusOutcome, BusStatus, ResourceHeartbeat
 from .endpoint import byte_count, endpoint, seconds
-from .signing import job_problem
+from .signing import run_problem
 from .waiting import Claimed, StartGate, peer_room, to_give, wait_lease
 from .wakeups import ChangeWatcher, changed, resource_pipeline
 
@@ -150,7 +149,8 @@ class ComputeResource:
         self.retention = retention
         self.prune_every = seconds(me, "prune_every", prune_every)
         self.bus = Bus(database, secret=self._secret)  # it signs the outcomes it writes
-        self.bus.ensure_indexes()
+        self._outage = Outage(self.bus, compute_resource_id)  # how the loop rides out an outage
+        self._outage.down = not self.bus.ensure_indexes()
         self._stop = threading.Event()
         self._wake = threading.Event()  # set by the change stream, a finished job, stop()
         self._cancel_due = False  # a cancel request may be waiting: look at once
@@ -211,6 +211,9 @@ class ComputeResource:
         last_beat = last_renew = last_cancel_check = last_full = last_prune = 0.0
         try:
             while not self._stop.is_set():
+                if self._outage.down and not self._outage.probe(self._stop):  # still down (logged)
+                    self._stop.wait(self._outage.wait)
+                    continue
                 # woken (a job for us, a cancel request, a slot freed) or a poll is due
                 woken = self._wake.is_set()
                 self._wake.clear()
@@ -241,8 +244,7 @@ class ComputeResource:
                         last_prune = now
                         prune_logged(self.bus, self.compute_resource_id, self.retention)
                 except Exception as exc:  # noqa: BLE001 - e.g. a MongoDB outage: carry on
-                    logger.warning("job bus unavailable (%s: %s); retrying", type(exc).__name__, exc)
-                    self._stop.wait(1.0)
+                    self._stop.wait(self._step_failed(exc))
                 self._wake.wait(self.poll_interval if not watching else 0.25)
         finally:
             if watcher is not None:
@@ -279,7 +281,17 @@ class ComputeResource:
             self._wake.set()
 
         return ChangeWatcher(self.bus.jobs, resource_pipeline(self.compute_resource_id), on_change, on_gap,
-                             name=self.compute_resource_id).start()
+                             name=self.compute_resource_id).start(
+            wait=0.0 if self._outage.down else 5.0)  # an unreachable bus: poll (probing) meanwhile
+
+    def _step_failed(self, exc: Exception) -> float:
+        """Log a failed step of the loop in one line; the seconds to wait before the next."""
+        import pymongo.errors
+
+        if isinstance(exc, pymongo.errors.ConnectionFailure):  # unreachable, timed out
+            return self._outage.failed(exc)  # growing waits, probed while down
+        logger.warning("a serving step failed (%s); going on", describe(exc))
+        return 1.0
 
     # ------------------------------------------------------------------ loop steps
     def _beat(self) -> None:
@@ -312,8 +324,7 @@ class ComputeResource:
                 r.give_back = True
 
     def _busy_changed(self) -> bool:
-        """Whether this process went from a free worker to none or back since its last
-        heartbeat (peers hand jobs to a process whose heartbeat shows a free worker)."""
+        """Whether this process went from a free worker to none or back since its last heartbeat."""
         with self._lock:
             held = len(self._running)
         return (held < self.capacity) != (self._reported < self.capacity)
@@ -343,8 +354,7 @@ class ComputeResource:
                 self._launcher.kill(r.job_dir)
 
     def _claim_jobs(self) -> None:
-        """Claim rounds while there is room, for up to ``CLAIM_TURN`` s: then back to the
-        main loop (heartbeat, lease renewals), which comes back at once."""
+        """Claim rounds while there is room, for up to ``CLAIM_TURN`` s (then: heartbeat, leases)."""
         turn_ends = time.monotonic() + CLAIM_TURN
         while not self._stop.is_set():
             if time.monotonic() > turn_ends:
@@ -398,7 +408,8 @@ class ComputeResource:
         record is marked done when the job ends (``_write_ends``)."""
         for r in runs:
             try:
-                r.refusal = self._refusal(r.bus_job)
+                r.refusal = run_problem(r.bus_job, self._secret, self.bus.database.database,
+                                        self.compute_resource_id)
             except Exception as exc:  # noqa: BLE001 - this document's fault alone
                 r.refusal = f"the job document could not be checked ({type(exc).__name__})"
         ok = [r for r in runs if r.refusal is None]
@@ -431,6 +442,9 @@ class ComputeResource:
         for r in running:
             if r.thread is not None:
                 r.thread.join(30)
+        if self._outage.down:  # not worth a server selection timeout: its heartbeat ages out
+            logger.warning("the job bus is unreachable: the stop of %s is not recorded on it", self.owner)
+            return
         try:
             self.bus.heartbeat(self._heartbeat_doc(stopped=True))
         except Exception:  # noqa: BLE001
@@ -469,17 +483,6 @@ class ComputeResource:
         return self._ends.call((job_id, status, outcome))
 
     # ------------------------------------------------------------------ one job
-    def _refusal(self, bus_job: BusJob) -> Optional[str]:
-        why = job_problem(bus_job, self._secret, self.bus.database.database)
-        if why is not None:
-            return why
-        if bus_job.expires < time.time():
-            return (f"the job expired {time.time() - bus_job.expires:.0f} s ago before it was started; "
-                    "submit it again")
-        if bus_job.resource_id != self.compute_resource_id:
-            return "the job is addressed to another resource"
-        return None
-
     def _run_job(self, r: Claimed) -> None:
         bus_job = r.bus_job
         job_id, fname = bus_job.id, bus_job.function_name

@@ -63,16 +63,22 @@ class ChangeWatcher:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(AWAIT_MS / 1000 + 2)
+            # a thread still opening the stream of an unreachable bus waits out pymongo's
+            # server selection: not worth holding a stop up for (a daemon, it ends then)
+            self._thread.join(AWAIT_MS / 1000 + 2 if self.watching else 0.1)
 
     def _run(self) -> None:
         import pymongo.errors
 
+        from .outage import FIRST_WAIT, MAX_WAIT, describe
+
         ever_opened = False
+        delay = FIRST_WAIT  # grows while the stream cannot be opened
         while not self._stop.is_set():
             try:
                 with self.collection.watch(self.pipeline, max_await_time_ms=AWAIT_MS) as stream:
                     self.watching = ever_opened = True
+                    delay = FIRST_WAIT
                     self._opened.set()
                     self.on_gap()  # what changed before the stream opened: look once
                     gap = EMPTY_GAP
@@ -100,9 +106,14 @@ class ChangeWatcher:
             except Exception as exc:  # noqa: BLE001 - an outage: the callers poll meanwhile
                 self.watching = False
                 self._opened.set()  # the caller polls until the stream opens
-                logger.warning("the bus change stream broke (%s: %s); opening it again", type(exc).__name__, exc)
+                if self._stop.is_set():
+                    break  # stopped meanwhile (its client closed, maybe): nothing to report
+                # the first failure in a row is news; the next ones are the outage its owner reports
+                logger.log(logging.WARNING if delay == FIRST_WAIT else logging.DEBUG,
+                           "the bus change stream broke (%s); opening it again in %.0f s", describe(exc), delay)
                 self.on_gap()
-                self._stop.wait(1.0)
+                self._stop.wait(delay)
+                delay = min(MAX_WAIT, delay * 2)
         self.watching = False
 
 

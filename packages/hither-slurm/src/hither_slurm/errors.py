@@ -9,5 +9,6 @@ class SlurmError(HitherError):
 
 
 class AllocationLostError(WorkerDiedError):
-    """The Slurm allocation (or the pilot process) running the job ended while the job ran,
-    and the job had already been requeued once."""
+    """The Slurm allocation (or the pilot process) running the job ended while the job ran
+    (a hither job is then rerun by its ``hi.Retry`` policy; a job directory was already
+    requeued once). An infrastructure failure (``hither.errors.is_infrastructure_failure``)."""

@@ -516,8 +516,9 @@ class SlurmJobHandler(JobHandler):
         return b.registered
 
     def _recover(self, dead: Dict[str, Batch]) -> List[str]:
-        """Jobs claimed by batches that ended: requeue each once, then fail it. Returns the
-        requeued keys.
+        """Jobs claimed by batches that ended: fail a hither job with ``AllocationLostError``
+        (an infrastructure failure: its ``hi.Retry`` policy reruns it); requeue a job
+        directory once, then fail it. Returns the requeued keys.
 
         Each dead batch is fenced first (``WorkDir.fence``): squeue shows a scancel'ed
         batch as ended (CG) before its pilot gets SIGTERM, and a pilot that still runs
@@ -550,7 +551,15 @@ class SlurmJobHandler(JobHandler):
                     {"batch": batch, "slurm_job_id": info.get("slurm_job_id")})
                 self.forget(e)
                 continue
-            if e.requeued == 0:
+            if e.job is not None:
+                # a hither job: the job's retry policy (hi.Retry) decides whether it runs again
+                self._fail(e, AllocationLostError(
+                    f"job {e.name} was lost: the allocation running it ({where}) ended (scancel, "
+                    "time limit, node failure or a killed pilot); its retry policy (hi.Retry) "
+                    "runs it again while attempts are left; see the batch logs in "
+                    f"{self.wd.path('batches', batch)}"), {"batch": batch, "slurm_job_id": info.get("slurm_job_id")})
+                self.forget(e)
+            elif e.requeued == 0:  # a caller's job directory: requeued once here
                 e.requeued += 1
                 e.batch, e.claimed = None, None
                 logger.warning("%s ended while running %s: requeued once", where, e.name)

@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, Optional, TypeVar
 import click
 
 from hither.errors import HitherError
-from hither.plugins.cli import DURATION_SYNTAX, parse_duration
+from hither.plugins.cli import DURATION_SYNTAX, command_failure, parse_duration
 
 from .locations import ENV_URL
 
@@ -34,20 +34,6 @@ class StoreContext:
 
             self.opened = run_reporting(lambda: Store(self.url, storage_options=self.options))
         return self.opened
-
-
-#: exit code of a command stopped by Ctrl-C (128 + SIGINT, as shells report it)
-EXIT_INTERRUPTED = 130
-
-
-class Interrupted(click.ClickException):
-    """Ctrl-C: one line, and the exit code shells give a command stopped by SIGINT."""
-
-    exit_code = EXIT_INTERRUPTED
-
-    def __init__(self) -> None:
-        super().__init__("interrupted (Ctrl-C) before the command finished: run it again to "
-                         "finish; stored content is never half-written")
 
 
 class Duration(click.ParamType):
@@ -75,15 +61,16 @@ class StoreGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt:
-            raise Interrupted() from None
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except Exception as exc:  # noqa: BLE001 - the last resort: a message, not a traceback
+        except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - the last resort: a message
+            failure = command_failure(exc, "stored content is never half-written")
+            if failure is None:  # pragma: no cover - KeyboardInterrupt and Exception are failures
+                raise
             logger.debug("hither-store failed", exc_info=exc)
-            raise click.ClickException(
-                f"unexpected {type(exc).__name__}: {exc}; -v shows the traceback (please report "
-                "it with that output)") from exc
+            error = click.ClickException(failure.message)
+            error.exit_code = failure.exit_code
+            raise error from None
 
 
 def run_reporting(fn: Callable[..., T], *args: Any) -> T:

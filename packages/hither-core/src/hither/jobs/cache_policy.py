@@ -4,11 +4,15 @@ from __future__ import annotations
 import builtins
 import importlib
 import logging
+import os
+import sys
 import tempfile
+import threading
 import time
 import warnings
 from typing import TYPE_CHECKING, Any, Optional, Set, Tuple
 
+from hither.code_identity import comparable
 from hither.plugins import registry
 from hither.__about__ import __version__
 from hither.errors import ConfigError, HitherError, JobError
@@ -35,11 +39,12 @@ class JobCache:
     - ``rerun_failing``: never reuse a recorded failure (rerun it instead).
     - ``force_run``: never reuse anything (results are still recorded).
     - ``check_code``: treat an entry made by different code (same version) as a miss; by
-      default such a hit only warns that the version was not bumped. With ``check_code``
-      an entry is reused only when both it and the current function have a code hash and
-      they match: an entry recorded without one (the code bundle was over its file or size
-      limit, or the function has no source file) or a function whose code cannot be hashed
-      now is a miss, and a warning (once per function) says why.
+      default such a hit only warns, at the caller's line, that the version was not bumped.
+      "Code" is the job's code identity (``hither.code_identity``: the function's code, the
+      local modules it uses and, for a script's or notebook's function, the globals it
+      reads), recorded in the entry's ``code_hash``. With ``check_code`` an entry is reused
+      only when the identities match: an entry recorded without one (by an older hither)
+      is a miss, and a warning (once per function) says why.
 
     Only outcomes of the function itself are recorded: a failure is never recorded (nor
     reused, if an older hither recorded it) when hither, not the function, ended the job:
@@ -104,7 +109,7 @@ class JobCache:
             return None  # recorded by an older hither: not a result of the function
         if self.check_code:
             current = _code_hash(job)
-            if current is None or entry.code_hash is None:
+            if not comparable(current, entry.code_hash):
                 self._warn_no_code_hash(job, current is None)
                 return None
             if current != entry.code_hash:
@@ -113,11 +118,11 @@ class JobCache:
                 return None
         elif entry.code_hash is not None:
             current = _code_hash(job)
-            if current is not None and current != entry.code_hash:
-                warnings.warn(
+            if comparable(current, entry.code_hash) and current != entry.code_hash:
+                warn_at_user_line(
                     f"hither function {job.function_name} {job.function_version}: the cached result "
                     "was made by different code under the same version. Bump the version when the "
-                    "code changes results (or use hi.JobCache(..., check_code=True)).", stacklevel=2)
+                    "code changes results (or use hi.JobCache(..., check_code=True)).")
         if entry.status == JobStatus.FINISHED and not _files_available(entry.result):
             logger.info("cached result of %s refers to files no longer available: rerunning",
                         job.function_name)
@@ -129,11 +134,11 @@ class JobCache:
         if key in self._warned_no_code:
             return
         self._warned_no_code.add(key)
-        why = ("its code cannot be hashed now (no source file, or the code bundle is over "
-               "its limit)" if now else "the cached entry was recorded without a code hash")
-        warnings.warn(f"hither function {job.function_name} {job.function_version}: "
-                      f"hi.JobCache(check_code=True) cannot check the code: {why}; the cached "
-                      "result is not reused and the job runs.", stacklevel=3)
+        why = ("its code cannot be hashed now" if now else
+               "the cached entry was recorded without a code identity (by an older hither?)")
+        warn_at_user_line(f"hither function {job.function_name} {job.function_version}: "
+                          f"hi.JobCache(check_code=True) cannot check the code: {why}; the cached "
+                      "result is not reused and the job runs.")
 
     def store(self, job: "Job", status: JobStatus, result: Any, error: Optional[BaseException],
               runtime_info: RuntimeInfo) -> None:
@@ -193,15 +198,38 @@ def _error_class(module: str, name: str) -> Optional[type]:
 
 
 def _code_hash(job: "Job") -> Optional[str]:
-    # None where code packaging is unavailable or fails for this function: caching goes on
-    # (the "code changed" check is skipped, or with check_code=True the entry is a miss)
+    """The job's code identity (``hither.code_identity``); None where it cannot be made
+    (caching goes on: the "different code" check is skipped, with check_code=True a miss).
+    A job seen only as its spec (a compute resource's cache) gives the spec's code hash."""
     try:
-        return job.function.code_bundle().code_hash
+        ident = getattr(job, "code_identity", None)
+        return str(ident) if ident is not None else job.function.code_bundle().code_hash
     except Exception as exc:  # noqa: BLE001
-        log = logger.debug if isinstance(exc, HitherError) else logger.info
-        log("no code hash for %s (%s: %s); its cache entries skip the code check",
-            job.function_name, type(exc).__name__, exc)
+        logger.info("no code identity for %s (%s: %s); its cache entries skip the code check",
+                    job.function_name, type(exc).__name__, exc)
         return None
+
+
+#: the folder of the hither package (this file is hither/jobs/cache_policy.py)
+_HITHER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def warn_at_user_line(message: str) -> None:
+    """``warnings.warn`` attributed to the innermost frame outside hither (the user's
+    ``.run()`` or ``.wait()``), as ``skip_file_prefixes`` does on Python >= 3.12."""
+    inside = _HITHER_DIR
+    frame = sys._getframe(1)
+    while frame is not None and (frame.f_code.co_filename.startswith(inside)
+                                 or frame.f_code.co_filename == threading.__file__):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:  # a handler's own thread: no user frame to point at
+        warnings.warn(message, UserWarning, stacklevel=2)
+        return
+    g = frame.f_globals
+    # no module_globals: for a script read from stdin its loader cannot give the source
+    warnings.warn_explicit(message, UserWarning, frame.f_code.co_filename, frame.f_lineno,
+                           module=g.get("__name__"),
+                           registry=g.setdefault("__warningregistry__", {}))
 
 
 def _files_available(result: Any) -> bool:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, List, Optional, Tuple
 
+from hither.code_identity import function_identity
 from hither.errors import JobCancelledException, JobNotFinishedError
+from hither.events import recorder as _events
 from hither.jobs import states as S
 from hither.status import JobStatus
 from hither.values.grammar import job_hash
@@ -29,7 +30,6 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger("hither.jobs.job")
 
 _ids = itertools.count(1)
-_id_prefix = os.urandom(4).hex()
 _NOT_YET: Any = object()  # no materialised result yet
 
 
@@ -51,7 +51,7 @@ class Job:
     def __init__(self, function: "JobFunction", kwargs: Dict[str, Any], config: "ConfigState",
                  handler: "JobHandler", container: Optional[str], deps: List["Job"],
                  coordinator: Optional[Coordinator] = None) -> None:
-        self.id = f"{_id_prefix}-{next(_ids)}"
+        self.id = f"{_events.RUN_ID}-{next(_ids)}"  # unique across the programs of the event log
         self.function = function
         self.kwargs = kwargs
         self.config = config
@@ -61,6 +61,7 @@ class Job:
         self._dep_refs: List["weakref.ref[Job]"] = []
         self.resolved_kwargs: Optional[Dict[str, Any]] = None if deps else kwargs
         self._hash: Optional[str] = None
+        self._code_identity: Optional[str] = None
         self._state = S.JobState()  # changed only by _apply (the state machine), under _lock
         self._materialized: Any = _NOT_YET  # the result read from its store, once
         # a plain dict on the hot path; a RuntimeInfo model is built when asked for
@@ -91,6 +92,14 @@ class Job:
         if self.resolved_kwargs is not None:
             self._hash = h
         return h
+
+    @property
+    def code_identity(self) -> str:
+        """What this job runs (``hither.code_identity``), taken at its first use (the cache
+        lookup or the handler's submit, at ``.run()`` for a job without input jobs)."""
+        if self._code_identity is None:
+            self._code_identity = function_identity(self.function)
+        return self._code_identity
 
     @property
     def dependencies(self) -> List["Job"]:
@@ -237,6 +246,10 @@ class Job:
             old = self._state
             state, actions = S.transition(old, event)
             self._state = state
+        if state is not old:  # recorded in the job event log (hither.events): a tuple queued
+            put = _events.put
+            if put is not None:
+                put(self, event, old, state, self._runtime_info, self._deps)
         return state is not old or bool(actions), state, actions
 
     def merge_runtime_info(self, runtime_info: "Optional[RuntimeInfo | Dict[str, Any]]") -> None:
@@ -244,7 +257,20 @@ class Job:
         if runtime_info is not None:
             if not isinstance(runtime_info, dict):
                 runtime_info = runtime_info.model_dump(exclude_unset=True)
-            self._runtime_info.update({k: v for k, v in runtime_info.items() if v is not None and v != ""})
+            values = runtime_info.values()
+            if None in values or "" in values:  # unknowns do not hide what is known
+                runtime_info = {k: v for k, v in runtime_info.items() if v is not None and v != ""}
+            self._runtime_info.update(runtime_info)
+
+    def record_retry(self, error: Optional[BaseException], attempt: int, delay: float) -> None:
+        """A run failed and the job goes back to its handler for run ``attempt``: keep the
+        failed run's error summary, forget where and how it ran."""
+        ri = self._runtime_info
+        summary = f"attempt {attempt - 1}: {type(error).__name__}: {error}"
+        errors = list(ri.get("attempt_errors") or []) + [summary[:2000]]
+        self._runtime_info = {"handler": ri.get("handler", ""), "attempts": attempt,
+                              "attempt_errors": errors}
+        logger.debug("%s: attempt %d in %.1f s", self, attempt, delay)
 
     def ended_runtime_info(self) -> "RuntimeInfo":
         """The runtime info with the status the job ends with (for the cache entry)."""

@@ -7,14 +7,16 @@ import logging
 import queue
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
 from hither import config_state as _config
-from hither.errors import DependencyFailedError
+from hither.errors import DependencyFailedError, HitherError
 from hither.plugins.interfaces import JobHandler
 from hither.jobs import states as S
 from hither.jobs.job import Job
 from hither.jobs.placement import check_placement
+from hither.jobs.timer import Timer
+from hither.retry import DEFAULT as _DEFAULT_RETRY
 from hither.values.refs import is_stored
 from hither.status import JobStatus
 from hither.values.grammar import scan, snapshot, substitute
@@ -106,6 +108,12 @@ def bind_arguments(fn: "JobFunction", args: tuple, kwargs: dict) -> Tuple[Dict[s
     return given, list({id(d): d for d in deps}.values()) if deps else deps
 
 
+def _retry_policy(fn: "JobFunction", cfg: _config.ConfigState) -> Any:
+    """The ``hi.Retry`` of a job of ``fn``: its function's, else the configuration's, else
+    the default (infrastructure failures, 3 attempts)."""
+    return getattr(fn, "retry", None) or cfg.retry or _DEFAULT_RETRY
+
+
 _CAUSE_MAX = 2000  # characters of the root cause's message quoted in a DependencyFailedError
 
 
@@ -141,12 +149,17 @@ class JobManager:
         self._lock = threading.Lock()
         self._active: Dict[str, Job] = {}
         self._handlers: "weakref.WeakSet[JobHandler]" = weakref.WeakSet()
+        self._last_handler: Callable[[], Optional[JobHandler]] = lambda: None  # last added
         self._default_handler: Optional[JobHandler] = None
         self._dispatch_q: "queue.SimpleQueue[Optional[Job]]" = queue.SimpleQueue()
         self._dispatch_thread: Optional[threading.Thread] = None
+        self._timer = Timer("hither-retry-timer")
 
     # ------------------------------------------------------------------ creation
     def default_handler(self) -> JobHandler:
+        handler = self._default_handler
+        if handler is not None:  # made once; no lock on the hot path
+            return handler
         with self._lock:
             if self._default_handler is None:
                 from hither.local.default import DefaultJobHandler
@@ -162,9 +175,12 @@ class JobManager:
         check_placement(job)
         with self._lock:
             self._active[job.id] = job
-            self._handlers.add(handler)
+            if self._last_handler() is not handler:  # a WeakSet add costs ~1 us a job
+                self._handlers.add(handler)
+                self._last_handler = weakref.ref(handler)
         cached = cfg.job_cache is not None
-        self.handle(job, S.Submitted(len(deps), cached and not cfg.force_run, cached), inline=True)
+        self.handle(job, S.Submitted(len(deps), cached and not cfg.force_run, cached,
+                                     _retry_policy(fn, cfg)), inline=True)
         return job
 
     def _await_inputs(self, job: Job) -> None:
@@ -272,9 +288,21 @@ class JobManager:
                 job.resolved_kwargs = substitute(job.kwargs, lambda d: d.result_for(job))
             except Exception as exc:
                 return S.Failed(exc)
+        elif action is A.RETRY_LATER:
+            self._retry_later(job, event)
         elif action is A.CANCEL_IN_HANDLER:
             raise AssertionError("cancel_in_handler is performed by JobManager.cancel")
         return None
+
+    def _retry_later(self, job: Job, event: "S.Event") -> None:
+        """Record the failed attempt of ``job`` and hand it back to its handler once its
+        backoff delay has passed (one timer for all jobs; a cancel meanwhile wins)."""
+        state = job.state
+        error = getattr(event, "error", None)
+        job.record_retry(error, state.attempt, state.delay)
+        logger.warning("%s failed (attempt %d of %d, %s: %s); retrying in %.1f s", job,
+                       state.attempt - 1, state.retry.attempts, type(error).__name__, error, state.delay)
+        self._timer.call_later(state.delay, lambda: self.handle(job, S.RetryDue()))
 
     def _ask_cache(self, job: Job) -> "S.Event":
         """The cache's answer for ``job``: a hit, a miss, or the lookup's failure."""
@@ -324,18 +352,33 @@ class JobManager:
             return list(self._active.values())
 
     def wait_all(self, timeout: Optional[float] = None) -> None:
-        from hither.jobs.progress import wait_with_progress
+        """``hi.wait()``. Refused inside a job running in this process (DefaultJobHandler):
+        it would wait for that job itself, and for the jobs queued behind it, for ever."""
+        from hither.jobs.progress import ProgressLine, progress_stream, wait_with_progress
+        from hither.local.execution import running_here
         import time
 
+        inside = running_here.job
+        if inside is not None:
+            raise HitherError(
+                f"hi.wait() was called inside the job {inside.function_name} ({inside.id}), "
+                "which runs in this program's "
+                "process (DefaultJobHandler): it would wait for that job itself, for ever. "
+                "Inside a job, wait for the jobs it started with job.wait() (or pass them as "
+                "arguments); call hi.wait() in the program, outside the jobs")
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            jobs = self.active_jobs()
-            if not jobs:
-                return
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not wait_with_progress(jobs, remaining):
-                raise TimeoutError(f"hi.wait(): {len(self.active_jobs())} job(s) still unfinished "
-                                   f"after {timeout} s; they keep running")
+        line = ProgressLine(progress_stream())
+        try:
+            while True:
+                jobs = self.active_jobs()
+                if not jobs:
+                    return
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not wait_with_progress(jobs, remaining, line):
+                    raise TimeoutError(f"hi.wait(): {len(self.active_jobs())} job(s) still unfinished "
+                                       f"after {timeout} s; they keep running")
+        finally:
+            line.close()
 
     def reset(self) -> None:
         """Cancel every unfinished job and shut down every handler used so far."""
@@ -347,6 +390,7 @@ class JobManager:
         with self._lock:
             handlers: Set[JobHandler] = set(self._handlers)
             self._handlers = weakref.WeakSet()
+            self._last_handler = lambda: None
         for h in handlers:
             try:
                 h.shutdown(wait=False)

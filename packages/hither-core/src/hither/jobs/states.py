@@ -18,11 +18,18 @@ Life cycle (``Step``; the public ``JobStatus`` in brackets)::
     INPUTS -InputFailed-> DONE [error]
     NEW/INPUTS/CACHE -CancelRequested-> DONE [cancelled]
     HANDLER -CancelRequested-> ask the handler; -HandlerKept-> DONE [cancelled] if still queued
+    HANDLER -Failed, retry policy says again-> BACKOFF [queued] -RetryDue-> HANDLER [queued]
+    BACKOFF -CancelRequested/Cancelled-> DONE [cancelled]
 
 An event that does not apply (a result after a cancel, a second end, a start after the end)
 returns the very same record and no action. Runtime info is merged (``MERGE_INFO``) only
 when the event carries some; input jobs are let go (``RELEASE_INPUTS``) only by a job that
 has them.
+
+Retries: a job's ``hi.Retry`` policy (``hither.retry``, given with ``Submitted``) decides
+whether a failure reported while the job is with its handler sends it back there after a
+delay (``RETRY_LATER``: the manager's timer answers ``RetryDue``); a job that ends failed for
+a cause its policy retries is not written to the cache (it may well succeed next time).
 """
 from __future__ import annotations
 
@@ -39,6 +46,7 @@ class Step(enum.Enum):
     INPUTS = "inputs"      # waiting for its input jobs to end
     CACHE = "cache"        # asking the job cache
     HANDLER = "handler"    # with its handler (queued, then running)
+    BACKOFF = "backoff"    # failed, to be handed to its handler again after a delay
     STORING = "storing"    # ended; its outcome is being written to the cache
     DONE = "done"          # ended; waiters woken
 
@@ -57,6 +65,9 @@ class JobState(NamedTuple):
     end_status: Optional[JobStatus] = None
     value: Any = None
     error: Optional[BaseException] = None
+    retry: Any = None          # its hither.retry.Retry policy (None: never retried)
+    attempt: int = 1           # the run it is at (1: the first)
+    delay: float = 0.0         # in BACKOFF: seconds until the next attempt
 
     @property
     def done(self) -> bool:
@@ -76,6 +87,7 @@ class Submitted(NamedTuple):
     inputs: int
     ask_cache: bool
     write_cache: bool
+    retry: Any = None  # a hither.retry.Retry, or None: never retried
 
 
 class InputsReady(NamedTuple):
@@ -140,12 +152,16 @@ class HandlerKept(NamedTuple):
     error: BaseException
 
 
+class RetryDue(NamedTuple):
+    """The delay before the next attempt of a failed job has passed."""
+
+
 class Stored(NamedTuple):
     """The cache write of an ended job is done (or failed: that is logged, not an outcome)."""
 
 
 Event = Union[Submitted, InputsReady, InputFailed, CacheHit, CacheMiss, Started, Finished,
-              Failed, Cancelled, CancelRequested, HandlerKept, Stored]
+              Failed, Cancelled, CancelRequested, HandlerKept, RetryDue, Stored]
 
 
 # ------------------------------------------------------------------ actions
@@ -161,6 +177,7 @@ class Action(enum.Enum):
     WRITE_CACHE = "write cache"          # store the outcome; answer Stored
     NOTIFY = "notify"                    # wake waiters, run done-callbacks (inputs of others)
     RELEASE_INPUTS = "release inputs"    # hold the input jobs weakly from now on
+    RETRY_LATER = "retry later"          # record the failed attempt; RetryDue after state.delay
 
 
 Transition = Tuple[JobState, Tuple[Action, ...]]
@@ -173,7 +190,8 @@ def _at(state: JobState, step: Step, status: JobStatus) -> JobState:
     """``state`` moved to ``step`` showing ``status`` (built whole: ``_replace`` is slow, and
     this runs several times for every job)."""
     return JobState(step, status, state.ask_cache, state.write_cache, state.inputs,
-                    state.from_cache, state.end_status, state.value, state.error)
+                    state.from_cache, state.end_status, state.value, state.error, state.retry,
+                    state.attempt)
 
 
 def _end(state: JobState, status: JobStatus, value: Any, error: Optional[BaseException],
@@ -181,11 +199,25 @@ def _end(state: JobState, status: JobStatus, value: Any, error: Optional[BaseExc
     """The job ends with ``status``: through STORING when its outcome goes to the cache.
     ``info``: the event's runtime info, merged first when there is some."""
     pre = _MERGE if info is not None else _NOTHING
-    if state.write_cache and not from_cache and status is not JobStatus.CANCELLED:
+    if state.write_cache and not from_cache and status is not JobStatus.CANCELLED and not (
+            error is not None and state.retry is not None and state.retry.retryable(error)):
         return (JobState(Step.STORING, state.status, state.ask_cache, True, state.inputs, False,
-                         status, value, error), pre + (Action.WRITE_CACHE,))
+                         status, value, error, state.retry, state.attempt), pre + (Action.WRITE_CACHE,))
     return (JobState(Step.DONE, status, state.ask_cache, state.write_cache, state.inputs,
-                     from_cache, status, value, error), pre + _ended(state))
+                     from_cache, status, value, error, state.retry, state.attempt), pre + _ended(state))
+
+
+def _failed(state: JobState, error: BaseException, info: Any) -> Transition:
+    """A failure: back to the handler after a delay when the job is with it and its retry
+    policy says so (the failed attempt's info merged first; the shell records ``error``
+    from the event), else the end."""
+    if state.step is Step.HANDLER and state.retry is not None:
+        delay = state.retry.delay_after(state.attempt, error)
+        if delay is not None:
+            return (JobState(Step.BACKOFF, JobStatus.QUEUED, state.ask_cache, state.write_cache,
+                             state.inputs, False, None, None, None, state.retry, state.attempt + 1,
+                             delay), (_MERGE if info is not None else _NOTHING) + (Action.RETRY_LATER,))
+    return _end(state, JobStatus.ERROR, None, error, info)
 
 
 def _ended(state: JobState) -> Tuple[Action, ...]:
@@ -222,8 +254,13 @@ def transition(state: JobState, event: Event) -> Transition:  # noqa: C901 - one
         return _end(state, JobStatus.FINISHED, event.value, None,  # type: ignore[union-attr]
                     event.runtime_info)  # type: ignore[union-attr]
     if kind is Failed:
-        return _end(state, JobStatus.ERROR, None, event.error,  # type: ignore[union-attr]
-                    event.runtime_info)  # type: ignore[union-attr]
+        if step is Step.BACKOFF:  # a late report of the attempt that already failed
+            return state, _NOTHING
+        return _failed(state, event.error, event.runtime_info)  # type: ignore[union-attr,arg-type]
+    if kind is RetryDue:
+        if step is not Step.BACKOFF:
+            return state, _NOTHING
+        return _at(state, Step.HANDLER, JobStatus.QUEUED), (Action.SUBMIT,)
     if kind is Cancelled:
         return _end(state, JobStatus.CANCELLED, None, event.error)  # type: ignore[union-attr]
     if kind is Submitted:
@@ -231,7 +268,8 @@ def transition(state: JobState, event: Event) -> Transition:  # noqa: C901 - one
             return state, _NOTHING
         inputs = event.inputs > 0  # type: ignore[union-attr]
         state = JobState(Step.INPUTS if inputs else Step.NEW, state.status,
-                         event.ask_cache, event.write_cache, inputs)  # type: ignore[union-attr]
+                         event.ask_cache, event.write_cache, inputs,  # type: ignore[union-attr]
+                         retry=event.retry)  # type: ignore[union-attr]
         if inputs:
             return state, (Action.WATCH_INPUTS,)
         return _start(state)

@@ -6,7 +6,7 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Optional
 
-from hither.local.execution import call_captured
+from hither.local.execution import call_captured, running_here
 from hither.plugins.interfaces import JobHandler, Launcher
 from hither.values.outcome import report
 
@@ -60,12 +60,15 @@ class DefaultJobHandler(JobHandler):
 
             run_outside(job, container_launcher(job))
             return
+        outer, running_here.job = running_here.job, job
         try:
             outcome = call_captured(job.function.raw, job.resolved_kwargs or {},
                                     self.name, job.function.no_resolve_input_files)
         except BaseException as exc:  # KeyboardInterrupt: end the job, then let it propagate
             job.report_error(exc)
             raise
+        finally:
+            running_here.job = outer
         report(job, outcome)
 
     def cancel(self, job: "Job") -> bool:

@@ -1,6 +1,7 @@
 """Running one job's function in this process, with console capture and runtime info."""
 from __future__ import annotations
 
+import threading
 from typing import Any, Dict, Optional
 
 from hither.values.outcome import Outcome, failed, finished, result_error
@@ -28,3 +29,13 @@ def call_captured(fn: Any, kwargs: Dict[str, Any], handler: str = "",
 
         return failed(attach_traceback(error, tb_text), ri)
     return finished(result, ri, getattr(fn, "__qualname__", "the job"))
+
+
+class _RunningHere(threading.local):
+    """The job this thread is running in the program's own process (DefaultJobHandler), so
+    that ``hi.wait()`` inside it can refuse to wait for it (two attribute writes per job)."""
+
+    job: Optional[Any] = None
+
+
+running_here = _RunningHere()

@@ -14,6 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Tuple, cast
 
+from hither.code_identity import is_by_value
 from hither.local import transfer
 from hither.local import messages as P
 from hither.values.outcome import rebuild_error
@@ -52,18 +53,20 @@ def _sweep_once() -> None:
             logger.info("removed %d shared-memory buffer(s) of dead hither programs", len(swept))
 
 
-def function_ref(fn: "JobFunction") -> Tuple[Any, ...]:
-    """How a worker finds ``fn``: by module and name, or by value for a ``__main__`` script
-    or a nested function (which a worker cannot import)."""
-    ref = getattr(fn, "_worker_ref", None)
-    if ref is None:
-        if fn.module == "__main__" or "<locals>" in fn.qualname:
-            import cloudpickle
+def function_ref(fn: "JobFunction", identity: str) -> Tuple[Any, ...]:
+    """How a worker finds ``fn`` as it is now (``identity``, its code identity): by module
+    and name, or by value for a ``__main__`` script's, a notebook's or a nested function
+    (which a worker cannot import), pickled again whenever its identity changes."""
+    cached = getattr(fn, "_worker_ref", None)
+    if cached is not None and cached[0] == identity:
+        return cast(Tuple[Any, ...], cached[1])
+    if is_by_value(fn):
+        import cloudpickle
 
-            ref = ("val", cloudpickle.dumps(fn.raw), fn.source_file or "")
-        else:
-            ref = ("ref", fn.module, fn.qualname, fn.source_file or "")
-        fn._worker_ref = ref  # type: ignore[attr-defined]
+        ref: Tuple[Any, ...] = ("val", cloudpickle.dumps(fn.raw), fn.source_file or "", identity)
+    else:
+        ref = ("ref", fn.module, fn.qualname, fn.source_file or "", identity)
+    fn._worker_ref = (identity, ref)  # type: ignore[attr-defined]
     return ref
 
 
@@ -197,7 +200,7 @@ class ParallelJobHandler(JobHandler):
             threading.Thread(target=self._run_container, args=(job,), daemon=True,
                              name=f"hither-container-{job.id}").start()
             return
-        ref = function_ref(job.function)
+        ref = function_ref(job.function, job.code_identity)
         payload, paths = transfer.dumps(job.resolved_kwargs or {})
         # the worker runs the job in the folder this program is in at .run(), as an
         # in-process job would (relative paths in the job mean the same thing)

@@ -31,6 +31,8 @@ from hither.runtime import become_subreaper, call_function, kill_leftovers
 from hither.values.grammar import prepare_kwargs
 
 _functions: Dict[Any, Callable[..., Any]] = {}
+#: (module, qualname) -> the code identity this worker last loaded it under
+_loaded: Dict[Tuple[str, str], str] = {}
 
 
 def _with_filename(code: Any, filename: str) -> Any:
@@ -40,7 +42,8 @@ def _with_filename(code: Any, filename: str) -> Any:
 
 
 def load_function(ref: Tuple[Any, ...]) -> Callable[..., Any]:
-    """The raw function for a reference made by ``ParallelJobHandler.function_ref``."""
+    """The raw function for a reference made by ``ParallelJobHandler.function_ref``: the
+    code the caller has (its code identity is the reference's last item)."""
     fn = _functions.get(ref)
     if fn is not None:
         return fn
@@ -53,25 +56,35 @@ def load_function(ref: Tuple[Any, ...]) -> Callable[..., Any]:
             # cloudpickle drops the file name: restore it so tracebacks show source lines
             raw.__code__ = _with_filename(raw.__code__, ref[2])
     else:
-        _, module, qualname, path = ref
-        mod = sys.modules.get(module)
-        if mod is None:
-            try:
-                mod = importlib.import_module(module)
-            except ImportError:
-                if not path or not os.path.exists(path):
-                    raise
-                # e.g. a test module imported by path in the parent: load it the same way
-                spec = importlib.util.spec_from_file_location(module, path)
-                assert spec is not None and spec.loader is not None
-                mod = importlib.util.module_from_spec(spec)
-                sys.modules[module] = mod
-                spec.loader.exec_module(mod)
-        obj = mod
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
+        obj = _import_for(ref[1], ref[2], ref[3], ref[4])
     obj = getattr(obj, "raw", obj)  # a HitherFunction: call the function it wraps
     _functions[ref] = obj
+    return obj
+
+
+def _import_for(module: str, qualname: str, path: str, identity: str) -> Any:
+    """``module``.``qualname``, the module reloaded when this worker loaded the function
+    before under another code identity (the caller reloaded or edited it since)."""
+    mod = sys.modules.get(module)
+    before = _loaded.get((module, qualname))
+    _loaded[(module, qualname)] = identity
+    if mod is not None and before is not None and before != identity:
+        mod = importlib.reload(mod)
+    elif mod is None:
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            if not path or not os.path.exists(path):
+                raise
+            # e.g. a test module imported by path in the parent: load it the same way
+            spec = importlib.util.spec_from_file_location(module, path)
+            assert spec is not None and spec.loader is not None
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[module] = mod
+            spec.loader.exec_module(mod)
+    obj = mod
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
     return obj
 
 
@@ -134,13 +147,26 @@ def run_one(conn: P.Channel, msg: P.RunJob) -> None:
             _send(conn, P.JobDone(msg.job_id, data, out_paths, ri))
             return
     del result
-    try:
-        pickled_exc: Optional[bytes] = pickle.dumps(error)
-        pickle.loads(pickled_exc)  # type: ignore[arg-type]
-    except BaseException:  # noqa: BLE001 - not every exception pickles; the info suffices
-        pickled_exc = None
     ri["status"] = "error"
-    _send(conn, P.JobFailed(msg.job_id, _safe_error_dict(error, tb_text), pickled_exc, ri))
+    _send(conn, P.JobFailed(msg.job_id, _safe_error_dict(error, tb_text), _pickled_error(error), ri))
+
+
+def _pickled_error(error: BaseException) -> Optional[bytes]:
+    """The job's exception pickled: as itself where that round-trips, else as its class's
+    name, args and attributes (``TwoArgErr(msg, code)``); None when neither pickles (the
+    error's description then rebuilds it by name, or as a ``JobError``)."""
+    from hither.runtime import pickle_exception
+
+    try:
+        data = pickle.dumps(error)
+        pickle.loads(data)
+        return data
+    except BaseException:  # noqa: BLE001 - not every exception pickles as itself
+        pass
+    try:
+        return pickle_exception(error)
+    except BaseException:  # noqa: BLE001 - args or attributes that do not pickle
+        return None
 
 
 def _send(conn: P.Channel, message: Any) -> None:

@@ -1,5 +1,7 @@
 """What the command lines of hither's packages share: one syntax for durations
-(``parse_duration``) and install hints a shell can run as printed (``pip_install``).
+(``parse_duration``), install hints a shell can run as printed (``pip_install``), and the
+one-line report of a failure no command turned into a message (``command_failure``: Ctrl-C
+exits with ``EXIT_INTERRUPTED``, anything else with a hint instead of a traceback).
 
 hither-store (``prune --older-than``) and hither-cache (``clear --older-than``) read durations
 with ``parse_duration``; plugin packages may import this module (they may not import each
@@ -9,11 +11,13 @@ other). It needs nothing beyond the standard library (no click)::
     parse_duration("1d12h")  # 129600.0
     parse_duration("30")     # ValueError: a number needs its unit (30s? 30d?)
     pip_install("hither-cache[mongo]")  # "pip install 'hither-cache[mongo]'" (zsh-safe)
+    command_failure(KeyboardInterrupt())  # CommandFailure("interrupted ...", 130)
 """
 from __future__ import annotations
 
 import re
 import shlex
+from typing import Optional
 
 #: seconds in each unit of a duration
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -51,3 +55,32 @@ def pip_install(requirement: str) -> str:
     """The ``pip install`` command for ``requirement``, quoted where a shell would read it
     otherwise (``hither-cache[mongo]`` is a glob pattern in zsh)."""
     return f"pip install {shlex.quote(requirement)}"
+
+
+#: exit code of a command stopped by Ctrl-C (128 + SIGINT, as shells report it)
+EXIT_INTERRUPTED = 130
+
+
+class CommandFailure(Exception):
+    """A command's failure as its user reads it: one message saying what went wrong and what
+    to do, and the exit code. Each command line shows it as its own errors (click's
+    ``ClickException`` with ``exit_code``)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.message, self.exit_code = message, exit_code
+
+
+def command_failure(exc: BaseException, interrupted_note: str = "") -> Optional[CommandFailure]:
+    """What a command line reports for ``exc`` that no command turned into a message: Ctrl-C
+    (``KeyboardInterrupt``) ends with ``EXIT_INTERRUPTED`` and "run it again to finish" (plus
+    ``interrupted_note``); any other ``Exception`` with its type, its text and where the
+    traceback is (``-v``). ``None`` for what is not a failure (``SystemExit``, ...)."""
+    if isinstance(exc, KeyboardInterrupt):
+        note = f"; {interrupted_note}" if interrupted_note else ""
+        return CommandFailure("interrupted (Ctrl-C) before the command finished: run it again to "
+                              f"finish{note}", EXIT_INTERRUPTED)
+    if isinstance(exc, Exception):
+        return CommandFailure(f"unexpected {type(exc).__name__}: {exc}; -v shows the "
+                              "traceback (please report it with that output)")
+    return None

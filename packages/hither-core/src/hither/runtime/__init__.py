@@ -7,7 +7,7 @@ hither.runtime JOB_DIR`` (or ``--serve ...``) runs the same program from the ins
 """
 from .calling import call_function
 from .cli import main
-from .errors import JobExitError, error_dict
+from .errors import JobExitError, error_dict, pickle_exception, rebuild_exception
 from .grammar import KIND_BY_CLASS, NDARRAY, Visitor, WireVisitor, format_path, kind_of
 from .hashing import CHUNK, copy_file_hashing, copy_hashing, sha1_of_buffers, sha1_of_bytes, sha1_of_fd
 from .jobdir import ERROR, RESULT, RUNNER, RUNTIME, write_json_atomic
@@ -18,6 +18,6 @@ from .wire import decode_value, encode_value
 __all__ = [
     "CHUNK", "ERROR", "KIND_BY_CLASS", "NDARRAY", "RESULT", "RUNNER", "RUNTIME", "JobExitError", "Visitor",
     "WireVisitor", "become_subreaper", "call_function", "copy_file_hashing", "copy_hashing", "decode_value",
-    "encode_value", "error_dict", "format_path", "kind_of", "kill_leftovers", "main", "runner_bytes",
+    "encode_value", "error_dict", "pickle_exception", "rebuild_exception", "format_path", "kind_of", "kill_leftovers", "main", "runner_bytes",
     "sha1_of_buffers", "sha1_of_bytes", "sha1_of_fd", "write_json_atomic", "write_runner",
 ]

@@ -20,42 +20,36 @@ if TYPE_CHECKING:  # pragma: no cover - typing costs ~20 ms at a bare interprete
     from typing import Any, Callable, Dict, Optional, Tuple
 
 HOST = socket.gethostname()
-
-# a real Ctrl-C (SIGINT) while a job runs in the main thread, told apart from a job raising
-# KeyboardInterrupt itself: only the former ends the calling program
-_sigint = {"real": False}
-
-
-def _on_sigint(signum: int, frame: Any) -> None:
-    _sigint["real"] = True
-    raise KeyboardInterrupt
+# this process's id, read once (a system call costs ~1 us per job in a VM) and again in
+# the child of a fork
+_PID = [os.getpid()]
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 
 
-try:  # the C module: signal's wrappers convert to enums, ~20 us per job
-    import _signal as _sig
-except ImportError:  # pragma: no cover - not CPython
-    _sig = signal
-
-
-def _watch_sigint() -> bool:
-    """Install the SIGINT recorder for a job in the main thread; True if installed (then
-    ``_unwatch_sigint`` must follow). A plain function pair: a context manager per job
-    costs more than the job itself when jobs are tiny."""
+def _from_signal(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt that ended a job is a real Ctrl-C (SIGINT) rather than
+    the job raising it: a signal's KeyboardInterrupt surfaces wherever the interpreter was
+    (any instruction, a call), or in the program's own SIGINT handler; a job's own comes
+    from a ``raise`` statement. Worked out from the traceback once it happened, so a job
+    pays nothing for it (swapping in a recorder costs two system calls per job). Only the
+    main thread receives signals."""
     if threading.current_thread() is not threading.main_thread():
         return False
-    try:
-        if _sig.getsignal(_sig.SIGINT) is not _sig.default_int_handler:
-            return False  # the program's own handler, or an outer job's recorder
-        _sigint["real"] = False
-        _sig.signal(_sig.SIGINT, _on_sigint)
-    except (ValueError, AttributeError):
-        return False
-    return True
+    tb = exc.__traceback__
+    if tb is None:
+        return True
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    handler = signal.getsignal(signal.SIGINT)
+    if getattr(handler, "__code__", None) is code:  # raised by the program's SIGINT handler
+        return True
+    import opcode
 
-
-def _unwatch_sigint() -> None:
-    _sig.signal(_sig.SIGINT, _sig.default_int_handler)
-    _sigint["real"] = False
+    ops = code.co_code
+    at = tb.tb_lasti
+    return not (0 <= at < len(ops) and ops[at] == opcode.opmap["RAISE_VARARGS"])
 
 
 def call_function(fn: Callable[..., Any], kwargs: Dict[str, Any], handler: str = "",
@@ -67,21 +61,17 @@ def call_function(fn: Callable[..., Any], kwargs: Dict[str, Any], handler: str =
     the function raises becomes a ``JobExitError``. Only a real Ctrl-C (SIGINT) that arrives
     while the job runs in the main thread propagates, as KeyboardInterrupt.
     """
-    ri = {"host": HOST, "pid": os.getpid(), "handler": handler, "start_time": time.time()}
+    ri = {"host": HOST, "pid": _PID[0], "handler": handler, "start_time": time.time()}
     result, error, tb_text = None, None, ""
     out, err = start_capture(echo)  # not a context manager: tiny jobs pay per call
-    watching = _watch_sigint()
     try:
         result = fn(**kwargs)
     except BaseException as exc:  # noqa: BLE001 - the job's error is data here
-        if isinstance(exc, KeyboardInterrupt) and _sigint["real"] \
-                and threading.current_thread() is threading.main_thread():
+        if isinstance(exc, KeyboardInterrupt) and _from_signal(exc):
             raise
         tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         error = exc if isinstance(exc, Exception) else exit_error(exc)
     finally:
-        if watching:
-            _unwatch_sigint()
         end_capture()
     ri["end_time"] = time.time()
     ri["stdout"], ri["stderr"] = "".join(out), "".join(err)

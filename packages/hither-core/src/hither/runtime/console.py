@@ -89,25 +89,27 @@ def start_capture(echo):
             if not isinstance(sys.stderr, _Tee):
                 sys.stderr = _Tee(sys.stderr, "err")
     out, err = [], []
-    for slot, buf in (("out", out), ("err", err)):
-        stack = getattr(_local, slot, None)
-        if stack is None:
-            stack = []
-            setattr(_local, slot, stack)
-        stack.append(_Capture(buf, echo))
+    try:  # unrolled: this runs for every job
+        _local.out.append(_Capture(out, echo))
+        _local.err.append(_Capture(err, echo))
+    except AttributeError:  # this thread's first job
+        _local.out = [_Capture(out, echo)]
+        _local.err = [_Capture(err, echo)]
     return out, err
 
 
 def end_capture():
-    for slot, stream in (("out", sys.stdout), ("err", sys.stderr)):
-        rec = getattr(_local, slot).pop()
-        if rec.pending:  # the job's last line, without its newline
-            if isinstance(stream, _Tee):
-                stream = stream._original
-            try:
-                stream.write("".join(rec.pending))
-            except (OSError, ValueError):
-                pass
+    """End this thread's innermost capture; echo its last line if it has no newline."""
+    out, err = _local.out.pop(), _local.err.pop()
+    if out.pending or err.pending:
+        for rec, stream in ((out, sys.stdout), (err, sys.stderr)):
+            if rec.pending:  # the job's last line, without its newline
+                if isinstance(stream, _Tee):
+                    stream = stream._original
+                try:
+                    stream.write("".join(rec.pending))
+                except (OSError, ValueError):
+                    pass
 
 
 @contextmanager

@@ -25,8 +25,84 @@ def error_dict(exc: BaseException, tb_text: Optional[str] = None) -> Dict[str, A
         tb_text = getattr(exc, "remote_traceback", None) or "".join(
             traceback.format_exception(type(exc), exc, exc.__traceback__))
     t = type(exc)
-    return {"type_module": t.__module__, "type_name": t.__qualname__, "message": str(exc),
-            "args_json": args, "traceback": tb_text}
+    # a script's definitions run as __hither_main__ in a job directory: __main__ to the caller
+    module = "__main__" if t.__module__ == "__hither_main__" else t.__module__
+    return {"type_module": module, "type_name": t.__qualname__, "message": str(exc),
+            "args_json": args, "attrs_json": _json_attributes(exc), "traceback": tb_text}
+
+
+def _json_attributes(exc: BaseException) -> Optional[Dict[str, Any]]:
+    """The exception's own attributes (``self.code = code``) that are JSON-able, so that
+    the receiver rebuilds it with them; None when it has none. Never unpickled anywhere: a
+    job directory or a bus document may come from a container or another machine."""
+    try:
+        items = list(vars(exc).items())
+    except TypeError:  # no __dict__ (slots only)
+        return None
+    attrs = {}
+    for key, value in items:
+        if key == "remote_traceback" or not isinstance(key, str):
+            continue
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError, RecursionError):
+            continue
+        attrs[key] = value
+    return attrs or None
+
+
+def find_class(module: str, qualname: str) -> Any:
+    """The object ``module.qualname`` (importing the module)."""
+    import importlib
+
+    obj = importlib.import_module(module)  # type: Any
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def rebuild_exception(module: str, qualname: str, args: Any, attrs: Dict[str, Any]) -> BaseException:
+    """The exception of class ``module.qualname`` with ``args`` and attributes ``attrs``,
+    made without calling its constructor, as unpickling does (the other end of
+    ``pickle_exception``). Raises when the class is not importable here."""
+    cls = find_class(module, qualname)
+    if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+        raise TypeError("%s.%s is not an exception class" % (module, qualname))
+    exc = cls.__new__(cls, *args)
+    exc.args = tuple(args)
+    for key, value in attrs.items():
+        try:
+            setattr(exc, key, value)
+        except Exception:  # noqa: BLE001 - a read-only property: the rest still applies
+            pass
+    return exc
+
+
+def pickle_exception(exc: BaseException) -> bytes:
+    """``exc`` pickled as its class's name, its args and its attributes, for an exception
+    whose own pickling fails (a constructor taking other arguments than ``args``). Only
+    between processes of one program (the ParallelJobHandler's workers): never for a job
+    directory or a bus document. Raises when its args or attributes do not pickle."""
+    import io
+    import pickle
+
+    t = type(exc)
+    module = "__main__" if t.__module__ == "__hither_main__" else t.__module__
+    attrs = {k: v for k, v in getattr(exc, "__dict__", {}).items() if k != "remote_traceback"}
+    reduced = (rebuild_exception, (module, t.__qualname__, tuple(exc.args), attrs))
+
+    class _Pickler(pickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            if obj is exc:
+                return reduced
+            if isinstance(obj, type) and obj.__module__ in ("__main__", "__hither_main__"):
+                # the caller's script, loaded by value here: its classes go by name
+                return find_class, ("__main__", obj.__qualname__)
+            return NotImplemented
+
+    buf = io.BytesIO()
+    _Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(exc)
+    return buf.getvalue()
 
 
 class JobExitError(Exception):

@@ -98,7 +98,16 @@ def install_stand_in() -> None:
 
                 shutil.rmtree(self.path, ignore_errors=True)
 
+    def wait(timeout=None):
+        """``hi.wait()``: code run with the stand-in starts no jobs, so none to wait for."""
+        return None
+
+    def reset():
+        """``hi.reset()``: nothing to cancel."""
+        return None
+
     for name, value in (("Config", Config), ("TemporaryDirectory", TemporaryDirectory),
+                        ("wait", wait), ("reset", reset),
                         ("File", _StandInFile), ("__hither_stand_in__", True)):
         setattr(mod, name, value)
     sys.modules["hither"] = mod

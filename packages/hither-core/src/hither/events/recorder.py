@@ -1,0 +1,345 @@
+"""The recorder: each job transition is queued on the caller's thread as one small tuple
+(``put``); one daemon thread turns them into rows and writes them in batches.
+
+The job shell (``hither.jobs.job.Job.apply``) calls ``put(job, event, old, new, info,
+inputs)`` after every transition that changed the job's state record, when ``put`` is not
+None (``info``: the job's runtime info dict; ``inputs``: its list of input jobs). ``put``
+starts as :func:`_start`, which reads the environment at the first job: with
+``HITHER_MONITOR=0`` it becomes None (no thread, no queue, nothing per job); else a
+:class:`Recorder` starts and ``put`` becomes its ``put``, which queues one tuple. A log that cannot be written
+costs one warning; recording then stops (read-only, corrupt, not a file) or retries at the
+next batch (locked, full), and a job never waits for the log nor sees its errors.
+"""
+from __future__ import annotations
+
+import atexit
+import collections
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+
+from hither.events import rows
+from hither.events.log import default_log_path, keep_days, recording_enabled
+from hither.events.store import LogUnavailable, LogWriter
+from hither.status import JobStatus
+
+logger = logging.getLogger("hither.events")
+
+#: this program's id in the log; a job's id is ``<RUN_ID>-<n>`` (a forked child gets its own)
+RUN_ID = os.urandom(6).hex()
+
+INTERVAL = 0.2          # seconds between two batches
+DRAIN_EVERY = 0.005     # seconds between two looks at the queue while jobs come in
+CHUNK = 2000            # jobs per transaction at most (another program waits for our lock)
+EXIT_WAIT = 1.0         # seconds the exit waits for the last batch
+MAX_PENDING = 200_000   # jobs kept while the log cannot be written; beyond, they are dropped
+REASON_EVERY = 1.0      # seconds between two looks at queued jobs' pending reasons
+WARN_AFTER = 5.0        # seconds a log stays locked (or full) before the one warning
+
+Put = Callable[[Any, Any, Any, Any, Dict[str, Any], List[Any]], None]
+_CREATED, _MOVED, _ENDED = "created", "moved", "ended"  # kinds of queued transitions
+_STATUS = {s: ("created" if s is JobStatus.PENDING else s.value) for s in JobStatus}
+
+
+def _status(status: JobStatus) -> str:
+    """The log's name of a job status (pending is ``created``)."""
+    return _STATUS[status]
+
+
+class Recorder:
+    """The queue of transitions and the thread writing them to the log at ``path``
+    (``first``: a job state record, whose class gives the step values)."""
+
+    def __init__(self, path: Path, keep: float, run_id: str, first: Any) -> None:
+        self.run_id = run_id
+        self.path = path
+        self._q: Deque[Tuple[Any, ...]] = collections.deque()
+        self._writer = LogWriter(path, keep)
+        self._rows: Dict[str, List[Any]] = {}     # job id -> its row, merged, not yet written
+        self._events: List[Tuple[str, str, float]] = []
+        self._edges: List[Tuple[str, str]] = []
+        self._waiting: Dict[str, Tuple[Dict[str, Any], str, Any]] = {}  # queued: info, status, reason
+        self._detail: Dict[str, Tuple[Dict[str, Any], Any]] = {}  # job id -> its info, the event's
+        self._next_reasons = 0.0
+        self._wake = threading.Event()
+        self._stopping = False
+        self._warned = False
+        self._failing_since: Optional[float] = None  # the log is locked or full since
+        self.dropped = 0
+        self.put: Put = self._make_put(first)
+        self._thread = threading.Thread(target=self._loop, name="hither-events", daemon=True)
+        self._thread.start()
+
+    def _make_put(self, first: Any) -> Put:
+        """The function the job shell calls at each transition (``first``: a state record,
+        for the step values). It queues one tuple of what the writer needs, never the job
+        nor its state record: a job kept alive by the queue would survive into the garbage
+        collector's older generations and make every collection of the program longer
+        (about 10 µs per job, measured)."""
+        steps = type(first.step)
+
+        def put(job: Any, event: Any, old: Any, new: Any, info: Dict[str, Any], inputs: List[Any],
+                append: Any = self._q.append, now: Any = time.time, NEW: Any = steps["NEW"],
+                DONE: Any = steps["DONE"]) -> None:
+            if old.step is NEW:
+                append((now(), job.id, _CREATED, new.status, job.function, job.handler, job.container,
+                        job.kwargs, tuple([d.id for d in inputs]) if inputs else None, info))
+            elif new.step is DONE:
+                append((now(), job.id, _ENDED, new.status, old.status, info,
+                        getattr(event, "runtime_info", None), new.error, new.from_cache,
+                        getattr(job, "_hash", None)))
+            elif new.status is not old.status:
+                append((now(), job.id, _MOVED, new.status, old.status, info,
+                        getattr(event, "runtime_info", None)))
+        return put
+
+    # ------------------------------------------------------------------ the thread
+    def _loop(self) -> None:
+        try:
+            self._writer.maybe_prune(time.time())
+            next_write = time.monotonic() + INTERVAL
+            busy = False
+            while not self._stopping:
+                if self._wake.wait(DRAIN_EVERY if busy else INTERVAL) and not self._stopping:
+                    self._wake.clear()  # a nudge (write now), not a stop
+                busy = self._drain()
+                if time.monotonic() >= next_write or not busy:
+                    self._tick()
+                    next_write = time.monotonic() + INTERVAL
+            self._tick()
+            if self._rows:  # the last batch found the log locked or full
+                self._warn(f"hither could not record the last {len(self._rows)} jobs to {self.path} "
+                           "(it was locked or full at exit)")
+        except LogUnavailable as exc:
+            self._give_up(str(exc))
+        except Exception as exc:  # never let the recorder take anything down
+            self._give_up(f"internal error: {type(exc).__name__}: {exc}")
+            logger.debug("the job event recorder stopped", exc_info=True)
+        finally:
+            self._writer.close()
+
+    def _give_up(self, why: str) -> None:
+        global put
+        if put == self.put:
+            put = None
+        self._q.clear()
+        self._warn(f"hither stops recording jobs to {self.path}: {why} (set HITHER_MONITOR_DB "
+                   "to a writable file, or HITHER_MONITOR=0 to turn this off)")
+
+    def _warn(self, message: str) -> None:
+        if not self._warned:
+            self._warned = True
+            logger.warning(message)
+
+    def _drain(self) -> bool:
+        """Turn what was queued into rows, letting go of the jobs at once (a job kept
+        alive for long by the queue survives into the garbage collector's older
+        generations, and the program's full collections grow); False if nothing was."""
+        q = self._q
+        if not q:
+            return False
+        while q:
+            self._take(q.popleft())
+        self._details()
+        return True
+
+    def _tick(self) -> None:
+        """Write the rows made so far (a locked or full log: later)."""
+        self._drain()
+        now = time.time()
+        if self._waiting and now >= self._next_reasons:
+            self._next_reasons = now + REASON_EVERY
+            self._look_at_reasons(now)
+        if not self._rows and not self._events:
+            return
+        try:
+            self._flush()
+            self._failing_since = None
+        except LogUnavailable as exc:
+            if not exc.transient:
+                raise
+            # another program's write holds the lock now and then: that is no news
+            since = self._failing_since = self._failing_since or now
+            if now - since >= WARN_AFTER:
+                self._warn(f"hither could not record jobs to {self.path} for {now - since:.0f} s "
+                           f"({exc}); it tries again later")
+            if len(self._rows) > MAX_PENDING:
+                self.dropped += len(self._rows)
+                self._rows.clear()
+                self._events.clear()
+                self._edges.clear()
+        if self._writer.keep_days > 0:
+            self._writer.maybe_prune(now)
+
+    def _flush(self) -> None:
+        run = rows.run_row(self.run_id)
+        items = list(self._rows.items())
+        for start in range(0, max(len(items), 1), CHUNK):
+            part = items[start:start + CHUNK]
+            ids = {jid for jid, _ in part}
+            last = start + CHUNK >= len(items)
+            events = self._events if last else [e for e in self._events if e[0] in ids]
+            edges = self._edges if last else [e for e in self._edges if e[0] in ids]
+            self._writer.write(run, [r for _, r in part], events, edges)
+            for jid in ids:
+                del self._rows[jid]
+            if last:
+                self._events, self._edges = [], []
+            else:
+                self._events = [e for e in self._events if e[0] not in ids]
+                self._edges = [e for e in self._edges if e[0] not in ids]
+
+    def _row(self, job_id: str) -> List[Any]:
+        row = self._rows.get(job_id)
+        if row is None:
+            row = self._rows[job_id] = rows.new_row(job_id, self.run_id)
+        return row
+
+    def _take(self, item: Tuple[Any, ...]) -> None:
+        """Fold one transition into the rows to write (the costly columns, where the job
+        ran and its runtime info, are made once per job and batch, in ``_detail``)."""
+        t, jid, kind, new_status = item[:4]
+        row = self._rows.get(jid)
+        if row is None:
+            row = self._rows[jid] = rows.new_row(jid, self.run_id)
+        status = _STATUS[new_status]
+        if kind is _CREATED:
+            prev = "created"
+            self._created(row, item, t)
+        else:
+            prev = _STATUS[item[4]]
+        if kind is _ENDED:
+            _, _, _, _, _, info, extra, error, from_cache, job_hash = item
+            self._waiting.pop(jid, None)
+            row[rows.ENDED_AT] = t
+            row[rows.CACHED] = 1 if from_cache else 0
+            if error is not None:
+                row[rows.ERROR_TYPE], row[rows.ERROR_MESSAGE], row[rows.TRACEBACK] = rows.error_cols(error)
+            row[rows.JOB_HASH] = job_hash
+            self._detail[jid] = (info, extra)
+        elif kind is _MOVED:
+            if status == "running":
+                self._waiting.pop(jid, None)
+                row[rows.STARTED_AT] = t
+                self._detail[jid] = (item[5], item[6])
+            elif status == "queued":
+                self._waiting[jid] = (item[5], status, None)
+        if status != prev:
+            self._events.append((jid, status, t))
+        row[rows.STATUS] = status
+        row[rows.UPDATED_AT] = t
+
+    def _created(self, row: List[Any], item: Tuple[Any, ...], t: float) -> None:
+        _, jid, _, new_status, function, handler, container, kwargs, inputs, info = item
+        self._events.append((jid, "created", t))
+        row[rows.FUNCTION_NAME], row[rows.FUNCTION_VERSION] = function.name, function.version
+        row[rows.HANDLER] = type(handler).__name__
+        row[rows.CREATED_AT] = t
+        row[rows.ARGS_SUMMARY] = rows.args_summary(kwargs)
+        row[rows.BATCH] = rows.batch_of({}, handler, container)
+        if inputs:
+            self._edges.extend((jid, d) for d in inputs)
+        if new_status is JobStatus.QUEUED:
+            self._waiting[jid] = (info, "queued", None)
+
+    def _details(self) -> None:
+        """Where each job that started or ended in this batch ran, and its runtime info as
+        it is now (the handler's report merged)."""
+        for jid, (info, extra) in self._detail.items():
+            row = self._rows.get(jid)
+            if row is None:
+                continue
+            info = dict(info)
+            if extra is not None:
+                info.update(rows.info_dict(extra))
+            pid = info.get("pid")
+            row[rows.HOST] = str(info.get("host") or rows.HOST_NAME)
+            row[rows.PID] = pid if isinstance(pid, int) else None
+            batch = rows.batch_of(info, None, None)
+            if batch is not None:
+                row[rows.BATCH] = batch
+            row[rows.RUNTIME_INFO] = rows.runtime_json(info)
+        self._detail.clear()
+
+    def _look_at_reasons(self, now: float) -> None:
+        """Queued jobs whose pending reason changed (a handler merges it into their runtime
+        info without a transition) get it written."""
+        for jid, (info, status, seen) in list(self._waiting.items()):
+            reason = info.get("pending_reason")
+            if reason != seen:
+                self._waiting[jid] = (info, status, reason)
+                row = self._row(jid)
+                rows.set_cols(row, status=status, pending_reason=str(reason) if reason else None,
+                              updated_at=now)
+
+    # ------------------------------------------------------------------ the end
+    def close(self, timeout: float = EXIT_WAIT) -> None:
+        """Write what is queued and stop the thread, waiting at most ``timeout`` seconds."""
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+
+_lock = threading.Lock()
+_current: Optional[Recorder] = None
+_orphans: List[Recorder] = []  # a forked child's copies of its parent's recorder: never used
+
+
+def _start(job: Any, event: Any, old: Any, new: Any, info: Dict[str, Any], inputs: List[Any]) -> None:
+    """``put`` until the first job: start recording (or not) as the environment says."""
+    global put, _current
+    with _lock:
+        if put is _start:
+            if recording_enabled():
+                _current = Recorder(default_log_path(), keep_days(), RUN_ID, old)
+                put = _current.put
+            else:
+                put = None
+    p = put
+    if p is not None:
+        p(job, event, old, new, info, inputs)
+
+
+#: what the job shell calls at each transition; None: recording is off
+put: Optional[Put] = _start
+
+
+def current() -> Optional[Recorder]:
+    """The running recorder, if any."""
+    return _current
+
+
+def reset() -> None:
+    """Write and stop the current recorder; the next job reads the environment again
+    (tests, and a program that changes ``HITHER_MONITOR_DB``)."""
+    global put, _current
+    with _lock:
+        rec, _current = _current, None
+        put = _start
+    if rec is not None:
+        rec.close(timeout=5.0)
+
+
+def _at_exit() -> None:
+    rec = _current
+    if rec is not None:
+        rec.close(EXIT_WAIT)
+
+
+def _after_fork_in_child() -> None:
+    global put, _current, RUN_ID, _lock
+    RUN_ID = os.urandom(6).hex()
+    _lock = threading.Lock()
+    if _current is not None:
+        _orphans.append(_current)  # its connection belongs to the parent: never touch it
+    _current = None
+    put = _start
+
+
+atexit.register(_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
