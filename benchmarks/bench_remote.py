@@ -10,7 +10,9 @@
 2. 500 trivial jobs submitted at once through one such resource: jobs/s, beside the same
    jobs on a local ``ParallelJobHandler(2)``. Target: at least 100 jobs/s. Then where the
    CPU of a remote job goes (from /proc, over the same runs): the bus server (SecantusDB,
-   when found), the resource with its job server and job processes, and this client.
+   when found on the port of ``HITHER_BENCH_MONGO_URL``), the resource with its job server
+   and job processes, and this client; and the bus round trips per job of this client and
+   of the resource, by command (pymongo command listeners).
 
 Client and resource share the bus (a private database per run, dropped at the end) and a
 store folder under /tmp (each with a cache folder of its own). Runs are interleaved (ours,
@@ -43,11 +45,51 @@ MONGO_URL = os.environ.get("HITHER_BENCH_MONGO_URL", "mongodb://127.0.0.1:27017"
 SECRET = os.environ.setdefault("HITHER_REMOTE_SECRET", "bench-secret-" + uuid.uuid4().hex)
 
 
+class CommandCounter:
+    """Bus round trips of this process by command name (a pymongo command listener,
+    registered before any client is made): ``insert``, ``update``, ``find``, ``getMore``
+    (change streams included), ..."""
+
+    def __init__(self) -> None:
+        import collections
+
+        from pymongo import monitoring
+
+        self.counts: "collections.Counter[str]" = collections.Counter()
+        counter = self
+
+        class _Listener(monitoring.CommandListener):
+            def started(self, event: monitoring.CommandStartedEvent) -> None:
+                counter.counts[event.command_name] += 1
+
+            def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+                pass
+
+            def failed(self, event: monitoring.CommandFailedEvent) -> None:
+                pass
+
+        monitoring.register(_Listener())
+
+    def snapshot(self) -> Dict[str, int]:
+        return dict(self.counts)
+
+
 def serve_main(database: str, store_dir: str, ready_file: str) -> None:
-    """The resource process: ``ComputeResource`` with a ``ParallelJobHandler(2)``."""
+    """The resource process: ``ComputeResource`` with a ``ParallelJobHandler(2)``; on
+    SIGUSR1 it writes its bus round trips so far to ``READY_FILE.counts`` (JSON)."""
+    import json
+
     from hither_store import Store
 
     logging.basicConfig(level=logging.WARNING)
+    counter = CommandCounter()
+
+    def dump(signum: int, frame: object) -> None:
+        with open(ready_file + ".tmp", "w") as f:
+            json.dump(counter.snapshot(), f)
+        os.replace(ready_file + ".tmp", ready_file + ".counts")
+
+    signal.signal(signal.SIGUSR1, dump)
     store = Store(store_dir, cache_dir=store_dir + "-resource-cache")
     cr = hi.ComputeResource(database=hi.Database(mongo_url=MONGO_URL, database=database),
                             compute_resource_id="bench", job_handler=hi.ParallelJobHandler(2),
@@ -65,7 +107,7 @@ class Remote:
         self.database = f"hither_bench_{uuid.uuid4().hex[:10]}"
         self.scratch = tempfile.mkdtemp(prefix="hither-bench-remote-")
         store_dir = os.path.join(self.scratch, "store")
-        ready = os.path.join(self.scratch, "ready")
+        self.ready = ready = os.path.join(self.scratch, "ready")
         self.proc = subprocess.Popen([sys.executable, __file__, "--serve", self.database, store_dir, ready],
                                      env=dict(os.environ, HITHER_TEMP_DIR=os.path.join(self.scratch, "cr-tmp")))
         self.jh = hi.RemoteJobHandler(database=hi.Database(mongo_url=MONGO_URL, database=self.database),
@@ -81,6 +123,22 @@ class Remote:
         except BaseException:
             self.close()
             raise
+
+    def resource_counts(self) -> Dict[str, int]:
+        """The resource process's bus round trips so far, by command (see ``serve_main``)."""
+        import json
+
+        path = self.ready + ".counts"
+        if os.path.exists(path):
+            os.remove(path)
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(path):
+            assert time.monotonic() < deadline, "the resource did not write its counts"
+            time.sleep(0.02)
+        with open(path) as f:
+            counts: Dict[str, int] = json.load(f)
+        return counts
 
     def close(self) -> None:
         self.jh.shutdown()
@@ -149,15 +207,22 @@ def tree_cpu(pid: int) -> float:
 
 
 def bus_server_pid() -> Optional[int]:
-    """The MongoDB-protocol server's pid on this machine (SecantusDB or mongod), if found."""
+    """The pid of the MongoDB-protocol server (SecantusDB or mongod) listening on the port of
+    ``MONGO_URL`` on this machine, if found (27017 when its command line names no port)."""
+    from urllib.parse import urlsplit
+
+    port = str(urlsplit(MONGO_URL.split(",")[0]).port or 27017).encode()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    cmd = f.read().replace(b"\0", b" ")
+                    args = f.read().split(b"\0")
             except OSError:
                 continue
-            if b"secantusd" in cmd or cmd.startswith(b"mongod "):
+            if not any(b"secantusd" in a for a in args) and not args[0].endswith(b"mongod"):
+                continue
+            given = args[args.index(b"--port") + 1] if b"--port" in args[:-1] else b"27017"
+            if given == port:
                 return int(entry)
     return None
 
@@ -166,9 +231,12 @@ class CpuPerJob:
     """CPU ms per job of the bus server, the resource (with its job server and job
     processes) and this client, over the runs measured with ``measure``."""
 
-    def __init__(self, resource_pid: int) -> None:
+    def __init__(self, resource_pid: int, remote: Optional["Remote"] = None,
+                 client_counter: Optional[CommandCounter] = None) -> None:
         self.pids = {"bus server": bus_server_pid(), "resource + job server + job processes": resource_pid}
         self.runs: List[Dict[str, float]] = []
+        self.remote, self.client_counter = remote, client_counter
+        self.trips: List[Dict[str, Dict[str, float]]] = []  # per run: side -> command -> per job
 
     def _now(self) -> Dict[str, float]:
         t = os.times()
@@ -178,12 +246,34 @@ class CpuPerJob:
                 now[name] = tree_cpu(pid)
         return now
 
+    def _trips(self) -> Dict[str, Dict[str, int]]:
+        if self.remote is None or self.client_counter is None:
+            return {}
+        return {"client": self.client_counter.snapshot(), "resource": self.remote.resource_counts()}
+
     def measure(self, run: Callable[[], float], jobs: int) -> float:
+        trips0 = self._trips()
         before = self._now()
         value = run()
         after = self._now()
+        trips1 = self._trips()
         self.runs.append({k: (after[k] - before[k]) * 1000.0 / jobs for k in after})
+        self.trips.append({side: {c: (n - trips0[side].get(c, 0)) / jobs for c, n in trips1[side].items()
+                                  if n - trips0[side].get(c, 0)} for side in trips1})
         return value
+
+    def trips_report(self) -> str:
+        """Bus round trips per job, median over the runs: each side's total and by command."""
+        if not self.trips or not self.trips[0]:
+            return ""
+        out = []
+        for side in self.trips[0]:
+            commands = sorted({c for r in self.trips for c in r[side]})
+            total = statistics.median(sum(r[side].values()) for r in self.trips)
+            parts = ", ".join(f"{c} {statistics.median(r[side].get(c, 0.0) for r in self.trips):.2f}"
+                              for c in commands)
+            out.append(f"{side} {total:.2f} ({parts})")
+        return f"bus round trips per remote job (median of {len(self.trips)} runs): " + "; ".join(out)
 
     def report(self) -> str:
         if not self.runs:
@@ -234,6 +324,7 @@ def main() -> None:
         return
     print(f"machine: {os.cpu_count()} cores, python {platform.python_version()}, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    client_counter = CommandCounter()
     remote = Remote()
     try:
         if args.only in (None, "roundtrip"):
@@ -245,7 +336,7 @@ def main() -> None:
         if args.only in (None, "throughput"):
             par = hi.ParallelJobHandler(2)
             try:
-                cpu = CpuPerJob(remote.proc.pid)
+                cpu = CpuPerJob(remote.proc.pid, remote, client_counter)
                 a, b = interleave(lambda: cpu.measure(lambda: throughput(remote.jh, n_jobs), n_jobs),
                                   lambda: throughput(par, n_jobs), repeat)
             finally:
@@ -253,6 +344,7 @@ def main() -> None:
             line(f"{n_jobs} trivial jobs through one resource (ParallelJobHandler(2)), submitted at once",
                  a, b, "the same jobs on a local ParallelJobHandler(2)", ">= 100 jobs/s (absolute)", "jobs/s")
             print(cpu.report(), flush=True)
+            print(cpu.trips_report(), flush=True)
     finally:
         remote.close()
         print(f"load average at the end {os.getloadavg()[0]:.1f}", flush=True)

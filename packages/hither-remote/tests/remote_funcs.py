@@ -98,3 +98,10 @@ def rt_peek(paths):
             'parent_cmdline': read(f'/proc/{ppid}/cmdline'), 'own_cmdline': read('/proc/self/cmdline')}
     seen.update({p: read(p) for p in paths})
     return seen
+
+
+@hi.function('rt_peek_in', '0.1.0')
+@hi.container('docker://' + IMAGE)
+def rt_peek_in(paths):
+    """``rt_peek`` in a container of ``IMAGE``."""
+    return rt_peek(paths)

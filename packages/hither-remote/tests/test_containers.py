@@ -99,3 +99,28 @@ def test_containers_on_needs_an_engine_at_start(db, monkeypatch):
                                   "--database", db.database])
     assert r.exit_code != 0, r.output
     assert "containers are on" in r.output and "no-such-engine" in r.output, r.output
+
+
+def test_a_container_job_cannot_reach_the_secret_file(docker_client, serve, jh, tmp_path):
+    """Secret exposed, files too: a job that asks for a container sees neither the secret
+    file that the serve's config file names, nor that config file, nor the serve process
+    (a pid namespace of its own), while the same job run on the host reads the file."""
+    from hither_remote.signing import load_secret
+
+    secret = load_secret().key().decode()
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(secret)
+    config = tmp_path / "serve.toml"
+    config.write_text(f'secret-file = "{secret_file}"\n')
+    server = serve(env={"HITHER_REMOTE_CONFIG": str(config)})
+    pid = server.proc.pid
+    paths = [str(secret_file), str(config), f"/proc/{pid}/environ", f"/proc/{pid}/cmdline"]
+    with hi.Config(job_handler=jh, container=True):
+        inside = rf.rt_peek_in.run(paths=paths).wait(120)
+    with hi.Config(job_handler=jh):
+        host = rf.rt_peek.run(paths=[str(secret_file)]).wait(60)
+    assert host[str(secret_file)] == secret, "the limit documented for jobs on the host changed"
+    for path in paths:
+        assert inside[path] == "FileNotFoundError", (path, inside[path][:200])
+    for what, text in inside.items():
+        assert secret not in text, f"the secret is visible to a container job in {what}"

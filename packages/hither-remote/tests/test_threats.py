@@ -299,3 +299,86 @@ def test_serve_applies_the_retention_and_prune_does_once(serve, db, store, tmp_p
     finally:
         jh.shutdown()
         bus.close()
+
+
+def _held_by(bus: Bus, owner_pid: int, n: int, timeout: float = 30.0) -> None:
+    """Wait until the serve of ``owner_pid`` holds ``n`` jobs (claimed: running on the bus)."""
+    deadline = time.monotonic() + timeout
+    while sum(1 for d in bus.jobs.find({"status": "running"}, {"lease_owner": 1})
+              if (d.get("lease_owner") or "").split(":")[1:2] == [str(owner_pid)]) < n:
+        assert time.monotonic() < deadline, f"the serve did not claim {n} jobs"
+        time.sleep(0.05)
+
+
+def test_a_serve_hands_its_waiting_jobs_to_an_idle_peer(serve, db, store, tmp_path):
+    """Load: a serve holding a claimed job it cannot start (its one worker busy) kept it
+    while a second serve of the same id idled, until its running job ended; now it hands
+    it back and the idle peer starts it within seconds."""
+    a = serve("a", "--workers", "1")
+    pid_file = tmp_path / "pids"
+    jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
+    bus = Bus(db)
+    try:
+        with hi.Config(job_handler=jh):
+            [rf.rt_sleep_pid.run(t=40, pid_file=str(pid_file), x=i) for i in range(2)]
+            _held_by(bus, a.proc.pid, 2)  # one running, one claimed ahead
+            b = serve("b", "--workers", "1")
+            t0 = time.monotonic()
+            while not pid_file.exists() or len(pid_file.read_text().split()) < 2:
+                took = time.monotonic() - t0
+                assert took < 20, f"the idle peer did not start the waiting job within {took:.1f} s"
+                time.sleep(0.1)
+        assert bus.jobs.find_one({"lease_owner": {"$regex": f":{b.proc.pid}:"}}), "the waiting job did not go to b"
+        assert "handed rt_sleep_pid" in a.log()
+    finally:
+        jh.shutdown()
+        bus.close()
+
+
+def test_a_killed_serve_delays_its_waiting_jobs_by_a_short_lease(serve, db, store, tmp_path):
+    """Load: killing a serve delayed the jobs it had claimed but not started by a full
+    lease (30 s); they now hold a short lease until they start (a third of it here, 10 s).
+    The claim time on the bus counts (not the job's run: a cold job server under load)."""
+    import signal
+
+    a = serve("a", "--workers", "1", "--lease-seconds", "30")
+    pid_file = tmp_path / "pids"
+    jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
+    bus = Bus(db)
+    try:
+        with hi.Config(job_handler=jh):
+            [rf.rt_sleep_pid.run(t=120, pid_file=str(pid_file), x=i) for i in range(2)]
+            _held_by(bus, a.proc.pid, 2)
+            deadline = time.monotonic() + 30  # the started job's lease renewed to the full 30 s
+            while not bus.jobs.find_one({"lease_expires": {"$gt": time.time() + 15}}):
+                assert time.monotonic() < deadline, "the started job's lease was not renewed in full"
+                time.sleep(0.1)
+            a.stop(signal.SIGKILL)
+            killed = time.time()
+            b = serve("b", "--workers", "1", "--lease-seconds", "30")
+            deadline = time.monotonic() + 60
+            while not (doc := bus.jobs.find_one({"lease_owner": {"$regex": f":{b.proc.pid}:"}})):
+                assert time.monotonic() < deadline, "b claimed no job"
+                time.sleep(0.1)
+        assert doc["attempts"] == 2 and doc["started"] - killed < 22, \
+            f"a job of the killed serve was claimed again after {doc['started'] - killed:.1f} s (lease 30 s)"
+    finally:
+        jh.shutdown()
+        bus.close()
+
+
+def test_serve_makes_itself_undumpable():
+    """Secret exposed: a job of the serve's user (not root) could read the serve process's
+    memory; ``serve`` marks itself not dumpable (prctl), which closes /proc/<pid>/mem,
+    environ and root to other processes of its user."""
+    import subprocess
+    import sys
+
+    code = ("import ctypes; get = lambda: ctypes.CDLL(None).prctl(3, 0, 0, 0, 0); before = get(); "
+            "from hither_remote.hiding import undumpable; ok = undumpable(); print(before, ok, get())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["1", "True", "0"], out.stdout + out.stderr
+    import inspect
+
+    from hither_remote import cli
+    assert "undumpable()" in inspect.getsource(cli.serve.callback)

@@ -141,9 +141,10 @@ def serve(mongo_url: str, database: str, resource_id: str, workers: Optional[int
         if job_handler is not None:
             job_handler.shutdown()
         raise  # a ConfigError (any HitherError) becomes one line in RemoteGroup
-    from .hiding import forget_env
+    from .hiding import forget_env, undumpable
 
     forget_env(cr.hidden_env)  # the secret is loaded: nothing this process starts inherits it
+    undumpable()  # nor reads its memory (unless root)
     try:
         if clear:
             click.echo(f"cleared {cr.clear()} finished jobs", err=True)

@@ -42,9 +42,13 @@ DEFAULT_WARN_NO_RESOURCE = 60.0
 STARTED_READ = 100
 #: jobs sent to the bus in one insert at most
 SUBMIT_BATCH = 100
-#: while the change stream wakes the client: how often it still reads every pending job
-#: (events can be lost across an outage)
+#: while the change stream wakes the client: how often it looks at its queued jobs' expiry
+#: and at whether their resource is alive (no read of the bus for it, mostly)
 SAFETY_POLL = 1.0
+#: while the change stream wakes the client: how often it still reads every pending job and
+#: which queued ones started (a stream that broke is read at once: ``on_gap``); each read is
+#: one query per ``bus.IN_CHUNK`` jobs, which the bus server pays for during a burst
+SAFETY_READ = 5.0
 #: reported jobs are marked collected on the bus in batches: this many, or after this many s
 COLLECTED_BATCH = 200
 COLLECTED_EVERY = 0.5
@@ -350,7 +354,7 @@ class RemoteJobHandler(JobHandler):
         return ChangeWatcher(self.bus.jobs, pipeline, on_change, on_gap, name="client").start()
 
     def _poll_loop(self) -> None:
-        last_full = 0.0
+        last_full = last_queued = 0.0
         collected: List[str] = []  # reported jobs not yet marked collected on the bus
         last_mark = time.monotonic()
         while not self._closed.is_set():
@@ -367,7 +371,7 @@ class RemoteJobHandler(JobHandler):
             with self._lock:
                 # every pending job when polling (or events may be lost), else those that ended
                 told: List[BusJob] = []
-                if not watching or self._look_all or now - last_full >= SAFETY_POLL:
+                if not watching or self._look_all or now - last_full >= max(SAFETY_READ, SAFETY_POLL):
                     ids, full = list(self._pending), True
                 else:  # what the events carried needs no read
                     told = [b for i, b in self._ended.items() if b is not None and i in self._pending]
@@ -375,10 +379,11 @@ class RemoteJobHandler(JobHandler):
                     full = False
                 self._ended.clear()
                 self._look_all = False
-            if full:
-                last_full = now
+            if full or now - last_queued >= SAFETY_POLL:
+                last_full = now if full else last_full
+                last_queued = now
                 try:
-                    self._watch_queued()
+                    self._watch_queued(full)
                 except Exception as exc:  # noqa: BLE001 - an outage: the read below says so
                     logger.debug("could not look at the queued jobs (%s)", type(exc).__name__)
             if not ids and not told:
@@ -403,17 +408,18 @@ class RemoteJobHandler(JobHandler):
             collected += reported
         self._mark_collected(collected)
 
-    def _watch_queued(self) -> None:
-        """The queued jobs that a resource claimed become RUNNING; those past their expiry
-        are cancelled on the bus and fail; a warning when they wait while no live serving
-        process of the resource was seen for ``warn_no_resource_after`` s."""
+    def _watch_queued(self, read_started: bool = True) -> None:
+        """The queued jobs that a resource claimed become RUNNING (``read_started``: else
+        the change events tell); those past their expiry are cancelled on the bus and fail;
+        a warning when they wait while no live serving process of the resource was seen for
+        ``warn_no_resource_after`` s."""
         with self._lock:
             queued = dict(self._queued)
         if not queued:
             self._warned = False
             return
         # the oldest first, a bounded read: change events tell of starts, this is the safety net
-        for bus_id in self.bus.started_among(list(queued)[:STARTED_READ]):
+        for bus_id in self.bus.started_among(list(queued)[:STARTED_READ]) if read_started else []:
             with self._lock:
                 job = self._pending.get(bus_id) if self._queued.pop(bus_id, None) else None
             if job is not None:

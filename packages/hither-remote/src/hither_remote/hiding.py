@@ -8,6 +8,12 @@ and overwrites them in its initial environment block, which ``/proc/<pid>/enviro
 
     names = secret_env_names(secret)      # ["HITHER_REMOTE_SECRET", ...]
     forget_env(names)                     # serve only: this process is the resource's own
+    undumpable()                          # serve only: no other process of its user reads its memory
+
+What this cannot hide: a file. A job runs as the user ``serve`` runs as and can read any
+file that user can, the secret file included (and the config file that names it); a job in
+a container sees only its job directory (``hither_remote.resource_containers``). See
+docs/reliability.md's remote threat model.
 """
 from __future__ import annotations
 
@@ -55,3 +61,20 @@ def forget_env(names: Sequence[str]) -> None:
     _wipe_initial_block(names)
     for n in names:
         os.environ.pop(n, None)
+
+
+def undumpable() -> bool:
+    """Mark this process not dumpable (Linux ``prctl(PR_SET_DUMPABLE, 0)``): a process of
+    the same user that is not root (a job) can then no longer read its memory
+    (``/proc/<pid>/mem``, a debugger) nor its ``/proc/<pid>/environ`` or ``root``, and it
+    leaves no core file holding the secret. Processes it starts are dumpable again (the flag
+    is reset at exec). False where this is not available (then only logged)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        ok = libc.prctl(4, 0, 0, 0, 0) == 0  # PR_SET_DUMPABLE
+    except (OSError, AttributeError) as exc:
+        logger.debug("cannot make this process undumpable here (%s)", exc)
+        return False
+    if not ok:
+        logger.debug("prctl(PR_SET_DUMPABLE, 0) failed (errno %d)", ctypes.get_errno())
+    return ok

@@ -1,14 +1,12 @@
 """``hi.ComputeResource``: claims this resource's jobs from the bus and runs them here.
 
-Each claimed job is checked (signature, expiry, replay), rebuilt into a job directory with
-``hither.outside.documents.unpack_job``, run by a ``hither.plugins.interfaces.Launcher`` (see
-``launcher_for``: the ``job_handler``'s ``job_dir_launcher()``, by default a
-``hither.outside.jobserver.JobServerLauncher``: a fork of a warm job server per job, in a process
-group of its own, so a cancel or a stop kills everything it started), and its outcome
-packed with ``hither.outside.documents.pack_outputs`` (arrays and files into the store) and written
-back. Up to ``capacity`` jobs run at once, each from a thread: ``workers=``, else the
-launcher's ``capacity``, else the ``num_workers`` of the given ``job_handler`` (e.g.
-``hi.ParallelJobHandler(8)``), else 1::
+Each claimed job is checked (``signing.run_problem``, replay), rebuilt into a job directory
+(``hither.outside.documents.unpack_job``), run by a ``Launcher`` (``launching.launcher_for``:
+the ``job_handler``'s ``job_dir_launcher()``, by default a ``JobServerLauncher``: a fork of a
+warm job server per job, in a process group of its own), and its outcome packed
+(``pack_outputs``: arrays and files into the store) and written back. Up to ``capacity``
+jobs run at once, each from a thread (``workers=``, else the launcher's ``capacity``, else
+the ``job_handler``'s ``num_workers``, else 1)::
 
     db = hi.Database(mongo_url="mongodb://127.0.0.1:27017", database="hither")
     cr = hi.ComputeResource(database=db, compute_resource_id="resource1",
@@ -24,24 +22,24 @@ The resource sleeps until the bus's change stream says a job was inserted for it
 back or asked to cancel, or one of its own jobs ends (``hither_remote.wakeups``); it claims
 the announced jobs by id in one batch (``Bus.claim_ids``), and queries its queue only when
 polling, once a second as a safety net, or while the last query found more than fitted.
-Up to ``prefetch`` (= ``capacity``: only jobs that start within one job's time) more jobs
-than ``capacity`` are claimed when the launcher limits how many run at once, so jobs are
-unpacked and written back while others run; none while another live serving process of the
-same resource id has a free worker (its heartbeat says so), which then takes them; while every
-worker is busy, claims wait until half of that room is free (one claim round for several
-jobs). The run records of a whole claim round are taken in one bulk write (``Bus.begin_runs``:
-a job whose run already ended, a replayed document, is refused; one whose run is still
-going elsewhere, its status set back to ``queued`` on the bus, is left to that run), and
-the outcomes and run records of jobs that end together are written in one bulk write each
-(``hither_remote.coalesce``). A claim holds a
-lease of ``lease_seconds``, renewed while the job runs; when this process dies, the lease
-expires and another (or a restarted) process runs the job again.
+Up to ``prefetch`` (= ``capacity``) more jobs than ``capacity`` are claimed when the
+launcher limits how many run at once, so jobs are unpacked and written back while others
+run; a job holds a short lease until it starts (``hither_remote.waiting``), and while
+another live serving process of the same resource id has a free worker (its heartbeat says
+so) none is claimed ahead and those that cannot start here now are handed back to it;
+while every worker is busy, claims wait until half of that room is free (one claim round
+for several jobs). The run records of a whole claim round are taken in one bulk write
+(``Bus.begin_runs``: a job whose run already ended, a replayed document, is refused; one
+whose run is still going elsewhere, its status set back to ``queued`` on the bus, is left to
+that run), and the outcomes and run records of jobs that end together are written in one
+bulk write each (``hither_remote.coalesce``). A started job's lease of ``lease_seconds`` is
+renewed while it runs; when this process dies, the lease expires and another (or a
+restarted) process runs the job again.
 """
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import tempfile
 import threading
@@ -51,58 +49,30 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from hither.errors import ConfigError, JobTimeoutError
-from hither.plugins.interfaces import Launcher, Store
+from hither.plugins.interfaces import Store
 
 from .janitor import Janitor
+from .launching import install_stop_signals, launcher_for
+from .bus import retry
 from .outage import Outage, describe
-from .models import BusJob, BusOutcome, BusStatus, ResourceHeartbeat
+from .models import BusOutcome, BusStatus, ResourceHeartbeat
 from .endpoint import byte_count, endpoint, seconds
-from .signing import job_problem
-from .wakeups import ChangeWatcher
+from .signing import run_problem
+from .waiting import Claimed, StartGate, peer_room, to_give, wait_lease
+from .wakeups import ChangeWatcher, changed, resource_pipeline
+
+from .retention import prune_logged
 
 if TYPE_CHECKING:  # pragma: no cover
     from .retention import Retention
 
 logger = logging.getLogger("hither_remote.resource")
 
-#: how long the resource keeps trying to write a job's end while the bus is unreachable
-BUS_RETRY_SECONDS = 60.0
 #: while change streams wake the resource: how often it still looks at the bus (events can
 #: be lost across an outage; expired leases make no event)
 SAFETY_POLL = 1.0
-
-
-def launcher_for(job_handler: Any, workers: Optional[int]) -> Tuple[Launcher, int]:
-    """The launcher that runs a resource's job directories and how many run at once: the
-    handler's ``job_dir_launcher()`` when it gives one, else a ``JobServerLauncher`` that
-    reuses job processes per code bundle as a ``ParallelJobHandler``'s would (what
-    ``hither-remote serve --handler parallel`` runs); capacity ``workers`` if given, else
-    the launcher's, else the handler's ``num_workers``, else 1."""
-    get = getattr(job_handler, "job_dir_launcher", None)
-    launcher: Optional[Launcher] = get() if get is not None else None
-    if workers is None:
-        workers = (launcher.capacity if launcher is not None else None) \
-            or getattr(job_handler, "num_workers", None) or 1
-    if launcher is None:
-        from hither.outside.jobserver import JobServerLauncher
-
-        launcher = JobServerLauncher(capacity=workers, reuse=True)
-    elif launcher.capacity is not None and launcher.capacity < workers:
-        logger.warning("workers=%d, but %r runs %d job(s) at once: claimed jobs wait for it",
-                       workers, job_handler, launcher.capacity)
-    return launcher, workers
-
-
-class _Running:
-    def __init__(self, bus_job: BusJob) -> None:
-        self.bus_job = bus_job
-        self.job_dir: Optional[str] = None
-        self.cancelled = False
-        self.refusal: Optional[str] = None  # why it must not run (checked when claimed)
-        self.checked = False  # its run record was taken (or found taken) at the claim
-        #: None: run it; "": a run of it ended (a replay); else the owner of a run still going
-        self.other_run: Optional[str] = None
-        self.thread: Optional[threading.Thread] = None
+#: seconds the loop claims jobs at most before it looks after its heartbeat and leases
+CLAIM_TURN = 0.5
 
 
 class ComputeResource:
@@ -168,6 +138,11 @@ class ComputeResource:
         # unpacked while others run (their outcomes written while the next ones run)
         self.prefetch = workers if self._launcher.capacity is not None else 0
         self._peer_idle = False  # a live serving process of this resource id has a free worker
+        #: the lease of a claimed job until it starts (``hither_remote.waiting``)
+        self.wait_lease = wait_lease(self.lease_seconds)
+        self._gate = StartGate(workers)  # jobs started: one per worker, in the order of claims
+        self._reported = 0  # the number of jobs held, as the last heartbeat said
+        self._ended_runs: "list[str]" = []  # ended jobs (outcome written) whose runs to mark done
         self.work_dir = work_dir
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.change_streams = change_streams
@@ -183,7 +158,7 @@ class ComputeResource:
         self._candidates: "OrderedDict[str, None]" = OrderedDict()  # job ids events told of
         self._handing_back = False
         self._lock = threading.Lock()
-        self._running: Dict[str, _Running] = {}
+        self._running: Dict[str, Claimed] = {}
         self._started = time.time()
         from .logs import LogShipper
         from .resource_containers import ResourceLauncher
@@ -198,7 +173,7 @@ class ComputeResource:
         # replay checks of jobs starting together (one read) and the outcomes and run records
         # of jobs ending together (one bulk write each)
         self._starts: "Coalescer[str, Optional[str]]" = Coalescer(
-            lambda ids: self._retry(self.bus.begin_runs, ids, self.owner, self.lease_seconds,
+            lambda ids: retry(self.bus.begin_runs, ids, self.owner, self.wait_lease,
                                     [self._expiry(i) for i in ids]),
             name="hither-remote-starts")
         self._ends: "Coalescer[Tuple[str, BusStatus, BusOutcome], bool]" = Coalescer(
@@ -225,7 +200,7 @@ class ComputeResource:
 
     def run(self) -> None:
         """Serve until ``stop()``, SIGINT or SIGTERM (signals only in the main thread)."""
-        restore = self._install_signals()
+        restore = install_stop_signals(self._stop, self._wake)
         # _stop is not cleared: a stop() that comes before the loop starts still counts
         self._handing_back = False
         watcher = self._start_watcher()
@@ -233,7 +208,7 @@ class ComputeResource:
                     self.compute_resource_id, self.capacity, self.lease_seconds, self.owner,
                     "woken by change streams" if watcher is not None and watcher.watching
                     else f"polling every {self.poll_interval} s")
-        last_beat = last_cancel_check = last_full = last_prune = 0.0
+        last_beat = last_renew = last_cancel_check = last_full = last_prune = 0.0
         try:
             while not self._stop.is_set():
                 if self._outage.down and not self._outage.probe(self._stop):  # still down (logged)
@@ -248,6 +223,9 @@ class ComputeResource:
                     if now - last_beat >= self._beat_every():
                         self._beat()
                         last_beat = now
+                    if now - last_renew >= self.wait_lease / 3:
+                        self._renew()
+                        last_renew = now
                     if self._cancel_due or now - last_cancel_check >= (SAFETY_POLL if watching else 0.2):
                         self._cancel_due = False
                         self._check_cancels()
@@ -257,9 +235,14 @@ class ComputeResource:
                         last_full = now
                     if woken or self._look_all:
                         self._claim_jobs()
+                    if self._ended_runs:
+                        self._flush_ended()
+                    if self._busy_changed() and now - last_beat >= 0.5:
+                        self.bus.heartbeat(self._heartbeat_doc(stopped=False))  # peers see it now
+                        last_beat = now
                     if self.retention is not None and now - last_prune >= self.prune_every:
                         last_prune = now
-                        self._prune()
+                        prune_logged(self.bus, self.compute_resource_id, self.retention)
                 except Exception as exc:  # noqa: BLE001 - e.g. a MongoDB outage: carry on
                     self._stop.wait(self._step_failed(exc))
                 self._wake.wait(self.poll_interval if not watching else 0.25)
@@ -272,6 +255,10 @@ class ComputeResource:
             self._janitor.close()
             self._starts.close()
             self._ends.close()
+            try:
+                self._flush_ended(through_outage=True)
+            except Exception:  # noqa: BLE001 - the bus is gone: a replay may run them once more
+                logger.warning("could not mark the runs of %d ended job(s) done", len(self._ended_runs))
             restore()
             logger.info("compute resource %r stopped", self.compute_resource_id)
 
@@ -280,17 +267,11 @@ class ComputeResource:
         handed back to the queue or asked to cancel (None: polling, as asked)."""
         if not self.change_streams:
             return None
-        pipeline = [{"$match": {"$or": [
-            {"operationType": "insert", "fullDocument.resource_id": self.compute_resource_id},
-            {"operationType": "update", "updateDescription.updatedFields.status": {
-                "$in": [BusStatus.QUEUED.value, BusStatus.CANCEL_REQUESTED.value]}}]}}]
-
         def on_change(change: Dict[str, Any]) -> None:
-            status = ((change.get("updateDescription") or {}).get("updatedFields") or {}).get("status")
+            bus_id, status = changed(change)
             if status == BusStatus.CANCEL_REQUESTED.value:
                 self._cancel_due = True
             else:  # a job inserted for us, or handed back: claim it by id (no query)
-                bus_id = (change.get("documentKey") or {}).get("_id")
                 with self._lock:
                     self._candidates[bus_id] = None
             self._wake.set()
@@ -299,7 +280,8 @@ class ComputeResource:
             self._cancel_due = self._look_all = True
             self._wake.set()
 
-        return ChangeWatcher(self.bus.jobs, pipeline, on_change, on_gap, name=self.compute_resource_id).start(
+        return ChangeWatcher(self.bus.jobs, resource_pipeline(self.compute_resource_id), on_change, on_gap,
+                             name=self.compute_resource_id).start(
             wait=0.0 if self._outage.down else 5.0)  # an unreachable bus: poll (probing) meanwhile
 
     def _step_failed(self, exc: Exception) -> float:
@@ -312,41 +294,47 @@ class ComputeResource:
         return 1.0
 
     # ------------------------------------------------------------------ loop steps
-    def _install_signals(self) -> Any:
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-        old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-
-        def on_signal(signum: int, frame: Any) -> None:
-            if not self._stop.is_set():  # one line, however many signals come
-                logger.info("signal %d: stopping, handing unfinished jobs back", signum)
-            self._stop.set()
-            self._wake.set()
-
-        for s in old:
-            signal.signal(s, on_signal)
-
-        def restore() -> None:
-            for s, h in old.items():
-                signal.signal(s, h)
-        return restore
-
     def _beat(self) -> None:
-        with self._lock:
-            ids = list(self._running)
-        self.bus.renew(ids, self.owner, self.lease_seconds)
         self.bus.sweep(self.compute_resource_id)
         self.bus.heartbeat(self._heartbeat_doc(stopped=False))
+        self._look_at_peers()
+
+    def _renew(self) -> None:
+        """Renew the leases: the full one of started jobs, the short one of waiting jobs;
+        waiting jobs that cannot start here now go back while a peer has free workers."""
+        with self._lock:
+            started = [i for i, r in self._running.items() if r.started]
+            waiting = [i for i, r in self._running.items() if not r.started]
+        self.bus.renew(started, self.owner, self.lease_seconds)
+        self.bus.renew(waiting, self.owner, self.wait_lease)
+        if waiting:
+            self._look_at_peers()
+
+    def _look_at_peers(self) -> None:
+        """Read the peers' heartbeats: no claiming ahead while one has a free worker, and
+        the waiting jobs it has room for marked to go back (``waiting.to_give``)."""
         since = time.time() - 3 * self._beat_every()
-        self._peer_idle = any(h.owner != self.owner and not h.stopped and h.last_seen >= since
-                              and h.running < h.capacity
-                              for h in self.bus.resource_records(self.compute_resource_id))
+        room = peer_room(self.bus.resource_records(self.compute_resource_id), self.owner, since)
+        self._peer_idle = room > 0
+        with self._lock:
+            waiting = [r for r in self._running.values() if not r.started and not r.give_back]
+            started = sum(1 for r in self._running.values() if r.started)
+            n = to_give(len(waiting), started, self.capacity, room)
+            for r in waiting[len(waiting) - n:] if n else []:  # the last claimed first
+                r.give_back = True
+
+    def _busy_changed(self) -> bool:
+        """Whether this process went from a free worker to none or back since its last heartbeat."""
+        with self._lock:
+            held = len(self._running)
+        return (held < self.capacity) != (self._reported < self.capacity)
 
     def _beat_every(self) -> float:
         """Seconds between heartbeats (and lease renewals)."""
         return min(self.lease_seconds / 3, 5.0)
 
     def _heartbeat_doc(self, stopped: bool) -> ResourceHeartbeat:
+        self._reported = len(self._running)
         return ResourceHeartbeat(_id=f"{self.compute_resource_id}/{self.owner}", resource_id=self.compute_resource_id,
                                  owner=self.owner, started=self._started, last_seen=time.time(),
                                  running=len(self._running), capacity=self.capacity, stopped=stopped)
@@ -366,7 +354,12 @@ class ComputeResource:
                 self._launcher.kill(r.job_dir)
 
     def _claim_jobs(self) -> None:
+        """Claim rounds while there is room, for up to ``CLAIM_TURN`` s (then: heartbeat, leases)."""
+        turn_ends = time.monotonic() + CLAIM_TURN
         while not self._stop.is_set():
+            if time.monotonic() > turn_ends:
+                self._wake.set()
+                return
             # no claiming ahead while another serving process of this resource has a free worker
             prefetch = 0 if self._peer_idle else self.prefetch
             with self._lock:
@@ -381,11 +374,11 @@ class ComputeResource:
                 while self._candidates and len(ids) < free:
                     ids.append(self._candidates.popitem(last=False)[0])
             if ids:  # told by the change stream: claimed by id, no query over the queue
-                claimed = self.bus.claim_ids(self.compute_resource_id, ids, self.owner, self.lease_seconds)
+                claimed = self.bus.claim_ids(self.compute_resource_id, ids, self.owner, self.wait_lease)
             elif self._look_all:
                 # a query over the queue: when polling, at the safety poll, after a gap, and
                 # while the last one found more jobs than there was room for
-                claimed = self.bus.claim_many(self.compute_resource_id, self.owner, self.lease_seconds, free)
+                claimed = self.bus.claim_many(self.compute_resource_id, self.owner, self.wait_lease, free)
                 self._look_all = len(claimed) >= free
                 with self._lock:
                     for bus_job in claimed:
@@ -396,7 +389,9 @@ class ComputeResource:
                 return
             with self._lock:  # a job of ours set back to queued and claimed again: one run only
                 claimed = [b for b in claimed if b.id not in self._running]
-            runs = [_Running(bus_job) for bus_job in claimed]
+            runs = [Claimed(bus_job) for bus_job in claimed]
+            for r in runs:
+                r.seq = self._gate.number()
             self._start_runs(runs)
             for r in runs:
                 bus_job = r.bus_job
@@ -406,21 +401,26 @@ class ComputeResource:
                                             name=f"hither-remote-{bus_job.id[:8]}")
                 r.thread.start()
 
-    def _start_runs(self, runs: "list[_Running]") -> None:
+    def _start_runs(self, runs: "list[Claimed]") -> None:
         """Check the claimed jobs, and take their run records (``Bus.begin_runs``: refused
         when a run ended, a replayed document; left to its runner when a run is still
         going) in one write; if the bus fails here, each job's thread asks itself. The
         record is marked done when the job ends (``_write_ends``)."""
         for r in runs:
             try:
-                r.refusal = self._refusal(r.bus_job)
+                r.refusal = run_problem(r.bus_job, self._secret, self.bus.database.database,
+                                        self.compute_resource_id)
             except Exception as exc:  # noqa: BLE001 - this document's fault alone
                 r.refusal = f"the job document could not be checked ({type(exc).__name__})"
         ok = [r for r in runs if r.refusal is None]
+        with self._lock:
+            ended, self._ended_runs = self._ended_runs, []
         try:
-            others = self.bus.begin_runs([r.bus_job.id for r in ok], self.owner, self.lease_seconds,
-                                         [r.bus_job.expires for r in ok])
+            others = self.bus.begin_runs([r.bus_job.id for r in ok], self.owner, self.wait_lease,
+                                         [r.bus_job.expires for r in ok], ended)
         except Exception as exc:  # noqa: BLE001 - e.g. an outage: the job threads retry
+            with self._lock:
+                self._ended_runs[:0] = ended
             logger.warning("could not record the runs of %d claimed job(s) (%s); retrying per job",
                            len(ok), type(exc).__name__)
             return
@@ -431,17 +431,6 @@ class ComputeResource:
         with self._lock:
             r = self._running.get(job_id)
         return None if r is None else r.bus_job.expires
-
-    def _prune(self) -> None:
-        """Apply the retention to this resource's part of the bus (a failure is only logged)."""
-        from .retention import prune
-
-        if self.retention is None:
-            return
-        try:
-            prune(self.bus, self.compute_resource_id, self.retention)
-        except Exception as exc:  # noqa: BLE001 - e.g. an outage: next time
-            logger.warning("could not prune the bus (%s: %s)", type(exc).__name__, exc)
 
     def _hand_back_all(self) -> None:
         self._handing_back = True
@@ -461,30 +450,32 @@ class ComputeResource:
         except Exception:  # noqa: BLE001
             logger.warning("could not record the stop of %s on the bus", self.owner)
 
-    def _retry(self, fn: Any, *args: Any) -> Any:
-        """``fn(*args)`` retried through a bus outage of up to ``BUS_RETRY_SECONDS``; a job's
-        end is written once the bus is back (else its lease expires and it is rerun)."""
-        import pymongo.errors
-
-        deadline = time.monotonic() + BUS_RETRY_SECONDS
-        delay = 0.2
-        while True:
-            try:
-                return fn(*args)
-            except pymongo.errors.PyMongoError as exc:
-                if time.monotonic() > deadline:
-                    raise
-                logger.warning("job bus unavailable (%s); retrying %s", type(exc).__name__, fn.__name__)
-                time.sleep(delay)
-                delay = min(2.0, delay * 2)
-
     def _write_ends(self, ends: "list[Tuple[str, BusStatus, BusOutcome]]") -> "list[bool]":
-        """Outcomes, then run records, each in one write: a run is marked done only once its
-        outcome is on the bus (else a crash between the two would leave a job that can
-        neither end nor run again), and at once after it (a replay finds it done)."""
-        written = self._retry(self.bus.finish_many, self.owner, ends)
-        self._retry(self.bus.end_runs, [e[0] for e in ends])
+        """Outcomes in one write, then their run records marked done: only once the outcome
+        is on the bus (else a crash between the two would leave a job that can neither end
+        nor run again), and soon after it (a replay finds it done): in the write of the next
+        claim round's run records, which the job's end sets off, else by the main loop
+        (``_flush_ended``) at its next turn."""
+        written = retry(self.bus.finish_many, self.owner, ends)
+        with self._lock:
+            self._ended_runs += [e[0] for e in ends]
+        self._wake.set()
         return written
+
+    def _flush_ended(self, through_outage: bool = False) -> None:
+        """Mark done the run records of ended jobs that no claim round carried (a failure is
+        raised, the ids kept for the next try; ``through_outage``: retried, at the stop)."""
+        with self._lock:
+            ids, self._ended_runs = self._ended_runs, []
+        try:
+            if through_outage:
+                retry(self.bus.end_runs, ids)
+            else:
+                self.bus.end_runs(ids)
+        except Exception:
+            with self._lock:
+                self._ended_runs[:0] = ids
+            raise
 
     def _end(self, job_id: str, status: BusStatus, outcome: BusOutcome) -> bool:
         """Write a job's outcome and mark its run done (in one batch with the other jobs
@@ -492,18 +483,7 @@ class ComputeResource:
         return self._ends.call((job_id, status, outcome))
 
     # ------------------------------------------------------------------ one job
-    def _refusal(self, bus_job: BusJob) -> Optional[str]:
-        why = job_problem(bus_job, self._secret, self.bus.database.database)
-        if why is not None:
-            return why
-        if bus_job.expires < time.time():
-            return (f"the job expired {time.time() - bus_job.expires:.0f} s ago before it was started; "
-                    "submit it again")
-        if bus_job.resource_id != self.compute_resource_id:
-            return "the job is addressed to another resource"
-        return None
-
-    def _run_job(self, r: _Running) -> None:
+    def _run_job(self, r: Claimed) -> None:
         bus_job = r.bus_job
         job_id, fname = bus_job.id, bus_job.function_name
         try:
@@ -515,17 +495,17 @@ class ComputeResource:
                 elif other is not None and other != self.owner:
                     logger.warning("%s (%s) is running at %s (its status on the bus was set back); "
                                    "left to that run", fname, job_id, other)
-                    self._retry(self.bus.hand_over, job_id, self.owner, other, self.lease_seconds)
+                    retry(self.bus.hand_over, job_id, self.owner, other, self.lease_seconds)
                     return
             if why is not None:
                 logger.warning("refused %s (%s): %s", fname, job_id, why)
-                self._retry(self.bus.refuse, job_id, self.owner, why)
+                retry(self.bus.refuse, job_id, self.owner, why)
                 return
             self._execute(r)
         except Exception as exc:  # noqa: BLE001 - report it to the client if the bus lets us
             logger.exception("job %s (%s) failed on the resource", fname, job_id)
             try:
-                self._retry(self.bus.finish, job_id, self.owner, BusStatus.ERROR,
+                retry(self.bus.finish, job_id, self.owner, BusStatus.ERROR,
                                 BusOutcome(message=f"{type(exc).__name__}: {exc}"))
             except Exception:  # noqa: BLE001
                 logger.warning("could not report the failure of %s; its lease will expire", job_id)
@@ -534,7 +514,7 @@ class ComputeResource:
                 self._running.pop(job_id, None)
             self._wake.set()  # a slot is free: claim the next job now
 
-    def _execute(self, r: _Running) -> None:
+    def _execute(self, r: Claimed) -> None:
         from hither.outside.documents import pack_outputs, unpack_job
         from hither.outside.path import launch
 
@@ -559,6 +539,9 @@ class ComputeResource:
         t0 = time.monotonic()
         try:
             unpack_job(with_console_file(bus_job.document), job_dir, self.store)
+            if not self._take_slot(r) and r.give_back:
+                self._give_back(r)
+                return
             self._logs.start(job_id, bus_job.attempts, job_dir)
             r.job_dir = job_dir
             if r.cancelled or self._handing_back:
@@ -577,7 +560,7 @@ class ComputeResource:
                     return
             self._logs.finish(job_id)  # all of the live output, before the outcome
             if self._handing_back and not r.cancelled:
-                self._retry(self.bus.hand_back, job_id, self.owner)
+                retry(self.bus.hand_back, job_id, self.owner)
                 logger.info("handed back %s (%s)", fname, job_id)
                 return
             if r.cancelled:
@@ -592,6 +575,26 @@ class ComputeResource:
                 logger.warning("%s (%s) finished, but its lease had passed to another process", fname, job_id)
             logger.info("end %s (%s): %s in %.2f s", fname, job_id, status.value, time.monotonic() - t0)
         finally:
+            if r.started:
+                self._gate.leave()
             self._logs.finish(job_id)
             r.job_dir = None
             self._janitor.remove(job_dir)
+
+    def _take_slot(self, r: Claimed) -> bool:
+        """Wait for a free worker (``StartGate``); False (none taken) when the job is to go
+        back for a peer, is cancelled or the resource stops meanwhile."""
+        def start() -> bool:
+            with self._lock:  # _look_at_peers marks only jobs not started
+                r.started = not r.give_back
+            return r.started
+
+        return self._gate.enter(r, lambda: r.give_back or r.cancelled or self._handing_back, start)
+
+    def _give_back(self, r: Claimed) -> None:
+        """Return a job that did not start to the queue for an idle peer (its run record
+        released): no longer ours first, so that the event of its return claims nothing here."""
+        with self._lock:
+            self._running.pop(r.bus_job.id, None)
+        retry(self.bus.hand_back, r.bus_job.id, self.owner)
+        logger.info("handed %s (%s) back for an idle peer", r.bus_job.function_name, r.bus_job.id)

@@ -81,3 +81,12 @@ def prune(bus: "Bus", resource_id: Optional[str], retention: Retention,
         logger.info("pruned the bus of %s: %s", resource_id or "every resource",
                     ", ".join(f"{v} {k}" for k, v in removed.items()))
     return removed
+
+
+def prune_logged(bus: "Bus", resource_id: str, retention: Retention) -> None:
+    """``prune`` for one resource's part of the bus, from its serving process: a failure
+    (e.g. an outage) is only logged, and the next time tries again."""
+    try:
+        prune(bus, resource_id, retention)
+    except Exception as exc:  # noqa: BLE001 - e.g. an outage: next time
+        logger.warning("could not prune the bus (%s: %s)", type(exc).__name__, exc)

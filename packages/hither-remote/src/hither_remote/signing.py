@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import os
+import time
 from typing import TYPE_CHECKING, Any, Optional
 
 from hither.errors import ConfigError
@@ -137,4 +138,18 @@ def job_problem(bus_job: "BusJob", secret: Secret, database: str) -> Optional[st
     if bus_job.database != database:
         return (f"the job document was signed for the bus database {bus_job.database!r}, not this one "
                 f"({database!r}): it was copied here")
+    return None
+
+
+def run_problem(bus_job: "BusJob", secret: Secret, database: str, resource_id: str) -> Optional[str]:
+    """Why the resource ``resource_id`` must not run ``bus_job`` (``job_problem``, expired
+    before it was started, addressed to another resource), or None."""
+    why = job_problem(bus_job, secret, database)
+    if why is not None:
+        return why
+    if bus_job.expires < time.time():
+        return (f"the job expired {time.time() - bus_job.expires:.0f} s ago before it was started; "
+                "submit it again")
+    if bus_job.resource_id != resource_id:
+        return "the job is addressed to another resource"
     return None

@@ -32,6 +32,10 @@ AWAIT_MS = 500
 #: pipeline or not, so without a pause each write costs every watcher a round trip. Events
 #: of the pause come with the next read (at most this much later): one read covers them all.
 EMPTY_GAP = 0.01
+#: the pause doubles after each such empty answer in a row, up to this (a busy server: its
+#: writes would cost each watcher a round trip each), and is back at ``EMPTY_GAP`` after
+#: an event or a read that waited its full time
+MAX_EMPTY_GAP = 0.05
 
 
 class ChangeWatcher:
@@ -77,13 +81,18 @@ class ChangeWatcher:
                     delay = FIRST_WAIT
                     self._opened.set()
                     self.on_gap()  # what changed before the stream opened: look once
+                    gap = EMPTY_GAP
                     while not self._stop.is_set():
                         t0 = time.monotonic()
                         change = stream.try_next()
                         if change is not None:
                             self.on_change(change)
+                            gap = EMPTY_GAP
                         elif EMPTY_GAP > 0 and time.monotonic() - t0 < AWAIT_MS / 2000:
-                            self._stop.wait(EMPTY_GAP)  # woken for another write: let events gather
+                            self._stop.wait(gap)  # woken for another write: let events gather
+                            gap = min(MAX_EMPTY_GAP, gap * 2)
+                        else:
+                            gap = EMPTY_GAP
             except pymongo.errors.OperationFailure as exc:
                 self.watching = False
                 if not ever_opened:
@@ -106,3 +115,20 @@ class ChangeWatcher:
                 self._stop.wait(delay)
                 delay = min(MAX_WAIT, delay * 2)
         self.watching = False
+
+
+def resource_pipeline(resource_id: str) -> List[Dict[str, Any]]:
+    """The change events a resource of ``resource_id`` wakes for: jobs inserted for it,
+    jobs handed back to the queue (set ``queued``) or asked to cancel."""
+    from .models import BusStatus
+
+    return [{"$match": {"$or": [
+        {"operationType": "insert", "fullDocument.resource_id": resource_id},
+        {"operationType": "update", "updateDescription.updatedFields.status": {
+            "$in": [BusStatus.QUEUED.value, BusStatus.CANCEL_REQUESTED.value]}}]}}]
+
+
+def changed(change: Dict[str, Any]) -> "tuple[Any, Optional[str]]":
+    """The job id of a change event and the status it set (None: not a status change)."""
+    status = ((change.get("updateDescription") or {}).get("updatedFields") or {}).get("status")
+    return (change.get("documentKey") or {}).get("_id"), status
