@@ -200,7 +200,8 @@ def test_a_lost_allocation_requeues_once_then_is_an_error_outcome(through, mode,
             assert time.monotonic() < deadline, "the job never ran"
             time.sleep(0.05)
 
-    with hi.Config(job_handler=through):
+    # retry=False: the job-directory path's own requeue-once is under test, not the policy
+    with hi.Config(job_handler=through, retry=False):
         job = sf.slurm_sleep.run(seconds=60, pidfile=pidfile)
         _wait_pidfile(pidfile, 150)
         os.remove(pidfile)
