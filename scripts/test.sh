@@ -21,10 +21,7 @@ hatch run lint || status=1   # ruff, mypy on hither-core, import contracts (.imp
 # the main run: the packages whose tests are independent of each other on two processes
 # (pytest-xdist), then those that share Slurm, Docker or a compute resource, in order
 hatch run test packages/hither-core packages/hither-cache packages/hither-store packages/hither-monitor tests -n 2 || status=1
-hatch run test packages/hither-slurm packages/hither-container packages/hither-remote || status=1
-# lanes at once: these tests mostly wait (on Slurm, Docker, job processes), so two
-# lanes finish in little more than the longer one; the services each lane uses (Slurm
-# and Docker in the second only) are not shared with the first
+# then the per-package environments and the other Pythons (below), in lanes
 logs=$(mktemp -d)
 lane() {  # every environment runs, so that one failure does not hide another
   local failed=0
@@ -61,18 +58,24 @@ python_lane() {
     echo "== Python $v ($dir): hither-core, hither-cache, hither-store"
     start=$SECONDS
     # bytecode compiled at install: a first run's imports are not slower than the tests allow
-    # on two processes: these tests mostly wait on job processes (about half the time)
-    PATH="$dir:$PATH" UV_COMPILE_BYTECODE=1 hatch run "pythons.py$v:test" -q -m "not slow" -n 2 \
+    # one process: this lane runs beside the Slurm, Docker and remote tests
+    PATH="$dir:$PATH" UV_COMPILE_BYTECODE=1 hatch run "pythons.py$v:test" -q -m "not slow" \
       || { echo "== FAILED: Python $v"; failed=1; }
     echo "== Python $v: $((SECONDS - start)) s"
   done
   return "$failed"
 }
-python_lane >"$logs/pythons" 2>&1 & pythons=$!
+# The Slurm, Docker and remote tests share those services, so they run in order, one
+# process; they mostly wait, so the environments that use neither Slurm nor Docker (the
+# first lane, the other Pythons) run beside them; the second lane, which does, runs after.
+# (one after the other: tests that look at this machine's shared memory or processes must
+# not see another run of the same tests)
 lane core-only cache-only store-only monitor-only >"$logs/first" 2>&1 & first=$!
-lane slurm-only container-only remote-only >"$logs/second" 2>&1 & second=$!
+( wait_first() { while kill -0 "$first" 2>/dev/null; do sleep 1; done; }; wait_first
+  python_lane ) >"$logs/pythons" 2>&1 & pythons=$!
+hatch run test packages/hither-slurm packages/hither-container packages/hither-remote || status=1
+lane slurm-only container-only remote-only >"$logs/second" 2>&1 || status=1
 wait "$first" || status=1
-wait "$second" || status=1
 wait "$pythons" || status=1
 cat "$logs/first" "$logs/second"
 cat "$logs/pythons"

@@ -2,6 +2,7 @@
 ``.run()``, the cache never serves another body's result silently, and redefining a
 function in its own module is not a name clash."""
 import importlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -14,6 +15,10 @@ import pytest
 
 import hither as hi
 from hither.code_identity import PREFIX, function_identity
+
+#: hi.JobCache(path=...) is hither-cache's file cache (not in a hither-core-only environment)
+needs_file_cache = pytest.mark.skipif(importlib.util.find_spec("hither_cache") is None,
+                                      reason="needs hither-cache (the file job cache)")
 
 HANDLERS = ["default", "parallel"]
 
@@ -94,6 +99,7 @@ print(json.dumps(got))
     assert out == [2, 101, 101]
 
 
+@needs_file_cache
 @pytest.mark.parametrize("kind", HANDLERS)
 def test_the_cache_warns_at_the_users_line_or_reruns_for_a_redefined_main_function(tmp_path, kind):
     out = _run_script(tmp_path, _PRELUDE + f"""
@@ -170,6 +176,7 @@ def test_an_unrelated_file_does_not_change_the_identity_but_a_used_helper_does(p
     assert function_identity(getattr(mod3, f"{name}_fn")) != before
 
 
+@needs_file_cache
 def test_an_unrelated_file_does_not_make_the_cache_warn(pkg, tmp_path):
     name, d, mod = pkg
     cache = hi.JobCache(path=str(tmp_path / "jc"))
@@ -214,6 +221,7 @@ def test_two_modules_claiming_one_name_still_warn(tmp_path):
         del sys.path[:2]
 
 
+@needs_file_cache
 def test_a_source_less_function_records_an_identity_and_check_code_reruns_it(tmp_path):
     cache = str(tmp_path / "jc")
     fns = []
@@ -259,6 +267,7 @@ class _Hostile:
         raise RuntimeError("no repr")
 
 
+@needs_file_cache
 def test_a_global_that_cannot_be_fingerprinted_does_not_break_run(tmp_path):
     ns: dict = {"hi": hi, "__name__": "__main__", "THING": _Hostile()}
     exec("@hi.function('co_hostile', '0.1.0')\ndef co_hostile(x):\n    THING\n    return x\n", ns)
@@ -313,6 +322,7 @@ def test_a_by_value_identity_follows_globals_helpers_and_closure_cells():
     assert len(seen) == 5
 
 
+@needs_file_cache
 @pytest.mark.parametrize("kind", HANDLERS)
 def test_a_script_read_from_stdin_has_an_identity_and_a_warning_at_its_line(tmp_path, kind):
     body = _PRELUDE + f"""

@@ -2,6 +2,7 @@
 job's own errors retried only when asked, a cancel during the backoff, options checked."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 
@@ -106,6 +107,8 @@ def test_cancel_during_the_backoff_cancels(make_pjh, tmp_path):
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.skipif(importlib.util.find_spec("hither_cache") is None,
+                    reason="needs hither-cache (the file job cache)")
 def test_a_failure_retried_then_failed_is_not_cached(make_pjh, tmp_path):
     marker = str(tmp_path / "count")
     cache = hi.JobCache(path=str(tmp_path / "cache"), cache_failing=True)

@@ -84,7 +84,7 @@ def test_serve_job_cache_without_hither_cache_says_how_to_install_it(tmp_path: P
     proc = run("serve", "--resource-id", "r1", "--mongo-url", f"mongodb://127.0.0.1:{closed_port}",
                "--job-cache", str(tmp_path / "cache"), env={"PYTHONPATH": str(blocked.parent)})
     (line,) = error_lines(proc, most=1)
-    assert "hither.caches" in line and "pip install hither-cache" in line
+    assert "pip install hither-cache" in line  # installed but broken, or not installed at all
 
 
 def test_version() -> None:

@@ -296,6 +296,11 @@ def code_digest(func: Any) -> str:
     h = hashlib.sha1()
     try:
         h.update(b"src\0" + inspect.getsource(func).encode())
+        if code.co_filename.startswith("<"):
+            # a pseudo-file ("<string>", "<stdin>", "<ipython-input-...>"): the source found
+            # for it may be another piece of code of the same name (Python 3.13 keeps exec'd
+            # strings in linecache under "<string>"), so the bytecode counts too
+            raise LookupError(code.co_filename)
     except Exception:  # noqa: BLE001 - no source: exec'd, stdin, a lost cell, a bad file
         h.update(b"code\0")
         _code_bytes(h, code)

@@ -88,8 +88,11 @@ class Recorder:
                 append: Any = self._q.append, now: Any = time.time, NEW: Any = steps["NEW"],
                 DONE: Any = steps["DONE"]) -> None:
             if old.step is NEW:
+                # a pipeline job's arguments hold its input jobs: summarised now, so the queue
+                # never keeps them (and their results) alive after the job has let go of them
                 append((now(), job.id, _CREATED, new.status, job.function, job.handler, job.container,
-                        job.kwargs, tuple([d.id for d in inputs]) if inputs else None, info))
+                        rows.args_summary(job.kwargs) if inputs else job.kwargs,
+                        tuple([d.id for d in inputs]) if inputs else None, info))
             elif new.step is DONE:
                 append((now(), job.id, _ENDED, new.status, old.status, info,
                         getattr(event, "runtime_info", None), new.error, new.from_cache,
@@ -263,7 +266,7 @@ class Recorder:
         row[rows.FUNCTION_NAME], row[rows.FUNCTION_VERSION] = function.name, function.version
         row[rows.HANDLER] = type(handler).__name__
         row[rows.CREATED_AT] = t
-        row[rows.ARGS_SUMMARY] = rows.args_summary(kwargs)
+        row[rows.ARGS_SUMMARY] = kwargs if isinstance(kwargs, str) else rows.args_summary(kwargs)
         row[rows.BATCH] = rows.batch_of({}, handler, container)
         if inputs:
             self._edges.extend((jid, d) for d in inputs)
