@@ -126,7 +126,8 @@ class ProgressLine:
         assert self.stream is not None
         line = self.text()
         if not _in_notebook(self.stream):
-            cols = shutil.get_terminal_size((100, 24)).columns
+            # a terminal of unknown size says 0 columns (Python 3.10 passes that on)
+            cols = shutil.get_terminal_size((100, 24)).columns or 100
             line = line[: max(cols - 1, 20)]  # a wrapped line cannot be redrawn with \r
         pad = " " * max(0, self.width - len(line))
         self.width = max(self.width, len(line))
