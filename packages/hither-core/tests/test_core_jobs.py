@@ -744,11 +744,27 @@ def test_cancel_prefetched_job_never_runs(make_pjh, tmp_path):
 
 def test_job_timeout_counts_from_start_not_submit(make_pjh):
     jh = make_pjh(1)
-    with hi.Config(job_handler=jh, job_timeout=2.5):
-        a = sleep_then.run(t=1.5, x="a")
-        b = sleep_then.run(t=1.5, x="b")  # waits ~1.5 s for the worker, then runs 1.5 s
+    with hi.Config(job_handler=jh, job_timeout=3.5):
+        a = sleep_then.run(t=2.0, x="a")
+        b = sleep_then.run(t=2.0, x="b")  # waits ~2 s for the worker, then runs 2 s
     assert a.wait(timeout=30) == "a"
     assert b.wait(timeout=30) == "b"
+
+
+def test_job_timeout_does_not_count_the_worker_start_up(make_pjh, tmp_path, monkeypatch):
+    """A worker that takes 2 s to start (a slow file system, a loaded machine: Python and
+    its imports) must not eat into a job_timeout of 1.5 s for a job that runs 0.3 s: the
+    deadline counts from the worker's Ready message."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import os, time\nif os.environ.get('HITHER_IN_WORKER') == '1':\n    time.sleep(2.0)\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(tmp_path)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    jh = make_pjh(1)
+    t0 = time.monotonic()
+    with hi.Config(job_handler=jh, job_timeout=1.5):
+        a = sleep_then.run(t=0.3, x="a")
+    assert a.wait(timeout=30) == "a"
+    assert time.monotonic() - t0 > 2.0  # the slow start-up did happen
 
 
 @pytest.mark.parametrize("how", ["cancel", "death", "timeout"])

@@ -48,6 +48,11 @@ class CancelJob(NamedTuple):
     job_id: str
 
 
+class Ready(NamedTuple):
+    """A new worker's first message: it has started and imported what it needs; a job's
+    ``job_timeout`` counts from here, not from the worker's start-up."""
+
+
 class Stop(NamedTuple):
     """Exit once the current job (if any) is done."""
 
@@ -75,7 +80,7 @@ _HEADER = struct.Struct("!Q")
 _READ = 1 << 16
 # on the wire a message is the plain tuple (kind, *fields): pickling a NamedTuple by its
 # class costs about twice as much, and this is paid four times per job
-_KINDS = (Init, RunJob, CancelJob, Stop, JobDone, JobFailed)
+_KINDS = (Init, RunJob, CancelJob, Stop, JobDone, JobFailed, Ready)
 _KIND = {cls: i for i, cls in enumerate(_KINDS)}
 
 

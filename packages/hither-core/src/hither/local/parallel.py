@@ -117,6 +117,7 @@ class _Worker:
         self.index = index
         self.inflight: "collections.OrderedDict[str, Job]" = collections.OrderedDict()
         self.deadline: Optional[float] = None
+        self.ready = False  # it sent Ready: start-up (Python, imports) is behind it
         self.send_lock = threading.Lock()
         self.exited = False  # its process ended: hand it no more jobs
 
@@ -346,12 +347,15 @@ class ParallelJobHandler(JobHandler):
         depth = int(_PREFETCH_SECONDS / max(self._avg_run, 1e-6))
         self._depth = min(_PREFETCH_DEPTH_MAX, max(_PREFETCH_DEPTH, depth))
 
-    def _started(self, w: _Worker, job: "Job") -> None:
+    def _started(self, w: _Worker, job: "Job", report: bool = True) -> None:
+        """``job`` is the one worker ``w`` runs now: its job_timeout counts from here (from
+        the worker's Ready when the worker is still starting)."""
         timeout = job.config.job_timeout
-        w.deadline = time.monotonic() + timeout if timeout else None
-        if timeout and threading.current_thread() is not self._io:
+        w.deadline = time.monotonic() + timeout if timeout and w.ready else None
+        if w.deadline is not None and threading.current_thread() is not self._io:
             self._wake()  # the I/O loop must start watching this deadline
-        job.report_running()
+        if report:
+            job.report_running()
 
     def _cleanup(self, job: "Job") -> None:
         data = job.handler_data
@@ -449,6 +453,13 @@ class ParallelJobHandler(JobHandler):
         """Book the outcomes, hand out the next jobs (one write per worker), then report."""
         done: List[Tuple["Job", Any]] = []
         with self._lock:
+            if not w.ready and msgs and type(msgs[0]) is P.Ready:
+                w.ready = True
+                del msgs[0]
+                if w.running is not None:
+                    self._started(w, w.running, report=False)
+                if not msgs:
+                    return
             for msg in msgs:
                 if msg is None:
                     job = w.running

@@ -234,6 +234,7 @@ def main() -> None:
     _owner_pid = init.owner_pid
     watch_owner(init.owner_pid)
     become_subreaper()  # orphans of a job's processes come to this worker, which kills them
+    conn.send(P.Ready())  # the first job's job_timeout counts from here
     queue: "collections.deque[Any]" = collections.deque()
     cancelled = set()
     while True:
