@@ -210,30 +210,23 @@ class Recorder:
             row = self._rows[job_id] = rows.new_row(job_id, self.run_id)
         return row
 
-    def _take(self, item: Tuple[Any, ...]) -> None:
+    def _take(self, item: Tuple[Any, ...], STATUS: int = rows.STATUS, UPDATED_AT: int = rows.UPDATED_AT,
+              names: Dict[Any, str] = _STATUS) -> None:
         """Fold one transition into the rows to write (the costly columns, where the job
-        ran and its runtime info, are made once per job and batch, in ``_detail``)."""
-        t, jid, kind, new_status = item[:4]
+        ran and its runtime info, are made once per job and batch, in ``_details``)."""
+        t, jid, kind = item[0], item[1], item[2]
         row = self._rows.get(jid)
         if row is None:
             row = self._rows[jid] = rows.new_row(jid, self.run_id)
-        status = _STATUS[new_status]
+        status = names[item[3]]
         if kind is _CREATED:
-            prev = "created"
             self._created(row, item, t)
+            prev = "created"
         else:
-            prev = _STATUS[item[4]]
-        if kind is _ENDED:
-            _, _, _, _, _, info, extra, error, from_cache, job_hash = item
-            self._waiting.pop(jid, None)
-            row[rows.ENDED_AT] = t
-            row[rows.CACHED] = 1 if from_cache else 0
-            if error is not None:
-                row[rows.ERROR_TYPE], row[rows.ERROR_MESSAGE], row[rows.TRACEBACK] = rows.error_cols(error)
-            row[rows.JOB_HASH] = job_hash
-            self._detail[jid] = (info, extra)
-        elif kind is _MOVED:
-            if status == "running":
+            prev = names[item[4]]
+            if kind is _ENDED:
+                self._ended(row, item, t)
+            elif status == "running":
                 self._waiting.pop(jid, None)
                 row[rows.STARTED_AT] = t
                 self._detail[jid] = (item[5], item[6])
@@ -241,24 +234,34 @@ class Recorder:
                 self._waiting[jid] = (item[5], status, None)
         if status != prev:
             self._event(jid, status, t)
-        row[rows.STATUS] = status
-        row[rows.UPDATED_AT] = t
+        row[STATUS] = status
+        row[UPDATED_AT] = t
+
+    def _ended(self, row: List[Any], item: Tuple[Any, ...], t: float) -> None:
+        _, jid, _, _, _, info, extra, error, from_cache, job_hash = item
+        if self._waiting:
+            self._waiting.pop(jid, None)
+        row[rows.ENDED_AT] = t
+        row[rows.CACHED] = 1 if from_cache else 0
+        if error is not None:
+            row[rows.ERROR_TYPE], row[rows.ERROR_MESSAGE], row[rows.TRACEBACK] = rows.error_cols(error)
+        row[rows.JOB_HASH] = job_hash
+        self._detail[jid] = (info, extra)
 
     def _event(self, jid: str, status: str, t: float) -> None:
         """Add a status change to the batch. A passing status (queued, running) that a
         later change of the same batch replaces is not kept: a job that goes through
         several within one batch (0.2 s) records only the last (about half the rows
         for small jobs; counts over time have the batch's resolution anyway)."""
-        at = self._passing.get(jid)
+        events = self._events
+        at = self._passing.pop(jid, None)
         if at is not None:
-            self._events[at] = (jid, status, t)
+            events[at] = (jid, status, t)
         else:
-            at = len(self._events)
-            self._events.append((jid, status, t))
+            at = len(events)
+            events.append((jid, status, t))
         if status in _PASSING:
             self._passing[jid] = at
-        elif at is not None:
-            self._passing.pop(jid, None)
 
     def _created(self, row: List[Any], item: Tuple[Any, ...], t: float) -> None:
         _, jid, _, new_status, function, handler, container, kwargs, inputs, info = item
@@ -267,7 +270,7 @@ class Recorder:
         row[rows.HANDLER] = type(handler).__name__
         row[rows.CREATED_AT] = t
         row[rows.ARGS_SUMMARY] = kwargs if isinstance(kwargs, str) else rows.args_summary(kwargs)
-        row[rows.BATCH] = rows.batch_of({}, handler, container)
+        row[rows.BATCH] = rows.batch_of(None, handler, container)
         if inputs:
             self._edges.extend((jid, d) for d in inputs)
         if new_status is JobStatus.QUEUED:
@@ -276,20 +279,22 @@ class Recorder:
     def _details(self) -> None:
         """Where each job that started or ended in this batch ran, and its runtime info as
         it is now (the handler's report merged)."""
+        get = self._rows.get
+        host_name, info_dict, batch_of, runtime_json = rows.HOST_NAME, rows.info_dict, rows.batch_of, rows.runtime_json
+        HOST, PID, BATCH, RUNTIME_INFO = rows.HOST, rows.PID, rows.BATCH, rows.RUNTIME_INFO
         for jid, (info, extra) in self._detail.items():
-            row = self._rows.get(jid)
+            row = get(jid)
             if row is None:
                 continue
-            info = dict(info)
             if extra is not None:
-                info.update(rows.info_dict(extra))
+                info = {**info, **info_dict(extra)}
             pid = info.get("pid")
-            row[rows.HOST] = str(info.get("host") or rows.HOST_NAME)
-            row[rows.PID] = pid if isinstance(pid, int) else None
-            batch = rows.batch_of(info, None, None)
+            row[HOST] = str(info.get("host") or host_name)
+            row[PID] = pid if type(pid) is int else None
+            batch = batch_of(info, None, None)
             if batch is not None:
-                row[rows.BATCH] = batch
-            row[rows.RUNTIME_INFO] = rows.runtime_json(info)
+                row[BATCH] = batch
+            row[RUNTIME_INFO] = runtime_json(info)
         self._detail.clear()
 
     def _look_at_reasons(self, now: float) -> None:
