@@ -151,7 +151,7 @@ def runtime_json(info: Dict[str, Any]) -> str:
 _BATCH_KEYS = ("slurm_job_id", "batch", "compute_resource_id", "resource_id")
 
 
-def batch_of(info: Dict[str, Any], handler: Any, container: Optional[str]) -> Optional[str]:
+def batch_of(info: Optional[Dict[str, Any]], handler: Any, container: Optional[str]) -> Optional[str]:
     """The batch a job ran in: its Slurm job (or pilot batch), its remote resource (from
     its runtime ``info``, else its ``handler``), its container image."""
     if info:
