@@ -534,7 +534,7 @@ class ParallelJobHandler(JobHandler):
 
     def _check_deadlines(self) -> None:
         now = time.monotonic()
-        expired: List[Tuple["Job", float]] = []
+        expired: List[Tuple["Job", float, bool, int]] = []
         with self._lock:
             for w in list(self._workers):
                 if w is None or w.deadline is None or now < w.deadline:
