@@ -12,6 +12,7 @@ import pytest
 import hither as hi
 from hither import events
 from hither.events import recorder
+from hither.events import rows
 from hither.events.store import LogWriter
 
 from events_prog import boom, sleepy
@@ -303,3 +304,54 @@ def test_a_forked_child_of_a_recording_program_does_not_record(log_path):
     jobs = read(log_path, "SELECT job_id, run_id FROM jobs")
     assert len(jobs) == 2 and all(j["job_id"].startswith(j["run_id"] + "-") for j in jobs)
     assert read(log_path, "PRAGMA integrity_check") == [{"integrity_check": "ok"}]
+
+
+def test_prune_of_an_idle_log_keeps_the_newest_event_so_seq_only_grows(tmp_path):
+    """A reader follows the events by seq: a prune that removed every event would let the
+    next one reuse a seq the reader has seen (the table has no AUTOINCREMENT)."""
+    path = tmp_path / "log.sqlite3"
+    con = events.open_log(path, readonly=False)
+    old = time.time() - 40 * 86400
+    for n in range(3):
+        con.execute("INSERT INTO events (job_id, status, t) VALUES (?, 'finished', ?)", (f"r-{n}", old))
+    con.close()
+    writer = LogWriter(path, keep_days=30)
+    writer.maybe_prune(time.time())
+    writer.write(rows.run_row("r"), [], [("r-9", "created", time.time())], [])
+    writer.close()
+    con = events.open_log(path)
+    assert [tuple(r) for r in con.execute("SELECT seq, job_id FROM events ORDER BY seq")] == [(3, "r-2"), (4, "r-9")]
+    con.close()
+
+
+def test_a_batch_of_many_jobs_is_written_whole_and_merged_into_what_the_log_knew(tmp_path):
+    """Rows go in ROWS_PER_STATEMENT at a time, the rest one by one: every row arrives, in
+    order, and a later row of a job keeps the columns it does not set."""
+    from hither.events.store import ROWS_PER_STATEMENT
+
+    path = tmp_path / "log.sqlite3"
+    n = 2 * ROWS_PER_STATEMENT + 7
+    writer = LogWriter(path, keep_days=0)
+    first = []
+    for i in range(n):
+        row = rows.new_row(f"r-{i}", "r")
+        rows.set_cols(row, status="running", updated_at=1.0, function_name="f", args_summary=f"x={i}")
+        first.append(row)
+    evs = [(f"r-{i}", "running", 1.0 + i) for i in range(n)]
+    writer.write(rows.run_row("r"), first, evs, [(f"r-{i}", f"r-{i - 1}") for i in range(1, n)])
+    later = []
+    for i in range(n):
+        row = rows.new_row(f"r-{i}", "r")
+        rows.set_cols(row, status="finished", updated_at=2.0, cached=i % 2, pid=i)
+        later.append(row)
+    writer.write(rows.run_row("r"), later, [(f"r-{i}", "finished", 100.0 + i) for i in range(n)], [])
+    writer.close()
+    con = events.open_log(path)
+    got = [tuple(r) for r in con.execute(
+        "SELECT job_id, status, updated_at, function_name, args_summary, cached, pid FROM jobs ORDER BY pid")]
+    assert got == [(f"r-{i}", "finished", 2.0, "f", f"x={i}", i % 2, i) for i in range(n)]
+    seqs = [tuple(r) for r in con.execute("SELECT seq, job_id, status FROM events ORDER BY seq")]
+    assert [s[0] for s in seqs] == list(range(1, 2 * n + 1))
+    assert [s[1:] for s in seqs] == [(f"r-{i}", "running") for i in range(n)] + [(f"r-{i}", "finished") for i in range(n)]
+    assert con.execute("SELECT COUNT(*) FROM edges").fetchone()[0] == n - 1
+    con.close()

@@ -767,6 +767,23 @@ def test_job_timeout_does_not_count_the_worker_start_up(make_pjh, tmp_path, monk
     assert time.monotonic() - t0 > 2.0  # the slow start-up did happen
 
 
+def test_a_worker_that_never_starts_ends_a_job_with_a_timeout(make_pjh, tmp_path, monkeypatch):
+    """The job_timeout counts from the worker's Ready; a worker whose start-up hangs must
+    still end the job (after START_GRACE), with an error saying so, never a hang."""
+    from hither.local import parallel
+
+    (tmp_path / "sitecustomize.py").write_text(
+        "import os, time\nif os.environ.get('HITHER_IN_WORKER') == '1':\n    time.sleep(3600)\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(tmp_path)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    monkeypatch.setattr(parallel, "START_GRACE", 1.0)
+    jh = make_pjh(1)
+    with hi.Config(job_handler=jh, job_timeout=0.5, retry=False):
+        a = sleep_then.run(t=0.1, x="a")
+    with pytest.raises(hi.WorkerDiedError, match="did not start within"):
+        a.wait(timeout=30)
+
+
 @pytest.mark.parametrize("how", ["cancel", "death", "timeout"])
 def test_job_behind_a_replaced_worker_still_runs(make_pjh, tmp_path, how):
     jh = make_pjh(1)

@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 from hither.events import rows
 from hither.events.log import default_log_path, keep_days, recording_enabled
@@ -60,6 +60,11 @@ class Recorder:
         self._q: Deque[Tuple[Any, ...]] = collections.deque()
         self._writer = LogWriter(path, keep)
         self._rows: Dict[str, List[Any]] = {}     # job id -> its row, merged, not yet written
+        # rows of jobs that ended, as tuples: a tuple of plain values leaves the garbage
+        # collector's lists at its first look, so a batch waiting to be written does not
+        # make the program's full collections come sooner and last longer (lists would)
+        self._ready: List[Tuple[Any, ...]] = []
+        self._ended_ids: List[str] = []
         self._events: List[Tuple[str, str, float]] = []
         self._passing: Dict[str, int] = {}  # job id -> index in _events of its passing status
         self._edges: List[Tuple[str, str]] = []
@@ -117,11 +122,11 @@ class Recorder:
                     next_write = time.monotonic() + INTERVAL
             deadline = time.monotonic() + self._exit_wait
             self._tick()
-            while self._rows and time.monotonic() < deadline:  # another program holds the lock
+            while self._pending() and time.monotonic() < deadline:  # another program holds the lock
                 time.sleep(0.02)
                 self._tick()
-            if self._rows:  # the last batch found the log locked or full
-                self._warn(f"hither could not record the last {len(self._rows)} jobs to {self.path} "
+            if self._pending():  # the last batch found the log locked or full
+                self._warn(f"hither could not record the last {self._pending()} jobs to {self.path} "
                            "(it was locked or full at exit)")
         except LogUnavailable as exc:
             self._give_up(str(exc))
@@ -154,7 +159,18 @@ class Recorder:
         while q:
             self._take(q.popleft())
         self._details()
+        if self._ended_ids:
+            pop, ready = self._rows.pop, self._ready
+            for jid in self._ended_ids:
+                row = pop(jid, None)
+                if row is not None:
+                    ready.append(tuple(row))
+            self._ended_ids.clear()
         return True
+
+    def _pending(self) -> int:
+        """Rows not written yet."""
+        return len(self._ready) + len(self._rows)
 
     def _tick(self) -> None:
         """Write the rows made so far (a locked or full log: later)."""
@@ -163,7 +179,7 @@ class Recorder:
         if self._waiting and now >= self._next_reasons:
             self._next_reasons = now + REASON_EVERY
             self._look_at_reasons(now)
-        if not self._rows and not self._events:
+        if not self._pending() and not self._events:
             return
         try:
             self._flush()
@@ -176,9 +192,10 @@ class Recorder:
             if now - since >= WARN_AFTER:
                 self._warn(f"hither could not record jobs to {self.path} for {now - since:.0f} s "
                            f"({exc}); it tries again later")
-            if len(self._rows) > MAX_PENDING:
-                self.dropped += len(self._rows)
+            if self._pending() > MAX_PENDING:
+                self.dropped += self._pending()
                 self._rows.clear()
+                self._ready.clear()
                 self._events.clear()
                 self._passing.clear()
                 self._edges.clear()
@@ -186,23 +203,31 @@ class Recorder:
             self._writer.maybe_prune(now)
 
     def _flush(self) -> None:
+        """Write every pending row, ``CHUNK`` jobs per transaction (each with its events and
+        edges); what a failing transaction did not write stays pending, older rows first."""
         run = rows.run_row(self.run_id)
-        items = list(self._rows.items())
-        for start in range(0, max(len(items), 1), CHUNK):
-            part = items[start:start + CHUNK]
-            ids = {jid for jid, _ in part}
-            last = start + CHUNK >= len(items)
-            events = self._events if last else [e for e in self._events if e[0] in ids]
-            edges = self._edges if last else [e for e in self._edges if e[0] in ids]
-            self._writer.write(run, [r for _, r in part], events, edges)
-            for jid in ids:
-                del self._rows[jid]
-            if last:
-                self._events, self._edges = [], []
-            else:
-                self._events = [e for e in self._events if e[0] not in ids]
-                self._edges = [e for e in self._edges if e[0] not in ids]
-            self._passing.clear()  # indexes into the old list; a later change appends
+        jobs: List[Sequence[Any]] = [*self._ready, *[tuple(r) for r in self._rows.values()]]
+        self._ready, self._rows = [], {}
+        written = 0
+        try:
+            for start in range(0, max(len(jobs), 1), CHUNK):
+                part = jobs[start:start + CHUNK]
+                if start + CHUNK >= len(jobs):
+                    events, edges = self._events, self._edges
+                else:
+                    ids = {r[0] for r in part}
+                    events = [e for e in self._events if e[0] in ids]
+                    edges = [e for e in self._edges if e[0] in ids]
+                self._writer.write(run, part, events, edges)
+                written = start + len(part)
+                if events is self._events:
+                    self._events, self._edges = [], []
+                else:
+                    self._events = [e for e in self._events if e[0] not in ids]
+                    self._edges = [e for e in self._edges if e[0] not in ids]
+                self._passing.clear()  # indexes into the old list; a later change appends
+        finally:
+            self._ready = [tuple(r) for r in jobs[written:]]
 
     def _row(self, job_id: str) -> List[Any]:
         row = self._rows.get(job_id)
@@ -210,30 +235,23 @@ class Recorder:
             row = self._rows[job_id] = rows.new_row(job_id, self.run_id)
         return row
 
-    def _take(self, item: Tuple[Any, ...]) -> None:
+    def _take(self, item: Tuple[Any, ...], STATUS: int = rows.STATUS, UPDATED_AT: int = rows.UPDATED_AT,
+              names: Dict[Any, str] = _STATUS) -> None:
         """Fold one transition into the rows to write (the costly columns, where the job
-        ran and its runtime info, are made once per job and batch, in ``_detail``)."""
-        t, jid, kind, new_status = item[:4]
+        ran and its runtime info, are made once per job and batch, in ``_details``)."""
+        t, jid, kind = item[0], item[1], item[2]
         row = self._rows.get(jid)
         if row is None:
             row = self._rows[jid] = rows.new_row(jid, self.run_id)
-        status = _STATUS[new_status]
+        status = names[item[3]]
         if kind is _CREATED:
-            prev = "created"
             self._created(row, item, t)
+            prev = "created"
         else:
-            prev = _STATUS[item[4]]
-        if kind is _ENDED:
-            _, _, _, _, _, info, extra, error, from_cache, job_hash = item
-            self._waiting.pop(jid, None)
-            row[rows.ENDED_AT] = t
-            row[rows.CACHED] = 1 if from_cache else 0
-            if error is not None:
-                row[rows.ERROR_TYPE], row[rows.ERROR_MESSAGE], row[rows.TRACEBACK] = rows.error_cols(error)
-            row[rows.JOB_HASH] = job_hash
-            self._detail[jid] = (info, extra)
-        elif kind is _MOVED:
-            if status == "running":
+            prev = names[item[4]]
+            if kind is _ENDED:
+                self._ended(row, item, t)
+            elif status == "running":
                 self._waiting.pop(jid, None)
                 row[rows.STARTED_AT] = t
                 self._detail[jid] = (item[5], item[6])
@@ -241,24 +259,35 @@ class Recorder:
                 self._waiting[jid] = (item[5], status, None)
         if status != prev:
             self._event(jid, status, t)
-        row[rows.STATUS] = status
-        row[rows.UPDATED_AT] = t
+        row[STATUS] = status
+        row[UPDATED_AT] = t
+
+    def _ended(self, row: List[Any], item: Tuple[Any, ...], t: float) -> None:
+        _, jid, _, _, _, info, extra, error, from_cache, job_hash = item
+        if self._waiting:
+            self._waiting.pop(jid, None)
+        row[rows.ENDED_AT] = t
+        row[rows.CACHED] = 1 if from_cache else 0
+        if error is not None:
+            row[rows.ERROR_TYPE], row[rows.ERROR_MESSAGE], row[rows.TRACEBACK] = rows.error_cols(error)
+        row[rows.JOB_HASH] = job_hash
+        self._detail[jid] = (info, extra)
+        self._ended_ids.append(jid)
 
     def _event(self, jid: str, status: str, t: float) -> None:
         """Add a status change to the batch. A passing status (queued, running) that a
         later change of the same batch replaces is not kept: a job that goes through
         several within one batch (0.2 s) records only the last (about half the rows
         for small jobs; counts over time have the batch's resolution anyway)."""
-        at = self._passing.get(jid)
+        events = self._events
+        at = self._passing.pop(jid, None)
         if at is not None:
-            self._events[at] = (jid, status, t)
+            events[at] = (jid, status, t)
         else:
-            at = len(self._events)
-            self._events.append((jid, status, t))
+            at = len(events)
+            events.append((jid, status, t))
         if status in _PASSING:
             self._passing[jid] = at
-        elif at is not None:
-            self._passing.pop(jid, None)
 
     def _created(self, row: List[Any], item: Tuple[Any, ...], t: float) -> None:
         _, jid, _, new_status, function, handler, container, kwargs, inputs, info = item
@@ -267,7 +296,7 @@ class Recorder:
         row[rows.HANDLER] = type(handler).__name__
         row[rows.CREATED_AT] = t
         row[rows.ARGS_SUMMARY] = kwargs if isinstance(kwargs, str) else rows.args_summary(kwargs)
-        row[rows.BATCH] = rows.batch_of({}, handler, container)
+        row[rows.BATCH] = rows.batch_of(None, handler, container)
         if inputs:
             self._edges.extend((jid, d) for d in inputs)
         if new_status is JobStatus.QUEUED:
@@ -276,20 +305,22 @@ class Recorder:
     def _details(self) -> None:
         """Where each job that started or ended in this batch ran, and its runtime info as
         it is now (the handler's report merged)."""
+        get = self._rows.get
+        host_name, info_dict, batch_of, runtime_json = rows.HOST_NAME, rows.info_dict, rows.batch_of, rows.runtime_json
+        HOST, PID, BATCH, RUNTIME_INFO = rows.HOST, rows.PID, rows.BATCH, rows.RUNTIME_INFO
         for jid, (info, extra) in self._detail.items():
-            row = self._rows.get(jid)
+            row = get(jid)
             if row is None:
                 continue
-            info = dict(info)
             if extra is not None:
-                info.update(rows.info_dict(extra))
+                info = {**info, **info_dict(extra)}
             pid = info.get("pid")
-            row[rows.HOST] = str(info.get("host") or rows.HOST_NAME)
-            row[rows.PID] = pid if isinstance(pid, int) else None
-            batch = rows.batch_of(info, None, None)
+            row[HOST] = str(info.get("host") or host_name)
+            row[PID] = pid if type(pid) is int else None
+            batch = batch_of(info, None, None)
             if batch is not None:
-                row[rows.BATCH] = batch
-            row[rows.RUNTIME_INFO] = rows.runtime_json(info)
+                row[BATCH] = batch
+            row[RUNTIME_INFO] = runtime_json(info)
         self._detail.clear()
 
     def _look_at_reasons(self, now: float) -> None:

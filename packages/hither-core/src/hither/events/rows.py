@@ -45,9 +45,13 @@ def upsert_sql() -> str:
     return f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({marks}) ON CONFLICT(job_id) DO UPDATE SET {sets}"
 
 
-def new_row(job_id: str, run_id: str) -> List[Any]:
-    row: List[Any] = [None] * len(JOB_COLUMNS)
-    row[0], row[1], row[_COL["cached"]] = job_id, run_id, 0
+_BLANK: List[Any] = [None] * len(JOB_COLUMNS)
+_BLANK[CACHED] = 0
+
+
+def new_row(job_id: str, run_id: str, blank: List[Any] = _BLANK) -> List[Any]:
+    row = blank.copy()
+    row[0], row[1] = job_id, run_id
     return row
 
 
@@ -131,26 +135,34 @@ def runtime_json(info: Dict[str, Any]) -> str:
     """``info`` as JSON, each console stream cut to ``CONSOLE_MAX`` characters; values JSON
     does not know become their text."""
     shown = info
-    for k in ("stdout", "stderr"):
-        v = info.get(k)
-        if isinstance(v, str) and len(v) > CONSOLE_MAX:
-            shown = {**shown, k: _clip(v, CONSOLE_MAX)}
+    out, err = info.get("stdout"), info.get("stderr")
+    if (type(out) is str and len(out) > CONSOLE_MAX) or (type(err) is str and len(err) > CONSOLE_MAX):
+        shown = dict(info)
+        for k in ("stdout", "stderr"):
+            v = info.get(k)
+            if isinstance(v, str) and len(v) > CONSOLE_MAX:
+                shown[k] = _clip(v, CONSOLE_MAX)
     try:
         return _ENCODE(shown)
     except Exception:  # e.g. keys that are not strings
-        return json.dumps({str(k): str(v) for k, v in shown.items()})
+        return json.dumps({str(k): str(v) for k, v in list(shown.items())})
 
 
-def batch_of(info: Dict[str, Any], handler: Any, container: Optional[str]) -> Optional[str]:
-    """The batch a job ran in: its Slurm job (or pilot batch), its remote resource, its
-    container image."""
-    for key in ("slurm_job_id", "batch", "compute_resource_id", "resource_id"):
-        if info.get(key):
-            return str(info[key])
-    for value in (getattr(handler, "compute_resource_id", None), container):
-        if isinstance(value, str) and value:
-            return value
-    return None
+_BATCH_KEYS = ("slurm_job_id", "batch", "compute_resource_id", "resource_id")
+
+
+def batch_of(info: Optional[Dict[str, Any]], handler: Any, container: Optional[str]) -> Optional[str]:
+    """The batch a job ran in: its Slurm job (or pilot batch), its remote resource (from
+    its runtime ``info``, else its ``handler``), its container image."""
+    if info:
+        for key in _BATCH_KEYS:
+            value = info.get(key)
+            if value:
+                return str(value)
+    value = getattr(handler, "compute_resource_id", None) if handler is not None else None
+    if isinstance(value, str) and value:
+        return value
+    return container if isinstance(container, str) and container else None
 
 
 def error_cols(error: Optional[BaseException]) -> Tuple[Optional[str], Optional[str], Optional[str]]:

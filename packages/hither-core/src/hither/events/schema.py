@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS edges (
 );
 CREATE INDEX IF NOT EXISTS edges_input ON edges (input_job_id);
 CREATE TABLE IF NOT EXISTS events (
-    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq     INTEGER PRIMARY KEY,  -- grows: a prune always keeps the newest event
     job_id  TEXT NOT NULL,
     status  TEXT NOT NULL,
     t       REAL NOT NULL

@@ -2,6 +2,7 @@
 prune old jobs, and sort failures into "try again later" and "stop recording"."""
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import sqlite3
@@ -17,6 +18,36 @@ logger = logging.getLogger("hither.events")
 BUSY_TIMEOUT = 0.05     # seconds a write waits for another program's lock, then tries later
 PRUNE_EVERY = 86400.0   # seconds between two prunes of the log (by any program)
 _UPSERT = rows.upsert_sql()
+#: rows per INSERT statement: one statement (one sqlite3_step, which releases the GIL and
+#: takes it back) for many rows, not one per row; 40 x 21 columns stays under the 999
+#: parameters of an old SQLite
+ROWS_PER_STATEMENT = 40
+_EVENT = "INSERT INTO events (job_id, status, t) VALUES (?, ?, ?)"
+_EDGE = "INSERT OR IGNORE INTO edges (job_id, input_job_id) VALUES (?, ?)"
+
+
+def _many(sql: str, n: int = ROWS_PER_STATEMENT) -> str:
+    """``sql`` (an INSERT of one row ``VALUES (...)``, maybe with an upsert clause after it)
+    inserting ``n`` rows."""
+    head, rest = sql.split(" VALUES ", 1)
+    one = rest[:rest.index(")") + 1]
+    return f"{head} VALUES {', '.join([one] * n)}{rest[len(one):]}"
+
+
+_STATEMENTS = [(sql, _many(sql)) for sql in (_UPSERT, _EVENT, _EDGE)]
+
+
+def _insert(con: sqlite3.Connection, which: int, rows_: Sequence[Sequence[Any]]) -> None:
+    """Insert ``rows_`` with statement ``which`` of ``_STATEMENTS``, ``ROWS_PER_STATEMENT``
+    rows at a time."""
+    one, many = _STATEMENTS[which]
+    k = ROWS_PER_STATEMENT
+    n = len(rows_) - len(rows_) % k
+    if n:
+        chain = itertools.chain.from_iterable
+        con.executemany(many, [tuple(chain(rows_[i:i + k])) for i in range(0, n, k)])
+    if n < len(rows_):
+        con.executemany(one, rows_[n:])
 _TRANSIENT = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL")
 
 
@@ -64,9 +95,9 @@ class LogWriter:
             else:
                 con.execute("INSERT OR REPLACE INTO runs (run_id, host, pid, argv, cwd, started_at, "
                             "last_seen) VALUES (?, ?, ?, ?, ?, ?, ?)", run)
-            con.executemany(_UPSERT, jobs)
-            con.executemany("INSERT INTO events (job_id, status, t) VALUES (?, ?, ?)", events)
-            con.executemany("INSERT OR IGNORE INTO edges (job_id, input_job_id) VALUES (?, ?)", edges)
+            _insert(con, 0, jobs)
+            _insert(con, 1, events)
+            _insert(con, 2, edges)
             con.execute("COMMIT")
         except (sqlite3.Error, OSError) as exc:
             self._rollback()
@@ -109,7 +140,8 @@ class LogWriter:
         old: List[Tuple[str]] = con.execute("SELECT job_id FROM jobs WHERE updated_at < ?", (cutoff,)).fetchall()
         con.executemany("DELETE FROM edges WHERE job_id = ?", [(r[0],) for r in old])
         con.execute("DELETE FROM jobs WHERE updated_at < ?", (cutoff,))
-        con.execute("DELETE FROM events WHERE t < ?", (cutoff,))
+        # the newest event stays: a reader follows the log by seq, which must never go back
+        con.execute("DELETE FROM events WHERE t < ? AND seq < (SELECT MAX(seq) FROM events)", (cutoff,))
         con.execute("DELETE FROM runs WHERE last_seen < ?", (cutoff,))
         con.execute("COMMIT")
         if old:

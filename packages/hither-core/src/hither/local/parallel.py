@@ -41,6 +41,9 @@ _PREFETCH_SECONDS = 0.005
 _MAX_WAIT = 3600.0
 #: where a worker's exit cannot be watched through a pidfd, poll for it this often
 _POLL_EXIT = 0.2
+#: seconds a new worker may take to start (Python, its imports) before a job with a
+#: job_timeout that waits for it fails; the job_timeout itself counts from the worker's Ready
+START_GRACE = 60.0
 _swept = [False]
 
 
@@ -351,7 +354,9 @@ class ParallelJobHandler(JobHandler):
         """``job`` is the one worker ``w`` runs now: its job_timeout counts from here (from
         the worker's Ready when the worker is still starting)."""
         timeout = job.config.job_timeout
-        w.deadline = time.monotonic() + timeout if timeout and w.ready else None
+        # a worker still starting: its Ready starts the count; a start-up that never ends
+        # still ends the job (START_GRACE on top)
+        w.deadline = time.monotonic() + timeout + (0.0 if w.ready else START_GRACE) if timeout else None
         if w.deadline is not None and threading.current_thread() is not self._io:
             self._wake()  # the I/O loop must start watching this deadline
         if report:
@@ -529,7 +534,7 @@ class ParallelJobHandler(JobHandler):
 
     def _check_deadlines(self) -> None:
         now = time.monotonic()
-        expired: List[Tuple["Job", float]] = []
+        expired: List[Tuple["Job", float, bool, int]] = []
         with self._lock:
             for w in list(self._workers):
                 if w is None or w.deadline is None or now < w.deadline:
@@ -537,12 +542,19 @@ class ParallelJobHandler(JobHandler):
                 job = w.running
                 if job is None:
                     continue
+                started = w.ready
                 self._retire(w, requeue=True)
-                expired.append((job, job.config.job_timeout or 0.0))
+                expired.append((job, job.config.job_timeout or 0.0, started, w.proc.pid))
             if expired:
                 self._pump()
-        for job, timeout in expired:
+        for job, timeout, started, pid in expired:
             self._cleanup(job)
+            if not started:
+                job.report_error(WorkerDiedError(
+                    f"the worker process (pid {pid}) for {job.function_name} ({job.id}) did not start "
+                    f"within {START_GRACE:.0f} s (a hanging import, sitecustomize or file system?); "
+                    "the handler replaced it"))
+                continue
             job.report_error(JobTimeoutError(
                 f"job {job.function_name} ({job.id}) was killed after running longer than "
                 f"job_timeout={timeout} s; raise hi.Config(job_timeout=...) if it needs longer"))
