@@ -15,7 +15,9 @@ the script's own class, a ``hi.File``, bytes) is not shipped: the function sees 
 file defines it, as before (docs/caching.md).
 
 A global larger than ``max_bytes()`` (``$HITHER_SCRIPT_GLOBAL_MAX_BYTES``, 16 MiB by default)
-is refused with an error naming it, rather than copied into every job directory.
+is not copied into every job directory: the job sees it as the file defines it, as before
+(a script whose big module-level array never changes keeps working), with one warning
+naming it per function.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ logger = logging.getLogger("hither.outside.script_globals")
 
 ENV_MAX_BYTES = "HITHER_SCRIPT_GLOBAL_MAX_BYTES"
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+_warned: Set[Any] = set()  # (function name, global name) warned about being too big
 
 
 def max_bytes() -> int:
@@ -140,8 +143,8 @@ def _read_names(fn: Any) -> Dict[str, Any]:
 def collect(fn: Any, array_sink: Callable[[Any], str]) -> Dict[str, Any]:
     """The plain-data globals ``fn`` (a ``__main__`` hither function) reads, encoded for the
     job directory (modules, functions, classes and hither functions are of no kind of
-    value: the definitions loader provides them) (``array_sink`` saves each array). ``HitherError`` for one larger than
-    ``max_bytes()``."""
+    value: the definitions loader provides them) (``array_sink`` saves each array); one larger
+    than ``max_bytes()`` is left out, with a warning."""
     limit = max_bytes()
     out: Dict[str, Any] = {}
     for name, value in sorted(_read_names(fn).items()):
@@ -158,10 +161,15 @@ def collect(fn: Any, array_sink: Callable[[Any], str]) -> Dict[str, Any]:
             logger.debug("script global %s not shipped: %s: %s", name, type(exc).__name__, exc)
             continue
         if size.total > limit:
-            raise HitherError(
-                f"the global {name!r} that {getattr(fn, 'name', fn)!r} reads is about "
-                f"{size.total / 2**20:.1f} MiB, over the {limit / 2**20:.1f} MiB that a script's "
-                f"global may have to be copied into each job directory; pass it to the function "
-                f"as an argument (or a hi.File), or raise ${ENV_MAX_BYTES}")
+            key = (getattr(fn, "name", str(fn)), name)
+            if key not in _warned:
+                _warned.add(key)
+                logger.warning(
+                    "the global %r that %r reads is about %.1f MiB, over the %.1f MiB a script's "
+                    "global may have to be copied into each job directory: the job sees it as the "
+                    "script's file defines it; if its value at .run() differs, pass it to the "
+                    "function as an argument (or a hi.File), or raise $%s",
+                    name, key[0], size.total / 2**20, limit / 2**20, ENV_MAX_BYTES)
+            continue
         out[name] = encode_value(value, array_sink)
     return out
