@@ -1,8 +1,13 @@
 """Code identity on the container path (issue 19): a module edited and reloaded runs its new
 code in the container on the Default and Parallel handlers, and the job cache compares the
-same identity as in the process (a used helper counts, an unrelated file does not)."""
+same identity as in the process (a used helper counts, an unrelated file does not); a
+script's function runs there with its globals' values in the caller."""
 import importlib
+import json
+import os
+import subprocess
 import sys
+import textwrap
 import uuid
 import warnings
 
@@ -52,3 +57,33 @@ def test_a_reloaded_module_runs_its_new_code_in_a_container(module, kind, tmp_pa
             assert getattr(mod, name).run(x=1).wait() == 10
     finally:
         jh.shutdown()
+
+
+def test_a_script_function_runs_with_its_callers_globals_in_a_container(tmp_path, docker_image):
+    # the script of issue 19: SCALE changed in the main block, a helper reading a global
+    # the file never assigns, a global array; the container's runner loads the script's
+    # definitions only, so before script_globals it saw SCALE = 2 (and no OFFSET)
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(f"""
+        import json
+        import numpy as np
+        import hither as hi
+        SCALE = 2
+        WEIGHTS = np.zeros(2)
+        def helper(x):
+            return x + OFFSET
+        @hi.function('scaled_ct', '0.1.0')
+        def scaled_ct(x):
+            return [helper(x) * SCALE, float(WEIGHTS.sum())]
+        if __name__ == '__main__':
+            SCALE = 3
+            OFFSET = 0
+            WEIGHTS = np.arange(4.0)
+            with hi.Config(container={docker_image!r}):
+                print(json.dumps(scaled_ct.run(x=10).wait()))
+        """))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, cwd=str(tmp_path), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [30, 6.0]

@@ -80,6 +80,7 @@ def _refused(job, match):
 @pytest.mark.parametrize("case,match", [
     ("unsigned", "not signed"),
     ("tampered", "signature does not match"),
+    ("tampered_globals", "signature does not match"),  # a script's globals ride in the spec
     ("expired", "expired"),
 ])
 def test_bad_documents_are_refused(case, match, resource, db, store, tmp_path, caplog):
@@ -91,6 +92,8 @@ def test_bad_documents_are_refused(case, match, resource, db, store, tmp_path, c
             doc["signature"] = None
         elif case == "tampered":
             doc["document"]["args"]["pid_file"] = str(marker) + "-other"
+        elif case == "tampered_globals":
+            doc["document"]["spec"]["script_globals"] = {"SCALE": 3}
         elif case == "expired":
             doc["expires"] = time.time() - 10
             doc["signature"] = sign({k: doc["_id" if k == "id" else k] for k in BusJob.SIGNED}, jh._secret)

@@ -221,3 +221,7 @@ class JobSpec(BaseModel):
     no_resolve_input_files: bool = False
     sys_paths: List[str] = Field(default_factory=list)  # bundle-relative import roots
     extra: Dict[str, Any] = Field(default_factory=dict)
+    #: a ``__main__`` function's plain-data globals at hand-off, name -> wire-encoded value
+    #: (``hither.outside.script_globals``); the runner sets them in the loaded script. A
+    #: runner older than the field ignores it (the function then sees its file's values).
+    script_globals: Dict[str, Any] = Field(default_factory=dict)

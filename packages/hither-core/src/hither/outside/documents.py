@@ -2,7 +2,7 @@
 
 A job directory (see ``hither.outside.jobdir``) is local files. To cross to a machine that does
 not share the file system (a compute resource, a cluster node), ``pack_job`` turns it into
-one JSON-able document: the spec and arguments inline, arrays of at least
+one JSON-able document: the spec and arguments inline (a script's globals in the spec too), arrays of at least
 ``inline_max_bytes`` and every input file as ``sha1://`` URIs in the store, small arrays
 inline (base64 ``.npy``), the code bundle in the store. ``unpack_job`` rebuilds the
 directory on the other side (verifying content through the store), and ``pack_outputs`` /
@@ -100,6 +100,8 @@ def pack_job(job_dir: str, store: Store, inline_max_bytes: Optional[int] = None,
         spec = json.load(f)
     with open(os.path.join(job_dir, "args.json")) as f:
         args = json.load(f)
+    if spec.get("script_globals"):  # arrays of a script's globals travel as the arguments' do
+        spec["script_globals"] = _pack_value(spec["script_globals"], job_dir, store, limit)
     return {"spec": spec, "args": _pack_value(args, job_dir, store, limit),
             "code": code_uri or store.put_file(os.path.join(job_dir, "code.zip"), name="code.zip")}
 
@@ -107,8 +109,11 @@ def pack_job(job_dir: str, store: Store, inline_max_bytes: Optional[int] = None,
 def unpack_job(doc: Dict[str, Any], job_dir: str, store: Store) -> None:
     """Rebuild a runnable job directory from a ``pack_job`` document."""
     os.makedirs(job_dir, exist_ok=True)
+    spec = doc["spec"]
+    if spec.get("script_globals"):
+        spec = dict(spec, script_globals=_unpack_value(spec["script_globals"], job_dir, store, "global"))
     with open(os.path.join(job_dir, "spec.json"), "w") as f:
-        json.dump(doc["spec"], f)
+        json.dump(spec, f)
     with open(os.path.join(job_dir, "args.json"), "w") as f:
         json.dump(_unpack_value(doc["args"], job_dir, store, "arg"), f)
     _place(store.get_path(doc["code"]), os.path.join(job_dir, "code.zip"))

@@ -3,7 +3,9 @@
 A job directory holds ``spec.json`` (a ``hither.models.JobSpec``), ``args.json`` (values in
 the runner's wire format), ``arrays/`` (``.npy``), ``files/<sha1>/<name>`` (input files),
 ``code.zip`` (the code bundle) and ``runner.py`` (the runtime, one zip file: see
-``hither.runtime.shipping``). The runner writes ``result.json`` (+
+``hither.runtime.shipping``); a ``__main__`` function's plain-data globals travel in the
+spec (``script_globals``, arrays as ``arrays/global-<n>.npy``: see
+``hither.outside.script_globals``). The runner writes ``result.json`` (+
 ``arrays/result-*.npy`` and each returned file as ``outputs/<sha1>/<name>``, which the
 reading side puts into the content store) or ``error.json``, and ``runtime.json``.
 ``hither.outside.path`` drives the whole path. ``write_json_atomic`` (from ``hither.runtime``,
@@ -54,13 +56,19 @@ def write_job_dir(job: "Job", job_dir: str, code: bool = True) -> None:
 
     os.makedirs(os.path.join(job_dir, "arrays"), exist_ok=True)
     bundle = job.function.code_bundle()
+    script_globals: Dict[str, Any] = {}
+    if bundle.module == "__main__":
+        from hither.outside.script_globals import collect
+
+        script_globals = collect(job.function, array_sink(job_dir, "global"))
     spec = JobSpec(job_id=job.id, job_hash=job.job_hash, function_name=job.function_name,
                    function_version=job.function_version, module=bundle.module,
                    qualname=bundle.qualname, module_relpath=bundle.module_relpath,
                    code_hash=bundle.code_hash, container=job.container,
                    timeout=job.config.job_timeout,
                    no_resolve_input_files=job.function.no_resolve_input_files,
-                   sys_paths=bundle.sys_paths, extra={"handler": job.handler.name})
+                   sys_paths=bundle.sys_paths, extra={"handler": job.handler.name},
+                   script_globals=script_globals)
     data = spec.model_dump()
     data["handler"] = job.handler.name
     with open(os.path.join(job_dir, "spec.json"), "w") as f:

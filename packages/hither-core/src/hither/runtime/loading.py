@@ -11,7 +11,7 @@ import types
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover - typing costs ~20 ms at a bare interpreter's start
-    from typing import Any, Dict, Optional, Set
+    from typing import Any, Callable, Dict, Optional, Set
 
 # ------------------------------------------------------------------ loading the code
 _KEEP = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -80,3 +80,22 @@ def load_job_function(spec: Dict[str, Any], code_dir: str) -> Any:
     for part in spec["qualname"].split("."):
         obj = getattr(obj, part)
     return getattr(obj, "raw", obj)
+
+
+def set_script_globals(fn: Any, spec: Dict[str, Any], decode: Callable[[Any], Any]) -> None:
+    """Set a ``__main__`` job's shipped globals (``spec["script_globals"]``: their values in
+    the caller when the job was handed off, wire-encoded) in the script the runner loaded,
+    over what its definitions assigned. Decoded after loading, so an Enum of the script
+    comes back as its member."""
+    shipped = spec.get("script_globals")
+    if not shipped or spec.get("module") != "__main__":
+        return
+    if not isinstance(shipped, dict):
+        raise ValueError("spec.json: script_globals must be an object of name -> value, not %s"
+                         % type(shipped).__name__)
+    namespace = getattr(fn, "__globals__", None)
+    if namespace is None:
+        raise ValueError("the job's function %r has no globals to set its script's values in"
+                         % (spec.get("qualname"),))
+    for name, encoded in shipped.items():
+        namespace[name] = decode(encoded)

@@ -19,7 +19,7 @@ from . import standin
 from .calling import HOST, call_function
 from .errors import error_dict
 from .jobdir import ERROR, RESULT, RUNTIME, code_dir, returned_file_encoder, write_output
-from .loading import load_job_function
+from .loading import load_job_function, set_script_globals
 from .processes import Watchdog, become_subreaper, console_to, die_with_launcher, finite_timeout, kill_leftovers
 from .wire import decode_value, encode_value
 
@@ -120,6 +120,7 @@ def run_job_dir(job_dir: str, code_cache: Optional[str] = None, bundle: Optional
     try:
         fn = load_job_function(spec, code_dir(job_dir, code_cache, bundle))
         decoder = _file_decoder(job_dir, bool(spec.get("no_resolve_input_files")))
+        set_script_globals(fn, spec, lambda d: decode_value(d, _array_source(job_dir), decoder))
         kwargs = decode_value(args_data, _array_source(job_dir), decoder)
     except BaseException as exc:  # noqa: BLE001
         err = error_dict(exc)
