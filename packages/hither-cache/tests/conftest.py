@@ -10,54 +10,27 @@ import os
 import socket
 import subprocess
 import time
-import uuid
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from hither.models import Database
+from hither.testing.services import fresh_database, mongo_server, unavailable
+
 MONGO_URL = os.environ.get("HITHER_TEST_MONGO_URL", "mongodb://127.0.0.1:27017")
 SECANTUS = Path(os.environ.get("HITHER_TEST_SECANTUSD", "/opt/secantus/bin/secantusd-py"))
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("HITHER_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason} (HITHER_REQUIRE_SERVICES=1)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def mongo_url() -> str:
-    try:
-        import pymongo
-    except ImportError:
-        # not a missing service: an environment without the extra (e.g. hatch's
-        # cache-only env) tests the file backend alone
-        pytest.skip("pymongo is not installed: pip install 'hither-cache[mongo]'")
-    client = pymongo.MongoClient(MONGO_URL, serverSelectionTimeoutMS=2000)
-    try:
-        client.admin.command("ping")
-    except Exception as exc:  # noqa: BLE001
-        _unavailable(f"no MongoDB-protocol server at {MONGO_URL} ({type(exc).__name__}); "
-                     "start one with: bash scripts/services.sh mongo")
-    finally:
-        client.close()
-    return MONGO_URL
+    return mongo_server(MONGO_URL, install_hint="pip install 'hither-cache[mongo]'")
 
 
 @pytest.fixture
-def mongo_db(mongo_url: str) -> Iterator["object"]:
+def mongo_db(mongo_url: str) -> Iterator[Database]:
     """A ``hi.Database`` with a database name of its own, dropped afterwards."""
-    import hither as hi
-    import pymongo
-
-    db = hi.Database(mongo_url=mongo_url, database=f"hither_cache_test_{uuid.uuid4().hex[:12]}")
-    yield db
-    client = pymongo.MongoClient(mongo_url, serverSelectionTimeoutMS=2000)
-    try:
-        client.drop_database(db.database)
-    finally:
-        client.close()
+    yield from fresh_database(mongo_url, "hither_cache_test_")
 
 
 def free_port() -> int:
@@ -119,7 +92,7 @@ def private_mongo(tmp_path: Path) -> Iterator[PrivateMongo]:
         # cache-only env) tests the file backend alone
         pytest.skip("pymongo is not installed: pip install 'hither-cache[mongo]'")
     if not SECANTUS.exists():
-        _unavailable(f"{SECANTUS} is not installed: bash scripts/services.sh mongo")
+        unavailable(f"{SECANTUS} is not installed: bash scripts/services.sh mongo")
     server = PrivateMongo(tmp_path / "secantus")
     server.start()
     yield server

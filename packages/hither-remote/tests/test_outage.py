@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import hither as hi
+from hither.testing.services import unavailable
 
 import remote_funcs as rf
 
@@ -58,9 +59,7 @@ class _Mongo:
 @pytest.fixture
 def private_mongo(tmp_path):
     if not SECANTUS.exists():
-        if os.environ.get("HITHER_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{SECANTUS} is not installed (HITHER_REQUIRE_SERVICES=1)")
-        pytest.skip(f"{SECANTUS} is not installed: bash scripts/services.sh mongo")
+        unavailable(f"{SECANTUS} is not installed: bash scripts/services.sh mongo")
     m = _Mongo(tmp_path / "secantus")
     m.start()
     yield m

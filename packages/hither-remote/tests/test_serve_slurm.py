@@ -15,6 +15,7 @@ import pytest
 
 import hither as hi
 from hither.values.refs import StoredResult
+from hither.testing.services import unavailable
 
 import remote_funcs as rf
 
@@ -42,9 +43,7 @@ def slurm_ready():
 
     why = slurm_available()
     if why is not None:
-        if os.environ.get("HITHER_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"no Slurm here ({why}) (HITHER_REQUIRE_SERVICES=1)")
-        pytest.skip(f"no Slurm here ({why}); start one with: bash scripts/services.sh slurm")
+        unavailable(f"no Slurm here ({why}); start one with: bash scripts/services.sh slurm")
 
 
 def test_serve_with_the_slurm_handler(slurm_ready, serve, db, store, tmp_path):
@@ -115,9 +114,7 @@ def test_serve_with_slurm_runs_container_jobs_in_its_pilots(slurm_ready, serve, 
 
         client().images.get(rf.IMAGE)
     except Exception as exc:  # noqa: BLE001 - no hither-container, engine or image
-        if os.environ.get("HITHER_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"Docker or the image {rf.IMAGE} is missing: {exc}")
-        pytest.skip(f"Docker or the image {rf.IMAGE} is missing: {exc}")
+        unavailable(f"Docker or the image {rf.IMAGE} is missing (bash scripts/services.sh docker): {exc}")
     work = tmp_path / "slurm-work"
     server = serve("resource", "--handler", "slurm", "--slurm-working-dir", str(work),
                    "--slurm-workers-per-batch", "1", "--slurm-cores-per-job", "1",

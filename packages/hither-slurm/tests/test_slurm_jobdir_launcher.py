@@ -18,6 +18,7 @@ from hither.errors import ConfigError
 from hither.plugins.interfaces import JobHandler, Launcher
 from hither.outside.path import cancel_outside, run_outside
 from hither.testing.handler_conformance import JobHandlerConformance
+from hither.testing.services import unavailable
 from hither_slurm import AllocationLostError
 
 import slurm_funcs as sf
@@ -220,9 +221,7 @@ def test_a_container_job_dir_runs_in_its_image_on_a_pilot(make_handler, tmp_path
     from hither_container.docker_runner import DockerRunner
 
     if not DockerRunner.is_available():
-        if os.environ.get("HITHER_REQUIRE_SERVICES") == "1":
-            pytest.fail("no Docker engine (HITHER_REQUIRE_SERVICES=1): bash scripts/services.sh docker")
-        pytest.skip("no Docker engine: bash scripts/services.sh docker")
+        unavailable("no Docker engine: bash scripts/services.sh docker")
     host_only = tmp_path / "host-only"
     host_only.mkdir()
     through = ThroughLauncher(make_handler(use_slurm=False))

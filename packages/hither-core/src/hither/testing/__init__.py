@@ -7,4 +7,6 @@
   hither-core's ``tests/test_core_store_conformance.py``).
 - ``hither.testing.value_strategies``: hypothesis strategies of every value hither accepts,
   equal twins in other layouts, differing variants, and ``assert_exact`` (need hypothesis).
+- ``hither.testing.services``: skip a test whose service (MongoDB, S3, Slurm, Docker) is
+  absent, or fail it under ``HITHER_REQUIRE_SERVICES=1``; a MongoDB database of a test's own.
 """
