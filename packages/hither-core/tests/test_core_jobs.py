@@ -15,6 +15,7 @@ import pytest
 import hither as hi
 import core_funcs as cf
 from core_funcs import add, identity, sleep_then
+from waits import wait_for_file
 
 
 def _pid_gone(pid):
@@ -23,15 +24,6 @@ def _pid_gone(pid):
     except ProcessLookupError:
         return True
     return False
-
-
-def _wait_for_file(path, timeout=30):
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        assert time.monotonic() < deadline, f"{path} did not appear"
-        time.sleep(0.02)
-    with open(path) as f:
-        return int(f.read())
 
 
 # ----------------------------------------------------------------- pipelines
@@ -201,7 +193,7 @@ def test_cancel_running_job_kills_and_replaces_worker(make_pjh, tmp_path):
     pidfile = str(tmp_path / "pid")
     with hi.Config(job_handler=jh):
         job = cf.pid_then_sleep.run(path=pidfile, t=30)
-    pid = _wait_for_file(pidfile)
+    pid = int(wait_for_file(pidfile))
     assert pid != os.getpid()
     assert job.get_status() == hi.JobStatus.RUNNING
     t0 = time.monotonic()
@@ -222,7 +214,7 @@ def test_worker_replaced_many_times_keeps_working(make_pjh, tmp_path):
         pidfile = str(tmp_path / f"pid{i}")
         with hi.Config(job_handler=jh):
             job = cf.pid_then_sleep.run(path=pidfile, t=30)
-        _wait_for_file(pidfile)
+        wait_for_file(pidfile)
         job.cancel()
         with pytest.raises(hi.JobCancelledException):
             job.wait(timeout=5)
@@ -779,7 +771,7 @@ def test_job_behind_a_replaced_worker_still_runs(make_pjh, tmp_path, how):
             first = cf.pid_then_sleep.run(path=pidfile, t=20)
         behind = add.run(x=20, y=1)
     if how == "cancel":
-        _wait_for_file(pidfile)
+        wait_for_file(pidfile)
         first.cancel()
     expected = {"cancel": hi.JobCancelledException, "death": hi.WorkerDiedError,
                 "timeout": hi.JobTimeoutError}[how]

@@ -57,3 +57,12 @@ def test_mongo_server_without_a_server_names_the_url_and_how_to_start_one(mode):
         mongo_server(url)
     assert f"no MongoDB-protocol server at {url}" in str(info.value)
     assert "bash scripts/services.sh mongo" in str(info.value)
+
+
+def test_private_mongo_server_without_secantus_says_how_to_install_it(mode, monkeypatch, tmp_path):
+    from hither.testing import services
+
+    monkeypatch.setattr(services, "SECANTUS", tmp_path / "no-secantusd")
+    with pytest.raises(mode) as info:
+        next(services.private_mongo_server(tmp_path / "storage"))
+    assert "no-secantusd is not installed: bash scripts/services.sh mongo" in str(info.value)

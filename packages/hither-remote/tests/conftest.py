@@ -23,6 +23,7 @@ import pytest
 
 from hither.models import Database
 from hither.testing.services import fresh_database, mongo_server, tcp_service
+from hither_remote.models import BusJob
 
 MONGO_URL = os.environ.get("HITHER_TEST_MONGO_URL", "mongodb://127.0.0.1:27017")
 S3_ENDPOINT = os.environ.get("HITHER_TEST_S3_ENDPOINT", "http://127.0.0.1:5555")
@@ -60,6 +61,14 @@ def process_env(root: Path, store_url: str, storage_options: Dict[str, object], 
                 "HITHER_STORE_CACHE": str(root / "store-cache"), "HITHER_TEMP_DIR": str(root / "tmp")})
     env.update(extra)
     return env
+
+
+def bus_job(i: int) -> BusJob:
+    """A queued job for ``resource1`` made for the bus directly (no client): the ``i``-th
+    created (ids and creation times in order), expiring in an hour."""
+    now = time.time()
+    return BusJob(_id=f"job-{i:03d}-{uuid.uuid4().hex[:6]}", resource_id="resource1", function_name="f",
+                  document={}, created=now + i * 1e-3, expires=now + 3600, updated=now)
 
 
 @pytest.fixture(autouse=True)

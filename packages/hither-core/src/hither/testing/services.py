@@ -11,13 +11,18 @@ skips, unless the environment says the services must be there (CI sets
 - ``mongo_server(url)``: skip-or-fail unless a MongoDB-protocol server at ``url`` answers a
   ping (pymongo is imported here, so hither-core needs no pymongo).
 - ``fresh_database(url, prefix)``: a ``hi.Database`` of a name of its own, dropped afterwards.
+- ``private_mongo_server(storage)``: a MongoDB-protocol server of one test (SecantusDB, which
+  ``scripts/services.sh mongo`` installs), to stop and start again for outages.
 """
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import time
 import uuid
-from typing import Any, Iterator, NoReturn
+from pathlib import Path
+from typing import Any, Iterator, NoReturn, Optional
 from urllib.parse import urlparse
 
 import pytest
@@ -27,6 +32,8 @@ from hither.models import Database
 #: set to "1" where a missing service is a failure, not a reason to skip (CI)
 REQUIRE_SERVICES_ENV = "HITHER_REQUIRE_SERVICES"
 MONGO_HOW_TO_START = "bash scripts/services.sh mongo"
+#: the SecantusDB server (a MongoDB-protocol server in Python) that private_mongo starts
+SECANTUS = Path(os.environ.get("HITHER_TEST_SECANTUSD", "/opt/secantus/bin/secantusd-py"))
 
 
 def unavailable(reason: str) -> NoReturn:
@@ -81,3 +88,71 @@ def fresh_database(url: str, prefix: str) -> Iterator[Database]:
         client.drop_database(db.database)
     finally:
         client.close()
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on (at the time of asking)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class PrivateMongo:
+    """A SecantusDB server of one test on a free loopback port, persisting in ``storage`` (so
+    a restart keeps the data): stop it and start it again for an outage."""
+
+    def __init__(self, storage: Path) -> None:
+        self.port = free_port()
+        self.storage = storage
+        self.url = f"mongodb://127.0.0.1:{self.port}"
+        self.proc: "Optional[subprocess.Popen[bytes]]" = None
+
+    def start(self, wait: bool = True) -> None:
+        """Start the server; with ``wait``, return once it listens."""
+        self.storage.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [str(SECANTUS), "--host", "127.0.0.1", "--port", str(self.port), "--storage-path", str(self.storage)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Return once the server listens; fail if it exits or does not listen in time."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                s.settimeout(0.2)
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            assert self.proc is not None and self.proc.poll() is None, "secantusd exited"
+            time.sleep(0.05)
+        raise TimeoutError(f"secantusd did not listen on {self.port} within {timeout} s")
+
+    def stop(self, kill: bool = False) -> None:
+        """Stop the server (SIGTERM, or SIGKILL with ``kill``; killed after 20 s anyway)."""
+        if self.proc is None:
+            return
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
+def private_mongo_server(storage: Path) -> Iterator[PrivateMongo]:
+    """A started ``PrivateMongo`` persisting in ``storage``, killed when the generator is
+    closed (``yield from`` it in a fixture); ``unavailable`` without SecantusDB."""
+    if not SECANTUS.exists():
+        unavailable(f"{SECANTUS} is not installed: {MONGO_HOW_TO_START}")
+    server = PrivateMongo(storage)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(kill=True)
