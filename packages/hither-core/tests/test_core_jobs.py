@@ -26,6 +26,16 @@ def _pid_gone(pid):
     return False
 
 
+def _cancel_ends_it_at_once(job):
+    """Cancel ``job``: ``cancel()`` says it took, and ``wait`` raises JobCancelledException
+    within a second."""
+    t0 = time.monotonic()
+    assert job.cancel() is True
+    with pytest.raises(hi.JobCancelledException):
+        job.wait(timeout=5)
+    assert time.monotonic() - t0 < 1
+
+
 # ----------------------------------------------------------------- pipelines
 def test_jobs_nested_anywhere_are_dependencies(handler):
     with hi.Config(job_handler=handler):
@@ -196,11 +206,7 @@ def test_cancel_running_job_kills_and_replaces_worker(make_pjh, tmp_path):
     pid = int(wait_for_file(pidfile))
     assert pid != os.getpid()
     assert job.get_status() == hi.JobStatus.RUNNING
-    t0 = time.monotonic()
-    assert job.cancel() is True
-    with pytest.raises(hi.JobCancelledException):
-        job.wait(timeout=5)
-    assert time.monotonic() - t0 < 1
+    _cancel_ends_it_at_once(job)
     assert _pid_gone(pid)
     with hi.Config(job_handler=jh):
         nxt = cf.pid_of.run()
@@ -228,11 +234,7 @@ def test_cancel_pending_job_waiting_on_input(make_pjh):
         up = sleep_then.run(t=1.0, x=1)
         dep = add.run(x=up, y=1)
     assert dep.get_status() == hi.JobStatus.PENDING
-    t0 = time.monotonic()
-    assert dep.cancel() is True
-    with pytest.raises(hi.JobCancelledException):
-        dep.wait(timeout=5)
-    assert time.monotonic() - t0 < 1
+    _cancel_ends_it_at_once(dep)
     assert up.wait(timeout=30) == 1
     time.sleep(0.2)
     assert dep.get_status() == hi.JobStatus.CANCELLED  # not revived when its input finished
@@ -270,9 +272,7 @@ def test_default_handler_cancel_queued_job_but_not_running_one(make_pjh):
         assert time.monotonic() < deadline, queued.get_status()
         time.sleep(0.02)
     assert running.cancel() is False
-    assert queued.cancel() is True
-    with pytest.raises(hi.JobCancelledException):
-        queued.wait(timeout=1)
+    _cancel_ends_it_at_once(queued)
     gate.set()
     assert running.wait(timeout=30) == 1
     assert queued.get_status() == hi.JobStatus.CANCELLED
@@ -725,9 +725,7 @@ def test_cancel_prefetched_job_never_runs(make_pjh, tmp_path):
         running = sleep_then.run(t=1.0, x="r")
         time.sleep(0.2)
         pre = cf.count_runs.run(path=str(log), x=1)  # small: handed to the busy worker
-    assert pre.cancel() is True
-    with pytest.raises(hi.JobCancelledException):
-        pre.wait(timeout=1)
+    _cancel_ends_it_at_once(pre)
     assert running.wait(timeout=30) == "r"
     with hi.Config(job_handler=jh):
         assert cf.count_runs.run(path=str(log), x=2).wait(timeout=30) == [2, 4]
