@@ -20,11 +20,11 @@ from hither.local import transfer
 from hither.errors import (ConfigError, DependencyFailedError, JobCancelledException,
                            JobTimeoutError, WorkerDiedError)
 from hither.runtime import JobExitError
+from hither.testing.processes import alive, wait_for_file
 
 from fault_funcs import (fault_cyclic_result, fault_double_fork, fault_exit, fault_fail, fault_fork_then_die,
                          fault_inc, fault_leave_child, fault_pid, fault_sleep, fault_sleep_with_child,
                          fault_weird_result)
-from waits import wait_for_file
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="process checks read /proc (Linux)")
@@ -34,16 +34,6 @@ TAG_VAR = "HITHER_FAULT_TEST_TAG"
 
 
 # ------------------------------------------------------------------ process hygiene
-def _alive(pid):
-    """True while ``pid`` exists and is not a zombie (a dead process not yet reaped)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
 def _tagged(tag):
     """{pid: command line} of the live processes that carry this test's tag."""
     needle = f"{TAG_VAR}={tag}".encode()
@@ -58,7 +48,7 @@ def _tagged(tag):
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if needle in env and _alive(entry):
+        if needle in env and alive(entry):
             found[int(entry)] = cmd
     return found
 
@@ -100,7 +90,7 @@ def hygiene():
             pass
     assert not left, f"processes left after the test: {left}"
     leaked = [n for n in _buffers() - before
-              if _owner(n) == os.getpid() or (_owner(n) and not transfer._pid_alive(_owner(n)))]
+              if _owner(n) == os.getpid() or (_owner(n) and not transfer._pidalive(_owner(n)))]
     for n in leaked:
         os.unlink(os.path.join(transfer.SHM_DIR, n))
     assert not leaked, f"hither buffers left in {transfer.SHM_DIR}: {leaked}"
@@ -108,9 +98,9 @@ def hygiene():
 
 def _assert_gone(pids, timeout=10.0):
     deadline = time.monotonic() + timeout
-    while any(_alive(p) for p in pids):
+    while any(alive(p) for p in pids):
         assert time.monotonic() < deadline, \
-            f"still alive after {timeout} s: {[p for p in pids if _alive(p)]}"
+            f"still alive after {timeout} s: {[p for p in pids if alive(p)]}"
         time.sleep(0.02)
 
 
@@ -271,7 +261,7 @@ def test_cancel_and_timeout_kill_the_jobs_subprocesses(make_pjh, tmp_path, how):
     with hi.Config(job_handler=make_pjh(1), job_timeout=(2 if how == "timeout" else None)):
         job = fault_sleep_with_child.run(pid_file=pid_file)
         worker, child = (int(x) for x in wait_for_file(pid_file).split())
-        assert _alive(child)
+        assert alive(child)
         if how == "cancel":
             job.cancel()
         with pytest.raises(JobCancelledException if how == "cancel" else JobTimeoutError):
@@ -300,7 +290,7 @@ def test_orphans_a_parallel_job_leaves_are_gone_when_it_returns(make_pjh, tmp_pa
         worker = fault_double_fork.run(pid_file=pid_file, how=how).wait(timeout=30)
         orphan, parent, session = (int(x) for x in wait_for_file(pid_file).split())
         assert parent == worker and session == orphan  # an orphan of its own session
-        assert not _alive(orphan), "the orphaned sleep outlived its job"
+        assert not alive(orphan), "the orphaned sleep outlived its job"
         assert fault_pid.run().wait(timeout=20) == worker  # the worker goes on
 
 
@@ -320,7 +310,7 @@ def test_orphans_a_job_directory_leaves_are_gone_when_its_runner_ends(tmp_path, 
     assert SubprocessLauncher().launch(job_dir, 30) == 0
     orphan, parent, session = (int(x) for x in wait_for_file(pid_file).split())
     assert session == orphan
-    assert not _alive(orphan), "the orphaned sleep outlived its runner"
+    assert not alive(orphan), "the orphaned sleep outlived its runner"
     assert not os.path.exists(os.path.join(job_dir, "error.json"))
 
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import hither as hi
+from hither.testing.processes import wait_for_file
 import core_funcs as cf
 from core_funcs import add, identity, sleep_then
-from waits import wait_for_file
 
 
 def _pid_gone(pid):
@@ -527,6 +527,7 @@ _PRINTING_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
 import hither as hi
+from hither.testing.processes import wait_for_file
 import core_funcs as cf
 jh = hi.ParallelJobHandler(num_workers=2)
 with hi.Config(job_handler=jh):
@@ -847,6 +848,7 @@ import re
 import subprocess
 import sys
 import hither as hi
+from hither.testing.processes import wait_for_file
 
 jh = hi.ParallelJobHandler(num_workers=2)   # at import time, as user modules do
 

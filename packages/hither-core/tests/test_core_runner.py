@@ -292,23 +292,18 @@ def test_runner_writes_the_console_to_the_file_the_spec_names_while_it_runs(tmp_
     assert ri["stdout"] == "before\nafter\n" and ri["stderr"] == "to stderr\n"
 
 
-def test_runner_bad_result_type_is_an_error(tmp_path):
+@pytest.mark.parametrize("function,field,value,in_message", [
+    ("returns_bad", "type_name", "TypeError", "set"),  # a result the runner cannot encode
+    ("no_such_function", "stage", "load", "no_such_function"),  # a function the script lacks
+])
+def test_runner_reports_a_job_that_cannot_run_in_error_json(tmp_path, function, field, value, in_message):
+    """The runner itself succeeds (exit 0): the job's error is in error.json and runtime.json."""
     job_dir = tmp_path / "job"
-    _write_job_dir(str(job_dir), SCRIPT_PLAIN, "returns_bad", {})
+    _write_job_dir(str(job_dir), SCRIPT_PLAIN, function, {})
     proc = _run(job_dir, tmp_path, flags=("-I", "-S"))
     assert proc.returncode == 0, proc.stderr
     err = _read(job_dir, "error.json")
-    assert err["type_name"] == "TypeError" and "set" in err["message"]
-    assert _read(job_dir, "runtime.json")["status"] == "error"
-
-
-def test_runner_missing_function_is_load_error(tmp_path):
-    job_dir = tmp_path / "job"
-    _write_job_dir(str(job_dir), SCRIPT_PLAIN, "no_such_function", {})
-    proc = _run(job_dir, tmp_path, flags=("-I", "-S"))
-    assert proc.returncode == 0, proc.stderr
-    err = _read(job_dir, "error.json")
-    assert err.get("stage") == "load" and "no_such_function" in err["message"]
+    assert err.get(field) == value and in_message in err["message"], err
     assert _read(job_dir, "runtime.json")["status"] == "error"
 
 

@@ -134,6 +134,16 @@ def store(store_url: str, storage_options: Dict[str, object], tmp_path: Path):  
     return Store(store_url, storage_options=storage_options, cache_dir=str(tmp_path / "client-store-cache"))
 
 
+@pytest.fixture
+def jh(db, store):  # noqa: ANN001, ANN201
+    """The client's ``RemoteJobHandler`` for ``resource1`` on the test's bus; shut down after."""
+    import hither as hi
+
+    handler = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
+    yield handler
+    handler.shutdown()
+
+
 class Server:
     """One ``hither-remote serve`` process, with folders of its own under ``root``."""
 

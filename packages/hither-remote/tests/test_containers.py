@@ -41,13 +41,6 @@ def _containers_of(c, pid: int):
     return c.api.containers(all=True, filters={"label": ["hither.job=1", f"hither.owner_pid={pid}"]})
 
 
-@pytest.fixture
-def jh(db, store):
-    h = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
-    yield h
-    h.shutdown()
-
-
 def test_a_container_job_runs_in_its_image_and_a_cancel_stops_it(docker_client, serve, jh):
     server = serve()  # containers: auto (an engine answers here)
     with hi.Config(job_handler=jh, container=True):

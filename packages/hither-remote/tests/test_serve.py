@@ -11,31 +11,13 @@ import numpy as np
 import pytest
 
 import hither as hi
+from hither.testing.processes import alive
 from hither.errors import JobCancelledException
 from hither.values.refs import StoredResult
 
 import remote_funcs as rf
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def jh(db, store):
-    h = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
-    yield h
-    h.shutdown()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie of another parent counts as gone
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def _wait_pid(pid_file, n: int = 1, timeout: float = 60.0) -> list:
@@ -95,7 +77,7 @@ def test_cancel_kills_the_running_job_within_2_s(serve, jh, tmp_path):
         assert j.cancel()
         with pytest.raises(JobCancelledException):
             j.wait(5)
-        while _pid_alive(pid):
+        while alive(pid):
             assert time.monotonic() - t0 < 2.0, "the job's process still runs 2 s after cancel()"
             time.sleep(0.02)
         assert rf.rt_add.run(x=2, y=3).wait(60) == 5  # the resource goes on
@@ -113,7 +95,7 @@ def test_kill_9_mid_job_then_restart_reruns_it(serve, jh, tmp_path):
         # the job runs in a process group of its own (a fork of serve's job server), and
         # dies with the server: nothing of the killed serve goes on running
         deadline = time.monotonic() + 10
-        while _pid_alive(pid):
+        while alive(pid):
             assert time.monotonic() < deadline, "the job outlived its kill -9'd serve process"
             time.sleep(0.05)
         second = serve("second", "--lease-seconds", "2")
@@ -130,7 +112,7 @@ def test_sigterm_hands_the_running_job_back(serve, jh, tmp_path):
         j = rf.rt_sleep_pid.run(t=2, pid_file=pid_file, x=9)
         [pid] = _wait_pid(pid_file)
         assert first.stop(signal.SIGTERM) == 0
-        assert not _pid_alive(pid)
+        assert not alive(pid)
         assert "handed back" in first.log()
         serve("second")
         assert j.wait(60) == 9  # no lease to wait for: it was back in the queue at once

@@ -20,14 +20,6 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-def jh(db, store):  # noqa: ANN001, ANN201
-    """The client's ``RemoteJobHandler`` for ``resource1`` on the test's bus; shut down after."""
-    handler = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
-    yield handler
-    handler.shutdown()
-
-
-@pytest.fixture
 def bus(db):  # noqa: ANN001, ANN201
     """The attacker's view of the test's bus (write access, no secret); closed after."""
     view = Bus(db)

@@ -187,7 +187,8 @@ def test_kill_cancels_the_job_in_its_pilot(through, tmp_path):
 @pytest.mark.parametrize("mode, how", [("local", "sigkill"), ("slurm", "scancel")], indirect=["mode"])
 @pytest.mark.timeout(400)
 def test_a_lost_allocation_requeues_once_then_is_an_error_outcome(through, mode, how, tmp_path):
-    from test_slurm_faults import _lose, _pilot, _wait_pidfile
+    from hither.testing.processes import wait_for_pids
+    from test_slurm_faults import _lose, _pilot
 
     jh = through.slurm
     pidfile = str(tmp_path / "pids")
@@ -204,11 +205,11 @@ def test_a_lost_allocation_requeues_once_then_is_an_error_outcome(through, mode,
     # retry=False: the job-directory path's own requeue-once is under test, not the policy
     with hi.Config(job_handler=through, retry=False):
         job = sf.slurm_sleep.run(seconds=60, pidfile=pidfile)
-        _wait_pidfile(pidfile, 150)
+        wait_for_pids(pidfile, 150)
         os.remove(pidfile)
         b1 = batch_of_running()
         _lose(jh, b1, how)
-        _wait_pidfile(pidfile, 150)  # requeued: it runs again, in another batch
+        wait_for_pids(pidfile, 150)  # requeued: it runs again, in another batch
         b2 = batch_of_running()
         assert b2 != b1 and _pilot(jh, b2)
         _lose(jh, b2, how)
