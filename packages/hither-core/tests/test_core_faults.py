@@ -20,6 +20,7 @@ from hither.local import transfer
 from hither.errors import (ConfigError, DependencyFailedError, JobCancelledException,
                            JobTimeoutError, WorkerDiedError)
 from hither.runtime import JobExitError
+from hither.runtime.processes import pid_exists
 from hither.testing.processes import alive, wait_for_file
 
 from fault_funcs import (fault_cyclic_result, fault_double_fork, fault_exit, fault_fail, fault_fork_then_die,
@@ -90,7 +91,7 @@ def hygiene():
             pass
     assert not left, f"processes left after the test: {left}"
     leaked = [n for n in _buffers() - before
-              if _owner(n) == os.getpid() or (_owner(n) and not transfer._pidalive(_owner(n)))]
+              if _owner(n) == os.getpid() or (_owner(n) and not pid_exists(_owner(n)))]
     for n in leaked:
         os.unlink(os.path.join(transfer.SHM_DIR, n))
     assert not leaked, f"hither buffers left in {transfer.SHM_DIR}: {leaked}"

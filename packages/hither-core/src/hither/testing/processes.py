@@ -10,6 +10,8 @@ import os
 import time
 from typing import Iterable, List
 
+from hither.runtime.processes import pid_exists
+
 
 def alive(pid: int) -> bool:
     """Whether ``pid`` runs: a zombie (dead, waiting for its parent to reap it) does not."""
@@ -17,15 +19,8 @@ def alive(pid: int) -> bool:
         with open(f"/proc/{pid}/stat") as f:
             state = f.read().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
-        if os.path.isdir("/proc/self"):
-            return False  # no such process
-        try:  # no /proc on this system
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        # no such process, or no /proc on this system
+        return not os.path.isdir("/proc/self") and pid_exists(pid)
     except (OSError, IndexError):
         return False
     return state not in ("Z", "X")
