@@ -45,5 +45,16 @@ def test_the_waits_fail_naming_the_file_when_it_never_comes(tmp_path):
         wait_for_file(missing, 0.1)
     (tmp_path / "empty").write_text("")
     assert wait_for_file(str(tmp_path / "empty"), 0.1) == ""  # existing is enough
-    with pytest.raises(AssertionError, match="got no pids within 0.1 s"):
+    with pytest.raises(AssertionError, match="got fewer than 1 pid"):
         wait_for_pids(str(tmp_path / "empty"), 0.1)
+
+
+def test_wait_for_pids_waits_for_as_many_as_asked(tmp_path):
+    path = tmp_path / "pids"
+    path.write_text("12\n")
+    timer = threading.Timer(0.2, lambda: path.write_text("12\n34\n"))
+    timer.start()
+    try:
+        assert wait_for_pids(str(path), 10, count=2) == [12, 34]
+    finally:
+        timer.cancel()

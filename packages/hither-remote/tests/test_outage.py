@@ -3,7 +3,6 @@ and started again on the same storage): the resource and the client both carry o
 client gets the result. Uses a SecantusDB server of this test's own."""
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Iterator
@@ -11,6 +10,7 @@ from typing import Iterator
 import pytest
 
 import hither as hi
+from hither.testing.processes import wait_for_pids
 from hither.testing.services import PrivateMongo, private_mongo_server
 
 import remote_funcs as rf
@@ -32,10 +32,7 @@ def test_a_short_mongodb_outage_is_ridden_out(private_mongo, serve, store, tmp_p
     try:
         with hi.Config(job_handler=jh):
             j = rf.rt_sleep_pid.run(t=1.5, pid_file=pid_file, x=11)
-            deadline = time.monotonic() + 60
-            while not os.path.exists(pid_file):
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+            wait_for_pids(pid_file)
             private_mongo.stop()          # the job ends while the bus is down
             time.sleep(3)
             private_mongo.start()

@@ -15,6 +15,7 @@ import pytest
 
 import hither as hi
 from hither.values.refs import StoredResult
+from hither.testing.processes import wait_for_pids
 from hither.testing.services import unavailable
 
 import remote_funcs as rf
@@ -63,10 +64,7 @@ def test_serve_with_the_slurm_handler(slurm_ready, serve, db, store, tmp_path):
             np.testing.assert_array_equal(b.wait(180), np.full(100_000, 2.0))
             with pytest.raises(ValueError, match="bad input 7"):
                 bad.wait(60)
-            deadline = time.monotonic() + 120
-            while not os.path.exists(pid_file):
-                assert time.monotonic() < deadline, "the slow job never started"
-                time.sleep(0.05)
+            wait_for_pids(pid_file, 120)  # the slow job started
             running = _batches(work)
             assert running and all(state == "RUNNING" for _, state in running), running
             assert slow.wait(60) == 11

@@ -18,6 +18,7 @@ from hither.errors import ConfigError
 from hither.plugins.interfaces import JobHandler, Launcher
 from hither.outside.path import cancel_outside, run_outside
 from hither.testing.handler_conformance import JobHandlerConformance
+from hither.testing.processes import wait_for_pids
 from hither.testing.services import unavailable
 from hither_slurm import AllocationLostError
 
@@ -163,11 +164,7 @@ def test_kill_cancels_the_job_in_its_pilot(through, tmp_path):
     pidfile = str(tmp_path / "pids")
     with hi.Config(job_handler=through):
         job = sf.slurm_sleep.run(seconds=120, pidfile=pidfile)
-        deadline = time.monotonic() + 120
-        while not os.path.exists(pidfile):
-            assert time.monotonic() < deadline, "the job never started"
-            time.sleep(0.05)
-        pids = [int(p) for p in open(pidfile).read().split()]
+        pids = wait_for_pids(pidfile, 120)
         t0 = time.monotonic()
         job.cancel()
         with pytest.raises(hi.JobCancelledException):
@@ -187,7 +184,6 @@ def test_kill_cancels_the_job_in_its_pilot(through, tmp_path):
 @pytest.mark.parametrize("mode, how", [("local", "sigkill"), ("slurm", "scancel")], indirect=["mode"])
 @pytest.mark.timeout(400)
 def test_a_lost_allocation_requeues_once_then_is_an_error_outcome(through, mode, how, tmp_path):
-    from hither.testing.processes import wait_for_pids
     from test_slurm_faults import _lose, _pilot
 
     jh = through.slurm

@@ -48,13 +48,17 @@ def wait_for_file(path: str, timeout: float = 30.0) -> str:
         return f.read()
 
 
-def wait_for_pids(path: str, timeout: float = 60.0) -> List[int]:
-    """The pids (whitespace-separated numbers) in the file at ``path`` once it has any; fails
-    the test when it has none within ``timeout`` seconds. A job writing the file with
-    ``os.replace`` is never read half-written."""
+def wait_for_pids(path: str, timeout: float = 60.0, count: int = 1) -> List[int]:
+    """The pids (whitespace-separated numbers) in the file at ``path`` once it holds ``count``
+    of them or more (jobs that each append theirs, say); fails the test when it does not
+    within ``timeout`` seconds. Write the file with ``os.replace``, or with one small write
+    per pid, so that no pid is read half-written."""
     deadline = time.monotonic() + timeout
-    while not (os.path.exists(path) and os.path.getsize(path)):
-        assert time.monotonic() < deadline, f"{path} got no pids within {timeout} s"
+    while True:
+        if os.path.exists(path):
+            with open(path) as f:
+                pids = [int(p) for p in f.read().split()]
+            if len(pids) >= count:
+                return pids
+        assert time.monotonic() < deadline, f"{path} got fewer than {count} pid(s) within {timeout} s"
         time.sleep(0.02)
-    with open(path) as f:
-        return [int(p) for p in f.read().split()]
