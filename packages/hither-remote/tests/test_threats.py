@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 import hither as hi
+from hither.testing.processes import wait_for_pids
 
 import remote_funcs as rf
 from hither_remote.bus import Bus
@@ -131,10 +132,7 @@ def test_a_running_job_set_back_to_queued_does_not_run_twice(serve, tmp_path, jh
     pid_file = tmp_path / "pids"
     with hi.Config(job_handler=jh):
         job = rf.rt_sleep_pid.run(t=4, pid_file=str(pid_file), x=7)
-        deadline = time.monotonic() + 60
-        while not pid_file.exists():
-            assert time.monotonic() < deadline, "the job never started"
-            time.sleep(0.05)
+        wait_for_pids(str(pid_file))  # the job started
         [doc] = bus.jobs.find({})
         for _ in range(3):  # the attacker, several times while it runs
             bus.jobs.update_one({"_id": doc["_id"]}, {"$set": {"status": "queued", "lease_owner": None,
@@ -235,10 +233,7 @@ def test_a_serve_claims_ahead_only_what_starts_soon(serve, tmp_path, jh, bus):
     pid_file = tmp_path / "pids"
     with hi.Config(job_handler=jh):
         jobs = [rf.rt_sleep_pid.run(t=1.5, pid_file=str(pid_file), x=i) for i in range(6)]
-        deadline = time.monotonic() + 60
-        while not pid_file.exists():
-            assert time.monotonic() < deadline, "the first job never started"
-            time.sleep(0.05)
+        wait_for_pids(str(pid_file))  # the first job started
         b = serve("b", "--workers", "1")
         assert [j.wait(60) for j in jobs] == list(range(6))
     owners = [d["lease_owner"].split(":")[1] for d in bus.jobs.find({})]

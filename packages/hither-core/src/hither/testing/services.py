@@ -9,7 +9,7 @@ skips, unless the environment says the services must be there (CI sets
 - ``tcp_service(url, name, how_to_start)``: skip-or-fail unless something listens at
   ``url``'s host and port.
 - ``mongo_server(url)``: skip-or-fail unless a MongoDB-protocol server at ``url`` answers a
-  ping (pymongo is imported here, so hither-core needs no pymongo).
+  ping (pymongo is imported only when called: hither-core does not depend on it).
 - ``fresh_database(url, prefix)``: a ``hi.Database`` of a name of its own, dropped afterwards.
 - ``private_mongo_server(storage)``: a MongoDB-protocol server of one test (SecantusDB, which
   ``scripts/services.sh mongo`` installs), to stop and start again for outages.
@@ -32,7 +32,7 @@ from hither.models import Database
 #: set to "1" where a missing service is a failure, not a reason to skip (CI)
 REQUIRE_SERVICES_ENV = "HITHER_REQUIRE_SERVICES"
 MONGO_HOW_TO_START = "bash scripts/services.sh mongo"
-#: the SecantusDB server (a MongoDB-protocol server in Python) that private_mongo starts
+#: the SecantusDB server (a MongoDB-protocol server in Python) that private_mongo_server starts
 SECANTUS = Path(os.environ.get("HITHER_TEST_SECANTUSD", "/opt/secantus/bin/secantusd-py"))
 
 
