@@ -3,12 +3,9 @@ worker or another error of hither's own is never replayed, even with cache_faili
 check_code never passes an entry it cannot check (no code hash: a miss, with a warning)."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import time
-import warnings
-from pathlib import Path
 
 import pytest
 
@@ -21,6 +18,7 @@ from hither.values.grammar import job_hash
 pytest.importorskip("hither_cache")
 sys.path.insert(0, os.path.dirname(__file__))
 import cache_outcome_funcs as cf  # noqa: E402
+from code_versions import same_version_other_code  # noqa: E402
 
 
 @pytest.fixture
@@ -79,28 +77,10 @@ def test_only_errors_of_the_function_are_results(exc, recorded):
     assert _is_function_error(t.__module__, t.__qualname__) is recorded or t is JobError
 
 
-def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_check_code_misses_an_entry_recorded_without_a_code_hash(tmp_path, monkeypatch):
     import hither.jobs.cache_policy as policy
 
-    src = ("import hither as hi\n\n@hi.function('co_code', '0.1.0')\n"
-           "def co_code(x):\n    return x + {inc}\n")
-    mods = []
-    for inc in (1, 2):
-        d = tmp_path / f"code{inc}"
-        d.mkdir()
-        (d / "co_code_mod.py").write_text(src.format(inc=inc))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "registered twice" is expected here
-            mods.append(_load(d / "co_code_mod.py", "co_code_mod"))
-    old, new = (m.co_code for m in mods)
+    old, new = same_version_other_code(tmp_path, "co_code")
     cache = str(tmp_path / "jc")
     monkeypatch.setattr(policy, "_code_hash", lambda job: None)  # e.g. an older hither's entry
     with hi.Config(job_cache=hi.JobCache(path=cache)):

@@ -9,8 +9,6 @@ import importlib
 import importlib.util
 import os
 import sys
-import uuid
-import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -20,6 +18,9 @@ import pytest
 import hither as hi
 from hither.errors import ConfigError
 from hither.testing.cache_conformance import assert_same_value
+
+sys.path.insert(0, os.path.dirname(__file__))
+from code_versions import same_version_other_code  # noqa: E402
 
 
 def _count() -> int:
@@ -229,33 +230,13 @@ def test_cached_result_whose_file_is_gone_is_a_miss(cache_path: str, tmp_path: P
 
 
 # ---------------------------------------------------------------------- code changes
-def _load_module(path: Path) -> object:
-    name = f"jcp_codemod_{uuid.uuid4().hex[:8]}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_same_version_different_code_warns_or_misses_with_check_code(cache_path: str,
                                                                      tmp_path: Path) -> None:
     try:
         importlib.import_module("hither.outside.bundle")
     except ImportError:
         pytest.skip("hither-core has no code packaging yet (hither.outside.bundle): no code hash")
-    src = ("import hither as hi\n\n@hi.function('jcp_code', '0.1.0')\n"
-           "def jcp_code(x):\n    return x + {inc}\n")
-    mods = []
-    for inc in (1, 2):
-        d = tmp_path / f"code{inc}"
-        d.mkdir()
-        (d / "jcp_code_mod.py").write_text(src.format(inc=inc))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "registered twice" is expected here
-            mods.append(_load_module(d / "jcp_code_mod.py"))
-    old, new = (m.jcp_code for m in mods)  # type: ignore[attr-defined]
+    old, new = same_version_other_code(tmp_path, "jcp_code")
     with hi.Config(job_cache=hi.JobCache(path=cache_path)):
         assert old.run(x=10).wait() == 11
         with pytest.warns(UserWarning, match="different code under the same version"):

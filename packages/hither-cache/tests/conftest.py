@@ -7,107 +7,26 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import time
-import uuid
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from hither.models import Database
+from hither.testing.services import PrivateMongo, free_port, fresh_database, mongo_server, private_mongo_server
+
 MONGO_URL = os.environ.get("HITHER_TEST_MONGO_URL", "mongodb://127.0.0.1:27017")
-SECANTUS = Path(os.environ.get("HITHER_TEST_SECANTUSD", "/opt/secantus/bin/secantusd-py"))
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("HITHER_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason} (HITHER_REQUIRE_SERVICES=1)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
 def mongo_url() -> str:
-    try:
-        import pymongo
-    except ImportError:
-        # not a missing service: an environment without the extra (e.g. hatch's
-        # cache-only env) tests the file backend alone
-        pytest.skip("pymongo is not installed: pip install 'hither-cache[mongo]'")
-    client = pymongo.MongoClient(MONGO_URL, serverSelectionTimeoutMS=2000)
-    try:
-        client.admin.command("ping")
-    except Exception as exc:  # noqa: BLE001
-        _unavailable(f"no MongoDB-protocol server at {MONGO_URL} ({type(exc).__name__}); "
-                     "start one with: bash scripts/services.sh mongo")
-    finally:
-        client.close()
-    return MONGO_URL
+    return mongo_server(MONGO_URL, install_hint="pip install 'hither-cache[mongo]'")
 
 
 @pytest.fixture
-def mongo_db(mongo_url: str) -> Iterator["object"]:
+def mongo_db(mongo_url: str) -> Iterator[Database]:
     """A ``hi.Database`` with a database name of its own, dropped afterwards."""
-    import hither as hi
-    import pymongo
-
-    db = hi.Database(mongo_url=mongo_url, database=f"hither_cache_test_{uuid.uuid4().hex[:12]}")
-    yield db
-    client = pymongo.MongoClient(mongo_url, serverSelectionTimeoutMS=2000)
-    try:
-        client.drop_database(db.database)
-    finally:
-        client.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class PrivateMongo:
-    """A SecantusDB server of one test (for outages), persisting in ``storage``."""
-
-    def __init__(self, storage: Path) -> None:
-        self.port = free_port()
-        self.storage = storage
-        self.url = f"mongodb://127.0.0.1:{self.port}"
-        self.proc: "subprocess.Popen[bytes] | None" = None
-
-    def start(self, wait: bool = True) -> None:
-        self.storage.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [str(SECANTUS), "--host", "127.0.0.1", "--port", str(self.port),
-             "--storage-path", str(self.storage)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if wait:
-            self.wait_ready()
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                s.settimeout(0.2)
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            assert self.proc is not None and self.proc.poll() is None, "secantusd exited"
-            time.sleep(0.05)
-        raise TimeoutError(f"secantusd did not listen on {self.port} within {timeout} s")
-
-    def stop(self, kill: bool = False) -> None:
-        if self.proc is None:
-            return
-        if kill:
-            self.proc.kill()
-        else:
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
+    yield from fresh_database(mongo_url, "hither_cache_test_")
 
 
 @pytest.fixture
@@ -118,12 +37,7 @@ def private_mongo(tmp_path: Path) -> Iterator[PrivateMongo]:
         # not a missing service: an environment without the extra (e.g. hatch's
         # cache-only env) tests the file backend alone
         pytest.skip("pymongo is not installed: pip install 'hither-cache[mongo]'")
-    if not SECANTUS.exists():
-        _unavailable(f"{SECANTUS} is not installed: bash scripts/services.sh mongo")
-    server = PrivateMongo(tmp_path / "secantus")
-    server.start()
-    yield server
-    server.stop(kill=True)
+    yield from private_mongo_server(tmp_path / "secantus")
 
 
 @pytest.fixture

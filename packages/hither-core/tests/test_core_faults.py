@@ -20,6 +20,8 @@ from hither.local import transfer
 from hither.errors import (ConfigError, DependencyFailedError, JobCancelledException,
                            JobTimeoutError, WorkerDiedError)
 from hither.runtime import JobExitError
+from hither.runtime.processes import pid_exists
+from hither.testing.processes import alive, wait_for_file
 
 from fault_funcs import (fault_cyclic_result, fault_double_fork, fault_exit, fault_fail, fault_fork_then_die,
                          fault_inc, fault_leave_child, fault_pid, fault_sleep, fault_sleep_with_child,
@@ -33,16 +35,6 @@ TAG_VAR = "HITHER_FAULT_TEST_TAG"
 
 
 # ------------------------------------------------------------------ process hygiene
-def _alive(pid):
-    """True while ``pid`` exists and is not a zombie (a dead process not yet reaped)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
 def _tagged(tag):
     """{pid: command line} of the live processes that carry this test's tag."""
     needle = f"{TAG_VAR}={tag}".encode()
@@ -57,7 +49,7 @@ def _tagged(tag):
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if needle in env and _alive(entry):
+        if needle in env and alive(entry):
             found[int(entry)] = cmd
     return found
 
@@ -99,26 +91,17 @@ def hygiene():
             pass
     assert not left, f"processes left after the test: {left}"
     leaked = [n for n in _buffers() - before
-              if _owner(n) == os.getpid() or (_owner(n) and not transfer._pid_alive(_owner(n)))]
+              if _owner(n) == os.getpid() or (_owner(n) and not pid_exists(_owner(n)))]
     for n in leaked:
         os.unlink(os.path.join(transfer.SHM_DIR, n))
     assert not leaked, f"hither buffers left in {transfer.SHM_DIR}: {leaked}"
 
 
-def _wait_for_file(path, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        assert time.monotonic() < deadline, f"{path} did not appear within {timeout} s"
-        time.sleep(0.02)
-    with open(path) as f:
-        return f.read()
-
-
 def _assert_gone(pids, timeout=10.0):
     deadline = time.monotonic() + timeout
-    while any(_alive(p) for p in pids):
+    while any(alive(p) for p in pids):
         assert time.monotonic() < deadline, \
-            f"still alive after {timeout} s: {[p for p in pids if _alive(p)]}"
+            f"still alive after {timeout} s: {[p for p in pids if alive(p)]}"
         time.sleep(0.02)
 
 
@@ -225,7 +208,7 @@ def test_ctrl_c_at_the_terminal_does_not_reach_the_workers(tmp_path):
             print("INTERRUPTED", flush=True)
         print("RESULT", job.wait(timeout=30), flush=True)
     """, tmp_path)
-    _wait_for_file(str(tmp_path / "ready"))
+    wait_for_file(str(tmp_path / "ready"))
     os.killpg(p.pid, signal.SIGINT)
     out, err = p.communicate(timeout=40)
     assert p.returncode == 0, err
@@ -242,7 +225,7 @@ def test_uncaught_ctrl_c_ends_the_program_and_its_workers(tmp_path):
             job = fault_sleep_with_child.run(pid_file={pid_file!r})
         hi.wait()
     """, tmp_path)
-    pids = [int(x) for x in _wait_for_file(pid_file).split()]
+    pids = [int(x) for x in wait_for_file(pid_file).split()]
     os.killpg(p.pid, signal.SIGINT)
     out, err = p.communicate(timeout=30)
     assert p.returncode != 0 and "KeyboardInterrupt" in err, (out, err)
@@ -278,8 +261,8 @@ def test_cancel_and_timeout_kill_the_jobs_subprocesses(make_pjh, tmp_path, how):
     pid_file = str(tmp_path / "pids")
     with hi.Config(job_handler=make_pjh(1), job_timeout=(2 if how == "timeout" else None)):
         job = fault_sleep_with_child.run(pid_file=pid_file)
-        worker, child = (int(x) for x in _wait_for_file(pid_file).split())
-        assert _alive(child)
+        worker, child = (int(x) for x in wait_for_file(pid_file).split())
+        assert alive(child)
         if how == "cancel":
             job.cancel()
         with pytest.raises(JobCancelledException if how == "cancel" else JobTimeoutError):
@@ -293,7 +276,7 @@ def test_processes_a_finished_job_left_running_are_killed(make_pjh, tmp_path):
     pid_file = str(tmp_path / "pids")
     with hi.Config(job_handler=make_pjh(1)):
         worker = fault_leave_child.run(pid_file=pid_file).wait(timeout=20)
-        pids = [int(x) for x in _wait_for_file(pid_file).split()]
+        pids = [int(x) for x in wait_for_file(pid_file).split()]
         _assert_gone(pids, 5)  # the worker killed them after the job returned
         assert fault_pid.run().wait(timeout=20) == worker  # and goes on
 
@@ -306,9 +289,9 @@ def test_orphans_a_parallel_job_leaves_are_gone_when_it_returns(make_pjh, tmp_pa
     pid_file = str(tmp_path / "pids")
     with hi.Config(job_handler=make_pjh(1)):
         worker = fault_double_fork.run(pid_file=pid_file, how=how).wait(timeout=30)
-        orphan, parent, session = (int(x) for x in _wait_for_file(pid_file).split())
+        orphan, parent, session = (int(x) for x in wait_for_file(pid_file).split())
         assert parent == worker and session == orphan  # an orphan of its own session
-        assert not _alive(orphan), "the orphaned sleep outlived its job"
+        assert not alive(orphan), "the orphaned sleep outlived its job"
         assert fault_pid.run().wait(timeout=20) == worker  # the worker goes on
 
 
@@ -326,9 +309,9 @@ def test_orphans_a_job_directory_leaves_are_gone_when_its_runner_ends(tmp_path, 
     job_dir = prepare(job, str(tmp_path))
     job.cancel()
     assert SubprocessLauncher().launch(job_dir, 30) == 0
-    orphan, parent, session = (int(x) for x in _wait_for_file(pid_file).split())
+    orphan, parent, session = (int(x) for x in wait_for_file(pid_file).split())
     assert session == orphan
-    assert not _alive(orphan), "the orphaned sleep outlived its runner"
+    assert not alive(orphan), "the orphaned sleep outlived its runner"
     assert not os.path.exists(os.path.join(job_dir, "error.json"))
 
 
@@ -348,7 +331,7 @@ def test_killed_program_takes_its_workers_and_their_children_along(tmp_path, sig
             b = fault_sleep.run(seconds=1000, value=ballast)
         time.sleep(1000)
     """, tmp_path)
-    worker, child = (int(x) for x in _wait_for_file(pid_file).split())
+    worker, child = (int(x) for x in wait_for_file(pid_file).split())
     mine = f"hither-{p.pid}-"
     deadline = time.monotonic() + 20
     while not any(n.startswith(mine) for n in _buffers()):

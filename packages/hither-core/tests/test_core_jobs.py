@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import hither as hi
+from hither.testing.processes import wait_for_file
 import core_funcs as cf
 from core_funcs import add, identity, sleep_then
 
@@ -25,13 +26,14 @@ def _pid_gone(pid):
     return False
 
 
-def _wait_for_file(path, timeout=30):
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        assert time.monotonic() < deadline, f"{path} did not appear"
-        time.sleep(0.02)
-    with open(path) as f:
-        return int(f.read())
+def _cancel_ends_it_at_once(job):
+    """Cancel ``job``: ``cancel()`` says it took, and ``wait`` raises JobCancelledException
+    within a second."""
+    t0 = time.monotonic()
+    assert job.cancel() is True
+    with pytest.raises(hi.JobCancelledException):
+        job.wait(timeout=5)
+    assert time.monotonic() - t0 < 1
 
 
 # ----------------------------------------------------------------- pipelines
@@ -201,14 +203,10 @@ def test_cancel_running_job_kills_and_replaces_worker(make_pjh, tmp_path):
     pidfile = str(tmp_path / "pid")
     with hi.Config(job_handler=jh):
         job = cf.pid_then_sleep.run(path=pidfile, t=30)
-    pid = _wait_for_file(pidfile)
+    pid = int(wait_for_file(pidfile))
     assert pid != os.getpid()
     assert job.get_status() == hi.JobStatus.RUNNING
-    t0 = time.monotonic()
-    assert job.cancel() is True
-    with pytest.raises(hi.JobCancelledException):
-        job.wait(timeout=5)
-    assert time.monotonic() - t0 < 1
+    _cancel_ends_it_at_once(job)
     assert _pid_gone(pid)
     with hi.Config(job_handler=jh):
         nxt = cf.pid_of.run()
@@ -222,7 +220,7 @@ def test_worker_replaced_many_times_keeps_working(make_pjh, tmp_path):
         pidfile = str(tmp_path / f"pid{i}")
         with hi.Config(job_handler=jh):
             job = cf.pid_then_sleep.run(path=pidfile, t=30)
-        _wait_for_file(pidfile)
+        wait_for_file(pidfile)
         job.cancel()
         with pytest.raises(hi.JobCancelledException):
             job.wait(timeout=5)
@@ -236,11 +234,7 @@ def test_cancel_pending_job_waiting_on_input(make_pjh):
         up = sleep_then.run(t=1.0, x=1)
         dep = add.run(x=up, y=1)
     assert dep.get_status() == hi.JobStatus.PENDING
-    t0 = time.monotonic()
-    assert dep.cancel() is True
-    with pytest.raises(hi.JobCancelledException):
-        dep.wait(timeout=5)
-    assert time.monotonic() - t0 < 1
+    _cancel_ends_it_at_once(dep)
     assert up.wait(timeout=30) == 1
     time.sleep(0.2)
     assert dep.get_status() == hi.JobStatus.CANCELLED  # not revived when its input finished
@@ -278,9 +272,7 @@ def test_default_handler_cancel_queued_job_but_not_running_one(make_pjh):
         assert time.monotonic() < deadline, queued.get_status()
         time.sleep(0.02)
     assert running.cancel() is False
-    assert queued.cancel() is True
-    with pytest.raises(hi.JobCancelledException):
-        queued.wait(timeout=1)
+    _cancel_ends_it_at_once(queued)
     gate.set()
     assert running.wait(timeout=30) == 1
     assert queued.get_status() == hi.JobStatus.CANCELLED
@@ -535,6 +527,7 @@ _PRINTING_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
 import hither as hi
+from hither.testing.processes import wait_for_file
 import core_funcs as cf
 jh = hi.ParallelJobHandler(num_workers=2)
 with hi.Config(job_handler=jh):
@@ -733,9 +726,7 @@ def test_cancel_prefetched_job_never_runs(make_pjh, tmp_path):
         running = sleep_then.run(t=1.0, x="r")
         time.sleep(0.2)
         pre = cf.count_runs.run(path=str(log), x=1)  # small: handed to the busy worker
-    assert pre.cancel() is True
-    with pytest.raises(hi.JobCancelledException):
-        pre.wait(timeout=1)
+    _cancel_ends_it_at_once(pre)
     assert running.wait(timeout=30) == "r"
     with hi.Config(job_handler=jh):
         assert cf.count_runs.run(path=str(log), x=2).wait(timeout=30) == [2, 4]
@@ -796,7 +787,7 @@ def test_job_behind_a_replaced_worker_still_runs(make_pjh, tmp_path, how):
             first = cf.pid_then_sleep.run(path=pidfile, t=20)
         behind = add.run(x=20, y=1)
     if how == "cancel":
-        _wait_for_file(pidfile)
+        wait_for_file(pidfile)
         first.cancel()
     expected = {"cancel": hi.JobCancelledException, "death": hi.WorkerDiedError,
                 "timeout": hi.JobTimeoutError}[how]
@@ -874,6 +865,7 @@ import re
 import subprocess
 import sys
 import hither as hi
+from hither.testing.processes import wait_for_file
 
 jh = hi.ParallelJobHandler(num_workers=2)   # at import time, as user modules do
 

@@ -12,6 +12,7 @@ import zipfile
 import pytest
 
 from hither.outside.jobserver import JobServer
+from hither.testing.processes import wait_dead, wait_for_pids
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,33 +36,6 @@ def write_job(job_dir, module_source, qualname="f", args=None, module="mymod"):
 def result(job_dir):
     with open(os.path.join(job_dir, "result.json")) as f:
         return json.load(f)["value"]
-
-
-def alive(pid):
-    """Whether ``pid`` runs (a zombie waiting for its reaper counts as dead)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def wait_dead(pids, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not any(alive(p) for p in pids):
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def wait_file(path, seconds=20.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if os.path.exists(path) and os.path.getsize(path):
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{path} never appeared")
 
 
 # a job that starts a grandchild (sleep), records both pids, then sleeps itself
@@ -188,7 +162,7 @@ def test_timeout_kills_the_process_tree(server, tmp_path):
 def test_cancel_kills_the_running_job_and_the_server_goes_on(server, tmp_path):
     d = write_job(tmp_path / "j", TREE, args={"pidfile": str(tmp_path / "pids"), "seconds": 120})
     run = server.submit(d)
-    wait_file(str(tmp_path / "pids"))
+    wait_for_pids(str(tmp_path / "pids"))
     assert server.running() == [d]
     run.kill()
     end = run.wait(10)
@@ -250,7 +224,7 @@ def test_server_killed_ends_its_jobs(tmp_path):
     try:
         d = write_job(tmp_path / "j", TREE, args={"pidfile": str(tmp_path / "pids"), "seconds": 120})
         run = server.submit(d)
-        wait_file(str(tmp_path / "pids"))
+        wait_for_pids(str(tmp_path / "pids"))
         os.kill(server.proc.pid, signal.SIGKILL)
         end = run.wait(15)
         assert end.reason == "server-died" and end.exit_code is None
@@ -267,7 +241,7 @@ def test_close_kills_running_jobs(tmp_path):
     server = JobServer().start()
     d = write_job(tmp_path / "j", TREE, args={"pidfile": str(tmp_path / "pids"), "seconds": 120})
     run = server.submit(d)
-    wait_file(str(tmp_path / "pids"))
+    wait_for_pids(str(tmp_path / "pids"))
     server.close()
     assert run.wait(10).reason == "shutdown"
     assert wait_dead([int(p) for p in (tmp_path / "pids").read_text().split()])

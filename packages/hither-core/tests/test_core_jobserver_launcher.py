@@ -13,7 +13,8 @@ from hither.errors import HitherError, JobTimeoutError, WorkerDiedError
 from hither.outside.jobdir import read_job_outputs
 from hither.outside.jobserver import JobServerLauncher
 
-from test_core_jobserver import TREE, alive, result, wait_dead, wait_file, write_job
+from hither.testing.processes import alive, wait_dead, wait_for_pids
+from test_core_jobserver import TREE, result, write_job
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -57,7 +58,7 @@ def test_capacity_limits_runs_at_once(tmp_path):
         b = write_job(tmp_path / "b", TREE, args={"pidfile": str(tmp_path / "b.pids"), "seconds": 0})
         ta = threading.Thread(target=la.launch, args=(a, None))
         ta.start()
-        wait_file(str(tmp_path / "a.pids"))
+        wait_for_pids(str(tmp_path / "a.pids"))
         tb = threading.Thread(target=la.launch, args=(b, None))
         tb.start()
         time.sleep(0.5)
@@ -81,13 +82,18 @@ def test_timeout_kills_the_tree_and_raises(launcher, tmp_path):
     assert wait_dead(pids), f"processes of the timed-out job still run: {pids}"
 
 
-def test_kill_stops_a_job_and_the_child_it_started(launcher, tmp_path):
+def _launch_a_tree(launcher, tmp_path):
+    """A TREE job (it and the child it starts sleep 120 s) launched from a thread: its job
+    dir, the thread, the list its exit code goes to, and the two pids once both run."""
     d = write_job(tmp_path / "j", TREE, args={"pidfile": str(tmp_path / "pids"), "seconds": 120})
     codes = []
     t = threading.Thread(target=lambda: codes.append(launcher.launch(d, None)))
     t.start()
-    wait_file(str(tmp_path / "pids"))
-    pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+    return d, t, codes, wait_for_pids(str(tmp_path / "pids"))
+
+
+def test_kill_stops_a_job_and_the_child_it_started(launcher, tmp_path):
+    d, t, codes, pids = _launch_a_tree(launcher, tmp_path)
     assert all(alive(p) for p in pids)
     t0 = time.monotonic()
     launcher.kill(d)
@@ -112,7 +118,7 @@ def test_server_killed_mid_job_fails_the_run_promptly_and_the_next_gets_a_new_se
             errors.append(exc)
     t = threading.Thread(target=run)
     t.start()
-    wait_file(str(tmp_path / "pids"))
+    wait_for_pids(str(tmp_path / "pids"))
     old = launcher.server.proc.pid
     os.kill(old, signal.SIGKILL)
     t.join(10)
@@ -128,12 +134,7 @@ def test_server_killed_mid_job_fails_the_run_promptly_and_the_next_gets_a_new_se
 
 def test_close_stops_running_jobs_and_refuses_more(tmp_path):
     la = JobServerLauncher(capacity=1)
-    d = write_job(tmp_path / "j", TREE, args={"pidfile": str(tmp_path / "pids"), "seconds": 120})
-    codes = []
-    t = threading.Thread(target=lambda: codes.append(la.launch(d, None)))
-    t.start()
-    wait_file(str(tmp_path / "pids"))
-    pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+    d, t, codes, pids = _launch_a_tree(la, tmp_path)
     la.close()
     t.join(15)
     assert codes and codes[0] != 0

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from hither.outside.jobserver import JobServer
-from test_core_jobserver import TREE, alive, result, wait_dead, wait_file, write_job
+from hither.testing.processes import alive, wait_dead, wait_for_pids
+from test_core_jobserver import TREE, result, write_job
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -122,7 +123,7 @@ def test_a_killed_or_crashed_job_process_is_replaced(server, tmp_path, how):
     else:
         d = write_job(tmp_path / "j", src, args={"pidfile": str(tmp_path / "pids"), "seconds": 120})
         r = server.submit(d, timeout=1.5 if how == "timeout" else None)
-        wait_file(str(tmp_path / "pids"))
+        wait_for_pids(str(tmp_path / "pids"))
         if how == "cancel":
             r.kill()
         assert r.wait(15).reason == ("cancelled" if how == "cancel" else "timeout")
@@ -157,7 +158,7 @@ def test_a_killed_server_ends_its_idle_and_running_job_processes(tmp_path):
         idle = run(server, write_job(tmp_path / "idle", COUNTER, args={"tag": 0}))[0]
         d = write_job(tmp_path / "j", TREE, args={"pidfile": str(tmp_path / "pids"), "seconds": 120})
         r = server.submit(d)
-        wait_file(str(tmp_path / "pids"))
+        wait_for_pids(str(tmp_path / "pids"))
         assert alive(idle)
         os.kill(server.proc.pid, signal.SIGKILL)
         assert r.wait(15).reason == "server-died"

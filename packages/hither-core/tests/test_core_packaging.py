@@ -20,6 +20,7 @@ from hither.plugins import registry
 from hither.errors import BundleTooLargeError, HitherError
 from hither.plugins.interfaces import JobHandler
 from hither.testing.container_conformance import ContainerRunnerConformance, HostPythonRunner, ParkedHandler
+from hither.testing.processes import wait_dead, wait_for_pids
 from hither.outside.jobdir import read_job_outputs, write_job_dir
 from hither.outside.bundle import build_bundle
 
@@ -346,14 +347,7 @@ def test_runner_stops_itself_at_the_job_timeout(tmp_path):
     assert isinstance(error, hi.JobTimeoutError), error
     assert "job_timeout=1.5" in str(error)
     child = int((tmp_path / "child.pid").read_text())
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    else:
+    if not wait_dead([child], 5):
         os.kill(child, 9)
         pytest.fail("the job's child process outlived the runner's timeout")
 
@@ -465,19 +459,9 @@ def test_a_job_dies_with_the_process_that_launched_it(tmp_path):
     (tmp_path / "jobs").mkdir()
     parent = subprocess.Popen([sys.executable, "-c", LAUNCH_AND_HANG, str(d), str(marker),
                                str(tmp_path / "jobs")], stdout=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not marker.exists() or not marker.read_text():
-        assert time.monotonic() < deadline, "the job never started"
-        time.sleep(0.05)
-    child = int(marker.read_text())
+    [child] = wait_for_pids(str(marker), 60)
     parent.send_signal(signal.SIGKILL)
     parent.wait(10)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    os.kill(child, signal.SIGKILL)
-    pytest.fail("the job's child outlived the killed launcher")
+    if not wait_dead([child], 10):
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the job's child outlived the killed launcher")

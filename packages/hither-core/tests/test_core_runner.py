@@ -292,23 +292,18 @@ def test_runner_writes_the_console_to_the_file_the_spec_names_while_it_runs(tmp_
     assert ri["stdout"] == "before\nafter\n" and ri["stderr"] == "to stderr\n"
 
 
-def test_runner_bad_result_type_is_an_error(tmp_path):
+@pytest.mark.parametrize("function,field,value,in_message", [
+    ("returns_bad", "type_name", "TypeError", "set"),  # a result the runner cannot encode
+    ("no_such_function", "stage", "load", "no_such_function"),  # a function the script lacks
+])
+def test_runner_reports_a_job_that_cannot_run_in_error_json(tmp_path, function, field, value, in_message):
+    """The runner itself succeeds (exit 0): the job's error is in error.json and runtime.json."""
     job_dir = tmp_path / "job"
-    _write_job_dir(str(job_dir), SCRIPT_PLAIN, "returns_bad", {})
+    _write_job_dir(str(job_dir), SCRIPT_PLAIN, function, {})
     proc = _run(job_dir, tmp_path, flags=("-I", "-S"))
     assert proc.returncode == 0, proc.stderr
     err = _read(job_dir, "error.json")
-    assert err["type_name"] == "TypeError" and "set" in err["message"]
-    assert _read(job_dir, "runtime.json")["status"] == "error"
-
-
-def test_runner_missing_function_is_load_error(tmp_path):
-    job_dir = tmp_path / "job"
-    _write_job_dir(str(job_dir), SCRIPT_PLAIN, "no_such_function", {})
-    proc = _run(job_dir, tmp_path, flags=("-I", "-S"))
-    assert proc.returncode == 0, proc.stderr
-    err = _read(job_dir, "error.json")
-    assert err.get("stage") == "load" and "no_such_function" in err["message"]
+    assert err.get(field) == value and in_message in err["message"], err
     assert _read(job_dir, "runtime.json")["status"] == "error"
 
 
@@ -405,11 +400,14 @@ def test_shipped_runner_is_a_zip_with_the_same_bytes_every_time():
 
 
 def _oldest_python():
-    """The oldest Python >= 3.8 under ~/.pyenv/versions (None if there is none)."""
+    """The oldest Python >= 3.8 on PATH as ``python3.8`` or under ~/.pyenv/versions (None if
+    there is none)."""
     import glob
+    import shutil
 
     found = []
-    for exe in glob.glob(os.path.expanduser("~/.pyenv/versions/*/bin/python3")):
+    on_path = shutil.which("python3.8")
+    for exe in ([on_path] if on_path else []) + glob.glob(os.path.expanduser("~/.pyenv/versions/*/bin/python3")):
         try:
             out = subprocess.run([exe, "-I", "-S", "-c", "import sys; print(*sys.version_info[:2])"],
                                  capture_output=True, text=True, timeout=30, env=_clean_env()).stdout
@@ -422,9 +420,11 @@ def _oldest_python():
 
 
 def test_shipped_runner_runs_a_job_dir_under_the_oldest_python(tmp_path):
+    """The runner promises Python 3.8 and later (images with an old Python): the oldest there
+    is runs a job dir (files by path and shipped), prints its usage, and leaves nothing behind."""
     exe = _oldest_python()
     if exe is None:
-        pytest.skip("no Python >= 3.8 under ~/.pyenv/versions")
+        pytest.skip("no Python >= 3.8 as python3.8 on PATH or under ~/.pyenv/versions")
     job_dir = tmp_path / "job"
     outside = tmp_path / "outside.txt"
     outside.write_text("old python")
@@ -436,9 +436,11 @@ def test_shipped_runner_runs_a_job_dir_under_the_oldest_python(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert not (job_dir / "error.json").exists(), (job_dir / "error.json").read_text()
     value = _read(job_dir, "result.json")["value"]
-    assert value["sum"] == 9 and value["text"] == "old python" and value["text2"] == "shipped" and value["stand_in"]
+    assert value["sum"] == 9 and value["text"] == "old python" and value["text2"] == "shipped"
+    assert value["stand_in"] is True
     usage = subprocess.run([exe, "-I", "-S", RUNNER], capture_output=True, text=True, timeout=60, env=_clean_env())
     assert usage.returncode == 2 and "usage" in usage.stderr
+    _assert_no_side_effects(str(tmp_path), str(job_dir))
 
 
 def test_python_m_hither_runner_still_runs_a_job_dir(tmp_path):
@@ -480,44 +482,6 @@ def test_wire_format_round_trip():
     assert back["d"] == {"_hither": 1, "x": (3,)}
     with pytest.raises(TypeError):
         encode_value({1, 2}, sink)
-
-
-def _find_python38():
-    import glob
-    import shutil
-
-    cands = [shutil.which("python3.8")] + sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.8*/bin/python3.8")))
-    for c in cands:
-        if not c:
-            continue
-        try:
-            out = subprocess.run([c, "-I", "-S", "-c", "import sys; print(sys.version_info[:2])"],
-                                 capture_output=True, text=True, timeout=30, env=_clean_env()).stdout
-        except (OSError, subprocess.SubprocessError):
-            continue
-        if out.strip() == "(3, 8)":
-            return c
-    return None
-
-
-def test_runner_runs_under_python38(tmp_path):
-    py38 = _find_python38()
-    if py38 is None:
-        pytest.skip("no Python 3.8 interpreter on this machine")
-    job_dir = tmp_path / "job"
-    outside = tmp_path / "outside.txt"
-    outside.write_text("py38 file")
-    args = {"xs": [1, 2], "path": {T: "file", "uri": "sha1://" + "a" * 40 + "/outside.txt", "path": str(outside)},
-            "named": {T: "file", "uri": "sha1://" + "b" * 40 + "/in.txt", "local": "files/bb/in.txt"}}
-    _write_job_dir(str(job_dir), SCRIPT_PLAIN, "combine", args, files={"files/bb/in.txt": "shipped"})
-    proc = subprocess.run([py38, "-I", "-S", RUNNER, str(job_dir)], cwd=str(tmp_path), capture_output=True,
-                          text=True, timeout=60, env=_clean_env())
-    assert proc.returncode == 0, proc.stderr
-    assert not (job_dir / "error.json").exists(), (job_dir / "error.json").read_text()
-    value = _read(job_dir, "result.json")["value"]
-    assert value["sum"] == 3 and value["text"] == "py38 file" and value["text2"] == "shipped"
-    assert value["stand_in"] is True
-    _assert_no_side_effects(str(tmp_path), str(job_dir))
 
 
 _json_values = st.recursive(

@@ -71,3 +71,63 @@ def test_command_failure_of_an_unexpected_error_names_it_and_the_traceback_flag(
     assert failure is not None and failure.exit_code == 1
     assert failure.message.startswith("unexpected RuntimeError: nobody expected this; -v shows")
     assert command_failure(SystemExit(2)) is None  # not a failure to report
+
+
+class _UsageError(Exception):
+    """Stands for a CLI library's own exception (click's usage error)."""
+
+
+class _Shown(Exception):
+    """Stands for the CLI library's error a command line shows (click's ClickException)."""
+
+    def __init__(self, failure: "object") -> None:
+        super().__init__(getattr(failure, "message", failure))
+        self.exit_code = getattr(failure, "exit_code", 1)
+
+
+def _guarded(exc: BaseException, explain=None):  # noqa: ANN001, ANN202
+    import logging
+
+    from hither.plugins.cli import guard_command
+
+    def invoke() -> None:
+        raise exc
+
+    return guard_command(invoke, passthrough=(_UsageError,), as_error=_Shown, explain=explain,
+                         log=logging.getLogger("hither.test"), interrupted_note="nothing half-done")
+
+
+def test_guard_command_returns_the_result_and_passes_the_libraries_own_errors() -> None:
+    import logging
+
+    from hither.plugins.cli import guard_command
+
+    log = logging.getLogger("hither.test")
+    assert guard_command(lambda: 7, passthrough=(_UsageError,), as_error=_Shown, log=log) == 7
+    with pytest.raises(_UsageError):
+        _guarded(_UsageError("bad option"))
+    with pytest.raises(SystemExit):  # not a failure
+        _guarded(SystemExit(0))
+
+
+def test_guard_command_reports_ctrl_c_and_the_unexpected_in_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    with pytest.raises(_Shown) as info:
+        _guarded(KeyboardInterrupt())
+    assert info.value.exit_code == 130 and str(info.value).endswith("; nothing half-done")
+    assert info.value.__suppress_context__  # no chained traceback for the user
+    with caplog.at_level(logging.DEBUG, logger="hither.test"), pytest.raises(_Shown) as info:
+        _guarded(RuntimeError("nobody expected this"))
+    assert info.value.exit_code == 1 and str(info.value).startswith("unexpected RuntimeError: nobody")
+    assert "Traceback" in caplog.text  # -v shows it
+
+
+def test_guard_command_lets_the_command_line_explain_what_it_knows() -> None:
+    def explain(exc: Exception):  # noqa: ANN202
+        return _Shown(f"cannot read the folder: {exc}") if isinstance(exc, OSError) else None
+
+    with pytest.raises(_Shown, match="cannot read the folder: denied"):
+        _guarded(PermissionError("denied"), explain)
+    with pytest.raises(_Shown, match="unexpected ValueError"):
+        _guarded(ValueError("x"), explain)

@@ -9,6 +9,7 @@ import os
 import sys
 
 import pytest
+from hither.testing.services import mongo_server, unavailable
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
@@ -20,12 +21,6 @@ from monitor_procs import start_serve, stop_serve  # noqa: E402
 CHROMIUM = os.environ.get("HITHER_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-
-
-def unavailable(reason):
-    if os.environ.get("HITHER_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason} (HITHER_REQUIRE_SERVICES=1)")
-    pytest.skip(reason)
 
 
 @pytest.fixture
@@ -92,16 +87,6 @@ def page(chromium):
 
 @pytest.fixture(scope="session")
 def mongo_url():
-    url = os.environ.get("HITHER_TEST_MONGO_URL", "mongodb://127.0.0.1:27017")
     # the bus view is the optional extra: without it (the monitor-only environment) skip
     pytest.importorskip("hither_remote", reason="hither-remote is not installed (hither-monitor[remote])")
-    import pymongo
-    client = pymongo.MongoClient(url, serverSelectionTimeoutMS=2000)
-    try:
-        client.admin.command("ping")
-    except Exception as exc:  # noqa: BLE001
-        unavailable(f"no MongoDB-protocol server at {url} ({type(exc).__name__}); start one with "
-                    "bash scripts/services.sh mongo")
-    finally:
-        client.close()
-    return url
+    return mongo_server(os.environ.get("HITHER_TEST_MONGO_URL", "mongodb://127.0.0.1:27017"))

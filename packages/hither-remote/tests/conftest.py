@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,9 +18,12 @@ import time
 import uuid
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
-from urllib.parse import urlparse
 
 import pytest
+
+from hither.models import Database
+from hither.testing.services import fresh_database, mongo_server, tcp_service
+from hither_remote.models import BusJob
 
 MONGO_URL = os.environ.get("HITHER_TEST_MONGO_URL", "mongodb://127.0.0.1:27017")
 S3_ENDPOINT = os.environ.get("HITHER_TEST_S3_ENDPOINT", "http://127.0.0.1:5555")
@@ -61,19 +63,12 @@ def process_env(root: Path, store_url: str, storage_options: Dict[str, object], 
     return env
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("HITHER_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason} (HITHER_REQUIRE_SERVICES=1)")
-    pytest.skip(reason)
-
-
-def _listening(url: str, default_port: int) -> bool:
-    p = urlparse(url)
-    try:
-        with socket.create_connection((p.hostname or "127.0.0.1", p.port or default_port), timeout=2):
-            return True
-    except OSError:
-        return False
+def bus_job(i: int) -> BusJob:
+    """A queued job for ``resource1`` made for the bus directly (no client): the ``i``-th
+    created (ids and creation times in order), expiring in an hour."""
+    now = time.time()
+    return BusJob(_id=f"job-{i:03d}-{uuid.uuid4().hex[:6]}", resource_id="resource1", function_name="f",
+                  document={}, created=now + i * 1e-3, expires=now + 3600, updated=now)
 
 
 @pytest.fixture(autouse=True)
@@ -86,41 +81,24 @@ def _secret(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="session")
 def mongo_url() -> str:
-    if not _listening(MONGO_URL, 27017):
-        _unavailable(f"no MongoDB-protocol server at {MONGO_URL}; start one with: bash scripts/services.sh mongo")
-    return MONGO_URL
-
-
-def _fresh_database(mongo_url: str) -> Iterator[object]:
-    """A ``hi.Database`` with a database name of its own, dropped afterwards."""
-    import hither as hi
-    import pymongo
-
-    d = hi.Database(mongo_url=mongo_url, database=f"hither_remote_test_{uuid.uuid4().hex[:12]}")
-    yield d
-    client = pymongo.MongoClient(mongo_url, serverSelectionTimeoutMS=2000)
-    try:
-        client.drop_database(d.database)
-    finally:
-        client.close()
+    return mongo_server(MONGO_URL)
 
 
 @pytest.fixture
-def db(mongo_url: str) -> Iterator[object]:
+def db(mongo_url: str) -> Iterator[Database]:
     """A ``hi.Database`` with a database name of its own, dropped afterwards."""
-    yield from _fresh_database(mongo_url)
+    yield from fresh_database(mongo_url, "hither_remote_test_")
 
 
 @pytest.fixture
-def other_db(mongo_url: str) -> Iterator[object]:
+def other_db(mongo_url: str) -> Iterator[Database]:
     """A second database of the same server (a bus that is not ``db``)."""
-    yield from _fresh_database(mongo_url)
+    yield from fresh_database(mongo_url, "hither_remote_test_")
 
 
 @pytest.fixture(scope="session")
 def s3_options() -> Iterator[Dict[str, object]]:
-    if not _listening(S3_ENDPOINT, 80):
-        _unavailable(f"the S3 API is not reachable at {S3_ENDPOINT}; start it with: bash scripts/services.sh s3")
+    tcp_service(S3_ENDPOINT, "the S3 API (moto_server)", "bash scripts/services.sh s3")
     import s3fs
 
     with pytest.MonkeyPatch.context() as mp:
@@ -154,6 +132,16 @@ def store(store_url: str, storage_options: Dict[str, object], tmp_path: Path):  
     from hither_store import Store
 
     return Store(store_url, storage_options=storage_options, cache_dir=str(tmp_path / "client-store-cache"))
+
+
+@pytest.fixture
+def jh(db, store):  # noqa: ANN001, ANN201
+    """The client's ``RemoteJobHandler`` for ``resource1`` on the test's bus; shut down after."""
+    import hither as hi
+
+    handler = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
+    yield handler
+    handler.shutdown()
 
 
 class Server:

@@ -9,15 +9,10 @@ import uuid
 
 import pytest
 
+from conftest import bus_job
 from hither_remote.bus import Bus
 from hither_remote.coalesce import Coalescer
-from hither_remote.models import BusJob, BusOutcome, BusStatus
-
-
-def _bus_job(i: int) -> BusJob:
-    now = time.time()
-    return BusJob(_id=f"job-{i:03d}-{uuid.uuid4().hex[:6]}", resource_id="resource1", function_name="f",
-                  document={}, created=now + i * 1e-3, expires=now + 3600, updated=now)
+from hither_remote.models import BusOutcome, BusStatus
 
 
 def test_start_runs_in_bulk_refuses_only_the_runs_that_ended(db):
@@ -37,7 +32,7 @@ def test_start_runs_in_bulk_refuses_only_the_runs_that_ended(db):
 def test_finish_many_writes_each_outcome_once_and_ends_cancel_requests_cancelled(db):
     bus = Bus(db)
     try:
-        jobs = [_bus_job(i) for i in range(4)]
+        jobs = [bus_job(i) for i in range(4)]
         bus.submit_many(jobs)
         claimed = bus.claim_ids("resource1", [j.id for j in jobs], "me", 30)
         assert len(claimed) == 4

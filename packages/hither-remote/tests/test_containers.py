@@ -5,7 +5,6 @@ container, ``--no-containers`` refuses such jobs with a message the client sees,
 ``--containers`` without an engine stops ``serve`` at start. No container is left."""
 from __future__ import annotations
 
-import os
 import socket
 import time
 
@@ -14,6 +13,7 @@ from click.testing import CliRunner
 
 import hither as hi
 from hither.errors import JobCancelledException
+from hither.testing.services import unavailable
 
 import remote_funcs as rf
 from hither_remote.cli import main
@@ -32,22 +32,13 @@ def docker_client():
         c = client()
         c.images.get(rf.IMAGE)
     except Exception as exc:  # noqa: BLE001 - no engine or no image
-        if os.environ.get("HITHER_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"Docker or the image {rf.IMAGE} is missing: {exc}")
-        pytest.skip(f"Docker or the image {rf.IMAGE} is missing (bash scripts/services.sh docker): {exc}")
+        unavailable(f"Docker or the image {rf.IMAGE} is missing (bash scripts/services.sh docker): {exc}")
     yield c
     c.close()
 
 
 def _containers_of(c, pid: int):
     return c.api.containers(all=True, filters={"label": ["hither.job=1", f"hither.owner_pid={pid}"]})
-
-
-@pytest.fixture
-def jh(db, store):
-    h = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
-    yield h
-    h.shutdown()
 
 
 def test_a_container_job_runs_in_its_image_and_a_cancel_stops_it(docker_client, serve, jh):

@@ -3,68 +3,24 @@ and started again on the same storage): the resource and the client both carry o
 client gets the result. Uses a SecantusDB server of this test's own."""
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 import hither as hi
+from hither.testing.processes import wait_for_pids
+from hither.testing.services import PrivateMongo, private_mongo_server
 
 import remote_funcs as rf
 
 pytestmark = pytest.mark.timeout(120)
 
-SECANTUS = Path(os.environ.get("HITHER_TEST_SECANTUSD", "/opt/secantus/bin/secantusd-py"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _Mongo:
-    def __init__(self, storage: Path) -> None:
-        self.port, self.storage, self.proc = _free_port(), storage, None
-
-    def start(self) -> None:
-        self.storage.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen([str(SECANTUS), "--host", "127.0.0.1", "--port", str(self.port),
-                                      "--storage-path", str(self.storage)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while True:
-            with socket.socket() as s:
-                s.settimeout(0.2)
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            assert self.proc.poll() is None and time.monotonic() < deadline, "secantusd did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
-
 
 @pytest.fixture
-def private_mongo(tmp_path):
-    if not SECANTUS.exists():
-        if os.environ.get("HITHER_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{SECANTUS} is not installed (HITHER_REQUIRE_SERVICES=1)")
-        pytest.skip(f"{SECANTUS} is not installed: bash scripts/services.sh mongo")
-    m = _Mongo(tmp_path / "secantus")
-    m.start()
-    yield m
-    m.stop()
+def private_mongo(tmp_path: Path) -> Iterator[PrivateMongo]:
+    yield from private_mongo_server(tmp_path / "secantus")
 
 
 @pytest.mark.slow
@@ -76,10 +32,7 @@ def test_a_short_mongodb_outage_is_ridden_out(private_mongo, serve, store, tmp_p
     try:
         with hi.Config(job_handler=jh):
             j = rf.rt_sleep_pid.run(t=1.5, pid_file=pid_file, x=11)
-            deadline = time.monotonic() + 60
-            while not os.path.exists(pid_file):
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+            wait_for_pids(pid_file)
             private_mongo.stop()          # the job ends while the bus is down
             time.sleep(3)
             private_mongo.start()

@@ -50,13 +50,6 @@ def test_a_sealed_outcome_verifies_after_bson_and_nothing_else_does(value, code,
     assert "not signed" in outcome_problem(_bus_job(job_id, BusStatus.FINISHED, unsigned), secret)
 
 
-@pytest.fixture
-def jh(db, store):
-    h = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
-    yield h
-    h.shutdown()
-
-
 def _queued(jh, resource_id: str, timeout: float = 20.0) -> dict:
     """The job of ``resource_id`` waiting on the bus."""
     deadline = time.monotonic() + timeout

@@ -11,42 +11,13 @@ import numpy as np
 import pytest
 
 import hither as hi
+from hither.testing.processes import alive, wait_for_pids
 from hither.errors import JobCancelledException
 from hither.values.refs import StoredResult
 
 import remote_funcs as rf
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def jh(db, store):
-    h = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
-    yield h
-    h.shutdown()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie of another parent counts as gone
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def _wait_pid(pid_file, n: int = 1, timeout: float = 60.0) -> list:
-    deadline = time.monotonic() + timeout
-    while True:
-        if os.path.exists(pid_file):
-            pids = [int(x) for x in open(pid_file).read().split()]
-            if len(pids) >= n:
-                return pids
-        assert time.monotonic() < deadline, "the job never started"
-        time.sleep(0.05)
 
 
 def test_results_errors_and_a_pipeline(serve, jh, tmp_path):
@@ -90,12 +61,12 @@ def test_cancel_kills_the_running_job_within_2_s(serve, jh, tmp_path):
     pid_file = str(tmp_path / "pids")
     with hi.Config(job_handler=jh):
         j = rf.rt_sleep_pid.run(t=300, pid_file=pid_file)
-        [pid] = _wait_pid(pid_file)
+        [pid] = wait_for_pids(pid_file)
         t0 = time.monotonic()
         assert j.cancel()
         with pytest.raises(JobCancelledException):
             j.wait(5)
-        while _pid_alive(pid):
+        while alive(pid):
             assert time.monotonic() - t0 < 2.0, "the job's process still runs 2 s after cancel()"
             time.sleep(0.02)
         assert rf.rt_add.run(x=2, y=3).wait(60) == 5  # the resource goes on
@@ -108,17 +79,17 @@ def test_kill_9_mid_job_then_restart_reruns_it(serve, jh, tmp_path):
     pid_file = str(tmp_path / "pids")
     with hi.Config(job_handler=jh):
         j = rf.rt_sleep_pid.run(t=2, pid_file=pid_file, x=7)
-        [pid] = _wait_pid(pid_file)
+        [pid] = wait_for_pids(pid_file)
         first.stop(signal.SIGKILL)
         # the job runs in a process group of its own (a fork of serve's job server), and
         # dies with the server: nothing of the killed serve goes on running
         deadline = time.monotonic() + 10
-        while _pid_alive(pid):
+        while alive(pid):
             assert time.monotonic() < deadline, "the job outlived its kill -9'd serve process"
             time.sleep(0.05)
         second = serve("second", "--lease-seconds", "2")
         assert j.wait(60) == 7
-    assert len(_wait_pid(pid_file, 2)) == 2, "the job was not run again"
+    assert len(wait_for_pids(pid_file, count=2)) == 2, "the job was not run again"
     assert "attempt 2" in second.log()
 
 
@@ -128,9 +99,9 @@ def test_sigterm_hands_the_running_job_back(serve, jh, tmp_path):
     pid_file = str(tmp_path / "pids")
     with hi.Config(job_handler=jh):
         j = rf.rt_sleep_pid.run(t=2, pid_file=pid_file, x=9)
-        [pid] = _wait_pid(pid_file)
+        [pid] = wait_for_pids(pid_file)
         assert first.stop(signal.SIGTERM) == 0
-        assert not _pid_alive(pid)
+        assert not alive(pid)
         assert "handed back" in first.log()
         serve("second")
         assert j.wait(60) == 9  # no lease to wait for: it was back in the queue at once

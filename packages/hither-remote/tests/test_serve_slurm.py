@@ -15,6 +15,8 @@ import pytest
 
 import hither as hi
 from hither.values.refs import StoredResult
+from hither.testing.processes import wait_for_pids
+from hither.testing.services import unavailable
 
 import remote_funcs as rf
 
@@ -42,9 +44,7 @@ def slurm_ready():
 
     why = slurm_available()
     if why is not None:
-        if os.environ.get("HITHER_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"no Slurm here ({why}) (HITHER_REQUIRE_SERVICES=1)")
-        pytest.skip(f"no Slurm here ({why}); start one with: bash scripts/services.sh slurm")
+        unavailable(f"no Slurm here ({why}); start one with: bash scripts/services.sh slurm")
 
 
 def test_serve_with_the_slurm_handler(slurm_ready, serve, db, store, tmp_path):
@@ -64,10 +64,7 @@ def test_serve_with_the_slurm_handler(slurm_ready, serve, db, store, tmp_path):
             np.testing.assert_array_equal(b.wait(180), np.full(100_000, 2.0))
             with pytest.raises(ValueError, match="bad input 7"):
                 bad.wait(60)
-            deadline = time.monotonic() + 120
-            while not os.path.exists(pid_file):
-                assert time.monotonic() < deadline, "the slow job never started"
-                time.sleep(0.05)
+            wait_for_pids(pid_file, 120)  # the slow job started
             running = _batches(work)
             assert running and all(state == "RUNNING" for _, state in running), running
             assert slow.wait(60) == 11
@@ -115,9 +112,7 @@ def test_serve_with_slurm_runs_container_jobs_in_its_pilots(slurm_ready, serve, 
 
         client().images.get(rf.IMAGE)
     except Exception as exc:  # noqa: BLE001 - no hither-container, engine or image
-        if os.environ.get("HITHER_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"Docker or the image {rf.IMAGE} is missing: {exc}")
-        pytest.skip(f"Docker or the image {rf.IMAGE} is missing: {exc}")
+        unavailable(f"Docker or the image {rf.IMAGE} is missing (bash scripts/services.sh docker): {exc}")
     work = tmp_path / "slurm-work"
     server = serve("resource", "--handler", "slurm", "--slurm-working-dir", str(work),
                    "--slurm-workers-per-batch", "1", "--slurm-cores-per-job", "1",

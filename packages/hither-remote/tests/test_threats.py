@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 import hither as hi
+from hither.testing.processes import wait_for_pids
 
 import remote_funcs as rf
 from hither_remote.bus import Bus
@@ -17,6 +18,14 @@ from hither_remote.models import BusJob
 from hither_remote.signing import load_secret, sign
 
 pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def bus(db):  # noqa: ANN001, ANN201
+    """The attacker's view of the test's bus (write access, no secret); closed after."""
+    view = Bus(db)
+    yield view
+    view.close()
 
 
 def _wait_status(bus: Bus, job_id: str, statuses, timeout: float = 30.0) -> dict:
@@ -114,32 +123,23 @@ def test_a_job_never_sees_the_secret(serve, db, store, tmp_path):
         assert str(secret_file) not in text or what == str(config), f"the secret file's name is in {what}"
 
 
-def test_a_running_job_set_back_to_queued_does_not_run_twice(serve, db, store, tmp_path):
+def test_a_running_job_set_back_to_queued_does_not_run_twice(serve, tmp_path, jh, bus):
     """Runs twice: setting a running job's status back to ``queued`` (no secret needed) made
     a second, concurrent run start; the run record's lease keeps it to one run, and the
     first run's result still reaches the client."""
     serve("a", "--workers", "2")
     serve("b", "--workers", "2")
     pid_file = tmp_path / "pids"
-    jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
-    bus = Bus(db)
-    try:
-        with hi.Config(job_handler=jh):
-            job = rf.rt_sleep_pid.run(t=4, pid_file=str(pid_file), x=7)
-            deadline = time.monotonic() + 60
-            while not pid_file.exists():
-                assert time.monotonic() < deadline, "the job never started"
-                time.sleep(0.05)
-            [doc] = bus.jobs.find({})
-            for _ in range(3):  # the attacker, several times while it runs
-                bus.jobs.update_one({"_id": doc["_id"]}, {"$set": {"status": "queued", "lease_owner": None,
-                                                                    "lease_expires": None}})
-                time.sleep(0.7)
-            assert job.wait(60) == 7
-        assert len(pid_file.read_text().split()) == 1, "the job ran twice"
-    finally:
-        jh.shutdown()
-        bus.close()
+    with hi.Config(job_handler=jh):
+        job = rf.rt_sleep_pid.run(t=4, pid_file=str(pid_file), x=7)
+        wait_for_pids(str(pid_file))  # the job started
+        [doc] = bus.jobs.find({})
+        for _ in range(3):  # the attacker, several times while it runs
+            bus.jobs.update_one({"_id": doc["_id"]}, {"$set": {"status": "queued", "lease_owner": None,
+                                                                "lease_expires": None}})
+            time.sleep(0.7)
+        assert job.wait(60) == 7
+    assert len(pid_file.read_text().split()) == 1, "the job ran twice"
 
 
 def _wait_for_docs(bus: Bus, n: int, timeout: float = 30.0) -> list:
@@ -150,55 +150,43 @@ def _wait_for_docs(bus: Bus, n: int, timeout: float = 30.0) -> list:
     return docs
 
 
-def test_a_malformed_document_in_a_claim_batch_stops_no_other_job(serve, db, store):
+def test_a_malformed_document_in_a_claim_batch_stops_no_other_job(serve, jh, bus):
     """Hang: a document that is no ``BusJob`` made the whole claim batch fail after it was
     marked running, for ever; it is refused with the reason, the others run."""
     from hither_remote.handler import RemoteJobError
 
-    jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
-    bus = Bus(db)
-    try:
-        with hi.Config(job_handler=jh):
-            jobs = [rf.rt_add.run(x=i, y=1) for i in range(3)]
-            _wait_for_docs(bus, 3)
-            # the attacker's document, in the batch the resource claims first
-            bus.jobs.insert_one({"_id": "malformed-1", "resource_id": "resource1", "status": "queued",
-                                 "created": 0.0, "document": "not a job"})
-            # and one of the client's own jobs made malformed
-            victim = rf.rt_add.run(x=100, y=1)
-            [vdoc] = [d for d in _wait_for_docs(bus, 5) if d["_id"] not in ("malformed-1",)
-                      and d["document"]["args"].get("x") == 100]
-            bus.jobs.update_one({"_id": vdoc["_id"]}, {"$set": {"expires": "soon"}})
-            serve("r", "--workers", "4")
-            assert [j.wait(20) for j in jobs] == [1, 2, 3]
-            with pytest.raises(RemoteJobError, match="malformed"):
-                victim.wait(20)
-        bad = _wait_status(bus, "malformed-1", ("refused",))
-        assert "malformed" in bad["outcome"]["message"]
-    finally:
-        jh.shutdown()
-        bus.close()
+    with hi.Config(job_handler=jh):
+        jobs = [rf.rt_add.run(x=i, y=1) for i in range(3)]
+        _wait_for_docs(bus, 3)
+        # the attacker's document, in the batch the resource claims first
+        bus.jobs.insert_one({"_id": "malformed-1", "resource_id": "resource1", "status": "queued",
+                             "created": 0.0, "document": "not a job"})
+        # and one of the client's own jobs made malformed
+        victim = rf.rt_add.run(x=100, y=1)
+        [vdoc] = [d for d in _wait_for_docs(bus, 5) if d["_id"] not in ("malformed-1",)
+                  and d["document"]["args"].get("x") == 100]
+        bus.jobs.update_one({"_id": vdoc["_id"]}, {"$set": {"expires": "soon"}})
+        serve("r", "--workers", "4")
+        assert [j.wait(20) for j in jobs] == [1, 2, 3]
+        with pytest.raises(RemoteJobError, match="malformed"):
+            victim.wait(20)
+    bad = _wait_status(bus, "malformed-1", ("refused",))
+    assert "malformed" in bad["outcome"]["message"]
 
 
-def test_a_malformed_final_document_stops_no_other_job_of_the_client(serve, db, store):
+def test_a_malformed_final_document_stops_no_other_job_of_the_client(serve, jh, bus):
     """Hang on the client: one malformed document among its pending jobs made every read of
     the ended jobs fail; that job now fails saying why, the others complete."""
     from hither_remote.handler import RemoteJobError
 
-    jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
-    bus = Bus(db)
-    try:
-        with hi.Config(job_handler=jh):
-            victim = rf.rt_add.run(x=100, y=1)
-            [vdoc] = _wait_for_docs(bus, 1)
-            bus.jobs.update_one({"_id": vdoc["_id"]}, {"$set": {"status": "finished", "created": "garbage"}})
-            serve("r", "--workers", "2")
-            assert rf.rt_add.run(x=1, y=2).wait(20) == 3
-            with pytest.raises(RemoteJobError, match="malformed"):
-                victim.wait(20)
-    finally:
-        jh.shutdown()
-        bus.close()
+    with hi.Config(job_handler=jh):
+        victim = rf.rt_add.run(x=100, y=1)
+        [vdoc] = _wait_for_docs(bus, 1)
+        bus.jobs.update_one({"_id": vdoc["_id"]}, {"$set": {"status": "finished", "created": "garbage"}})
+        serve("r", "--workers", "2")
+        assert rf.rt_add.run(x=1, y=2).wait(20) == 3
+        with pytest.raises(RemoteJobError, match="malformed"):
+            victim.wait(20)
 
 
 def test_a_job_nobody_serves_is_queued_warned_of_and_expires(serve, db, store, tmp_path, caplog):
@@ -237,32 +225,23 @@ def test_a_job_nobody_serves_is_queued_warned_of_and_expires(serve, db, store, t
         served.shutdown()
 
 
-def test_a_serve_claims_ahead_only_what_starts_soon(serve, db, store, tmp_path):
+def test_a_serve_claims_ahead_only_what_starts_soon(serve, tmp_path, jh, bus):
     """Load: one serve claimed ahead up to 4x its workers and sat on them while a second
     serve of the same id idled; now it claims ahead at most one job per worker, and the
     second serve gets the rest."""
     a = serve("a", "--workers", "1")
     pid_file = tmp_path / "pids"
-    jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
-    bus = Bus(db)
-    try:
-        with hi.Config(job_handler=jh):
-            jobs = [rf.rt_sleep_pid.run(t=1.5, pid_file=str(pid_file), x=i) for i in range(6)]
-            deadline = time.monotonic() + 60
-            while not pid_file.exists():
-                assert time.monotonic() < deadline, "the first job never started"
-                time.sleep(0.05)
-            b = serve("b", "--workers", "1")
-            assert [j.wait(60) for j in jobs] == list(range(6))
-        owners = [d["lease_owner"].split(":")[1] for d in bus.jobs.find({})]
-        ran_on_b = owners.count(str(b.proc.pid))
-        assert ran_on_b >= 2, f"b ran {ran_on_b} of 6 (a {owners.count(str(a.proc.pid))})"
-    finally:
-        jh.shutdown()
-        bus.close()
+    with hi.Config(job_handler=jh):
+        jobs = [rf.rt_sleep_pid.run(t=1.5, pid_file=str(pid_file), x=i) for i in range(6)]
+        wait_for_pids(str(pid_file))  # the first job started
+        b = serve("b", "--workers", "1")
+        assert [j.wait(60) for j in jobs] == list(range(6))
+    owners = [d["lease_owner"].split(":")[1] for d in bus.jobs.find({})]
+    ran_on_b = owners.count(str(b.proc.pid))
+    assert ran_on_b >= 2, f"b ran {ran_on_b} of 6 (a {owners.count(str(a.proc.pid))})"
 
 
-def test_serve_applies_the_retention_and_prune_does_once(serve, db, store, tmp_path):
+def test_serve_applies_the_retention_and_prune_does_once(serve, db, tmp_path, jh, bus):
     """Growth: ended jobs, run records, heartbeats of killed processes and logs stayed for
     ever (``status`` showed a killed resource as "not responding ... running 8/2"); serve
     applies the retention, and ``hither-remote prune`` applies it once. Run records of
@@ -272,33 +251,27 @@ def test_serve_applies_the_retention_and_prune_does_once(serve, db, store, tmp_p
 
     from conftest import process_env
 
-    bus = Bus(db)
     now = time.time()
     dead = {"_id": "resource1/dead:1:x", "resource_id": "resource1", "owner": "dead:1:x", "started": now - 9000,
             "last_seen": now - 7200, "running": 8, "capacity": 2, "stopped": False}
     bus.resources.insert_one(dead)
     bus.runs.insert_one({"_id": "expired-run", "done": True, "expires": now - 10})
-    jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
-    try:
-        server = serve("r", "--keep-for", "3s", "--keep-jobs", "1", "--dead-after", "30m", "--prune-every", "1s")
-        with hi.Config(job_handler=jh):
-            assert [rf.rt_talk.run(text="x" * i).wait(60) for i in range(3)] == [0, 1, 2]
-        deadline = time.monotonic() + 30
-        while bus.jobs.count_documents({}) or bus.resources.find_one({"_id": dead["_id"]}) \
-                or bus.runs.find_one({"_id": "expired-run"}):
-            assert time.monotonic() < deadline, "the retention was not applied"
-            time.sleep(0.2)
-        assert bus.runs.count_documents({}) == 3, "the run records of unexpired jobs must stay"
-        assert [h.owner for h in bus.resource_records()] == [server.log().split("owner ")[1].split(",")[0]]
-        bus.resources.insert_one(dict(dead, _id="other/dead", resource_id="other"))
-        env = process_env(tmp_path / "cli", "memory://x", {})
-        out = subprocess.run([sys.executable, "-m", "hither_remote.cli", "prune", "--mongo-url", db.mongo_url,
-                              "--database", db.database], env=env, capture_output=True, text=True, timeout=60)
-        assert out.returncode == 0 and "1 resources" in out.stdout, out.stdout + out.stderr
-        assert bus.resources.find_one({"_id": "other/dead"}) is None
-    finally:
-        jh.shutdown()
-        bus.close()
+    server = serve("r", "--keep-for", "3s", "--keep-jobs", "1", "--dead-after", "30m", "--prune-every", "1s")
+    with hi.Config(job_handler=jh):
+        assert [rf.rt_talk.run(text="x" * i).wait(60) for i in range(3)] == [0, 1, 2]
+    deadline = time.monotonic() + 30
+    while bus.jobs.count_documents({}) or bus.resources.find_one({"_id": dead["_id"]}) \
+            or bus.runs.find_one({"_id": "expired-run"}):
+        assert time.monotonic() < deadline, "the retention was not applied"
+        time.sleep(0.2)
+    assert bus.runs.count_documents({}) == 3, "the run records of unexpired jobs must stay"
+    assert [h.owner for h in bus.resource_records()] == [server.log().split("owner ")[1].split(",")[0]]
+    bus.resources.insert_one(dict(dead, _id="other/dead", resource_id="other"))
+    env = process_env(tmp_path / "cli", "memory://x", {})
+    out = subprocess.run([sys.executable, "-m", "hither_remote.cli", "prune", "--mongo-url", db.mongo_url,
+                          "--database", db.database], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "1 resources" in out.stdout, out.stdout + out.stderr
+    assert bus.resources.find_one({"_id": "other/dead"}) is None
 
 
 def _held_by(bus: Bus, owner_pid: int, n: int, timeout: float = 30.0) -> None:
@@ -310,32 +283,26 @@ def _held_by(bus: Bus, owner_pid: int, n: int, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def test_a_serve_hands_its_waiting_jobs_to_an_idle_peer(serve, db, store, tmp_path):
+def test_a_serve_hands_its_waiting_jobs_to_an_idle_peer(serve, tmp_path, jh, bus):
     """Load: a serve holding a claimed job it cannot start (its one worker busy) kept it
     while a second serve of the same id idled, until its running job ended; now it hands
     it back and the idle peer starts it within seconds."""
     a = serve("a", "--workers", "1")
     pid_file = tmp_path / "pids"
-    jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
-    bus = Bus(db)
-    try:
-        with hi.Config(job_handler=jh):
-            [rf.rt_sleep_pid.run(t=40, pid_file=str(pid_file), x=i) for i in range(2)]
-            _held_by(bus, a.proc.pid, 2)  # one running, one claimed ahead
-            b = serve("b", "--workers", "1")
-            t0 = time.monotonic()
-            while not pid_file.exists() or len(pid_file.read_text().split()) < 2:
-                took = time.monotonic() - t0
-                assert took < 20, f"the idle peer did not start the waiting job within {took:.1f} s"
-                time.sleep(0.1)
-        assert bus.jobs.find_one({"lease_owner": {"$regex": f":{b.proc.pid}:"}}), "the waiting job did not go to b"
-        assert "handed rt_sleep_pid" in a.log()
-    finally:
-        jh.shutdown()
-        bus.close()
+    with hi.Config(job_handler=jh):
+        [rf.rt_sleep_pid.run(t=40, pid_file=str(pid_file), x=i) for i in range(2)]
+        _held_by(bus, a.proc.pid, 2)  # one running, one claimed ahead
+        b = serve("b", "--workers", "1")
+        t0 = time.monotonic()
+        while not pid_file.exists() or len(pid_file.read_text().split()) < 2:
+            took = time.monotonic() - t0
+            assert took < 20, f"the idle peer did not start the waiting job within {took:.1f} s"
+            time.sleep(0.1)
+    assert bus.jobs.find_one({"lease_owner": {"$regex": f":{b.proc.pid}:"}}), "the waiting job did not go to b"
+    assert "handed rt_sleep_pid" in a.log()
 
 
-def test_a_killed_serve_delays_its_waiting_jobs_by_a_short_lease(serve, db, store, tmp_path):
+def test_a_killed_serve_delays_its_waiting_jobs_by_a_short_lease(serve, tmp_path, jh, bus):
     """Load: killing a serve delayed the jobs it had claimed but not started by a full
     lease (30 s); they now hold a short lease until they start (a third of it here, 10 s).
     The claim time on the bus counts (not the job's run: a cold job server under load)."""
@@ -343,28 +310,22 @@ def test_a_killed_serve_delays_its_waiting_jobs_by_a_short_lease(serve, db, stor
 
     a = serve("a", "--workers", "1", "--lease-seconds", "30")
     pid_file = tmp_path / "pids"
-    jh = hi.RemoteJobHandler(database=db, compute_resource_id="resource1", store=store)
-    bus = Bus(db)
-    try:
-        with hi.Config(job_handler=jh):
-            [rf.rt_sleep_pid.run(t=120, pid_file=str(pid_file), x=i) for i in range(2)]
-            _held_by(bus, a.proc.pid, 2)
-            deadline = time.monotonic() + 30  # the started job's lease renewed to the full 30 s
-            while not bus.jobs.find_one({"lease_expires": {"$gt": time.time() + 15}}):
-                assert time.monotonic() < deadline, "the started job's lease was not renewed in full"
-                time.sleep(0.1)
-            a.stop(signal.SIGKILL)
-            killed = time.time()
-            b = serve("b", "--workers", "1", "--lease-seconds", "30")
-            deadline = time.monotonic() + 60
-            while not (doc := bus.jobs.find_one({"lease_owner": {"$regex": f":{b.proc.pid}:"}})):
-                assert time.monotonic() < deadline, "b claimed no job"
-                time.sleep(0.1)
-        assert doc["attempts"] == 2 and doc["started"] - killed < 22, \
-            f"a job of the killed serve was claimed again after {doc['started'] - killed:.1f} s (lease 30 s)"
-    finally:
-        jh.shutdown()
-        bus.close()
+    with hi.Config(job_handler=jh):
+        [rf.rt_sleep_pid.run(t=120, pid_file=str(pid_file), x=i) for i in range(2)]
+        _held_by(bus, a.proc.pid, 2)
+        deadline = time.monotonic() + 30  # the started job's lease renewed to the full 30 s
+        while not bus.jobs.find_one({"lease_expires": {"$gt": time.time() + 15}}):
+            assert time.monotonic() < deadline, "the started job's lease was not renewed in full"
+            time.sleep(0.1)
+        a.stop(signal.SIGKILL)
+        killed = time.time()
+        b = serve("b", "--workers", "1", "--lease-seconds", "30")
+        deadline = time.monotonic() + 60
+        while not (doc := bus.jobs.find_one({"lease_owner": {"$regex": f":{b.proc.pid}:"}})):
+            assert time.monotonic() < deadline, "b claimed no job"
+            time.sleep(0.1)
+    assert doc["attempts"] == 2 and doc["started"] - killed < 22, \
+        f"a job of the killed serve was claimed again after {doc['started'] - killed:.1f} s (lease 30 s)"
 
 
 def test_serve_makes_itself_undumpable():

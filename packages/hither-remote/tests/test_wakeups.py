@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 
 import pytest
 
@@ -16,8 +15,9 @@ from hither.errors import JobCancelledException
 import remote_funcs as rf
 from hither_remote import handler as handler_mod
 from hither_remote import resource as resource_mod
+from conftest import bus_job
 from hither_remote.bus import Bus
-from hither_remote.models import BusJob, BusStatus
+from hither_remote.models import BusStatus
 from hither_remote.wakeups import ChangeWatcher
 
 pytestmark = pytest.mark.timeout(120)
@@ -186,18 +186,12 @@ def test_a_watcher_woken_by_other_writes_pauses_and_still_gets_its_own_event(db)
         writer.close()
 
 
-def _bus_job(i: int) -> BusJob:
-    now = time.time()
-    return BusJob(_id=f"job-{i:03d}-{uuid.uuid4().hex[:6]}", resource_id="resource1", function_name="f",
-                  document={}, created=now + i * 1e-3, expires=now + 3600, updated=now)
-
-
 def test_batched_claims_from_many_claimers_take_each_job_once(db):
     setup = Bus(db)
     setup.ensure_indexes()
-    jobs = [_bus_job(i) for i in range(60)]
+    jobs = [bus_job(i) for i in range(60)]
     setup.submit_many(jobs)
-    setup.jobs.insert_one(dict(_bus_job(99).to_mongo(), resource_id="another"))  # never ours
+    setup.jobs.insert_one(dict(bus_job(99).to_mongo(), resource_id="another"))  # never ours
     got = {}
     lock = threading.Lock()
 

@@ -15,20 +15,15 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 import hither as hi  # noqa: E402
+from hither.testing.services import unavailable  # noqa: E402
 from hither_slurm.batches import JOB_NAME_PREFIX, slurm_available  # noqa: E402
-
-
-def _unavailable(reason):
-    if os.environ.get("HITHER_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason} (HITHER_REQUIRE_SERVICES=1)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
 def slurm():
     why = slurm_available()
     if why is not None:
-        _unavailable(f"no Slurm here ({why}); start one with: bash scripts/services.sh slurm")
+        unavailable(f"no Slurm here ({why}); start one with: bash scripts/services.sh slurm")
     return True
 
 

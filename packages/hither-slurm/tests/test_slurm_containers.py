@@ -3,12 +3,12 @@ container runner of the node (hither-container's Docker runner, on the real Dock
 of scripts/services.sh), on local pilots and in real Slurm batches."""
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
 
 import hither as hi
+from hither.testing.services import unavailable
 import slurm_funcs as sf
 
 pytest.importorskip("hither_container", reason="container jobs need hither-container on the nodes")
@@ -19,9 +19,7 @@ def docker_ready():
     from hither_container.docker_runner import DockerRunner
 
     if not DockerRunner.is_available():
-        if os.environ.get("HITHER_REQUIRE_SERVICES") == "1":
-            pytest.fail("no Docker engine (HITHER_REQUIRE_SERVICES=1): bash scripts/services.sh docker")
-        pytest.skip("no Docker engine: bash scripts/services.sh docker")
+        unavailable("no Docker engine: bash scripts/services.sh docker")
     return True
 
 

@@ -10,6 +10,7 @@ import time
 import pytest
 
 import hither as hi
+from hither.testing.processes import wait_for_pids
 from hither_slurm import AllocationLostError
 from hither_slurm.batches import squeue_states
 
@@ -27,14 +28,6 @@ def _running_batch(job, not_batch=None, seconds=60.0):
             return ri.batch
         assert time.monotonic() < deadline, f"{job} never started (in a batch other than {not_batch})"
         time.sleep(0.05)
-
-
-def _wait_pidfile(path, seconds=60.0):
-    deadline = time.monotonic() + seconds
-    while not (os.path.exists(path) and os.path.getsize(path)):
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
-    return [int(p) for p in open(path).read().split()]
 
 
 def _pilot(jh, batch):
@@ -61,7 +54,7 @@ def test_lost_allocation_is_retried_by_the_policy_then_fails(mode, make_handler,
         # lost once: the default policy runs it again in another batch, where it finishes
         job = sf.slurm_sleep.run(seconds=2, pidfile=pidfile)
         first = _running_batch(job)
-        pids = _wait_pidfile(pidfile)
+        pids = wait_for_pids(pidfile)
         os.remove(pidfile)
         _lose(jh, first, how)
         # a new batch may wait for Slurm to finish killing the lost one (KillWait, 30 s)
@@ -77,11 +70,11 @@ def test_lost_allocation_is_retried_by_the_policy_then_fails(mode, make_handler,
         with hi.Config(retry=hi.Retry(attempts=2, backoff=0.1)):
             job2 = sf.slurm_sleep.run(seconds=60, pidfile=pidfile)
         b1 = _running_batch(job2)
-        _wait_pidfile(pidfile)
+        wait_for_pids(pidfile)
         os.remove(pidfile)
         _lose(jh, b1, how)
         b2 = _running_batch(job2, not_batch=b1, seconds=150)
-        _wait_pidfile(pidfile)
+        wait_for_pids(pidfile)
         _lose(jh, b2, how)
         with pytest.raises(AllocationLostError, match="was lost: the allocation running it"):
             job2.wait(150)
@@ -104,7 +97,7 @@ def test_a_batch_seen_ended_before_its_pilot_stops(mode, make_handler, tmp_path)
     with hi.Config(job_handler=jh):
         job = sf.slurm_sleep.run(seconds=3, pidfile=pidfile)
         first = _running_batch(job)
-        _wait_pidfile(pidfile)
+        wait_for_pids(pidfile)
         (batch,) = jh.batches()
         pilot = _pilot(jh, first)
         batch.alive = False  # what squeue says first
@@ -202,7 +195,7 @@ def test_restart_after_the_program_was_killed(mode, tmp_path):
     proc = subprocess.Popen([os.sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "ready"
-        pids = _wait_pidfile(str(pidfile))
+        pids = wait_for_pids(str(pidfile))
         (pilot_file,) = os.listdir(work / "pilots")
         with open(work / "pilots" / pilot_file) as f:
             pilot = json.load(f)

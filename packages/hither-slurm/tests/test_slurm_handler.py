@@ -9,35 +9,11 @@ import pytest
 
 import hither as hi
 from hither.errors import JobCancelledException, JobTimeoutError, WorkerDiedError
+from hither.testing.processes import wait_dead, wait_for_pids
 
 import slurm_funcs as sf
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _wait_dead(pids, seconds=15.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not any(_alive(p) for p in pids):
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def _wait_file(path, seconds=60.0):
-    deadline = time.monotonic() + seconds
-    while not (os.path.exists(path) and os.path.getsize(path)):
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
-    return [int(p) for p in open(path).read().split()]
 
 
 def test_results_errors_console_and_runtime_info(handler, mode):
@@ -78,13 +54,13 @@ def test_cancel_kills_the_job_tree_and_the_pilot_goes_on(handler, tmp_path):
     pidfile = str(tmp_path / "pids")
     with hi.Config(job_handler=handler):
         long = sf.slurm_sleep.run(seconds=120, pidfile=pidfile)
-        pids = _wait_file(pidfile)
+        pids = wait_for_pids(pidfile)
         assert long.get_status() == hi.JobStatus.RUNNING
         batch = long.get_runtime_info().batch
         assert long.cancel()
         with pytest.raises(JobCancelledException):
             long.wait(10)
-        assert _wait_dead(pids), "the cancelled job's processes still run"
+        assert wait_dead(pids), "the cancelled job's processes still run"
         nxt = sf.slurm_where.run()
         assert nxt.wait(60)["batch"] == batch  # the same pilot took the next job
     assert len(handler.batches()) == 1
@@ -108,7 +84,7 @@ def test_timeout_kills_the_job_tree(handler, tmp_path):
         job = sf.slurm_sleep.run(seconds=120, pidfile=pidfile)
         with pytest.raises(JobTimeoutError, match="job_timeout=2"):
             job.wait(60)
-    assert _wait_dead(_wait_file(pidfile))
+    assert wait_dead(wait_for_pids(pidfile))
 
 
 def test_a_crashing_job_fails_alone(handler):
@@ -198,7 +174,7 @@ exec {sys.executable} "$@"
     batch = jobs[0].get_runtime_info().batch
     assert jobs[1].get_runtime_info().batch == batch
     pid = jh.wd.pilot_info(batch)["pid"]
-    assert _wait_dead([pid], 15), f"the first pilot ({pid}) did not end when idle"
+    assert wait_dead([pid], 15), f"the first pilot ({pid}) did not end when idle"
     with hi.Config(job_handler=jh):
         assert sf.slurm_add.run(x=1, y=2).wait(30) == 3
     assert starts.read_text().strip() == "3"

@@ -18,6 +18,8 @@ from hither.errors import ConfigError
 from hither.plugins.interfaces import JobHandler, Launcher
 from hither.outside.path import cancel_outside, run_outside
 from hither.testing.handler_conformance import JobHandlerConformance
+from hither.testing.processes import wait_for_pids
+from hither.testing.services import unavailable
 from hither_slurm import AllocationLostError
 
 import slurm_funcs as sf
@@ -162,11 +164,7 @@ def test_kill_cancels_the_job_in_its_pilot(through, tmp_path):
     pidfile = str(tmp_path / "pids")
     with hi.Config(job_handler=through):
         job = sf.slurm_sleep.run(seconds=120, pidfile=pidfile)
-        deadline = time.monotonic() + 120
-        while not os.path.exists(pidfile):
-            assert time.monotonic() < deadline, "the job never started"
-            time.sleep(0.05)
-        pids = [int(p) for p in open(pidfile).read().split()]
+        pids = wait_for_pids(pidfile, 120)
         t0 = time.monotonic()
         job.cancel()
         with pytest.raises(hi.JobCancelledException):
@@ -186,7 +184,7 @@ def test_kill_cancels_the_job_in_its_pilot(through, tmp_path):
 @pytest.mark.parametrize("mode, how", [("local", "sigkill"), ("slurm", "scancel")], indirect=["mode"])
 @pytest.mark.timeout(400)
 def test_a_lost_allocation_requeues_once_then_is_an_error_outcome(through, mode, how, tmp_path):
-    from test_slurm_faults import _lose, _pilot, _wait_pidfile
+    from test_slurm_faults import _lose, _pilot
 
     jh = through.slurm
     pidfile = str(tmp_path / "pids")
@@ -203,11 +201,11 @@ def test_a_lost_allocation_requeues_once_then_is_an_error_outcome(through, mode,
     # retry=False: the job-directory path's own requeue-once is under test, not the policy
     with hi.Config(job_handler=through, retry=False):
         job = sf.slurm_sleep.run(seconds=60, pidfile=pidfile)
-        _wait_pidfile(pidfile, 150)
+        wait_for_pids(pidfile, 150)
         os.remove(pidfile)
         b1 = batch_of_running()
         _lose(jh, b1, how)
-        _wait_pidfile(pidfile, 150)  # requeued: it runs again, in another batch
+        wait_for_pids(pidfile, 150)  # requeued: it runs again, in another batch
         b2 = batch_of_running()
         assert b2 != b1 and _pilot(jh, b2)
         _lose(jh, b2, how)
@@ -220,9 +218,7 @@ def test_a_container_job_dir_runs_in_its_image_on_a_pilot(make_handler, tmp_path
     from hither_container.docker_runner import DockerRunner
 
     if not DockerRunner.is_available():
-        if os.environ.get("HITHER_REQUIRE_SERVICES") == "1":
-            pytest.fail("no Docker engine (HITHER_REQUIRE_SERVICES=1): bash scripts/services.sh docker")
-        pytest.skip("no Docker engine: bash scripts/services.sh docker")
+        unavailable("no Docker engine: bash scripts/services.sh docker")
     host_only = tmp_path / "host-only"
     host_only.mkdir()
     through = ThroughLauncher(make_handler(use_slurm=False))

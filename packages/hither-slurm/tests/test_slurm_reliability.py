@@ -38,6 +38,11 @@ def _shim(tmp_path, monkeypatch, name, body):
     return count
 
 
+def _hold_batch(tmp_path, monkeypatch, n):
+    """Submit the ``n``-th batch held (it pends, reason JobHeldUser, until scancel'ed)."""
+    _shim(tmp_path, monkeypatch, "sbatch", f'if [ "$N" = {n} ]; then set -- --hold "$@"; fi')
+
+
 def _calls(count):
     return int(count.read_text()) if count.exists() else 0
 
@@ -54,7 +59,7 @@ def _wait_state(jh, state, seconds=60.0, not_ids=()):
 
 def test_a_batch_cancelled_while_pending_requeues_its_jobs(slurm, make_handler, tmp_path, monkeypatch):
     # the first batch is submitted held (it pends, reason JobHeldUser), then scancel'ed
-    _shim(tmp_path, monkeypatch, "sbatch", 'if [ "$N" = 1 ]; then set -- --hold "$@"; fi')
+    _hold_batch(tmp_path, monkeypatch, 1)
     jh = make_handler()
     with hi.Config(job_handler=jh):
         job = sf.slurm_add.run(x=2, y=3)
@@ -68,7 +73,7 @@ def test_a_batch_cancelled_while_pending_requeues_its_jobs(slurm, make_handler, 
 def test_a_replacement_batch_cancelled_before_its_pilot_starts(slurm, make_handler, tmp_path, monkeypatch):
     """A running batch is lost (scancel): its job is requeued once; the replacement batch is
     cancelled while it pends: the job waits for a third batch and finishes there."""
-    _shim(tmp_path, monkeypatch, "sbatch", 'if [ "$N" = 2 ]; then set -- --hold "$@"; fi')
+    _hold_batch(tmp_path, monkeypatch, 2)
     jh = make_handler(idle_timeout=60)
     with hi.Config(job_handler=jh):
         job = sf.slurm_sleep.run(seconds=3, pidfile=str(tmp_path / "pids"))
@@ -174,7 +179,7 @@ def test_a_segfault_names_its_signal_and_no_hint_that_does_not_apply(slurm, make
 
 
 def test_a_job_waiting_for_a_pending_batch_says_why(slurm, make_handler, tmp_path, monkeypatch):
-    _shim(tmp_path, monkeypatch, "sbatch", 'if [ "$N" = 1 ]; then set -- --hold "$@"; fi')
+    _hold_batch(tmp_path, monkeypatch, 1)
     jh = make_handler()
     with hi.Config(job_handler=jh):
         job = sf.slurm_add.run(x=1, y=1)

@@ -8,12 +8,12 @@ http://127.0.0.1:5555). When it is not reachable the S3 tests are skipped, or fa
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from typing import Dict, Iterator
-from urllib.parse import urlparse
 
 import pytest
+
+from hither.testing.services import tcp_service, unavailable
 
 S3_ENDPOINT = os.environ.get("HITHER_TEST_S3_ENDPOINT", "http://127.0.0.1:5555")
 #: moto accepts any credentials; real ones must never be used (or needed) by these tests
@@ -23,21 +23,6 @@ DUMMY_AWS_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_SESSION_TOKEN": "",
 }
-
-
-def require_service(url: str, name: str, how_to_start: str) -> None:
-    """Skip the test when nothing listens at ``url``'s host:port, or fail if
-    ``HITHER_REQUIRE_SERVICES=1``. Reusable for any TCP service the tests need."""
-    parsed = urlparse(url)
-    host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return
-    except OSError as exc:
-        message = f"{name} is not reachable at {host}:{port} ({exc}); start it with: {how_to_start}"
-    if os.environ.get("HITHER_REQUIRE_SERVICES") == "1":
-        pytest.fail(message + " (HITHER_REQUIRE_SERVICES=1)")
-    pytest.skip(message)
 
 
 @pytest.fixture(autouse=True)
@@ -51,14 +36,11 @@ def _isolated_store_env(tmp_path, monkeypatch) -> None:
 @pytest.fixture(scope="session")
 def s3_options() -> Iterator[Dict[str, object]]:
     """fsspec options reaching the test S3 API, with dummy credentials in the environment."""
-    require_service(S3_ENDPOINT, "the S3 API (moto_server)", "bash scripts/services.sh s3")
+    tcp_service(S3_ENDPOINT, "the S3 API (moto_server)", "bash scripts/services.sh s3")
     try:
         import s3fs  # noqa: F401
     except ImportError:
-        message = "s3fs is not installed: pip install 'hither-store[s3]'"
-        if os.environ.get("HITHER_REQUIRE_SERVICES") == "1":
-            pytest.fail(message + " (HITHER_REQUIRE_SERVICES=1)")
-        pytest.skip(message)
+        unavailable("s3fs is not installed: pip install 'hither-store[s3]'")
     with pytest.MonkeyPatch.context() as mp:
         for key, value in DUMMY_AWS_ENV.items():
             mp.setenv(key, value)

@@ -25,7 +25,7 @@ import click
 import numpy as np
 
 from hither.errors import HitherError
-from hither.plugins.cli import DURATION_SYNTAX, command_failure, parse_duration
+from hither.plugins.cli import DURATION_SYNTAX, CommandFailure, guard_command, parse_duration
 from hither.plugins.interfaces import CacheBackend
 
 from .__about__ import __version__
@@ -41,20 +41,23 @@ class _CacheGroup(click.Group):
     end in one line and a non-zero exit code, never a traceback (``-v`` logs it)."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
-        except (HitherError, OSError) as exc:
-            raise _fail(exc) from None
-        except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - the last resort: a message
-            failure = command_failure(exc)
-            if failure is None:  # pragma: no cover - KeyboardInterrupt and Exception are failures
-                raise
-            logger.debug("hither-cache failed", exc_info=exc)
-            error = click.ClickException(failure.message)
-            error.exit_code = failure.exit_code
-            raise error from None
+        return guard_command(lambda: super(_CacheGroup, self).invoke(ctx), passthrough=_CLICK_OWN,
+                             as_error=_click_error, log=logger, explain=_known_failure)
+
+
+#: click's own exceptions (usage errors, --help's exit, Ctrl-C at a prompt): click reports them
+_CLICK_OWN = (click.ClickException, click.exceptions.Exit, click.Abort)
+
+
+def _click_error(failure: CommandFailure) -> click.ClickException:
+    error = click.ClickException(failure.message)
+    error.exit_code = failure.exit_code  # type: ignore[misc]  # click types it as a class constant
+    return error
+
+
+def _known_failure(exc: Exception) -> Optional[click.ClickException]:
+    """hither's errors and the file system's: a message of their own (``_fail``)."""
+    return _fail(exc) if isinstance(exc, (HitherError, OSError)) else None
 
 
 class _Duration(click.ParamType):

@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, Optional, TypeVar
 import click
 
 from hither.errors import HitherError
-from hither.plugins.cli import DURATION_SYNTAX, command_failure, parse_duration
+from hither.plugins.cli import DURATION_SYNTAX, CommandFailure, guard_command, parse_duration
 
 from .locations import ENV_URL
 
@@ -59,18 +59,19 @@ class StoreGroup(click.Group):
     end in one line and a non-zero exit code, never a traceback (``-v`` logs it)."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
-        except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - the last resort: a message
-            failure = command_failure(exc, "stored content is never half-written")
-            if failure is None:  # pragma: no cover - KeyboardInterrupt and Exception are failures
-                raise
-            logger.debug("hither-store failed", exc_info=exc)
-            error = click.ClickException(failure.message)
-            error.exit_code = failure.exit_code
-            raise error from None
+        return guard_command(lambda: super(StoreGroup, self).invoke(ctx), passthrough=_CLICK_OWN,
+                             as_error=_click_error, log=logger,
+                             interrupted_note="stored content is never half-written")
+
+
+#: click's own exceptions (usage errors, --help's exit, Ctrl-C at a prompt): click reports them
+_CLICK_OWN = (click.ClickException, click.exceptions.Exit, click.Abort)
+
+
+def _click_error(failure: CommandFailure) -> click.ClickException:
+    error = click.ClickException(failure.message)
+    error.exit_code = failure.exit_code  # type: ignore[misc]  # click types it as a class constant
+    return error
 
 
 def run_reporting(fn: Callable[..., T], *args: Any) -> T:

@@ -24,6 +24,8 @@ import tempfile
 import uuid
 from typing import Any, List, Optional, Tuple
 
+from hither.runtime.processes import pid_exists
+
 #: arrays at least this large go through shared memory instead of the pipe
 SHM_THRESHOLD = int(os.environ.get("HITHER_SHM_THRESHOLD", 1 << 20))
 
@@ -174,16 +176,6 @@ def discard(paths: List[str]) -> None:
         _unlink(p)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, someone else's
-        return True
-    return True
-
-
 def sweep_dead_buffers(directory: Optional[str] = None) -> List[str]:
     """Remove buffer files whose owner process no longer exists; returns their paths."""
     d = directory or SHM_DIR
@@ -194,7 +186,7 @@ def sweep_dead_buffers(directory: Optional[str] = None) -> List[str]:
         return swept
     for name in names:
         m = _BUFFER_NAME.match(name)
-        if m is None or _pid_alive(int(m.group(1))):
+        if m is None or pid_exists(int(m.group(1))):
             continue
         path = os.path.join(d, name)
         _unlink(path)

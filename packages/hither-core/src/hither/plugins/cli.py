@@ -1,7 +1,9 @@
 """What the command lines of hither's packages share: one syntax for durations
 (``parse_duration``), install hints a shell can run as printed (``pip_install``), and the
 one-line report of a failure no command turned into a message (``command_failure``: Ctrl-C
-exits with ``EXIT_INTERRUPTED``, anything else with a hint instead of a traceback).
+exits with ``EXIT_INTERRUPTED``, anything else with a hint instead of a traceback), and the
+last-resort guard of a command group that raises that report in the CLI library's own error
+type (``guard_command``).
 
 hither-store (``prune --older-than``) and hither-cache (``clear --older-than``) read durations
 with ``parse_duration``; plugin packages may import this module (they may not import each
@@ -12,12 +14,17 @@ other). It needs nothing beyond the standard library (no click)::
     parse_duration("30")     # ValueError: a number needs its unit (30s? 30d?)
     pip_install("hither-cache[mongo]")  # "pip install 'hither-cache[mongo]'" (zsh-safe)
     command_failure(KeyboardInterrupt())  # CommandFailure("interrupted ...", 130)
+    guard_command(lambda: super().invoke(ctx), passthrough=(click.ClickException, ...),
+                  as_error=click_error, log=logger)  # in a click.Group's invoke
 """
 from __future__ import annotations
 
+import logging
 import re
 import shlex
-from typing import Optional
+from typing import Callable, Optional, Tuple, Type, TypeVar
+
+T = TypeVar("T")
 
 #: seconds in each unit of a duration
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -84,3 +91,27 @@ def command_failure(exc: BaseException, interrupted_note: str = "") -> Optional[
         return CommandFailure(f"unexpected {type(exc).__name__}: {exc}; -v shows the "
                               "traceback (please report it with that output)")
     return None
+
+
+def guard_command(invoke: Callable[[], T], *, passthrough: Tuple[Type[BaseException], ...],
+                  as_error: Callable[[CommandFailure], BaseException], log: logging.Logger,
+                  explain: Optional[Callable[[Exception], Optional[BaseException]]] = None,
+                  interrupted_note: str = "") -> T:
+    """``invoke()``, guarded as a command line's last resort. Exceptions of ``passthrough``
+    (the CLI library's own: usage errors, exit, abort) propagate as they are. Ctrl-C and any
+    other ``Exception`` are logged with their traceback at debug level (``-v`` shows it) and
+    replaced by the error ``explain`` gives for a failure the command line knows, else by
+    ``as_error`` of their ``command_failure`` (the CLI library's error with that message and
+    exit code). What is no failure (``SystemExit``, ...) propagates."""
+    try:
+        return invoke()
+    except passthrough:
+        raise
+    except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - the last resort: a message
+        log.debug("the command failed", exc_info=exc)
+        known = explain(exc) if explain is not None and isinstance(exc, Exception) else None
+        if known is not None:
+            raise known from None
+        failure = command_failure(exc, interrupted_note)
+        assert failure is not None  # KeyboardInterrupt and Exception are failures
+        raise as_error(failure) from None

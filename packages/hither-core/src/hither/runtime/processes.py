@@ -18,6 +18,17 @@ if TYPE_CHECKING:  # pragma: no cover - typing costs ~20 ms at a bare interprete
     from typing import Any, Callable, Dict, List, Optional, Tuple
 
 # ------------------------------------------------------------------ processes a job leaves
+def pid_exists(pid: int) -> bool:
+    """Whether a process ``pid`` exists (a zombie does; so does another user's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
 _PR_SET_CHILD_SUBREAPER = 36
 
 

@@ -7,4 +7,9 @@
   hither-core's ``tests/test_core_store_conformance.py``).
 - ``hither.testing.value_strategies``: hypothesis strategies of every value hither accepts,
   equal twins in other layouts, differing variants, and ``assert_exact`` (need hypothesis).
+- ``hither.testing.services``: skip a test whose service (MongoDB, S3, Slurm, Docker) is
+  absent, or fail it under ``HITHER_REQUIRE_SERVICES=1``; a MongoDB database of a test's own,
+  a MongoDB-protocol server of a test's own (for outages).
+- ``hither.testing.processes``: whether a pid runs (a zombie does not), waiting for the file
+  a job writes (its pids) and for processes to end.
 """
