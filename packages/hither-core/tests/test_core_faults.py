@@ -5,6 +5,7 @@ shared-memory buffer of this test is left in /dev/shm."""
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -66,11 +67,18 @@ def _owner(name):
 
 
 @pytest.fixture(autouse=True)
-def hygiene():
+def hygiene(monkeypatch):
     """Tag every process the test starts (through the environment they inherit); after the
-    test, none may be left, nor any new hither buffer of this process or of a dead owner."""
+    test, none may be left, nor any new hither buffer of this process or of a dead owner.
+    The test's buffers go to a folder of its own ($HITHER_SHM_DIR, inherited by the workers
+    and programs it starts): another test running at the same time (pytest-xdist) whose
+    killed program left a buffer must not count here."""
     tag = uuid.uuid4().hex
     os.environ[TAG_VAR] = tag
+    own = os.path.join(transfer.SHM_DIR, f"hither-test-{tag}")
+    os.mkdir(own)
+    monkeypatch.setenv("HITHER_SHM_DIR", own)
+    monkeypatch.setattr(transfer, "SHM_DIR", own)
     before = _buffers()
     yield
     del os.environ[TAG_VAR]
@@ -94,6 +102,7 @@ def hygiene():
               if _owner(n) == os.getpid() or (_owner(n) and not pid_exists(_owner(n)))]
     for n in leaked:
         os.unlink(os.path.join(transfer.SHM_DIR, n))
+    shutil.rmtree(own, ignore_errors=True)
     assert not leaked, f"hither buffers left in {transfer.SHM_DIR}: {leaked}"
 
 

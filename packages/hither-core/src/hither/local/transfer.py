@@ -31,9 +31,11 @@ SHM_THRESHOLD = int(os.environ.get("HITHER_SHM_THRESHOLD", 1 << 20))
 
 
 def _shm_dir() -> str:
-    d = "/dev/shm"
-    if os.path.isdir(d) and os.access(d, os.W_OK):
-        return d
+    """Where big buffers go: ``$HITHER_SHM_DIR`` if it is a writable folder, else /dev/shm
+    (memory), else the temporary folder. Workers inherit the variable."""
+    for d in (os.environ.get("HITHER_SHM_DIR"), "/dev/shm"):
+        if d and os.path.isdir(d) and os.access(d, os.W_OK):
+            return d
     return tempfile.gettempdir()
 
 
