@@ -74,6 +74,19 @@ def parse_job(doc: Dict[str, Any]) -> "BusJob | str":
         return f"the job document is malformed ({type(exc).__name__}: {' '.join(first[:3])[:300]})"
 
 
+def _created(doc: Dict[str, Any]) -> float:
+    """A job document's creation time, for the order of claims (0 when it has none)."""
+    created = doc.get("created")
+    return float(created) if isinstance(created, (int, float)) else 0.0
+
+
+def _as_claimed(doc: Dict[str, Any], claim: Dict[str, Any]) -> Dict[str, Any]:
+    """An inserted job document as the claim's update (its ``$set`` fields, ``attempts``
+    plus one) left it on the bus."""
+    attempts = doc.get("attempts")
+    return {**doc, **claim, "attempts": (attempts if isinstance(attempts, int) else 0) + 1}
+
+
 def _as_ended(doc: Dict[str, Any]) -> BusJob:
     """An ended job as read by its client; a malformed one as refused, ``problem`` saying why."""
     job = parse_job(doc)
@@ -237,12 +250,18 @@ class Bus:
         return out
 
     def claim_ids(self, resource_id: str, ids: List[str], owner: str, lease_seconds: float,
-                  expired: Optional[List[str]] = None) -> List[BusJob]:
+                  expired: Optional[List[str]] = None,
+                  inserted: Optional[Dict[str, Dict[str, Any]]] = None) -> List[BusJob]:
         """Claim the queued jobs of ``resource_id`` among ``ids`` (and the running ones among ``expired`` whose
         lease has passed) in two round trips: one ``update_many`` that marks them with a
         claim token, its filter (still queued, or lease still expired) passed by each
         document atomically or not at all, then a read of those bearing the token. A job
-        another claimer took first no longer passes the filter: it is never taken twice."""
+        another claimer took first no longer passes the filter: it is never taken twice.
+
+        ``inserted``: the documents of some of ``ids`` as their insert events carried them
+        (the change stream's ``fullDocument``). When it holds all of ``ids`` and the update
+        claimed every one, the jobs are those documents as the update changed them, and no
+        read follows (what runs is checked as ever: ``signing.run_problem``)."""
         if not ids and not expired:
             return []
         now = time.time()
@@ -253,14 +272,16 @@ class Bus:
         # (not find_one_and_update for one job: SecantusDB scans the whole collection for
         # it, ~33 ms of its CPU at 3000 jobs, against ~4 ms for these two round trips)
         if ids:
-            self.jobs.update_many({"_id": {"$in": list(ids)}, "resource_id": resource_id,
-                                   "status": BusStatus.QUEUED.value}, update)
+            r = self.jobs.update_many({"_id": {"$in": list(ids)}, "resource_id": resource_id,
+                                       "status": BusStatus.QUEUED.value}, update)
+            if not expired and inserted and r.modified_count == len(ids) and all(i in inserted for i in ids):
+                return self._claimed(sorted((_as_claimed(inserted[i], update["$set"]) for i in ids),
+                                            key=_created), owner)
         if expired:
             self.jobs.update_many({"_id": {"$in": list(expired)}, "resource_id": resource_id,
                                    "status": BusStatus.RUNNING.value, "lease_expires": {"$lt": now}}, update)
         docs = list(self.jobs.find({"_id": {"$in": list(ids) + list(expired or [])}, "claim": token}))
-        docs.sort(key=lambda d: d["created"] if isinstance(d.get("created"), (int, float)) else 0)
-        return self._claimed(docs, owner)
+        return self._claimed(sorted(docs, key=_created), owner)
 
     def _claimed(self, docs: List[Dict[str, Any]], owner: str) -> List[BusJob]:
         """The claimed documents as jobs; a malformed one is refused alone, with the reason."""
