@@ -218,3 +218,38 @@ def test_round_trips_per_job_of_a_burst_stay_under_a_bound(db, store, tmp_path):
     assert finds < 0.3, per_job
     assert reads < 1.6, per_job
     assert total < 4.6, per_job
+
+
+def test_collected_marks_are_one_record_per_batch_and_clear_and_prune_honour_them(db):
+    # The client's marks of reported jobs: one insert per batch instead of an update of each
+    # job document; clear() and the retention's count remove only collected ended jobs
+    # (an older client's `collected: true` on the job still counts).
+    from hither_remote.retention import Retention, prune
+
+    commands = _Commands.get()
+    bus = Bus(db)
+    try:
+        jobs = [_bus_job(i) for i in range(8)]
+        bus.submit_many(jobs)
+        now = time.time()
+        for k, j in enumerate(jobs[:7]):
+            bus.jobs.update_one({"_id": j.id}, {"$set": {"status": "finished", "ended": now + k}})
+        commands.start()
+        bus.mark_collected_many("resource1", [j.id for j in jobs[:3]])
+        commands.on = False
+        assert commands.counts == {"insert:hither_remote_collected": 1}, commands.counts
+        bus.jobs.update_one({"_id": jobs[3].id}, {"$set": {"collected": True}})  # an older client's mark
+        bus.mark_collected_many("another", [jobs[4].id])  # another resource's record: not these jobs'
+        # the count: the newest 2 ended jobs stay, and of the others only collected ones go
+        prune(bus, "resource1", Retention(max_jobs=2))
+        left = {d["_id"] for d in bus.jobs.find({}, {"_id": 1})}
+        assert left == {j.id for j in jobs[4:]}, "only collected jobs beyond the count are removed"
+        bus.mark_collected_many("resource1", [jobs[5].id, jobs[7].id])  # jobs[7] still queued
+        assert bus.clear("resource1") == 1
+        assert {d["_id"] for d in bus.jobs.find({}, {"_id": 1})} == {jobs[4].id, jobs[6].id, jobs[7].id}
+        assert bus.collected.count_documents({"resource_id": "resource1"}) == 0
+        # records older than the retention's age go (their jobs ended before they were written)
+        prune(bus, "another", Retention(max_age=0.0), now=time.time() + 1)
+        assert bus.collected.count_documents({}) == 0
+    finally:
+        bus.close()

@@ -463,7 +463,7 @@ class RemoteJobHandler(JobHandler):
 
     def _mark_collected(self, ids: List[str]) -> None:
         try:
-            self.bus.mark_collected_many(ids)
+            self.bus.mark_collected_many(self.compute_resource_id, ids)
         except Exception as exc:  # noqa: BLE001 - only `clear()` reads it
             logger.warning("could not mark %d job(s) collected on the bus (%s)", len(ids),
                            type(exc).__name__)
