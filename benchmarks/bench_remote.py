@@ -46,9 +46,10 @@ SECRET = os.environ.setdefault("HITHER_REMOTE_SECRET", "bench-secret-" + uuid.uu
 
 
 class CommandCounter:
-    """Bus round trips of this process by command name (a pymongo command listener,
-    registered before any client is made): ``insert``, ``update``, ``find``, ``getMore``
-    (change streams included), ..."""
+    """Bus round trips of this process by command name and collection (a pymongo command
+    listener, registered before any client is made): ``update:jobs``, ``find:runs``,
+    ``getMore`` (change streams included), ...; ``NAME#``: the statements (documents) of
+    the inserts and updates (a bulk write is one round trip of several)."""
 
     def __init__(self) -> None:
         import collections
@@ -60,7 +61,14 @@ class CommandCounter:
 
         class _Listener(monitoring.CommandListener):
             def started(self, event: monitoring.CommandStartedEvent) -> None:
-                counter.counts[event.command_name] += 1
+                name = event.command_name
+                coll = event.command.get(name)
+                if isinstance(coll, str) and name != "getMore":
+                    name = f"{name}:{coll.replace('hither_remote_', '')}"
+                counter.counts[name] += 1
+                stmts = event.command.get("updates") or event.command.get("documents")
+                if isinstance(stmts, list):
+                    counter.counts[name + "#"] += len(stmts)
 
             def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
                 pass
@@ -269,8 +277,10 @@ class CpuPerJob:
         out = []
         for side in self.trips[0]:
             commands = sorted({c for r in self.trips for c in r[side]})
-            total = statistics.median(sum(r[side].values()) for r in self.trips)
-            parts = ", ".join(f"{c} {statistics.median(r[side].get(c, 0.0) for r in self.trips):.2f}"
+            total = statistics.median(sum(v for c, v in r[side].items() if not c.endswith("#"))
+                                      for r in self.trips)
+            parts = ", ".join(f"{c[:-1] + ' statements' if c.endswith('#') else c} "
+                              f"{statistics.median(r[side].get(c, 0.0) for r in self.trips):.2f}"
                               for c in commands)
             out.append(f"{side} {total:.2f} ({parts})")
         return f"bus round trips per remote job (median of {len(self.trips)} runs): " + "; ".join(out)

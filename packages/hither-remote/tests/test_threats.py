@@ -232,7 +232,9 @@ def test_a_serve_claims_ahead_only_what_starts_soon(serve, tmp_path, jh, bus):
     a = serve("a", "--workers", "1")
     pid_file = tmp_path / "pids"
     with hi.Config(job_handler=jh):
-        jobs = [rf.rt_sleep_pid.run(t=1.5, pid_file=str(pid_file), x=i) for i in range(6)]
+        # 3 s a job: a second serve started under load (8-9 on 2 cores) took longer than
+        # the 6 s that 1.5 s jobs left it, and ran none
+        jobs = [rf.rt_sleep_pid.run(t=3, pid_file=str(pid_file), x=i) for i in range(6)]
         wait_for_pids(str(pid_file))  # the first job started
         b = serve("b", "--workers", "1")
         assert [j.wait(60) for j in jobs] == list(range(6))

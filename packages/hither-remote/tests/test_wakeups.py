@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -184,6 +185,77 @@ def test_a_watcher_woken_by_other_writes_pauses_and_still_gets_its_own_event(db)
         w.stop()
         watch_client.close()
         writer.close()
+
+
+class _GetMores:
+    """A pymongo command listener counting the change-stream reads (``getMore``) of its client."""
+
+    def __init__(self) -> None:
+        from pymongo import monitoring
+
+        counter = self
+        self.n = 0
+
+        class Listener(monitoring.CommandListener):
+            def started(self, event):
+                if event.command_name == "getMore":
+                    counter.n += 1
+
+            def succeeded(self, event):
+                pass
+
+            def failed(self, event):
+                pass
+
+        self.listener = Listener()
+
+
+def _events_of_a_burst(db, gather, writes=80):
+    """The reads of the stream a watcher made while ``writes`` matching inserts came ~2 ms
+    apart, and the ids of the events it got."""
+    import pymongo
+
+    reads = _GetMores()
+    watch_client = pymongo.MongoClient(db.mongo_url, event_listeners=[reads.listener])
+    writer = pymongo.MongoClient(db.mongo_url)
+    events = []
+    coll = watch_client[db.database]["burst"]
+    w = ChangeWatcher(coll, [{"$match": {"operationType": "insert"}}], on_change=events.append,
+                      on_gap=lambda: None, name="burst", gather=gather).start()
+    try:
+        assert w.watching
+        time.sleep(0.3)
+        before = reads.n
+        target = writer[db.database]["burst"]
+        tag = uuid.uuid4().hex[:6]
+        for i in range(writes):
+            target.insert_one({"_id": f"{tag}-{i:03d}"})
+            time.sleep(0.002)
+        deadline = time.monotonic() + 10
+        while len(events) < writes:
+            assert time.monotonic() < deadline, f"{len(events)} of {writes} events arrived"
+            time.sleep(0.01)
+        time.sleep(0.2)
+        return reads.n - before, [e["documentKey"]["_id"] for e in events]
+    finally:
+        w.stop()
+        watch_client.close()
+        writer.close()
+
+
+@pytest.mark.timeout(90)
+def test_a_gathering_watcher_reads_a_burst_of_events_in_fewer_reads(db):
+    # The client's watcher while it waits for many jobs: after each batch of events it pauses
+    # (wakeups.GATHER) so that one read brings the events of several jobs; every event still
+    # arrives, once and in order. Without gathering, each write costs a read.
+    writes = 80
+    plain_reads, plain = _events_of_a_burst(db, None, writes)
+    gathered_reads, gathered = _events_of_a_burst(db, lambda: True, writes)
+    assert plain == sorted(plain) and gathered == sorted(gathered) and len(set(gathered)) == writes
+    # quiet: 80 plain reads, 14 gathered; under load (other sessions' writes to the shared
+    # server wake the stream too, the writer is slower) 33 gathered were seen
+    assert gathered_reads < writes * 0.6, f"{gathered_reads} reads for {writes} events: no gathering"
+    assert gathered_reads < plain_reads * 0.6, (gathered_reads, plain_reads)
 
 
 def test_batched_claims_from_many_claimers_take_each_job_once(db):

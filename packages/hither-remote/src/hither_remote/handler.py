@@ -52,6 +52,8 @@ SAFETY_READ = 5.0
 #: reported jobs are marked collected on the bus in batches: this many, or after this many s
 COLLECTED_BATCH = 200
 COLLECTED_EVERY = 0.5
+#: pending jobs from which the change stream's reads gather events (see ``_many_pending``)
+GATHER_PENDING = 4
 
 
 def _ended_job(bus_id: str, fields: Dict[str, Any]) -> Optional[BusJob]:
@@ -351,7 +353,13 @@ class RemoteJobHandler(JobHandler):
             self._look_all = True
             self._wake.set()
 
-        return ChangeWatcher(self.bus.jobs, pipeline, on_change, on_gap, name="client").start()
+        return ChangeWatcher(self.bus.jobs, pipeline, on_change, on_gap, name="client",
+                            gather=self._many_pending).start()
+
+    def _many_pending(self) -> bool:
+        """Whether this client waits for so many jobs that its change stream's reads may
+        gather several jobs' events (``wakeups.GATHER``) rather than answer each at once."""
+        return len(self._pending) >= GATHER_PENDING
 
     def _poll_loop(self) -> None:
         last_full = last_queued = 0.0
@@ -455,7 +463,7 @@ class RemoteJobHandler(JobHandler):
 
     def _mark_collected(self, ids: List[str]) -> None:
         try:
-            self.bus.mark_collected_many(ids)
+            self.bus.mark_collected_many(self.compute_resource_id, ids)
         except Exception as exc:  # noqa: BLE001 - only `clear()` reads it
             logger.warning("could not mark %d job(s) collected on the bus (%s)", len(ids),
                            type(exc).__name__)

@@ -60,7 +60,6 @@ from .endpoint import byte_count, endpoint, seconds
 from .signing import run_problem
 from .waiting import Claimed, StartGate, peer_room, to_give, wait_lease
 from .wakeups import ChangeWatcher, changed, resource_pipeline
-
 from .retention import prune_logged
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -155,7 +154,8 @@ class ComputeResource:
         self._wake = threading.Event()  # set by the change stream, a finished job, stop()
         self._cancel_due = False  # a cancel request may be waiting: look at once
         self._look_all = True  # jobs may be queued that no event told of: query the bus
-        self._candidates: "OrderedDict[str, None]" = OrderedDict()  # job ids events told of
+        #: job ids events told of -> the job's document when an insert event carried it
+        self._candidates: "OrderedDict[str, Optional[Dict[str, Any]]]" = OrderedDict()
         self._handing_back = False
         self._lock = threading.Lock()
         self._running: Dict[str, Claimed] = {}
@@ -272,8 +272,9 @@ class ComputeResource:
             if status == BusStatus.CANCEL_REQUESTED.value:
                 self._cancel_due = True
             else:  # a job inserted for us, or handed back: claim it by id (no query)
-                with self._lock:
-                    self._candidates[bus_id] = None
+                inserted = change.get("fullDocument") if change.get("operationType") == "insert" else None
+                with self._lock:  # an insert's document spares the claim a read (``Bus.claim_ids``)
+                    self._candidates[bus_id] = inserted if isinstance(inserted, dict) else None
             self._wake.set()
 
         def on_gap() -> None:
@@ -369,12 +370,12 @@ class ComputeResource:
             if free <= 0 or (prefetch and len(self._running) >= self.capacity
                              and free < max(1, prefetch // 2)):
                 return
-            with self._lock:
-                ids = []
-                while self._candidates and len(ids) < free:
-                    ids.append(self._candidates.popitem(last=False)[0])
+            with self._lock:  # the jobs events told of, the oldest first
+                told = dict(self._candidates.popitem(last=False) for _ in range(min(free, len(self._candidates))))
+            ids = list(told)
             if ids:  # told by the change stream: claimed by id, no query over the queue
-                claimed = self.bus.claim_ids(self.compute_resource_id, ids, self.owner, self.wait_lease)
+                claimed = self.bus.claim_ids(self.compute_resource_id, ids, self.owner, self.wait_lease,
+                                             inserted={i: d for i, d in told.items() if d is not None})
             elif self._look_all:
                 # a query over the queue: when polling, at the safety poll, after a gap, and
                 # while the last one found more jobs than there was room for
@@ -429,8 +430,7 @@ class ComputeResource:
 
     def _expiry(self, job_id: str) -> Optional[float]:
         with self._lock:
-            r = self._running.get(job_id)
-        return None if r is None else r.bus_job.expires
+            return r.bus_job.expires if (r := self._running.get(job_id)) is not None else None
 
     def _hand_back_all(self) -> None:
         self._handing_back = True

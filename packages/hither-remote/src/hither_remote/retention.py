@@ -47,6 +47,7 @@ def _resource_ids(bus: "Bus", resource_id: Optional[str]) -> List[str]:
         return [resource_id]
     ids = {d.get("resource_id") for d in bus.resources.find({}, {"resource_id": 1})}
     ids |= {d.get("resource_id") for d in bus.jobs.find({}, {"resource_id": 1})}
+    ids |= {d.get("resource_id") for d in bus.collected.find({}, {"resource_id": 1})}
     return sorted(i for i in ids if isinstance(i, str))
 
 
@@ -54,10 +55,13 @@ def _prune_jobs(bus: "Bus", resource_id: str, retention: Retention, now: float) 
     final = {"resource_id": resource_id, "status": {"$in": [s.value for s in FINAL]}}
     n = bus.jobs.delete_many({**final, "ended": {"$lt": now - retention.max_age}}).deleted_count
     # beyond the count, only jobs their client has collected: a result it waits for stays
-    extra = [d["_id"] for d in bus.jobs.find({**final, "collected": True}, {"_id": 1})
-             .sort("ended", -1).skip(retention.max_jobs)]
+    _, collected = bus.collected_ids(resource_id)
+    extra = [d["_id"] for d in bus.jobs.find(final, {"_id": 1, "collected": 1}).sort("ended", -1)
+             .skip(retention.max_jobs) if d.get("collected") is True or d["_id"] in collected]
     for i in range(0, len(extra), 25):
         n += bus.jobs.delete_many({"_id": {"$in": extra[i:i + 25]}}).deleted_count
+    # a collected-record names jobs that had ended when it was written: gone after max_age
+    bus.collected.delete_many({"resource_id": resource_id, "at": {"$lt": now - retention.max_age}})
     return n
 
 

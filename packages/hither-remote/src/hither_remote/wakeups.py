@@ -36,15 +36,22 @@ EMPTY_GAP = 0.01
 #: writes would cost each watcher a round trip each), and is back at ``EMPTY_GAP`` after
 #: an event or a read that waited its full time
 MAX_EMPTY_GAP = 0.05
+#: a watcher whose ``gather()`` says so (the client's, while it waits for many jobs) pauses
+#: this long after each batch of events before its next read, so that the read brings
+#: several jobs' events rather than one (each read is a round trip the bus server pays
+#: for); the events of the pause come at most this much later
+GATHER = 0.02
 
 
 class ChangeWatcher:
     """Follows ``collection``'s change stream filtered by ``pipeline`` (see the module docstring)."""
 
     def __init__(self, collection: Any, pipeline: List[Dict[str, Any]], on_change: Callable[[Dict[str, Any]], None],
-                 on_gap: Callable[[], None], name: str = "bus") -> None:
+                 on_gap: Callable[[], None], name: str = "bus",
+                 gather: Optional[Callable[[], bool]] = None) -> None:
         self.collection, self.pipeline = collection, pipeline
         self.on_change, self.on_gap, self.name = on_change, on_gap, name
+        self.gather = gather
         #: False once the server said it has no change streams (then: poll)
         self.supported = True
         #: True while the stream is open (events arrive)
@@ -88,6 +95,8 @@ class ChangeWatcher:
                         if change is not None:
                             self.on_change(change)
                             gap = EMPTY_GAP
+                            if self.gather is not None and not _buffered(stream) and self.gather():
+                                self._stop.wait(GATHER)  # the batch ran out: let events gather
                         elif EMPTY_GAP > 0 and time.monotonic() - t0 < AWAIT_MS / 2000:
                             self._stop.wait(gap)  # woken for another write: let events gather
                             gap = min(MAX_EMPTY_GAP, gap * 2)
@@ -115,6 +124,16 @@ class ChangeWatcher:
                 self._stop.wait(delay)
                 delay = min(MAX_WAIT, delay * 2)
         self.watching = False
+
+
+def _buffered(stream: Any) -> bool:
+    """Whether ``stream`` holds more events of its last batch (its next ``try_next`` makes no
+    round trip); True when this pymongo does not say (then a watcher never pauses for it)."""
+    has_next = getattr(getattr(stream, "_cursor", None), "_has_next", None)
+    try:
+        return True if has_next is None else bool(has_next())
+    except Exception:  # noqa: BLE001 - a private pymongo detail: never fail a watcher for it
+        return True
 
 
 def resource_pipeline(resource_id: str) -> List[Dict[str, Any]]:
