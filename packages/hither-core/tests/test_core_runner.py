@@ -423,6 +423,22 @@ def test_the_runner_runs_its_own_bytecode_not_a_compile_of_its_source():
     assert [os.path.basename(f) for f in out.stdout.split()] == ["run.pyc", "wire.pyc"]
 
 
+def test_the_runner_loads_no_module_a_plain_job_does_not_need():
+    # every module the runner imports is paid again by every one-shot container job:
+    # socket (for the host name), hashlib (for returned files) and ast (for a script's
+    # definitions) are loaded where they are used
+    import socket
+
+    probe = ("import sys, json; sys.path.insert(0, sys.argv[1]); import _hither_runtime.run, "
+             "_hither_runtime.calling as c; print(json.dumps([c.HOST, sorted(sys.modules)]))")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", probe, RUNNER], capture_output=True, text=True,
+                         timeout=60, env=_clean_env())
+    assert out.returncode == 0, out.stderr
+    host, modules = json.loads(out.stdout)
+    assert host == socket.gethostname()
+    assert not {"socket", "hashlib", "_hashlib", "ast"} & set(modules)
+
+
 def test_a_python_of_another_version_compiles_the_shipped_source(tmp_path):
     # the .pyc files are this Python's: another version sees a wrong magic number, and
     # zipimport falls back to the source next to them (simulated: the magic spoiled)
