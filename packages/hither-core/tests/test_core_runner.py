@@ -1,6 +1,7 @@
 """The shipped runner.py (hither.runtime, stdlib-only, as one zip) run on hand-written job directories, and the
 FAQ's parallel example run as a script."""
 import ast
+import io
 import json
 import os
 import subprocess
@@ -381,22 +382,92 @@ def test_runner_imports_in_bare_interpreter():
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
 
 
-def test_shipped_runner_is_a_zip_with_the_same_bytes_every_time():
+def _sources(data):
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        return {i.filename: z.read(i) for i in z.infolist() if not i.filename.endswith(".pyc")}
+
+
+def test_shipped_runner_is_a_zip_with_the_same_sources_every_time():
+    """One process ships the same bytes to every job directory; builds hold the same
+    sources (the .pyc entries may differ between builds: marshal marks an object shared by
+    its reference count, which depends on what else the process holds)."""
     from hither.runtime.shipping import PACKAGE, build_runner, runner_bytes
 
-    data = build_runner()
-    assert data == build_runner() == runner_bytes()
+    data = runner_bytes()
+    assert data is runner_bytes()
+    assert _sources(build_runner()) == _sources(data)
     with open(RUNNER, "rb") as f:
-        assert f.read() == data
+        assert _sources(f.read()) == _sources(data)
     with zipfile.ZipFile(RUNNER) as z:
         infos = z.infolist()
     names = [i.filename for i in infos]
-    assert names[0] == "__main__.py" and names[1:] == sorted(names[1:])
-    shipped = {n for n in RUNTIME_MODULES if n not in ("__init__.py", "shipping.py")}
-    assert {n[len(PACKAGE) + 1:] for n in names[1:]} == shipped | {"__init__.py"}
+    assert names[:2] == ["__main__.py", "__main__.pyc"] and names[2:] == sorted(names[2:])
+    shipped = {n for n in RUNTIME_MODULES if n not in ("__init__.py", "shipping.py")} | {"__init__.py"}
+    assert {n[len(PACKAGE) + 1:] for n in names[2:]} == shipped | {n + "c" for n in shipped}
     assert not any(n.startswith("hither/") for n in names)  # inside an image hither is hither
     assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
     assert {i.compress_type for i in infos} == {zipfile.ZIP_STORED}
+
+
+def test_the_runner_runs_its_own_bytecode_not_a_compile_of_its_source():
+    # zipimport never writes bytecode: without the shipped .pyc files every run of runner.py
+    # compiled the runtime again (issue 21: most of a container job's own start-up)
+    import importlib.util
+
+    with zipfile.ZipFile(RUNNER) as z:
+        pyc = z.read("_hither_runtime/run.pyc")
+        source = z.read("_hither_runtime/run.py")
+    assert pyc[:4] == importlib.util.MAGIC_NUMBER
+    assert int.from_bytes(pyc[4:8], "little") == 0b01  # hash-based, unchecked: no timestamps
+    assert pyc[8:16] == importlib.util.source_hash(source)
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import _hither_runtime.run as r, "
+             "_hither_runtime.wire as w; print(r.__file__, w.__file__)")
+    out = subprocess.run([sys.executable, "-I", "-c", probe, RUNNER], capture_output=True, text=True,
+                         timeout=60, env=_clean_env())
+    assert out.returncode == 0, out.stderr
+    assert [os.path.basename(f) for f in out.stdout.split()] == ["run.pyc", "wire.pyc"]
+
+
+def test_the_runner_loads_no_module_a_plain_job_does_not_need():
+    # every module the runner imports is paid again by every one-shot container job:
+    # socket (for the host name), hashlib (for returned files) and ast (for a script's
+    # definitions) are loaded where they are used
+    import socket
+
+    probe = ("import sys, json; sys.path.insert(0, sys.argv[1]); import _hither_runtime.run, "
+             "_hither_runtime.calling as c; print(json.dumps([c.HOST, sorted(sys.modules)]))")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", probe, RUNNER], capture_output=True, text=True,
+                         timeout=60, env=_clean_env())
+    assert out.returncode == 0, out.stderr
+    host, modules = json.loads(out.stdout)
+    assert host == socket.gethostname()
+    assert not {"socket", "hashlib", "_hashlib", "ast"} & set(modules)
+
+
+def test_a_python_of_another_version_compiles_the_shipped_source(tmp_path):
+    # the .pyc files are this Python's: another version sees a wrong magic number, and
+    # zipimport falls back to the source next to them (simulated: the magic spoiled)
+    import importlib.util
+
+    spoiled = tmp_path / "runner.py"
+    with zipfile.ZipFile(RUNNER) as zin, zipfile.ZipFile(spoiled, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.endswith(".pyc"):
+                data = bytes([importlib.util.MAGIC_NUMBER[0] ^ 0xFF]) + data[1:]
+            zout.writestr(info, data)
+    job_dir = tmp_path / "job"
+    outside = tmp_path / "outside.txt"
+    outside.write_text("other python")
+    args = {"xs": [1, 2], "path": {T: "file", "uri": "sha1://" + "a" * 40 + "/outside.txt", "path": str(outside)},
+            "named": {T: "file", "uri": "sha1://" + "b" * 40 + "/in.txt", "local": "files/bb/in.txt"}}
+    _write_job_dir(str(job_dir), SCRIPT_PLAIN, "combine", args, files={"files/bb/in.txt": "shipped"})
+    proc = subprocess.run([sys.executable, "-I", "-S", "-v", str(spoiled), str(job_dir)], capture_output=True,
+                          text=True, timeout=60, env=_clean_env())
+    assert proc.returncode == 0, proc.stderr
+    assert "bad magic number in '_hither_runtime.run'" in proc.stderr, proc.stderr[-3000:]  # zipimport -v
+    value = _read(job_dir, "result.json")["value"]
+    assert value["sum"] == 3 and value["text"] == "other python" and value["text2"] == "shipped"
 
 
 def _oldest_python():

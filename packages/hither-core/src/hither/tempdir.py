@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from typing import Any, Optional
 
 
@@ -18,6 +16,8 @@ class TemporaryDirectory:
         self.path: Optional[str] = None
 
     def __enter__(self) -> str:
+        import tempfile  # here, not at ``import hither`` (it and shutil pull in ~10 modules)
+
         base = os.environ.get("HITHER_TEMP_DIR") or None
         if base:
             os.makedirs(base, exist_ok=True)
@@ -26,4 +26,6 @@ class TemporaryDirectory:
 
     def __exit__(self, *exc: Any) -> None:
         if self._remove and self.path:
+            import shutil
+
             shutil.rmtree(self.path, ignore_errors=True)

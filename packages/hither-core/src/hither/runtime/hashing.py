@@ -8,8 +8,6 @@ changes while it is read). Stdlib-only, Python >= 3.8 (part of the shipped runti
 """
 from __future__ import annotations
 
-import hashlib
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover - typing costs ~20 ms at a bare interpreter's start
     from concurrent.futures import Future
@@ -26,11 +24,14 @@ _THREAD_MIN = 2 * CHUNK
 
 def sha1_of_bytes(data: Union[bytes, bytearray, memoryview]) -> str:
     """sha1 (40 lowercase hex digits) of bytes held in memory."""
+    import hashlib
+
     return hashlib.sha1(data).hexdigest()
 
 
 def sha1_of_buffers(buffers: Iterable[memoryview]) -> Tuple[str, int]:
     """(sha1 hex, total bytes) of buffers held in memory, hashed as one stream."""
+    import hashlib  # here: a runner that hashes nothing never loads it
     h = hashlib.sha1()
     total = 0
     for buf in buffers:
@@ -57,6 +58,7 @@ def copy_hashing(readinto: ReadInto, write: Optional[Write], size_hint: int = -1
 
 
 def _copy_in_thread(readinto: ReadInto, write: Optional[Write], view: memoryview) -> Tuple[str, int]:
+    import hashlib  # here: a runner that hashes nothing never loads it
     h = hashlib.sha1()
     total = 0
     while True:
@@ -72,6 +74,7 @@ def _copy_in_thread(readinto: ReadInto, write: Optional[Write], view: memoryview
 def _copy_with_writer(readinto: ReadInto, write: Write, chunk_size: int) -> Tuple[str, int]:
     from concurrent.futures import ThreadPoolExecutor
 
+    import hashlib  # here: a runner that hashes nothing never loads it
     h = hashlib.sha1()
     total = 0
     bufs = [memoryview(bytearray(chunk_size)), memoryview(bytearray(chunk_size))]

@@ -4,20 +4,21 @@ Stdlib-only, Python >= 3.8 (part of the shipped runtime).
 """
 from __future__ import annotations
 
-import ast
 import os
 import sys
 import types
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover - typing costs ~20 ms at a bare interpreter's start
+    import ast
     from typing import Any, Callable, Dict, Optional, Set
 
 # ------------------------------------------------------------------ loading the code
-_KEEP = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
 def _root_name(node: ast.AST) -> Optional[str]:
+    import ast
+
     while isinstance(node, ast.Attribute):
         node = node.value
     return node.id if isinstance(node, ast.Name) else None
@@ -25,6 +26,8 @@ def _root_name(node: ast.AST) -> Optional[str]:
 
 def _module_aliases(tree: ast.Module) -> Set[str]:
     """Names bound to imported modules (``import numpy as np`` -> np), hither's excluded."""
+    import ast
+
     names = set()
     for stmt in tree.body:
         if isinstance(stmt, ast.Import):
@@ -38,7 +41,9 @@ def _definition_only(stmt: ast.stmt, modules: Set[str]) -> bool:
     """Whether a top-level statement only defines things: imports, functions, classes, and
     assignments whose calls all go to imported modules (``logger = logging.getLogger()``,
     ``DATA = os.path.join(...)``), never to hither or the script's own functions."""
-    if isinstance(stmt, _KEEP):
+    import ast
+
+    if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return True
     if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
         value = stmt.value
@@ -53,6 +58,8 @@ def load_script_definitions(path: str, module_name: str = "__hither_main__") -> 
     """Load a script's definitions only: imports, functions, classes and assignments
     that call only imported modules; other top-level statements (the script's own work, its
     ``if __name__ == '__main__':`` block) are skipped, so loading never re-runs a pipeline."""
+    import ast  # only for a script's definitions: a module's function does not need it
+
     with open(path, "rb") as f:
         tree = ast.parse(f.read(), filename=path)
     modules = _module_aliases(tree)

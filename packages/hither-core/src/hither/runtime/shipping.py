@@ -4,12 +4,22 @@ zip (zipapp-style) of this package's modules under the name ``_hither_runtime`` 
 stand-in) with a ``__main__.py`` at its root. CPython runs a zip given as the script, whatever
 its extension: ``python3 runner.py JOB_DIR``. Built once per process, with the same bytes
 every time (sorted entries, fixed timestamps and modes, stored uncompressed).
+
+Each module goes in twice: its source, and its bytecode for the Python that builds the zip
+(``<name>.pyc``, an unchecked hash-based pyc: no timestamps). zipimport cannot write
+bytecode, so without it every run compiles the whole runtime again (~20 ms of a ~65 ms
+container job here); a Python of another version finds the magic number wrong and
+compiles the source as before.
 """
 from __future__ import annotations
 
+import importlib.util
 import io
+import marshal
 import os
 import zipfile
+
+from .jobdir import RUNNER
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,22 +47,39 @@ def _entry(z: zipfile.ZipFile, name: str, data: bytes) -> None:
     z.writestr(info, data)
 
 
+def pyc_bytes(name: str, source: bytes) -> bytes:
+    """The bytecode of ``source`` for this Python as an unchecked hash-based pyc (PEP 552):
+    zipimport loads it as it is, whatever the zip entry's time; ``name`` is the path
+    tracebacks show."""
+    flags = 0b01  # hash-based, source not checked
+    code = compile(source, name, "exec", dont_inherit=True, optimize=0)  # as `python3 runner.py` would
+    return (importlib.util.MAGIC_NUMBER + flags.to_bytes(4, "little") + importlib.util.source_hash(source)
+            + marshal.dumps(code))
+
+
+def _module(z: zipfile.ZipFile, name: str, source: bytes) -> None:
+    _entry(z, name, source)
+    _entry(z, name + "c", pyc_bytes(RUNNER + "/" + name, source))
+
+
 def build_runner() -> bytes:
     """The bytes of the shipped ``runner.py``, built from this package's modules now."""
     here = os.path.dirname(os.path.abspath(__file__))
     names = sorted(n for n in os.listdir(here) if n.endswith(".py") and n not in _NOT_SHIPPED)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
-        _entry(z, "__main__.py", _MAIN.encode("utf-8"))
-        _entry(z, PACKAGE + "/__init__.py", _INIT.encode("utf-8"))
+        _module(z, "__main__.py", _MAIN.encode("utf-8"))
+        _module(z, PACKAGE + "/__init__.py", _INIT.encode("utf-8"))
         for name in names:
             with open(os.path.join(here, name), "rb") as f:
-                _entry(z, "%s/%s" % (PACKAGE, name), f.read())
+                _module(z, "%s/%s" % (PACKAGE, name), f.read())
     return buf.getvalue()
 
 
 def runner_bytes() -> bytes:
-    """The shipped ``runner.py`` (built on first use, then the same bytes for this process)."""
+    """The shipped ``runner.py`` (built on first use, then the same bytes for this process;
+    another process's build holds the same sources, its .pyc entries may differ: marshal
+    marks shared objects by their reference counts)."""
     if not _BUILT:
         _BUILT.append(build_runner())
     return _BUILT[0]

@@ -11,9 +11,11 @@ import os
 import stat
 from typing import Any, Optional, Tuple, Union
 
-from hither.content.folder import fetch, file_store, find_local, touch
-from hither.content.hashing import file_sha1, parse_uri
 from hither.errors import HitherError
+
+# hither.content (the content store, hashing, the plugin registry behind stores) is imported
+# where a File is made or resolved, not with ``import hither``: a job's ``import hither`` in a
+# fresh interpreter (a container, a worker) pays ~100 modules less for it
 
 
 def _display(path: Optional[str], uri: Optional[str]) -> str:
@@ -76,6 +78,8 @@ class File:
         self._path = os.path.abspath(os.fspath(path)) if path is not None else None
         self._local = None
         if uri is not None:
+            from hither.content.hashing import parse_uri
+
             # content known by its URI; ``path`` only names where it came from
             parse_uri(uri)
             self._uri = uri
@@ -93,6 +97,8 @@ class File:
     @classmethod
     def _stored(cls, uri: str, local: Optional[str], path: Optional[str] = None) -> "File":
         """A File of content the caller has just stored (``local`` holds it); no re-hashing."""
+        from hither.content.hashing import parse_uri
+
         f = cls.__new__(cls)
         f._path, f._uri, f._local = path, uri, local
         f._name = parse_uri(uri)[1]
@@ -110,6 +116,8 @@ class File:
 
     @property
     def sha1(self) -> str:
+        from hither.content.hashing import parse_uri
+
         return parse_uri(self.uri)[0]
 
     @property
@@ -124,6 +132,9 @@ class File:
         local = self._local
         if local is not None and os.path.isfile(local):
             return local
+        from hither.content.folder import fetch, find_local
+        from hither.content.hashing import file_sha1
+
         found = find_local(self._uri)
         if found is None and self._path is not None and os.path.isfile(self._path):
             try:
@@ -163,6 +174,8 @@ def _rebuild_file(path: Optional[str], uri: str, local: Optional[str] = None) ->
 
 def _keep(path: str, name: str) -> Tuple[str, str]:
     """Store the content of ``path`` now: (its URI, the local path of the stored copy)."""
+    from hither.content.folder import file_store, touch
+
     _checked_source(path)
     store = file_store()
     uri = store.put_file(path, name)
