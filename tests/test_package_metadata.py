@@ -104,9 +104,16 @@ def test_core_readme_says_what_it_is_how_to_install_and_shows_an_example() -> No
 def test_the_testing_extra_declares_what_hither_testing_imports() -> None:
     meta = project("hither-core")
     declared = {split(r)[0] for r in [*meta["dependencies"], *meta["optional-dependencies"]["testing"]]}  # type: ignore
+    # what importing a module of hither.testing needs (its top level, not a function's own
+    # import: hither.testing.services imports pymongo only where a MongoDB test asks for it)
     imported = set()
     for py in (ROOT / "packages" / "hither-core" / "src" / "hither" / "testing").glob("*.py"):
-        for node in ast.walk(ast.parse(py.read_text())):
+        tree = ast.parse(py.read_text())
+        top = [n for stmt in tree.body if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+               for n in ast.walk(stmt)]
+        top += [n for cls in tree.body if isinstance(cls, ast.ClassDef) for stmt in cls.body
+                if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(stmt)]
+        for node in top:
             if isinstance(node, ast.Import):
                 imported |= {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
