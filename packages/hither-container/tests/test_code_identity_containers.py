@@ -3,17 +3,16 @@ code in the container on the Default and Parallel handlers, and the job cache co
 same identity as in the process (a used helper counts, an unrelated file does not); a
 script's function runs there with its globals' values in the caller."""
 import importlib
-import json
 import os
 import subprocess
 import sys
-import textwrap
 import uuid
 import warnings
 
 import pytest
 
 import hither as hi
+from hither.testing.scripts import check_script_globals_output, write_script_globals_program
 
 pytestmark = pytest.mark.slow
 
@@ -63,27 +62,7 @@ def test_a_script_function_runs_with_its_callers_globals_in_a_container(tmp_path
     # the script of issue 19: SCALE changed in the main block, a helper reading a global
     # the file never assigns, a global array; the container's runner loads the script's
     # definitions only, so before script_globals it saw SCALE = 2 (and no OFFSET)
-    script = tmp_path / "script.py"
-    script.write_text(textwrap.dedent(f"""
-        import json
-        import numpy as np
-        import hither as hi
-        SCALE = 2
-        WEIGHTS = np.zeros(2)
-        def helper(x):
-            return x + OFFSET
-        @hi.function('scaled_ct', '0.1.0')
-        def scaled_ct(x):
-            return [helper(x) * SCALE, float(WEIGHTS.sum())]
-        if __name__ == '__main__':
-            SCALE = 3
-            OFFSET = 0
-            WEIGHTS = np.arange(4.0)
-            with hi.Config(container={docker_image!r}):
-                print(json.dumps(scaled_ct.run(x=10).wait()))
-        """))
+    script = write_script_globals_program(tmp_path / "script.py", "scaled_ct", config=f"container={docker_image!r}")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=300, cwd=str(tmp_path), env=env)
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [30, 6.0]
+    check_script_globals_output(subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                                               timeout=300, cwd=str(tmp_path), env=env))
