@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Tuple, cast
+from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Set, Tuple, cast
 
 from hither.code_identity import is_by_value
 from hither.local import transfer
@@ -59,17 +59,30 @@ def _sweep_once() -> None:
 def function_ref(fn: "JobFunction", identity: str) -> Tuple[Any, ...]:
     """How a worker finds ``fn`` as it is now (``identity``, its code identity): by module
     and name, or by value for a ``__main__`` script's, a notebook's or a nested function
-    (which a worker cannot import), pickled again whenever its identity changes."""
+    (which a worker cannot import), pickled again whenever its identity changes. A worker
+    gets a by-value reference once (``_Worker.shipped``), later jobs ``shipped_ref``."""
     cached = getattr(fn, "_worker_ref", None)
     if cached is not None and cached[0] == identity:
-        return cast(Tuple[Any, ...], cached[1])
+        ref: Tuple[Any, ...] = cached[1]
+        return ref
     if is_by_value(fn):
         import cloudpickle
 
-        ref: Tuple[Any, ...] = ("val", cloudpickle.dumps(fn.raw), fn.source_file or "", identity)
+        ref = ("val", cloudpickle.dumps(fn.raw), fn.source_file or "", identity)
     else:
         ref = ("ref", fn.module, fn.qualname, fn.source_file or "", identity)
     fn._worker_ref = (identity, ref)  # type: ignore[attr-defined]
+    return ref
+
+
+def shipped_ref(ref: Tuple[Any, ...], w: "_Worker") -> Tuple[Any, ...]:
+    """The reference to send worker ``w`` for ``ref``: a by-value one the first time, then
+    only its identity (the worker keeps what it got by identity, ``worker.note_shipped``)."""
+    if ref[0] != "val":
+        return ref
+    if ref[3] in w.shipped:
+        return ("id", ref[3])
+    w.shipped.add(ref[3])
     return ref
 
 
@@ -123,6 +136,8 @@ class _Worker:
         self.ready = False  # it sent Ready: start-up (Python, imports) is behind it
         self.send_lock = threading.Lock()
         self.exited = False  # its process ended: hand it no more jobs
+        #: identities of the by-value functions sent to it (each sent once, ``shipped_ref``)
+        self.shipped: Set[str] = set()
 
     @property
     def running(self) -> Optional["Job"]:
@@ -332,7 +347,7 @@ class ParallelJobHandler(JobHandler):
             if depth == 0:
                 self._started(w, job)
             out.setdefault(w, []).append(
-                P.RunJob(job.id, data.ref, data.payload, data.paths,
+                P.RunJob(job.id, shipped_ref(data.ref, w), data.payload, data.paths,
                          job.function.no_resolve_input_files, data.cwd))
         for w, msgs in out.items():
             try:

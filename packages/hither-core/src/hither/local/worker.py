@@ -31,6 +31,8 @@ from hither.runtime import become_subreaper, call_function, kill_leftovers
 from hither.values.grammar import prepare_kwargs
 
 _functions: Dict[Any, Callable[..., Any]] = {}
+#: code identity -> the by-value reference that brought it (the handler sends each once)
+_shipped: Dict[str, Tuple[Any, ...]] = {}
 #: (module, qualname) -> the code identity this worker last loaded it under
 _loaded: Dict[Tuple[str, str], str] = {}
 
@@ -41,16 +43,29 @@ def _with_filename(code: Any, filename: str) -> Any:
     return code.replace(co_filename=filename, co_consts=consts)
 
 
+def note_shipped(ref: Tuple[Any, ...]) -> None:
+    """Keep a by-value reference as it arrives (a job skipped since still brings it): later
+    jobs of the same code identity name only the identity (``parallel.shipped_ref``)."""
+    if ref[0] == "val":
+        _shipped.setdefault(ref[3], ref)
+
+
 def load_function(ref: Tuple[Any, ...]) -> Callable[..., Any]:
     """The raw function for a reference made by ``ParallelJobHandler.function_ref``: the
     code the caller has (its code identity is the reference's last item)."""
     fn = _functions.get(ref)
     if fn is not None:
         return fn
-    if ref[0] == "val":
+    if ref[0] == "id":
+        full = _shipped.get(ref[1])
+        if full is None:
+            raise LookupError(f"the handler named code identity {ref[1]} that this worker was "
+                              "never sent (a bug in hither: please report it)")
+        obj: Any = load_function(full)
+    elif ref[0] == "val":
         import cloudpickle
 
-        obj: Any = cloudpickle.loads(ref[1])
+        obj = cloudpickle.loads(ref[1])
         raw = getattr(obj, "raw", obj)
         if ref[2] and hasattr(raw, "__code__"):
             # cloudpickle drops the file name: restore it so tracebacks show source lines
@@ -253,6 +268,7 @@ def main() -> None:
         msg = queue.popleft()
         if type(msg) is P.Stop:
             return
+        note_shipped(msg.function_ref)
         if msg.job_id in cancelled:
             cancelled.discard(msg.job_id)
             continue
