@@ -1,9 +1,11 @@
-"""ParallelJobHandler: a by-value function (a script's, a notebook's, a nested one) reaches
-each worker once per code identity, not with every job (issue 19's throughput), and a
-worker keeps what it was sent even when the job that brought it was cancelled."""
+"""ParallelJobHandler: a function reaches each worker once per code identity, not with
+every job (issue 19's throughput: a by-value function's pickle, a module function's
+names), and a worker keeps what it was sent even when the job that brought it was
+cancelled."""
 import time
 
 import hither as hi
+from core_funcs import add
 from hither.local import messages as P
 
 
@@ -63,3 +65,12 @@ def test_a_worker_keeps_a_function_whose_job_was_cancelled_before_it_started(mak
         assert later.wait(30) == 3
         assert first.wait(30) == 1.5
     assert kinds == ["val", "val", "id"]
+
+
+def test_a_module_function_is_named_in_full_once_per_worker(make_pjh, monkeypatch):
+    ph = make_pjh(2)
+    kinds = _spy_refs(monkeypatch)
+    with hi.Config(job_handler=ph):
+        jobs = [add.run(x=i, y=1) for i in range(30)]
+        assert [j.wait(30) for j in jobs] == [i + 1 for i in range(30)]
+    assert len(kinds) == 30 and kinds.count("ref") <= 2, kinds

@@ -60,7 +60,7 @@ def function_ref(fn: "JobFunction", identity: str) -> Tuple[Any, ...]:
     """How a worker finds ``fn`` as it is now (``identity``, its code identity): by module
     and name, or by value for a ``__main__`` script's, a notebook's or a nested function
     (which a worker cannot import), pickled again whenever its identity changes. A worker
-    gets a by-value reference once (``_Worker.shipped``), later jobs ``shipped_ref``."""
+    gets it once per identity; later jobs name the identity (``shipped_ref``)."""
     cached = getattr(fn, "_worker_ref", None)
     if cached is not None and cached[0] == identity:
         ref: Tuple[Any, ...] = cached[1]
@@ -76,13 +76,13 @@ def function_ref(fn: "JobFunction", identity: str) -> Tuple[Any, ...]:
 
 
 def shipped_ref(ref: Tuple[Any, ...], w: "_Worker") -> Tuple[Any, ...]:
-    """The reference to send worker ``w`` for ``ref``: a by-value one the first time, then
-    only its identity (the worker keeps what it got by identity, ``worker.note_shipped``)."""
-    if ref[0] != "val":
-        return ref
-    if ref[3] in w.shipped:
-        return ("id", ref[3])
-    w.shipped.add(ref[3])
+    """The reference to send worker ``w`` for ``ref``: the whole reference the first time,
+    then only its code identity (the worker keeps what it got by identity,
+    ``worker.note_shipped``): a by-value function's pickle travels once per worker."""
+    identity = ref[-1]
+    if identity in w.shipped:
+        return ("id", identity)
+    w.shipped.add(identity)
     return ref
 
 
@@ -136,7 +136,7 @@ class _Worker:
         self.ready = False  # it sent Ready: start-up (Python, imports) is behind it
         self.send_lock = threading.Lock()
         self.exited = False  # its process ended: hand it no more jobs
-        #: identities of the by-value functions sent to it (each sent once, ``shipped_ref``)
+        #: code identities of the functions sent to it (each sent once, ``shipped_ref``)
         self.shipped: Set[str] = set()
 
     @property

@@ -31,7 +31,7 @@ from hither.runtime import become_subreaper, call_function, kill_leftovers
 from hither.values.grammar import prepare_kwargs
 
 _functions: Dict[Any, Callable[..., Any]] = {}
-#: code identity -> the by-value reference that brought it (the handler sends each once)
+#: code identity -> the reference that brought it (the handler sends each once per worker)
 _shipped: Dict[str, Tuple[Any, ...]] = {}
 #: (module, qualname) -> the code identity this worker last loaded it under
 _loaded: Dict[Tuple[str, str], str] = {}
@@ -44,10 +44,10 @@ def _with_filename(code: Any, filename: str) -> Any:
 
 
 def note_shipped(ref: Tuple[Any, ...]) -> None:
-    """Keep a by-value reference as it arrives (a job skipped since still brings it): later
-    jobs of the same code identity name only the identity (``parallel.shipped_ref``)."""
-    if ref[0] == "val":
-        _shipped.setdefault(ref[3], ref)
+    """Keep a reference as it arrives (a job skipped since still brings it): later jobs of
+    the same code identity name only the identity (``parallel.shipped_ref``)."""
+    if ref[0] != "id":
+        _shipped.setdefault(ref[-1], ref)
 
 
 def load_function(ref: Tuple[Any, ...]) -> Callable[..., Any]:
