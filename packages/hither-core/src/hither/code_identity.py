@@ -60,9 +60,17 @@ def function_identity(fn: "JobFunction") -> str:
     if cached is not None:  # by reference: fixed for the life of the function object
         return cached
     snap = getattr(fn, "_identity_reads", None)  # by value, as at its last run
-    if snap is not None and _unchanged(snap[0]):
-        ident: str = snap[1]
-        return ident
+    if snap is not None:
+        # each place it read still holds the very object it held (``is``, in C where it
+        # can be; inline, as this runs at every .run()): the identity made then stands
+        for func, code, defaults, cells, names, values in snap[0]:
+            if func.__code__ is not code or func.__defaults__ is not defaults or \
+                    (cells is not None and not all(map(is_, map(_cell_contents, func.__closure__), cells))) or \
+                    (names and not all(map(is_, map(func.__globals__.get, names, repeat(_MISSING)), values))):
+                break
+        else:
+            ident: str = snap[1]
+            return ident
     by_value = getattr(fn, "_identity_by_value", None)
     if by_value is None:
         by_value = is_by_value(fn)
@@ -195,7 +203,7 @@ def _by_value_identity(fn: "JobFunction", remember: bool = True) -> str:
     """The identity of a by-value function, made now. With ``remember``, what it read is
     kept (``_identity_reads``) where none of it can change in place, so that a later run
     whose reads are all the same objects reuses it (``function_identity``: a walk over the
-    places it reads with ``is``, not a hash)."""
+    places it read with ``is``, not a hash)."""
     places: List[_Places] = []
     # read before hashing: a global rebound meanwhile (another thread) makes a stale snapshot
     # that the next run finds changed, never a new value under the old identity
@@ -216,19 +224,6 @@ def _cell_contents(cell: Any) -> Any:
         return cell.cell_contents
     except ValueError:  # an empty cell
         return _MISSING
-
-
-def _unchanged(places: List[_Places]) -> bool:
-    """Whether each place ``_reads`` read still holds the very object it held (compared
-    with ``is``, in C where it can be: this runs at every ``.run()``)."""
-    for func, code, defaults, cells, names, values in places:
-        if func.__code__ is not code or func.__defaults__ is not defaults:
-            return False
-        if cells is not None and not all(map(is_, map(_cell_contents, func.__closure__), cells)):
-            return False
-        if names and not all(map(is_, map(func.__globals__.get, names, repeat(_MISSING)), values)):
-            return False
-    return True
 
 
 def _reads(func: Any, places: List[_Places], seen: Set[int]) -> bool:

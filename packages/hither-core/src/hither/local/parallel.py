@@ -78,7 +78,7 @@ def function_ref(fn: "JobFunction", identity: str) -> Tuple[Any, ...]:
 def shipped_ref(ref: Tuple[Any, ...], w: "_Worker") -> Tuple[Any, ...]:
     """The reference to send worker ``w`` for ``ref``: the whole reference the first time,
     then only its code identity (the worker keeps what it got by identity,
-    ``worker.note_shipped``): a by-value function's pickle travels once per worker."""
+    ``worker._shipped``): a by-value function's pickle travels once per worker."""
     identity = ref[-1]
     if identity in w.shipped:
         return ("id", identity)

@@ -43,13 +43,6 @@ def _with_filename(code: Any, filename: str) -> Any:
     return code.replace(co_filename=filename, co_consts=consts)
 
 
-def note_shipped(ref: Tuple[Any, ...]) -> None:
-    """Keep a reference as it arrives (a job skipped since still brings it): later jobs of
-    the same code identity name only the identity (``parallel.shipped_ref``)."""
-    if ref[0] != "id":
-        _shipped.setdefault(ref[-1], ref)
-
-
 def load_function(ref: Tuple[Any, ...]) -> Callable[..., Any]:
     """The raw function for a reference made by ``ParallelJobHandler.function_ref``: the
     code the caller has (its code identity is the reference's last item)."""
@@ -268,7 +261,9 @@ def main() -> None:
         msg = queue.popleft()
         if type(msg) is P.Stop:
             return
-        note_shipped(msg.function_ref)
+        ref = msg.function_ref
+        if ref[0] != "id":  # kept as it arrives (even for a job skipped): later jobs of the
+            _shipped.setdefault(ref[-1], ref)  # same identity name only it (parallel.shipped_ref)
         if msg.job_id in cancelled:
             cancelled.discard(msg.job_id)
             continue
