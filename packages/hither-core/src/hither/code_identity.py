@@ -24,8 +24,6 @@ import os
 import re
 import sys
 import types
-from itertools import repeat
-from operator import is_
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,17 +58,9 @@ def function_identity(fn: "JobFunction") -> str:
     if cached is not None:  # by reference: fixed for the life of the function object
         return cached
     snap = getattr(fn, "_identity_reads", None)  # by value, as at its last run
-    if snap is not None:
-        # each place it read still holds the very object it held (``is``, in C where it
-        # can be; inline, as this runs at every .run()): the identity made then stands
-        for func, code, defaults, cells, names, values in snap[0]:
-            if func.__code__ is not code or func.__defaults__ is not defaults or \
-                    (cells is not None and not all(map(is_, map(_cell_contents, func.__closure__), cells))) or \
-                    (names and not all(map(is_, map(func.__globals__.get, names, repeat(_MISSING)), values))):
-                break
-        else:
-            ident: str = snap[1]
-            return ident
+    if snap is not None and _unchanged(snap[0]):
+        ident: str = snap[1]
+        return ident
     by_value = getattr(fn, "_identity_by_value", None)
     if by_value is None:
         by_value = is_by_value(fn)
@@ -194,9 +184,8 @@ _FIXED = frozenset({type(None), bool, int, float, str, bytes, complex, types.Mod
 
 
 #: what ``_reads`` saw of one function: the function, its code, defaults, closure cells'
-#: contents (None: no closure), the global names it reads and their values (``_MISSING``
-#: where unbound)
-_Places = Tuple[Any, Any, Any, Optional[Tuple[Any, ...]], Tuple[str, ...], Tuple[Any, ...]]
+#: contents, the global names it reads and their values (``_MISSING`` where unbound)
+_Places = Tuple[Any, Any, Any, Tuple[Any, ...], Tuple[str, ...], Tuple[Any, ...]]
 
 
 def _by_value_identity(fn: "JobFunction", remember: bool = True) -> str:
@@ -226,6 +215,27 @@ def _cell_contents(cell: Any) -> Any:
         return _MISSING
 
 
+def _unchanged(places: List[_Places]) -> bool:
+    """Whether each place ``_reads`` read still holds the very object it held (``is``:
+    ``1 == 1.0 == True`` fingerprint differently). Runs at every ``.run()``: plain loops,
+    which cost less than ``map``/``zip`` objects for the few names a function reads."""
+    for func, code, defaults, cells, names, values in places:
+        if func.__code__ is not code or func.__defaults__ is not defaults:
+            return False
+        i = 0
+        for cell in func.__closure__ or ():
+            if _cell_contents(cell) is not cells[i]:
+                return False
+            i += 1
+        g = func.__globals__
+        i = 0
+        for name in names:
+            if g.get(name, _MISSING) is not values[i]:
+                return False
+            i += 1
+    return True
+
+
 def _reads(func: Any, places: List[_Places], seen: Set[int]) -> bool:
     """Append to ``places`` what ``func`` reads (code, defaults, closure cells, globals),
     recursing into by-value helpers; False when one of them could change in place (a
@@ -238,12 +248,12 @@ def _reads(func: Any, places: List[_Places], seen: Set[int]) -> bool:
         return False
     seen.add(id(func))
     names = code_names(func.__code__)
-    cells = tuple(map(_cell_contents, func.__closure__)) if func.__closure__ else None
+    cells = tuple(map(_cell_contents, func.__closure__ or ()))
     g = func.__globals__
     values = tuple(g.get(name, _MISSING) for name in names)
     places.append((func, func.__code__, func.__defaults__, cells, names, values))
     helpers = []
-    for v in (cells or ()) + values:
+    for v in cells + values:
         if type(v) in _FIXED or v is _MISSING:
             continue
         inner = v.raw if type(v).__name__ == "HitherFunction" else v
