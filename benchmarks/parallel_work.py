@@ -11,7 +11,8 @@ callgrind, since wall time on a shared machine is too noisy for a 5% question (n
 
 Run each at two job counts (200 and 1200; 1000 and 6000) and divide the difference of the
 "Collected" counts by the difference of the counts: start-up cancels out. ``module`` runs
-``bench_funcs.noop``, ``main`` a no-op defined in this ``__main__``. Runs against older
+``bench_funcs.noop``, ``main`` a no-op defined in this ``__main__``, ``helper`` one of
+this ``__main__`` that calls a helper and reads an int global. Runs against older
 hither too (``PYTHONPATH=<other tree>/packages/hither-core/src``), as the comparison needs.
 """
 from __future__ import annotations
@@ -31,6 +32,18 @@ from bench_funcs import noop  # noqa: E402
 @hi.function('mainnoop', '0.1.0')
 def mainnoop(x: Any) -> Any:
     return x
+
+
+OFFSET = 1
+
+
+def plus_offset(x: Any) -> Any:
+    return x + OFFSET
+
+
+@hi.function('mainhelper', '0.1.0')
+def mainhelper(x: Any) -> Any:
+    return plus_offset(x) - OFFSET
 
 
 def jobs(f: Any, n: int) -> None:
@@ -77,5 +90,5 @@ def steps(f: Any, n: int) -> None:
 
 if __name__ == "__main__":
     what, which, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    fn = noop if which == "module" else mainnoop
+    fn = {"module": noop, "main": mainnoop, "helper": mainhelper}[which]
     {"jobs": jobs, "steps": steps}[what](fn, count)
