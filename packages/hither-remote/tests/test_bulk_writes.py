@@ -16,6 +16,13 @@ from hither_remote.coalesce import Coalescer
 from hither_remote.models import BusOutcome, BusStatus
 
 
+def _submitted(bus, n):
+    """``bus_job(0)`` ... ``bus_job(n - 1)``, submitted to ``bus`` in one write."""
+    jobs = [bus_job(i) for i in range(n)]
+    bus.submit_many(jobs)
+    return jobs
+
+
 def test_start_runs_in_bulk_refuses_only_the_runs_that_ended(db):
     bus = Bus(db)
     try:
@@ -33,8 +40,7 @@ def test_start_runs_in_bulk_refuses_only_the_runs_that_ended(db):
 def test_finish_many_writes_each_outcome_once_and_ends_cancel_requests_cancelled(db):
     bus = Bus(db)
     try:
-        jobs = [bus_job(i) for i in range(4)]
-        bus.submit_many(jobs)
+        jobs = _submitted(bus, 4)
         claimed = bus.claim_ids("resource1", [j.id for j in jobs], "me", 30)
         assert len(claimed) == 4
         bus.request_cancel(jobs[1].id)  # running: a cancel request
@@ -138,8 +144,7 @@ def test_a_claim_of_inserted_jobs_reads_nothing_back(db):
     commands = _Commands.get()
     bus = Bus(db)
     try:
-        jobs = [bus_job(i) for i in range(6)]
-        bus.submit_many(jobs)
+        jobs = _submitted(bus, 6)
         inserted = {j.id: j.to_mongo() for j in jobs}
         commands.start()
         claimed = bus.claim_ids("resource1", [j.id for j in jobs[:3]], "me", 30, inserted=inserted)
@@ -224,8 +229,7 @@ def test_collected_marks_are_one_record_per_batch_and_clear_and_prune_honour_the
     commands = _Commands.get()
     bus = Bus(db)
     try:
-        jobs = [bus_job(i) for i in range(8)]
-        bus.submit_many(jobs)
+        jobs = _submitted(bus, 8)
         now = time.time()
         for k, j in enumerate(jobs[:7]):
             bus.jobs.update_one({"_id": j.id}, {"$set": {"status": "finished", "ended": now + k}})
