@@ -45,3 +45,45 @@ def test_a_packed_job_carries_its_bundle_from_the_store_and_runs_where_unpacked(
     assert proc.returncode == 0, proc.stderr
     with open(os.path.join(job_dir, "result.json")) as f:
         assert json.load(f)["value"] == 42
+
+
+def _through_a_directory(job: Job, store: Store) -> dict:
+    """The document as packed through a throw-away job directory (the path for arrays and files)."""
+    import shutil
+
+    from hither.outside.documents import pack_job
+    from hither.outside.path import prepare
+
+    code_uri = store.put_bytes(job.function.code_bundle().zip_bytes(), name="code.zip")
+    job_dir = prepare(job, code=False)
+    try:
+        return pack_job(job_dir, store, code_uri=code_uri)
+    finally:
+        shutil.rmtree(job_dir)
+
+
+def test_a_job_without_arrays_or_files_is_packed_without_a_directory_into_the_same_document(tmp_path, monkeypatch):
+    import numpy as np
+
+    import hither.outside.path as path
+
+    made = []  # the job directories prepare_document writes (a spy: prepare itself runs)
+    real_prepare = path.prepare
+    monkeypatch.setattr(path, "prepare", lambda job, *a, **k: made.append(job.id) or real_prepare(job, *a, **k))
+    store = Store(str(tmp_path / "store"), cache_dir=str(tmp_path / "store-cache"))
+    plain = [{"x": 2, "y": 40}, {"x": (1, 2.5, "a"), "y": {"k": [None, True, {"n": -3}]}},
+             {"x": "é\n", "y": 10 ** 30}]
+    for kwargs in plain:
+        job = Job(cf.rt_add, kwargs, _config.current(), hi.DefaultJobHandler(), None, [])
+        doc = prepare_document(job, store)
+        assert made == [], kwargs
+        assert doc == _through_a_directory(job, store), kwargs
+        made.clear()
+    src = tmp_path / "in.txt"
+    src.write_text("hello")
+    for kwargs in ({"x": np.arange(5), "y": 1}, {"x": hi.File(str(src)), "y": 1}):
+        job = Job(cf.rt_add, kwargs, _config.current(), hi.DefaultJobHandler(), None, [])
+        doc = prepare_document(job, store)
+        assert made == [job.id], kwargs
+        assert doc == _through_a_directory(job, store), kwargs
+        made.clear()
