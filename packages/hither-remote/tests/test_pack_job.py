@@ -87,3 +87,30 @@ def test_a_job_without_arrays_or_files_is_packed_without_a_directory_into_the_sa
         assert made == [job.id], kwargs
         assert doc == _through_a_directory(job, store), kwargs
         made.clear()
+
+
+def test_a_job_server_runs_a_job_directory_unpacked_without_its_runner_file(tmp_path):
+    # The resource leaves runner.py (~260 KB) out of a job directory whose launcher holds
+    # the runtime itself (the job server); a container job, or a launcher that runs the
+    # file, still gets it.
+    from hither.outside.jobserver import JobServerLauncher
+    from hither.outside.path import SubprocessLauncher
+    from hither_remote.resource_containers import ResourceLauncher
+
+    store = Store(str(tmp_path / "store"), cache_dir=str(tmp_path / "store-cache"))
+    job = Job(cf.rt_add, {"x": 2, "y": 40}, _config.current(), hi.DefaultJobHandler(), None, [])
+    doc = prepare_document(job, store)
+    server = JobServerLauncher(capacity=1)
+    try:
+        rl = ResourceLauncher(server, containers=False)
+        assert not rl.runner_file_needed(doc["spec"])
+        assert rl.runner_file_needed(dict(doc["spec"], container="docker://python:3.11-slim"))
+        assert ResourceLauncher(SubprocessLauncher(), containers=False).runner_file_needed(doc["spec"])
+        job_dir = str(tmp_path / "job")
+        unpack_job(json.loads(json.dumps(doc)), job_dir, store, runner=rl.runner_file_needed(doc["spec"]))
+        assert not os.path.exists(os.path.join(job_dir, "runner.py"))
+        assert rl.launch(job_dir, 60) == 0
+    finally:
+        server.close()
+    with open(os.path.join(job_dir, "result.json")) as f:
+        assert json.load(f)["value"] == 42

@@ -106,8 +106,10 @@ def pack_job(job_dir: str, store: Store, inline_max_bytes: Optional[int] = None,
             "code": code_uri or store.put_file(os.path.join(job_dir, "code.zip"), name="code.zip")}
 
 
-def unpack_job(doc: Dict[str, Any], job_dir: str, store: Store) -> None:
-    """Rebuild a runnable job directory from a ``pack_job`` document."""
+def unpack_job(doc: Dict[str, Any], job_dir: str, store: Store, runner: bool = True) -> None:
+    """Rebuild a runnable job directory from a ``pack_job`` document (without ``runner.py``
+    unless ``runner``: for a launcher whose processes hold the runtime, see
+    ``Launcher.needs_runner_file``)."""
     os.makedirs(job_dir, exist_ok=True)
     spec = doc["spec"]
     if spec.get("script_globals"):
@@ -117,7 +119,8 @@ def unpack_job(doc: Dict[str, Any], job_dir: str, store: Store) -> None:
     with open(os.path.join(job_dir, "args.json"), "w") as f:
         json.dump(_unpack_value(doc["args"], job_dir, store, "arg"), f)
     _place(store.get_path(doc["code"]), os.path.join(job_dir, "code.zip"))
-    write_runner(os.path.join(job_dir, RUNNER))
+    if runner:
+        write_runner(os.path.join(job_dir, RUNNER))
 
 
 def pack_outputs(job_dir: str, store: Store, inline_max_bytes: Optional[int] = None) -> Dict[str, Any]:
