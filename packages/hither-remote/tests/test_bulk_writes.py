@@ -160,6 +160,38 @@ class _Commands:
         self.on = True
 
 
+def test_run_records_of_new_jobs_are_inserted_and_ended_ones_marked_done_in_one_update(db):
+    # SecantusDB writes an inserted record for about half what an upsert costs, and the
+    # documents of one update_many in one go: a claim round's records are one insert, the
+    # done marks riding on it one update_many; only ids whose record exists (a replay, a
+    # rerun after a lapsed lease, a run still going elsewhere) take the conditional upsert.
+    commands = _Commands.get()
+    bus = Bus(db)
+    try:
+        ended = [f"ended-{i}-{uuid.uuid4().hex[:6]}" for i in range(3)]
+        assert bus.begin_runs(ended, "o", 30.0) == [None] * 3
+        fresh = [f"fresh-{i}-{uuid.uuid4().hex[:6]}" for i in range(4)]
+        commands.start()
+        assert bus.begin_runs(fresh, "o", 30.0, [time.time() + 60] * 4, ended=ended) == [None] * 4
+        commands.on = False
+        assert commands.counts == {"insert:hither_remote_runs": 1, "update:hither_remote_runs": 1}, commands.counts
+        assert {d["_id"] for d in bus.runs.find({"done": True})} >= set(ended)
+        assert all(d["done"] is False and d["owner"] == "o" for d in bus.runs.find({"_id": {"$in": fresh}}))
+        # held elsewhere (lease live), ended (a replay), lapsed (taken again), and a new one
+        bus.runs.update_one({"_id": fresh[0]}, {"$set": {"owner": "other"}})
+        bus.runs.update_one({"_id": fresh[2]}, {"$set": {"lease_expires": time.time() - 1}})
+        bus.end_runs([fresh[1]])
+        new = f"new-{uuid.uuid4().hex[:6]}"
+        assert bus.begin_runs(fresh[:3] + [new], "me", 30.0) == ["other", "", None, None]
+        assert bus.runs.find_one({"_id": fresh[2]})["owner"] == "me"
+        # a done mark for a record that is gone is written anyway (never run again)
+        gone = f"gone-{uuid.uuid4().hex[:6]}"
+        bus.end_runs([fresh[3], gone])
+        assert bus.runs.find_one({"_id": gone})["done"] is True
+    finally:
+        bus.close()
+
+
 def test_a_claim_of_inserted_jobs_reads_nothing_back(db):
     # The resource's change stream carries each inserted job's document: claiming jobs told
     # of that way is one update, no read back, when the update took them all.
