@@ -114,3 +114,48 @@ def test_a_job_server_runs_a_job_directory_unpacked_without_its_runner_file(tmp_
         server.close()
     with open(os.path.join(job_dir, "result.json")) as f:
         assert json.load(f)["value"] == 42
+
+
+def test_an_outcome_without_arrays_or_files_is_read_without_a_scratch_folder(tmp_path, monkeypatch):
+    # What the client does with each outcome from the bus (document_outcome): a result
+    # without arrays or files is decoded in memory, the same outcome the scratch folder
+    # gives; an error, arrays and files still go through the folder.
+    import numpy as np
+
+    from hither.outside.documents import outputs_in_memory, unpack_outputs
+    from hither.outside.path import document_outcome
+
+    scratch_base = tmp_path / "client-tmp"
+    monkeypatch.setenv("HITHER_TEMP_DIR", str(scratch_base))
+    store = Store(str(tmp_path / "store"), cache_dir=str(tmp_path / "store-cache"))
+    src = tmp_path / "out.txt"
+    src.write_text("hello")
+    runtime = {"host": "h", "elapsed": 0.5}
+    plain = [42, {"a": (1, 2), "b": [None, 1.5, "é"]}, 10 ** 30]
+    for value in plain:
+        doc = _outputs_doc(tmp_path, store, value, runtime)
+        got = document_outcome(doc, store)
+        assert not scratch_base.exists(), value  # no scratch folder made
+        ref = unpack_outputs(doc, str(tmp_path / "scratch"), store)
+        assert got == ref and got.value == value, value
+    for value in (np.arange(3), hi.File(str(src))):
+        doc = _outputs_doc(tmp_path, store, value, runtime)
+        assert outputs_in_memory(doc) is None
+    assert outputs_in_memory({"runtime": runtime, "error": {"type": "ValueError", "message": "x"}}) is None
+
+
+def _outputs_doc(tmp_path, store, value, runtime):
+    """A pack_outputs document of a run that returned ``value``, written as a runner writes it."""
+    import shutil
+
+    from hither.outside.documents import pack_outputs
+    from hither.outside.jobdir import array_sink
+    from hither.runtime import encode_value
+
+    job_dir = tmp_path / "ran"
+    shutil.rmtree(job_dir, ignore_errors=True)
+    job_dir.mkdir()
+    encoded = encode_value(value, array_sink(str(job_dir), "result"))
+    (job_dir / "result.json").write_text(json.dumps({"value": encoded}))
+    (job_dir / "runtime.json").write_text(json.dumps(runtime))
+    return json.loads(json.dumps(pack_outputs(str(job_dir), store)))

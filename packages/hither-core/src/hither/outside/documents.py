@@ -171,6 +171,34 @@ def store_outputs(job_dir: str, store: Store, inline_max_bytes: Optional[int] = 
     return True
 
 
+class _HasData(Exception):
+    """An array or a file in a result: ``outputs_in_memory`` leaves it to ``unpack_outputs``."""
+
+
+def _no_data(_node: Any) -> Any:
+    raise _HasData()
+
+
+def outputs_in_memory(doc: Dict[str, Any]) -> "Optional[Outcome]":
+    """The ``Outcome`` of a ``pack_outputs`` document of a successful run whose result holds
+    no arrays or files, as ``unpack_outputs`` would give it, without a scratch folder; None
+    for any other (an error, arrays, files, a result that does not decode: the scratch
+    folder's path gives those their usual outcome and message)."""
+    from hither.runtime import decode_value
+    from hither.values.outcome import finished
+
+    result = doc.get("result")
+    if "error" in doc or not isinstance(result, dict) or not isinstance(doc.get("runtime", {}), dict):
+        return None
+    try:
+        # through JSON as the files would go (tuples become lists, keys strings)
+        value = decode_value(json.loads(json.dumps(result["value"])), _no_data, _no_data)
+        runtime = json.loads(json.dumps(doc["runtime"])) if "runtime" in doc else {}
+    except Exception:  # noqa: BLE001 - _HasData, or anything the scratch path reports itself
+        return None
+    return finished(value, runtime)
+
+
 def unpack_outputs(doc: Dict[str, Any], scratch_dir: str, store: Store) -> Outcome:
     """The ``Outcome`` of a ``pack_outputs`` document; arrays and files are fetched (and
     verified) through the store into ``scratch_dir`` first."""

@@ -47,7 +47,7 @@ from hither.plugins.interfaces import ContainerRunner, Launcher, Store
 from hither.outside.jobdir import job_in_memory, read_job_outputs, write_job_dir
 from hither.values.outcome import Outcome, failed, finished, report
 from hither.values.refs import StoredResult, has_store_refs
-from hither.outside.documents import OUTPUTS, pack_job, unpack_outputs
+from hither.outside.documents import OUTPUTS, outputs_in_memory, pack_job, unpack_outputs
 from hither.runtime import ERROR
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -148,6 +148,9 @@ def document_outcome(doc: Dict[str, Any], store: Store, download: bool = False) 
     result = doc.get("result")
     if result is not None and "error" not in doc and not download and has_store_refs(result["value"]):
         return finished(StoredResult(result["value"], store), dict(doc.get("runtime") or {}))
+    in_memory = outputs_in_memory(doc)  # no arrays or files: no scratch folder
+    if in_memory is not None:
+        return in_memory
     scratch = tempfile.mkdtemp(prefix="hither-outcome-", dir=job_temp_dir())
     try:
         return unpack_outputs(doc, scratch, store)
