@@ -31,8 +31,8 @@ while every worker is busy, claims wait until half of that room is free (one cla
 for several jobs). The run records of a whole claim round are taken in one bulk write
 (``Bus.begin_runs``: a job whose run already ended, a replayed document, is refused; one
 whose run is still going elsewhere, its status set back to ``queued`` on the bus, is left to
-that run), and the outcomes and run records of jobs that end together are written in one
-bulk write each (``hither_remote.coalesce``). A started job's lease of ``lease_seconds`` is
+that run), and the outcomes of jobs that end within ~20 ms of each other are written in
+one bulk write, their run records marked done after (``hither_remote.ending``). A started job's lease of ``lease_seconds`` is
 renewed while it runs; when this process dies, the lease expires and another (or a
 restarted) process runs the job again.
 """
@@ -169,8 +169,7 @@ class ComputeResource:
         self._janitor = Janitor()
         from .coalesce import Coalescer
 
-        # replay checks of jobs starting together (one read) and the outcomes and run records
-        # of jobs ending together (one bulk write each)
+        # the run records of jobs whose threads take them (the claim round could not): one write
         self._starts: "Coalescer[str, Optional[str]]" = Coalescer(
             lambda ids: retry(self.bus.begin_runs, ids, self.owner, self.wait_lease,
                                     [self._expiry(i) for i in ids]),
