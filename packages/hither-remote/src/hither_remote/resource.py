@@ -111,18 +111,18 @@ class ComputeResource:
         self.compute_resource_id, self._secret, store = endpoint(me, compute_resource_id, secret, secret_file, store)
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise ConfigError(f"ComputeResource(workers=...) needs a positive integer, got {workers!r}")
-        self._launcher, workers = launcher_for(job_handler, workers)
+        host, workers = launcher_for(job_handler, workers)
         from .hiding import secret_env_names
 
         #: environment variables no job may see (the launcher's job server starts without them)
         self.hidden_env = secret_env_names(self._secret)
-        hidden = getattr(self._launcher, "hidden_env", None)
+        hidden = getattr(host, "hidden_env", None)
         if isinstance(hidden, list):
             hidden.extend(n for n in self.hidden_env if n not in hidden)
         else:
             logger.info("%r keeps no environment variables from its jobs: serve them from "
                         "`hither-remote serve` (which drops the secret's) or without $%s set",
-                        self._launcher, "HITHER_REMOTE_SECRET")
+                        host, "HITHER_REMOTE_SECRET")
         self.store = store
         self.job_handler = job_handler
         self.job_cache = job_cache
@@ -135,7 +135,7 @@ class ComputeResource:
         self.capacity = workers
         # a launcher that runs only so many at once lets the next jobs be claimed and
         # unpacked while others run (their outcomes written while the next ones run)
-        self.prefetch = workers if self._launcher.capacity is not None else 0
+        self.prefetch = workers if host.capacity is not None else 0
         self._peer_idle = False  # a live serving process of this resource id has a free worker
         #: the lease of a claimed job until it starts (``hither_remote.waiting``)
         self.wait_lease = wait_lease(self.lease_seconds)
@@ -164,7 +164,7 @@ class ComputeResource:
 
         self._logs = LogShipper(self.bus, compute_resource_id)
         # container jobs in their image here; the others on the handler's launcher
-        self._launcher = ResourceLauncher(self._launcher, containers, container_engine=container_engine,
+        self._launcher = ResourceLauncher(host, containers, container_engine=container_engine,
                                           container_options=container_options)
         self._janitor = Janitor()
         from .coalesce import Coalescer
