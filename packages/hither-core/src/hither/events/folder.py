@@ -8,12 +8,14 @@ by ``hither.events.recorder`` from each job transition; items are tuples of plai
 - ``("c", t, job_id, status, function_name, function_version, handler, batch, args_summary, inputs)``
   a job was created (``inputs``: ids of its input jobs, or None);
 - ``("m", t, job_id, status, old_status)``: a status change that did not end the job;
-- ``("e", t, job_id, status, old_status, error_type, error_message, traceback, cached, job_hash)``:
+- ``("s", t, job_id, "running", old_status[, info])``: the job started (``info``: its
+  runtime info, when it had not ended by the time the recorder looked);
+- ``("e", t, job_id, status, old_status, error_type, error_message, traceback, cached, job_hash, info)``:
   the job ended;
-- ``("r", t, job_id, status, pending_reason)``: why a queued job waits changed;
+- ``("r", t, job_id, status, pending_reason)``: why a queued job waits changed.
 
-and details: ``(job_id, info)``, where the job ran and its runtime info (a dict of plain
-values, console output already cut), applied after the items of the same batch.
+``info`` is where the job ran and its runtime info: a dict of plain values, console
+output already cut.
 """
 from __future__ import annotations
 
@@ -33,7 +35,6 @@ WARN_AFTER = 5.0        # seconds a log stays locked (or full) before the one wa
 _PASSING = ("queued", "running")  # statuses a job passes through (see LogFolder._event)
 
 Item = Tuple[Any, ...]
-Detail = Tuple[str, Dict[str, Any]]
 
 
 class LogFolder:
@@ -44,7 +45,7 @@ class LogFolder:
     :class:`LogUnavailable` (not transient) from :meth:`tick`: the caller stops recording.
 
     >>> folder = LogFolder(Path("/tmp/log.sqlite3"), 30.0, run_row, warn=print)  # doctest: +SKIP
-    >>> folder.feed([("c", t, "r-1", "created", "add", "0.1.0", "DefaultJobHandler", None, "a=1", None)], [])
+    >>> folder.feed([("c", t, "r-1", "created", "add", "0.1.0", "DefaultJobHandler", None, "a=1", None)])
     >>> folder.tick(time.time())  # writes the batch
     """
 
@@ -71,15 +72,13 @@ class LogFolder:
         """Rows not written yet."""
         return len(self._ready) + len(self._rows)
 
-    def feed(self, items: Sequence[Item], details: Sequence[Detail]) -> None:
-        """Fold one batch of transitions (and then its details) into the rows to write."""
+    def feed(self, items: Sequence[Item]) -> None:
+        """Fold one batch of transitions into the rows to write."""
         take = self._take
         ended: List[str] = []
         for item in items:
             if take(item):
                 ended.append(item[2])
-        if details:
-            self._details(details)
         if ended:
             pop, ready = self._rows.pop, self._ready
             for jid in ended:
@@ -106,9 +105,12 @@ class LogFolder:
                 row[rows.ENDED_AT] = t
                 (row[rows.ERROR_TYPE], row[rows.ERROR_MESSAGE], row[rows.TRACEBACK],
                  row[rows.CACHED], row[rows.JOB_HASH]) = item[5:10]
+                self._detail(row, item[10])
                 ended = True
-            elif status == "running":
+            elif kind == "s":
                 row[rows.STARTED_AT] = t
+                if len(item) > 5:
+                    self._detail(row, item[5])
         if status != prev:
             self._event(jid, status, t)
         row[STATUS] = status
@@ -139,22 +141,16 @@ class LogFolder:
         if inputs:
             self._edges.extend((jid, d) for d in inputs)
 
-    def _details(self, details: Sequence[Detail]) -> None:
-        """Where each job ran, and its runtime info as the recorder last saw it."""
-        get = self._rows.get
-        host_name, batch_of, runtime_json = rows.HOST_NAME, rows.batch_of, rows.runtime_json
-        HOST, PID, BATCH, RUNTIME_INFO = rows.HOST, rows.PID, rows.BATCH, rows.RUNTIME_INFO
-        for jid, info in details:
-            row = get(jid)
-            if row is None:
-                continue
-            pid = info.get("pid")
-            row[HOST] = str(info.get("host") or host_name)
-            row[PID] = pid if type(pid) is int else None
-            batch = batch_of(info, None, None)
-            if batch is not None:
-                row[BATCH] = batch
-            row[RUNTIME_INFO] = runtime_json(info)
+    @staticmethod
+    def _detail(row: List[Any], info: Dict[str, Any], host_name: str = rows.HOST_NAME) -> None:
+        """Where the job ran, and its runtime info."""
+        pid = info.get("pid")
+        row[rows.HOST] = str(info.get("host") or host_name)
+        row[rows.PID] = pid if type(pid) is int else None
+        batch = rows.batch_of(info, None, None)
+        if batch is not None:
+            row[rows.BATCH] = batch
+        row[rows.RUNTIME_INFO] = rows.runtime_json(info)
 
     # ------------------------------------------------------------------ writing
     def tick(self, now: float, last: bool = False) -> None:

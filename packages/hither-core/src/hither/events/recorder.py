@@ -45,6 +45,7 @@ WRITER_ENV = "HITHER_MONITOR_WRITER"  # "thread": write the log on the recorder'
 
 Put = Callable[[Any, Any, Any, Any, Dict[str, Any], List[Any]], None]
 Messages = List[Tuple[str, str]]
+_NO_ERROR = (None, None, None)
 _CREATED, _MOVED, _ENDED = "created", "moved", "ended"  # kinds of queued transitions
 _STATUS = {s: ("created" if s is JobStatus.PENDING else s.value) for s in JobStatus}
 
@@ -73,12 +74,12 @@ class _Process:
         while data:
             data = data[os.write(fd, data):]
 
-    def send(self, items: List[Tuple[Any, ...]], details: List[Tuple[str, Dict[str, Any]]], busy: bool) -> None:
+    def send(self, items: List[Tuple[Any, ...]], busy: bool) -> None:
         try:
-            self.send_frame((items, details))
-        except ValueError:  # a value marshal does not take: made plain, then sent
-            self.send_frame(([tuple([rows.plain(v) for v in item]) for item in items],
-                             [(jid, rows.plain_info(info)) for jid, info in details]))
+            self.send_frame(items)
+        except ValueError:  # a value marshal does not take (in runtime info): made plain
+            self.send_frame([tuple([rows.plain_info(v) if type(v) is dict else rows.plain(v) for v in item])
+                             for item in items])
 
     def tick(self, now: float, busy: bool) -> Messages:
         return self._messages()
@@ -100,7 +101,7 @@ class _Process:
         """Close its input (it writes the rest and ends); wait at most ``timeout`` seconds."""
         import select
         try:
-            self.send_frame((None, max(0.0, timeout - 0.1)))  # how long it may retry a locked log
+            self.send_frame(max(0.0, timeout - 0.1))  # how long it may retry a locked log
         except OSError:
             pass
         self.close_pipes(out=False)
@@ -136,8 +137,8 @@ class _Thread:
         self._next_write = time.monotonic() + INTERVAL
         self.folder.tick(time.time())  # a prune that is due
 
-    def send(self, items: List[Tuple[Any, ...]], details: List[Tuple[str, Dict[str, Any]]], busy: bool) -> None:
-        self.folder.feed(items, details)
+    def send(self, items: List[Tuple[Any, ...]], busy: bool) -> None:
+        self.folder.feed(items)
 
     def tick(self, now: float, busy: bool) -> Messages:
         if not busy or time.monotonic() >= self._next_write:
@@ -186,7 +187,6 @@ class Recorder:
         self.path = path
         self._keep = keep
         self._q: Deque[Tuple[Any, ...]] = collections.deque()
-        self._detail: Dict[str, Tuple[Dict[str, Any], Any]] = {}  # job id -> its info, the event's
         self._waiting: Dict[str, Tuple[Dict[str, Any], str, Any]] = {}  # queued: info, status, reason
         self._next_reasons = 0.0
         self._wake = threading.Event()
@@ -287,49 +287,52 @@ class Recorder:
             logger.warning(message)
 
     def _forward(self, sink: Any, busy: bool, names: Dict[Any, str] = _STATUS, QUEUED: Any = JobStatus.QUEUED) -> bool:
-        """Turn what was queued into plain transitions and hand them on, letting go of the
-        jobs at once (a job kept alive for long by the queue survives into the garbage
-        collector's older generations, and the program's full collections grow); False
-        if nothing was queued."""
+        """Turn what was queued into plain transitions (``hither.events.folder``'s items)
+        and hand them on, letting go of the jobs at once (a job kept alive for long by the
+        queue survives into the garbage collector's older generations, and the program's
+        full collections grow); False if nothing was queued. A start gets a copy of its
+        job's runtime info only when the job has not ended by now."""
         q = self._q
         if not q:
             return False
         items: List[Tuple[Any, ...]] = []
         add, pop = items.append, q.popleft
-        detail, waiting = self._detail, self._waiting
-        args_summary, batch_of, error_cols = rows.args_summary, rows.batch_of, rows.error_cols
-        while q:
+        waiting = self._waiting
+        started: Dict[str, Tuple[int, Dict[str, Any], Any]] = {}
+        args_summary, batch_of, error_cols, quick = rows.args_summary, rows.batch_of, rows.error_cols, rows.quick_info
+        for _ in range(len(q)):
             it = pop()
             kind = it[2]
-            if kind is _CREATED:
+            if kind is _ENDED:
+                t, jid, _, st, old, info, extra, error, from_cache, job_hash = it
+                if waiting:
+                    waiting.pop(jid, None)
+                if started:
+                    started.pop(jid, None)
+                add(("e", t, jid, names[st], names[old], *(_NO_ERROR if error is None else error_cols(error)),
+                     1 if from_cache else 0, job_hash, quick(info, extra)))
+            elif kind is _CREATED:
                 t, jid, _, st, fn, handler, container, kwargs, inputs, info = it
                 add(("c", t, jid, names[st], fn.name, fn.version, type(handler).__name__,
                      batch_of(None, handler, container), kwargs if type(kwargs) is str else args_summary(kwargs),
                      inputs))
                 if st is QUEUED:
                     waiting[jid] = (info, "queued", None)
-            elif kind is _ENDED:
-                t, jid, _, st, old, info, extra, error, from_cache, job_hash = it
-                if waiting:
-                    waiting.pop(jid, None)
-                if error is None:
-                    add(("e", t, jid, names[st], names[old], None, None, None, 1 if from_cache else 0, job_hash))
-                else:
-                    add(("e", t, jid, names[st], names[old], *error_cols(error), 1 if from_cache else 0, job_hash))
-                detail[jid] = (info, extra)
             else:
                 t, jid, _, st, old, info, extra = it
                 status = names[st]
-                add(("m", t, jid, status, names[old]))
                 if status == "running":
-                    waiting.pop(jid, None)
-                    detail[jid] = (info, extra)
-                elif status == "queued":
-                    waiting[jid] = (info, "queued", None)
-        quick_info = rows.quick_info
-        details = [(jid, quick_info(info, extra)) for jid, (info, extra) in detail.items()]
-        detail.clear()
-        sink.send(items, details, busy)
+                    if waiting:
+                        waiting.pop(jid, None)
+                    started[jid] = (len(items), info, extra)
+                    add(("s", t, jid, status, names[old]))
+                else:
+                    add(("m", t, jid, status, names[old]))
+                    if status == "queued":
+                        waiting[jid] = (info, "queued", None)
+        for at, info, extra in started.values():  # still running: where, and its info so far
+            items[at] = (*items[at], quick(info, extra))
+        sink.send(items, busy)
         return True
 
     def _reasons(self, sink: Any, now: float) -> None:
@@ -342,7 +345,7 @@ class Recorder:
                 self._waiting[jid] = (info, status, reason)
                 items.append(("r", now, jid, status, str(reason) if reason else None))
         if items:
-            sink.send(items, [], False)
+            sink.send(items, False)
 
     # ------------------------------------------------------------------ the end
     def close(self, timeout: float = EXIT_WAIT) -> None:

@@ -168,16 +168,19 @@ def plain_info(info: Dict[str, Any], extra: Any = None, scalars: Any = _SCALARS)
     return _cut_console(out)
 
 
-def quick_info(info: Dict[str, Any], extra: Any = None) -> Dict[str, Any]:
+def quick_info(info: Dict[str, Any], extra: Any = None, str_: type = str, limit: int = CONSOLE_MAX) -> Dict[str, Any]:
     """:func:`plain_info` for the common case, without a look at each value: a copy of
     ``info`` merged with ``extra``, its status as text, each console stream cut. Its values
     may still be objects: a caller that needs plain values falls back to ``plain_info``."""
     merged = {**info, **extra} if type(extra) is dict else (
         {**info, **info_dict(extra)} if extra is not None else info.copy())
     status = merged.get("status")
-    if status is not None and type(status) is not str:
+    if status is not None and type(status) is not str_:
         merged["status"] = plain(status)
-    return _cut_console(merged)
+    out, err = merged.get("stdout"), merged.get("stderr")
+    if (type(out) is str_ and len(out) > limit) or (type(err) is str_ and len(err) > limit):
+        _cut_console(merged)
+    return merged
 
 
 def _cut_console(info: Dict[str, Any]) -> Dict[str, Any]:

@@ -9,8 +9,9 @@ package of the program changes it. It ends when its input closes (the program ex
 was killed, or stopped recording), after writing what it was given.
 
 Frames on its input: a 4-byte big-endian length, then ``marshal`` data. The first frame is
-``(path, keep_days, run_row, exit_wait)``; each later one ``(items, details)`` as
-``hither.events.folder`` describes. Lines on its output: ``W<TAB>message`` (a warning,
+``(path, keep_days, run_row, exit_wait)``; each later one a list of items as
+``hither.events.folder`` describes, and the last may be a number: the seconds its exit may
+retry a locked log. Lines on its output: ``W<TAB>message`` (a warning,
 the program logs it) and ``S<TAB>message`` (recording stopped, the program logs it and
 stops recording).
 """
@@ -119,11 +120,11 @@ def _serve(fd: int, frames: Frames, folder: Any, interval: float, exit_wait: flo
 
     def feed(got: Any) -> None:
         nonlocal exit_wait, fed
-        for items, details in got:
-            if items is None:
-                exit_wait = details
+        for items in got:
+            if type(items) is float:
+                exit_wait = items
             else:
-                folder.feed(items, details)
+                folder.feed(items)
                 fed = True
     feed(more)
     while True:
