@@ -168,17 +168,17 @@ def plain_info(info: Dict[str, Any], extra: Any = None, scalars: Any = _SCALARS)
     return _cut_console(out)
 
 
-def quick_info(info: Dict[str, Any], extra: Any = None, str_: type = str, limit: int = CONSOLE_MAX) -> Dict[str, Any]:
+def quick_info(info: Dict[str, Any], extra: Any = None, limit: int = CONSOLE_MAX) -> Dict[str, Any]:
     """:func:`plain_info` for the common case, without a look at each value: a copy of
     ``info`` merged with ``extra``, its status as text, each console stream cut. Its values
     may still be objects: a caller that needs plain values falls back to ``plain_info``."""
     merged = {**info, **extra} if type(extra) is dict else (
         {**info, **info_dict(extra)} if extra is not None else info.copy())
     status = merged.get("status")
-    if status is not None and type(status) is not str_:
+    if status is not None and type(status) is not str:
         merged["status"] = plain(status)
     out, err = merged.get("stdout"), merged.get("stderr")
-    if (type(out) is str_ and len(out) > limit) or (type(err) is str_ and len(err) > limit):
+    if (type(out) is str and len(out) > limit) or (type(err) is str and len(err) > limit):
         _cut_console(merged)
     return merged
 
