@@ -60,9 +60,8 @@ _KILLED = textwrap.dedent("""
     rec = recorder.current()
     rec._wake.set()
     deadline = time.monotonic() + 10
-    while rec._q and time.monotonic() < deadline:  # handed to the writer process
+    while rec.forwarded < 900 and time.monotonic() < deadline:  # 3 transitions a job, handed over
         time.sleep(0.01)
-    time.sleep(0.05)
     print(rec._sink.proc.pid, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
 """)
@@ -198,3 +197,26 @@ def test_the_writer_process_sees_none_of_the_program_s_python_settings(tmp_path)
     assert p.returncode == 0 and p.stdout.strip() == "1", p.stderr
     assert "recording" not in p.stderr, p.stderr
     assert _count(db) == 1
+
+
+def test_the_writer_process_gets_none_of_the_program_s_environment(tmp_path, monkeypatch):
+    """A program's secrets (a compute resource's HITHER_REMOTE_SECRET, a token) never reach
+    the writer: it gets the few variables SQLite and text need, nothing else."""
+    db = tmp_path / "env.sqlite3"
+    monkeypatch.setenv("HITHER_MONITOR_DB", str(db))
+    monkeypatch.delenv("HITHER_MONITOR", raising=False)
+    monkeypatch.delenv(recorder.WRITER_ENV, raising=False)
+    monkeypatch.setenv("HITHER_REMOTE_SECRET", "s3cret-for-the-test")
+    recorder.reset()
+    try:
+        assert w_twice.run(x=1).wait() == 2
+        rec = recorder.current()
+        deadline = time.monotonic() + 10
+        while rec._sink is None and time.monotonic() < deadline:  # noqa: SLF001
+            time.sleep(0.01)
+        with open(f"/proc/{rec._sink.proc.pid}/environ", "rb") as f:  # noqa: SLF001
+            names = {kv.split(b"=", 1)[0].decode() for kv in f.read().split(b"\0") if kv}
+    finally:
+        recorder.reset()
+    assert "HITHER_REMOTE_SECRET" not in names and "HITHER_MONITOR_DB" not in names
+    assert names <= {"TMPDIR", "SQLITE_TMPDIR", "LANG", "LC_ALL", "LC_CTYPE"}

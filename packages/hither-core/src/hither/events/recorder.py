@@ -45,6 +45,8 @@ WRITER_ENV = "HITHER_MONITOR_WRITER"  # "thread": write the log on the recorder'
 
 Put = Callable[[Any, Any, Any, Any, Dict[str, Any], List[Any]], None]
 Messages = List[Tuple[str, str]]
+#: the only environment the writer process gets (SQLite's temporary files, text encoding)
+_WRITER_ENV = ("TMPDIR", "SQLITE_TMPDIR", "LANG", "LC_ALL", "LC_CTYPE")
 _NO_ERROR = (None, None, None)
 _CREATED, _MOVED, _ENDED = "created", "moved", "ended"  # kinds of queued transitions
 _STATUS = {s: ("created" if s is JobStatus.PENDING else s.value) for s in JobStatus}
@@ -61,7 +63,8 @@ class _Process:
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", sidecar.BOOT, here], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0, close_fds=True,
-            start_new_session=True, cwd="/")  # its own session: a Ctrl-C leaves it to write the rest
+            start_new_session=True, cwd="/",  # its own session: a Ctrl-C leaves it to write the rest
+            env={k: v for k, v in os.environ.items() if k in _WRITER_ENV})  # none of the program's secrets
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._in, self._out = self.proc.stdin, self.proc.stdout
         os.set_blocking(self._out.fileno(), False)
@@ -194,6 +197,7 @@ class Recorder:
         self._exit_wait = EXIT_WAIT - 0.1
         self._warned = False
         self._sink: Any = None
+        self.forwarded = 0  # transitions handed to the writer so far
         self.put: Put = self._make_put(first)
         self._thread = threading.Thread(target=self._loop, name="hither-events", daemon=True)
         self._thread.start()
@@ -333,6 +337,7 @@ class Recorder:
         for at, info, extra in started.values():  # still running: where, and its info so far
             items[at] = (*items[at], quick(info, extra))
         sink.send(items, busy)
+        self.forwarded += len(items)
         return True
 
     def _reasons(self, sink: Any, now: float) -> None:
