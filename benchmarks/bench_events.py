@@ -7,7 +7,9 @@ with ``HITHER_MONITOR=0`` and with recording on, interleaved (off, on, off, on, 
 one process. Per job: CPU time of the calling thread (``time.thread_time``: what the job's
 own thread pays, the figure the target is about) and CPU time of the whole process
 including the recorder's writer thread and the final flush (``time.process_time``: what
-the log costs in all). Medians of the runs, with the spread of on - off over the pairs.
+the log costs the program in all), and the CPU time of the log's writer process (folding,
+JSON and SQLite, on another core: ``os.times`` of reaped children). Medians of the runs,
+with the spread of on - off over the pairs.
 """
 from __future__ import annotations
 
@@ -24,17 +26,25 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_funcs import noop  # noqa: E402
 
 
+def _children() -> float:
+    t = os.times()
+    return t.children_user + t.children_system
+
+
 def one_run(n: int, on: bool) -> tuple:
-    """(thread CPU, process CPU, wall) seconds for ``n`` jobs, the flush of the log included."""
+    """(thread CPU, process CPU, wall, writer process CPU) seconds for ``n`` jobs, the flush
+    of the log included."""
     os.environ["HITHER_MONITOR"] = "1" if on else "0"
     recorder.reset()
     noop.run(x=-1).wait()  # starts the recorder (or not) before the clock
     t_thread, t_proc, t_wall = time.thread_time(), time.process_time(), time.perf_counter()
+    t_children = _children()
     for i in range(n):
         noop.run(x=i).wait()
     thread = time.thread_time() - t_thread
-    recorder.reset()  # the writer thread writes the rest and stops
-    return thread, time.process_time() - t_proc, time.perf_counter() - t_wall
+    recorder.reset()  # the writer writes the rest and stops
+    return (thread, time.process_time() - t_proc, time.perf_counter() - t_wall,
+            _children() - t_children)
 
 
 def main(argv=None) -> list:
@@ -46,7 +56,7 @@ def main(argv=None) -> list:
     n = args.n or (2000 if args.quick else 20000)
     folder = tempfile.mkdtemp(prefix="hither-bench-events-")
     os.environ["HITHER_MONITOR_DB"] = os.path.join(folder, "monitor.sqlite3")
-    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}; {n} jobs per run, "
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}, python {sys.version.split()[0]}; {n} jobs per run, "
           f"{args.rounds} interleaved pairs", flush=True)
     one_run(min(n, 2000), False)  # warm up (imports, the default handler)
     one_run(min(n, 2000), True)
@@ -55,7 +65,9 @@ def main(argv=None) -> list:
         for on in (False, True):
             res[on].append(one_run(n, on))
     lines = []
-    for k, what in ((0, "caller's thread CPU"), (1, "process CPU incl. writer thread"), (2, "wall")):
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}", flush=True)
+    for k, what in ((0, "caller's thread CPU"), (1, "program's CPU (all its threads)"), (2, "wall incl. the last flush"),
+                    (3, "the writer process's CPU")):
         off = [r[k] / n * 1e6 for r in res[False]]
         on_ = [r[k] / n * 1e6 for r in res[True]]
         diff = sorted(b - a for a, b in zip(off, on_))

@@ -742,14 +742,20 @@ def test_job_timeout_counts_from_start_not_submit(make_pjh):
     assert b.wait(timeout=30) == "b"
 
 
+def _slow_worker_start(tmp_path, monkeypatch, body):
+    """Workers started from now on run ``body`` (indented code, ``os`` and ``time``
+    imported) at interpreter start-up, before they send Ready: a sitecustomize module."""
+    (tmp_path / "sitecustomize.py").write_text(
+        f"import os, time\nif os.environ.get('HITHER_IN_WORKER') == '1':\n    {body}\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(tmp_path)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+
+
 def test_job_timeout_does_not_count_the_worker_start_up(make_pjh, tmp_path, monkeypatch):
     """A worker that takes 2 s to start (a slow file system, a loaded machine: Python and
     its imports) must not eat into a job_timeout of 1.5 s for a job that runs 0.3 s: the
     deadline counts from the worker's Ready message."""
-    (tmp_path / "sitecustomize.py").write_text(
-        "import os, time\nif os.environ.get('HITHER_IN_WORKER') == '1':\n    time.sleep(2.0)\n")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        [str(tmp_path)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    _slow_worker_start(tmp_path, monkeypatch, "time.sleep(2.0)")
     jh = make_pjh(1)
     t0 = time.monotonic()
     with hi.Config(job_handler=jh, job_timeout=1.5):
@@ -760,19 +766,78 @@ def test_job_timeout_does_not_count_the_worker_start_up(make_pjh, tmp_path, monk
 
 def test_a_worker_that_never_starts_ends_a_job_with_a_timeout(make_pjh, tmp_path, monkeypatch):
     """The job_timeout counts from the worker's Ready; a worker whose start-up hangs must
-    still end the job (after START_GRACE), with an error saying so, never a hang."""
-    from hither.local import parallel
-
-    (tmp_path / "sitecustomize.py").write_text(
-        "import os, time\nif os.environ.get('HITHER_IN_WORKER') == '1':\n    time.sleep(3600)\n")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        [str(tmp_path)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    monkeypatch.setattr(parallel, "START_GRACE", 1.0)
+    still end the job (after the start-up grace), with an error saying so, never a hang."""
+    _slow_worker_start(tmp_path, monkeypatch, "time.sleep(3600)")
+    monkeypatch.setenv("HITHER_WORKER_START_GRACE", "1")
     jh = make_pjh(1)
     with hi.Config(job_handler=jh, job_timeout=0.5, retry=False):
         a = sleep_then.run(t=0.1, x="a")
-    with pytest.raises(hi.WorkerDiedError, match="did not start within"):
+    with pytest.raises(hi.WorkerDiedError, match="did not start within 1 s"):
         a.wait(timeout=30)
+
+
+def test_a_hung_worker_start_up_is_bounded_without_a_job_timeout(make_pjh, tmp_path, monkeypatch):
+    """The start-up grace belongs to the worker, not to the job's limit: with no
+    job_timeout, a worker whose start-up hangs is killed after the grace and its job fails
+    (no retry) instead of running for ever."""
+    _slow_worker_start(tmp_path, monkeypatch, "time.sleep(3600)")
+    monkeypatch.setenv("HITHER_WORKER_START_GRACE", "1.5")
+    jh = make_pjh(1)
+    t0 = time.monotonic()
+    with hi.Config(job_handler=jh, retry=False):
+        a = sleep_then.run(t=0.1, x="a")
+    with pytest.raises(hi.WorkerDiedError, match=r"did not start within 1\.5 s"):
+        a.wait(timeout=30)
+    assert 1.0 < time.monotonic() - t0 < 20
+
+
+def test_a_job_whose_worker_never_started_is_retried_on_a_fresh_worker(make_pjh, tmp_path,
+                                                                      monkeypatch):
+    """Under the default retry policy, the job of a worker that did not start within the
+    grace runs again on a new worker (here the first start-up hangs, the next ones do not)."""
+    marker = tmp_path / "hung-once"
+    _slow_worker_start(tmp_path, monkeypatch,
+                       f"if not os.path.exists({str(marker)!r}):\n"
+                       f"        open({str(marker)!r}, 'w').close()\n        time.sleep(3600)")
+    monkeypatch.setenv("HITHER_WORKER_START_GRACE", "4")  # the second start-up has 4 s
+    jh = make_pjh(1)
+    with hi.Config(job_handler=jh, retry=hi.Retry(attempts=2, backoff=0)):
+        a = sleep_then.run(t=0.1, x="a")
+    assert a.wait(timeout=30) == "a"
+    info = a.get_runtime_info()
+    assert info.attempts == 2 and "did not start within" in info.attempt_errors[0]
+
+
+def test_an_idle_worker_that_never_started_is_replaced_when_a_job_comes(make_pjh, tmp_path,
+                                                                        monkeypatch, caplog):
+    """A pool's worker whose start-up hangs before any job came is killed after the grace
+    (a warning says so); a later job gets a fresh worker."""
+    marker = tmp_path / "hung-once"
+    _slow_worker_start(tmp_path, monkeypatch,
+                       f"if not os.path.exists({str(marker)!r}):\n"
+                       f"        open({str(marker)!r}, 'w').close()\n        time.sleep(3600)")
+    monkeypatch.setenv("HITHER_WORKER_START_GRACE", "4")
+    with caplog.at_level("WARNING", logger="hither.local.parallel"):
+        jh = make_pjh(1)
+        deadline = time.monotonic() + 30
+        while "did not start within 4 s" not in caplog.text:
+            assert time.monotonic() < deadline, "the hung worker was never killed"
+            time.sleep(0.1)
+    with hi.Config(job_handler=jh, retry=False):
+        assert sleep_then.run(t=0.1, x="a").wait(timeout=30) == "a"
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon", ""])
+def test_a_bad_worker_start_grace_is_refused_naming_the_variable(monkeypatch, value):
+    from hither.errors import ConfigError
+    from hither.local.parallel import ParallelJobHandler
+
+    monkeypatch.setenv("HITHER_WORKER_START_GRACE", value)
+    if value == "":  # empty: the default
+        ParallelJobHandler(num_workers=1).shutdown()
+        return
+    with pytest.raises(ConfigError, match="HITHER_WORKER_START_GRACE=.*positive"):
+        ParallelJobHandler(num_workers=1)
 
 
 @pytest.mark.parametrize("how", ["cancel", "death", "timeout"])

@@ -52,6 +52,22 @@ def _write_job_dir(job_dir, script, qualname, args, arrays=None, extra_spec=None
         z.writestr("script.py", textwrap.dedent(script))
 
 
+def _combine_job_dir(tmp_path, xs, text, shipped="shipped", named_path=None, **more_args):
+    """tmp_path/job, a job dir of SCRIPT_PLAIN's ``combine``: ``xs`` to sum, a file by
+    absolute path holding ``text`` (tmp_path/outside.txt) and one shipped in the job dir
+    holding ``shipped`` (``named_path``: a path it was at, tried first); ``more_args`` too."""
+    job_dir = tmp_path / "job"
+    outside = tmp_path / "outside.txt"
+    outside.write_text(text)
+    named = {T: "file", "uri": "sha1://" + "b" * 40 + "/in.txt", "local": "files/bb/in.txt"}
+    if named_path is not None:
+        named["path"] = named_path
+    args = {"xs": xs, "path": {T: "file", "uri": "sha1://" + "a" * 40 + "/outside.txt", "path": str(outside)},
+            "named": named, **more_args}
+    _write_job_dir(str(job_dir), SCRIPT_PLAIN, "combine", args, files={"files/bb/in.txt": shipped})
+    return job_dir
+
+
 def _run(job_dir, cwd, flags=("-I",), env=None, timeout=60):
     return subprocess.run([sys.executable, *flags, RUNNER, str(job_dir)], cwd=str(cwd),
                           capture_output=True, text=True, timeout=timeout,
@@ -185,16 +201,10 @@ SCRIPT_PLAIN = """
 
 
 def test_runner_with_hither_not_importable_uses_stand_in(tmp_path):
-    job_dir, cwd = tmp_path / "job", tmp_path / "cwd"
+    cwd = tmp_path / "cwd"
     cwd.mkdir()
-    outside = tmp_path / "outside.txt"
-    outside.write_text("by absolute path")
-    args = {"xs": [1, 2, 3.5], "path": {T: "file", "uri": "sha1://" + "a" * 40 + "/outside.txt",
-                                        "path": str(outside)},
-            "named": {T: "file", "uri": "sha1://" + "b" * 40 + "/in.txt", "path": "/nonexistent/in.txt",
-                      "local": "files/bb/in.txt"},
-            "opts": {"a": None, "b": [True, False]}}
-    _write_job_dir(str(job_dir), SCRIPT_PLAIN, "combine", args, files={"files/bb/in.txt": "shipped file"})
+    job_dir = _combine_job_dir(tmp_path, [1, 2, 3.5], "by absolute path", "shipped file",
+                               named_path="/nonexistent/in.txt", opts={"a": None, "b": [True, False]})
     # -I: no PYTHONPATH, no user site; -S: no site-packages either -> neither hither nor numpy
     proc = _run(job_dir, cwd, flags=("-I", "-S"))
     assert proc.returncode == 0, proc.stderr
@@ -456,12 +466,7 @@ def test_a_python_of_another_version_compiles_the_shipped_source(tmp_path):
             if info.filename.endswith(".pyc"):
                 data = bytes([importlib.util.MAGIC_NUMBER[0] ^ 0xFF]) + data[1:]
             zout.writestr(info, data)
-    job_dir = tmp_path / "job"
-    outside = tmp_path / "outside.txt"
-    outside.write_text("other python")
-    args = {"xs": [1, 2], "path": {T: "file", "uri": "sha1://" + "a" * 40 + "/outside.txt", "path": str(outside)},
-            "named": {T: "file", "uri": "sha1://" + "b" * 40 + "/in.txt", "local": "files/bb/in.txt"}}
-    _write_job_dir(str(job_dir), SCRIPT_PLAIN, "combine", args, files={"files/bb/in.txt": "shipped"})
+    job_dir = _combine_job_dir(tmp_path, [1, 2], "other python")
     proc = subprocess.run([sys.executable, "-I", "-S", "-v", str(spoiled), str(job_dir)], capture_output=True,
                           text=True, timeout=60, env=_clean_env())
     assert proc.returncode == 0, proc.stderr
@@ -496,12 +501,7 @@ def test_shipped_runner_runs_a_job_dir_under_the_oldest_python(tmp_path):
     exe = _oldest_python()
     if exe is None:
         pytest.skip("no Python >= 3.8 as python3.8 on PATH or under ~/.pyenv/versions")
-    job_dir = tmp_path / "job"
-    outside = tmp_path / "outside.txt"
-    outside.write_text("old python")
-    args = {"xs": [4, 5], "path": {T: "file", "uri": "sha1://" + "a" * 40 + "/outside.txt", "path": str(outside)},
-            "named": {T: "file", "uri": "sha1://" + "b" * 40 + "/in.txt", "local": "files/bb/in.txt"}}
-    _write_job_dir(str(job_dir), SCRIPT_PLAIN, "combine", args, files={"files/bb/in.txt": "shipped"})
+    job_dir = _combine_job_dir(tmp_path, [4, 5], "old python")
     proc = subprocess.run([exe, "-I", "-S", RUNNER, str(job_dir)], cwd=str(tmp_path), capture_output=True,
                           text=True, timeout=60, env=_clean_env())
     assert proc.returncode == 0, proc.stderr

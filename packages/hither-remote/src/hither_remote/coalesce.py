@@ -10,11 +10,17 @@ counts as ended, and a failure reaches every caller of that batch::
     starts = Coalescer(lambda ids: bus.start_runs(ids, owner), name="hither-remote-starts")
     fresh = starts.call(job_id)      # blocks until its batch is written: False for a replay
     starts.close()                   # later calls run on the caller's thread
+
+With ``gather=(seconds, more_coming)`` the thread, once an item is in, waits up to
+``seconds`` for more while ``more_coming()`` says others are on their way (the resource:
+jobs still running, whose ends will follow), so that jobs ending a few milliseconds apart
+share one write; a lone item (``more_coming()`` False) is sent at once.
 """
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Generic, List, Optional, TypeVar
+import time
+from typing import Any, Callable, Generic, List, Optional, Tuple, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -35,8 +41,10 @@ class Coalescer(Generic[T, R]):
     from one thread with every item handed in meanwhile (at most ``max_batch``); ``fn``
     returns one result per item, in order, or raises for the whole batch."""
 
-    def __init__(self, fn: Callable[[List[T]], List[R]], name: str, max_batch: int = 200) -> None:
+    def __init__(self, fn: Callable[[List[T]], List[R]], name: str, max_batch: int = 200,
+                 gather: Optional[Tuple[float, Callable[[], bool]]] = None) -> None:
         self._fn = fn
+        self._gather = gather
         self.name = name
         self.max_batch = max_batch
         self._cond = threading.Condition()
@@ -73,6 +81,18 @@ class Coalescer(Generic[T, R]):
         if thread is not None:
             thread.join(timeout)
 
+    def _wait_for_more(self) -> None:
+        """(Under the lock, an item queued) wait up to the gather time while more are coming."""
+        if self._gather is None:
+            return
+        seconds, more_coming = self._gather
+        deadline = time.monotonic() + seconds
+        while not self._closed and len(self._queue) < self.max_batch and more_coming():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._cond.wait(left)
+
     def _loop(self) -> None:
         while True:
             with self._cond:
@@ -80,6 +100,7 @@ class Coalescer(Generic[T, R]):
                     self._cond.wait()
                 if not self._queue:
                     return
+                self._wait_for_more()
                 batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
             try:
                 results = self._fn([p.item for p in batch])

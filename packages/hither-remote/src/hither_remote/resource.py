@@ -31,8 +31,8 @@ while every worker is busy, claims wait until half of that room is free (one cla
 for several jobs). The run records of a whole claim round are taken in one bulk write
 (``Bus.begin_runs``: a job whose run already ended, a replayed document, is refused; one
 whose run is still going elsewhere, its status set back to ``queued`` on the bus, is left to
-that run), and the outcomes and run records of jobs that end together are written in one
-bulk write each (``hither_remote.coalesce``). A started job's lease of ``lease_seconds`` is
+that run), and the outcomes of jobs that end within ~20 ms of each other are written in
+one bulk write, their run records marked done after (``hither_remote.ending``). A started job's lease of ``lease_seconds`` is
 renewed while it runs; when this process dies, the lease expires and another (or a
 restarted) process runs the job again.
 """
@@ -46,7 +46,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from hither.errors import ConfigError, JobTimeoutError
 from hither.plugins.interfaces import Store
@@ -111,18 +111,18 @@ class ComputeResource:
         self.compute_resource_id, self._secret, store = endpoint(me, compute_resource_id, secret, secret_file, store)
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise ConfigError(f"ComputeResource(workers=...) needs a positive integer, got {workers!r}")
-        self._launcher, workers = launcher_for(job_handler, workers)
+        host, workers = launcher_for(job_handler, workers)
         from .hiding import secret_env_names
 
         #: environment variables no job may see (the launcher's job server starts without them)
         self.hidden_env = secret_env_names(self._secret)
-        hidden = getattr(self._launcher, "hidden_env", None)
+        hidden = getattr(host, "hidden_env", None)
         if isinstance(hidden, list):
             hidden.extend(n for n in self.hidden_env if n not in hidden)
         else:
             logger.info("%r keeps no environment variables from its jobs: serve them from "
                         "`hither-remote serve` (which drops the secret's) or without $%s set",
-                        self._launcher, "HITHER_REMOTE_SECRET")
+                        host, "HITHER_REMOTE_SECRET")
         self.store = store
         self.job_handler = job_handler
         self.job_cache = job_cache
@@ -135,13 +135,12 @@ class ComputeResource:
         self.capacity = workers
         # a launcher that runs only so many at once lets the next jobs be claimed and
         # unpacked while others run (their outcomes written while the next ones run)
-        self.prefetch = workers if self._launcher.capacity is not None else 0
+        self.prefetch = workers if host.capacity is not None else 0
         self._peer_idle = False  # a live serving process of this resource id has a free worker
         #: the lease of a claimed job until it starts (``hither_remote.waiting``)
         self.wait_lease = wait_lease(self.lease_seconds)
         self._gate = StartGate(workers)  # jobs started: one per worker, in the order of claims
         self._reported = 0  # the number of jobs held, as the last heartbeat said
-        self._ended_runs: "list[str]" = []  # ended jobs (outcome written) whose runs to mark done
         self.work_dir = work_dir
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.change_streams = change_streams
@@ -165,19 +164,19 @@ class ComputeResource:
 
         self._logs = LogShipper(self.bus, compute_resource_id)
         # container jobs in their image here; the others on the handler's launcher
-        self._launcher = ResourceLauncher(self._launcher, containers, container_engine=container_engine,
+        self._launcher = ResourceLauncher(host, containers, container_engine=container_engine,
                                           container_options=container_options)
         self._janitor = Janitor()
         from .coalesce import Coalescer
 
-        # replay checks of jobs starting together (one read) and the outcomes and run records
-        # of jobs ending together (one bulk write each)
+        # the run records of jobs whose threads take them (the claim round could not): one write
         self._starts: "Coalescer[str, Optional[str]]" = Coalescer(
             lambda ids: retry(self.bus.begin_runs, ids, self.owner, self.wait_lease,
                                     [self._expiry(i) for i in ids]),
             name="hither-remote-starts")
-        self._ends: "Coalescer[Tuple[str, BusStatus, BusOutcome], bool]" = Coalescer(
-            self._write_ends, name="hither-remote-ends")
+        from .ending import Ends
+
+        self._ends = Ends(self.bus, self.owner, self._wake)  # outcomes, then run records done
 
     def __repr__(self) -> str:
         return f"ComputeResource(compute_resource_id={self.compute_resource_id!r}, capacity={self.capacity})"
@@ -235,8 +234,8 @@ class ComputeResource:
                         last_full = now
                     if woken or self._look_all:
                         self._claim_jobs()
-                    if self._ended_runs:
-                        self._flush_ended()
+                    if self._ends.pending:
+                        self._ends.flush()
                     if self._busy_changed() and now - last_beat >= 0.5:
                         self.bus.heartbeat(self._heartbeat_doc(stopped=False))  # peers see it now
                         last_beat = now
@@ -255,10 +254,6 @@ class ComputeResource:
             self._janitor.close()
             self._starts.close()
             self._ends.close()
-            try:
-                self._flush_ended(through_outage=True)
-            except Exception:  # noqa: BLE001 - the bus is gone: a replay may run them once more
-                logger.warning("could not mark the runs of %d ended job(s) done", len(self._ended_runs))
             restore()
             logger.info("compute resource %r stopped", self.compute_resource_id)
 
@@ -406,7 +401,7 @@ class ComputeResource:
         """Check the claimed jobs, and take their run records (``Bus.begin_runs``: refused
         when a run ended, a replayed document; left to its runner when a run is still
         going) in one write; if the bus fails here, each job's thread asks itself. The
-        record is marked done when the job ends (``_write_ends``)."""
+        record is marked done when the job ends (``ending.Ends``)."""
         for r in runs:
             try:
                 r.refusal = run_problem(r.bus_job, self._secret, self.bus.database.database,
@@ -414,14 +409,12 @@ class ComputeResource:
             except Exception as exc:  # noqa: BLE001 - this document's fault alone
                 r.refusal = f"the job document could not be checked ({type(exc).__name__})"
         ok = [r for r in runs if r.refusal is None]
-        with self._lock:
-            ended, self._ended_runs = self._ended_runs, []
+        ended = self._ends.take_ended()
         try:
             others = self.bus.begin_runs([r.bus_job.id for r in ok], self.owner, self.wait_lease,
                                          [r.bus_job.expires for r in ok], ended)
         except Exception as exc:  # noqa: BLE001 - e.g. an outage: the job threads retry
-            with self._lock:
-                self._ended_runs[:0] = ended
+            self._ends.put_back(ended)
             logger.warning("could not record the runs of %d claimed job(s) (%s); retrying per job",
                            len(ok), type(exc).__name__)
             return
@@ -450,37 +443,14 @@ class ComputeResource:
         except Exception:  # noqa: BLE001
             logger.warning("could not record the stop of %s on the bus", self.owner)
 
-    def _write_ends(self, ends: "list[Tuple[str, BusStatus, BusOutcome]]") -> "list[bool]":
-        """Outcomes in one write, then their run records marked done: only once the outcome
-        is on the bus (else a crash between the two would leave a job that can neither end
-        nor run again), and soon after it (a replay finds it done): in the write of the next
-        claim round's run records, which the job's end sets off, else by the main loop
-        (``_flush_ended``) at its next turn."""
-        written = retry(self.bus.finish_many, self.owner, ends)
-        with self._lock:
-            self._ended_runs += [e[0] for e in ends]
-        self._wake.set()
-        return written
+    def _end(self, r: Claimed, status: BusStatus, outcome: BusOutcome) -> bool:
+        return self._ends.end(r, status, outcome)
 
-    def _flush_ended(self, through_outage: bool = False) -> None:
-        """Mark done the run records of ended jobs that no claim round carried (a failure is
-        raised, the ids kept for the next try; ``through_outage``: retried, at the stop)."""
-        with self._lock:
-            ids, self._ended_runs = self._ended_runs, []
-        try:
-            if through_outage:
-                retry(self.bus.end_runs, ids)
-            else:
-                self.bus.end_runs(ids)
-        except Exception:
-            with self._lock:
-                self._ended_runs[:0] = ids
-            raise
-
-    def _end(self, job_id: str, status: BusStatus, outcome: BusOutcome) -> bool:
-        """Write a job's outcome and mark its run done (in one batch with the other jobs
-        ending meanwhile); False if the job's lease had passed to another process."""
-        return self._ends.call((job_id, status, outcome))
+    def _free_worker(self, r: Claimed) -> None:
+        """The job's process ended: its worker takes the next job (its outcome is written meanwhile)."""
+        if r.started and not r.freed:
+            r.freed = True
+            self._gate.leave()
 
     # ------------------------------------------------------------------ one job
     def _run_job(self, r: Claimed) -> None:
@@ -526,19 +496,20 @@ class ComputeResource:
         hit = None if self._cache is None else self._cache.lookup(spec, bus_job.cache_policy)
         if hit is not None:
             status = BusStatus.ERROR if "error" in hit else BusStatus.FINISHED
-            self._end(job_id, status, BusOutcome(packed=hit))
+            self._end(r, status, BusOutcome(packed=hit))
             logger.info("end %s (%s): %s, from this resource's job cache", fname, job_id, status.value)
             return
         why = self._launcher.refusal(spec["container"], fname) if spec.get("container") else None
         if why is not None:
-            self._end(job_id, BusStatus.ERROR, BusOutcome(message=why))
+            self._end(r, BusStatus.ERROR, BusOutcome(message=why))
             return
         if self.work_dir:
             os.makedirs(self.work_dir, exist_ok=True)
         job_dir = tempfile.mkdtemp(prefix=f"hither-remote-{fname}-", dir=self.work_dir)
         t0 = time.monotonic()
         try:
-            unpack_job(with_console_file(bus_job.document), job_dir, self.store)
+            unpack_job(with_console_file(bus_job.document), job_dir, self.store,
+                       runner=self._launcher.runner_file_needed(spec))
             if not self._take_slot(r) and r.give_back:
                 self._give_back(r)
                 return
@@ -549,34 +520,37 @@ class ComputeResource:
             else:
                 logger.info("start %s (%s) attempt %d", fname, job_id, bus_job.attempts)
                 timeout = spec.get("timeout")
+                self._ends.flight(r, True)
                 try:  # core's launch step (None: stopped after the runner wrote its error)
                     code = launch(self._launcher, job_dir, timeout)
                 except JobTimeoutError:
+                    self._free_worker(r)
                     self._logs.finish(job_id)
-                    self._end(job_id, BusStatus.ERROR, BusOutcome(kind="timeout", message=(
+                    self._end(r, BusStatus.ERROR, BusOutcome(kind="timeout", message=(
                         f"job {fname} was stopped after job_timeout={timeout} s; raise "
                         "hi.Config(job_timeout=...) if it needs longer")))
                     logger.info("end %s (%s): timeout after %.2f s", fname, job_id, time.monotonic() - t0)
                     return
+            self._free_worker(r)
             self._logs.finish(job_id)  # all of the live output, before the outcome
             if self._handing_back and not r.cancelled:
                 retry(self.bus.hand_back, job_id, self.owner)
                 logger.info("handed back %s (%s)", fname, job_id)
                 return
             if r.cancelled:
-                self._end(job_id, BusStatus.CANCELLED, BusOutcome(message="cancelled"))
+                self._end(r, BusStatus.CANCELLED, BusOutcome(message="cancelled"))
                 logger.info("end %s (%s): cancelled after %.2f s", fname, job_id, time.monotonic() - t0)
                 return
             packed = pack_outputs(job_dir, self.store, self.inline_max_bytes)
             status = BusStatus.FINISHED if "result" in packed and "error" not in packed else BusStatus.ERROR
             if self._cache is not None:  # before the client hears of it: its next job may ask
                 self._cache.fill(spec, job_dir, code)
-            if not self._end(job_id, status, BusOutcome(packed=packed, exit_code=code)):
+            if not self._end(r, status, BusOutcome(packed=packed, exit_code=code)):
                 logger.warning("%s (%s) finished, but its lease had passed to another process", fname, job_id)
             logger.info("end %s (%s): %s in %.2f s", fname, job_id, status.value, time.monotonic() - t0)
         finally:
-            if r.started:
-                self._gate.leave()
+            self._ends.flight(r, False)
+            self._free_worker(r)
             self._logs.finish(job_id)
             r.job_dir = None
             self._janitor.remove(job_dir)

@@ -77,6 +77,11 @@ class ResourceLauncher(Launcher):
         Slurm pilots start the container on their node), so that no engine is needed here."""
         return self.host.runs_containers
 
+    def runner_file_needed(self, spec: Dict[str, Any]) -> bool:
+        """Whether the job directory of ``spec`` needs its ``runner.py``: a container job
+        does, a host job only if the host launcher reads it (``Launcher.needs_runner_file``)."""
+        return bool(spec.get("container")) or self.host.needs_runner_file
+
     def refusal(self, image: str, function_name: str) -> Optional[str]:
         """Why this resource will not run ``function_name`` in ``image`` (None: it will)."""
         if self.containers is not False and self._host_runs_containers():

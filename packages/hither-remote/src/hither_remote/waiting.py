@@ -55,7 +55,9 @@ class Claimed:
         #: None: run it; "": a run of it ended (a replay); else the owner of a run still going
         self.other_run: Optional[str] = None
         self.thread: Optional[threading.Thread] = None
-        self.started = False  # it holds one of the resource's worker slots
+        self.started = False  # it took one of the resource's worker slots
+        self.freed = False  # its process ended: the slot is free again
+        self.in_flight = False  # its process runs or its outcome is being packed
         self.give_back = False  # handed back for an idle peer before it started
         self.seq = 0  # its place in the order of claims (``StartGate`` starts jobs in it)
 

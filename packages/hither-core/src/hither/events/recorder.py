@@ -1,14 +1,19 @@
 """The recorder: each job transition is queued on the caller's thread as one small tuple
-(``put``); one daemon thread turns them into rows and writes them in batches.
+(``put``); one daemon thread turns them into plain transitions and hands them, in batches,
+to the event log's writer process (``hither.events.sidecar``), which folds them into rows
+and writes them. The program's GIL pays for the queueing and the conversion only; rows,
+JSON and SQLite run in the writer process, on another core.
 
 The job shell (``hither.jobs.job.Job.apply``) calls ``put(job, event, old, new, info,
 inputs)`` after every transition that changed the job's state record, when ``put`` is not
 None (``info``: the job's runtime info dict; ``inputs``: its list of input jobs). ``put``
 starts as :func:`_start`, which reads the environment at the first job: with
 ``HITHER_MONITOR=0`` it becomes None (no thread, no queue, nothing per job); else a
-:class:`Recorder` starts and ``put`` becomes its ``put``, which queues one tuple. A log that cannot be written
-costs one warning; recording then stops (read-only, corrupt, not a file) or retries at the
-next batch (locked, full), and a job never waits for the log nor sees its errors.
+:class:`Recorder` starts and ``put`` becomes its ``put``, which queues one tuple. A log that
+cannot be written costs one warning; recording then stops (read-only, corrupt, not a file)
+or retries at the next batch (locked, full), and a job never waits for the log nor sees its
+errors. Where no writer process can start (no ``sys.executable``, or
+``HITHER_MONITOR_WRITER=thread``) the thread writes the log itself.
 """
 from __future__ import annotations
 
@@ -16,14 +21,16 @@ import atexit
 import collections
 import logging
 import os
+import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
-from hither.events import rows
+from hither.events import rows, sidecar
+from hither.events.folder import INTERVAL, LogFolder
 from hither.events.log import default_log_path, keep_days, recording_enabled
-from hither.events.store import LogUnavailable, LogWriter
+from hither.events.store import LogUnavailable
 from hither.status import JobStatus
 
 logger = logging.getLogger("hither.events")
@@ -31,52 +38,166 @@ logger = logging.getLogger("hither.events")
 #: this program's id in the log; a job's id is ``<RUN_ID>-<n>`` (a forked child gets its own)
 RUN_ID = os.urandom(6).hex()
 
-INTERVAL = 0.2          # seconds between two batches
 DRAIN_EVERY = 0.005     # seconds between two looks at the queue while jobs come in
-CHUNK = 2000            # jobs per transaction at most (another program waits for our lock)
 EXIT_WAIT = 1.0         # seconds the exit waits for the last batch
-MAX_PENDING = 200_000   # jobs kept while the log cannot be written; beyond, they are dropped
 REASON_EVERY = 1.0      # seconds between two looks at queued jobs' pending reasons
-WARN_AFTER = 5.0        # seconds a log stays locked (or full) before the one warning
+WRITER_ENV = "HITHER_MONITOR_WRITER"  # "thread": write the log on the recorder's thread
 
 Put = Callable[[Any, Any, Any, Any, Dict[str, Any], List[Any]], None]
+Messages = List[Tuple[str, str]]
+#: the only environment the writer process gets (SQLite's temporary files, text encoding)
+_WRITER_ENV = ("TMPDIR", "SQLITE_TMPDIR", "LANG", "LC_ALL", "LC_CTYPE")
+_NO_ERROR = (None, None, None)
 _CREATED, _MOVED, _ENDED = "created", "moved", "ended"  # kinds of queued transitions
 _STATUS = {s: ("created" if s is JobStatus.PENDING else s.value) for s in JobStatus}
-_PASSING = ("queued", "running")  # statuses a job passes through (see Recorder._event)
 
 
-def _status(status: JobStatus) -> str:
-    """The log's name of a job status (pending is ``created``)."""
-    return _STATUS[status]
+class _Process:
+    """The writer process, fed through a pipe; it tells back on another."""
+
+    def __init__(self, config: Tuple[Any, ...]) -> None:
+        import subprocess
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the hither folder
+        if not sys.executable:
+            raise OSError("no Python executable to run the event log's writer")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", sidecar.BOOT, here], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0, close_fds=True,
+            start_new_session=True, cwd="/",  # its own session: a Ctrl-C leaves it to write the rest
+            env={k: v for k, v in os.environ.items() if k in _WRITER_ENV})  # none of the program's secrets
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._in, self._out = self.proc.stdin, self.proc.stdout
+        os.set_blocking(self._out.fileno(), False)
+        self._partial = b""
+        self.send_frame(config)
+
+    def send_frame(self, payload: Any) -> None:
+        data = memoryview(sidecar.frame(payload))
+        fd = self._in.fileno()
+        while data:
+            data = data[os.write(fd, data):]
+
+    def send(self, items: List[Tuple[Any, ...]], busy: bool) -> None:
+        try:
+            self.send_frame(items)
+        except ValueError:  # a value marshal does not take (in runtime info): made plain
+            self.send_frame([tuple([rows.plain_info(v) if type(v) is dict else rows.plain(v) for v in item])
+                             for item in items])
+
+    def tick(self, now: float, busy: bool) -> Messages:
+        return self._messages()
+
+    def _messages(self) -> Messages:
+        try:
+            data = os.read(self._out.fileno(), 65536)
+        except (BlockingIOError, InterruptedError):
+            return []
+        except OSError:
+            data = b""
+        if not data:
+            raise _Ended(self.proc)
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        return [(line[:1].decode(), line[2:].decode("utf-8", "replace")) for line in lines if line]
+
+    def close(self, timeout: float) -> Messages:
+        """Close its input (it writes the rest and ends); wait at most ``timeout`` seconds."""
+        import select
+        try:
+            self.send_frame(max(0.0, timeout - 0.1))  # how long it may retry a locked log
+        except OSError:
+            pass
+        self.close_pipes(out=False)
+        deadline = time.monotonic() + timeout
+        got: Messages = []
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return got
+            select.select([self._out], [], [], left)
+            try:
+                got += self._messages()
+            except _Ended:
+                self.proc.wait(max(0.0, deadline - time.monotonic()))
+                self.close_pipes(out=True)
+                return got
+
+    def close_pipes(self, out: bool = True) -> None:
+        for f in (self._in, self._out) if out else (self._in,):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+class _Thread:
+    """The log written on the recorder's own thread (no writer process)."""
+
+    def __init__(self, config: Tuple[Any, ...]) -> None:
+        path, keep, run, self._exit_wait = config
+        self._said: Messages = []
+        self.folder = LogFolder(Path(path), keep, run, warn=lambda m: self._said.append(("W", m)))
+        self._next_write = time.monotonic() + INTERVAL
+        self.folder.tick(time.time())  # a prune that is due
+
+    def send(self, items: List[Tuple[Any, ...]], busy: bool) -> None:
+        self.folder.feed(items)
+
+    def tick(self, now: float, busy: bool) -> Messages:
+        if not busy or time.monotonic() >= self._next_write:
+            self.folder.tick(now)
+            self._next_write = time.monotonic() + INTERVAL
+        said, self._said = self._said, []
+        return said
+
+    def close(self, timeout: float) -> Messages:
+        deadline = time.monotonic() + timeout
+        try:
+            self.folder.tick(time.time(), last=True)
+            while self.folder.pending() and time.monotonic() < deadline:  # another program's lock
+                time.sleep(0.02)
+                self.folder.tick(time.time(), last=True)
+            if self.folder.pending():
+                self._said.append(("W", f"hither could not record the last {self.folder.pending()} jobs "
+                                        f"to {self.folder.path} (it was locked or full at exit)"))
+        finally:
+            self.folder.close()
+        return self._said
+
+    def close_pipes(self) -> None:
+        pass
+
+
+class _Ended(Exception):
+    """The writer process ended."""
+
+    def __init__(self, proc: Any) -> None:
+        super().__init__(proc)
+        self.proc = proc
+
+
+class _Stopped(Exception):
+    """Recording stops, for the reason given."""
 
 
 class Recorder:
-    """The queue of transitions and the thread writing them to the log at ``path``
-    (``first``: a job state record, whose class gives the step values)."""
+    """The queue of transitions, the thread that converts them, and where they go (the
+    writer process) for the log at ``path`` (``first``: a job state record, whose class
+    gives the step values)."""
 
     def __init__(self, path: Path, keep: float, run_id: str, first: Any) -> None:
         self.run_id = run_id
         self.path = path
+        self._keep = keep
         self._q: Deque[Tuple[Any, ...]] = collections.deque()
-        self._writer = LogWriter(path, keep)
-        self._rows: Dict[str, List[Any]] = {}     # job id -> its row, merged, not yet written
-        # rows of jobs that ended, as tuples: a tuple of plain values leaves the garbage
-        # collector's lists at its first look, so a batch waiting to be written does not
-        # make the program's full collections come sooner and last longer (lists would)
-        self._ready: List[Tuple[Any, ...]] = []
-        self._ended_ids: List[str] = []
-        self._events: List[Tuple[str, str, float]] = []
-        self._passing: Dict[str, int] = {}  # job id -> index in _events of its passing status
-        self._edges: List[Tuple[str, str]] = []
         self._waiting: Dict[str, Tuple[Dict[str, Any], str, Any]] = {}  # queued: info, status, reason
-        self._detail: Dict[str, Tuple[Dict[str, Any], Any]] = {}  # job id -> its info, the event's
         self._next_reasons = 0.0
         self._wake = threading.Event()
         self._stopping = False
         self._exit_wait = EXIT_WAIT - 0.1
         self._warned = False
-        self._failing_since: Optional[float] = None  # the log is locked or full since
-        self.dropped = 0
+        self._sink: Any = None
+        self.forwarded = 0  # transitions handed to the writer so far
         self.put: Put = self._make_put(first)
         self._thread = threading.Thread(target=self._loop, name="hither-events", daemon=True)
         self._thread.start()
@@ -108,231 +229,128 @@ class Recorder:
         return put
 
     # ------------------------------------------------------------------ the thread
+    def _open(self) -> Any:
+        config = (str(self.path), self._keep, rows.run_row(self.run_id), self._exit_wait)
+        if os.environ.get(WRITER_ENV, "").strip().lower() != "thread":
+            try:
+                return _Process(config)
+            except OSError as exc:
+                logger.debug("no writer process for the job event log (%s): the recorder's thread writes it", exc)
+        return _Thread(config)
+
     def _loop(self) -> None:
+        sink = None
         try:
-            self._writer.maybe_prune(time.time())
-            next_write = time.monotonic() + INTERVAL
+            sink = self._sink = self._open()
             busy = False
             while not self._stopping:
                 if self._wake.wait(DRAIN_EVERY if busy else INTERVAL) and not self._stopping:
                     self._wake.clear()  # a nudge (write now), not a stop
-                busy = self._drain()
-                if time.monotonic() >= next_write or not busy:
-                    self._tick()
-                    next_write = time.monotonic() + INTERVAL
-            deadline = time.monotonic() + self._exit_wait
-            self._tick()
-            while self._pending() and time.monotonic() < deadline:  # another program holds the lock
-                time.sleep(0.02)
-                self._tick()
-            if self._pending():  # the last batch found the log locked or full
-                self._warn(f"hither could not record the last {self._pending()} jobs to {self.path} "
-                           "(it was locked or full at exit)")
-        except LogUnavailable as exc:
+                busy = self._forward(sink, busy)
+                now = time.time()
+                if self._waiting and now >= self._next_reasons:
+                    self._next_reasons = now + REASON_EVERY
+                    self._reasons(sink, now)
+                self._told(sink.tick(now, busy))
+            self._forward(sink, False)
+            self._told(sink.close(self._exit_wait))
+        except _Stopped as exc:
             self._give_up(str(exc))
+        except _Ended as exc:
+            code = exc.proc.poll()
+            self._give_up(f"its writer process ended (exit code {code})")
+        except LogUnavailable as exc:
+            self._give_up(f"hither stops recording jobs to {self.path}: {exc} (set HITHER_MONITOR_DB "
+                          "to a writable file, or HITHER_MONITOR=0 to turn this off)")
+        except BrokenPipeError:
+            self._give_up(f"hither stops recording jobs to {self.path}: its writer process ended")
         except Exception as exc:  # never let the recorder take anything down
-            self._give_up(f"internal error: {type(exc).__name__}: {exc}")
+            self._give_up(f"hither stops recording jobs to {self.path}: internal error: "
+                          f"{type(exc).__name__}: {exc}")
             logger.debug("the job event recorder stopped", exc_info=True)
         finally:
-            self._writer.close()
+            if sink is not None:
+                sink.close_pipes()
+
+    def _told(self, messages: Messages) -> None:
+        for kind, message in messages:
+            if kind == "S":
+                raise _Stopped(message)
+            self._warn(message)
 
     def _give_up(self, why: str) -> None:
         global put
         if put == self.put:
             put = None
         self._q.clear()
-        self._warn(f"hither stops recording jobs to {self.path}: {why} (set HITHER_MONITOR_DB "
-                   "to a writable file, or HITHER_MONITOR=0 to turn this off)")
+        self._warn(why)
 
     def _warn(self, message: str) -> None:
         if not self._warned:
             self._warned = True
             logger.warning(message)
 
-    def _drain(self) -> bool:
-        """Turn what was queued into rows, letting go of the jobs at once (a job kept
-        alive for long by the queue survives into the garbage collector's older
-        generations, and the program's full collections grow); False if nothing was."""
+    def _forward(self, sink: Any, busy: bool, names: Dict[Any, str] = _STATUS, QUEUED: Any = JobStatus.QUEUED) -> bool:
+        """Turn what was queued into plain transitions (``hither.events.folder``'s items)
+        and hand them on, letting go of the jobs at once (a job kept alive for long by the
+        queue survives into the garbage collector's older generations, and the program's
+        full collections grow); False if nothing was queued. A start gets a copy of its
+        job's runtime info only when the job has not ended by now."""
         q = self._q
         if not q:
             return False
-        while q:
-            self._take(q.popleft())
-        self._details()
-        if self._ended_ids:
-            pop, ready = self._rows.pop, self._ready
-            for jid in self._ended_ids:
-                row = pop(jid, None)
-                if row is not None:
-                    ready.append(tuple(row))
-            self._ended_ids.clear()
+        items: List[Tuple[Any, ...]] = []
+        add, pop = items.append, q.popleft
+        waiting = self._waiting
+        started: Dict[str, Tuple[int, Dict[str, Any], Any]] = {}
+        args_summary, batch_of, error_cols, quick = rows.args_summary, rows.batch_of, rows.error_cols, rows.quick_info
+        for _ in range(len(q)):
+            it = pop()
+            kind = it[2]
+            if kind is _ENDED:
+                t, jid, _, st, old, info, extra, error, from_cache, job_hash = it
+                if waiting:
+                    waiting.pop(jid, None)
+                if started:
+                    started.pop(jid, None)
+                add(("e", t, jid, names[st], names[old], *(_NO_ERROR if error is None else error_cols(error)),
+                     1 if from_cache else 0, job_hash, quick(info, extra)))
+            elif kind is _CREATED:
+                t, jid, _, st, fn, handler, container, kwargs, inputs, info = it
+                add(("c", t, jid, names[st], fn.name, fn.version, type(handler).__name__,
+                     batch_of(None, handler, container), kwargs if type(kwargs) is str else args_summary(kwargs),
+                     inputs))
+                if st is QUEUED:
+                    waiting[jid] = (info, "queued", None)
+            else:
+                t, jid, _, st, old, info, extra = it
+                status = names[st]
+                if status == "running":
+                    if waiting:
+                        waiting.pop(jid, None)
+                    started[jid] = (len(items), info, extra)
+                    add(("s", t, jid, status, names[old]))
+                else:
+                    add(("m", t, jid, status, names[old]))
+                    if status == "queued":
+                        waiting[jid] = (info, "queued", None)
+        for at, info, extra in started.values():  # still running: where, and its info so far
+            items[at] = (*items[at], quick(info, extra))
+        sink.send(items, busy)
+        self.forwarded += len(items)
         return True
 
-    def _pending(self) -> int:
-        """Rows not written yet."""
-        return len(self._ready) + len(self._rows)
-
-    def _tick(self) -> None:
-        """Write the rows made so far (a locked or full log: later)."""
-        self._drain()
-        now = time.time()
-        if self._waiting and now >= self._next_reasons:
-            self._next_reasons = now + REASON_EVERY
-            self._look_at_reasons(now)
-        if not self._pending() and not self._events:
-            return
-        try:
-            self._flush()
-            self._failing_since = None
-        except LogUnavailable as exc:
-            if not exc.transient:
-                raise
-            # another program's write holds the lock now and then: that is no news
-            since = self._failing_since = self._failing_since or now
-            if now - since >= WARN_AFTER:
-                self._warn(f"hither could not record jobs to {self.path} for {now - since:.0f} s "
-                           f"({exc}); it tries again later")
-            if self._pending() > MAX_PENDING:
-                self.dropped += self._pending()
-                self._rows.clear()
-                self._ready.clear()
-                self._events.clear()
-                self._passing.clear()
-                self._edges.clear()
-        if self._writer.keep_days > 0:
-            self._writer.maybe_prune(now)
-
-    def _flush(self) -> None:
-        """Write every pending row, ``CHUNK`` jobs per transaction (each with its events and
-        edges); what a failing transaction did not write stays pending, older rows first."""
-        run = rows.run_row(self.run_id)
-        jobs: List[Sequence[Any]] = [*self._ready, *[tuple(r) for r in self._rows.values()]]
-        self._ready, self._rows = [], {}
-        written = 0
-        try:
-            for start in range(0, max(len(jobs), 1), CHUNK):
-                part = jobs[start:start + CHUNK]
-                if start + CHUNK >= len(jobs):
-                    events, edges = self._events, self._edges
-                else:
-                    ids = {r[0] for r in part}
-                    events = [e for e in self._events if e[0] in ids]
-                    edges = [e for e in self._edges if e[0] in ids]
-                self._writer.write(run, part, events, edges)
-                written = start + len(part)
-                if events is self._events:
-                    self._events, self._edges = [], []
-                else:
-                    self._events = [e for e in self._events if e[0] not in ids]
-                    self._edges = [e for e in self._edges if e[0] not in ids]
-                self._passing.clear()  # indexes into the old list; a later change appends
-        finally:
-            self._ready = [tuple(r) for r in jobs[written:]]
-
-    def _row(self, job_id: str) -> List[Any]:
-        row = self._rows.get(job_id)
-        if row is None:
-            row = self._rows[job_id] = rows.new_row(job_id, self.run_id)
-        return row
-
-    def _take(self, item: Tuple[Any, ...], STATUS: int = rows.STATUS, UPDATED_AT: int = rows.UPDATED_AT,
-              names: Dict[Any, str] = _STATUS) -> None:
-        """Fold one transition into the rows to write (the costly columns, where the job
-        ran and its runtime info, are made once per job and batch, in ``_details``)."""
-        t, jid, kind = item[0], item[1], item[2]
-        row = self._rows.get(jid)
-        if row is None:
-            row = self._rows[jid] = rows.new_row(jid, self.run_id)
-        status = names[item[3]]
-        if kind is _CREATED:
-            self._created(row, item, t)
-            prev = "created"
-        else:
-            prev = names[item[4]]
-            if kind is _ENDED:
-                self._ended(row, item, t)
-            elif status == "running":
-                self._waiting.pop(jid, None)
-                row[rows.STARTED_AT] = t
-                self._detail[jid] = (item[5], item[6])
-            elif status == "queued":
-                self._waiting[jid] = (item[5], status, None)
-        if status != prev:
-            self._event(jid, status, t)
-        row[STATUS] = status
-        row[UPDATED_AT] = t
-
-    def _ended(self, row: List[Any], item: Tuple[Any, ...], t: float) -> None:
-        _, jid, _, _, _, info, extra, error, from_cache, job_hash = item
-        if self._waiting:
-            self._waiting.pop(jid, None)
-        row[rows.ENDED_AT] = t
-        row[rows.CACHED] = 1 if from_cache else 0
-        if error is not None:
-            row[rows.ERROR_TYPE], row[rows.ERROR_MESSAGE], row[rows.TRACEBACK] = rows.error_cols(error)
-        row[rows.JOB_HASH] = job_hash
-        self._detail[jid] = (info, extra)
-        self._ended_ids.append(jid)
-
-    def _event(self, jid: str, status: str, t: float) -> None:
-        """Add a status change to the batch. A passing status (queued, running) that a
-        later change of the same batch replaces is not kept: a job that goes through
-        several within one batch (0.2 s) records only the last (about half the rows
-        for small jobs; counts over time have the batch's resolution anyway)."""
-        events = self._events
-        at = self._passing.pop(jid, None)
-        if at is not None:
-            events[at] = (jid, status, t)
-        else:
-            at = len(events)
-            events.append((jid, status, t))
-        if status in _PASSING:
-            self._passing[jid] = at
-
-    def _created(self, row: List[Any], item: Tuple[Any, ...], t: float) -> None:
-        _, jid, _, new_status, function, handler, container, kwargs, inputs, info = item
-        self._events.append((jid, "created", t))
-        row[rows.FUNCTION_NAME], row[rows.FUNCTION_VERSION] = function.name, function.version
-        row[rows.HANDLER] = type(handler).__name__
-        row[rows.CREATED_AT] = t
-        row[rows.ARGS_SUMMARY] = kwargs if isinstance(kwargs, str) else rows.args_summary(kwargs)
-        row[rows.BATCH] = rows.batch_of(None, handler, container)
-        if inputs:
-            self._edges.extend((jid, d) for d in inputs)
-        if new_status is JobStatus.QUEUED:
-            self._waiting[jid] = (info, "queued", None)
-
-    def _details(self) -> None:
-        """Where each job that started or ended in this batch ran, and its runtime info as
-        it is now (the handler's report merged)."""
-        get = self._rows.get
-        host_name, info_dict, batch_of, runtime_json = rows.HOST_NAME, rows.info_dict, rows.batch_of, rows.runtime_json
-        HOST, PID, BATCH, RUNTIME_INFO = rows.HOST, rows.PID, rows.BATCH, rows.RUNTIME_INFO
-        for jid, (info, extra) in self._detail.items():
-            row = get(jid)
-            if row is None:
-                continue
-            if extra is not None:
-                info = {**info, **info_dict(extra)}
-            pid = info.get("pid")
-            row[HOST] = str(info.get("host") or host_name)
-            row[PID] = pid if type(pid) is int else None
-            batch = batch_of(info, None, None)
-            if batch is not None:
-                row[BATCH] = batch
-            row[RUNTIME_INFO] = runtime_json(info)
-        self._detail.clear()
-
-    def _look_at_reasons(self, now: float) -> None:
+    def _reasons(self, sink: Any, now: float) -> None:
         """Queued jobs whose pending reason changed (a handler merges it into their runtime
         info without a transition) get it written."""
+        items = []
         for jid, (info, status, seen) in list(self._waiting.items()):
             reason = info.get("pending_reason")
             if reason != seen:
                 self._waiting[jid] = (info, status, reason)
-                row = self._row(jid)
-                rows.set_cols(row, status=status, pending_reason=str(reason) if reason else None,
-                              updated_at=now)
+                items.append(("r", now, jid, status, str(reason) if reason else None))
+        if items:
+            sink.send(items, False)
 
     # ------------------------------------------------------------------ the end
     def close(self, timeout: float = EXIT_WAIT) -> None:
@@ -397,6 +415,9 @@ def _after_fork_in_child() -> None:
     put = _start
     if _current is not None:
         _orphans.append(_current)  # its connection belongs to the parent: never touch it
+        sink = _current._sink  # noqa: SLF001 - the child lets go of the parent's writer process
+        if sink is not None:
+            sink.close_pipes()
         # SQLite keeps per-process lock state in memory that a fork copies: a connection
         # the child opened to the log its parent has open would lock it wrongly (and could
         # corrupt it), so a child of a recording program does not record

@@ -125,6 +125,72 @@ def info_dict(info: Any) -> Dict[str, Any]:
     return {}
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def plain(value: Any, depth: int = 0) -> Any:
+    """``value`` as JSON would write it, in plain Python values (str, int, float, bool,
+    None, lists, str-keyed dicts): a str, int or float subclass (an Enum) as its base
+    value, a tuple as a list, anything else (or nested deeper than 20) as its text."""
+    cls = type(value)
+    if cls in _SCALARS:
+        return value
+    try:
+        if isinstance(value, str):
+            return value[:]  # an exact str
+        if isinstance(value, bool):
+            return bool(value)
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, float):
+            return float(value)
+        if depth < 20:
+            if isinstance(value, (list, tuple)):
+                return [plain(v, depth + 1) for v in value]
+            if isinstance(value, dict):
+                return {(k if type(k) is str else str(plain(k, 21))): plain(v, depth + 1) for k, v in value.items()}
+        return str(value)
+    except Exception:  # a value whose str() fails
+        return f"<{cls.__name__}>"
+
+
+def plain_info(info: Dict[str, Any], extra: Any = None, scalars: Any = _SCALARS) -> Dict[str, Any]:
+    """A job's runtime info (``info`` with a handler's report ``extra`` merged) in plain
+    values, each console stream cut to ``CONSOLE_MAX`` characters: what the log's writer
+    needs, nothing that would keep the program's objects alive."""
+    if extra is not None:
+        info = {**info, **info_dict(extra)}
+    out = {}
+    for k, v in info.items():
+        if type(k) is not str:
+            k = str(plain(k, 21))
+        out[k] = v if type(v) in scalars else plain(v)
+    return _cut_console(out)
+
+
+def quick_info(info: Dict[str, Any], extra: Any = None, limit: int = CONSOLE_MAX) -> Dict[str, Any]:
+    """:func:`plain_info` for the common case, without a look at each value: a copy of
+    ``info`` merged with ``extra``, its status as text, each console stream cut. Its values
+    may still be objects: a caller that needs plain values falls back to ``plain_info``."""
+    merged = {**info, **extra} if type(extra) is dict else (
+        {**info, **info_dict(extra)} if extra is not None else info.copy())
+    status = merged.get("status")
+    if status is not None and type(status) is not str:
+        merged["status"] = plain(status)
+    out, err = merged.get("stdout"), merged.get("stderr")
+    if (type(out) is str and len(out) > limit) or (type(err) is str and len(err) > limit):
+        _cut_console(merged)
+    return merged
+
+
+def _cut_console(info: Dict[str, Any]) -> Dict[str, Any]:
+    for k in ("stdout", "stderr"):
+        v = info.get(k)
+        if type(v) is str and len(v) > CONSOLE_MAX:
+            info[k] = _clip(v, CONSOLE_MAX)
+    return info
+
+
 def _clip(text: Any, limit: int) -> Any:
     if isinstance(text, str) and len(text) > limit:
         return text[:limit] + f"\n... ({len(text) - limit} more characters not kept)"

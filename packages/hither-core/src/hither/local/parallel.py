@@ -4,6 +4,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures as cf
 import logging
+import math
 import os
 import selectors
 import signal
@@ -41,10 +42,29 @@ _PREFETCH_SECONDS = 0.005
 _MAX_WAIT = 3600.0
 #: where a worker's exit cannot be watched through a pidfd, poll for it this often
 _POLL_EXIT = 0.2
-#: seconds a new worker may take to start (Python, its imports) before a job with a
-#: job_timeout that waits for it fails; the job_timeout itself counts from the worker's Ready
+#: seconds a new worker may take to start (Python, its imports: until its Ready) before it
+#: is killed and its job fails with WorkerDiedError, whatever the job's job_timeout (which
+#: counts from the Ready); ``$HITHER_WORKER_START_GRACE`` sets another value
 START_GRACE = 60.0
+GRACE_ENV = "HITHER_WORKER_START_GRACE"
 _swept = [False]
+
+
+def start_grace() -> float:
+    """``$HITHER_WORKER_START_GRACE`` seconds, or ``START_GRACE`` when it is unset or empty;
+    anything but a positive finite number is a ``ConfigError`` naming the variable."""
+    text = os.environ.get(GRACE_ENV, "").strip()
+    if not text:
+        return START_GRACE
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:  # also NaN
+        raise ConfigError(f"{GRACE_ENV}={text!r}: it must be a positive finite number of seconds "
+                          f"(how long a ParallelJobHandler worker may take to start; default "
+                          f"{START_GRACE:g}); set such a number or unset it")
+    return value
 
 
 def _sweep_once() -> None:
@@ -113,7 +133,7 @@ class _Worker:
     """One worker process. It leads its own session and process group: the terminal's
     Ctrl-C does not reach it, and ``kill`` ends it with every process its job started."""
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, grace: float) -> None:
         parent_sock, child_sock = socket.socketpair()
         env = dict(os.environ, HITHER_IN_WORKER="1")
         self.proc = subprocess.Popen(
@@ -134,6 +154,7 @@ class _Worker:
         self.inflight: "collections.OrderedDict[str, Job]" = collections.OrderedDict()
         self.deadline: Optional[float] = None
         self.ready = False  # it sent Ready: start-up (Python, imports) is behind it
+        self.start_deadline = time.monotonic() + grace  # killed if not Ready by then
         self.send_lock = threading.Lock()
         self.exited = False  # its process ended: hand it no more jobs
         #: code identities of the functions sent to it (each sent once, ``shipped_ref``)
@@ -168,7 +189,8 @@ class ParallelJobHandler(JobHandler):
     Workers are started once (``python -m hither.local.worker``, never forked, so it is safe in
     a program with threads) and reused. Large arrays move through shared memory. A job
     can be cancelled while queued or running (its worker is killed and replaced), is killed
-    at ``hi.Config(job_timeout=...)``, and a worker that dies fails only its current job::
+    at ``hi.Config(job_timeout=...)``, and a worker that dies, or does not start within 60 s
+    (``$HITHER_WORKER_START_GRACE``), fails only its current job (``WorkerDiedError``)::
 
         jh = hi.ParallelJobHandler(num_workers=4)
         with hi.Config(job_handler=jh):
@@ -186,6 +208,7 @@ class ParallelJobHandler(JobHandler):
             raise ConfigError(f"ParallelJobHandler(num_workers=...) needs a positive integer, "
                               f"got {num_workers!r}")
         self.num_workers = num_workers
+        self._start_grace = start_grace()
         self._lock = threading.RLock()
         self._queue: Deque["Job"] = collections.deque()
         self._workers: List[Optional[_Worker]] = [None] * num_workers
@@ -204,7 +227,7 @@ class ParallelJobHandler(JobHandler):
         if not os.environ.get("HITHER_IN_WORKER"):
             with self._lock:
                 for i in range(num_workers):
-                    self._workers[i] = _Worker(i)
+                    self._workers[i] = _Worker(i, self._start_grace)
                 self._ensure_io()
 
     def __repr__(self) -> str:
@@ -331,7 +354,7 @@ class ParallelJobHandler(JobHandler):
             return
         for i in range(self.num_workers):
             if self._workers[i] is None:
-                self._workers[i] = _Worker(i)
+                self._workers[i] = _Worker(i, self._start_grace)
                 self._wake()  # the I/O loop must watch the new worker's connection
         workers = [w for w in self._workers if w is not None and not w.exited]
         out: Dict[_Worker, List[Any]] = {}
@@ -366,12 +389,10 @@ class ParallelJobHandler(JobHandler):
         self._depth = min(_PREFETCH_DEPTH_MAX, max(_PREFETCH_DEPTH, depth))
 
     def _started(self, w: _Worker, job: "Job", report: bool = True) -> None:
-        """``job`` is the one worker ``w`` runs now: its job_timeout counts from here (from
-        the worker's Ready when the worker is still starting)."""
+        """``job`` is the one worker ``w`` runs now: its job_timeout counts from here, or
+        from the worker's Ready while it is still starting (its start_deadline bounds that)."""
         timeout = job.config.job_timeout
-        # a worker still starting: its Ready starts the count; a start-up that never ends
-        # still ends the job (START_GRACE on top)
-        w.deadline = time.monotonic() + timeout + (0.0 if w.ready else START_GRACE) if timeout else None
+        w.deadline = time.monotonic() + timeout if timeout and w.ready else None
         if w.deadline is not None and threading.current_thread() is not self._io:
             self._wake()  # the I/O loop must start watching this deadline
         if report:
@@ -418,6 +439,7 @@ class ParallelJobHandler(JobHandler):
                                 sel.register(w.pidfd, selectors.EVENT_READ, (w,))
                             watched[w] = fds
                     deadlines = [w.deadline for w in live if w.deadline and w.inflight]
+                    deadlines += [w.start_deadline for w in live if not w.ready]
                     poll_exit = any(w.pidfd is None for w in live)
                 now = time.monotonic()
                 timeout = min(max(0.0, min(deadlines) - now), _MAX_WAIT) if deadlines else None
@@ -550,25 +572,35 @@ class ParallelJobHandler(JobHandler):
     def _check_deadlines(self) -> None:
         now = time.monotonic()
         expired: List[Tuple["Job", float, bool, int]] = []
+        retired = False
         with self._lock:
             for w in list(self._workers):
-                if w is None or w.deadline is None or now < w.deadline:
-                    continue
-                job = w.running
-                if job is None:
+                if w is None:
                     continue
                 started = w.ready
+                if started and (w.deadline is None or now < w.deadline):
+                    continue
+                if not started and now < w.start_deadline:
+                    continue
+                job = w.running
+                if job is None and started:
+                    continue
                 self._retire(w, requeue=True)
+                retired = True
+                if job is None:  # an idle worker that never started: a new one starts on demand
+                    logger.warning("ParallelJobHandler worker pid %s did not start within %g s "
+                                   "(%s); killed it", w.proc.pid, self._start_grace, GRACE_ENV)
+                    continue
                 expired.append((job, job.config.job_timeout or 0.0, started, w.proc.pid))
-            if expired:
+            if retired:
                 self._pump()
         for job, timeout, started, pid in expired:
             self._cleanup(job)
             if not started:
                 job.report_error(WorkerDiedError(
                     f"the worker process (pid {pid}) for {job.function_name} ({job.id}) did not start "
-                    f"within {START_GRACE:.0f} s (a hanging import, sitecustomize or file system?); "
-                    "the handler replaced it"))
+                    f"within {self._start_grace:g} s (a hanging import, sitecustomize or file "
+                    f"system? {GRACE_ENV} sets the limit); the handler replaced it"))
                 continue
             job.report_error(JobTimeoutError(
                 f"job {job.function_name} ({job.id}) was killed after running longer than "

@@ -1,8 +1,8 @@
 """Moving values between this process and a local worker process.
 
 Values are pickled (protocol 5); buffers of large arrays go out-of-band through files in
-shared memory (``/dev/shm``): one copy in, a copy-on-write memory map out (no copy).
-Small buffers stay inside the pickle. Arrays arrive with exactly the dtype they left with:
+shared memory (``/dev/shm``, or the folder ``$HITHER_SHM_DIR`` names): one copy in, a
+copy-on-write memory map out (no copy). Small buffers stay inside the pickle. Arrays arrive with exactly the dtype they left with:
 numpy's pickling drops the byte order of a datetime or timedelta dtype (``>M8[ns]`` would
 come back ``<M8[ns]``) and of any strided (non-contiguous) array, so those travel as an
 integer view of their bytes plus the dtype, or as a contiguous copy.
@@ -15,6 +15,7 @@ cannot import) are pickled with cloudpickle, which carries those classes by valu
 """
 from __future__ import annotations
 
+import logging
 import mmap
 import os
 import pickle
@@ -26,17 +27,35 @@ from typing import Any, List, Optional, Tuple
 
 from hither.runtime.processes import pid_exists
 
+logger = logging.getLogger("hither.local.transfer")
+
 #: arrays at least this large go through shared memory instead of the pipe
 SHM_THRESHOLD = int(os.environ.get("HITHER_SHM_THRESHOLD", 1 << 20))
 
 
+SHM_DIR_ENV = "HITHER_SHM_DIR"
+_warned = [False]
+
+
+def _usable(d: str) -> bool:
+    return os.path.isdir(d) and os.access(d, os.W_OK)
+
+
 def _shm_dir() -> str:
     """Where big buffers go: ``$HITHER_SHM_DIR`` if it is a writable folder, else /dev/shm
-    (memory), else the temporary folder. Workers inherit the variable."""
-    for d in (os.environ.get("HITHER_SHM_DIR"), "/dev/shm"):
-        if d and os.path.isdir(d) and os.access(d, os.W_OK):
-            return d
-    return tempfile.gettempdir()
+    (memory), else the temporary folder. Workers inherit the variable. A set folder that
+    cannot be used is named in one warning per program (its workers do not repeat it)."""
+    wanted = os.environ.get(SHM_DIR_ENV)
+    if wanted and _usable(wanted):
+        return wanted
+    fallback = "/dev/shm" if _usable("/dev/shm") else tempfile.gettempdir()
+    if wanted and not _warned[0] and os.environ.get("HITHER_IN_WORKER") != "1":
+        _warned[0] = True
+        why = ("does not exist" if not os.path.exists(wanted) else
+               "is not a folder" if not os.path.isdir(wanted) else "is not writable")
+        logger.warning("%s=%s %s; large arrays go through %s instead (make it a writable "
+                       "folder, or unset it)", SHM_DIR_ENV, wanted, why, fallback)
+    return fallback
 
 
 SHM_DIR = _shm_dir()

@@ -106,8 +106,10 @@ def pack_job(job_dir: str, store: Store, inline_max_bytes: Optional[int] = None,
             "code": code_uri or store.put_file(os.path.join(job_dir, "code.zip"), name="code.zip")}
 
 
-def unpack_job(doc: Dict[str, Any], job_dir: str, store: Store) -> None:
-    """Rebuild a runnable job directory from a ``pack_job`` document."""
+def unpack_job(doc: Dict[str, Any], job_dir: str, store: Store, runner: bool = True) -> None:
+    """Rebuild a runnable job directory from a ``pack_job`` document (without ``runner.py``
+    unless ``runner``: for a launcher whose processes hold the runtime, see
+    ``Launcher.needs_runner_file``)."""
     os.makedirs(job_dir, exist_ok=True)
     spec = doc["spec"]
     if spec.get("script_globals"):
@@ -117,7 +119,8 @@ def unpack_job(doc: Dict[str, Any], job_dir: str, store: Store) -> None:
     with open(os.path.join(job_dir, "args.json"), "w") as f:
         json.dump(_unpack_value(doc["args"], job_dir, store, "arg"), f)
     _place(store.get_path(doc["code"]), os.path.join(job_dir, "code.zip"))
-    write_runner(os.path.join(job_dir, RUNNER))
+    if runner:
+        write_runner(os.path.join(job_dir, RUNNER))
 
 
 def pack_outputs(job_dir: str, store: Store, inline_max_bytes: Optional[int] = None) -> Dict[str, Any]:
@@ -166,6 +169,34 @@ def store_outputs(job_dir: str, store: Store, inline_max_bytes: Optional[int] = 
     doc = pack_outputs(job_dir, store, inline_max_bytes)
     write_json_atomic(os.path.join(job_dir, OUTPUTS), doc, fsync=False)
     return True
+
+
+class _HasData(Exception):
+    """An array or a file in a result: ``outputs_in_memory`` leaves it to ``unpack_outputs``."""
+
+
+def _no_data(_node: Any) -> Any:
+    raise _HasData()
+
+
+def outputs_in_memory(doc: Dict[str, Any]) -> "Optional[Outcome]":
+    """The ``Outcome`` of a ``pack_outputs`` document of a successful run whose result holds
+    no arrays or files, as ``unpack_outputs`` would give it, without a scratch folder; None
+    for any other (an error, arrays, files, a result that does not decode: the scratch
+    folder's path gives those their usual outcome and message)."""
+    from hither.runtime import decode_value
+    from hither.values.outcome import finished
+
+    result = doc.get("result")
+    if "error" in doc or not isinstance(result, dict) or not isinstance(doc.get("runtime", {}), dict):
+        return None
+    try:
+        # through JSON as the files would go (tuples become lists, keys strings)
+        value = decode_value(json.loads(json.dumps(result["value"])), _no_data, _no_data)
+        runtime = json.loads(json.dumps(doc["runtime"])) if "runtime" in doc else {}
+    except Exception:  # noqa: BLE001 - _HasData, or anything the scratch path reports itself
+        return None
+    return finished(value, runtime)
 
 
 def unpack_outputs(doc: Dict[str, Any], scratch_dir: str, store: Store) -> Outcome:

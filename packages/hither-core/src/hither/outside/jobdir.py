@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 from hither.errors import HitherError, WorkerDiedError
 from hither.content.hashing import parse_uri
@@ -48,19 +48,20 @@ def array_sink(job_dir: str, prefix: str) -> Callable[[Any], str]:
     return sink
 
 
-def write_job_dir(job: "Job", job_dir: str, code: bool = True) -> None:
-    """Write ``job`` into ``job_dir`` (created if needed) for the runtime; without
-    ``code`` leave out ``code.zip`` and ``runner.py`` (a job directory only to be packed
-    for another machine, whose code goes to the store straight from the bundle)."""
+class NeedsDirectory(Exception):
+    """Raised by ``job_in_memory``'s sinks: the job has arrays or files, which are written
+    into a job directory."""
+
+
+def _no_sink(_value: Any) -> Any:
+    raise NeedsDirectory()
+
+
+def job_spec_data(job: "Job", script_globals: Dict[str, Any]) -> Dict[str, Any]:
+    """The content of a job directory's ``spec.json`` for ``job``."""
     from hither.models import JobSpec
 
-    os.makedirs(os.path.join(job_dir, "arrays"), exist_ok=True)
     bundle = job.function.code_bundle()
-    script_globals: Dict[str, Any] = {}
-    if bundle.module == "__main__":
-        from hither.outside.script_globals import collect
-
-        script_globals = collect(job.function, array_sink(job_dir, "global"))
     spec = JobSpec(job_id=job.id, job_hash=job.job_hash, function_name=job.function_name,
                    function_version=job.function_version, module=bundle.module,
                    qualname=bundle.qualname, module_relpath=bundle.module_relpath,
@@ -71,8 +72,39 @@ def write_job_dir(job: "Job", job_dir: str, code: bool = True) -> None:
                    script_globals=script_globals)
     data = spec.model_dump()
     data["handler"] = job.handler.name
+    return data
+
+
+def job_in_memory(job: "Job") -> Optional[Tuple[Dict[str, Any], Any]]:
+    """``spec.json`` and ``args.json`` of ``job`` as ``write_job_dir`` would write them and
+    ``json.load`` read them back, without a directory; None when the job (its arguments or
+    a script's globals) holds arrays or files, which need one."""
+    try:
+        args = encode_value(job.resolved_kwargs or {}, _no_sink, _no_sink)
+        script_globals: Dict[str, Any] = {}
+        if job.function.code_bundle().module == "__main__":
+            from hither.outside.script_globals import collect
+
+            script_globals = collect(job.function, _no_sink)
+    except NeedsDirectory:
+        return None
+    # through JSON as the files would go (tuples become lists, keys strings)
+    return json.loads(json.dumps(job_spec_data(job, script_globals))), json.loads(json.dumps(args))
+
+
+def write_job_dir(job: "Job", job_dir: str, code: bool = True) -> None:
+    """Write ``job`` into ``job_dir`` (created if needed) for the runtime; without
+    ``code`` leave out ``code.zip`` and ``runner.py`` (a job directory only to be packed
+    for another machine, whose code goes to the store straight from the bundle)."""
+    os.makedirs(os.path.join(job_dir, "arrays"), exist_ok=True)
+    bundle = job.function.code_bundle()
+    script_globals: Dict[str, Any] = {}
+    if bundle.module == "__main__":
+        from hither.outside.script_globals import collect
+
+        script_globals = collect(job.function, array_sink(job_dir, "global"))
     with open(os.path.join(job_dir, "spec.json"), "w") as f:
-        json.dump(data, f)
+        json.dump(job_spec_data(job, script_globals), f)
     def file_encoder(fobj: File) -> Dict[str, Any]:
         # a clone or a copy of the stored content, never a hard link to it: the job may
         # write to its input file (a container mounts the job directory read-write)

@@ -334,6 +334,7 @@ class JobServerLauncher(Launcher):
     """
 
     name = "the hither job server"
+    needs_runner_file = False  # the server and its job processes hold the runtime
 
     def __init__(self, capacity: int = 1, python: Optional[str] = None,
                  preload: Sequence[str] = ("hither",), env: Optional[Dict[str, str]] = None,

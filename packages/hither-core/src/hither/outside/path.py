@@ -44,10 +44,10 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from hither.errors import JobTimeoutError
 from hither.plugins.interfaces import ContainerRunner, Launcher, Store
-from hither.outside.jobdir import read_job_outputs, write_job_dir
+from hither.outside.jobdir import job_in_memory, read_job_outputs, write_job_dir
 from hither.values.outcome import Outcome, failed, finished, report
 from hither.values.refs import StoredResult, has_store_refs
-from hither.outside.documents import OUTPUTS, pack_job, unpack_outputs
+from hither.outside.documents import OUTPUTS, outputs_in_memory, pack_job, unpack_outputs
 from hither.runtime import ERROR
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,8 +88,14 @@ def prepare_document(job: "Job", store: Store, inline_max_bytes: Optional[int] =
     """``job`` as one JSON-able document for another machine; arguments, files and code
     that are large go to ``store`` as ``sha1://`` URIs (see ``hither.outside.documents``). The code
     goes to the store from the bundle's zip in memory (made once per bundle), not through
-    the job directory: one job after another of a function, that is most of the packing."""
+    the job directory: one job after another of a function, that is most of the packing.
+    A job without arrays or files (in its arguments or a script's globals) is packed
+    without a job directory at all (``jobdir.job_in_memory``)."""
     code_uri = store.put_bytes(job.function.code_bundle().zip_bytes(), name="code.zip")
+    in_memory = job_in_memory(job)
+    if in_memory is not None:  # no arrays or files: the same document without a directory
+        spec, args = in_memory
+        return {"spec": spec, "args": args, "code": code_uri}
     job_dir = prepare(job, code=False)
     try:
         return pack_job(job_dir, store, inline_max_bytes, code_uri=code_uri)
@@ -142,6 +148,9 @@ def document_outcome(doc: Dict[str, Any], store: Store, download: bool = False) 
     result = doc.get("result")
     if result is not None and "error" not in doc and not download and has_store_refs(result["value"]):
         return finished(StoredResult(result["value"], store), dict(doc.get("runtime") or {}))
+    in_memory = outputs_in_memory(doc)  # no arrays or files: no scratch folder
+    if in_memory is not None:
+        return in_memory
     scratch = tempfile.mkdtemp(prefix="hither-outcome-", dir=job_temp_dir())
     try:
         return unpack_outputs(doc, scratch, store)

@@ -239,6 +239,10 @@ class Launcher(abc.ABC):
     #: itself (a container runner, Slurm pilots that start it on their node); False: the
     #: caller sends container jobs to a container runner instead
     runs_containers: ClassVar[bool] = False
+    #: whether ``launch`` runs the job directory's own ``runner.py`` (False: the runtime is
+    #: already in the launcher's processes, e.g. the job server's; a job directory made for
+    #: it may leave the file out)
+    needs_runner_file: ClassVar[bool] = True
 
     @abc.abstractmethod
     def launch(self, job_dir: str, timeout: Optional[float]) -> int:
