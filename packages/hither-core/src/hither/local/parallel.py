@@ -15,16 +15,15 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Set, Tuple, cast
 
-from hither.code_identity import is_by_value
 from hither.local import transfer
 from hither.local import messages as P
+from hither.local.refs import function_ref, shipped_ref
 from hither.values.outcome import rebuild_error
 from hither.errors import ConfigError, HitherError, JobTimeoutError, WorkerDiedError
 from hither.plugins.interfaces import JobHandler, Launcher
 from hither.plugins.lifetime import shut_down_at_exit
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hither.plugins.protocols import JobFunction
     from hither.plugins.protocols import Job
 
 logger = logging.getLogger("hither.local.parallel")
@@ -74,36 +73,6 @@ def _sweep_once() -> None:
         swept = transfer.sweep_dead_buffers()
         if swept:
             logger.info("removed %d shared-memory buffer(s) of dead hither programs", len(swept))
-
-
-def function_ref(fn: "JobFunction", identity: str) -> Tuple[Any, ...]:
-    """How a worker finds ``fn`` as it is now (``identity``, its code identity): by module
-    and name, or by value for a ``__main__`` script's, a notebook's or a nested function
-    (which a worker cannot import), pickled again whenever its identity changes. A worker
-    gets it once per identity; later jobs name the identity (``shipped_ref``)."""
-    cached = getattr(fn, "_worker_ref", None)
-    if cached is not None and cached[0] == identity:
-        ref: Tuple[Any, ...] = cached[1]
-        return ref
-    if is_by_value(fn):
-        import cloudpickle
-
-        ref = ("val", cloudpickle.dumps(fn.raw), fn.source_file or "", identity)
-    else:
-        ref = ("ref", fn.module, fn.qualname, fn.source_file or "", identity)
-    fn._worker_ref = (identity, ref)  # type: ignore[attr-defined]
-    return ref
-
-
-def shipped_ref(ref: Tuple[Any, ...], w: "_Worker") -> Tuple[Any, ...]:
-    """The reference to send worker ``w`` for ``ref``: the whole reference the first time,
-    then only its code identity (the worker keeps what it got by identity,
-    ``worker._shipped``): a by-value function's pickle travels once per worker."""
-    identity = ref[-1]
-    if identity in w.shipped:
-        return ("id", identity)
-    w.shipped.add(identity)
-    return ref
 
 
 def _describe_exit(code: Optional[int]) -> str:
@@ -157,7 +126,7 @@ class _Worker:
         self.start_deadline = time.monotonic() + grace  # killed if not Ready by then
         self.send_lock = threading.Lock()
         self.exited = False  # its process ended: hand it no more jobs
-        #: code identities of the functions sent to it (each sent once, ``shipped_ref``)
+        #: code identities of the functions sent to it (each once: ``refs.shipped_ref``)
         self.shipped: Set[str] = set()
 
     @property
