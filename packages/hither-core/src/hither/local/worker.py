@@ -263,7 +263,7 @@ def main() -> None:
             return
         ref = msg.function_ref
         if ref[0] != "id":  # kept as it arrives (even for a job skipped): later jobs of the
-            _shipped.setdefault(ref[-1], ref)  # same identity name only it (parallel.shipped_ref)
+            _shipped.setdefault(ref[-1], ref)  # same identity name only it (refs.shipped_ref)
         if msg.job_id in cancelled:
             cancelled.discard(msg.job_id)
             continue
