@@ -322,6 +322,21 @@ def test_a_by_value_identity_follows_globals_helpers_and_closure_cells():
     assert len(seen) == 5
 
 
+def test_a_by_value_identity_sees_a_global_rebound_to_an_equal_value_or_bound_later():
+    # the re-check at each run compares the objects read with ``is``, not ``==``
+    ns: dict = {"hi": hi, "__name__": "__main__"}
+    exec("K = 1\n@hi.function('co_rebound', '0.1.0')\ndef co_rebound(x):\n"
+         "    return x * K + (LATER if x else 0)\n", ns)
+    fn = ns["co_rebound"]
+    seen = [function_identity(fn)]
+    for value in (1.0, True, 1):  # == 1, but each fingerprints differently
+        ns["K"] = value
+        seen.append(function_identity(fn))
+    ns["LATER"] = None  # a global unbound before
+    seen.append(function_identity(fn))
+    assert seen[0] == seen[3] and len(set(seen)) == 4, seen
+
+
 @needs_file_cache
 @pytest.mark.parametrize("kind", HANDLERS)
 def test_a_script_read_from_stdin_has_an_identity_and_a_warning_at_its_line(tmp_path, kind):

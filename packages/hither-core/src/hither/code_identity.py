@@ -54,9 +54,13 @@ def is_by_value(fn: "JobFunction") -> bool:
 
 def function_identity(fn: "JobFunction") -> str:
     """The code identity of ``fn`` now (see the module docstring)."""
-    cached = getattr(fn, "_code_identity", None)
+    cached: Optional[str] = getattr(fn, "_code_identity", None)
     if cached is not None:  # by reference: fixed for the life of the function object
-        return str(cached)
+        return cached
+    snap = getattr(fn, "_identity_reads", None)  # by value, as at its last run
+    if snap is not None and _unchanged(snap[0]):
+        ident: str = snap[1]
+        return ident
     by_value = getattr(fn, "_identity_by_value", None)
     if by_value is None:
         by_value = is_by_value(fn)
@@ -71,7 +75,7 @@ def function_identity(fn: "JobFunction") -> str:
     except Exception as exc:  # noqa: BLE001 - e.g. a module file gone unreadable
         logger.info("code identity of %s: its module files could not be read (%s: %s); "
                     "using its code and globals instead", fn.name, type(exc).__name__, exc)
-        return _by_value_identity(fn)
+        return _by_value_identity(fn, remember=False)
     try:
         fn._code_identity = ident  # type: ignore[attr-defined]
     except AttributeError:  # pragma: no cover - a JobFunction with slots
@@ -179,84 +183,86 @@ _FIXED = frozenset({type(None), bool, int, float, str, bytes, complex, types.Mod
                     types.BuiltinFunctionType, types.CodeType, type})
 
 
-def _by_value_identity(fn: "JobFunction") -> str:
-    """The identity of a by-value function, reused while every object it reads is the same
-    object and none of them can change in place (the common case: a re-run costs a walk
-    over the places it reads with ``is``, not a hash)."""
-    snap = getattr(fn, "_identity_reads", None)
-    if snap is not None and _unchanged(snap[0], snap[1]):
-        return str(snap[2])
+#: what ``_reads`` saw of one function: the function, its code, defaults, closure cells'
+#: contents, the global names it reads and their values (``_MISSING`` where unbound)
+_Places = Tuple[Any, Any, Any, Tuple[Any, ...], Tuple[str, ...], Tuple[Any, ...]]
+
+
+def _by_value_identity(fn: "JobFunction", remember: bool = True) -> str:
+    """The identity of a by-value function, made now. With ``remember``, what it read is
+    kept (``_identity_reads``) where none of it can change in place, so that a later run
+    whose reads are all the same objects reuses it (``function_identity``: a walk over the
+    places it read with ``is``, not a hash)."""
+    places: List[_Places] = []
+    # read before hashing: a global rebound meanwhile (another thread) makes a stale snapshot
+    # that the next run finds changed, never a new value under the old identity
+    fixed = remember and _reads(fn.raw, places, set())
     h = hashlib.sha1(b"hither-identity-val\0")
     _feed_function(h, fn.raw, set())
     ident = PREFIX + h.hexdigest()
-    funcs: List[Tuple[Any, Tuple[str, ...]]] = []
-    values = _reads(fn.raw, funcs, set())
-    if values is not None:
+    if fixed:
         try:
-            fn._identity_reads = (funcs, values, ident)  # type: ignore[attr-defined]
+            fn._identity_reads = (places, ident)  # type: ignore[attr-defined]
         except AttributeError:  # pragma: no cover - a JobFunction with slots
             pass
     return ident
 
 
-def _unchanged(funcs: List[Tuple[Any, Tuple[str, ...]]], values: List[Any]) -> bool:
-    """Whether each place ``_reads`` read still holds the very object it held."""
-    it = iter(values)
-    for func, names in funcs:
-        if func.__code__ is not next(it) or func.__defaults__ is not next(it):
+def _cell_contents(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell
+        return _MISSING
+
+
+def _unchanged(places: List[_Places]) -> bool:
+    """Whether each place ``_reads`` read still holds the very object it held (``is``:
+    ``1 == 1.0 == True`` fingerprint differently). Runs at every ``.run()``: plain loops,
+    which cost less than ``map``/``zip`` objects for the few names a function reads."""
+    for func, code, defaults, cells, names, values in places:
+        if func.__code__ is not code or func.__defaults__ is not defaults:
             return False
+        i = 0
         for cell in func.__closure__ or ():
-            try:
-                v = cell.cell_contents
-            except ValueError:
-                v = _MISSING
-            if v is not next(it):
+            if _cell_contents(cell) is not cells[i]:
                 return False
+            i += 1
         g = func.__globals__
+        i = 0
         for name in names:
-            if g.get(name, _MISSING) is not next(it):
+            if g.get(name, _MISSING) is not values[i]:
                 return False
+            i += 1
     return True
 
 
-def _reads(func: Any, funcs: List[Tuple[Any, Tuple[str, ...]]], seen: Set[int]) -> Optional[List[Any]]:
-    """The objects ``func`` reads (code, defaults, closure cells, globals), in the order
-    ``_unchanged`` reads them again, recursing into by-value helpers (appended to
-    ``funcs``); None when one of them could change in place (a list, an array...)."""
+def _reads(func: Any, places: List[_Places], seen: Set[int]) -> bool:
+    """Append to ``places`` what ``func`` reads (code, defaults, closure cells, globals),
+    recursing into by-value helpers; False when one of them could change in place (a
+    list, an array...), so that the identity must be made again at each run."""
     if type(func).__name__ == "HitherFunction":
         func = func.raw
     if not isinstance(func, types.FunctionType) or func.__kwdefaults__:
-        return None
+        return False
     if func.__defaults__ and any(type(d) not in _FIXED for d in func.__defaults__):
-        return None
+        return False
     seen.add(id(func))
     names = code_names(func.__code__)
-    funcs.append((func, names))
-    out: List[Any] = [func.__code__, func.__defaults__]
-    for cell in func.__closure__ or ():
-        try:
-            out.append(cell.cell_contents)
-        except ValueError:
-            out.append(_MISSING)
+    cells = tuple(map(_cell_contents, func.__closure__ or ()))
     g = func.__globals__
-    out.extend(g.get(name, _MISSING) for name in names)
+    values = tuple(g.get(name, _MISSING) for name in names)
+    places.append((func, func.__code__, func.__defaults__, cells, names, values))
     helpers = []
-    for v in out[2:]:
+    for v in cells + values:
         if type(v) in _FIXED or v is _MISSING:
             continue
         inner = v.raw if type(v).__name__ == "HitherFunction" else v
         if not isinstance(inner, types.FunctionType):
-            return None
+            return False
         if getattr(inner, "__module__", None) in (None, "__main__") or "<locals>" in inner.__qualname__:
             helpers.append(inner)
         # else a function of a module: fingerprinted by its name and module file
-    for inner in helpers:
-        if id(inner) not in seen:
-            more = _reads(inner, funcs, seen)
-            if more is None:
-                return None
-            out.extend(more)
-    return out
+    return all(id(inner) in seen or _reads(inner, places, seen) for inner in helpers)
 
 
 def code_names(code: Any) -> Tuple[str, ...]:

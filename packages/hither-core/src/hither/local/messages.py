@@ -32,7 +32,8 @@ class Init(NamedTuple):
 
 
 class RunJob(NamedTuple):
-    """Run ``function_ref`` (see ``handlers.parallel.function_ref``) on the pickled kwargs."""
+    """Run ``function_ref`` (see ``hither.local.parallel.function_ref``; ``("id", identity)``
+    for a function this worker was sent before, ``parallel.shipped_ref``) on the pickled kwargs."""
 
     job_id: str
     function_ref: Tuple[Any, ...]

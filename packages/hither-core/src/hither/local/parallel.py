@@ -13,18 +13,17 @@ import subprocess
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Tuple, cast
+from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Set, Tuple, cast
 
-from hither.code_identity import is_by_value
 from hither.local import transfer
 from hither.local import messages as P
+from hither.local.refs import function_ref, shipped_ref
 from hither.values.outcome import rebuild_error
 from hither.errors import ConfigError, HitherError, JobTimeoutError, WorkerDiedError
 from hither.plugins.interfaces import JobHandler, Launcher
 from hither.plugins.lifetime import shut_down_at_exit
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hither.plugins.protocols import JobFunction
     from hither.plugins.protocols import Job
 
 logger = logging.getLogger("hither.local.parallel")
@@ -74,23 +73,6 @@ def _sweep_once() -> None:
         swept = transfer.sweep_dead_buffers()
         if swept:
             logger.info("removed %d shared-memory buffer(s) of dead hither programs", len(swept))
-
-
-def function_ref(fn: "JobFunction", identity: str) -> Tuple[Any, ...]:
-    """How a worker finds ``fn`` as it is now (``identity``, its code identity): by module
-    and name, or by value for a ``__main__`` script's, a notebook's or a nested function
-    (which a worker cannot import), pickled again whenever its identity changes."""
-    cached = getattr(fn, "_worker_ref", None)
-    if cached is not None and cached[0] == identity:
-        return cast(Tuple[Any, ...], cached[1])
-    if is_by_value(fn):
-        import cloudpickle
-
-        ref: Tuple[Any, ...] = ("val", cloudpickle.dumps(fn.raw), fn.source_file or "", identity)
-    else:
-        ref = ("ref", fn.module, fn.qualname, fn.source_file or "", identity)
-    fn._worker_ref = (identity, ref)  # type: ignore[attr-defined]
-    return ref
 
 
 def _describe_exit(code: Optional[int]) -> str:
@@ -144,6 +126,8 @@ class _Worker:
         self.start_deadline = time.monotonic() + grace  # killed if not Ready by then
         self.send_lock = threading.Lock()
         self.exited = False  # its process ended: hand it no more jobs
+        #: code identities of the functions sent to it (each once: ``refs.shipped_ref``)
+        self.shipped: Set[str] = set()
 
     @property
     def running(self) -> Optional["Job"]:
@@ -355,7 +339,7 @@ class ParallelJobHandler(JobHandler):
             if depth == 0:
                 self._started(w, job)
             out.setdefault(w, []).append(
-                P.RunJob(job.id, data.ref, data.payload, data.paths,
+                P.RunJob(job.id, shipped_ref(data.ref, w), data.payload, data.paths,
                          job.function.no_resolve_input_files, data.cwd))
         for w, msgs in out.items():
             try:

@@ -31,6 +31,8 @@ from hither.runtime import become_subreaper, call_function, kill_leftovers
 from hither.values.grammar import prepare_kwargs
 
 _functions: Dict[Any, Callable[..., Any]] = {}
+#: code identity -> the reference that brought it (the handler sends each once per worker)
+_shipped: Dict[str, Tuple[Any, ...]] = {}
 #: (module, qualname) -> the code identity this worker last loaded it under
 _loaded: Dict[Tuple[str, str], str] = {}
 
@@ -47,10 +49,16 @@ def load_function(ref: Tuple[Any, ...]) -> Callable[..., Any]:
     fn = _functions.get(ref)
     if fn is not None:
         return fn
-    if ref[0] == "val":
+    if ref[0] == "id":
+        full = _shipped.get(ref[1])
+        if full is None:
+            raise LookupError(f"the handler named code identity {ref[1]} that this worker was "
+                              "never sent (a bug in hither: please report it)")
+        obj: Any = load_function(full)
+    elif ref[0] == "val":
         import cloudpickle
 
-        obj: Any = cloudpickle.loads(ref[1])
+        obj = cloudpickle.loads(ref[1])
         raw = getattr(obj, "raw", obj)
         if ref[2] and hasattr(raw, "__code__"):
             # cloudpickle drops the file name: restore it so tracebacks show source lines
@@ -253,6 +261,9 @@ def main() -> None:
         msg = queue.popleft()
         if type(msg) is P.Stop:
             return
+        ref = msg.function_ref
+        if ref[0] != "id":  # kept as it arrives (even for a job skipped): later jobs of the
+            _shipped.setdefault(ref[-1], ref)  # same identity name only it (refs.shipped_ref)
         if msg.job_id in cancelled:
             cancelled.discard(msg.job_id)
             continue
