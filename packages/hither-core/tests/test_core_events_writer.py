@@ -46,7 +46,7 @@ def _gone(pid):
         return True
 
 
-_KILLED = textwrap.dedent("""
+_HEAD = textwrap.dedent("""
     import os, signal, sys, time
     import hither as hi
     from hither.events import recorder
@@ -55,9 +55,25 @@ _KILLED = textwrap.dedent("""
     def w_double(x):
         return 2 * x
 
-    for i in range(300):
+    for i in range({n}):
         w_double.run(x=i).wait()
     rec = recorder.current()
+""")
+
+
+def _program(n, then):
+    """A program that runs ``n`` jobs, then ``then`` (with ``rec``, its recorder)."""
+    return _HEAD.format(n=n) + textwrap.dedent(then)
+
+
+def _wait_gone(pid, seconds=20):
+    deadline = time.monotonic() + seconds
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _gone(pid)
+
+
+_KILLED = _program(300, """
     rec._wake.set()
     deadline = time.monotonic() + 10
     while rec.forwarded < 900 and time.monotonic() < deadline:  # 3 transitions a job, handed over
@@ -72,26 +88,11 @@ def test_a_killed_program_s_jobs_are_written_and_its_writer_ends(tmp_path):
     p = subprocess.run([sys.executable, "-c", _KILLED], env=_env(db), capture_output=True, text=True,
                        timeout=120)
     assert p.returncode == -signal.SIGKILL, p.stderr
-    writer = int(p.stdout.strip())
-    deadline = time.monotonic() + 20
-    while not _gone(writer) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _gone(writer), "the writer process outlived its killed program"
+    assert _wait_gone(int(p.stdout.strip())), "the writer process outlived its killed program"
     assert _count(db) == 300
 
 
-_INTERRUPTED = textwrap.dedent("""
-    import sys, time
-    import hither as hi
-    from hither.events import recorder
-
-    @hi.function("w_double", "1")
-    def w_double(x):
-        return 2 * x
-
-    for i in range(200):
-        w_double.run(x=i).wait()
-    rec = recorder.current()
+_INTERRUPTED = _program(200, """
     while rec._sink is None:
         time.sleep(0.01)
     print(rec._sink.proc.pid, flush=True)
@@ -113,10 +114,7 @@ def test_ctrl_c_of_the_program_leaves_its_writer_to_write_and_end(tmp_path):
         if p.poll() is None:
             p.kill()
     assert "KeyboardInterrupt" in err
-    deadline = time.monotonic() + 20
-    while not _gone(writer) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _gone(writer)
+    assert _wait_gone(writer)
     assert _count(db) == 200
 
 

@@ -62,6 +62,15 @@ def retry(fn: Any, *args: Any) -> Any:
             delay = min(2.0, delay * 2)
 
 
+def _duplicate_key_indexes(exc: Any) -> Set[int]:
+    """The indexes of a bulk write's operations refused for a duplicate ``_id`` (a run
+    record that exists); any other write error is raised again."""
+    errors = exc.details.get("writeErrors", [])
+    if any(e.get("code") != 11000 for e in errors):
+        raise exc
+    return {e["index"] for e in errors}
+
+
 def _chunks(ids: List[str]) -> Iterable[List[str]]:
     for i in range(0, len(ids), IN_CHUNK):
         yield ids[i:i + IN_CHUNK]
@@ -449,10 +458,7 @@ class Bus:
         try:
             self.runs.insert_many(records, ordered=False)
         except pymongo.errors.BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != 11000 for e in errors):
-                raise
-            held = [i for i in range(len(job_ids)) if i in {e["index"] for e in errors}]
+            held = sorted(_duplicate_key_indexes(exc))
             taken = self._take_runs([job_ids[i] for i in held], owner, lease_seconds, [exp[i] for i in held])
             out: List[Optional[str]] = [None] * len(job_ids)
             for i, v in zip(held, taken):
@@ -478,10 +484,7 @@ class Bus:
         try:
             self.runs.bulk_write(ops, ordered=False)
         except pymongo.errors.BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != 11000 for e in errors):
-                raise
-            taken = {job_ids[e["index"]] for e in errors}
+            taken = {job_ids[i] for i in _duplicate_key_indexes(exc)}
             records = {d["_id"]: d for chunk in _chunks(sorted(taken))
                        for d in self.runs.find({"_id": {"$in": chunk}}, {"done": 1, "owner": 1})}
             out: List[Optional[str]] = []
