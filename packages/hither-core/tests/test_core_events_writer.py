@@ -118,6 +118,40 @@ def test_ctrl_c_of_the_program_leaves_its_writer_to_write_and_end(tmp_path):
     assert _count(db) == 200
 
 
+_STOPPED = _program(100, """
+    while rec._sink is None:
+        time.sleep(0.01)
+    os.kill(rec._sink.proc.pid, signal.SIGSTOP)
+    print(rec._sink.proc.pid, flush=True)
+    t = time.monotonic()
+    for i in range(20000):
+        w_double.run(x=i).wait()
+    print(time.monotonic() - t, flush=True)
+""")
+
+
+def test_a_stopped_writer_neither_slows_nor_holds_the_program_and_the_loss_is_told(tmp_path):
+    db = tmp_path / "stopped.sqlite3"
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-c", _STOPPED], env=_env(db), capture_output=True, text=True,
+                       timeout=120)
+    elapsed = time.monotonic() - t0
+    writer, loop = p.stdout.split()
+    try:
+        os.kill(int(writer), signal.SIGCONT)
+        assert _wait_gone(int(writer)), "the writer outlived its program once resumed"
+    finally:
+        try:
+            os.kill(int(writer), signal.SIGKILL)
+        except OSError:
+            pass
+    assert p.returncode == 0, p.stderr
+    assert elapsed < float(loop) + 15  # start-up and imports; the exit waits about 1 s
+    [line] = [x for x in p.stderr.splitlines() if "hither" in x]
+    assert "could not hand the last jobs" in line and "not recorded" in line
+    assert "Traceback" not in p.stderr
+
+
 class Colour(enum.Enum):
     RED = 1
 

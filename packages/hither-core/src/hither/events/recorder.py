@@ -258,12 +258,14 @@ class Recorder:
             self._give_up(str(exc))
         except _Ended as exc:
             code = exc.proc.poll()
-            self._give_up(f"its writer process ended (exit code {code})")
+            self._give_up(f"hither stops recording jobs to {self.path}: its writer process ended (exit code "
+                          f"{code}; {WRITER_ENV}=thread writes the log from the program instead)")
         except LogUnavailable as exc:
             self._give_up(f"hither stops recording jobs to {self.path}: {exc} (set HITHER_MONITOR_DB "
                           "to a writable file, or HITHER_MONITOR=0 to turn this off)")
         except BrokenPipeError:
-            self._give_up(f"hither stops recording jobs to {self.path}: its writer process ended")
+            self._give_up(f"hither stops recording jobs to {self.path}: its writer process ended "
+                          f"({WRITER_ENV}=thread writes the log from the program instead)")
         except Exception as exc:  # never let the recorder take anything down
             self._give_up(f"hither stops recording jobs to {self.path}: internal error: "
                           f"{type(exc).__name__}: {exc}")
@@ -360,6 +362,10 @@ class Recorder:
         self._wake.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)
+            if self._thread.is_alive() and self._sink is not None:  # stuck handing a batch over
+                self._warn(f"hither could not hand the last jobs to the writer of {self.path} within "
+                           f"{timeout:g} s (it is stopped or far behind): they are not recorded "
+                           f"({len(self._q)} transitions still queued, and the batch being sent)")
 
 
 _lock = threading.Lock()
