@@ -252,3 +252,29 @@ def test_the_writer_process_gets_none_of_the_program_s_environment(tmp_path, mon
         recorder.reset()
     assert "HITHER_REMOTE_SECRET" not in names and "HITHER_MONITOR_DB" not in names
     assert names <= {"TMPDIR", "SQLITE_TMPDIR", "LANG", "LC_ALL", "LC_CTYPE"}
+
+
+def test_the_recorder_thread_leaves_the_program_s_signals_to_its_main_thread(tmp_path, monkeypatch):
+    """A signal the kernel gives a thread that does not block it is only noted there: the
+    main thread's blocking call goes on. The recorder's thread blocks the program's signals."""
+    monkeypatch.setenv("HITHER_MONITOR_DB", str(tmp_path / "sig.sqlite3"))
+    monkeypatch.delenv("HITHER_MONITOR", raising=False)
+    recorder.reset()
+    try:
+        assert w_twice.run(x=1).wait() == 2
+        rec = recorder.current()
+        deadline = time.monotonic() + 10
+        while rec._sink is None and time.monotonic() < deadline:  # noqa: SLF001
+            time.sleep(0.01)
+        time.sleep(0.05)  # the mask is set just after the writer's start
+        tid = rec._thread.native_id  # noqa: SLF001
+        with open(f"/proc/self/task/{tid}/status") as f:
+            blocked = int(next(line for line in f if line.startswith("SigBlk:")).split()[1], 16)
+    finally:
+        recorder.reset()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        assert blocked & (1 << (sig - 1)), f"{sig!r} not blocked in the recorder's thread"
+    with open("/proc/self/status") as f:  # and not in the main thread (pytest's)
+        main = int(next(line for line in f if line.startswith("SigBlk:")).split()[1], 16)
+    assert not main & (1 << (signal.SIGINT - 1))
+

@@ -168,6 +168,17 @@ class _Thread:
         pass
 
 
+def _leave_signals_to_the_main_thread() -> None:
+    """Block the program's asynchronous signals in this thread, so that the kernel hands them
+    to the main thread, whose blocking call (a ``time.sleep``, a ``recv``) they interrupt at
+    once: taken here they would only be noted, and a Ctrl-C wait until that call returned."""
+    import signal
+    if hasattr(signal, "pthread_sigmask"):
+        # the signals a program may act on (Python runs their handlers in the main thread only)
+        names = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGWINCH")
+        signal.pthread_sigmask(signal.SIG_BLOCK, {getattr(signal, n) for n in names if hasattr(signal, n)})
+
+
 class _Ended(Exception):
     """The writer process ended."""
 
@@ -242,6 +253,7 @@ class Recorder:
         sink = None
         try:
             sink = self._sink = self._open()
+            _leave_signals_to_the_main_thread()  # after the writer's start: it must not inherit the mask
             busy = False
             while not self._stopping:
                 if self._wake.wait(DRAIN_EVERY if busy else INTERVAL) and not self._stopping:
