@@ -118,6 +118,40 @@ def test_ctrl_c_of_the_program_leaves_its_writer_to_write_and_end(tmp_path):
     assert _count(db) == 200
 
 
+_STOPPED = _program(100, """
+    while rec._sink is None:
+        time.sleep(0.01)
+    os.kill(rec._sink.proc.pid, signal.SIGSTOP)
+    print(rec._sink.proc.pid, flush=True)
+    t = time.monotonic()
+    for i in range(20000):
+        w_double.run(x=i).wait()
+    print(time.monotonic() - t, flush=True)
+""")
+
+
+def test_a_stopped_writer_neither_slows_nor_holds_the_program_and_the_loss_is_told(tmp_path):
+    db = tmp_path / "stopped.sqlite3"
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-c", _STOPPED], env=_env(db), capture_output=True, text=True,
+                       timeout=120)
+    elapsed = time.monotonic() - t0
+    writer, loop = p.stdout.split()
+    try:
+        os.kill(int(writer), signal.SIGCONT)
+        assert _wait_gone(int(writer)), "the writer outlived its program once resumed"
+    finally:
+        try:
+            os.kill(int(writer), signal.SIGKILL)
+        except OSError:
+            pass
+    assert p.returncode == 0, p.stderr
+    assert elapsed < float(loop) + 15  # start-up and imports; the exit waits about 1 s
+    [line] = [x for x in p.stderr.splitlines() if "hither" in x]
+    assert "could not hand the last jobs" in line and "not recorded" in line
+    assert "Traceback" not in p.stderr
+
+
 class Colour(enum.Enum):
     RED = 1
 
@@ -218,3 +252,29 @@ def test_the_writer_process_gets_none_of_the_program_s_environment(tmp_path, mon
         recorder.reset()
     assert "HITHER_REMOTE_SECRET" not in names and "HITHER_MONITOR_DB" not in names
     assert names <= {"TMPDIR", "SQLITE_TMPDIR", "LANG", "LC_ALL", "LC_CTYPE"}
+
+
+def test_the_recorder_thread_leaves_the_program_s_signals_to_its_main_thread(tmp_path, monkeypatch):
+    """A signal the kernel gives a thread that does not block it is only noted there: the
+    main thread's blocking call goes on. The recorder's thread blocks the program's signals."""
+    monkeypatch.setenv("HITHER_MONITOR_DB", str(tmp_path / "sig.sqlite3"))
+    monkeypatch.delenv("HITHER_MONITOR", raising=False)
+    recorder.reset()
+    try:
+        assert w_twice.run(x=1).wait() == 2
+        rec = recorder.current()
+        deadline = time.monotonic() + 10
+        while rec._sink is None and time.monotonic() < deadline:  # noqa: SLF001
+            time.sleep(0.01)
+        time.sleep(0.05)  # the mask is set just after the writer's start
+        tid = rec._thread.native_id  # noqa: SLF001
+        with open(f"/proc/self/task/{tid}/status") as f:
+            blocked = int(next(line for line in f if line.startswith("SigBlk:")).split()[1], 16)
+    finally:
+        recorder.reset()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        assert blocked & (1 << (sig - 1)), f"{sig!r} not blocked in the recorder's thread"
+    with open("/proc/self/status") as f:  # and not in the main thread (pytest's)
+        main = int(next(line for line in f if line.startswith("SigBlk:")).split()[1], 16)
+    assert not main & (1 << (signal.SIGINT - 1))
+

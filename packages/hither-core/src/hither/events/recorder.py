@@ -168,6 +168,17 @@ class _Thread:
         pass
 
 
+def _leave_signals_to_the_main_thread() -> None:
+    """Block the program's asynchronous signals in this thread, so that the kernel hands them
+    to the main thread, whose blocking call (a ``time.sleep``, a ``recv``) they interrupt at
+    once: taken here they would only be noted, and a Ctrl-C wait until that call returned."""
+    import signal
+    if hasattr(signal, "pthread_sigmask"):
+        # the signals a program may act on (Python runs their handlers in the main thread only)
+        names = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGWINCH")
+        signal.pthread_sigmask(signal.SIG_BLOCK, {getattr(signal, n) for n in names if hasattr(signal, n)})
+
+
 class _Ended(Exception):
     """The writer process ended."""
 
@@ -242,6 +253,7 @@ class Recorder:
         sink = None
         try:
             sink = self._sink = self._open()
+            _leave_signals_to_the_main_thread()  # after the writer's start: it must not inherit the mask
             busy = False
             while not self._stopping:
                 if self._wake.wait(DRAIN_EVERY if busy else INTERVAL) and not self._stopping:
@@ -258,12 +270,14 @@ class Recorder:
             self._give_up(str(exc))
         except _Ended as exc:
             code = exc.proc.poll()
-            self._give_up(f"its writer process ended (exit code {code})")
+            self._give_up(f"hither stops recording jobs to {self.path}: its writer process ended (exit code "
+                          f"{code}; {WRITER_ENV}=thread writes the log from the program instead)")
         except LogUnavailable as exc:
             self._give_up(f"hither stops recording jobs to {self.path}: {exc} (set HITHER_MONITOR_DB "
                           "to a writable file, or HITHER_MONITOR=0 to turn this off)")
         except BrokenPipeError:
-            self._give_up(f"hither stops recording jobs to {self.path}: its writer process ended")
+            self._give_up(f"hither stops recording jobs to {self.path}: its writer process ended "
+                          f"({WRITER_ENV}=thread writes the log from the program instead)")
         except Exception as exc:  # never let the recorder take anything down
             self._give_up(f"hither stops recording jobs to {self.path}: internal error: "
                           f"{type(exc).__name__}: {exc}")
@@ -360,6 +374,10 @@ class Recorder:
         self._wake.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)
+            if self._thread.is_alive() and self._sink is not None:  # stuck handing a batch over
+                self._warn(f"hither could not hand the last jobs to the writer of {self.path} within "
+                           f"{timeout:g} s (it is stopped or far behind): they are not recorded "
+                           f"({len(self._q)} transitions still queued, and the batch being sent)")
 
 
 _lock = threading.Lock()
