@@ -122,6 +122,20 @@ class _Process:
                 self.close_pipes(out=True)
                 return got
 
+    def last_words(self, timeout: float = 2.0) -> Optional[str]:
+        """The reason the writer gave for stopping (its ``S`` line), read until its output
+        ends (at most ``timeout`` seconds), or None."""
+        import select
+        deadline = time.monotonic() + timeout
+        got: Messages = []
+        try:
+            while time.monotonic() < deadline:
+                select.select([self._out], [], [], max(0.0, deadline - time.monotonic()))
+                got += self._messages()
+        except (_Ended, OSError, ValueError):
+            pass
+        return next((m for kind, m in got if kind == "S"), None)
+
     def close_pipes(self, out: bool = True) -> None:
         for f in (self._in, self._out) if out else (self._in,):
             try:
@@ -163,6 +177,9 @@ class _Thread:
         finally:
             self.folder.close()
         return self._said
+
+    def last_words(self) -> Optional[str]:
+        return None
 
     def close_pipes(self) -> None:
         pass
@@ -268,16 +285,13 @@ class Recorder:
             self._told(sink.close(self._exit_wait))
         except _Stopped as exc:
             self._give_up(str(exc))
-        except _Ended as exc:
-            code = exc.proc.poll()
-            self._give_up(f"hither stops recording jobs to {self.path}: its writer process ended (exit code "
-                          f"{code}; {WRITER_ENV}=thread writes the log from the program instead)")
         except LogUnavailable as exc:
             self._give_up(f"hither stops recording jobs to {self.path}: {exc} (set HITHER_MONITOR_DB "
                           "to a writable file, or HITHER_MONITOR=0 to turn this off)")
-        except BrokenPipeError:
-            self._give_up(f"hither stops recording jobs to {self.path}: its writer process ended "
-                          f"({WRITER_ENV}=thread writes the log from the program instead)")
+        except (_Ended, BrokenPipeError):  # its last words (why it stopped) may still be unread
+            said = sink.last_words() if sink is not None else None
+            self._give_up(said or f"hither stops recording jobs to {self.path}: its writer process ended "
+                                  f"({WRITER_ENV}=thread writes the log from the program instead)")
         except Exception as exc:  # never let the recorder take anything down
             self._give_up(f"hither stops recording jobs to {self.path}: internal error: "
                           f"{type(exc).__name__}: {exc}")
